@@ -1,0 +1,16 @@
+// Each binding file registers its functions on the addon's exports.
+#pragma once
+
+#include <napi.h>
+
+namespace pagefuse {
+
+// Per-env state (one per main thread or worker thread that loads the addon), freed with the env.
+struct AddonData {
+  Napi::FunctionReference regionConstructor;
+};
+
+void RegisterRegion(Napi::Env env, Napi::Object exports);
+void RegisterProcess(Napi::Env env, Napi::Object exports);
+
+}  // namespace pagefuse

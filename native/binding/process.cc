@@ -1,0 +1,25 @@
+#include "binding/errors.h"
+#include "binding/modules.h"
+#include "core/process.h"
+
+namespace pagefuse {
+
+static Napi::Value SetMergeAny(const Napi::CallbackInfo& info) {
+  bool on = ArgBool(info, 0, "on");
+  int err = SetMemoryMerge(on);
+  if (err != 0) ThrowErrno(info.Env(), err, "prctl", on ? "prctl(PR_SET_MEMORY_MERGE, 1)" : "prctl(PR_SET_MEMORY_MERGE, 0)");
+  return info.Env().Undefined();
+}
+
+static Napi::Value GetMergeAny(const Napi::CallbackInfo& info) {
+  int rc = GetMemoryMerge();
+  if (rc < 0) ThrowErrno(info.Env(), -rc, "prctl", "prctl(PR_GET_MEMORY_MERGE)");
+  return Napi::Boolean::New(info.Env(), rc == 1);
+}
+
+void RegisterProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("setMergeAny", Napi::Function::New(env, SetMergeAny, "setMergeAny"));
+  exports.Set("getMergeAny", Napi::Function::New(env, GetMergeAny, "getMergeAny"));
+}
+
+}  // namespace pagefuse

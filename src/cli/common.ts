@@ -1,0 +1,67 @@
+// What every CLI command shares: usage errors, output helpers, exit codes.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+/** A mistake in how the command was called: one line on stderr, exit 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export type Options = NonNullable<ParseArgsConfig['options']>;
+type Strict<T> = T & { args: string[]; strict: true };
+
+/** parseArgs with strict checking, turning its errors into one-line UsageErrors. */
+export function parse<T extends { options: Options; allowPositionals?: boolean }>(
+  command: string,
+  args: string[],
+  config: T,
+): ReturnType<typeof parseArgs<Strict<T>>> {
+  try {
+    return parseArgs({ ...config, args, strict: true } as Strict<T>);
+  } catch (err) {
+    const message = (err as Error).message.split('\n')[0].replace(/\. To specify a positional.*$/, '');
+    throw new UsageError(`pagefuse ${command}: ${message}`);
+  }
+}
+
+/** Parses a whole number from a flag, or throws a UsageError naming the flag. */
+export function intFlag(command: string, flag: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`pagefuse ${command}: --${flag} must be a whole number from ${min} to ${max}, got '${value}'`);
+  }
+  return n;
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+export function formatBytes(bytes: number): string {
+  let v = Math.abs(bytes);
+  let u = 0;
+  while (v >= 1024 && u < UNITS.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  const s = u === 0 ? String(v) : v.toFixed(v >= 100 ? 0 : 1);
+  return `${bytes < 0 ? '-' : ''}${s} ${UNITS[u]}`;
+}
+
+/** Left-aligned first column, right-aligned others. */
+export function formatTable(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells
+    .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd())
+    .join('\n');
+}

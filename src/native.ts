@@ -1,0 +1,47 @@
+// The only module that touches the addon: everything else imports typed functions from here.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { join, dirname } from 'node:path';
+
+export interface RegionHandle {
+  readonly buffer: ArrayBuffer;
+  readonly byteLength: number;
+  readonly disposed: boolean;
+  advise(offset: number, length: number, advice: number): void;
+  dispose(): void;
+}
+
+export interface NativeAddon {
+  pageSize: number;
+  RegionHandle: new (bytes: number, hugepages: number) => RegionHandle;
+  setMergeAny(on: boolean): void;
+  getMergeAny(): boolean;
+}
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function load(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  const candidates = [
+    process.env.PAGEFUSE_ADDON,
+    join(packageRoot, 'build', 'Release', 'pagefuse.node'),
+    join(packageRoot, 'build', 'Debug', 'pagefuse.node'),
+  ].filter((p): p is string => typeof p === 'string' && p.length > 0);
+  const failures: string[] = [];
+  for (const path of candidates) {
+    try {
+      return require(path) as NativeAddon;
+    } catch (err) {
+      failures.push(`${path}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new Error(
+    `pagefuse: the native addon could not be loaded; run 'npm install' (or 'npm run build') in ${packageRoot}. Tried:\n  ${failures.join('\n  ')}`,
+  );
+}
+
+export const native: NativeAddon = load();
+
+/** Path of the pagefuse-exec helper built next to the addon. */
+export const execHelperPath = join(packageRoot, 'build', 'Release', 'pagefuse-exec');
+export { packageRoot };

@@ -1,0 +1,161 @@
+// Memory owned by JavaScript: an anonymous private mapping that KSM can merge.
+import { native, type RegionHandle } from './native.js';
+import { PagefuseError } from './errors.js';
+
+export const PAGE_SIZE: number = native.pageSize;
+
+export type Advice = 'mergeable' | 'unmergeable' | 'hugepage' | 'nohugepage' | 'dontneed' | 'cold' | 'pageout';
+export type HugePagesMode = 'default' | 'never' | 'always';
+export type MemPolicy = 'bind' | 'preferred' | 'interleave';
+
+export interface RegionOptions {
+  /** madvise(MADV_MERGEABLE) the whole region right after mapping it. */
+  mergeable?: boolean;
+  /** Transparent huge pages: leave to the system, forbid (MADV_NOHUGEPAGE) or ask for them (MADV_HUGEPAGE). */
+  hugepages?: HugePagesMode;
+  /** NUMA node (or nodes) to place the memory on. */
+  node?: number | readonly number[];
+  policy?: MemPolicy;
+}
+
+export interface RangeOptions {
+  offset?: number;
+  length?: number;
+}
+
+const ADVICE_CODES: Record<Advice, number> = {
+  mergeable: 0,
+  unmergeable: 1,
+  hugepage: 2,
+  nohugepage: 3,
+  dontneed: 4,
+  cold: 5,
+  pageout: 6,
+};
+const HUGE_CODES: Record<HugePagesMode, number> = { default: 0, never: 1, always: 2 };
+
+/** The x86-64 user address space (47 bits): no mapping can be larger. */
+const MAX_REGION_BYTES = 2 ** 47;
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+export function roundUpToPage(bytes: number): number {
+  return Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE;
+}
+
+export class Region implements Disposable {
+  /** @internal */
+  readonly handle: RegionHandle;
+
+  private constructor(handle: RegionHandle) {
+    this.handle = handle;
+  }
+
+  /** Maps `bytes` (rounded up to whole pages) of zero-filled anonymous memory. */
+  static alloc(bytes: number, options: RegionOptions = {}): Region {
+    if (typeof bytes !== 'number') {
+      throw new TypeError(`Region.alloc: bytes must be a number, got ${typeof bytes} ${describe(bytes)}`);
+    }
+    if (!Number.isInteger(bytes) || bytes <= 0 || bytes > MAX_REGION_BYTES) {
+      throw new RangeError(
+        `Region.alloc: bytes must be a whole number from 1 to ${MAX_REGION_BYTES} (the address space), got ${describe(bytes)}`,
+      );
+    }
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`Region.alloc: options must be an object, got ${describe(options)}`);
+    }
+    const huge = options.hugepages ?? 'default';
+    if (!Object.hasOwn(HUGE_CODES, huge)) {
+      throw new RangeError(`Region.alloc: hugepages must be 'default', 'never' or 'always', got ${describe(huge)}`);
+    }
+    if (options.mergeable !== undefined && typeof options.mergeable !== 'boolean') {
+      throw new TypeError(`Region.alloc: mergeable must be a boolean, got ${describe(options.mergeable)}`);
+    }
+    const region = new Region(new native.RegionHandle(roundUpToPage(bytes), HUGE_CODES[huge]));
+    try {
+      if (options.node !== undefined) {
+        region.bind(options.node, options.policy === undefined ? {} : { policy: options.policy });
+      } else if (options.policy !== undefined) {
+        throw new TypeError('Region.alloc: policy needs node');
+      }
+      if (options.mergeable) region.advise('mergeable');
+    } catch (err) {
+      region.dispose();
+      throw err;
+    }
+    return region;
+  }
+
+  get byteLength(): number {
+    return this.handle.byteLength;
+  }
+
+  /** An external ArrayBuffer over the mapping; detached (length 0) once the region is disposed. */
+  get buffer(): ArrayBuffer {
+    this.assertLive('buffer');
+    return this.handle.buffer;
+  }
+
+  get disposed(): boolean {
+    return this.handle.disposed;
+  }
+
+  /** madvise() over the whole region, or a page-aligned part of it. */
+  advise(advice: Advice, range: RangeOptions = {}): void {
+    this.assertLive('advise');
+    if (typeof advice !== 'string' || !Object.hasOwn(ADVICE_CODES, advice)) {
+      throw new RangeError(
+        `Region.advise: advice must be one of ${Object.keys(ADVICE_CODES).join(', ')}, got ${describe(advice)}`,
+      );
+    }
+    const { offset, length } = this.checkRange('advise', range);
+    this.handle.advise(offset, length, ADVICE_CODES[advice]);
+  }
+
+  /** Binds the region's memory to NUMA nodes (mbind). */
+  bind(_nodes: number | readonly number[], _options: { policy?: MemPolicy; move?: boolean } = {}): void {
+    throw new PagefuseError('ENOTSUP', 'Region.bind: NUMA binding is not built yet');
+  }
+
+  /** Unmaps the memory now. Views over `buffer` become detached; calling twice is harmless. */
+  dispose(): void {
+    this.handle.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** @internal */
+  assertLive(what: string): void {
+    if (this.handle.disposed) {
+      throw new PagefuseError('ERR_REGION_DISPOSED', `Region.${what}: the region was disposed; allocate a new one`);
+    }
+  }
+
+  /** @internal Validates a page-aligned sub-range and fills in the defaults (the whole region). */
+  checkRange(what: string, range: RangeOptions): { offset: number; length: number } {
+    if (range === null || typeof range !== 'object') {
+      throw new TypeError(`Region.${what}: range must be an object, got ${describe(range)}`);
+    }
+    const size = this.handle.byteLength;
+    const offset = range.offset ?? 0;
+    const length = range.length ?? size - offset;
+    for (const [name, v] of [['offset', offset], ['length', length]] as const) {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+        throw new RangeError(`Region.${what}: ${name} must be a whole number of bytes, got ${describe(v)}`);
+      }
+      if (v % PAGE_SIZE !== 0) {
+        throw new RangeError(`Region.${what}: ${name} ${v} is not a multiple of the page size (${PAGE_SIZE})`);
+      }
+    }
+    if (length === 0 || offset + length > size) {
+      throw new RangeError(
+        `Region.${what}: range offset ${offset} length ${length} is outside the region of ${size} bytes`,
+      );
+    }
+    return { offset, length };
+  }
+}
