@@ -16,6 +16,8 @@ export interface NativeAddon {
   RegionHandle: new (bytes: number, hugepages: number) => RegionHandle;
   setMergeAny(on: boolean): void;
   getMergeAny(): boolean;
+  reclaimZeroPages(region: RegionHandle, offset: number, length: number): { zeroPages: number; reclaimedPages: number };
+  residentPages(region: RegionHandle, offset: number, length: number): number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

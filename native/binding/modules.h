@@ -12,5 +12,6 @@ struct AddonData {
 
 void RegisterRegion(Napi::Env env, Napi::Object exports);
 void RegisterProcess(Napi::Env env, Napi::Object exports);
+void RegisterZero(Napi::Env env, Napi::Object exports);
 
 }  // namespace pagefuse
