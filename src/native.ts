@@ -17,7 +17,7 @@ export interface NativeAddon {
   setMergeAny(on: boolean): void;
   getMergeAny(): boolean;
   reclaimZeroPages(region: RegionHandle, offset: number, length: number): { zeroPages: number; reclaimedPages: number };
-  residentPages(region: RegionHandle, offset: number, length: number): number;
+  ownedPages(region: RegionHandle, offset: number, length: number): number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

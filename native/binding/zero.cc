@@ -38,10 +38,10 @@ Napi::Value ReclaimZero(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value Resident(const Napi::CallbackInfo& info) {
+Napi::Value Owned(const Napi::CallbackInfo& info) {
   Range r = RangeArgs(info);
-  long count = ResidentPages(r.addr, r.length, PageSize());
-  if (count < 0) ThrowErrno(info.Env(), static_cast<int>(-count), "mincore", "reading page residency");
+  long count = OwnedPages(r.addr, r.length, PageSize());
+  if (count < 0) ThrowErrno(info.Env(), static_cast<int>(-count), "pread", "reading /proc/self/pagemap");
   return Napi::Number::New(info.Env(), static_cast<double>(count));
 }
 
@@ -49,7 +49,7 @@ Napi::Value Resident(const Napi::CallbackInfo& info) {
 
 void RegisterZero(Napi::Env env, Napi::Object exports) {
   exports.Set("reclaimZeroPages", Napi::Function::New(env, ReclaimZero, "reclaimZeroPages"));
-  exports.Set("residentPages", Napi::Function::New(env, Resident, "residentPages"));
+  exports.Set("ownedPages", Napi::Function::New(env, Owned, "ownedPages"));
 }
 
 }  // namespace pagefuse

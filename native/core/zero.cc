@@ -1,6 +1,8 @@
 #include "core/zero.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -17,17 +19,36 @@ bool IsZeroPage(const uint8_t* page, size_t page_size) {
   return acc == 0;
 }
 
-static int Residency(void* addr, size_t len, size_t page_size, std::vector<unsigned char>* vec) {
-  vec->assign((len + page_size - 1) / page_size, 0);
-  return mincore(addr, len, vec->data()) == 0 ? 0 : errno;
+constexpr uint64_t kPresent = uint64_t{1} << 63;
+constexpr uint64_t kExclusive = uint64_t{1} << 56;
+
+// One /proc/self/pagemap entry per page of [addr, addr+len); 0 or errno.
+static int ReadPagemap(void* addr, size_t len, size_t page_size, std::vector<uint64_t>* entries) {
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  entries->assign((len + page_size - 1) / page_size, 0);
+  off_t offset = static_cast<off_t>(reinterpret_cast<uintptr_t>(addr) / page_size * sizeof(uint64_t));
+  size_t want = entries->size() * sizeof(uint64_t);
+  size_t got = 0;
+  int err = 0;
+  while (got < want) {
+    ssize_t n = pread(fd, reinterpret_cast<char*>(entries->data()) + got, want - got, offset + static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  close(fd);
+  return err;
 }
 
 ZeroReclaim ReclaimZeroPages(uint8_t* addr, size_t len, size_t page_size) {
   ZeroReclaim out;
-  std::vector<unsigned char> resident;
-  out.error = Residency(addr, len, page_size, &resident);
+  std::vector<uint64_t> map;
+  out.error = ReadPagemap(addr, len, page_size, &map);
   if (out.error != 0) return out;
-  size_t pages = resident.size();
   size_t run_start = 0, run_len = 0;
   auto flush = [&]() -> bool {
     if (run_len == 0) return true;
@@ -39,12 +60,14 @@ ZeroReclaim ReclaimZeroPages(uint8_t* addr, size_t len, size_t page_size) {
     run_len = 0;
     return true;
   };
-  for (size_t i = 0; i < pages; i++) {
-    bool is_resident = resident[i] & 1;
-    // A page that is not resident reads as zero already; reading it would only fault it in.
-    bool zero = !is_resident || IsZeroPage(addr + i * page_size, page_size);
+  for (size_t i = 0; i < map.size(); i++) {
+    bool present = map[i] & kPresent;
+    // A page not present reads as zero already, and reading it would only fault it in. A present page
+    // that is not exclusively ours (the shared zero page, a KSM page) costs this process nothing.
+    bool owned = present && (map[i] & kExclusive);
+    bool zero = !present || IsZeroPage(addr + i * page_size, page_size);
     if (zero) out.zero_pages++;
-    if (zero && is_resident) {
+    if (zero && owned) {
       if (run_len == 0) run_start = i;
       run_len++;
     } else if (!flush()) {
@@ -55,12 +78,12 @@ ZeroReclaim ReclaimZeroPages(uint8_t* addr, size_t len, size_t page_size) {
   return out;
 }
 
-long ResidentPages(void* addr, size_t len, size_t page_size) {
-  std::vector<unsigned char> resident;
-  int err = Residency(addr, len, page_size, &resident);
+long OwnedPages(void* addr, size_t len, size_t page_size) {
+  std::vector<uint64_t> map;
+  int err = ReadPagemap(addr, len, page_size, &map);
   if (err != 0) return -err;
   long count = 0;
-  for (unsigned char r : resident) count += r & 1;
+  for (uint64_t e : map) count += (e & kPresent) && (e & kExclusive);
   return count;
 }
 

@@ -25,12 +25,14 @@ TEST(reclaim_drops_resident_zero_pages_and_keeps_the_rest) {
   // pages 0..7: written then zeroed (resident, zero); 8..11: data; 12..15: never touched.
   for (size_t i = 0; i < 12; i++) std::memset(p + i * page, 0x33 + static_cast<int>(i), page);
   for (size_t i = 0; i < 8; i++) std::memset(p + i * page, 0, page);
-  CHECK_EQ(ResidentPages(p, pages * page, page), 12L);
+  CHECK_EQ(OwnedPages(p, pages * page, page), 12L);
   ZeroReclaim r = ReclaimZeroPages(p, pages * page, page);
   CHECK_EQ(r.error, 0);
   CHECK_EQ(r.zero_pages, size_t{12});
   CHECK_EQ(r.reclaimed_pages, size_t{8});
-  CHECK_EQ(ResidentPages(p, pages * page, page), 4L);
+  CHECK_EQ(OwnedPages(p, pages * page, page), 4L);
+  for (size_t i = 0; i < 8; i++) CHECK(IsZeroPage(p + i * page, page));  // reads map the zero page
+  CHECK_EQ(OwnedPages(p, pages * page, page), 4L);
   for (size_t i = 8; i < 12; i++) {
     for (size_t b = 0; b < page; b++) CHECK(p[i * page + b] == 0x33 + i);
   }

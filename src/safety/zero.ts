@@ -47,8 +47,11 @@ export async function reclaimZeroPages(region: Region, options: ZeroReclaimOptio
   return result;
 }
 
-/** Resident pages of a region (mincore), e.g. to see what reclaiming gave back. */
-export function residentPages(region: Region): number {
-  region.assertLive('residentPages');
-  return native.residentPages(region.handle, 0, region.byteLength);
+/**
+ * Pages of a region backed by memory of its own (present and exclusively mapped in /proc/self/pagemap):
+ * what the region adds to RSS. Pages mapping the shared zero page or a KSM page are not counted.
+ */
+export function ownedPages(region: Region): number {
+  region.assertLive('ownedPages');
+  return native.ownedPages(region.handle, 0, region.byteLength);
 }
