@@ -400,7 +400,7 @@ export class Ksm {
  * tunables, advisor_mode=scan-time after its parameters (the switch loads advisor_min_pages_to_scan),
  * and run=0/1 last so ksmd starts with the new settings.
  */
-function writeOrder(changes: Map<Tunable, KnobValue>): Tunable[] {
+export function writeOrder(changes: Map<Tunable, KnobValue>): Tunable[] {
   const rank = (key: Tunable): number => {
     const value = changes.get(key);
     if (key === 'run') return value === 2 ? 0 : 5;
