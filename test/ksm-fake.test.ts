@@ -207,7 +207,7 @@ test('configure is all or nothing: a refused write puts back what was already wr
   const dir = await fakeSysfs(KERNEL_6_18, { stable_node_chains_prune_millisecs: null });
   // A read-only sysfs attribute refuses writes even from root: the third write fails with EACCES.
   await symlink('/sys/kernel/mm/ksm/pages_shared', join(dir, 'stable_node_chains_prune_millisecs'));
-  const past = new Date(Date.now() - 3_600_000);
+  const past = new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000); // whole seconds: mtimeMs compares exactly
   for (const f of ['sleep_millisecs', 'use_zero_pages', 'pages_to_scan']) await utimes(join(dir, f), past, past);
   const before = await snapshot(dir);
   const ksm = new Ksm({ sysfsRoot: dir });
@@ -344,4 +344,13 @@ test('unmergeAll on a fake writes run=2 and returns once nothing is shared', asy
   assert.equal(await ksm.get('run'), 2);
   await mkdir(join(dir, 'sub'));
   assert.equal('sub' in (await ksm.read()).settings, false, 'directories are not knobs');
+});
+
+test('the test helper: a KSM test that would skip fails instead in CI with a writable sysfs', async () => {
+  const { skipVerdict, ksmSkipReason } = await import('./helpers/ksm.js');
+  assert.equal(skipVerdict(undefined, true, true), 'run');
+  assert.equal(skipVerdict('no ksm_stat', true, true), 'fail');
+  assert.equal(skipVerdict('no ksm_stat', false, true), 'skip');
+  assert.equal(skipVerdict('needs root', true, false), 'skip');
+  if (process.env.CI) assert.equal(ksmSkipReason(), undefined, 'this CI machine runs every KSM test');
 });
