@@ -5,4 +5,6 @@ export interface Command {
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   status: { summary: 'knobs, counters, savings and the processes that merge', load: () => import('./status.js') },
+  numa: { summary: 'NUMA nodes: CPUs, memory, KSM pages, distances', load: () => import('./numa.js') },
+  exec: { summary: 'run a command bound to a NUMA node, with KSM merging all its memory', load: () => import('./exec.js') },
 };
