@@ -12,6 +12,8 @@ const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${na
 const repo = fileURLToPath(new URL('..', import.meta.url));
 
 const KPF_LRU = 1n << 5n;
+const KPF_SLAB = 1n << 7n;
+const KPF_ANON = 1n << 12n;
 const KPF_KSM = 1n << 21n;
 const PRESENT = 1n << 63n;
 const SWAPPED = 1n << 62n;
@@ -48,10 +50,12 @@ const C = 0x30000000;
 
 before(() => {
   // Frames 0-15 lie in node 0's blocks of the two-node tree (8 pages a block), 16-31 in node 1's,
-  // 32-39 in no block at all. KSM frames: 3 and 12 (node 0), 17 (node 1), 35 (nowhere).
+  // 32-39 in no block at all. KSM frames: 3 and 12 (node 0), 17 (node 1), 35 (nowhere); 9 is a slab.
   proc = mkdtempSync(join(tmpdir(), 'pagefuse-fake-proc-'));
   const flags: [number, bigint][] = [];
-  for (let pfn = 0; pfn < 40; pfn++) flags.push([pfn, [3, 12, 17, 35].includes(pfn) ? KPF_KSM | KPF_LRU : KPF_LRU]);
+  for (let pfn = 0; pfn < 40; pfn++) flags.push([pfn, [3, 12, 17, 35].includes(pfn) ? KPF_KSM | KPF_ANON | KPF_LRU : KPF_LRU]);
+  // A slab page: 6.18 reports KSM and ANON for those too (the slab reuses the mapping word).
+  flags[9] = [9, KPF_SLAB | KPF_ANON | KPF_KSM];
   writeEntries(join(proc, 'kpageflags'), flags);
   mkdirSync(join(proc, String(PID)));
   writeFileSync(
@@ -69,6 +73,7 @@ before(() => {
     [at(B, 0), PRESENT | 12n], // KSM, but in a range KSM does not scan
     [at(C, 0), PRESENT | 12n], // KSM, node 0
     [at(C, 1), PRESENT | 20n], // not KSM
+    [at(C, 2), PRESENT | 9n], // flagged KSM but a slab page (cannot really be mapped; must not count anyway)
   ]);
   // A process whose frame numbers are hidden, as the kernel shows them to anyone but root.
   mkdirSync(join(proc, '77'));

@@ -36,6 +36,17 @@ export interface NodeKsmPages {
 }
 
 const KPF_KSM_BIT = 21;
+/**
+ * Frames that are not user pages but still carry the KSM bit in /proc/kpageflags: slab pages do here
+ * (6.18; their mapping word is reused), as would other kernel page types. KPF_SLAB 7, KPF_BUDDY 10,
+ * KPF_OFFLINE 23, KPF_PGTABLE 26.
+ */
+const NOT_USER_PAGE = (1 << 7) | (1 << 10) | (1 << 23) | (1 << 26);
+
+/** Whether the low word of a kpageflags entry describes a KSM page. */
+function isKsm(low: number): boolean {
+  return ((low >>> KPF_KSM_BIT) & 1) === 1 && (low & NOT_USER_PAGE) === 0;
+}
 /** Entries read per pagemap or kpageflags read (8 bytes each). */
 const CHUNK_ENTRIES = 64 * 1024;
 
@@ -168,7 +179,7 @@ export async function ksmFrames(frames: readonly number[], options: KsmNodeOptio
         words = await readEntries(fh, windowStart, CHUNK_ENTRIES);
       }
       const i = (pfn - windowStart) * 2;
-      if (i < words.length && (words[i] >>> KPF_KSM_BIT) & 1) ksm.add(pfn);
+      if (i < words.length && isKsm(words[i])) ksm.add(pfn);
     }
   } finally {
     await fh.close();
@@ -243,7 +254,7 @@ export async function ksmPagesByNode(options: KsmNodeOptions = {}): Promise<Node
       for (let done = 0; done < blocks.blockPages; done += CHUNK_ENTRIES) {
         const words = await readEntries(fh, block * blocks.blockPages + done, Math.min(CHUNK_ENTRIES, blocks.blockPages - done));
         let ksm = 0;
-        for (let i = 0; i < words.length; i += 2) ksm += (words[i] >>> KPF_KSM_BIT) & 1;
+        for (let i = 0; i < words.length; i += 2) if (isKsm(words[i])) ksm++;
         counts.set(node, (counts.get(node) ?? 0) + ksm);
       }
     }
