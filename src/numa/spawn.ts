@@ -40,9 +40,9 @@ export function assertMergeSurvivesExec(): void {
   if (mergeCheck === undefined) {
     const r = spawnSync(helperPath(), ['--merge', '--check'], { encoding: 'utf8' });
     if (r.error) throw r.error;
-    mergeCheck = r.status === 0 ? { ok: true } : { ok: false, message: r.stderr.trim().replace(/^pagefuse-exec: /, '') };
+    mergeCheck = r.status === 0 ? { ok: true } : { ok: false, message: r.stderr.trim().replace(/^pagefuse-exec: (--merge: )?/, '') };
   }
-  if (!mergeCheck.ok) throw new PagefuseError('ENOTSUP', `spawnMerged: ${mergeCheck.message}`);
+  if (!mergeCheck.ok) throw new PagefuseError('ENOTSUP', mergeCheck.message);
 }
 
 /** The helper's arguments for these options, up to and including '--'. */
