@@ -10,5 +10,6 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   stop: { summary: 'stop ksmd, keeping merged pages (run=0)', load: () => import('./stop.js') },
   unmerge: { summary: 'stop ksmd and split every KSM page (run=2)', load: () => import('./unmerge.js') },
   numa: { summary: 'NUMA nodes: CPUs, memory, KSM pages, distances', load: () => import('./numa.js') },
+  audit: { summary: 'KSM risks on this host: un-share exposure, tenants, NUMA, ksmtuned, strays', load: () => import('./audit.js') },
   exec: { summary: 'run a command bound to a NUMA node, with KSM merging all its memory', load: () => import('./exec.js') },
 };

@@ -3,6 +3,8 @@ import type { Exposure, MemInfo } from './exposure.js';
 import type { Isolation } from './isolation.js';
 import { mergingTenants } from './isolation.js';
 import type { Registration } from './registry.js';
+import type { NumaTopology } from '../numa/topology.js';
+import { mergeAcrossNodesWarning } from '../numa/warnings.js';
 
 export type Severity = 'info' | 'warning' | 'critical';
 export const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
@@ -29,8 +31,7 @@ export interface AuditSnapshot {
   run: number;
   mergeAcrossNodes?: number;
   useZeroPages?: number;
-  /** NUMA nodes with memory. */
-  memoryNodes: number;
+  topology: NumaTopology;
   mem: MemInfo;
   exposure: Exposure;
   processes: AuditProcess[];
@@ -100,13 +101,8 @@ export function evaluateAudit(s: AuditSnapshot): AuditResult {
     add('zero-only-violated', 'critical', `isolation is zero-only, yet ${s.run === 1 ? 'ksmd is running' : ''}${s.run === 1 && pids ? ' and ' : ''}${pids ? `processes are mergeable (pid ${pids})` : ''}`);
   }
 
-  if (s.memoryNodes > 1 && s.mergeAcrossNodes === 1) {
-    add(
-      'merge-across-nodes',
-      'warning',
-      `merge_across_nodes=1 on a host with ${s.memoryNodes} NUMA nodes: a guest whose pages merge onto a remote node runs slower; set it to 0 (pagefuse set merge_across_nodes=0 --unmerge-first)`,
-    );
-  }
+  const numa = mergeAcrossNodesWarning(s.topology, s.mergeAcrossNodes === 1);
+  if (numa !== undefined) add('merge-across-nodes', 'warning', numa);
 
   if (s.ksmtuned.pids.length > 0 || s.ksmtuned.pidFile) {
     const where = s.ksmtuned.pids.length > 0 ? `pid ${s.ksmtuned.pids.join(', ')}` : `pid file ${s.ksmtuned.pidFile}`;

@@ -1,6 +1,6 @@
 // Which VMs may share pages: one security domain (host), tenants kept apart (tenant), or no content
 // merging at all (zero-only).
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { PagefuseError } from '../errors.js';
 import type { Registration, Registry } from './registry.js';
 
@@ -18,11 +18,11 @@ export function parseIsolation(value: unknown, where = 'isolation'): Isolation {
  * The host's isolation setting: PAGEFUSE_ISOLATION, else ISOLATION= in the config file
  * (PAGEFUSE_CONFIG or /etc/pagefuse/pagefuse.conf), else 'host'.
  */
-export async function readIsolation(configPath = process.env.PAGEFUSE_CONFIG ?? DEFAULT_CONFIG_PATH): Promise<Isolation> {
+export function readIsolation(configPath = process.env.PAGEFUSE_CONFIG ?? DEFAULT_CONFIG_PATH): Isolation {
   if (process.env.PAGEFUSE_ISOLATION) return parseIsolation(process.env.PAGEFUSE_ISOLATION, 'PAGEFUSE_ISOLATION');
   let text: string;
   try {
-    text = await readFile(configPath, 'utf8');
+    text = readFileSync(configPath, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'host';
     throw err;
@@ -56,7 +56,7 @@ export function mergingTenants(registrations: readonly Registration[]): Map<stri
  * Throws ERR_ISOLATION when giving content merging to a process of `tenant` would break the host's
  * isolation setting. Called before anything is started or changed.
  */
-export async function checkMergeAdmission(registry: Registry, request: AdmissionRequest): Promise<void> {
+export function checkMergeAdmission(registry: Registry, request: AdmissionRequest): void {
   if (request.isolation === 'zero-only') {
     throw new PagefuseError(
       'ERR_ISOLATION',
@@ -67,7 +67,7 @@ export async function checkMergeAdmission(registry: Registry, request: Admission
   if (request.tenant === undefined) {
     throw new PagefuseError('ERR_ISOLATION', 'isolation is tenant: a mergeable VM needs a tenant id (--tenant ID)');
   }
-  for (const [tenant, pids] of mergingTenants(await registry.list())) {
+  for (const [tenant, pids] of mergingTenants(registry.list())) {
     if (tenant !== request.tenant) {
       throw new PagefuseError(
         'ERR_ISOLATION',

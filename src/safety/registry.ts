@@ -1,6 +1,6 @@
 // Processes started or registered through pagefuse, with their tenant, kept host-wide in a state
 // directory so the CLI, the daemon and embedding VM managers all see the same list.
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PagefuseError } from '../errors.js';
 
@@ -41,10 +41,10 @@ export function checkTenant(tenant: unknown): string | undefined {
   return tenant;
 }
 
-export async function processStartTime(pid: number, procRoot = '/proc'): Promise<number | undefined> {
+export function processStartTime(pid: number, procRoot = '/proc'): number | undefined {
   let stat: string;
   try {
-    stat = await readFile(join(procRoot, String(pid), 'stat'), 'utf8');
+    stat = readFileSync(join(procRoot, String(pid), 'stat'), 'utf8');
   } catch {
     return undefined;
   }
@@ -54,6 +54,10 @@ export async function processStartTime(pid: number, procRoot = '/proc'): Promise
   return Number.isFinite(start) ? start : undefined;
 }
 
+/**
+ * The registry is read and written synchronously: its files are tiny, and spawnMerged() must check
+ * isolation and register the child before it returns the ChildProcess.
+ */
 export class Registry {
   readonly stateDir: string;
   readonly procRoot: string;
@@ -67,10 +71,16 @@ export class Registry {
     return join(this.stateDir, 'processes');
   }
 
-  async add(entry: { pid: number; tenant?: string; name?: string; merge: boolean; via: string }): Promise<Registration> {
+  /** Creates the state directory, so a failure to write it shows before anything is started. */
+  prepare(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+  }
+
+  add(entry: { pid: number; tenant?: string; name?: string; merge: boolean; via: string }): Registration {
+    if (typeof entry.merge !== 'boolean') throw new TypeError(`merge must be a boolean, got ${String(entry.merge)}`);
     if (!Number.isInteger(entry.pid) || entry.pid <= 0) throw new RangeError(`pid must be a positive integer, got ${entry.pid}`);
     const tenant = checkTenant(entry.tenant);
-    const startTime = await processStartTime(entry.pid, this.procRoot);
+    const startTime = processStartTime(entry.pid, this.procRoot);
     if (startTime === undefined) {
       throw new PagefuseError('ESRCH', `process ${entry.pid} does not exist; nothing to register`);
     }
@@ -83,27 +93,27 @@ export class Registry {
       ...(tenant === undefined ? {} : { tenant }),
       ...(entry.name === undefined ? {} : { name: entry.name }),
     };
-    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    this.prepare();
     const file = join(this.dir, `${entry.pid}.json`);
     const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(reg)}\n`, { mode: 0o644 });
-    await rename(tmp, file);
+    writeFileSync(tmp, `${JSON.stringify(reg)}\n`, { mode: 0o644 });
+    renameSync(tmp, file);
     return reg;
   }
 
-  async remove(pid: number): Promise<void> {
+  remove(pid: number): void {
     try {
-      await unlink(join(this.dir, `${pid}.json`));
+      unlinkSync(join(this.dir, `${pid}.json`));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
 
   /** Live registrations; entries of exited processes (or of a reused pid) are dropped on the way. */
-  async list(): Promise<Registration[]> {
+  list(): Registration[] {
     let names: string[];
     try {
-      names = await readdir(this.dir);
+      names = readdirSync(this.dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
@@ -113,13 +123,16 @@ export class Registry {
       if (!/^\d+\.json$/.test(name)) continue;
       let reg: Registration;
       try {
-        reg = JSON.parse(await readFile(join(this.dir, name), 'utf8')) as Registration;
+        reg = JSON.parse(readFileSync(join(this.dir, name), 'utf8')) as Registration;
       } catch {
         continue; // removed or being replaced meanwhile
       }
-      const start = await processStartTime(reg.pid, this.procRoot);
-      if (start !== reg.startTime) {
-        await this.remove(reg.pid).catch(() => undefined);
+      if (processStartTime(reg.pid, this.procRoot) !== reg.startTime) {
+        try {
+          this.remove(reg.pid);
+        } catch {
+          // another user's state directory: leave it
+        }
         continue;
       }
       out.push(reg);
