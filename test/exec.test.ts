@@ -265,7 +265,7 @@ test('pagefuse exec: bad input is exit 2 with one line, a missing command 127, a
   });
   const help = cli(['exec', '--help']);
   assert.equal(help.status, 0);
-  assert.match(help.stdout, /^usage: pagefuse exec \[--node N\] \[--merge\] -- COMMAND/);
+  assert.match(help.stdout, /^usage: pagefuse exec \[--node N\] \[--merge\] \[--tenant ID\] \[--name NAME\] \[--force\] -- COMMAND/);
 });
 
 test('pagefuse-exec speaks numactl: --membind, --cpunodebind, --preferred, --interleave, and refuses nonsense with 2', () => {
