@@ -16,6 +16,8 @@ export type { SpawnMergedOptions } from './numa/spawn.js';
 export { processMergingByNode, ksmPagesByNode } from './numa/ksm-nodes.js';
 export type { KsmNodeOptions, NodeMergingPages, ProcessMergingByNode, NodeKsmPages } from './numa/ksm-nodes.js';
 export { mergeAcrossNodesWarning } from './numa/warnings.js';
+export { registeredSavings } from './report/registered.js';
+export type { RegisteredSavings, RegisteredSavingsOptions } from './report/registered.js';
 export { reclaimZeroPages, ownedPages } from './safety/zero.js';
 export type { ZeroReclaimResult, ZeroReclaimOptions } from './safety/zero.js';
 export { Registry, defaultStateDir } from './safety/registry.js';
