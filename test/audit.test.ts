@@ -9,35 +9,15 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnMerged, processKsm, Registry, canAdmit, PAGE_SIZE } from '../src/index.js';
 import { withKsm, mergeAndWait } from './helpers/ksm.js';
 import { runCli } from './helpers/cli.js';
+import { readyPid as ready, stopChildren as stop } from './helpers/children.js';
 
 const FILL = fileURLToPath(new URL('./fixtures/fill-pages.mjs', import.meta.url));
 const TWO_NODES = fileURLToPath(new URL('./fixtures/sysfs-2node', import.meta.url));
 const PAGES = 512;
-
-async function ready(child: ChildProcess): Promise<number> {
-  let out = '';
-  for await (const chunk of child.stdout!) {
-    out += String(chunk);
-    const m = /ready (\d+)/.exec(out);
-    if (m) return Number(m[1]);
-  }
-  throw new Error(`child exited before it was ready: ${out}`);
-}
-
-async function stop(children: ChildProcess[]): Promise<void> {
-  await Promise.all(
-    children.map(async (c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return;
-      c.kill('SIGKILL');
-      await once(c, 'exit');
-    }),
-  );
-}
 
 async function counters(): Promise<{ sharing: number; zero: number }> {
   const read = async (f: string) => Number((await readFile(`/sys/kernel/mm/ksm/${f}`, 'utf8')).trim());

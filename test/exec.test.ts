@@ -12,6 +12,7 @@ import { assertMergeSurvivesExec } from '../src/numa/spawn.js';
 import { mergeablePages, ksmFrames } from '../src/numa/ksm-nodes.js';
 import { formatIdList } from '../src/numa/topology.js';
 import { lockKsm } from './helpers/lock.js';
+import { readyPid } from './helpers/children.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const FILL = fileURLToPath(new URL('./fixtures/fill-pages.mjs', import.meta.url));
@@ -35,17 +36,6 @@ function helper(args: string[]): { status: number | null; stdout: string; stderr
 async function ksmStat(pid: number): Promise<Record<string, string>> {
   const text = await readFile(`/proc/${pid}/ksm_stat`, 'utf8');
   return Object.fromEntries(text.trim().split('\n').map((l) => l.split(/:?\s+/) as [string, string]));
-}
-
-/** The pid a fill-pages child prints once its pages are filled. */
-async function readyPid(child: ChildProcess): Promise<number> {
-  let out = '';
-  for await (const chunk of child.stdout!) {
-    out += String(chunk);
-    const m = /ready (\d+)\n/.exec(out);
-    if (m) return Number(m[1]);
-  }
-  throw new Error(`the child ended before it was ready: ${out}`);
 }
 
 async function exitOf(child: ChildProcess): Promise<[number | null, NodeJS.Signals | null]> {

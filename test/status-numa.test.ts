@@ -5,7 +5,6 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PAGE_SIZE, Registry, mergeAcrossNodesWarning, numaTopology, parseKsmStat, processKsm, registeredSavings, spawnMerged } from '../src/index.js';
 import { mergeAndWait, withKsm } from './helpers/ksm.js';
 import { REPO } from './helpers/cli.js';
+import { readyPid, stopChildren } from './helpers/children.js';
 
 const TWO_NODES = fileURLToPath(new URL('./fixtures/sysfs-2node', import.meta.url));
 const FILL = fileURLToPath(new URL('./fixtures/fill-pages.mjs', import.meta.url));
@@ -182,16 +182,6 @@ test('without root: per-node data null with the reason, counters still there', (
   assert.match(human.stdout, /\n4242 +vm-a +- +4 +-\n\(needs root: reading .*\/4242\/pagemap .*\)\n$/);
 });
 
-async function ready(child: ChildProcess): Promise<number> {
-  let out = '';
-  for await (const chunk of child.stdout!) {
-    out += String(chunk);
-    const m = /ready (\d+)/.exec(out);
-    if (m) return Number(m[1]);
-  }
-  throw new Error(`child exited before it was ready: ${out}`);
-}
-
 test('a child started with spawnMerged and merged for real shows under registered, all its merged pages on node 0', async (t) => {
   const PAGES = 256;
   const stateDir = tempDir('pagefuse-status-state-');
@@ -203,7 +193,7 @@ test('a child started with spawnMerged and merged for real shows under registere
       child = spawnMerged(process.execPath, [FILL, String(PAGES), '0x5a'], {
         stdio: ['pipe', 'pipe', 'inherit'], tenant: 'acme', name: 'guest-1', isolation: 'host', registry,
       });
-      const pid = await ready(child);
+      const pid = await readyPid(child);
       await mergeAndWait(ksm);
       for (let i = 0; i < 100 && (await processKsm(pid)).mergingPages < PAGES; i++) await sleep(50);
       await ksm.stop(); // merged pages stay merged; the numbers hold still
@@ -227,10 +217,7 @@ test('a child started with spawnMerged and merged for real shows under registere
       assert.match(human.stdout, new RegExp(`\\nregistered through pagefuse:\\nPID +NAME +TENANT +MERGING +NODES\\n${pid} +guest-1 +acme +${before} +0:${before}\\n$`));
     });
   } finally {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await once(child, 'exit');
-    }
+    await stopChildren([child]);
   }
   assert.deepEqual(registry.list(), [], 'the exited child is no longer registered');
 });

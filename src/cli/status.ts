@@ -27,9 +27,11 @@ KSM pages per node (the host's total, from /proc/kpageflags, root only) are show
 than one memory node, or with --nodes; reading every page's flags takes about half a second, so a
 single-node host skips it unless asked.
 
-  --json     machine-readable output (snake_case, the kernel's names); adds
-             warnings: [string], registered: [{ pid, name, tenant, merge_any, merging_pages,
-             nodes: { "0": n, … } | null }] and, when read, nodes: [{ id, ksm_pages }]
+  --json     machine-readable output (snake_case, the kernel's names); besides ksm and processes:
+             warnings: [string]
+             registered: [{ pid, name, tenant, merge_any (started with merging on), merging_pages
+               (its ksm_stat), nodes: { "0": n, … } | null, nodes_unavailable?: why }]
+             nodes: [{ id, ksm_pages }] when counted (null with nodes_unavailable without root)
   --top N    list at most N processes (default 20; 0 lists none)
   --nodes    count the host's KSM pages per node even on a single-node host
 `;

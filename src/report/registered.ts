@@ -46,6 +46,8 @@ function gone(err: unknown): boolean {
  * Every live registered process with its KSM counters and its merged pages per node. Without root the
  * per-node placement is null with the reason (the kernel hides page frames), while the counters of
  * this user's own processes are still there. Processes that exit while being read are left out.
+ * The counters and the placement are read one after the other: with ksmd running they may differ by
+ * what it merged in between.
  */
 export async function registeredSavings(options: RegisteredSavingsOptions = {}): Promise<RegisteredSavings[]> {
   if (options === null || typeof options !== 'object') {
