@@ -25,6 +25,8 @@ class ContentIndex {
   ContentIndex(const ContentIndex&) = delete;
   ContentIndex& operator=(const ContentIndex&) = delete;
 
+  static constexpr uint64_t kFull = ~0ull;  // Outcome::first when every slot is taken
+
   struct Outcome {
     bool inserted;        // a new content: `page` is now its first page
     uint64_t first;       // the content's first page (== page when inserted)
@@ -66,7 +68,8 @@ ContentIndex::Outcome ContentIndex::Insert(uint64_t hash, uint64_t page, uint32_
   if (lows_ != nullptr) __atomic_store_n(&lows_[page], low, __ATOMIC_RELAXED);
   const uint64_t mine = (static_cast<uint64_t>(tag) << 32) | (page + 1);
   uint64_t pos = Start(hash);
-  for (;;) {
+  for (uint64_t probes = 0;; probes++) {
+    if (probes == capacity_) return Outcome{false, kFull, pos, false, false};
     uint64_t s = slots_[pos].load(std::memory_order_acquire);
     if (s == 0) {
       // Publishing the slot (release) also publishes lows_[page] written above.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "core/hash.h"
@@ -277,6 +278,11 @@ void Engine::ProcessPage(Pass pass, const unsigned char* page, uint64_t g, uint6
   }
   auto same = [&](uint64_t first) { return Same(page, h, first, item, itemData, ts, scratch); };
   ContentIndex::Outcome o = index_->Insert(h, g, t, same, &ts.collisions);
+  if (o.first == ContentIndex::kFull) {
+    int expected = 0;
+    error_.compare_exchange_strong(expected, ENOSPC);  // only a sample far off its expected size fills it
+    return;
+  }
   if (o.inserted) {
     c.distinct++;
     return;
@@ -354,7 +360,10 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
       ProcessPage(pass, page, g, address, run, item, data, ts, scratch);
     }
   }
-  if (pass == Pass::kFull) control_.bytesDone.fetch_add(item.pages * page_, std::memory_order_relaxed);
+  if (pass == Pass::kFull) {
+    uint64_t done = control_.bytesDone.fetch_add(item.pages * page_, std::memory_order_relaxed) + item.pages * page_;
+    if (control_.onProgress) control_.onProgress(done, control_.bytesTotal.load(std::memory_order_relaxed));
+  }
 }
 
 void Engine::RunPass(Pass pass, std::vector<ThreadStats>* stats) {
@@ -435,8 +444,9 @@ int Engine::Run(std::string* what) {
   }
   uint64_t sampleRoom = 0;
   if (sampled) {
+    // Distinct sampled contents are at most a binomial draw over the pages: room for 8 deviations.
     uint64_t expect = pages_ / options_.sampleRate;
-    sampleRoom = expect * 2 + 1024;
+    sampleRoom = expect + 8 * static_cast<uint64_t>(std::sqrt(static_cast<double>(expect))) + 256;
     contents = sampleRoom;
   }
   index_.reset(new ContentIndex(contents, sampled ? nullptr : lows_.get(), T, sampled));
@@ -444,7 +454,8 @@ int Engine::Run(std::string* what) {
   RunPass(Pass::kFull, &stats);
   if (control_.cancel.load()) return ECANCELED;
   if (error_.load() != 0) {
-    *what = "process " + std::to_string(targets_[errorTarget_.load()].pid);
+    *what = error_.load() == ENOSPC ? "the sampled index (raise sampleRate)"
+                                    : "process " + std::to_string(targets_[errorTarget_.load()].pid);
     return error_.load();
   }
 

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -95,6 +96,8 @@ struct ScanControl {
   std::atomic<bool> cancel{false};
   std::atomic<uint64_t> bytesDone{0};
   std::atomic<uint64_t> bytesTotal{0};
+  // Called by the hashing threads after each batch of pages (about 2–4 MiB); must be thread-safe.
+  std::function<void(uint64_t done, uint64_t total)> onProgress;
 };
 
 // Runs the scan. Returns 0, ECANCELED when control.cancel was set, or an errno with *what saying
