@@ -5,4 +5,8 @@ export interface Command {
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   status: { summary: 'knobs, counters, savings and the processes that merge', load: () => import('./status.js') },
+  set: { summary: 'write KSM knobs (KEY=VALUE…), all or nothing', load: () => import('./set.js') },
+  start: { summary: 'start ksmd (run=1)', load: () => import('./start.js') },
+  stop: { summary: 'stop ksmd, keeping merged pages (run=0)', load: () => import('./stop.js') },
+  unmerge: { summary: 'stop ksmd and split every KSM page (run=2)', load: () => import('./unmerge.js') },
 };
