@@ -121,6 +121,12 @@ int Engine::Prepare(std::string* what) {
       int err = ReadAnonMappings(options_.procRoot, target.pid, target.mergeableOnly, &maps);
       ResidentScan resident;
       if (err == 0) err = ReadResidentPages(options_.procRoot, target.pid, maps, &resident);
+      if ((err == ESRCH && options_.skipMissing) || (err == EPERM && options_.skipDenied)) {
+        // Gone between being listed and being scanned, or not ours to read: a target without pages.
+        (err == ESRCH ? tr.vanished : tr.denied) = true;
+        resident = ResidentScan{};
+        err = 0;
+      }
       if (err != 0) {
         *what = "process " + std::to_string(target.pid);
         return err;
