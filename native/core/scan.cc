@@ -356,17 +356,23 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
     const GlobalRun* run;
     bool linesZero;
   };
-  Pending batch[kBatch];
-  size_t nb = 0;
-  auto flush = [&] {
-    for (size_t b = 0; b < nb; b++) {
-      if (batch[b].page != nullptr) index_->Prefetch(batch[b].hash);
-    }
-    for (size_t b = 0; b < nb; b++) {
-      const Pending& q = batch[b];
+  // Two batches in flight: the slots of one are being fetched while the next one is hashed.
+  Pending batches[2][kBatch];
+  size_t counts[2] = {0, 0};
+  int cur = 0;
+  auto insert = [&](int which) {
+    for (size_t b = 0; b < counts[which]; b++) {
+      const Pending& q = batches[which][b];
       ProcessPage(pass, q.page, q.hash, q.linesZero, q.g, q.address, *q.run, item, data, ts, scratch);
     }
-    nb = 0;
+    counts[which] = 0;
+  };
+  auto flush = [&] {
+    for (size_t b = 0; b < counts[cur]; b++) {
+      if (batches[cur][b].page != nullptr) index_->Prefetch(batches[cur][b].hash);
+    }
+    cur ^= 1;
+    insert(cur);
   };
   const bool fastFull = pass == Pass::kFull && flags_ && !target.process;
   uint64_t pos = 0;
@@ -380,7 +386,7 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
         continue;
       }
       const unsigned char* page = target.process ? data + pos * page_ : target.data + address;
-      Pending& q = batch[nb++];
+      Pending& q = batches[cur][counts[cur]++];
       q = Pending{page, g, address, 0, &run, false};
       if (pass == Pass::kPrefilter) {
         if (p + 4 < segs[i].pages) {
@@ -404,9 +410,10 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
         }
         q.hash = k_.hash(page, page_, seed_) & hashMask_;
       }
-      if (nb == kBatch) flush();
+      if (counts[cur] == kBatch) flush();
     }
   }
+  flush();
   flush();
   if (pass == Pass::kFull) {
     uint64_t done = control_.bytesDone.fetch_add(item.pages * page_, std::memory_order_relaxed) + item.pages * page_;
@@ -473,7 +480,7 @@ int Engine::Run(std::string* what) {
   uint64_t contents = pages_;
   if (options_.mode == ScanMode::kFast) {
     flags_.reset(new uint8_t[pages_ ? pages_ : 1]());
-    index_.reset(new ContentIndex(pages_, lows_.get(), 1, false));
+    index_.reset(new ContentIndex(pages_, lows_.get(), 1, false, options_.threads > 1));
     peak = pages_ * 5 + index_->bytes();
     RunPass(Pass::kPrefilter, &stats);
     index_.reset();
@@ -497,7 +504,7 @@ int Engine::Run(std::string* what) {
     sampleRoom = expect + 8 * static_cast<uint64_t>(std::sqrt(static_cast<double>(expect))) + 256;
     contents = sampleRoom;
   }
-  index_.reset(new ContentIndex(contents, sampled ? nullptr : lows_.get(), T, sampled));
+  index_.reset(new ContentIndex(contents, sampled ? nullptr : lows_.get(), T, sampled, options_.threads > 1));
   peak = std::max(peak, (sampled ? 0 : pages_ * 4) + (flags_ ? pages_ : 0) + index_->bytes());
   RunPass(Pass::kFull, &stats);
   if (control_.cancel.load()) return ECANCELED;
@@ -543,7 +550,12 @@ int Engine::Run(std::string* what) {
   // Global distinct contents, sharing between targets, and the sampled mode's spread.
   result_->sharing.assign(T, std::vector<uint64_t>(T, 0));
   std::vector<uint32_t> bits;
-  for (uint64_t s = 0; s < index_->capacity(); s++) {
+  // One target, exact or fast: the contents were counted as they were inserted.
+  const bool walk = T > 1 || sampled;
+  if (!walk) {
+    for (const ThreadStats& st : stats) result_->distinct += st.t[0].distinct;
+  }
+  for (uint64_t s = 0; walk && s < index_->capacity(); s++) {
     if (index_->Ref(s) == 0) continue;
     result_->distinct++;
     if (sampled) {
@@ -569,7 +581,7 @@ int Engine::Run(std::string* what) {
       }
     }
   }
-  if (options_.mode == ScanMode::kFast) {
+  if (walk && options_.mode == ScanMode::kFast) {
     // Pages the prefilter alone proved unique are contents of their own, outside the index.
     for (uint32_t t = 0; t < T; t++) {
       if (targets_[t].process) continue;
