@@ -92,3 +92,17 @@ test('reading another user\'s process without the rights is a clear EPERM', asyn
   assert.equal(res.code, 'EPERM');
   assert.match(res.message, /not allowed to read the memory of process \d+: run as root/);
 });
+
+test('zero pages inside transparent huge pages are told apart (root: kpageflags) and left out of the estimate', async () => {
+  const w = await Workload.start({ processes: 1, imagePages: 0, zeroPages: 4096, hugepages: 'always', seed: 12 }); // 16 MiB
+  try {
+    const r = await scan({ pid: w.pids[0] }, { useZeroPages: true });
+    const t = r.targets[0];
+    assert.equal(t.zeroPages, 4096);
+    // A 16 MiB MADV_HUGEPAGE mapping holds at least six aligned 2 MiB extents, each a huge page here.
+    assert.ok(t.thpZeroPages >= 6 * 512, `${t.thpZeroPages} zero pages inside huge pages`);
+    assert.equal(r.estimatedSavedPages, 4096 - t.thpZeroPages, 'ksmd does not merge zero-filled huge-page subpages');
+  } finally {
+    await w.stop();
+  }
+});
