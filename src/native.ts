@@ -51,6 +51,7 @@ export interface NativeTargetResult {
   vanished: boolean;
   denied: boolean;
   flagsKnown: boolean;
+  volatilityChecked: boolean;
   density: { address: Float64Array; pages: Uint32Array; duplicatePages: Uint32Array };
   state?: unknown;
 }

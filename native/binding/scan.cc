@@ -92,8 +92,7 @@ class ScanWorker : public Napi::AsyncProgressWorker<Progress> {
     Napi::Env env = Env();
     int err = job_->err != 0 ? job_->err : EIO;
     std::string what = "scanning " + (job_->what.empty() ? std::string("memory") : job_->what);
-    const char* syscall = err == EPERM || err == ESRCH ? "process_vm_readv" : "scan";
-    deferred_.Reject(ErrnoError(env, err, syscall, what).Value());
+    deferred_.Reject(ErrnoError(env, err, "scan", what).Value());
   }
 
  private:
@@ -144,6 +143,7 @@ class ScanWorker : public Napi::AsyncProgressWorker<Progress> {
       o.Set("vanished", Napi::Boolean::New(env, t.vanished));
       o.Set("denied", Napi::Boolean::New(env, t.denied));
       o.Set("flagsKnown", Napi::Boolean::New(env, t.flagsKnown));
+      o.Set("volatilityChecked", Napi::Boolean::New(env, t.volatilityChecked));
       size_t chunks = t.density.size();
       Napi::Float64Array addr = Napi::Float64Array::New(env, chunks);
       Napi::Uint32Array pages = Napi::Uint32Array::New(env, chunks);

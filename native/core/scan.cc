@@ -540,6 +540,7 @@ int Engine::Run(std::string* what) {
     tr.distinct = sum.distinct;
     tr.mergingPages = sum.merging;
     tr.vanished = vanished_[t].load();
+    tr.volatilityChecked = checkVolatile_[t];
     result_->sampledPages += sum.sampled;
   }
   for (const ThreadStats& s : stats) {

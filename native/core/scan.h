@@ -64,6 +64,7 @@ struct TargetResult {
   bool vanished = false;        // the process exited during the scan
   bool denied = false;          // skipDenied: the process could not be read
   bool flagsKnown = false;      // kpageflags was readable: THP and zero-page mappings are known
+  bool volatilityChecked = false; // a previous state of the same kind was compared against
   std::vector<DensityChunk> density;
   std::shared_ptr<PageState> state;
 };

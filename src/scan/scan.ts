@@ -224,7 +224,7 @@ function checkOptions(options: ScanOptions): void {
   }
 }
 
-function nativeError(err: unknown, prepared: Prepared[], signal?: AbortSignal): Error {
+function nativeError(err: unknown, signal?: AbortSignal): Error {
   const e = err as Error & { code?: string };
   if (e?.code === 'ECANCELED') return abortError(signal);
   const m = /process (\d+)/.exec(e?.message ?? '');
@@ -233,11 +233,10 @@ function nativeError(err: unknown, prepared: Prepared[], signal?: AbortSignal): 
   if (e?.code === 'EPERM') {
     return explain(err, `scan: not allowed to read the memory of ${who}: run as root or as its owner (ptrace access; see /proc/sys/kernel/yama/ptrace_scope)`);
   }
-  void prepared;
   return e instanceof Error ? e : new PagefuseError('EUNKNOWN', String(err));
 }
 
-function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, checked: boolean): TargetScan {
+function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number): TargetScan {
   const scale = sampleRate;
   const duplicatePages = sampleRate > 1 ? (t.sampledPages - t.distinct) * scale : t.indexedPages - t.distinct;
   const out: TargetScan = {
@@ -256,7 +255,7 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, ch
     tailBytes: t.tailBytes,
     vanished: t.vanished,
     denied: t.denied,
-    volatilityChecked: checked,
+    volatilityChecked: t.volatilityChecked,
     density: { chunkBytes: CHUNK_BYTES, ...t.density },
   };
   if (p.pid !== undefined) out.pid = p.pid;
@@ -271,10 +270,9 @@ function buildResult(
   threads: number,
   useZeroPages: boolean,
   sampleRate: number,
-  checked: boolean[],
 ): ScanResult {
   const M = mode === 'sampled' ? sampleRate : 1;
-  const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M, checked[i]));
+  const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M));
   const sum = (f: (t: NativeTargetResult) => number): number => r.targets.reduce((a, t) => a + f(t), 0);
   const pages = sum((t) => t.pages);
   const zeroPages = sum((t) => t.zeroPages);
@@ -339,11 +337,10 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   if (options.previous !== undefined && previous === undefined) {
     throw new TypeError('scan: previous must be a result returned by scan() in this process');
   }
-  const checked = prepared.map((p) => {
+  for (const p of prepared) {
     const state = previous?.get(p.key);
-    if (state !== undefined && mode !== 'sampled') p.spec.previous = state;
-    return p.spec.previous !== undefined;
-  });
+    if (state !== undefined) p.spec.previous = state;
+  }
   const useZeroPages = options.useZeroPages ?? readUseZeroPages(options.sysfsRoot);
   const onProgress = options.onProgress;
   const handle = native.startScan(
@@ -366,12 +363,12 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   try {
     raw = await handle.promise;
   } catch (err) {
-    throw nativeError(err, prepared, signal);
+    throw nativeError(err, signal);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
   if (signal?.aborted) throw abortError(signal);
-  const result = buildResult(raw, prepared, mode, threads, useZeroPages, sampleRate, checked);
+  const result = buildResult(raw, prepared, mode, threads, useZeroPages, sampleRate);
   const kept = new Map<unknown, unknown>();
   raw.targets.forEach((t, i) => {
     if (t.state !== undefined) kept.set(prepared[i].key, t.state);
