@@ -3,6 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { Workload } from '../src/workload/workload.js';
+import { holdKsmLockForFile } from './helpers/hold-lock.js';
+
+holdKsmLockForFile(); // the workload children hold mergeable memory
 
 const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
 

@@ -4,6 +4,9 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { scan } from '../src/index.js';
 import { Workload } from '../src/workload/workload.js';
+import { holdKsmLockForFile } from './helpers/hold-lock.js';
+
+holdKsmLockForFile(); // the workload children hold mergeable memory
 
 test('a pid scan of a workload child finds exactly the memory it holds', async () => {
   const w = await Workload.start({ processes: 1, imagePages: 300, zeroPages: 40, uniquePages: 200 });

@@ -5,6 +5,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { scan } from '../src/index.js';
 import { Workload } from '../src/workload/workload.js';
+import { holdKsmLockForFile } from './helpers/hold-lock.js';
+
+holdKsmLockForFile(); // the workload children hold mergeable memory
 
 function alive(pid: number): boolean {
   try {
