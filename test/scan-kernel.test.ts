@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { processKsm, scan } from '../src/index.js';
+import { processKsm, scan, type Ksm } from '../src/index.js';
 import { Workload } from '../src/workload/workload.js';
 import { withKsm } from './helpers/ksm.js';
 
@@ -12,6 +12,20 @@ async function merged(pids: number[]): Promise<{ merging: number; zero: number }
     merging: stats.reduce((a, s) => a + s.mergingPages, 0),
     zero: stats.reduce((a, s) => a + s.zeroPages, 0),
   };
+}
+
+/** Starts ksmd and waits until a full scan changes nothing; returns Σ ksm_merging_pages + ksm_zero_pages. */
+async function converged(ksm: Ksm, pids: number[]): Promise<number> {
+  await ksm.start();
+  let last = -1;
+  for (let i = 0; i < 30; i++) {
+    await ksm.waitForFullScans(1, { timeoutMs: 30_000 });
+    const m = await merged(pids);
+    const now = m.merging + m.zero;
+    if (now === last && now > 0) return now;
+    last = now;
+  }
+  return last;
 }
 
 for (const useZeroPages of [0, 1] as const) {
@@ -38,17 +52,7 @@ for (const useZeroPages of [0, 1] as const) {
           assert.equal(r.duplicatePages, w.expected.duplicatePages);
           const predicted = r.mergingPages + r.zeroMergedPages;
 
-          await ksm.start();
-          // Converged: two full scans in a row that change nothing.
-          let last = -1;
-          let now = 0;
-          for (let i = 0; i < 30; i++) {
-            await ksm.waitForFullScans(1, { timeoutMs: 30_000 });
-            const m = await merged(w.pids);
-            now = m.merging + m.zero;
-            if (now === last && now > 0) break;
-            last = now;
-          }
+          const now = await converged(ksm, w.pids);
           const error = Math.abs(predicted - now) / now;
           t.diagnostic(`predicted ${predicted} pages, ksmd merged ${now} (error ${(error * 100).toFixed(2)} %)`);
           assert.ok(error <= 0.03, `predicted ${predicted}, ksmd ${now}`);
@@ -68,16 +72,7 @@ test('with transparent huge pages the prediction leaves out zero-filled subpages
       const r = await scan(w.pids.map((pid) => ({ pid })));
       assert.ok(r.targets.every((x) => x.thpZeroPages > 0), 'the zero pages sit in huge pages');
       const predicted = r.mergingPages + r.zeroMergedPages;
-      await ksm.start();
-      let last = -1;
-      let now = 0;
-      for (let i = 0; i < 30; i++) {
-        await ksm.waitForFullScans(1, { timeoutMs: 30_000 });
-        const m = await merged(w.pids);
-        now = m.merging + m.zero;
-        if (now === last && now > 0) break;
-        last = now;
-      }
+      const now = await converged(ksm, w.pids);
       const error = Math.abs(predicted - now) / now;
       t.diagnostic(`predicted ${predicted} pages (${r.zeroPages} zero, ${r.targets.reduce((a, x) => a + x.thpZeroPages, 0)} inside huge pages), ksmd merged ${now} (error ${(error * 100).toFixed(2)} %)`);
       assert.ok(error <= 0.03, `predicted ${predicted}, ksmd ${now}`);
