@@ -27,3 +27,5 @@ export type { Isolation } from './safety/isolation.js';
 export { audit, canAdmit, hostExposure } from './safety/collect.js';
 export type { AuditResult, Finding, Severity } from './safety/audit.js';
 export type { Admission, Exposure } from './safety/exposure.js';
+export { scan, readUseZeroPages } from './scan/scan.js';
+export type { ScanMode, ScanTarget, ScanOptions, ScanResult, TargetScan, ProcessTarget, ScanProgress, DensityMap } from './scan/scan.js';

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterProcess(env, exports);
   RegisterZero(env, exports);
   RegisterNuma(env, exports);
+  RegisterScan(env, exports);
   return exports;
 }
 

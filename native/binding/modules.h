@@ -14,5 +14,6 @@ void RegisterRegion(Napi::Env env, Napi::Object exports);
 void RegisterProcess(Napi::Env env, Napi::Object exports);
 void RegisterZero(Napi::Env env, Napi::Object exports);
 void RegisterNuma(Napi::Env env, Napi::Object exports);
+void RegisterScan(Napi::Env env, Napi::Object exports);
 
 }  // namespace pagefuse
