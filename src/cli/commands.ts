@@ -5,4 +5,5 @@ export interface Command {
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   status: { summary: 'knobs, counters, savings and the processes that merge', load: () => import('./status.js') },
+  tune: { summary: 'drive ksmd: scan first, merge second (replaces ksmtuned)', load: () => import('./tune.js') },
 };
