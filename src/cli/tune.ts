@@ -3,7 +3,7 @@ import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { once } from 'node:events';
 import { parse, UsageError } from './common.js';
-import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type TuneConfig } from '../tune/config.js';
+import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { acquireTuneLock, DEFAULT_LOCK_PATH, findOtherTuners } from '../tune/lock.js';
 
@@ -62,7 +62,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   }
   const cpus = availableParallelism();
-  let policy;
+  let policy: PolicyName | undefined;
   let budget: number | undefined;
   let interval: number | undefined;
   try {
@@ -126,7 +126,7 @@ export async function run(args: string[]): Promise<number> {
     try {
       const tuner = makeTuner();
       tuner.on('error', (err) => log({ event: 'error', message: err.message }, `error: ${err.message}`));
-      const d = await tuner.once();
+      const d = await tuner.tuneOnce();
       if (d !== undefined) onDecision(d, true);
       return d === undefined ? 1 : 0;
     } finally {

@@ -79,7 +79,7 @@ export class ScanScheduler {
     const r = this.records.get(vm.pid);
     if (r === undefined || r.startTime !== vm.startTime) return Infinity;
     const pages = Math.max(1, r.pages);
-    const merged = vm.ksm === null ? r.duplicatePages : vm.ksm.mergingPages + vm.ksm.zeroPages;
+    const merged = vm.ksm === null ? r.duplicatePages : (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0);
     const disagreement = Math.min(1, Math.abs(r.duplicatePages - merged) / pages);
     const ageS = (t - r.at) / 1000;
     const sizeWeight = Math.log2(2 + vm.rssBytes / this.options.pageSize);

@@ -169,7 +169,7 @@ export class Tuner extends EventEmitter {
         const { scanForTuner } = await import('./scan-adapter.js');
         this.scanFn = scanForTuner;
       }
-      this.scheduler = new ScanScheduler({ scan: this.scanFn, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
+      this.scheduler = new ScanScheduler({ scan: this.scanFn!, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
     }
     this.observer = new Observer({ procRoot: this.procRoot, ksm: this.ksm, pageSize: PAGE_SIZE });
   }
@@ -196,8 +196,8 @@ export class Tuner extends EventEmitter {
   }
 
   /** One decision, the knobs left as decided (pagefuse tune --once): scans first where the policy scans. */
-  async once(): Promise<TuneDecision | undefined> {
-    if (this.running) throw new PagefuseError('EBUSY', 'once: the tuner is already running');
+  async tuneOnce(): Promise<TuneDecision | undefined> {
+    if (this.running) throw new PagefuseError('EBUSY', 'tuneOnce: the tuner is already running');
     await this.prepare();
     try {
       const vms = this.watcher.vms;
@@ -270,7 +270,7 @@ export class Tuner extends EventEmitter {
           this.emit('vms', { added, removed });
           this.scheduler?.prune(this.watcher.vms);
           this.pendingRescan.push(...added.map((vm) => vm.pid));
-          this.chain = this.chain.then(() => this.decide());
+          this.enqueueDecide();
         }
         this.maybeScan();
       } catch (err) {
@@ -291,7 +291,7 @@ export class Tuner extends EventEmitter {
     this.scanDone = scheduler
       .run(vms, this.regions, abort.signal)
       .then(() => {
-        if (this.running) this.chain = this.chain.then(() => this.decide());
+        if (this.running) this.enqueueDecide();
       })
       .catch((err) => {
         if (!abort.signal.aborted) this.fail(err);
@@ -311,6 +311,12 @@ export class Tuner extends EventEmitter {
       () => undefined,
     );
     return run;
+  }
+
+  private enqueueDecide(): void {
+    this.chain = this.chain.then(async () => {
+      await this.decide();
+    });
   }
 
   private async decide(): Promise<TuneDecision | undefined> {

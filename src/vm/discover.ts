@@ -4,13 +4,12 @@ import {
   DEFAULT_PROC_ROOT,
   listPids,
   parseKeyValues,
-  parseKsmStat,
   parseStat,
   readProcLink,
   readProcText,
   splitCmdline,
-  type KsmStat,
 } from './procfs.js';
+import { parseKsmStat, type KsmStatFields } from '../ksm/process.js';
 
 export interface VmInfo {
   pid: number;
@@ -24,7 +23,7 @@ export interface VmInfo {
   /** Guest RAM the command line asks for, when it says. */
   memoryBytes?: number;
   /** /proc/<pid>/ksm_stat, or null where the kernel has none. */
-  ksm: KsmStat | null;
+  ksm: KsmStatFields | null;
 }
 
 export interface DiscoverOptions {

@@ -89,33 +89,3 @@ export function parseStat(text: string): ProcStat | undefined {
 
 /** USER_HZ: 100 on every Linux architecture Node runs on (the kernel fixes it for userspace ABI). */
 export const USER_HZ = 100;
-
-export interface KsmStat {
-  rmapItems: number;
-  zeroPages: number;
-  mergingPages: number;
-  profitBytes: number;
-  mergeAny?: boolean;
-  mergeable?: boolean;
-}
-
-/** /proc/<pid>/ksm_stat, tolerant of the lines added over kernel versions (6.1 … 6.14). */
-export function parseKsmStat(text: string): KsmStat {
-  const num: Record<string, number> = {};
-  const flag: Record<string, boolean> = {};
-  for (const line of text.split('\n')) {
-    const m = /^(\w+):?\s+(-?\d+|yes|no)\s*$/.exec(line);
-    if (!m) continue;
-    if (m[2] === 'yes' || m[2] === 'no') flag[m[1]] = m[2] === 'yes';
-    else num[m[1]] = Number(m[2]);
-  }
-  const stat: KsmStat = {
-    rmapItems: num.ksm_rmap_items ?? 0,
-    zeroPages: num.ksm_zero_pages ?? 0,
-    mergingPages: num.ksm_merging_pages ?? 0,
-    profitBytes: num.ksm_process_profit ?? 0,
-  };
-  if (flag.ksm_merge_any !== undefined) stat.mergeAny = flag.ksm_merge_any;
-  if (flag.ksm_mergeable !== undefined) stat.mergeable = flag.ksm_mergeable;
-  return stat;
-}

@@ -1,0 +1,1 @@
+// The scan engine as the scheduler calls it.
