@@ -100,7 +100,7 @@ export function paceFor(budget: number, pagesPerCpuSecond: number): Pace {
   // A batch of n pages costs n/P CPU-seconds, then ksmd sleeps s: duty = (n/P) / (n/P + s) = budget.
   const sleepS = BATCH_SLEEP_MS / 1000;
   const pages = Math.max(1, Math.round((pagesPerCpuSecond * budget * sleepS) / (1 - budget)));
-  return { pages_to_scan: pages, sleep_millisecs: BATCH_SLEEP_MS, pagesPerSecond: pages / (pages / pagesPerCpuSecond + sleepS) };
+  return { pages_to_scan: pages, sleep_millisecs: BATCH_SLEEP_MS, pagesPerSecond: Math.round(pages / (pages / pagesPerCpuSecond + sleepS)) };
 }
 
 const MiB = 1024 * 1024;
@@ -158,8 +158,9 @@ export function gate(o: Observation, state: AdaptiveState, c: AdaptiveConfig): G
     const c0 = o.counters;
     if (passes >= 2 && c0.pages_volatile > c0.pages_shared + c0.pages_sharing && c0.pages_volatile * ps >= c.minSavingsBytes / 4) {
       const hold = Math.min(HOLD_MS * 2 ** state.backoffs, MAX_HOLD_MS);
+      // After the hold, any sizeable gap is worth another try: the pages may have settled.
       return stop(`pages_volatile (${c0.pages_volatile}) dominates after ${passes} passes: backing off for ${hold / 1000} s`, {
-        gapAtStop: gap,
+        gapAtStop: 0,
         holdUntil: o.time + hold,
         backoffs: state.backoffs + 1,
       });
