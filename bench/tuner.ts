@@ -78,8 +78,9 @@ function tunerDriver(name: string, policy: 'ksmtuned' | 'adaptive', config: Tune
 
 const ksmtunedConfig = (): TuneConfig => {
   const c = defaultConfig();
-  // As in measured-here.md: the host declared loaded, so ksmtuned runs ksmd at all on a roomy host.
-  c.ksmtuned.KSM_THRES_COEF = 95;
+  // The host declared loaded (measured-here.md used 95; this roomy host needs 100 for free < thres), so
+  // ksmtuned runs ksmd at all: idle one interval, then 300 pages / 10 ms, boosted by 300 each interval.
+  c.ksmtuned.KSM_THRES_COEF = 100;
   return c;
 };
 const adaptiveConfig = (minSavingsMiB: number): TuneConfig => ({ ...defaultConfig(), minSavingsBytes: minSavingsMiB * 1024 * 1024 });
@@ -92,7 +93,7 @@ const drivers = (minSavingsMiB: number): Driver[] => [
       return async () => undefined;
     },
   },
-  tunerDriver(`ksmtuned policy (KSM_THRES_COEF=95${timeScale > 1 ? `, interval ${60 / timeScale} s` : ''})`, 'ksmtuned', ksmtunedConfig(), 60_000 / timeScale),
+  tunerDriver(`ksmtuned policy (KSM_THRES_COEF=100${timeScale > 1 ? `, interval ${60 / timeScale} s` : ''})`, 'ksmtuned', ksmtunedConfig(), 60_000 / timeScale),
   tunerDriver('adaptive (0.25 CPU)', 'adaptive', adaptiveConfig(minSavingsMiB)),
 ];
 
