@@ -8,6 +8,8 @@ export interface ScanTargetOutcome {
   pid?: number;
   pages: number;
   duplicatePages: number;
+  /** Pages that changed since this target's previous scan, when the engine tracks them. */
+  volatilePages?: number;
 }
 
 /** What the tuner needs of a scan result. */
@@ -29,7 +31,8 @@ export interface VmRecord {
   duplicatePages: number;
   /** This VM's share of the pages the joint scan says can be saved. */
   savedPages: number;
-  /** EWMA of |Δ savedPages| / pages between successive scans (0–1). */
+  /** EWMA of the share of pages that changed between successive scans (0–1): the engine's count of
+   *  changed pages where it keeps them, else |Δ savedPages| / pages. */
   volatility: number;
   scans: number;
 }
@@ -138,7 +141,7 @@ export class ScanScheduler {
       const saved = share(t.duplicatePages);
       const prev = this.records.get(vm.pid);
       const same = prev !== undefined && prev.startTime === vm.startTime;
-      const change = same ? Math.abs(saved - prev.savedPages) / Math.max(1, t.pages) : 0;
+      const change = !same ? 0 : (t.volatilePages ?? Math.abs(saved - prev.savedPages)) / Math.max(1, t.pages);
       this.records.set(vm.pid, {
         pid: vm.pid,
         startTime: vm.startTime,
