@@ -100,7 +100,9 @@ export class Tuner extends EventEmitter {
   private state: PolicyState;
   private found: KsmKnobs | undefined;
   private readonly touched = new Set<keyof KsmKnobs>();
-  private timers: NodeJS.Timeout[] = [];
+  private pollTimer: NodeJS.Timeout | undefined;
+  private decideTimer: NodeJS.Timeout | undefined;
+  private pollQueued = false;
   private running = false;
   private chain: Promise<void> = Promise.resolve();
   private pendingRescan: number[] = [];
@@ -188,11 +190,9 @@ export class Tuner extends EventEmitter {
   async start(): Promise<void> {
     if (this.running) return;
     await this.prepare();
-    if (this.policy !== 'ksmtuned') {
-      this.timers.push(setInterval(() => this.pollVms(), this.pollMs));
-    }
-    this.timers.push(setInterval(() => void this.retune().catch(() => undefined), this.intervalMs));
-    if (this.policy !== 'ksmtuned' || this.immediate) void this.retune().catch(() => undefined);
+    if (this.policy !== 'ksmtuned') this.pollTimer = setInterval(() => this.pollVms(), this.pollMs);
+    this.decideTimer = setInterval(() => void this.retune(), this.intervalMs);
+    if (this.policy !== 'ksmtuned' || this.immediate) void this.retune();
   }
 
   /** One decision, the knobs left as decided (pagefuse tune --once): scans first where the policy scans. */
@@ -212,8 +212,8 @@ export class Tuner extends EventEmitter {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    for (const t of this.timers) clearInterval(t);
-    this.timers = [];
+    clearInterval(this.pollTimer);
+    clearInterval(this.decideTimer);
     this.scanAbort?.abort();
     await this.scanDone;
     await this.chain;
@@ -238,8 +238,8 @@ export class Tuner extends EventEmitter {
     if (this.policy === 'ksmtuned') this.state = { npages: (this.state as KsmtunedState).npages };
     if (this.running) {
       // The decision interval may have changed.
-      clearInterval(this.timers.pop());
-      this.timers.push(setInterval(() => void this.retune().catch(() => undefined), this.intervalMs));
+      clearInterval(this.decideTimer);
+      this.decideTimer = setInterval(() => void this.retune(), this.intervalMs);
     }
   }
 
@@ -253,7 +253,7 @@ export class Tuner extends EventEmitter {
     }
     if (target === null || typeof target !== 'object') throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
     this.regions.push(target);
-    if (this.running) void this.retune().catch(() => undefined);
+    if (this.running) void this.retune();
   }
 
   private fail(err: unknown): void {
@@ -262,7 +262,11 @@ export class Tuner extends EventEmitter {
   }
 
   private pollVms(): void {
+    // One poll waits in the queue at most: a slow decision must not pile polls up behind it.
+    if (this.pollQueued) return;
+    this.pollQueued = true;
     this.chain = this.chain.then(async () => {
+      this.pollQueued = false;
       if (!this.running) return;
       try {
         const { added, removed } = await this.watcher.poll();
