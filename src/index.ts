@@ -16,3 +16,5 @@ export type { TuneConfig, KsmtunedSettings, PolicyName } from './tune/config.js'
 export { discoverVms, VmWatcher } from './vm/discover.js';
 export type { VmInfo, DiscoverOptions } from './vm/discover.js';
 export type { Vmm } from './vm/identify.js';
+export { scan, readUseZeroPages } from './scan/scan.js';
+export type { ScanMode, ScanTarget, ScanOptions, ScanResult, TargetScan, ProcessTarget, ScanProgress, DensityMap } from './scan/scan.js';

@@ -23,7 +23,7 @@ function clockAndScan(costMsPerTarget: number, volatileOf: (pid: number) => numb
     return {
       pages: pids.length * 1000,
       estimatedSavedBytes: pids.length * 400 * PAGE,
-      targets: pids.map((pid) => ({ pid, pages: 1000, duplicatePages: 500, volatilePages: volatileOf(pid) })),
+      targets: pids.map((pid) => ({ pid, pages: 1000, mergingPages: 500, volatilePages: volatileOf(pid) })),
     };
   };
   return { scan, calls, now: () => now, advance: (ms: number) => (now += ms) };

@@ -42,7 +42,7 @@ const QEMU = (pid: number, name: string) => ({
 const scan: ScanFn = async (targets) => ({
   pages: targets.length * 262144,
   estimatedSavedBytes: targets.length * 131072 * 4096,
-  targets: targets.map((t) => ({ pid: (t as { pid: number }).pid, pages: 262144, duplicatePages: 131072 })),
+  targets: targets.map((t) => ({ pid: (t as { pid: number }).pid, pages: 262144, mergingPages: 131072 })),
 });
 
 function setup() {

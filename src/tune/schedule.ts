@@ -7,7 +7,8 @@ import type { Estimate } from './types.js';
 export interface ScanTargetOutcome {
   pid?: number;
   pages: number;
-  duplicatePages: number;
+  /** Pages of this target that ksmd would merge (content found twice or more anywhere, zero pages too). */
+  mergingPages: number;
   /** Pages that changed since this target's previous scan, when the engine tracks them. */
   volatilePages?: number;
 }
@@ -28,7 +29,7 @@ export interface VmRecord {
   /** When the VM was last scanned (ms), and what the scan said. */
   at: number;
   pages: number;
-  duplicatePages: number;
+  mergingPages: number;
   /** This VM's share of the pages the joint scan says can be saved. */
   savedPages: number;
   /** EWMA of the share of pages that changed between successive scans (0–1): the engine's count of
@@ -82,8 +83,8 @@ export class ScanScheduler {
     const r = this.records.get(vm.pid);
     if (r === undefined || r.startTime !== vm.startTime) return Infinity;
     const pages = Math.max(1, r.pages);
-    const merged = vm.ksm === null ? r.duplicatePages : (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0);
-    const disagreement = Math.min(1, Math.abs(r.duplicatePages - merged) / pages);
+    const merged = vm.ksm === null ? r.mergingPages : (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0);
+    const disagreement = Math.min(1, Math.abs(r.mergingPages - merged) / pages);
     const ageS = (t - r.at) / 1000;
     const sizeWeight = Math.log2(2 + vm.rssBytes / this.options.pageSize);
     return ageS * sizeWeight * (1 + 4 * disagreement + 4 * r.volatility);
@@ -129,16 +130,16 @@ export class ScanScheduler {
 
   private record(vms: VmInfo[], outcome: ScanOutcome, at: number): void {
     const savedTotal = outcome.estimatedSavedBytes / this.options.pageSize;
-    const dupTotal = outcome.targets.reduce((s, t) => s + t.duplicatePages, 0);
+    const dupTotal = outcome.targets.reduce((s, t) => s + t.mergingPages, 0);
     const share = (dup: number) => (dupTotal > 0 ? (savedTotal * dup) / dupTotal : 0);
     const others = outcome.targets.filter((x) => x.pid === undefined);
     this.lastRound = at;
-    this.extra = { savedPages: share(others.reduce((s, x) => s + x.duplicatePages, 0)), pages: others.reduce((s, x) => s + x.pages, 0) };
+    this.extra = { savedPages: share(others.reduce((s, x) => s + x.mergingPages, 0)), pages: others.reduce((s, x) => s + x.pages, 0) };
     for (const vm of vms) {
       const t = outcome.targets.find((x) => x.pid === vm.pid);
       if (t === undefined) continue;
-      // The joint saving is shared out in proportion to each VM's duplicate pages.
-      const saved = share(t.duplicatePages);
+      // The joint saving is shared out in proportion to each VM's merging pages.
+      const saved = share(t.mergingPages);
       const prev = this.records.get(vm.pid);
       const same = prev !== undefined && prev.startTime === vm.startTime;
       const change = !same ? 0 : (t.volatilePages ?? Math.abs(saved - prev.savedPages)) / Math.max(1, t.pages);
@@ -147,7 +148,7 @@ export class ScanScheduler {
         startTime: vm.startTime,
         at,
         pages: t.pages,
-        duplicatePages: t.duplicatePages,
+        mergingPages: t.mergingPages,
         savedPages: saved,
         volatility: same ? Math.min(1, 0.5 * prev.volatility + 0.5 * change) : 0,
         scans: same ? prev.scans + 1 : 1,

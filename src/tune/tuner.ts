@@ -168,8 +168,8 @@ export class Tuner extends EventEmitter {
     const { PAGE_SIZE } = await import('../region.js');
     if (this.policy !== 'ksmtuned') {
       if (this.scanFn === undefined) {
-        const { scanForTuner } = await import('./scan-adapter.js');
-        this.scanFn = scanForTuner;
+        const { createTunerScan } = await import('./scan-adapter.js');
+        this.scanFn = createTunerScan();
       }
       this.scheduler = new ScanScheduler({ scan: this.scanFn!, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
     }
