@@ -7,11 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Ksm } from '../src/ksm/ksm.js';
+import { processKsm } from '../src/ksm/process.js';
 import { PAGE_SIZE } from '../src/region.js';
 import { knobsFrom, countersFrom } from '../src/tune/observe.js';
-import { savedPages, type KsmKnobs } from '../src/tune/types.js';
+import type { KsmKnobs } from '../src/tune/types.js';
 import { lockKsm } from './helpers/lock.js';
-import { startGuests } from './helpers/tune-guests.js';
+import { startGuests, type Guests } from './helpers/tune-guests.js';
 
 const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
 const ksm = new Ksm();
@@ -145,5 +146,58 @@ test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused a
   } finally {
     await guests.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('adaptive daemon on guest processes: scans, starts ksmd, reaches the estimated savings, then stops scanning; SIGTERM restores the knobs', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-daemon-'));
+  const conf = join(dir, 'tune.conf');
+  writeFileSync(conf, 'PAGEFUSE_MIN_SAVINGS_MIB=8\nPAGEFUSE_INTERVAL=0.5\n');
+  try {
+    await withKnobs({ run: 0, pages_to_scan: 100, sleep_millisecs: 20 }, async () => {
+      // Started under the lock with ksmd stopped, so nobody else's ksmd merged them first.
+      const guests = await startGuests(3, { commonMiB: 24, uniqueMiB: 4, zeroMiB: 1, changingMiB: 1 }, 'conv');
+      try {
+        await converge(guests);
+      } finally {
+        await guests.stop();
+      }
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  async function converge(guests: Guests): Promise<void> {
+    const d = new Daemon(['--config', conf]);
+    try {
+      await d.next(event('start'), 15_000, 'start line');
+      const started = await d.next(changedRun(1), 10_000, 'ksmd started');
+      const estimate = started.estimated_bytes as number;
+      const achievable = guests.achievablePages * PAGE_SIZE;
+      assert.ok(Math.abs(estimate - achievable) <= 0.01 * achievable, `estimate ${estimate} within 1 % of the ${achievable} bytes the workload can save`);
+      assert.match((started.reasons as string[]).join('\n'), /all VMs scanned.*\n.*left to merge: ksmd started\npace \d+ pages \/ 20 ms for 0\.25 CPU/);
+      assert.equal((await knobs()).run, 1);
+
+      const stopped = await d.next(changedRun(0), 40_000, 'ksmd stopped once merging flattened');
+      assert.match((stopped.reasons as string[]).at(-1)!, /^merging flattened: .* ksmd stopped \(merged pages stay merged\)$/);
+      // Per-process counts (other KSM users on the host do not blur them): every guest's common image and
+      // zero pages map KSM pages, at least 95 % of them.
+      const merging = (await Promise.all(guests.pids.map((pid) => processKsm(pid)))).reduce((s, p) => s + p.mergingPages + p.zeroPages, 0);
+      const predicted = (guests.pids.length * (24 + 1) * 1024 * 1024) / PAGE_SIZE;
+      assert.ok(merging >= 0.95 * predicted, `${merging} of ${predicted} pages merged`);
+
+      // Stopped means stopped: run=0 and no further full scans.
+      const c0 = countersFrom((await ksm.read()).counters).full_scans;
+      await sleep(1500);
+      assert.equal((await knobs()).run, 0);
+      assert.equal(countersFrom((await ksm.read()).counters).full_scans, c0, 'ksmd does not scan any more');
+
+      d.kill('SIGTERM');
+      assert.equal(await d.exited, 0);
+      const after = await knobs();
+      assert.deepEqual([after.run, after.pages_to_scan, after.sleep_millisecs], [0, 100, 20], 'the knobs found at start are back');
+    } finally {
+      d.kill('SIGKILL');
+    }
   }
 });

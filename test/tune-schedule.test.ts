@@ -37,7 +37,7 @@ test('new VMs are scanned at once, most promising first; the estimate covers the
   assert.equal(s.estimate([a, b]), null);
   assert.deepEqual(s.due([a, b]).map((v) => v.pid), [2, 1], 'both new: the larger first');
   await s.run([b, a]);
-  assert.deepEqual(s.estimate([a, b]), { at: 20, savedPages: 800, pages: 2000, volatility: 0, complete: true });
+  assert.deepEqual(s.estimate([a, b]), { at: 20, savedPages: 800, mergingPages: 1000, pages: 2000, volatility: 0, complete: true });
   assert.deepEqual(s.due([a, b]), [], 'nothing due right after a scan');
   const n = vm(3, 50);
   assert.deepEqual(s.due([a, b, n]).map((v) => v.pid)[0], 3, 'a new VM comes first');

@@ -33,6 +33,8 @@ function snake(d: TuneDecision): Record<string, unknown> {
     dry_run: d.dryRun,
     reasons: d.reasons,
     rescan: d.rescan,
+    saved_bytes: d.savedBytes,
+    estimated_bytes: d.estimatedBytes,
     vms: d.vms,
   };
 }

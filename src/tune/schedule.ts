@@ -61,7 +61,7 @@ export class ScanScheduler {
   private readonly rescanMs: number;
   private readonly maxRoundPages: number;
   /** What the last round found in targets that are no process (registered Regions). */
-  private extra = { savedPages: 0, pages: 0 };
+  private extra = { savedPages: 0, mergingPages: 0, pages: 0 };
   private lastRound = -Infinity;
   scanning = false;
 
@@ -134,7 +134,8 @@ export class ScanScheduler {
     const share = (dup: number) => (dupTotal > 0 ? (savedTotal * dup) / dupTotal : 0);
     const others = outcome.targets.filter((x) => x.pid === undefined);
     this.lastRound = at;
-    this.extra = { savedPages: share(others.reduce((s, x) => s + x.mergingPages, 0)), pages: others.reduce((s, x) => s + x.pages, 0) };
+    const othersMerging = others.reduce((s, x) => s + x.mergingPages, 0);
+    this.extra = { savedPages: share(othersMerging), mergingPages: othersMerging, pages: others.reduce((s, x) => s + x.pages, 0) };
     for (const vm of vms) {
       const t = outcome.targets.find((x) => x.pid === vm.pid);
       if (t === undefined) continue;
@@ -165,6 +166,7 @@ export class ScanScheduler {
   /** The estimate over the VMs alive now, or null before any of them was scanned. */
   estimate(vms: VmInfo[]): Estimate | null {
     let saved = this.extra.savedPages;
+    let merging = this.extra.mergingPages;
     let pages = this.extra.pages;
     let weightedVol = 0;
     let at = this.extra.pages > 0 ? this.lastRound : -Infinity;
@@ -174,6 +176,7 @@ export class ScanScheduler {
       if (r === undefined || r.startTime !== vm.startTime) continue;
       covered++;
       saved += r.savedPages;
+      merging += r.mergingPages;
       pages += r.pages;
       weightedVol += r.volatility * r.pages;
       at = Math.max(at, r.at);
@@ -182,6 +185,7 @@ export class ScanScheduler {
     return {
       at,
       savedPages: Math.round(saved),
+      mergingPages: merging,
       pages,
       volatility: pages > 0 ? weightedVol / pages : 0,
       complete: covered === vms.length,

@@ -51,6 +51,9 @@ export interface TuneDecision {
   dryRun: boolean;
   reasons: string[];
   rescan: number[];
+  /** What KSM saves now (pages_sharing + ksm_zero_pages), and what the scans say it could (null before any). */
+  savedBytes: number;
+  estimatedBytes: number | null;
   vms: { pid: number; vmm: string; name: string; rss_bytes: number }[];
 }
 
@@ -200,7 +203,7 @@ export class Tuner extends EventEmitter {
     if (this.running) throw new PagefuseError('EBUSY', 'tuneOnce: the tuner is already running');
     await this.prepare();
     try {
-      const vms = this.watcher.vms;
+      const vms = this.scanVms();
       if (this.scheduler !== undefined && (vms.length > 0 || this.regions.length > 0)) await this.scheduler.run(vms, this.regions);
       return await this.decide();
     } finally {
@@ -252,8 +255,16 @@ export class Tuner extends EventEmitter {
       return;
     }
     if (target === null || typeof target !== 'object') throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
+    // A Region is scanned as itself; its merged pages show in this process's ksm_stat, so watch it too.
     this.regions.push(target);
+    this.watcher.register(process.pid);
     if (this.running) void this.retune();
+  }
+
+  /** The VMs the scan engine reads by pid: this process is covered through its registered Regions. */
+  private scanVms(): VmInfo[] {
+    const vms = this.watcher.vms;
+    return this.regions.length === 0 ? vms : vms.filter((vm) => vm.pid !== process.pid);
   }
 
   private fail(err: unknown): void {
@@ -287,7 +298,7 @@ export class Tuner extends EventEmitter {
   private maybeScan(): void {
     const scheduler = this.scheduler;
     if (scheduler === undefined || scheduler.scanning || !this.running) return;
-    const vms = scheduler.due(this.watcher.vms, this.pendingRescan);
+    const vms = scheduler.due(this.scanVms(), this.pendingRescan);
     if (vms.length === 0 && !(this.regions.length > 0 && scheduler.estimate([]) === null)) return;
     this.pendingRescan = [];
     const abort = new AbortController();
@@ -326,9 +337,8 @@ export class Tuner extends EventEmitter {
   private async decide(): Promise<TuneDecision | undefined> {
     if (!this.running) return undefined;
     try {
-      const vms = this.watcher.vms;
-      const estimate = this.scheduler?.estimate(vms) ?? null;
-      const o = await this.observer!.observe(vms, estimate);
+      const estimate = this.scheduler?.estimate(this.scanVms()) ?? null;
+      const o = await this.observer!.observe(this.watcher.vms, estimate);
       const result =
         this.policy === 'ksmtuned'
           ? ksmtuned(o, this.state as KsmtunedState, this.config.ksmtuned)
@@ -337,8 +347,8 @@ export class Tuner extends EventEmitter {
       const decision = await this.apply(o, result.decision, result.reasons);
       this.emit('savings', {
         at: Date.now(),
-        savedBytes: savedPages(o.counters) * o.pageSize,
-        estimatedBytes: estimate === null ? null : estimate.savedPages * o.pageSize,
+        savedBytes: decision.savedBytes,
+        estimatedBytes: decision.estimatedBytes,
         ksmdCpuSeconds: o.ksmdCpuSeconds,
         fullScans: o.counters.full_scans,
       } satisfies TuneSavings);
@@ -374,6 +384,8 @@ export class Tuner extends EventEmitter {
       dryRun: this.dryRun,
       reasons,
       rescan: d.rescan,
+      savedBytes: savedPages(o.counters) * o.pageSize,
+      estimatedBytes: o.estimate === null ? null : o.estimate.savedPages * o.pageSize,
       vms: o.vms.map((vm) => ({ pid: vm.pid, vmm: vm.vmm, name: vm.name, rss_bytes: vm.rssBytes })),
     };
     this.lastDecision = decision;

@@ -1,0 +1,20 @@
+import { startGuests } from '../test/helpers/tune-guests.ts';
+import { lockKsm } from '../test/helpers/lock.ts';
+import { Tuner } from '../src/tune/tuner.ts';
+import { defaultConfig } from '../src/tune/config.ts';
+import { Ksm } from '../src/ksm/ksm.ts';
+const release = await lockKsm();
+const ksm = new Ksm();
+await ksm.configure({ run: 0, pages_to_scan: 100, sleep_millisecs: 20 });
+const g = await startGuests(3, { commonMiB: 24, uniqueMiB: 4, zeroMiB: 1, changingMiB: 1 }, 'dbg');
+const t = new Tuner({ config: { ...defaultConfig(), minSavingsBytes: 8 << 20 }, intervalMs: 500 });
+const t0 = performance.now();
+t.on('decision', async (d) => {
+  const c = (await ksm.read()).counters;
+  console.log(((performance.now() - t0) / 1000).toFixed(2), JSON.stringify(d.changed), d.savedBytes >> 10, c.full_scans, c.pages_volatile, c.pages_shared, c.pages_sharing, d.reasons.slice(-2).join(' | ').slice(0, 200));
+});
+await t.start();
+await new Promise((r) => setTimeout(r, 8000));
+await t.stop();
+await g.stop();
+release();
