@@ -9,6 +9,7 @@ import type { KsmControl } from '../src/tune/observe.js';
 import type { ScanFn } from '../src/tune/schedule.js';
 import type { KsmKnobs } from '../src/tune/types.js';
 import { ProcTree } from './helpers/proc-tree.js';
+import { Region, PAGE_SIZE } from '../src/region.js';
 
 class FakeKsm implements KsmControl {
   settings: Record<string, number | string> = { run: 0, pages_to_scan: 100, sleep_millisecs: 20, advisor_mode: 'none', advisor_max_cpu: 70 };
@@ -135,6 +136,33 @@ test('dry run decides and writes nothing; keepKnobs leaves the decided knobs; re
     assert.deepEqual([ksm.settings.run, ksm.settings.pages_to_scan, ksm.settings.sleep_millisecs], [1, 64, 10]);
   } finally {
     await keep.stop();
+    tree.dispose();
+  }
+});
+
+test('register(Region) scans the Region itself and watches this process for its merged pages; register refuses other things', async () => {
+  const { tree, ksm, config } = setup();
+  tree.add({ pid: process.pid, argv: ['node', 'test'], exe: '/usr/bin/node', comm: 'node', rssKiB: 50_000 });
+  const seen: unknown[][] = [];
+  const recording: ScanFn = async (targets, o) => {
+    seen.push(targets);
+    return scan(targets.map((t) => (t instanceof Region ? { pid: 0 } : t)), o);
+  };
+  const t = new Tuner({ ksm, scan: recording, procRoot: tree.root, config, pollMs: 100 });
+  const region = Region.alloc(4 * PAGE_SIZE);
+  try {
+    t.register(region);
+    assert.throws(() => t.register('a region' as unknown as number), { name: 'TypeError', message: /expected a pid or a Region/ });
+    const first = nextDecision(t, (d) => d.estimatedBytes !== null);
+    await t.start();
+    await first;
+    const last = seen.at(-1)!;
+    assert.equal(last.includes(region), true, 'the Region is a scan target');
+    assert.deepEqual(last.filter((x) => !(x instanceof Region)).map((x) => (x as { pid: number }).pid), [300], 'this process is not scanned by pid');
+    assert.equal(t.vms.some((v) => v.pid === process.pid && v.vmm === 'registered'), true, 'this process is watched');
+  } finally {
+    await t.stop();
+    region.dispose();
     tree.dispose();
   }
 });

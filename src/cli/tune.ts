@@ -159,14 +159,15 @@ export async function run(args: string[]): Promise<number> {
     };
     const onHup = () => {
       const reload = configFile === undefined ? Promise.resolve(defaultConfig()) : loadConfig(configFile);
-      reload.then(
-        (next) => {
-          config = next;
+      reload
+        .then((next) => {
           tuner.reconfigure(next);
+          config = next;
           log({ event: 'reload', config: configFile ?? null }, `SIGHUP: config ${configFile ?? '(defaults)'} reloaded`);
-        },
-        (err: Error) => log({ event: 'error', message: `reload failed, keeping the old config: ${err.message}` }, `SIGHUP: reload failed, keeping the old config: ${err.message}`),
-      );
+        })
+        .catch((err: Error) =>
+          log({ event: 'error', message: `reload failed, keeping the old config: ${err.message}` }, `SIGHUP: reload failed, keeping the old config: ${err.message}`),
+        );
     };
     process.on('SIGUSR1', onUsr1);
     process.on('SIGHUP', onHup);

@@ -2,6 +2,9 @@
 // the knobs it found when it stops. Everything is asynchronous: scans run off the event loop, /proc and
 // sysfs reads are small async file reads.
 import { EventEmitter } from 'node:events';
+import { Ksm } from '../ksm/ksm.js';
+import { PAGE_SIZE, Region } from '../region.js';
+import { createTunerScan } from './scan-adapter.js';
 import { availableParallelism } from 'node:os';
 import { PagefuseError } from '../errors.js';
 import { DEFAULT_PROC_ROOT } from '../vm/procfs.js';
@@ -86,7 +89,8 @@ export declare interface Tuner {
 
 export class Tuner extends EventEmitter {
   readonly policy: PolicyName;
-  readonly cpuBudget: number;
+  private budget: number;
+  private readonly explicitCpuBudget: number | undefined;
   readonly dryRun: boolean;
   readonly keepKnobs: boolean;
   private config: TuneConfig;
@@ -99,7 +103,7 @@ export class Tuner extends EventEmitter {
   private readonly watcher: VmWatcher;
   private scheduler: ScanScheduler | undefined;
   private observer: Observer | undefined;
-  private readonly regions: object[] = [];
+  private readonly regions: Region[] = [];
   private state: PolicyState;
   private found: KsmKnobs | undefined;
   private readonly touched = new Set<keyof KsmKnobs>();
@@ -118,7 +122,8 @@ export class Tuner extends EventEmitter {
     if (options === null || typeof options !== 'object') throw new TypeError(`Tuner: options must be an object, got ${String(options)}`);
     this.config = options.config ?? defaultConfig();
     this.policy = checkPolicy(options.policy ?? this.config.policy ?? 'adaptive');
-    this.cpuBudget = checkCpuBudget(options.cpuBudget ?? this.config.cpuBudget ?? DEFAULT_CPU_BUDGET, availableParallelism());
+    this.explicitCpuBudget = options.cpuBudget;
+    this.budget = checkCpuBudget(options.cpuBudget ?? this.config.cpuBudget ?? DEFAULT_CPU_BUDGET, availableParallelism());
     if (options.intervalMs !== undefined && !(Number.isFinite(options.intervalMs) && options.intervalMs > 0)) {
       throw new RangeError(`Tuner: intervalMs must be a number of ms above 0, got ${String(options.intervalMs)}`);
     }
@@ -136,6 +141,11 @@ export class Tuner extends EventEmitter {
 
   private initialState(): PolicyState {
     return this.policy === 'ksmtuned' ? initialKsmtunedState() : initialAdaptiveState();
+  }
+
+  /** ksmd's CPU allowance in CPUs (the option, else the config's PAGEFUSE_CPU_BUDGET, else 0.25). */
+  get cpuBudget(): number {
+    return this.budget;
   }
 
   /** ms between decisions under the current config. */
@@ -163,24 +173,17 @@ export class Tuner extends EventEmitter {
     };
   }
 
-  private async wire(): Promise<void> {
-    if (this.ksm === undefined) {
-      const { Ksm } = await import('../ksm/ksm.js');
-      this.ksm = new Ksm({ procRoot: this.procRoot });
-    }
-    const { PAGE_SIZE } = await import('../region.js');
+  private wire(): void {
+    this.ksm ??= new Ksm({ procRoot: this.procRoot });
     if (this.policy !== 'ksmtuned') {
-      if (this.scanFn === undefined) {
-        const { createTunerScan } = await import('./scan-adapter.js');
-        this.scanFn = createTunerScan();
-      }
-      this.scheduler = new ScanScheduler({ scan: this.scanFn!, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
+      this.scanFn ??= createTunerScan();
+      this.scheduler = new ScanScheduler({ scan: this.scanFn, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
     }
     this.observer = new Observer({ procRoot: this.procRoot, ksm: this.ksm, pageSize: PAGE_SIZE });
   }
 
   private async prepare(): Promise<void> {
-    await this.wire();
+    this.wire();
     this.found = knobsFrom((await this.ksm!.read()).settings);
     if (this.policy === 'kernel-advisor' && this.found.advisor_mode === undefined) {
       throw new PagefuseError('ENOTSUP', 'this kernel has no KSM scan-time advisor (/sys/kernel/mm/ksm/advisor_mode needs Linux 6.8+): use --policy adaptive');
@@ -235,9 +238,14 @@ export class Tuner extends EventEmitter {
     this.touched.clear();
   }
 
-  /** Takes a new config (SIGHUP): thresholds and budgets apply from the next decision. */
+  /**
+   * Takes a new config (SIGHUP): thresholds, budget and interval apply from the next decision (options
+   * given to the constructor still win). The policy stays: changing it needs a new Tuner.
+   */
   reconfigure(config: TuneConfig): void {
+    const budget = checkCpuBudget(this.explicitCpuBudget ?? config.cpuBudget ?? DEFAULT_CPU_BUDGET, availableParallelism());
     this.config = config;
+    this.budget = budget;
     if (this.policy === 'ksmtuned') this.state = { npages: (this.state as KsmtunedState).npages };
     if (this.running) {
       // The decision interval may have changed.
@@ -247,14 +255,14 @@ export class Tuner extends EventEmitter {
   }
 
   /** Adds a process (any, VMM or not) or a Region to what the tuner scans and counts. */
-  register(target: number | object): void {
+  register(target: number | Region): void {
     if (typeof target === 'number') {
       this.watcher.register(target);
       this.pendingRescan.push(target);
       if (this.running) this.pollVms();
       return;
     }
-    if (target === null || typeof target !== 'object') throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
+    if (!(target instanceof Region)) throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
     // A Region is scanned as itself; its merged pages show in this process's ksm_stat, so watch it too.
     this.regions.push(target);
     this.watcher.register(process.pid);
