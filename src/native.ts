@@ -29,6 +29,8 @@ export interface NativeScanOptions {
   sampleRate?: number;
   hashBits?: number;
   keepState?: boolean;
+  skipMissing?: boolean;
+  skipDenied?: boolean;
   procRoot?: string;
 }
 
@@ -47,6 +49,7 @@ export interface NativeTargetResult {
   sharedWithOthers: number;
   tailBytes: number;
   vanished: boolean;
+  denied: boolean;
   flagsKnown: boolean;
   density: { address: Float64Array; pages: Uint32Array; duplicatePages: Uint32Array };
   state?: unknown;

@@ -142,6 +142,7 @@ class ScanWorker : public Napi::AsyncProgressWorker<Progress> {
       o.Set("sharedWithOthers", n(t.sharedWithOthers));
       o.Set("tailBytes", n(t.tailBytes));
       o.Set("vanished", Napi::Boolean::New(env, t.vanished));
+      o.Set("denied", Napi::Boolean::New(env, t.denied));
       o.Set("flagsKnown", Napi::Boolean::New(env, t.flagsKnown));
       size_t chunks = t.density.size();
       Napi::Float64Array addr = Napi::Float64Array::New(env, chunks);
@@ -231,6 +232,10 @@ Napi::Value StartScan(const Napi::CallbackInfo& info) {
   job->options.hashBits = static_cast<int>(bits);
   Napi::Value keep = opts.Get("keepState");
   job->options.keepState = !keep.IsBoolean() || keep.As<Napi::Boolean>().Value();
+  Napi::Value skip = opts.Get("skipMissing");
+  job->options.skipMissing = skip.IsBoolean() && skip.As<Napi::Boolean>().Value();
+  Napi::Value denied = opts.Get("skipDenied");
+  job->options.skipDenied = denied.IsBoolean() && denied.As<Napi::Boolean>().Value();
   Napi::Value root = opts.Get("procRoot");
   if (root.IsString()) job->options.procRoot = root.As<Napi::String>().Utf8Value();
 

@@ -5,5 +5,10 @@ export interface Command {
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   status: { summary: 'knobs, counters, savings and the processes that merge', load: () => import('./status.js') },
+  set: { summary: 'write KSM knobs (KEY=VALUE…), all or nothing', load: () => import('./set.js') },
+  start: { summary: 'start ksmd (run=1)', load: () => import('./start.js') },
+  stop: { summary: 'stop ksmd, keeping merged pages (run=0)', load: () => import('./stop.js') },
+  scan: { summary: 'estimate what KSM would save on processes, before it runs', load: () => import('./scan.js') },
+  unmerge: { summary: 'stop ksmd and split every KSM page (run=2)', load: () => import('./unmerge.js') },
   tune: { summary: 'drive ksmd: scan first, merge second (replaces ksmtuned)', load: () => import('./tune.js') },
 };

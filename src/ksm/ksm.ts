@@ -368,7 +368,8 @@ export class Ksm {
 
   private async fullScans(): Promise<number> {
     const v = await this.get('full_scans');
-    if (typeof v !== 'number') throw this.noKsm();
+    if (v === undefined) throw this.noKsm();
+    if (typeof v !== 'number') throw new PagefuseError('EIO', `${this.path('full_scans')} reads ${JSON.stringify(v)}, not a number`);
     return v;
   }
 
@@ -400,7 +401,7 @@ export class Ksm {
  * tunables, advisor_mode=scan-time after its parameters (the switch loads advisor_min_pages_to_scan),
  * and run=0/1 last so ksmd starts with the new settings.
  */
-function writeOrder(changes: Map<Tunable, KnobValue>): Tunable[] {
+export function writeOrder(changes: Map<Tunable, KnobValue>): Tunable[] {
   const rank = (key: Tunable): number => {
     const value = changes.get(key);
     if (key === 'run') return value === 2 ? 0 : 5;

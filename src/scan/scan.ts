@@ -37,6 +37,12 @@ export interface ScanOptions {
   previous?: ScanResult;
   /** sampled mode: contents whose hash is 0 modulo this are kept (a power of two, default 64). */
   sampleRate?: number;
+  /** Keep per-page checksums for a later `previous` (4 bytes per page, until the result is collected). Default true. */
+  keepState?: boolean;
+  /** A process that no longer exists becomes a vanished target with no pages instead of an ESRCH error. */
+  skipMissing?: boolean;
+  /** A process this user may not read becomes a denied target with no pages instead of an EPERM error. */
+  skipDenied?: boolean;
   /** Root of procfs, for tests. */
   procRoot?: string;
   /** Root of sysfs, for reading use_zero_pages. */
@@ -80,6 +86,8 @@ export interface TargetScan {
   tailBytes: number;
   /** The process exited during the scan: its counts cover what was read before. */
   vanished: boolean;
+  /** skipDenied: the process could not be read, so it has no pages here. */
+  denied: boolean;
   /** Whether the previous scan's checksums were used to find volatile pages. */
   volatilityChecked: boolean;
   density: DensityMap;
@@ -247,6 +255,7 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, ch
     zeroMappedPages: t.zeroMappedPages,
     tailBytes: t.tailBytes,
     vanished: t.vanished,
+    denied: t.denied,
     volatilityChecked: checked,
     density: { chunkBytes: CHUNK_BYTES, ...t.density },
   };
@@ -345,6 +354,9 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
       sampleRate,
       ...(options.hashBits === undefined ? {} : { hashBits: options.hashBits }),
       ...(options.procRoot === undefined ? {} : { procRoot: options.procRoot }),
+      ...(options.skipMissing === undefined ? {} : { skipMissing: options.skipMissing }),
+      ...(options.skipDenied === undefined ? {} : { skipDenied: options.skipDenied }),
+      ...(options.keepState === undefined ? {} : { keepState: options.keepState }),
     },
     onProgress === undefined ? undefined : (bytesDone, bytesTotal) => onProgress({ bytesDone, bytesTotal }),
   );
