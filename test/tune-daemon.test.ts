@@ -11,6 +11,8 @@ import { processKsm } from '../src/ksm/process.js';
 import { PAGE_SIZE } from '../src/region.js';
 import { knobsFrom, countersFrom } from '../src/tune/observe.js';
 import type { KsmKnobs } from '../src/tune/types.js';
+import { Tuner, type TuneDecision } from '../src/tune/tuner.js';
+import { defaultConfig } from '../src/tune/config.js';
 import { lockKsm } from './helpers/lock.js';
 import { startGuests, type Guests } from './helpers/tune-guests.js';
 
@@ -200,4 +202,25 @@ test('adaptive daemon on guest processes: scans, starts ksmd, reaches the estima
       d.kill('SIGKILL');
     }
   }
+});
+
+test('kernel-advisor on this kernel: scan-time with advisor_max_cpu from the budget, then advisor_mode, advisor_max_cpu and pages_to_scan put back', async () => {
+  await withKnobs({ run: 0, pages_to_scan: 321, sleep_millisecs: 20 }, async () => {
+    const guests = await startGuests(2, { commonMiB: 8, uniqueMiB: 0, zeroMiB: 0, changingMiB: 0 }, 'adv');
+    const before = await knobs();
+    const t = new Tuner({ policy: 'kernel-advisor', cpuBudget: 0.4, config: { ...defaultConfig(), minSavingsBytes: 4 * 1024 * 1024 } });
+    try {
+      const started = new Promise<TuneDecision>((resolve) => t.on('decision', (d) => d.changed.run === 1 && resolve(d)));
+      await t.start();
+      const d = await started;
+      assert.deepEqual(d.changed, { advisor_mode: 'scan-time', advisor_max_cpu: 40, run: 1 });
+      const during = await knobs();
+      assert.deepEqual([during.advisor_mode, during.advisor_max_cpu, during.run], ['scan-time', 40, 1]);
+      await t.stop();
+      assert.deepEqual(await knobs(), before);
+    } finally {
+      await t.stop();
+      await guests.stop();
+    }
+  });
 });
