@@ -2,16 +2,16 @@
 // the knobs it found when it stops. Everything is asynchronous: scans run off the event loop, /proc and
 // sysfs reads are small async file reads.
 import { EventEmitter } from 'node:events';
-import { Ksm } from '../ksm/ksm.js';
-import { PAGE_SIZE, Region } from '../region.js';
-import { createTunerScan } from './scan-adapter.js';
 import { availableParallelism } from 'node:os';
 import { PagefuseError } from '../errors.js';
+import { Ksm } from '../ksm/ksm.js';
+import { PAGE_SIZE, Region } from '../region.js';
 import { DEFAULT_PROC_ROOT } from '../vm/procfs.js';
 import { VmWatcher, type VmInfo } from '../vm/discover.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, type PolicyName, type TuneConfig } from './config.js';
 import { Observer, knobsFrom, type KsmControl } from './observe.js';
 import { ScanScheduler, type ScanFn } from './schedule.js';
+import { createTunerScan } from './scan-adapter.js';
 import { adaptive, initialAdaptiveState, type AdaptiveConfig, type AdaptiveState } from './policies/adaptive.js';
 import { kernelAdvisor } from './policies/kernel-advisor.js';
 import { initialKsmtunedState, ksmtuned, type KsmtunedState } from './policies/ksmtuned.js';
@@ -115,7 +115,6 @@ export class Tuner extends EventEmitter {
   private pendingRescan: number[] = [];
   private scanAbort: AbortController | undefined;
   private scanDone: Promise<void> = Promise.resolve();
-  private lastDecision: TuneDecision | undefined;
 
   constructor(options: TunerOptions = {}) {
     super();
@@ -396,13 +395,7 @@ export class Tuner extends EventEmitter {
       estimatedBytes: o.estimate === null ? null : o.estimate.savedPages * o.pageSize,
       vms: o.vms.map((vm) => ({ pid: vm.pid, vmm: vm.vmm, name: vm.name, rss_bytes: vm.rssBytes })),
     };
-    this.lastDecision = decision;
     this.emit('decision', decision);
     return decision;
-  }
-
-  /** The latest decision, if any. */
-  get last(): TuneDecision | undefined {
-    return this.lastDecision;
   }
 }

@@ -111,10 +111,6 @@ export class VmWatcher {
     this.registered.add(pid);
   }
 
-  unregister(pid: number): void {
-    this.registered.delete(pid);
-  }
-
   get vms(): VmInfo[] {
     return [...this.current.values()];
   }
