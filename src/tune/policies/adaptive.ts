@@ -143,8 +143,9 @@ export function gate(o: Observation, state: AdaptiveState, c: AdaptiveConfig): G
       const passes = moved ? [...marks, now].slice(-MAX_MARKS) : marks;
       return { run: true, reasons, rescan: [], nextState: { ...base, running: true, runStart: state.runStart, passes } };
     }
-    const { holdUntil: _held, ...rest } = base;
-    return { run: true, reasons, rescan: [], nextState: { ...rest, running: true, runStart: now, passes: [now] } };
+    const next: AdaptiveState = { ...base, running: true, runStart: now, passes: [now] };
+    delete next.holdUntil;
+    return { run: true, reasons, rescan: [], nextState: next };
   };
 
   if (est === null) {
