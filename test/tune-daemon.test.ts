@@ -95,9 +95,10 @@ test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused a
   const conf = join(dir, 'ksmtuned.conf');
   // The ksmtuned policy on a roomy host runs ksmd only when the host is "declared loaded": COEF 100 makes free always below thres.
   writeFileSync(conf, 'KSM_THRES_COEF=100\nKSM_MONITOR_INTERVAL=3600\n');
-  const guests = await startGuests(1, { commonMiB: 4, uniqueMiB: 0, zeroMiB: 0, changingMiB: 0 }, 'sig');
   try {
     await withKnobs({ run: 0, pages_to_scan: 123, sleep_millisecs: 17 }, async () => {
+      // Mergeable children only while the lock is held: they would move other suites' counters.
+      const guests = await startGuests(1, { commonMiB: 4, uniqueMiB: 0, zeroMiB: 0, changingMiB: 0 }, 'sig');
       const d = new Daemon(['--policy', 'ksmtuned', '--config', conf]);
       try {
         const start = await d.next(event('start'), 15_000, 'start line');
@@ -143,10 +144,10 @@ test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused a
         assert.deepEqual([after.run, after.pages_to_scan, after.sleep_millisecs], [0, 123, 17], 'the knobs found at start are back');
       } finally {
         d.kill('SIGKILL');
+        await guests.stop();
       }
     });
   } finally {
-    await guests.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -176,7 +177,13 @@ test('adaptive daemon on guest processes: scans, starts ksmd, reaches the estima
       const started = await d.next(changedRun(1), 10_000, 'ksmd started');
       const estimate = started.estimated_bytes as number;
       const achievable = guests.achievablePages * PAGE_SIZE;
-      assert.ok(Math.abs(estimate - achievable) <= 0.01 * achievable, `estimate ${estimate} within 1 % of the ${achievable} bytes the workload can save`);
+      // Another suite's VMM-named process with the same image would add to the host's estimate.
+      const others = (started.vms as { pid: number }[]).filter((v) => !guests.pids.includes(v.pid));
+      if (others.length === 0) {
+        assert.ok(Math.abs(estimate - achievable) <= 0.01 * achievable, `estimate ${estimate} within 1 % of the ${achievable} bytes the workload can save`);
+      } else {
+        assert.ok(estimate >= 0.99 * achievable, `estimate ${estimate} covers the ${achievable} bytes the workload can save`);
+      }
       assert.match((started.reasons as string[]).join('\n'), /all VMs scanned.*\n.*left to merge: ksmd started\npace \d+ pages \/ 20 ms for 0\.25 CPU/);
       assert.equal((await knobs()).run, 1);
 
