@@ -28,7 +28,7 @@ export { audit, canAdmit, hostExposure } from './safety/collect.js';
 export type { AuditResult, Finding, Severity } from './safety/audit.js';
 export type { Admission, Exposure } from './safety/exposure.js';
 export { Tuner, DEFAULT_CPU_BUDGET } from './tune/tuner.js';
-export type { TunerOptions, TuneDecision, TuneSavings } from './tune/tuner.js';
+export type { TunerOptions, TuneDecision, TuneSavings, TuneRisk, RegisterOptions } from './tune/tuner.js';
 export { parseConfig, loadConfig, defaultConfig, POLICIES } from './tune/config.js';
 export type { TuneConfig, KsmtunedSettings, PolicyName } from './tune/config.js';
 export { discoverVms, VmWatcher } from './vm/discover.js';

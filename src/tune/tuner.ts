@@ -16,6 +16,10 @@ import { adaptive, initialAdaptiveState, type AdaptiveConfig, type AdaptiveState
 import { kernelAdvisor } from './policies/kernel-advisor.js';
 import { initialKsmtunedState, ksmtuned, type KsmtunedState } from './policies/ksmtuned.js';
 import { savedPages, type Decision, type KsmKnobs, type Observation } from './types.js';
+import { memInfoBytes, unshareExposure, type Exposure } from '../safety/exposure.js';
+import { THIN_MARGIN_FRACTION } from '../safety/audit.js';
+import { checkMergeAdmission, readIsolation, type Isolation } from '../safety/isolation.js';
+import { Registry, checkTenant } from '../safety/registry.js';
 
 export const DEFAULT_CPU_BUDGET = 0.25;
 const DEFAULT_ADAPTIVE_INTERVAL_MS = 2_000;
@@ -41,6 +45,33 @@ export interface TunerOptions {
   pollMs?: number;
   /** Run the first decision at once even for ksmtuned (which waits one interval, as the script does). */
   immediate?: boolean;
+  /**
+   * Which VMs may share pages (default: readIsolation(), i.e. PAGEFUSE_ISOLATION or the config file).
+   * Under 'zero-only' the tuner never runs ksmd; under 'tenant' register() refuses a second tenant.
+   */
+  isolation?: Isolation;
+  /** Where register() records processes with their tenant (default: the host's registry). */
+  registry?: Registry;
+  /**
+   * The 'risk' event fires when MemAvailable + SwapFree minus the un-share exposure falls below this
+   * many bytes. Default: 10 % of MemTotal.
+   */
+  riskMarginBytes?: number;
+}
+
+export interface RegisterOptions {
+  tenant?: string;
+  name?: string;
+  /** Register although another tenant's VMs are mergeable (isolation 'tenant'). */
+  force?: boolean;
+}
+
+/** The overcommit guard's reading: what comes back if every merged page is written. */
+export interface TuneRisk extends Exposure {
+  at: number;
+  /** The margin under which the host counts as at risk. */
+  thresholdBytes: number;
+  atRisk: boolean;
 }
 
 export interface TuneDecision {
@@ -58,6 +89,8 @@ export interface TuneDecision {
   savedBytes: number;
   estimatedBytes: number | null;
   vms: { pid: number; vmm: string; name: string; rss_bytes: number }[];
+  /** The overcommit guard's reading at this decision. */
+  risk: TuneRisk;
 }
 
 export interface TuneSavings {
@@ -85,6 +118,8 @@ export declare interface Tuner {
   on(event: 'savings', listener: (s: TuneSavings) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
   on(event: 'vms', listener: (change: { added: VmInfo[]; removed: number[] }) => void): this;
+  /** Fires when the host enters (atRisk true) or leaves (atRisk false) the overcommit risk zone. */
+  on(event: 'risk', listener: (risk: TuneRisk) => void): this;
 }
 
 export class Tuner extends EventEmitter {
@@ -115,6 +150,10 @@ export class Tuner extends EventEmitter {
   private pendingRescan: number[] = [];
   private scanAbort: AbortController | undefined;
   private scanDone: Promise<void> = Promise.resolve();
+  readonly isolation: Isolation;
+  private readonly registry: Registry;
+  private readonly riskMarginBytes: number | undefined;
+  private atRisk = false;
 
   constructor(options: TunerOptions = {}) {
     super();
@@ -136,6 +175,12 @@ export class Tuner extends EventEmitter {
     this.scanFn = options.scan;
     this.watcher = new VmWatcher({ procRoot: this.procRoot });
     this.state = this.initialState();
+    this.isolation = options.isolation ?? readIsolation();
+    this.registry = options.registry ?? new Registry({ procRoot: this.procRoot });
+    if (options.riskMarginBytes !== undefined && !(Number.isFinite(options.riskMarginBytes) && options.riskMarginBytes >= 0)) {
+      throw new RangeError(`Tuner: riskMarginBytes must be a number of bytes ≥ 0, got ${String(options.riskMarginBytes)}`);
+    }
+    this.riskMarginBytes = options.riskMarginBytes;
   }
 
   private initialState(): PolicyState {
@@ -253,15 +298,38 @@ export class Tuner extends EventEmitter {
     }
   }
 
-  /** Adds a process (any, VMM or not) or a Region to what the tuner scans and counts. */
-  register(target: number | Region): void {
+  /**
+   * Adds a process (any, VMM or not) or a Region to what the tuner scans and counts, recorded in the
+   * registry with its tenant. Refused (ERR_ISOLATION) under 'zero-only', and under 'tenant' when another
+   * tenant's VMs are mergeable (unless force).
+   */
+  register(target: number | Region, options: RegisterOptions = {}): void {
+    const tenant = checkTenant(options.tenant);
+    const pid = typeof target === 'number' ? target : process.pid;
+    if (typeof target === 'number' && !(Number.isInteger(target) && target > 0)) {
+      throw new RangeError(`register: pid must be a positive integer, got ${String(target)}`);
+    }
+    if (typeof target !== 'number' && !(target instanceof Region)) {
+      throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
+    }
+    checkMergeAdmission(this.registry, {
+      isolation: this.isolation,
+      ...(tenant === undefined ? {} : { tenant }),
+      ...(options.force === undefined ? {} : { force: options.force }),
+    });
+    this.registry.add({
+      pid,
+      merge: true,
+      via: 'register',
+      ...(tenant === undefined ? {} : { tenant }),
+      ...(options.name === undefined ? {} : { name: options.name }),
+    });
     if (typeof target === 'number') {
       this.watcher.register(target);
       this.pendingRescan.push(target);
       if (this.running) this.pollVms();
       return;
     }
-    if (!(target instanceof Region)) throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
     // A Region is scanned as itself; its merged pages show in this process's ksm_stat, so watch it too.
     this.regions.push(target);
     this.watcher.register(process.pid);
@@ -351,6 +419,10 @@ export class Tuner extends EventEmitter {
           ? ksmtuned(o, this.state as KsmtunedState, this.config.ksmtuned)
           : (this.policy === 'adaptive' ? adaptive : kernelAdvisor)(o, this.state as AdaptiveState, this.adaptiveConfig);
       this.state = result.nextState;
+      if (this.isolation === 'zero-only' && result.decision.knobs.run === 1) {
+        result.decision.knobs.run = 0;
+        result.reasons.push('isolation is zero-only: KSM content merging stays off, so ksmd is not run');
+      }
       const decision = await this.apply(o, result.decision, result.reasons);
       this.emit('savings', {
         at: Date.now(),
@@ -368,6 +440,24 @@ export class Tuner extends EventEmitter {
       this.fail(err);
       return undefined;
     }
+  }
+
+  /** The overcommit guard: un-share exposure against MemAvailable + SwapFree; 'risk' on each change of state. */
+  private assessRisk(o: Observation): TuneRisk {
+    const mem = memInfoBytes(o.memory);
+    const exposure = unshareExposure({
+      pagesSharing: o.counters.pages_sharing,
+      ksmZeroPages: o.counters.ksm_zero_pages ?? 0,
+      pageSize: o.pageSize,
+      mem,
+    });
+    const thresholdBytes = this.riskMarginBytes ?? Math.round(THIN_MARGIN_FRACTION * mem.memTotal);
+    const risk: TuneRisk = { at: Date.now(), ...exposure, thresholdBytes, atRisk: exposure.exposureBytes > 0 && exposure.marginBytes < thresholdBytes };
+    if (risk.atRisk !== this.atRisk) {
+      this.atRisk = risk.atRisk;
+      this.emit('risk', risk);
+    }
+    return risk;
   }
 
   private async apply(o: Observation, d: Decision, reasons: string[]): Promise<TuneDecision> {
@@ -394,6 +484,7 @@ export class Tuner extends EventEmitter {
       savedBytes: savedPages(o.counters) * o.pageSize,
       estimatedBytes: o.estimate === null ? null : o.estimate.savedPages * o.pageSize,
       vms: o.vms.map((vm) => ({ pid: vm.pid, vmm: vm.vmm, name: vm.name, rss_bytes: vm.rssBytes })),
+      risk: this.assessRisk(o),
     };
     this.emit('decision', decision);
     return decision;

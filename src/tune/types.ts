@@ -28,6 +28,9 @@ export interface MemoryInfo {
   memAvailableKiB: number;
   buffersKiB: number;
   cachedKiB: number;
+  /** 0 on a host without swap. */
+  swapTotalKiB?: number;
+  swapFreeKiB?: number;
 }
 
 /** /proc/pressure/memory averages, percent of wall time stalled. */
