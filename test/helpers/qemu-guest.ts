@@ -9,6 +9,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { killChildren } from './children.js';
 
 const GUEST_DIR = new URL('../guest/', import.meta.url).pathname;
 export const QEMU = 'qemu-system-x86_64';
@@ -71,16 +72,7 @@ export async function startQemuGuests(o: GuestOptions): Promise<QemuGuests> {
   };
   process.once('exit', killAll);
   const stop = async (): Promise<void> => {
-    await Promise.all(
-      children.map((c) =>
-        c.exitCode !== null || c.signalCode !== null
-          ? undefined
-          : new Promise<void>((resolve) => {
-              c.once('exit', () => resolve());
-              c.kill('SIGKILL');
-            }),
-      ),
-    );
+    await killChildren(children);
     process.off('exit', killAll);
     rmSync(dir, { recursive: true, force: true });
   };
