@@ -9,7 +9,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { killChildren } from './children.js';
+import { stopChildren } from './children.js';
 
 const GUEST_DIR = new URL('../guest/', import.meta.url).pathname;
 export const QEMU = 'qemu-system-x86_64';
@@ -72,7 +72,7 @@ export async function startQemuGuests(o: GuestOptions): Promise<QemuGuests> {
   };
   process.once('exit', killAll);
   const stop = async (): Promise<void> => {
-    await killChildren(children);
+    await stopChildren(children);
     process.off('exit', killAll);
     rmSync(dir, { recursive: true, force: true });
   };

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { PAGE_SIZE } from '../../src/region.js';
 import { mix } from '../../src/workload/content.js';
 import type { ChildReady, ChildSpec } from '../../src/workload/workload.js';
-import { killChildren } from './children.js';
+import { stopChildren } from './children.js';
 
 const CHILD = new URL('../../src/workload/child.ts', import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -34,7 +34,7 @@ export async function startGuests(n: number, sizes: GuestSizes, namePrefix = 'gu
   const pages = (mib: number) => (mib * MiB) / PAGE_SIZE;
   const children: ChildProcess[] = [];
   const stop = async () => {
-    await killChildren(children);
+    await stopChildren(children);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
