@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { PAGE_SIZE } from '../../src/region.js';
 import { mix } from '../../src/workload/content.js';
 import type { ChildReady, ChildSpec } from '../../src/workload/workload.js';
+import { stopChildren } from './children.js';
 
 const CHILD = new URL('../../src/workload/child.ts', import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -33,16 +34,7 @@ export async function startGuests(n: number, sizes: GuestSizes, namePrefix = 'gu
   const pages = (mib: number) => (mib * MiB) / PAGE_SIZE;
   const children: ChildProcess[] = [];
   const stop = async () => {
-    await Promise.all(
-      children.map((c) =>
-        c.exitCode !== null || c.signalCode !== null
-          ? undefined
-          : new Promise<void>((resolve) => {
-              c.once('exit', () => resolve());
-              c.kill('SIGKILL');
-            }),
-      ),
-    );
+    await stopChildren(children);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
