@@ -177,3 +177,8 @@ export class HostSource implements SnapshotSource {
     return snapshot;
   }
 }
+
+/** This host, with VM names and NUMA nodes from their discovery modules. */
+export function hostSource(options: HostSourceOptions = {}): HostSource {
+  return new HostSource(options);
+}

@@ -1,0 +1,56 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { CLI, ROOT, runCli } from './helpers/report-cli.js';
+
+const PTY = fileURLToPath(new URL('./helpers/run_in_pty.py', import.meta.url));
+
+interface PtyRun {
+  ready: boolean;
+  code: number | null;
+  output: string;
+  raw_while_running: boolean;
+  canonical_after: boolean;
+  echo_after: boolean;
+}
+
+function inPty(args: string[], keys: string, waitFor: string[]): PtyRun {
+  const spec = { argv: [process.execPath, ...CLI, ...args], wait_for: waitFor, keys, timeout: 30, rows: 30, cols: 120 };
+  return JSON.parse(execFileSync('python3', [PTY, JSON.stringify(spec)], { cwd: ROOT, encoding: 'utf8' })) as PtyRun;
+}
+
+for (const [key, label] of [['q', 'q'], ['\x03', 'Ctrl-C']] as const) {
+  test(`top in a pseudo-terminal renders, refreshes, and quits on ${label} restoring the terminal`, () => {
+    const r = inPty(['top', '--interval', '0.2'], key, ['pagefuse top', 'merge rate +']);
+    assert.equal(r.ready, true, `the screen was drawn with rates after a refresh:\n${r.output}`);
+    assert.equal(r.code, 0);
+    assert.ok(r.output.startsWith('\x1b[?1049h\x1b[?25l'), 'entered the alternate screen and hid the cursor');
+    assert.ok(r.output.endsWith('\x1b[?25h\x1b[?1049l'), 'showed the cursor and left the alternate screen last');
+    assert.match(r.output, /saved -?[\d.]+ \S*B net \(/);
+    assert.match(r.output, /KSM run=\d pages_to_scan=\d+ sleep_millisecs=\d+/);
+    assert.equal(r.raw_while_running, true, 'raw mode while running, so q needs no Enter');
+    assert.equal(r.canonical_after, true, 'canonical mode back after exit');
+    assert.equal(r.echo_after, true, 'echo back after exit');
+  });
+}
+
+test('top with stdout not a terminal prints one plain report and exits 0', async () => {
+  const r = await runCli(['top', '--interval', '0.1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  assert.doesNotMatch(r.stdout, /\x1b\[/, 'no escape sequences');
+  assert.match(r.stdout, /^KSM run=\d /);
+  assert.match(r.stdout, /\nmerge rate [+-]\d+ pages\/s {2}ksmd CPU \d+\.\d %/);
+  assert.match(r.stdout, /\ntuner: none running\n|\ntuner \S+ /);
+});
+
+test('top refuses an unknown flag and a bad interval with one line, exit 2', async () => {
+  for (const args of [['--bogus'], ['--interval', '0'], ['--interval', 'soon'], ['extra']]) {
+    const r = await runCli(['top', ...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^pagefuse top: /);
+  }
+});
