@@ -5,5 +5,6 @@ export interface Command {
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   top: { summary: 'live view of KSM savings per host, VM and NUMA node', load: () => import('./top.js') },
+  serve: { summary: 'Prometheus metrics (node_ksmd_* and pagefuse_*) over HTTP', load: () => import('./serve.js') },
   status: { summary: 'knobs, counters, savings and the processes that merge', load: () => import('./status.js') },
 };

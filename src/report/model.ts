@@ -186,6 +186,8 @@ export interface Figures {
   settings: KsmSettings;
   counters: KsmCounters;
   host: HostSavings;
+  /** ksmd's cumulative CPU seconds, or null when ksmd cannot be found. */
+  ksmdCpuSeconds: number | null;
   rates: Rates | null;
   /** Processes with KSM state, most profit first. */
   processes: ProcessFigures[];
@@ -213,6 +215,7 @@ export function figures(cur: Snapshot, prev?: Snapshot): Figures {
     settings: cur.settings,
     counters: cur.counters,
     host: hostSavings(cur.counters, cur.pageSize),
+    ksmdCpuSeconds: cur.ksmdCpuSeconds ?? null,
     rates: prev === undefined ? null : rates(prev, cur),
     processes,
     nodes: (cur.nodes ?? []).map((n) => ({ id: n.id, ksmPages: n.ksmPages, bytes: n.ksmPages * cur.pageSize })),

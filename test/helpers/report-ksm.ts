@@ -1,0 +1,61 @@
+// For the report tests that need ksmd to merge something: hold the KSM lock, run ksmd fast, put every knob
+// back, and start VM-like children (test/helpers/merged-child.ts) whose pages ksmd merges.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { lockKsm } from './lock.js';
+
+const KSM = '/sys/kernel/mm/ksm';
+const KNOBS = ['run', 'pages_to_scan', 'sleep_millisecs'] as const;
+const CHILD = fileURLToPath(new URL('./merged-child.ts', import.meta.url));
+
+/** Runs fn with the KSM lock held and ksmd at 5000 pages / 10 ms; restores the knobs even on failure. */
+export async function withFastKsm<T>(fn: () => Promise<T>): Promise<T> {
+  const release = await lockKsm();
+  const saved = KNOBS.map((k) => [k, readFileSync(`${KSM}/${k}`, 'utf8').trim()] as const);
+  try {
+    writeFileSync(`${KSM}/pages_to_scan`, '5000');
+    writeFileSync(`${KSM}/sleep_millisecs`, '10');
+    writeFileSync(`${KSM}/run`, '1');
+    return await fn();
+  } finally {
+    for (const [k, v] of saved) writeFileSync(`${KSM}/${k}`, v);
+    release();
+  }
+}
+
+export interface MergedChild {
+  child: ChildProcess;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Starts a process holding `pages` identical mergeable pages under `title`; resolves once they are written. */
+export async function startMergedChild(pages: number, title: string): Promise<MergedChild> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, String(pages), title], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const [data] = (await once(child.stdout!, 'data')) as [Buffer];
+  if (!data.toString().startsWith('ready')) throw new Error(`merged child said: ${data.toString()}`);
+  return {
+    child,
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.stdin!.end();
+      await once(child, 'exit');
+    },
+  };
+}
+
+/** Waits until /proc/<pid>/ksm_stat shows `pages` merging pages. */
+export async function waitMerging(pid: number, pages: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = readFileSync(`/proc/${pid}/ksm_stat`, 'utf8');
+    if (new RegExp(`^ksm_merging_pages ${pages}$`, 'm').test(last)) return;
+    await sleep(50);
+  }
+  throw new Error(`pid ${pid} did not reach ${pages} merging pages in ${timeoutMs} ms:\n${last}`);
+}
