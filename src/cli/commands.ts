@@ -7,4 +7,8 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   top: { summary: 'live view of KSM savings per host, VM and NUMA node', load: () => import('./top.js') },
   serve: { summary: 'Prometheus metrics (node_ksmd_* and pagefuse_*) over HTTP', load: () => import('./serve.js') },
   status: { summary: 'knobs, counters, savings and the processes that merge', load: () => import('./status.js') },
+  set: { summary: 'write KSM knobs (KEY=VALUE…), all or nothing', load: () => import('./set.js') },
+  start: { summary: 'start ksmd (run=1)', load: () => import('./start.js') },
+  stop: { summary: 'stop ksmd, keeping merged pages (run=0)', load: () => import('./stop.js') },
+  unmerge: { summary: 'stop ksmd and split every KSM page (run=2)', load: () => import('./unmerge.js') },
 };
