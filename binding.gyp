@@ -19,6 +19,13 @@
       ],
       "defines": ["NAPI_VERSION=9", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "libraries": ["-ldl", "-lpthread"]
+    },
+    {
+      "target_name": "pagefuse-exec",
+      "type": "executable",
+      "sources": ["native/exec/pagefuse_exec.cc", "native/core/numa.cc", "native/core/process.cc"],
+      "include_dirs": ["native"],
+      "libraries": ["-ldl"]
     }
   ]
 }

@@ -11,11 +11,31 @@ export interface RegionHandle {
   dispose(): void;
 }
 
+export interface NativeNumaTopology {
+  nodes: { id: number; cpus: number[]; memTotal: number; memFree: number }[];
+  distances: number[][];
+}
+
+export interface NativePageNodes {
+  /** Resident pages per node; index = node id. */
+  perNode: number[];
+  notPresent: number;
+  zeroPage: number;
+}
+
 export interface NativeAddon {
   pageSize: number;
   RegionHandle: new (bytes: number, hugepages: number) => RegionHandle;
   setMergeAny(on: boolean): void;
   getMergeAny(): boolean;
+  /** The host's topology (libnuma, else sysfs), or the sysfs tree under sysfsRoot. */
+  numaTopology(sysfsRoot?: string): NativeNumaTopology;
+  /** 'libnuma' or 'syscalls' (libnuma missing, or PAGEFUSE_NO_LIBNUMA set). */
+  numaBackend(): 'libnuma' | 'syscalls';
+  /** Why the host cannot use these nodes, or '' when it can. */
+  numaCheckNodes(nodes: number[], needMemory: boolean, needCpus: boolean): string;
+  regionBind(region: RegionHandle, offset: number, length: number, mode: number, nodes: number[], move: boolean): void;
+  regionPageNodes(region: RegionHandle, offset: number, length: number): NativePageNodes;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

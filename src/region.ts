@@ -1,6 +1,7 @@
 // Memory owned by JavaScript: an anonymous private mapping that KSM can merge.
 import { native, type RegionHandle } from './native.js';
 import { PagefuseError } from './errors.js';
+import { assertNodes } from './numa/topology.js';
 
 export const PAGE_SIZE: number = native.pageSize;
 
@@ -22,6 +23,26 @@ export interface RangeOptions {
   offset?: number;
   length?: number;
 }
+
+export interface BindOptions extends RangeOptions {
+  /** Default 'bind'. */
+  policy?: MemPolicy;
+  /** Migrate the pages already present too (MPOL_MF_MOVE). */
+  move?: boolean;
+}
+
+/** Where a region's pages are. */
+export interface PageNodes {
+  /** Resident pages per node id (nodes holding none are left out). */
+  nodes: Record<number, number>;
+  /** Pages never touched (or swapped out). */
+  notPresent: number;
+  /** Pages only read so far, mapped to the kernel's shared zero page, which belongs to no node's count. */
+  zeroPage: number;
+}
+
+/** The kernel's MPOL_* modes. */
+const POLICY_MODES: Record<MemPolicy, number> = { preferred: 1, bind: 2, interleave: 3 };
 
 const ADVICE_CODES: Record<Advice, number> = {
   mergeable: 0,
@@ -114,9 +135,45 @@ export class Region implements Disposable {
     this.handle.advise(offset, length, ADVICE_CODES[advice]);
   }
 
-  /** Binds the region's memory to NUMA nodes (mbind). */
-  bind(_nodes: number | readonly number[], _options: { policy?: MemPolicy; move?: boolean } = {}): void {
-    throw new PagefuseError('ENOTSUP', 'Region.bind: NUMA binding is not built yet');
+  /**
+   * Sets the NUMA memory policy of the region (mbind): 'bind' allocates only on `nodes`, 'preferred'
+   * on its one node first, 'interleave' round-robin over them. The policy applies to pages touched
+   * from now on; `move` also migrates the pages already present (MPOL_MF_MOVE).
+   */
+  bind(nodes: number | readonly number[], options: BindOptions = {}): void {
+    this.assertLive('bind');
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`Region.bind: options must be an object, got ${describe(options)}`);
+    }
+    const list = typeof nodes === 'number' ? [nodes] : nodes;
+    if (!Array.isArray(list) || list.length === 0) {
+      throw new TypeError(`Region.bind: nodes must be a node id or a non-empty array of them, got ${describe(nodes)}`);
+    }
+    const policy = options.policy ?? 'bind';
+    if (!Object.hasOwn(POLICY_MODES, policy)) {
+      throw new RangeError(`Region.bind: policy must be 'bind', 'preferred' or 'interleave', got ${describe(policy)}`);
+    }
+    if (policy === 'preferred' && list.length !== 1) {
+      throw new RangeError(`Region.bind: policy 'preferred' takes one node, got ${list.length}`);
+    }
+    if (options.move !== undefined && typeof options.move !== 'boolean') {
+      throw new TypeError(`Region.bind: move must be a boolean, got ${describe(options.move)}`);
+    }
+    const { offset, length } = this.checkRange('bind', options);
+    assertNodes('Region.bind', list, { memory: true });
+    native.regionBind(this.handle, offset, length, POLICY_MODES[policy], [...list], options.move ?? false);
+  }
+
+  /** Which NUMA node holds each resident page of the region (move_pages with no target nodes). */
+  pageNodes(range: RangeOptions = {}): PageNodes {
+    this.assertLive('pageNodes');
+    const { offset, length } = this.checkRange('pageNodes', range);
+    const raw = native.regionPageNodes(this.handle, offset, length);
+    const nodes: Record<number, number> = {};
+    raw.perNode.forEach((count, node) => {
+      if (count > 0) nodes[node] = count;
+    });
+    return { nodes, notPresent: raw.notPresent, zeroPage: raw.zeroPage };
   }
 
   /** Unmaps the memory now. Views over `buffer` become detached; calling twice is harmless. */

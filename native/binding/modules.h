@@ -12,5 +12,6 @@ struct AddonData {
 
 void RegisterRegion(Napi::Env env, Napi::Object exports);
 void RegisterProcess(Napi::Env env, Napi::Object exports);
+void RegisterNuma(Napi::Env env, Napi::Object exports);
 
 }  // namespace pagefuse

@@ -11,4 +11,6 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   start: { summary: 'start ksmd (run=1)', load: () => import('./start.js') },
   stop: { summary: 'stop ksmd, keeping merged pages (run=0)', load: () => import('./stop.js') },
   unmerge: { summary: 'stop ksmd and split every KSM page (run=2)', load: () => import('./unmerge.js') },
+  numa: { summary: 'NUMA nodes: CPUs, memory, KSM pages, distances', load: () => import('./numa.js') },
+  exec: { summary: 'run a command bound to a NUMA node, with KSM merging all its memory', load: () => import('./exec.js') },
 };

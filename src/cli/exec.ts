@@ -1,0 +1,64 @@
+// pagefuse exec — runs a command bound to a NUMA node and/or with KSM merging all its memory.
+import { once } from 'node:events';
+import { constants } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { intFlag, parse, UsageError } from './common.js';
+import { nodesProblem } from '../numa/topology.js';
+import { spawnMerged } from '../numa/spawn.js';
+
+const HELP = `usage: pagefuse exec [--node N] [--merge] -- COMMAND [ARGS...]
+
+Runs COMMAND with KSM merging all its anonymous memory (--merge: prctl PR_SET_MEMORY_MERGE, kept
+across exec since Linux 6.7) and/or its memory and CPUs bound to NUMA node N (as numactl
+--membind=N --cpunodebind=N), even if COMMAND never calls madvise: a VMM such as Firecracker,
+Cloud Hypervisor or crosvm. stdio, signals and the exit status are COMMAND's own; 127 means the
+command was not found and 126 that it could not be executed, as in a shell.
+
+  --node N    memory and CPUs of NUMA node N ('pagefuse numa' lists them)
+  --merge     let KSM merge all of the command's memory
+`;
+
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+export async function run(args: string[]): Promise<number> {
+  const dashes = args.indexOf('--');
+  const own = dashes < 0 ? args : args.slice(0, dashes);
+  if (dashes < 0 && !own.includes('--help') && !own.includes('-h')) {
+    throw new UsageError("pagefuse exec: missing '--' before the command: pagefuse exec [--node N] [--merge] -- COMMAND [ARGS...]");
+  }
+  const { values } = parse('exec', own, {
+    options: {
+      node: { type: 'string' },
+      merge: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const [cmd, ...cmdArgs] = args.slice(dashes + 1);
+  if (cmd === undefined || cmd === '') throw new UsageError("pagefuse exec: missing the command after '--'");
+  const node = intFlag('exec', 'node', values.node, 0, 1023);
+  if (node !== undefined) {
+    const why = nodesProblem([node], { memory: true, cpus: true });
+    if (why !== undefined) throw new UsageError(`pagefuse exec: --node ${node}: ${why}`);
+  }
+
+  const child = spawnMerged(cmd, cmdArgs, { node, mergeAny: values.merge ?? false, stdio: 'inherit' });
+  const forward = (signal: NodeJS.Signals): void => {
+    child.kill(signal);
+  };
+  for (const s of FORWARDED) process.on(s, forward);
+  try {
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    if (signal === null) return code ?? 1;
+    for (const s of FORWARDED) process.off(s, forward);
+    // Die of the same signal, so our parent sees what it would have seen without us.
+    process.kill(process.pid, signal);
+    await sleep(1000);
+    return 128 + (constants.signals[signal] ?? 0);
+  } finally {
+    for (const s of FORWARDED) process.off(s, forward);
+  }
+}

@@ -1,0 +1,234 @@
+// Where KSM's pages are, node by node: a page's frame number (from /proc/<pid>/pagemap) says which
+// memory block holds it, and sysfs says which node each memory block belongs to; /proc/kpageflags
+// says whether the frame is a KSM page. Needs root: the kernel hides frame numbers and page flags
+// from everyone else.
+import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PAGE_SIZE } from '../region.js';
+import { explain, isSystemError, PagefuseError } from '../errors.js';
+
+export interface KsmNodeOptions {
+  /** Root of procfs (default '/proc'). */
+  procRoot?: string;
+  /** Root of sysfs (default '/sys'). */
+  sysfsRoot?: string;
+}
+
+export interface NodeMergingPages {
+  node: number;
+  mergingPages: number;
+}
+
+export interface ProcessMergingByNode {
+  pid: number;
+  /** Pages of the process's mergeable ranges that are mapped to KSM pages (as ksm_merging_pages counts them). */
+  mergingPages: number;
+  /** One entry per node of the host, ascending id. */
+  nodes: NodeMergingPages[];
+  /** Merged pages whose frame lies in no node's memory blocks (should be 0). */
+  unknownNodePages: number;
+}
+
+export interface NodeKsmPages {
+  node: number;
+  /** KSM pages (each shared by several mappings) held in this node's memory. */
+  ksmPages: number;
+}
+
+const KPF_KSM_BIT = 21;
+/** Entries read per pagemap or kpageflags read (8 bytes each). */
+const CHUNK_ENTRIES = 64 * 1024;
+
+interface BlockMap {
+  blockPages: number;
+  /** Memory block index → node id. */
+  nodeOfBlock: Map<number, number>;
+  nodes: number[];
+}
+
+function numbered(names: string[], prefix: string): number[] {
+  const re = new RegExp(`^${prefix}(\\d+)$`);
+  return names.flatMap((n) => {
+    const m = re.exec(n);
+    return m ? [Number(m[1])] : [];
+  });
+}
+
+async function memoryBlocks(sysfsRoot: string): Promise<BlockMap> {
+  const sizePath = join(sysfsRoot, 'devices/system/memory/block_size_bytes');
+  let blockBytes: number;
+  try {
+    blockBytes = Number.parseInt((await readFile(sizePath, 'utf8')).trim(), 16);
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) {
+      throw explain(err, `${sizePath} is missing: this kernel does not describe its memory blocks (CONFIG_MEMORY_HOTPLUG), so pages cannot be placed on nodes`, 'ENOTSUP');
+    }
+    throw err;
+  }
+  if (!Number.isInteger(blockBytes) || blockBytes < PAGE_SIZE || blockBytes % PAGE_SIZE !== 0) {
+    throw new PagefuseError('EINVAL', `${sizePath}: not a memory block size: ${blockBytes}`);
+  }
+  const nodeDir = join(sysfsRoot, 'devices/system/node');
+  const nodes = numbered(await readdir(nodeDir), 'node').sort((a, b) => a - b);
+  const nodeOfBlock = new Map<number, number>();
+  for (const node of nodes) {
+    for (const block of numbered(await readdir(join(nodeDir, `node${node}`)), 'memory')) nodeOfBlock.set(block, node);
+  }
+  return { blockPages: blockBytes / PAGE_SIZE, nodeOfBlock, nodes };
+}
+
+async function openRoot(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'r');
+  } catch (err) {
+    if (isSystemError(err, 'EACCES') || isSystemError(err, 'EPERM')) {
+      throw explain(err, `needs root: reading ${path} (page frame numbers and flags are hidden from other users)`);
+    }
+    throw err;
+  }
+}
+
+/** Reads `count` 8-byte entries from `position` as (low, high) 32-bit word pairs; short at EOF. */
+async function readEntries(fh: FileHandle, firstEntry: number, count: number): Promise<Uint32Array> {
+  const buf = Buffer.alloc(count * 8);
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, firstEntry * 8 + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return new Uint32Array(buf.buffer, buf.byteOffset, Math.floor(done / 8) * 2);
+}
+
+/** The [start, end) address ranges of the VMAs KSM may merge (smaps VmFlags "mg"). */
+export function mergeableRanges(smaps: string): [number, number][] {
+  const ranges: [number, number][] = [];
+  let current: [number, number] | undefined;
+  for (const line of smaps.split('\n')) {
+    const header = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (header) {
+      current = [Number.parseInt(header[1], 16), Number.parseInt(header[2], 16)];
+    } else if (line.startsWith('VmFlags:') && current && line.split(/\s+/).includes('mg')) {
+      ranges.push(current);
+    }
+  }
+  return ranges;
+}
+
+/** Page frame numbers of the present pages in `ranges`, from /proc/<pid>/pagemap. */
+async function presentFrames(pagemapPath: string, ranges: [number, number][]): Promise<number[]> {
+  const fh = await openRoot(pagemapPath);
+  const frames: number[] = [];
+  let hidden = false;
+  try {
+    for (const [start, end] of ranges) {
+      const first = start / PAGE_SIZE;
+      const pages = (end - start) / PAGE_SIZE;
+      for (let done = 0; done < pages; done += CHUNK_ENTRIES) {
+        const words = await readEntries(fh, first + done, Math.min(CHUNK_ENTRIES, pages - done));
+        for (let i = 0; i < words.length; i += 2) {
+          const high = words[i + 1];
+          if ((high & 0x80000000) === 0) continue; // bit 63: present
+          const pfn = (high & 0x7fffff) * 2 ** 32 + words[i]; // bits 0-54
+          if (pfn === 0) hidden = true;
+          else frames.push(pfn);
+        }
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  if (hidden && frames.length === 0) {
+    throw new PagefuseError('EPERM', `needs root (CAP_SYS_ADMIN): ${pagemapPath} shows page frame numbers only to root`);
+  }
+  return frames;
+}
+
+/** For each frame (ascending), whether /proc/kpageflags marks it KSM. Calls `onKsm` per KSM frame. */
+async function forKsmFrames(kpageflagsPath: string, sortedFrames: Float64Array, onKsm: (pfn: number) => void): Promise<void> {
+  const fh = await openRoot(kpageflagsPath);
+  try {
+    let windowStart = -1;
+    let words: Uint32Array = new Uint32Array(0);
+    for (const pfn of sortedFrames) {
+      if (windowStart < 0 || pfn >= windowStart + CHUNK_ENTRIES) {
+        windowStart = pfn - (pfn % CHUNK_ENTRIES);
+        words = await readEntries(fh, windowStart, CHUNK_ENTRIES);
+      }
+      const i = (pfn - windowStart) * 2;
+      if (i < words.length && (words[i] >>> KPF_KSM_BIT) & 1) onKsm(pfn);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+function roots(options: KsmNodeOptions): { procRoot: string; sysfsRoot: string } {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`options must be an object, got ${String(options)}`);
+  }
+  return { procRoot: options.procRoot ?? '/proc', sysfsRoot: options.sysfsRoot ?? '/sys' };
+}
+
+/**
+ * Merged pages of one process per NUMA node: the present pages of its mergeable ranges that are KSM
+ * pages, placed by the node that holds their frame. Summed over nodes this is the process's
+ * ksm_merging_pages (read at the same moment).
+ */
+export async function processMergingByNode(pid: number | 'self', options: KsmNodeOptions = {}): Promise<ProcessMergingByNode> {
+  const { procRoot, sysfsRoot } = roots(options);
+  const id = pid === 'self' ? process.pid : pid;
+  if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0) {
+    throw new RangeError(`processMergingByNode: pid must be a positive whole number or 'self', got ${String(pid)}`);
+  }
+  const blocks = await memoryBlocks(sysfsRoot);
+  let frames: number[];
+  try {
+    const smaps = await readFile(join(procRoot, String(id), 'smaps'), 'utf8');
+    frames = await presentFrames(join(procRoot, String(id), 'pagemap'), mergeableRanges(smaps));
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ESRCH')) {
+      throw explain(err, `process ${id} does not exist (or exited while being read)`, 'ESRCH');
+    }
+    throw err;
+  }
+  const perNode = new Map<number, number>(blocks.nodes.map((n) => [n, 0]));
+  let unknownNodePages = 0;
+  let mergingPages = 0;
+  await forKsmFrames(join(procRoot, 'kpageflags'), Float64Array.from(frames).sort(), (pfn) => {
+    mergingPages++;
+    const node = blocks.nodeOfBlock.get(Math.floor(pfn / blocks.blockPages));
+    if (node === undefined) unknownNodePages++;
+    else perNode.set(node, (perNode.get(node) ?? 0) + 1);
+  });
+  return {
+    pid: id,
+    mergingPages,
+    nodes: [...perNode].map(([node, pages]) => ({ node, mergingPages: pages })),
+    unknownNodePages,
+  };
+}
+
+/**
+ * Every KSM page of the host per NUMA node, from /proc/kpageflags over each node's memory blocks.
+ * Their sum is pages_shared; with merge_across_nodes=1 a node may hold pages merged from others.
+ */
+export async function ksmPagesByNode(options: KsmNodeOptions = {}): Promise<NodeKsmPages[]> {
+  const { procRoot, sysfsRoot } = roots(options);
+  const blocks = await memoryBlocks(sysfsRoot);
+  const counts = new Map<number, number>(blocks.nodes.map((n) => [n, 0]));
+  const fh = await openRoot(join(procRoot, 'kpageflags'));
+  try {
+    for (const [block, node] of [...blocks.nodeOfBlock].sort((a, b) => a[0] - b[0])) {
+      for (let done = 0; done < blocks.blockPages; done += CHUNK_ENTRIES) {
+        const words = await readEntries(fh, block * blocks.blockPages + done, Math.min(CHUNK_ENTRIES, blocks.blockPages - done));
+        let ksm = 0;
+        for (let i = 0; i < words.length; i += 2) ksm += (words[i] >>> KPF_KSM_BIT) & 1;
+        counts.set(node, (counts.get(node) ?? 0) + ksm);
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  return [...counts].map(([node, ksmPages]) => ({ node, ksmPages }));
+}

@@ -1,0 +1,83 @@
+// Starting a command (a VMM, typically) bound to a NUMA node and with KSM merging all of its memory,
+// through the pagefuse-exec helper: it applies the settings to itself and execs the command, so
+// they hold from the command's first instruction, whether or not the command ever calls madvise.
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { execHelperPath } from '../native.js';
+import { PagefuseError } from '../errors.js';
+import { assertNodes } from './topology.js';
+
+export interface SpawnMergedOptions extends SpawnOptions {
+  /** Bind the command's memory and CPUs to this node (numactl --membind=N --cpunodebind=N). */
+  node?: number;
+  /** prctl(PR_SET_MEMORY_MERGE, 1) for the command: KSM may merge all its anonymous memory. Default true. */
+  mergeAny?: boolean;
+}
+
+/** Exit statuses of pagefuse-exec itself; any other status is the command's own. */
+export const EXEC_STATUS = {
+  usage: 2,
+  settingFailed: 125,
+  notExecutable: 126,
+  notFound: 127,
+} as const;
+
+let mergeCheck: { ok: true } | { ok: false; message: string } | undefined;
+
+function helperPath(): string {
+  if (!existsSync(execHelperPath)) {
+    throw new PagefuseError('ENOENT', `the pagefuse-exec helper is missing at ${execHelperPath}; run 'npm install' (or 'npm run build') in the pagefuse package`, { path: execHelperPath });
+  }
+  return execHelperPath;
+}
+
+/**
+ * Throws ENOTSUP when this kernel cannot give a command the merge flag through exec: no
+ * PR_SET_MEMORY_MERGE (before 6.4), or the flag cleared at execve (before 6.7). The helper checks
+ * by exec'ing itself once; the answer is kept for the life of the process.
+ */
+export function assertMergeSurvivesExec(): void {
+  if (mergeCheck === undefined) {
+    const r = spawnSync(helperPath(), ['--merge', '--check'], { encoding: 'utf8' });
+    if (r.error) throw r.error;
+    mergeCheck = r.status === 0 ? { ok: true } : { ok: false, message: r.stderr.trim().replace(/^pagefuse-exec: /, '') };
+  }
+  if (!mergeCheck.ok) throw new PagefuseError('ENOTSUP', `spawnMerged: ${mergeCheck.message}`);
+}
+
+/** The helper's arguments for these options, up to and including '--'. */
+export function execHelperArgs(options: { node?: number | undefined; mergeAny?: boolean | undefined }): string[] {
+  const args: string[] = [];
+  if (options.mergeAny ?? true) args.push('--merge');
+  if (options.node !== undefined) args.push('--node', String(options.node));
+  args.push('--');
+  return args;
+}
+
+/**
+ * spawn() through pagefuse-exec. stdio, the exit status and signals are the command's own, except
+ * that the helper reports its own failures as a shell would: 127 (command not found) or 126 (not
+ * executable) with one line on stderr, instead of an 'error' event.
+ */
+export function spawnMerged(cmd: string, args: readonly string[] = [], options: SpawnMergedOptions = {}): ChildProcess {
+  if (typeof cmd !== 'string' || cmd === '') {
+    throw new TypeError(`spawnMerged: cmd must be a non-empty string, got ${String(cmd)}`);
+  }
+  if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) {
+    throw new TypeError('spawnMerged: args must be an array of strings');
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`spawnMerged: options must be an object, got ${String(options)}`);
+  }
+  const { node, mergeAny, ...spawnOptions } = options;
+  if (spawnOptions.shell) {
+    throw new TypeError('spawnMerged: the shell option is not supported; spawn the shell itself as cmd');
+  }
+  if (mergeAny !== undefined && typeof mergeAny !== 'boolean') {
+    throw new TypeError(`spawnMerged: mergeAny must be a boolean, got ${String(mergeAny)}`);
+  }
+  if (node !== undefined) assertNodes('spawnMerged', [node], { memory: true, cpus: true });
+  const helper = helperPath();
+  if (mergeAny ?? true) assertMergeSurvivesExec();
+  return spawn(helper, [...execHelperArgs({ node, mergeAny }), cmd, ...args], spawnOptions);
+}
