@@ -5,16 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   History,
-  RMAP_ITEM_BYTES,
   figures,
   hostSavings,
-  processProfit,
   rates,
   series,
   type KsmCounters,
   type Snapshot,
 } from '../src/report/model.js';
-import { HostSource, parseKsmStat, readKsmSysfs } from '../src/report/host.js';
+import { HostSource } from '../src/report/host.js';
+import { RMAP_ITEM_BYTES } from '../src/ksm/process.js';
 import { Sampler } from '../src/report/sampler.js';
 import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';
 
@@ -73,12 +72,6 @@ test('profit can be negative and the sharing ratio is null with no KSM pages', (
   assert.equal(hostSavings(counters({ general_profit: -12800 }), PAGE).profitBytes, -12800);
 });
 
-test('process profit: the kernel\'s value when printed, else (merging + zero) × page − rmap × 64', () => {
-  const base = { pid: 1, name: 'x', rmapItems: 100, zeroPages: 5, mergingPages: 50 };
-  assert.equal(processProfit(base, PAGE), 55 * 4096 - 6400);
-  assert.equal(processProfit({ ...base, profitBytes: 1234 }, PAGE), 1234);
-});
-
 test('rates: merge rate, ksmd CPU fraction, scan rate and full scans between two snapshots', () => {
   const a = snap(10_000, { pages_sharing: 100, ksm_zero_pages: 0, full_scans: 7, pages_scanned: 1000 }, 3.0);
   const b = snap(12_000, { pages_sharing: 500, ksm_zero_pages: 100, full_scans: 9, pages_scanned: 41000 }, 3.5);
@@ -98,10 +91,10 @@ test('rates: merge rate, ksmd CPU fraction, scan rate and full scans between two
 test('figures sort processes by profit, drop those without KSM state, and scale nodes', () => {
   const s = snap(1, { pages_shared: 1, pages_sharing: 3 });
   s.processes = [
-    { pid: 10, name: 'small', rmapItems: 10, zeroPages: 0, mergingPages: 1 },
-    { pid: 11, name: 'idle', rmapItems: 0, zeroPages: 0, mergingPages: 0 },
+    { pid: 10, name: 'small', rmapItems: 10, zeroPages: 0, mergingPages: 1, profitBytes: 4096 - 640 },
+    { pid: 11, name: 'idle', rmapItems: 0, zeroPages: 0, mergingPages: 0, profitBytes: 0 },
     { pid: 12, name: 'guest-a', vm: true, rmapItems: 100, zeroPages: 0, mergingPages: 90, profitBytes: 90 * 4096 - 6400 },
-    { pid: 13, name: 'loser', rmapItems: 1000, zeroPages: 0, mergingPages: 0 },
+    { pid: 13, name: 'loser', rmapItems: 1000, zeroPages: 0, mergingPages: 0, profitBytes: -64000 },
   ];
   s.nodes = [{ id: 0, ksmPages: 3 }, { id: 1, ksmPages: 0 }];
   const f = figures(s);
@@ -138,20 +131,6 @@ test('History is a ring buffer: keeps the newest, oldest first, last(n) counts b
   assert.throws(() => new History(0), RangeError);
 });
 
-test('ksm_stat parses every kernel generation of the file', () => {
-  assert.deepEqual(
-    parseKsmStat('ksm_rmap_items 12\nksm_zero_pages 0\nksm_merging_pages 7\nksm_process_profit -5\nksm_merge_any: no\nksm_mergeable: yes\n'),
-    {
-      ksm_rmap_items: '12',
-      ksm_zero_pages: '0',
-      ksm_merging_pages: '7',
-      ksm_process_profit: '-5',
-      ksm_merge_any: 'no',
-      ksm_mergeable: 'yes',
-    },
-  );
-});
-
 /** A fake sysfs + procfs: a pre-6.4 kernel (no general_profit), one VM, one idle process and ksmd. */
 function fakeHost(): { dir: string; sysfs: string; proc: string } {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-report-'));
@@ -172,7 +151,7 @@ function fakeHost(): { dir: string; sysfs: string; proc: string } {
   };
   for (const [k, v] of Object.entries(files)) writeFileSync(join(sysfs, k), `${v}\n`);
   const procs: [string, string, string | undefined][] = [
-    ['37', 'ksmd', undefined],
+    ['37', 'ksmd', ''],
     ['100', 'qemu-system-x86', 'ksm_rmap_items 100\nksm_merging_pages 45\n'],
     ['200', 'bash', 'ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\nksm_process_profit 0\n'],
   ];
@@ -188,19 +167,22 @@ function fakeHost(): { dir: string; sysfs: string; proc: string } {
 test('HostSource reads a fake host: knobs vs counters, VM names, ksmd CPU, no tuner state', async () => {
   const { dir, sysfs, proc } = fakeHost();
   try {
-    const ksm = await readKsmSysfs(sysfs);
-    assert.equal(ksm.settings.advisor_mode, 'none');
-    assert.equal(ksm.counters.general_profit, undefined);
     const src = new HostSource({
       sysfsRoot: sysfs,
       procRoot: proc,
       pageSize: PAGE,
       tunerStatePath: join(dir, 'none.json'),
       vms: async () => new Map([[100, 'guest-a']]),
+      nodes: async () => [{ id: 0, ksmPages: 5 }],
     });
     const s = await src.read();
     assert.equal(s.ksmdCpuSeconds, 2.5);
-    assert.deepEqual(s.processes, [{ pid: 100, name: 'guest-a', vm: true, rmapItems: 100, zeroPages: 0, mergingPages: 45 }]);
+    assert.equal(s.settings.advisor_mode, 'none');
+    assert.equal(s.counters.general_profit, undefined);
+    assert.deepEqual(s.processes, [
+      { pid: 100, name: 'guest-a', vm: true, rmapItems: 100, zeroPages: 0, mergingPages: 45, profitBytes: 45 * 4096 - 100 * 64 },
+    ]);
+    assert.deepEqual(s.nodes, [{ id: 0, ksmPages: 5 }]);
     const f = figures(s);
     assert.equal(f.host.profitBytes, 45 * 4096 - 100 * 64);
     assert.equal(f.processes[0].profitBytes, 45 * 4096 - 100 * 64);

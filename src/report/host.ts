@@ -1,10 +1,15 @@
-// Reads a Snapshot of this host: KSM's sysfs counters, every process's ksm_stat, ksmd's CPU time, and the
-// tuner's latest decision. Roots are options so tests can point at a fake sysfs/procfs.
+// Reads a Snapshot of this host: KSM's knobs and counters (Ksm), every process's ksm_stat, ksmd's CPU
+// time, KSM pages per NUMA node, VM names and the tuner's latest decision. Roots are options so tests
+// can point at a fake sysfs/procfs.
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KsmCounters, KsmSettings, NodeSample, ProcessSample, Snapshot } from './model.js';
+import type { KsmCounters, KsmSettings, NodeSample, Snapshot } from './model.js';
 import { readTunerState } from './tuner-state.js';
 import { PAGE_SIZE } from '../region.js';
+import { Ksm, type KsmCounters as RawCounters } from '../ksm/ksm.js';
+import { listKsmProcesses } from '../ksm/process.js';
+import { numaTopology } from '../numa/topology.js';
+import { ksmPagesByNode } from '../numa/ksm-nodes.js';
 
 export interface SnapshotSource {
   read(): Promise<Snapshot>;
@@ -18,23 +23,16 @@ export interface HostSourceOptions {
   tunerStatePath?: string;
   /** VM discovery: pid → guest name, for the processes that are VMs. */
   vms?: () => Promise<Map<number, string>>;
-  /** KSM pages per NUMA node. */
-  nodes?: () => Promise<NodeSample[]>;
+  /** KSM pages per NUMA node; default: nodesSource(). */
+  nodes?: () => Promise<NodeSample[] | undefined>;
 }
 
-const COUNTER_NAMES = new Set([
-  'pages_shared',
-  'pages_sharing',
-  'pages_unshared',
-  'pages_volatile',
-  'full_scans',
-  'stable_node_chains',
-  'stable_node_dups',
-  'ksm_zero_pages',
-  'general_profit',
-  'pages_scanned',
-  'pages_skipped',
-]);
+/** The model's counters from Ksm.read(): the five every kernel has default to 0, the rest stay optional. */
+export function modelCounters(raw: RawCounters): KsmCounters {
+  const out: Record<string, number> = { pages_shared: 0, pages_sharing: 0, pages_unshared: 0, pages_volatile: 0, full_scans: 0 };
+  for (const [k, v] of Object.entries(raw)) if (typeof v === 'number') out[k] = v;
+  return out as unknown as KsmCounters;
+}
 
 async function readText(path: string): Promise<string | undefined> {
   try {
@@ -42,70 +40,6 @@ async function readText(path: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
-}
-
-/** A sysfs value: a number, or the selected word of a "[none] scan-time" list. */
-function sysfsValue(text: string): number | string {
-  const t = text.trim();
-  const selected = /\[([^\]]+)\]/.exec(t);
-  if (selected) return selected[1];
-  const n = Number(t);
-  return t !== '' && Number.isFinite(n) ? n : t;
-}
-
-/** Every file of the KSM sysfs directory, split into counters and knobs. */
-export async function readKsmSysfs(root = '/sys/kernel/mm/ksm'): Promise<{ settings: KsmSettings; counters: KsmCounters }> {
-  const names = await readdir(root);
-  const counters: Record<string, number> = {};
-  const settings: Record<string, number | string> = {};
-  await Promise.all(
-    names.map(async (name) => {
-      const text = await readText(join(root, name));
-      if (text === undefined) return;
-      const value = sysfsValue(text);
-      if (COUNTER_NAMES.has(name)) {
-        if (typeof value === 'number') counters[name] = value;
-      } else {
-        settings[name] = value;
-      }
-    }),
-  );
-  for (const name of ['pages_shared', 'pages_sharing', 'pages_unshared', 'pages_volatile', 'full_scans']) {
-    counters[name] ??= 0;
-  }
-  return { settings: settings as KsmSettings, counters: counters as unknown as KsmCounters };
-}
-
-/** Parses /proc/<pid>/ksm_stat ("key value" or "key: value" lines, which grew over kernel versions). */
-export function parseKsmStat(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const m = /^(\w+):?\s+(\S+)/.exec(line.trim());
-    if (m) out[m[1]] = m[2];
-  }
-  return out;
-}
-
-/** Every process whose ksm_stat shows KSM state (rmap items, merged or zero pages). */
-export async function listKsmProcesses(procRoot = '/proc'): Promise<ProcessSample[]> {
-  const pids = (await readdir(procRoot)).filter((n) => /^\d+$/.test(n));
-  const out: ProcessSample[] = [];
-  await Promise.all(
-    pids.map(async (pidText) => {
-      const stat = await readText(join(procRoot, pidText, 'ksm_stat'));
-      if (stat === undefined) return;
-      const f = parseKsmStat(stat);
-      const rmapItems = Number(f.ksm_rmap_items ?? 0);
-      const zeroPages = Number(f.ksm_zero_pages ?? 0);
-      const mergingPages = Number(f.ksm_merging_pages ?? 0);
-      if (rmapItems === 0 && zeroPages === 0 && mergingPages === 0) return;
-      const comm = (await readText(join(procRoot, pidText, 'comm')))?.trim() ?? '';
-      const p: ProcessSample = { pid: Number(pidText), name: comm, rmapItems, zeroPages, mergingPages };
-      if (f.ksm_process_profit !== undefined) p.profitBytes = Number(f.ksm_process_profit);
-      out.push(p);
-    }),
-  );
-  return out.sort((a, b) => a.pid - b.pid);
 }
 
 /** ksmd's cumulative CPU time: schedstat's nanoseconds on CPU, else utime+stime from stat (USER_HZ 100). */
@@ -139,37 +73,75 @@ export class KsmdClock {
   }
 }
 
+/**
+ * KSM pages per node. One node holds every KSM page, so pages_shared is the answer without reading
+ * /proc/kpageflags; with several nodes the kpageflags walk (≈ 0.35 s per 24 GiB here, root only) is
+ * cached for `maxAgeMs`. Undefined where it cannot be read.
+ */
+export function nodesSource(maxAgeMs = 10_000): (pagesShared: number) => Promise<NodeSample[] | undefined> {
+  let cached: { at: number; nodes: NodeSample[] | undefined } | undefined;
+  return async (pagesShared) => {
+    let ids: number[];
+    try {
+      ids = numaTopology().nodes.map((n) => n.id);
+    } catch {
+      return undefined;
+    }
+    if (ids.length === 1) return [{ id: ids[0], ksmPages: pagesShared }];
+    if (cached === undefined || Date.now() - cached.at > maxAgeMs) {
+      const nodes = await ksmPagesByNode().then(
+        (r) => r.map((n) => ({ id: n.node, ksmPages: n.ksmPages })),
+        () => undefined,
+      );
+      cached = { at: Date.now(), nodes };
+    }
+    return cached.nodes;
+  };
+}
+
 /** The live host: KSM sysfs, /proc, ksmd, VM names, NUMA nodes and the tuner's state file. */
 export class HostSource implements SnapshotSource {
   private readonly clock: KsmdClock;
+  private readonly ksm: Ksm;
+  private readonly nodes: (pagesShared: number) => Promise<NodeSample[] | undefined>;
 
   constructor(private readonly options: HostSourceOptions = {}) {
     this.clock = new KsmdClock(options.procRoot);
+    const roots: { sysfsRoot?: string; procRoot?: string } = {};
+    if (options.sysfsRoot !== undefined) roots.sysfsRoot = options.sysfsRoot;
+    if (options.procRoot !== undefined) roots.procRoot = options.procRoot;
+    this.ksm = new Ksm(roots);
+    this.nodes = options.nodes ?? nodesSource();
   }
 
   async read(): Promise<Snapshot> {
     const o = this.options;
-    const [ksm, processes, cpu, vms, nodes, tuner] = await Promise.all([
-      readKsmSysfs(o.sysfsRoot),
-      listKsmProcesses(o.procRoot),
+    const [ksm, list, cpu, vms, tuner] = await Promise.all([
+      this.ksm.read(),
+      listKsmProcesses(o.procRoot === undefined ? { includeRegistered: true } : { procRoot: o.procRoot, includeRegistered: true }),
       this.clock.cpuSeconds(),
       o.vms?.() ?? Promise.resolve(new Map<number, string>()),
-      o.nodes?.(),
       readTunerState(o.tunerStatePath),
     ]);
-    for (const p of processes) {
-      const vm = vms.get(p.pid);
-      if (vm !== undefined) {
-        p.name = vm;
-        p.vm = true;
-      }
-    }
+    const counters = modelCounters(ksm.counters);
+    const nodes = await this.nodes(counters.pages_shared);
     const snapshot: Snapshot = {
       at: Date.now(),
       pageSize: o.pageSize ?? PAGE_SIZE,
-      settings: ksm.settings,
-      counters: ksm.counters,
-      processes,
+      settings: ksm.settings as KsmSettings,
+      counters,
+      processes: list.processes.map((p) => {
+        const vm = vms.get(p.pid);
+        return {
+          pid: p.pid,
+          name: vm ?? p.name,
+          vm: vm !== undefined,
+          rmapItems: p.rmapItems ?? 0,
+          zeroPages: p.zeroPages,
+          mergingPages: p.mergingPages,
+          profitBytes: p.profitBytes,
+        };
+      }),
     };
     if (cpu !== undefined) snapshot.ksmdCpuSeconds = cpu;
     if (nodes !== undefined) snapshot.nodes = nodes;
@@ -178,7 +150,7 @@ export class HostSource implements SnapshotSource {
   }
 }
 
-/** This host, with VM names and NUMA nodes from their discovery modules. */
+/** This host, with VM names from VM discovery. */
 export function hostSource(options: HostSourceOptions = {}): HostSource {
   return new HostSource(options);
 }

@@ -1,8 +1,7 @@
 // The savings model: the one place that turns KSM's counters into the figures every output shows
 // (top, Prometheus, HTML, bench). Pure functions over plain snapshots, so each output agrees.
 
-/** sizeof(struct ksm_rmap_item) on 64-bit kernels: KSM's metadata per scanned page. */
-export const RMAP_ITEM_BYTES = 64;
+import { RMAP_ITEM_BYTES } from '../ksm/process.js';
 
 /** Global counters from /sys/kernel/mm/ksm, under the kernel's names. Newer files are optional. */
 export interface KsmCounters {
@@ -39,8 +38,8 @@ export interface ProcessSample {
   rmapItems: number;
   zeroPages: number;
   mergingPages: number;
-  /** ksm_process_profit as the kernel printed it, when the kernel has it. */
-  profitBytes?: number;
+  /** ksm_process_profit: (merging + zero pages) × page size − rmap items × rmap_item size. */
+  profitBytes: number;
 }
 
 /** KSM pages held on one NUMA node. */
@@ -97,7 +96,7 @@ export interface HostSavings {
  * Host-wide savings. The kernel's general_profit is
  * (pages_sharing + ksm_zero_pages) × PAGE_SIZE − ksm_rmap_items × sizeof(rmap_item); sysfs does not
  * show ksm_rmap_items, so when general_profit is missing (kernels before 6.4) the admin guide's
- * approximation rmap_items ≈ shared + sharing + unshared + volatile stands in.
+ * approximation rmap_items ≈ shared + sharing + unshared + volatile stands in (as Ksm.read() does).
  */
 export function hostSavings(counters: KsmCounters, pageSize: number): HostSavings {
   const zero = counters.ksm_zero_pages ?? 0;
@@ -118,12 +117,6 @@ export function hostSavings(counters: KsmCounters, pageSize: number): HostSaving
   }
   const sharingRatio = counters.pages_shared > 0 ? counters.pages_sharing / counters.pages_shared : null;
   return { profitBytes, grossBytes, metadataBytes, sharingRatio, savedPages, profitSource };
-}
-
-/** A process's profit: ksm_process_profit when the kernel printed it, else the kernel's own formula. */
-export function processProfit(p: ProcessSample, pageSize: number): number {
-  if (p.profitBytes !== undefined) return p.profitBytes;
-  return (p.mergingPages + p.zeroPages) * pageSize - p.rmapItems * RMAP_ITEM_BYTES;
 }
 
 export interface Rates {
@@ -206,7 +199,7 @@ export function figures(cur: Snapshot, prev?: Snapshot): Figures {
       mergingPages: p.mergingPages,
       zeroPages: p.zeroPages,
       rmapItems: p.rmapItems,
-      profitBytes: processProfit(p, cur.pageSize),
+      profitBytes: p.profitBytes,
     }))
     .sort((a, b) => b.profitBytes - a.profitBytes || a.pid - b.pid);
   return {
