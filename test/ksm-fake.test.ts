@@ -2,7 +2,7 @@
 // scan-time advisor, shared pages on a fake), and the checks made before anything is written.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ksm, InvalidSettingError, PAGE_SIZE } from '../src/index.js';
@@ -207,7 +207,7 @@ test('configure is all or nothing: a refused write puts back what was already wr
   const dir = await fakeSysfs(KERNEL_6_18, { stable_node_chains_prune_millisecs: null });
   // A read-only sysfs attribute refuses writes even from root: the third write fails with EACCES.
   await symlink('/sys/kernel/mm/ksm/pages_shared', join(dir, 'stable_node_chains_prune_millisecs'));
-  const past = new Date(Date.now() - 3_600_000);
+  const past = new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000); // whole seconds: mtimeMs compares exactly
   for (const f of ['sleep_millisecs', 'use_zero_pages', 'pages_to_scan']) await utimes(join(dir, f), past, past);
   const before = await snapshot(dir);
   const ksm = new Ksm({ sysfsRoot: dir });
@@ -317,7 +317,7 @@ test('waitForFullScans counts across a reset to 0, times out with ETIMEDOUT, and
   const timer = setInterval(() => {
     const next = steps.shift();
     if (next === undefined) clearInterval(timer);
-    else void writeFile(file, `${next}\n`);
+    else void writeFile(`${file}.new`, `${next}\n`).then(() => rename(`${file}.new`, file)); // sysfs reads are atomic
   }, 40);
   assert.equal(await ksm.waitForFullScans(2, { timeoutMs: 5_000 }), 1);
   clearInterval(timer);
@@ -335,10 +335,22 @@ test('unmergeAll on a fake writes run=2 and returns once nothing is shared', asy
   const dir = await fakeSysfs(KERNEL_6_18, { pages_shared: '1', pages_sharing: '3' });
   const ksm = new Ksm({ sysfsRoot: dir });
   setTimeout(() => {
-    void writeFile(join(dir, 'pages_shared'), '0\n').then(() => writeFile(join(dir, 'pages_sharing'), '0\n'));
+    void writeFile(join(dir, 'tmp'), '0\n')
+      .then(() => rename(join(dir, 'tmp'), join(dir, 'pages_shared')))
+      .then(() => writeFile(join(dir, 'tmp'), '0\n'))
+      .then(() => rename(join(dir, 'tmp'), join(dir, 'pages_sharing')));
   }, 50);
   await ksm.unmergeAll({ timeoutMs: 5_000 });
   assert.equal(await ksm.get('run'), 2);
   await mkdir(join(dir, 'sub'));
   assert.equal('sub' in (await ksm.read()).settings, false, 'directories are not knobs');
+});
+
+test('the test helper: a KSM test that would skip fails instead in CI with a writable sysfs', async () => {
+  const { skipVerdict, ksmSkipReason } = await import('./helpers/ksm.js');
+  assert.equal(skipVerdict(undefined, true, true), 'run');
+  assert.equal(skipVerdict('no ksm_stat', true, true), 'fail');
+  assert.equal(skipVerdict('no ksm_stat', false, true), 'skip');
+  assert.equal(skipVerdict('needs root', true, false), 'skip');
+  if (process.env.CI) assert.equal(ksmSkipReason(), undefined, 'this CI machine runs every KSM test');
 });

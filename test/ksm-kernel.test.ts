@@ -248,10 +248,13 @@ test('merge_across_nodes: refused with EBUSY while pages are shared, switched wi
     assert.equal(await ksm.get('merge_across_nodes'), 1);
     assert.equal(await ksm.get('run'), 1);
 
+    // ksmd re-merges two passes after run comes back: slow it so the unmerge can be seen.
+    await ksm.configure({ sleep_millisecs: 500 });
     await ksm.setMergeAcrossNodes(false, { unmergeFirst: true, timeoutMs: 30_000 });
     assert.equal(await ksm.get('merge_across_nodes'), 0);
     assert.equal(await ksm.get('run'), 1, 'run is what it was before');
     assert.equal((await selfKsm()).mergingPages, 0, 'run=2 unmerged everything');
+    await ksm.configure({ sleep_millisecs: 1 });
     // ksmd merges again with the new setting (one node here, so nothing changes for merging).
     await mergeAndWait(ksm, undefined, { scans: 2 });
     assert.equal((await selfKsm()).mergingPages, 16);

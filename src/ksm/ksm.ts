@@ -368,7 +368,8 @@ export class Ksm {
 
   private async fullScans(): Promise<number> {
     const v = await this.get('full_scans');
-    if (typeof v !== 'number') throw this.noKsm();
+    if (v === undefined) throw this.noKsm();
+    if (typeof v !== 'number') throw new PagefuseError('EIO', `${this.path('full_scans')} reads ${JSON.stringify(v)}, not a number`);
     return v;
   }
 

@@ -12,7 +12,7 @@
 //   await selfKsm()       processKsm('self'): this process's /proc/self/ksm_stat.
 //   ksmSkipReason()       why KSM tests cannot run here, or undefined.
 //   requireKsm(t)         false (after t.skip) when they can't; throws instead when CI is set and the
-//                         sysfs is writable: there a skipped KSM test is a failure.
+//                         sysfs is writable: there a skipped KSM test is a failure (skipVerdict is the rule).
 //   FAST_SETTINGS         the knobs withKsm sets: small regions converge in milliseconds.
 import { accessSync, constants } from 'node:fs';
 import type { TestContext } from 'node:test';
@@ -56,10 +56,17 @@ function sysfsWritable(): boolean {
   }
 }
 
+/** The rule itself: run when nothing stops us; a skip in CI with a writable sysfs is a failure. */
+export function skipVerdict(reason: string | undefined, ci: boolean, writable: boolean): 'run' | 'skip' | 'fail' {
+  if (reason === undefined) return 'run';
+  return ci && writable ? 'fail' : 'skip';
+}
+
 export function requireKsm(t: TestContext): boolean {
   const reason = ksmSkipReason();
-  if (reason === undefined) return true;
-  if (process.env.CI && sysfsWritable()) {
+  const verdict = skipVerdict(reason, Boolean(process.env.CI), sysfsWritable());
+  if (verdict === 'run') return true;
+  if (verdict === 'fail') {
     throw new Error(`a KSM test would skip in CI with a writable ${SYSFS}, which counts as a failure: ${reason}`);
   }
   t.skip(reason);
