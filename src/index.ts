@@ -16,3 +16,5 @@ export type { SpawnMergedOptions } from './numa/spawn.js';
 export { processMergingByNode, ksmPagesByNode } from './numa/ksm-nodes.js';
 export type { KsmNodeOptions, NodeMergingPages, ProcessMergingByNode, NodeKsmPages } from './numa/ksm-nodes.js';
 export { mergeAcrossNodesWarning } from './numa/warnings.js';
+export { scan, readUseZeroPages } from './scan/scan.js';
+export type { ScanMode, ScanTarget, ScanOptions, ScanResult, TargetScan, ProcessTarget, ScanProgress, DensityMap } from './scan/scan.js';

@@ -23,6 +23,68 @@ export interface NativePageNodes {
   zeroPage: number;
 }
 
+export interface NativeScanTargetSpec {
+  kind: 'region' | 'buffer' | 'pid';
+  handle?: RegionHandle;
+  buffer?: ArrayBuffer;
+  offset?: number;
+  length?: number;
+  pid?: number;
+  mergeableOnly?: boolean;
+  /** Opaque page checksums from an earlier scan of the same target. */
+  previous?: unknown;
+}
+
+export interface NativeScanOptions {
+  mode: 'exact' | 'fast' | 'sampled';
+  threads?: number;
+  sampleRate?: number;
+  hashBits?: number;
+  keepState?: boolean;
+  procRoot?: string;
+}
+
+export interface NativeTargetResult {
+  pages: number;
+  zeroPages: number;
+  thpZeroPages: number;
+  volatilePages: number;
+  unreadablePages: number;
+  absentPages: number;
+  zeroMappedPages: number;
+  indexedPages: number;
+  sampledPages: number;
+  distinct: number;
+  mergingPages: number;
+  sharedWithOthers: number;
+  tailBytes: number;
+  vanished: boolean;
+  flagsKnown: boolean;
+  density: { address: Float64Array; pages: Uint32Array; duplicatePages: Uint32Array };
+  state?: unknown;
+}
+
+export interface NativeScanResult {
+  distinct: number;
+  collisions: number;
+  changedDuringScan: number;
+  unconfirmed: number;
+  indexBytes: number;
+  bytesScanned: number;
+  seconds: number;
+  kernel: string;
+  sampledPages: number;
+  sumSquares: number;
+  pageSize: number;
+  targets: NativeTargetResult[];
+  sharing: number[][];
+}
+
+export interface NativeScanHandle {
+  promise: Promise<NativeScanResult>;
+  cancel(): void;
+}
+
 export interface NativeAddon {
   pageSize: number;
   RegionHandle: new (bytes: number, hugepages: number) => RegionHandle;
@@ -36,6 +98,14 @@ export interface NativeAddon {
   numaCheckNodes(nodes: number[], needMemory: boolean, needCpus: boolean): string;
   regionBind(region: RegionHandle, offset: number, length: number, mode: number, nodes: number[], move: boolean): void;
   regionPageNodes(region: RegionHandle, offset: number, length: number): NativePageNodes;
+  startScan(
+    targets: NativeScanTargetSpec[],
+    options: NativeScanOptions,
+    onProgress?: (done: number, total: number) => void,
+  ): NativeScanHandle;
+  readSum(buffer: ArrayBuffer): number;
+  hashKernel: string;
+  defaultThreads: number;
 }
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');

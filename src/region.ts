@@ -62,6 +62,14 @@ function describe(value: unknown): string {
   return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }
 
+/** The Region behind a buffer handed out by `region.buffer`, so scans can pin it. */
+const regionOfBuffer = new WeakMap<ArrayBuffer, Region>();
+
+/** @internal */
+export function regionOf(buffer: ArrayBuffer): Region | undefined {
+  return regionOfBuffer.get(buffer);
+}
+
 export function roundUpToPage(bytes: number): number {
   return Math.ceil(bytes / PAGE_SIZE) * PAGE_SIZE;
 }
@@ -95,6 +103,7 @@ export class Region implements Disposable {
       throw new TypeError(`Region.alloc: mergeable must be a boolean, got ${describe(options.mergeable)}`);
     }
     const region = new Region(new native.RegionHandle(roundUpToPage(bytes), HUGE_CODES[huge]));
+    regionOfBuffer.set(region.handle.buffer, region);
     try {
       if (options.node !== undefined) {
         region.bind(options.node, options.policy === undefined ? {} : { policy: options.policy });

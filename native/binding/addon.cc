@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterRegion(env, exports);
   RegisterProcess(env, exports);
   RegisterNuma(env, exports);
+  RegisterScan(env, exports);
   return exports;
 }
 

@@ -1,0 +1,27 @@
+#include "core/index.h"
+
+namespace pagefuse {
+
+ContentIndex::ContentIndex(uint64_t contents, uint32_t* lows, uint32_t targets, bool counts)
+    : capacity_(contents + contents / 4 + 16), lows_(lows), words_(targets > 1 ? (targets + 63) / 64 : 0) {
+  slots_.reset(new std::atomic<uint64_t>[capacity_]());
+  if (words_ > 0) masks_.reset(new std::atomic<uint64_t>[capacity_ * words_]());
+  if (counts) counts_.reset(new std::atomic<uint32_t>[capacity_]());
+}
+
+size_t ContentIndex::bytes() const {
+  return capacity_ * (8 + 8 * words_ + (counts_ ? 4 : 0));
+}
+
+uint64_t ContentIndex::Start(uint64_t hash) const {
+  // Mixed first (a test-only narrow hash has few distinct values), then mapped onto [0, capacity)
+  // by a multiply, so the capacity need not be a power of two.
+  uint64_t x = hash ^ (hash >> 33);
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(x) * capacity_) >> 64);
+}
+
+}  // namespace pagefuse

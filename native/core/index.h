@@ -1,0 +1,105 @@
+// The content index: open addressing over 8-byte slots, shared lock-free by the hashing threads.
+// A slot holds the high 32 bits of a content's hash and (index + 1) of the first page seen with it;
+// the low 31 bits live in a per-page array (`lows`, 4 bytes per page, also the page checksum kept
+// for volatility), so a scan costs 4 + 8 × 1.25 = 14 bytes per page. Bit 31 of a first page's
+// `lows` entry says that a second copy was found. Plain C++, no Node headers.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace pagefuse {
+
+constexpr uint32_t kLowMask = 0x7fffffffu;
+constexpr uint32_t kDupBit = 0x80000000u;
+
+class ContentIndex {
+ public:
+  // Room for `contents` distinct contents at a load of at most 0.8. `lows` (one entry per page,
+  // owned by the caller) completes the key; without it the key is the high 32 bits only and every
+  // match must be confirmed by the caller. `targets` > 1 keeps a bitmask of targets per content;
+  // `counts` keeps a count of extra copies per content.
+  ContentIndex(uint64_t contents, uint32_t* lows, uint32_t targets, bool counts);
+  ContentIndex(const ContentIndex&) = delete;
+  ContentIndex& operator=(const ContentIndex&) = delete;
+
+  static constexpr uint64_t kFull = ~0ull;  // Outcome::first when every slot is taken
+
+  struct Outcome {
+    bool inserted;        // a new content: `page` is now its first page
+    uint64_t first;       // the content's first page (== page when inserted)
+    uint64_t slot;
+    bool newForTarget;    // the first page of this content within `target`
+    bool becameDuplicate; // this page made the content duplicated (second copy)
+  };
+
+  // Finds the content with `hash` whose first page `same(first)` confirms (equal bytes), or inserts
+  // `page` as a new content. Each rejected candidate adds one to *collisions.
+  template <class Same>
+  Outcome Insert(uint64_t hash, uint64_t page, uint32_t target, Same&& same, uint64_t* collisions);
+
+  uint64_t capacity() const { return capacity_; }
+  size_t bytes() const;
+  // 0 for an empty slot, else the first page + 1.
+  uint64_t Ref(uint64_t slot) const { return slots_[slot].load(std::memory_order_relaxed) & 0xffffffffu; }
+  // Copies beyond the first (kept only with `counts`).
+  uint32_t Extra(uint64_t slot) const { return counts_ ? counts_[slot].load(std::memory_order_relaxed) : 0; }
+  const std::atomic<uint64_t>* Mask(uint64_t slot) const { return masks_ ? &masks_[slot * words_] : nullptr; }
+  uint32_t maskWords() const { return words_; }
+
+ private:
+  uint64_t Start(uint64_t hash) const;
+
+  uint64_t capacity_;
+  uint32_t* lows_;
+  uint32_t words_;
+  std::unique_ptr<std::atomic<uint64_t>[]> slots_;
+  std::unique_ptr<std::atomic<uint64_t>[]> masks_;
+  std::unique_ptr<std::atomic<uint32_t>[]> counts_;
+};
+
+template <class Same>
+ContentIndex::Outcome ContentIndex::Insert(uint64_t hash, uint64_t page, uint32_t target, Same&& same,
+                                           uint64_t* collisions) {
+  const uint32_t tag = static_cast<uint32_t>(hash >> 32);
+  const uint32_t low = static_cast<uint32_t>(hash) & kLowMask;
+  if (lows_ != nullptr) __atomic_store_n(&lows_[page], low, __ATOMIC_RELAXED);
+  const uint64_t mine = (static_cast<uint64_t>(tag) << 32) | (page + 1);
+  uint64_t pos = Start(hash);
+  for (uint64_t probes = 0;; probes++) {
+    if (probes == capacity_) return Outcome{false, kFull, pos, false, false};
+    uint64_t s = slots_[pos].load(std::memory_order_acquire);
+    if (s == 0) {
+      // Publishing the slot (release) also publishes lows_[page] written above.
+      if (slots_[pos].compare_exchange_strong(s, mine, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        if (masks_) masks_[pos * words_ + target / 64].fetch_or(1ull << (target % 64), std::memory_order_relaxed);
+        return Outcome{true, page, pos, true, false};
+      }
+    }
+    if (static_cast<uint32_t>(s >> 32) == tag) {
+      uint64_t first = (s & 0xffffffffu) - 1;
+      bool keyMatch = lows_ == nullptr || (__atomic_load_n(&lows_[first], __ATOMIC_RELAXED) & kLowMask) == low;
+      if (keyMatch) {
+        if (same(first)) {
+          Outcome o{false, first, pos, false, false};
+          if (masks_) {
+            uint64_t bit = 1ull << (target % 64);
+            o.newForTarget = !(masks_[pos * words_ + target / 64].fetch_or(bit, std::memory_order_relaxed) & bit);
+          }
+          if (counts_) {
+            o.becameDuplicate = counts_[pos].fetch_add(1, std::memory_order_relaxed) == 0;
+          } else {
+            o.becameDuplicate = !(__atomic_fetch_or(&lows_[first], kDupBit, __ATOMIC_RELAXED) & kDupBit);
+          }
+          return o;
+        }
+        (*collisions)++;
+      }
+    }
+    if (++pos == capacity_) pos = 0;
+  }
+}
+
+}  // namespace pagefuse

@@ -1,0 +1,86 @@
+#include "core/pool.h"
+
+#include <sched.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+namespace pagefuse {
+
+namespace {
+
+class Pool {
+ public:
+  // Every task gets a thread at once (concurrent scans must not wait on each other), up to 64.
+  void Submit(std::function<void()> task) {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(task));
+    if (idle_ < queue_.size() && threads_ < 64) {
+      threads_++;
+      std::thread([this] { Loop(); }).detach();  // lives as long as the process, idle on cv_
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        idle_++;
+        cv_.wait(lock, [this] { return !queue_.empty(); });
+        idle_--;
+        task = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  size_t idle_ = 0;
+  int threads_ = 0;
+};
+
+Pool& ThePool() {
+  static Pool* pool = new Pool();  // never destroyed: detached threads may still wait on it at exit
+  return *pool;
+}
+
+}  // namespace
+
+int DefaultThreads() {
+  cpu_set_t set;
+  int n = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+  if (n <= 0) n = 1;
+  return n < 8 ? n : 8;
+}
+
+void ParallelRun(int threads, const std::function<void(int)>& fn) {
+  if (threads <= 1) {
+    fn(0);
+    return;
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  int remaining = threads - 1;
+  for (int i = 1; i < threads; i++) {
+    ThePool().Submit([&, i] {
+      fn(i);
+      std::lock_guard<std::mutex> lock(mu);
+      if (--remaining == 0) cv.notify_one();
+    });
+  }
+  fn(0);
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return remaining == 0; });
+}
+
+}  // namespace pagefuse

@@ -1,0 +1,50 @@
+// Reading another process's anonymous memory: /proc/<pid>/smaps for the mappings, pagemap and
+// kpageflags for which pages are there, process_vm_readv for their bytes. No Node headers.
+// Errors are positive errno values (0 = success).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pagefuse {
+
+struct AnonMapping {
+  uint64_t start;
+  uint64_t end;
+  bool mergeable;  // VmFlags "mg": the kernel's KSM would scan it
+  bool hugepage;   // VmFlags "hg": MADV_HUGEPAGE
+};
+
+// The private anonymous mappings of `pid` (heap, stack and anonymous mmaps), only mergeable ones
+// when mergeableOnly. ESRCH when the process does not exist, EPERM when we may not look at it.
+int ReadAnonMappings(const std::string& procRoot, pid_t pid, bool mergeableOnly, std::vector<AnonMapping>* out);
+
+// A run of consecutive resident pages worth reading.
+struct PageRun {
+  uint64_t address;
+  uint64_t pages;
+  bool thp;  // inside a transparent huge page (known only with /proc/kpageflags, as root)
+};
+
+struct ResidentScan {
+  std::vector<PageRun> runs;
+  uint64_t absentPages = 0;      // never touched, swapped out or otherwise not present
+  uint64_t zeroMappedPages = 0;  // mapped to the kernel's shared zero page: not memory of their own
+  bool flagsKnown = false;       // kpageflags was readable (root): THP and zero-page mappings are known
+};
+
+// Walks pagemap over the mappings and keeps the present pages. Reading pagemap first matters:
+// process_vm_readv on never-touched memory maps the zero page there.
+int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<AnonMapping>& maps, ResidentScan* out);
+
+// Reads pages of `pid` into `dst`: `count` remote ranges (address, bytes) laid end to end in dst.
+// Ranges that cannot be read are zero-filled and flagged in `failed` (one flag per range).
+// Returns 0, or ESRCH when the process is gone, EPERM when reading is refused.
+int ReadRemote(pid_t pid, const uint64_t* addresses, const uint64_t* lengths, size_t count, unsigned char* dst,
+               std::vector<bool>* failed);
+
+}  // namespace pagefuse

@@ -1,0 +1,369 @@
+// scan(): how much KSM would save on a set of memory, before ksmd spends anything on it.
+// Pages are hashed natively off the event loop; this file turns targets into native specs and the
+// native counts into the estimate, and keeps each target's page checksums for volatility.
+import { readFileSync } from 'node:fs';
+import { native, type NativeScanResult, type NativeScanTargetSpec, type NativeTargetResult } from '../native.js';
+import { Region, regionOf } from '../region.js';
+import { PagefuseError, abortError, explain } from '../errors.js';
+
+export type ScanMode = 'exact' | 'fast' | 'sampled';
+
+/** Another process's private anonymous memory. */
+export interface ProcessTarget {
+  pid: number;
+  /** Only mappings ksmd would merge (VmFlags `mg`). Default true. */
+  mergeableOnly?: boolean;
+  /** A label for reports; defaults to /proc/<pid>/comm. */
+  name?: string;
+}
+
+export type ScanTarget = Region | ArrayBuffer | ArrayBufferView | ProcessTarget;
+
+export interface ScanProgress {
+  bytesDone: number;
+  bytesTotal: number;
+}
+
+export interface ScanOptions {
+  /** exact: every page hashed and byte-compared; fast: a prefilter first; sampled: 1/sampleRate of contents. */
+  mode?: ScanMode;
+  /** Hashing threads; default: the CPUs of this process, at most 8. */
+  threads?: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: ScanProgress) => void;
+  /** Whether ksmd maps zero pages to the zero page (use_zero_pages). Default: the live knob, else false. */
+  useZeroPages?: boolean;
+  /** A previous result covering the same targets: pages that changed since are volatile and left out. */
+  previous?: ScanResult;
+  /** sampled mode: contents whose hash is 0 modulo this are kept (a power of two, default 64). */
+  sampleRate?: number;
+  /** Root of procfs, for tests. */
+  procRoot?: string;
+  /** Root of sysfs, for reading use_zero_pages. */
+  sysfsRoot?: string;
+  /** @internal Tests only: narrows the hash to force collisions the byte compare must catch. */
+  hashBits?: number;
+}
+
+/** Pages duplicated per 2 MiB chunk of a target, for targeted madvise. */
+export interface DensityMap {
+  chunkBytes: number;
+  /** Start of each chunk: byte offset in the target (memory) or virtual address (process). */
+  address: Float64Array;
+  pages: Uint32Array;
+  /** Pages whose content occurs more than once (zero pages included). */
+  duplicatePages: Uint32Array;
+}
+
+export interface TargetScan {
+  kind: 'region' | 'buffer' | 'pid';
+  pid?: number;
+  name?: string;
+  /** Pages scanned (resident pages, for a process). */
+  pages: number;
+  zeroPages: number;
+  /** Zero pages inside transparent huge pages: ksmd does not merge them (known as root only). */
+  thpZeroPages: number;
+  volatilePages: number;
+  /** One per distinct non-zero content: the pages left after merging. */
+  uniquePages: number;
+  /** Non-zero pages beyond the first copy of each content inside this target. */
+  duplicatePages: number;
+  /** Pages of this target whose content occurs twice or more in the scan (ksm_merging_pages to be). */
+  mergingPages: number;
+  /** Distinct contents of this target also present in another target. */
+  sharedWithOthers: number;
+  unreadablePages: number;
+  absentPages: number;
+  zeroMappedPages: number;
+  /** Bytes after the last whole page: not scanned, reported so nothing is dropped silently. */
+  tailBytes: number;
+  /** The process exited during the scan: its counts cover what was read before. */
+  vanished: boolean;
+  /** Whether the previous scan's checksums were used to find volatile pages. */
+  volatilityChecked: boolean;
+  density: DensityMap;
+}
+
+export interface ScanResult {
+  mode: ScanMode;
+  pages: number;
+  zeroPages: number;
+  uniquePages: number;
+  duplicatePages: number;
+  volatilePages: number;
+  /** What ksmd would free: duplicates beyond the first copy, plus zero pages (per useZeroPages). */
+  estimatedSavedPages: number;
+  estimatedSavedBytes: number;
+  /** Predicted Σ ksm_merging_pages of the targets once ksmd has converged. */
+  mergingPages: number;
+  /** Predicted Σ ksm_zero_pages (zero pages count there when useZeroPages). */
+  zeroMergedPages: number;
+  useZeroPages: boolean;
+  bytesPerSecond: number;
+  seconds: number;
+  threads: number;
+  /** Equal hashes with different bytes, caught by the byte compare (exact and fast modes). */
+  collisions: number;
+  changedDuringScan: number;
+  unconfirmedMatches: number;
+  indexBytes: number;
+  indexBytesPerPage: number;
+  hashKernel: string;
+  /** sampled mode: the estimate's spread (pages, about three standard deviations). */
+  sampling?: { sampleRate: number; sampledPages: number; errorBoundPages: number; confidence: number };
+  targets: TargetScan[];
+  /** [i][j]: distinct contents present in both targets; [i][i]: duplicate pages inside target i. */
+  sharing: number[][];
+}
+
+const CHUNK_BYTES = 2 * 1024 * 1024;
+
+// Page checksums of each scanned target, by target identity; never part of the result's data.
+const states = new WeakMap<ScanResult, Map<unknown, unknown>>();
+
+function isProcessTarget(t: unknown): t is ProcessTarget {
+  return typeof t === 'object' && t !== null && !(t instanceof Region) && !ArrayBuffer.isView(t) &&
+    !(t instanceof ArrayBuffer) && 'pid' in t;
+}
+
+interface Prepared {
+  spec: NativeScanTargetSpec;
+  key: unknown;
+  kind: TargetScan['kind'];
+  pid?: number;
+  name?: string;
+}
+
+function prepare(target: ScanTarget, index: number): Prepared {
+  if (target instanceof Region) {
+    target.assertLive('scan');
+    return { spec: { kind: 'region', handle: target.handle }, key: target, kind: 'region' };
+  }
+  if (typeof SharedArrayBuffer !== 'undefined' && target instanceof SharedArrayBuffer) {
+    throw new TypeError(`scan: target ${index}: SharedArrayBuffer memory is not supported (it can change under the scan)`);
+  }
+  let buffer: ArrayBufferLike;
+  let offset = 0;
+  let length: number;
+  if (ArrayBuffer.isView(target)) {
+    buffer = target.buffer;
+    offset = target.byteOffset;
+    length = target.byteLength;
+  } else if (target instanceof ArrayBuffer) {
+    buffer = target;
+    length = target.byteLength;
+  } else if (isProcessTarget(target)) {
+    const { pid } = target;
+    if (!Number.isInteger(pid) || pid < 1) throw new RangeError(`scan: target ${index}: pid must be a positive whole number, got ${String(pid)}`);
+    if (target.mergeableOnly !== undefined && typeof target.mergeableOnly !== 'boolean') {
+      throw new TypeError(`scan: target ${index}: mergeableOnly must be a boolean`);
+    }
+    const name = target.name ?? processName(pid);
+    return {
+      spec: { kind: 'pid', pid, mergeableOnly: target.mergeableOnly ?? true },
+      key: `pid:${pid}`,
+      kind: 'pid',
+      pid,
+      ...(name === undefined ? {} : { name }),
+    };
+  } else {
+    throw new TypeError(`scan: target ${index} must be a Region, an ArrayBuffer, a typed array or { pid }`);
+  }
+  if (!(buffer instanceof ArrayBuffer)) {
+    throw new TypeError(`scan: target ${index}: SharedArrayBuffer memory is not supported (it can change under the scan)`);
+  }
+  // A view of a Region's memory pins the Region, so dispose() cannot unmap it mid-scan.
+  const region = regionOf(buffer);
+  if (region !== undefined) {
+    region.assertLive('scan');
+    return { spec: { kind: 'region', handle: region.handle, offset, length }, key: target, kind: 'region' };
+  }
+  return { spec: { kind: 'buffer', buffer, offset, length }, key: target, kind: 'buffer' };
+}
+
+function processName(pid: number, procRoot = '/proc'): string | undefined {
+  try {
+    return readFileSync(`${procRoot}/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The live use_zero_pages knob, or false where it cannot be read. */
+export function readUseZeroPages(sysfsRoot = '/sys'): boolean {
+  try {
+    return readFileSync(`${sysfsRoot}/kernel/mm/ksm/use_zero_pages`, 'utf8').trim() === '1';
+  } catch {
+    return false;
+  }
+}
+
+function checkOptions(options: ScanOptions): void {
+  if (options === null || typeof options !== 'object') throw new TypeError('scan: options must be an object');
+  const { mode, threads, sampleRate } = options;
+  if (mode !== undefined && mode !== 'exact' && mode !== 'fast' && mode !== 'sampled') {
+    throw new RangeError(`scan: mode must be 'exact', 'fast' or 'sampled', got ${JSON.stringify(mode)}`);
+  }
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 64)) {
+    throw new RangeError(`scan: threads must be a whole number from 1 to 64, got ${String(threads)}`);
+  }
+  if (sampleRate !== undefined && (!Number.isInteger(sampleRate) || sampleRate < 1 || (sampleRate & (sampleRate - 1)) !== 0)) {
+    throw new RangeError(`scan: sampleRate must be a power of two, got ${String(sampleRate)}`);
+  }
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+    throw new TypeError('scan: onProgress must be a function');
+  }
+}
+
+function nativeError(err: unknown, prepared: Prepared[], signal?: AbortSignal): Error {
+  const e = err as Error & { code?: string };
+  if (e?.code === 'ECANCELED') return abortError(signal);
+  const m = /process (\d+)/.exec(e?.message ?? '');
+  const who = m ? `process ${m[1]}` : 'the target';
+  if (e?.code === 'ESRCH') return explain(err, `scan: ${who} does not exist (or exited before it could be read)`);
+  if (e?.code === 'EPERM') {
+    return explain(err, `scan: not allowed to read the memory of ${who}: run as root or as its owner (ptrace access; see /proc/sys/kernel/yama/ptrace_scope)`);
+  }
+  void prepared;
+  return e instanceof Error ? e : new PagefuseError('EUNKNOWN', String(err));
+}
+
+function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, checked: boolean): TargetScan {
+  const scale = sampleRate;
+  const duplicatePages = sampleRate > 1 ? (t.sampledPages - t.distinct) * scale : t.indexedPages - t.distinct;
+  const out: TargetScan = {
+    kind: p.kind,
+    pages: t.pages,
+    zeroPages: t.zeroPages,
+    thpZeroPages: t.thpZeroPages,
+    volatilePages: t.volatilePages,
+    uniquePages: t.indexedPages - duplicatePages,
+    duplicatePages,
+    mergingPages: t.mergingPages * scale,
+    sharedWithOthers: t.sharedWithOthers * scale,
+    unreadablePages: t.unreadablePages,
+    absentPages: t.absentPages,
+    zeroMappedPages: t.zeroMappedPages,
+    tailBytes: t.tailBytes,
+    vanished: t.vanished,
+    volatilityChecked: checked,
+    density: { chunkBytes: CHUNK_BYTES, ...t.density },
+  };
+  if (p.pid !== undefined) out.pid = p.pid;
+  if (p.name !== undefined) out.name = p.name;
+  return out;
+}
+
+function buildResult(
+  r: NativeScanResult,
+  prepared: Prepared[],
+  mode: ScanMode,
+  threads: number,
+  useZeroPages: boolean,
+  sampleRate: number,
+  checked: boolean[],
+): ScanResult {
+  const M = mode === 'sampled' ? sampleRate : 1;
+  const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M, checked[i]));
+  const sum = (f: (t: NativeTargetResult) => number): number => r.targets.reduce((a, t) => a + f(t), 0);
+  const pages = sum((t) => t.pages);
+  const zeroPages = sum((t) => t.zeroPages);
+  const volatilePages = sum((t) => t.volatilePages);
+  const indexed = sum((t) => t.indexedPages);
+  const duplicatePages = M > 1 ? (r.sampledPages - r.distinct) * M : indexed - r.distinct;
+  // Zero pages inside huge pages are freed by the THP split, not by ksmd: outside its estimate.
+  const ksmZero = zeroPages - sum((t) => t.thpZeroPages);
+  const zeroSaved = useZeroPages ? ksmZero : Math.max(0, ksmZero - 1);
+  const estimatedSavedPages = duplicatePages + zeroSaved;
+  const result: ScanResult = {
+    mode,
+    pages,
+    zeroPages,
+    uniquePages: indexed - duplicatePages,
+    duplicatePages,
+    volatilePages,
+    estimatedSavedPages,
+    estimatedSavedBytes: estimatedSavedPages * r.pageSize,
+    mergingPages: sum((t) => t.mergingPages) * M + (!useZeroPages && ksmZero >= 2 ? ksmZero : 0),
+    zeroMergedPages: useZeroPages ? ksmZero : 0,
+    useZeroPages,
+    bytesPerSecond: r.seconds > 0 ? r.bytesScanned / r.seconds : 0,
+    seconds: r.seconds,
+    threads,
+    collisions: r.collisions,
+    changedDuringScan: r.changedDuringScan,
+    unconfirmedMatches: r.unconfirmed,
+    indexBytes: r.indexBytes,
+    indexBytesPerPage: pages > 0 ? r.indexBytes / pages : 0,
+    hashKernel: r.kernel,
+    targets,
+    sharing: r.sharing.map((row, i) => row.map((v, j) => (i === j ? targets[i].duplicatePages : v * M))),
+  };
+  if (M > 1) {
+    // Each content is in the sample with probability 1/M, independently (its hash decides), so the
+    // estimate M·Σ extra copies has variance (M−1)·Σ x²; M·Σ_sample x² estimates Σ x². Three standard
+    // deviations, and never less than one missed pair.
+    const variance = (M - 1) * M * Math.max(r.sumSquares, 1);
+    result.sampling = {
+      sampleRate: M,
+      sampledPages: r.sampledPages,
+      errorBoundPages: Math.ceil(3 * Math.sqrt(variance)),
+      confidence: 0.997,
+    };
+  }
+  return result;
+}
+
+/** Hashes the pages of one or more targets into one index and estimates what KSM would save. */
+export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], options: ScanOptions = {}): Promise<ScanResult> {
+  checkOptions(options);
+  const list: readonly ScanTarget[] = Array.isArray(targetOrTargets) ? targetOrTargets : [targetOrTargets as ScanTarget];
+  if (list.length === 0) throw new TypeError('scan: no targets');
+  const { signal } = options;
+  if (signal?.aborted) throw abortError(signal);
+  const mode = options.mode ?? 'exact';
+  const threads = options.threads ?? native.defaultThreads;
+  const sampleRate = options.sampleRate ?? 64;
+  const prepared = list.map((t, i) => prepare(t, i));
+  const previous = options.previous === undefined ? undefined : states.get(options.previous);
+  if (options.previous !== undefined && previous === undefined) {
+    throw new TypeError('scan: previous must be a result returned by scan() in this process');
+  }
+  const checked = prepared.map((p) => {
+    const state = previous?.get(p.key);
+    if (state !== undefined && mode !== 'sampled') p.spec.previous = state;
+    return p.spec.previous !== undefined;
+  });
+  const useZeroPages = options.useZeroPages ?? readUseZeroPages(options.sysfsRoot);
+  const onProgress = options.onProgress;
+  const handle = native.startScan(
+    prepared.map((p) => p.spec),
+    {
+      mode,
+      threads,
+      sampleRate,
+      ...(options.hashBits === undefined ? {} : { hashBits: options.hashBits }),
+      ...(options.procRoot === undefined ? {} : { procRoot: options.procRoot }),
+    },
+    onProgress === undefined ? undefined : (bytesDone, bytesTotal) => onProgress({ bytesDone, bytesTotal }),
+  );
+  const onAbort = (): void => handle.cancel();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let raw: NativeScanResult;
+  try {
+    raw = await handle.promise;
+  } catch (err) {
+    throw nativeError(err, prepared, signal);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  if (signal?.aborted) throw abortError(signal);
+  const result = buildResult(raw, prepared, mode, threads, useZeroPages, sampleRate, checked);
+  const kept = new Map<unknown, unknown>();
+  raw.targets.forEach((t, i) => {
+    if (t.state !== undefined) kept.set(prepared[i].key, t.state);
+  });
+  states.set(result, kept);
+  return result;
+}
