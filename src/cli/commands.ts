@@ -7,6 +7,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   top: { summary: 'live view of KSM savings per host, VM and NUMA node', load: () => import('./top.js') },
   serve: { summary: 'Prometheus metrics (node_ksmd_* and pagefuse_*) over HTTP', load: () => import('./serve.js') },
   report: { summary: 'self-contained HTML page of savings, ksmd CPU, VMs and sharing', load: () => import('./report.js') },
+  bench: { summary: 'measure hashing, the scan estimate vs ksmd, and the tuner policies on this host', load: () => import('./bench.js') },
   status: { summary: 'knobs, counters, savings and the processes that merge', load: () => import('./status.js') },
   set: { summary: 'write KSM knobs (KEY=VALUE…), all or nothing', load: () => import('./set.js') },
   start: { summary: 'start ksmd (run=1)', load: () => import('./start.js') },

@@ -157,10 +157,6 @@ export function reportHtml(page: ReportPage): string {
   const sharing = page.history.sharing ?? f.sharing;
   const decisions = page.history.decisions;
   const parts = [
-    `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">`,
-    `<title>${escapeHtml(title)}</title><style>${CSS}</style></head><body>`,
-    `<h1>${escapeHtml(title)}</h1>`,
-    `<p class="sub">${escapeHtml(`${page.source}; ${snaps.length} samples from ${new Date(snaps[0].at).toISOString()} to ${new Date(last.at).toISOString()}${page.host ? `; ${page.host}` : ''}`)}</p>`,
     summary(f, points),
     `<h2>Savings and ksmd CPU over time</h2>`,
     `<p class="legend"><span><i class="sw" style="background:#2563eb"></i>saved, net of KSM metadata (left)</span><span><i class="sw" style="background:#ea580c"></i>ksmd CPU, % of one CPU (right)</span>${decisions.length > 0 ? '<span><i class="sw" style="background:#7c3aed"></i>tuner decision</span>' : ''}</p>`,
@@ -190,6 +186,18 @@ export function reportHtml(page: ReportPage): string {
       : '<p id="sharing-none">No sharing matrix in this data: it comes from a duplicate scan of the VMs.</p>',
   );
   if (page.extraHtml) parts.push(page.extraHtml);
-  parts.push(`</body></html>\n`);
-  return parts.join('\n');
+  const sub = `${page.source}; ${snaps.length} samples from ${new Date(snaps[0].at).toISOString()} to ${new Date(last.at).toISOString()}${page.host ? `; ${page.host}` : ''}`;
+  return htmlPage(title, sub, parts.join('\n'));
+}
+
+/** A whole self-contained page around body HTML. */
+export function htmlPage(title: string, sub: string, body: string): string {
+  return [
+    `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">`,
+    `<title>${escapeHtml(title)}</title><style>${CSS}</style></head><body>`,
+    `<h1>${escapeHtml(title)}</h1>`,
+    `<p class="sub">${escapeHtml(sub)}</p>`,
+    body,
+    `</body></html>\n`,
+  ].join('\n');
 }
