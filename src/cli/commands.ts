@@ -15,4 +15,5 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   unmerge: { summary: 'stop ksmd and split every KSM page (run=2)', load: () => import('./unmerge.js') },
   numa: { summary: 'NUMA nodes: CPUs, memory, KSM pages, distances', load: () => import('./numa.js') },
   exec: { summary: 'run a command bound to a NUMA node, with KSM merging all its memory', load: () => import('./exec.js') },
+  tune: { summary: 'drive ksmd: scan first, merge second (replaces ksmtuned)', load: () => import('./tune.js') },
 };

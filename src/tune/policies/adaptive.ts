@@ -1,0 +1,207 @@
+// Scan first, merge second. ksmd runs only when the scan engine's estimate says enough can be saved (or
+// memory is tight), then as fast as the CPU budget allows, and stops once merging flattens out or
+// volatile pages dominate. ksmd's cost per page is learnt on this host from pages_scanned and its CPU time.
+import type { Observation, PolicyFn, PolicyResult } from '../types.js';
+import { savedPages } from '../types.js';
+
+export interface AdaptiveConfig {
+  /** ksmd's CPU allowance in CPUs; ksmd is one thread, so anything from 1 up means unthrottled. */
+  cpuBudget: number;
+  minSavingsBytes: number;
+  availablePercent: number;
+  pressureAvg10: number;
+}
+
+interface Mark {
+  time: number;
+  fullScans: number;
+  saved: number;
+  pagesScanned?: number;
+  cpuSeconds: number | null;
+}
+
+export interface AdaptiveState {
+  /** ksmd's throughput on this host, pages per CPU-second: a guess until learnt. */
+  pagesPerCpuSecond: number;
+  learnt: boolean;
+  prev?: Mark;
+  running: boolean;
+  /** Where the current run started, and the last time full_scans moved during it. */
+  runStart?: Mark;
+  lastPass?: Mark;
+  /** Estimate minus saved pages when ksmd was last stopped: a restart needs the gap to have grown. */
+  gapAtStop: number;
+  holdUntil?: number;
+  backoffs: number;
+}
+
+/** Unthrottled ksmd merged ≈480 k pages per CPU-second here (measured-here.md); start a bit below. */
+export const DEFAULT_PAGES_PER_CPU_SECOND = 400_000;
+/** ksmd sleeps this long between batches when the budget is under one CPU. */
+export const BATCH_SLEEP_MS = 20;
+/** A pass that added less than this share of the estimate means merging has flattened out. */
+const FLAT_SHARE = 0.005;
+const MIN_CPU_SAMPLE_SECONDS = 0.02;
+const HOLD_MS = 30_000;
+const MAX_HOLD_MS = 600_000;
+
+export function initialAdaptiveState(): AdaptiveState {
+  return { pagesPerCpuSecond: DEFAULT_PAGES_PER_CPU_SECOND, learnt: false, running: false, gapAtStop: 0, backoffs: 0 };
+}
+
+function mark(o: Observation): Mark {
+  const m: Mark = { time: o.time, fullScans: o.counters.full_scans, saved: savedPages(o.counters), cpuSeconds: o.ksmdCpuSeconds };
+  if (o.counters.pages_scanned !== undefined) m.pagesScanned = o.counters.pages_scanned;
+  return m;
+}
+
+/** Folds the latest pages_scanned / CPU-time delta into the learnt throughput. */
+function learn(state: AdaptiveState, now: Mark): { rate: number; learnt: boolean } {
+  const prev = state.prev;
+  if (
+    prev?.pagesScanned === undefined ||
+    now.pagesScanned === undefined ||
+    prev.cpuSeconds === null ||
+    now.cpuSeconds === null
+  ) {
+    return { rate: state.pagesPerCpuSecond, learnt: state.learnt };
+  }
+  const cpu = now.cpuSeconds - prev.cpuSeconds;
+  const pages = now.pagesScanned - prev.pagesScanned;
+  if (cpu < MIN_CPU_SAMPLE_SECONDS || pages <= 0) return { rate: state.pagesPerCpuSecond, learnt: state.learnt };
+  const sample = Math.min(Math.max(pages / cpu, 10_000), 20_000_000);
+  const rate = state.learnt ? 0.5 * state.pagesPerCpuSecond + 0.5 * sample : sample;
+  return { rate, learnt: true };
+}
+
+/** Memory is tight when little is available or tasks stall on memory (PSI). */
+export function memoryTight(o: Observation, c: Pick<AdaptiveConfig, 'availablePercent' | 'pressureAvg10'>): string | undefined {
+  const availablePct = (100 * o.memory.memAvailableKiB) / o.memory.memTotalKiB;
+  if (availablePct < c.availablePercent) return `MemAvailable is ${availablePct.toFixed(1)}% of MemTotal (< ${c.availablePercent}%)`;
+  if (o.pressure !== null && o.pressure.someAvg10 >= c.pressureAvg10) {
+    return `memory pressure some avg10=${o.pressure.someAvg10.toFixed(2)} (>= ${c.pressureAvg10})`;
+  }
+  return undefined;
+}
+
+export interface Pace {
+  pages_to_scan: number;
+  sleep_millisecs: number;
+  /** Pages per wall-clock second this pace gives. */
+  pagesPerSecond: number;
+}
+
+/** pages_to_scan / sleep_millisecs that keep ksmd at `budget` CPUs given its throughput. */
+export function paceFor(budget: number, pagesPerCpuSecond: number): Pace {
+  if (budget >= 1) {
+    const pages = Math.max(100, Math.round(pagesPerCpuSecond * 0.05));
+    return { pages_to_scan: pages, sleep_millisecs: 0, pagesPerSecond: pagesPerCpuSecond };
+  }
+  // A batch of n pages costs n/P CPU-seconds, then ksmd sleeps s: duty = (n/P) / (n/P + s) = budget.
+  const sleepS = BATCH_SLEEP_MS / 1000;
+  const pages = Math.max(1, Math.round((pagesPerCpuSecond * budget * sleepS) / (1 - budget)));
+  return { pages_to_scan: pages, sleep_millisecs: BATCH_SLEEP_MS, pagesPerSecond: Math.round(pages / (pages / pagesPerCpuSecond + sleepS)) };
+}
+
+const MiB = 1024 * 1024;
+const fmtMiB = (pages: number, pageSize: number) => `${((pages * pageSize) / MiB).toFixed(1)} MiB`;
+
+export interface Gate {
+  run: boolean;
+  reasons: string[];
+  rescan: number[];
+  nextState: AdaptiveState;
+}
+
+/** The run/stop half of the adaptive policy, shared with kernel-advisor (which leaves the pace to the kernel). */
+export function gate(o: Observation, state: AdaptiveState, c: AdaptiveConfig): Gate {
+  const now = mark(o);
+  const { rate, learnt } = learn(state, now);
+  const base: AdaptiveState = { ...state, pagesPerCpuSecond: rate, learnt, prev: now };
+  const reasons: string[] = [];
+  const tight = memoryTight(o, c);
+  const est = o.estimate;
+  const ps = o.pageSize;
+
+  const stop = (why: string, extra: Partial<AdaptiveState> = {}, rescan: number[] = []): Gate => {
+    reasons.push(why);
+    const next: AdaptiveState = { ...base, running: false, ...extra };
+    delete next.runStart;
+    delete next.lastPass;
+    return { run: false, reasons, rescan, nextState: next };
+  };
+  const go = (why: string): Gate => {
+    reasons.push(why);
+    if (state.running && state.runStart !== undefined) {
+      const lastPass = state.lastPass !== undefined && state.lastPass.fullScans === now.fullScans ? state.lastPass : now;
+      return { run: true, reasons, rescan: [], nextState: { ...base, running: true, runStart: state.runStart, lastPass } };
+    }
+    const { holdUntil: _held, ...rest } = base;
+    return { run: true, reasons, rescan: [], nextState: { ...rest, running: true, runStart: now, lastPass: now } };
+  };
+
+  if (est === null) {
+    if (o.vms.length === 0 && !tight) return stop('no VMs (nor registered processes) found and memory is not tight: ksmd stays stopped');
+    if (tight) return go(`${tight}; no scan estimate yet, so merge anyway`);
+    return stop('no scan estimate yet: scan first, merge second', {}, o.vms.map((vm) => vm.pid));
+  }
+  const saved = now.saved;
+  const gap = Math.max(0, est.savedPages - saved);
+  reasons.push(`estimate ${fmtMiB(est.savedPages, ps)} saveable, ${fmtMiB(saved, ps)} saved (${est.complete ? 'all VMs scanned' : 'scans pending'})`);
+  if (!tight && est.savedPages * ps < c.minSavingsBytes) {
+    return stop(`little to save (< ${(c.minSavingsBytes / MiB).toFixed(0)} MiB) and memory is not tight: ksmd stays stopped`, { gapAtStop: gap });
+  }
+  if (tight) reasons.push(tight);
+
+  if (state.running && state.runStart !== undefined) {
+    const passes = now.fullScans - state.runStart.fullScans;
+    const c0 = o.counters;
+    if (passes >= 2 && c0.pages_volatile > c0.pages_shared + c0.pages_sharing && c0.pages_volatile * ps >= c.minSavingsBytes / 4) {
+      const hold = Math.min(HOLD_MS * 2 ** state.backoffs, MAX_HOLD_MS);
+      // After the hold, any sizeable gap is worth another try: the pages may have settled.
+      return stop(`pages_volatile (${c0.pages_volatile}) dominates after ${passes} passes: backing off for ${hold / 1000} s`, {
+        gapAtStop: 0,
+        holdUntil: o.time + hold,
+        backoffs: state.backoffs + 1,
+      });
+    }
+    const lastPass = state.lastPass ?? state.runStart;
+    if (passes >= 2 && now.fullScans > lastPass.fullScans) {
+      const gained = saved - lastPass.saved;
+      if (gained <= FLAT_SHARE * est.savedPages) {
+        const share = est.savedPages > 0 ? (100 * saved) / est.savedPages : 100;
+        return stop(`merging flattened: last pass added ${fmtMiB(Math.max(0, gained), ps)}, saved is ${share.toFixed(1)}% of the estimate: ksmd stopped (merged pages stay merged)`, {
+          gapAtStop: gap,
+          backoffs: 0,
+        });
+      }
+    }
+    return go(`ksmd working: ${passes} full passes so far this run`);
+  }
+
+  if (state.holdUntil !== undefined && o.time < state.holdUntil && !tight) {
+    return stop(`holding off after volatile pages dominated, ${Math.ceil((state.holdUntil - o.time) / 1000)} s left`, { holdUntil: state.holdUntil });
+  }
+  const margin = Math.max(c.minSavingsBytes / ps / 4, 0.02 * est.savedPages);
+  if (tight || gap > state.gapAtStop + margin) {
+    return go(`${fmtMiB(gap, ps)} left to merge: ksmd started`);
+  }
+  return stop(`nothing new to merge (${fmtMiB(gap, ps)} left, ${fmtMiB(state.gapAtStop, ps)} left when ksmd last stopped): ksmd stays stopped`, { gapAtStop: state.gapAtStop });
+}
+
+export const adaptive: PolicyFn<AdaptiveState, AdaptiveConfig> = (o, state, c): PolicyResult<AdaptiveState> => {
+  const g = gate(o, state, c);
+  if (!g.run) return { decision: { knobs: { run: 0 }, rescan: g.rescan }, reasons: g.reasons, nextState: g.nextState };
+  const budget = Math.min(c.cpuBudget, 1);
+  const pace = paceFor(budget, g.nextState.pagesPerCpuSecond);
+  const perPass = o.estimate?.pages ?? 0;
+  const eta = perPass > 0 ? ` (one pass over ${perPass} pages ≈ ${(perPass / pace.pagesPerSecond).toFixed(1)} s)` : '';
+  g.reasons.push(
+    `pace ${pace.pages_to_scan} pages / ${pace.sleep_millisecs} ms for ${budget} CPU at ${Math.round(g.nextState.pagesPerCpuSecond)} pages per CPU-second (${g.nextState.learnt ? 'learnt' : 'initial guess'})${eta}`,
+  );
+  return {
+    decision: { knobs: { pages_to_scan: pace.pages_to_scan, sleep_millisecs: pace.sleep_millisecs, run: 1 }, rescan: g.rescan },
+    reasons: g.reasons,
+    nextState: g.nextState,
+  };
+};

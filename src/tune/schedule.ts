@@ -1,0 +1,190 @@
+// Rescanning VMs with the scan engine within its own CPU budget, most promising first: new VMs, large VMs,
+// VMs whose estimate and merged pages disagree, and VMs whose estimate moves between scans (volatility).
+import type { VmInfo } from '../vm/discover.js';
+import type { Estimate } from './types.js';
+
+/** What the tuner needs of one scan target's result (the scan engine's `targets[]` entries). */
+export interface ScanTargetOutcome {
+  pid?: number;
+  pages: number;
+  /** Pages of this target that ksmd would merge (content found twice or more anywhere, zero pages too). */
+  mergingPages: number;
+  /** Pages that changed since this target's previous scan, when the engine tracks them. */
+  volatilePages?: number;
+}
+
+/** What the tuner needs of a scan result. */
+export interface ScanOutcome {
+  pages: number;
+  estimatedSavedBytes: number;
+  targets: ScanTargetOutcome[];
+}
+
+export type ScanTarget = { pid: number } | object;
+export type ScanFn = (targets: ScanTarget[], options: { signal?: AbortSignal }) => Promise<ScanOutcome>;
+
+export interface VmRecord {
+  pid: number;
+  startTime: number;
+  /** When the VM was last scanned (ms), and what the scan said. */
+  at: number;
+  pages: number;
+  mergingPages: number;
+  /** This VM's share of the pages the joint scan says can be saved. */
+  savedPages: number;
+  /** EWMA of the share of pages that changed between successive scans (0–1): the engine's count of
+   *  changed pages where it keeps them, else |Δ savedPages| / pages. */
+  volatility: number;
+  scans: number;
+}
+
+export interface SchedulerOptions {
+  scan: ScanFn;
+  /** CPUs the scans may use on average. */
+  scanCpuBudget: number;
+  pageSize: number;
+  /** Rescan a VM at least this often (ms) when the budget allows. */
+  rescanMs?: number;
+  /** Most pages one round may scan (on huge hosts a round covers the most promising VMs only). */
+  maxRoundPages?: number;
+  now?: () => number;
+}
+
+/** Scan time that may be spent at once before the budget makes the scheduler wait (ms). */
+const BURST_MS = 2_000;
+
+export class ScanScheduler {
+  readonly records = new Map<number, VmRecord>();
+  private tokensMs = BURST_MS;
+  private lastRefill: number;
+  private readonly now: () => number;
+  private readonly rescanMs: number;
+  private readonly maxRoundPages: number;
+  /** What the last round found in targets that are no process (registered Regions). */
+  private extra = { savedPages: 0, pages: 0 };
+  private lastRound = -Infinity;
+  scanning = false;
+
+  constructor(private readonly options: SchedulerOptions) {
+    this.now = options.now ?? (() => performance.now());
+    this.lastRefill = this.now();
+    this.rescanMs = options.rescanMs ?? 15_000;
+    this.maxRoundPages = options.maxRoundPages ?? Number.MAX_SAFE_INTEGER;
+  }
+
+  private refill(): void {
+    const t = this.now();
+    this.tokensMs = Math.min(BURST_MS, this.tokensMs + (t - this.lastRefill) * this.options.scanCpuBudget);
+    this.lastRefill = t;
+  }
+
+  /** How promising a rescan of this VM is: Infinity for one never scanned. */
+  priority(vm: VmInfo, t = this.now()): number {
+    const r = this.records.get(vm.pid);
+    if (r === undefined || r.startTime !== vm.startTime) return Infinity;
+    const pages = Math.max(1, r.pages);
+    const merged = vm.ksm === null ? r.mergingPages : (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0);
+    const disagreement = Math.min(1, Math.abs(r.mergingPages - merged) / pages);
+    const ageS = (t - r.at) / 1000;
+    const sizeWeight = Math.log2(2 + vm.rssBytes / this.options.pageSize);
+    return ageS * sizeWeight * (1 + 4 * disagreement + 4 * r.volatility);
+  }
+
+  /** The VMs worth scanning now, most promising first; empty when none is due or the budget is spent. */
+  due(vms: VmInfo[], requested: readonly number[] = []): VmInfo[] {
+    this.refill();
+    const t = this.now();
+    const wanted = new Set(requested);
+    const ranked = vms
+      .map((vm) => ({ vm, p: this.priority(vm, t) }))
+      .sort((a, b) => b.p - a.p || b.vm.rssBytes - a.vm.rssBytes);
+    const urgent = ranked.some(({ vm, p }) => p === Infinity || wanted.has(vm.pid));
+    const stale = ranked.some(({ vm }) => t - (this.records.get(vm.pid)?.at ?? -Infinity) >= this.rescanMs);
+    if (ranked.length === 0 || (!urgent && !stale) || this.tokensMs <= 0) return [];
+    const chosen: VmInfo[] = [];
+    let pages = 0;
+    for (const { vm } of ranked) {
+      const vmPages = vm.rssBytes / this.options.pageSize;
+      if (chosen.length > 0 && pages + vmPages > this.maxRoundPages) break;
+      chosen.push(vm);
+      pages += vmPages;
+    }
+    return chosen;
+  }
+
+  /** Scans `vms` (and `extra` targets such as registered Regions) jointly and records what each holds. */
+  async run(vms: VmInfo[], extra: object[] = [], signal?: AbortSignal): Promise<ScanOutcome> {
+    this.scanning = true;
+    const started = this.now();
+    try {
+      const outcome = await this.options.scan([...vms.map((vm) => ({ pid: vm.pid })), ...extra], signal ? { signal } : {});
+      const ended = this.now();
+      this.refill();
+      this.tokensMs -= ended - started;
+      this.record(vms, outcome, ended);
+      return outcome;
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  private record(vms: VmInfo[], outcome: ScanOutcome, at: number): void {
+    const savedTotal = outcome.estimatedSavedBytes / this.options.pageSize;
+    const dupTotal = outcome.targets.reduce((s, t) => s + t.mergingPages, 0);
+    const share = (dup: number) => (dupTotal > 0 ? (savedTotal * dup) / dupTotal : 0);
+    const others = outcome.targets.filter((x) => x.pid === undefined);
+    this.lastRound = at;
+    this.extra = { savedPages: share(others.reduce((s, x) => s + x.mergingPages, 0)), pages: others.reduce((s, x) => s + x.pages, 0) };
+    for (const vm of vms) {
+      const t = outcome.targets.find((x) => x.pid === vm.pid);
+      if (t === undefined) continue;
+      // The joint saving is shared out in proportion to each VM's merging pages.
+      const saved = share(t.mergingPages);
+      const prev = this.records.get(vm.pid);
+      const same = prev !== undefined && prev.startTime === vm.startTime;
+      const change = !same ? 0 : (t.volatilePages ?? Math.abs(saved - prev.savedPages)) / Math.max(1, t.pages);
+      this.records.set(vm.pid, {
+        pid: vm.pid,
+        startTime: vm.startTime,
+        at,
+        pages: t.pages,
+        mergingPages: t.mergingPages,
+        savedPages: saved,
+        volatility: same ? Math.min(1, 0.5 * prev.volatility + 0.5 * change) : 0,
+        scans: same ? prev.scans + 1 : 1,
+      });
+    }
+  }
+
+  /** Forgets VMs that are gone. */
+  prune(vms: VmInfo[]): void {
+    const alive = new Map(vms.map((vm) => [vm.pid, vm.startTime]));
+    for (const [pid, r] of this.records) if (alive.get(pid) !== r.startTime) this.records.delete(pid);
+  }
+
+  /** The estimate over the VMs alive now, or null before any of them was scanned. */
+  estimate(vms: VmInfo[]): Estimate | null {
+    let saved = this.extra.savedPages;
+    let pages = this.extra.pages;
+    let weightedVol = 0;
+    let at = this.extra.pages > 0 ? this.lastRound : -Infinity;
+    let covered = 0;
+    for (const vm of vms) {
+      const r = this.records.get(vm.pid);
+      if (r === undefined || r.startTime !== vm.startTime) continue;
+      covered++;
+      saved += r.savedPages;
+      pages += r.pages;
+      weightedVol += r.volatility * r.pages;
+      at = Math.max(at, r.at);
+    }
+    if (covered === 0 && this.extra.pages === 0) return null;
+    return {
+      at,
+      savedPages: Math.round(saved),
+      pages,
+      volatility: pages > 0 ? weightedVol / pages : 0,
+      complete: covered === vms.length,
+    };
+  }
+}

@@ -1,0 +1,388 @@
+// The Tuner: watches VMs, schedules scans, asks the policy, writes the knobs it decides, and puts back
+// the knobs it found when it stops. Everything is asynchronous: scans run off the event loop, /proc and
+// sysfs reads are small async file reads.
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { PagefuseError } from '../errors.js';
+import { DEFAULT_PROC_ROOT } from '../vm/procfs.js';
+import { VmWatcher, type VmInfo } from '../vm/discover.js';
+import { checkCpuBudget, checkPolicy, defaultConfig, type PolicyName, type TuneConfig } from './config.js';
+import { Observer, knobsFrom, type KsmControl } from './observe.js';
+import { ScanScheduler, type ScanFn } from './schedule.js';
+import { adaptive, initialAdaptiveState, type AdaptiveConfig, type AdaptiveState } from './policies/adaptive.js';
+import { kernelAdvisor } from './policies/kernel-advisor.js';
+import { initialKsmtunedState, ksmtuned, type KsmtunedState } from './policies/ksmtuned.js';
+import { savedPages, type Decision, type KsmKnobs, type Observation } from './types.js';
+
+export const DEFAULT_CPU_BUDGET = 0.25;
+const DEFAULT_ADAPTIVE_INTERVAL_MS = 2_000;
+const VM_POLL_MS = 1_000;
+
+export interface TunerOptions {
+  policy?: PolicyName;
+  /** ksmd's CPU allowance in CPUs, in (0, number of CPUs]; default 0.25 (or the config's). */
+  cpuBudget?: number;
+  /** ms between decisions; ksmtuned: KSM_MONITOR_INTERVAL, adaptive and kernel-advisor: 2000. */
+  intervalMs?: number;
+  /** Decide and report, write nothing. */
+  dryRun?: boolean;
+  /** Leave the knobs as the tuner set them when it stops. */
+  keepKnobs?: boolean;
+  config?: TuneConfig;
+  /** KSM control (default: the Ksm class on /sys/kernel/mm/ksm). */
+  ksm?: KsmControl;
+  /** The scan engine (default: pagefuse's scan()). */
+  scan?: ScanFn;
+  procRoot?: string;
+  /** ms between looks at /proc for VMs coming and going (default 1000). */
+  pollMs?: number;
+  /** Run the first decision at once even for ksmtuned (which waits one interval, as the script does). */
+  immediate?: boolean;
+}
+
+export interface TuneDecision {
+  policy: PolicyName;
+  /** Date.now() when decided. */
+  at: number;
+  /** The knob values the policy wants. */
+  knobs: Partial<KsmKnobs>;
+  /** The knobs that were (or, with dryRun, would have been) written because they differed. */
+  changed: Partial<KsmKnobs>;
+  dryRun: boolean;
+  reasons: string[];
+  rescan: number[];
+  vms: { pid: number; vmm: string; name: string; rss_bytes: number }[];
+}
+
+export interface TuneSavings {
+  at: number;
+  savedBytes: number;
+  estimatedBytes: number | null;
+  ksmdCpuSeconds: number | null;
+  fullScans: number;
+}
+
+type PolicyState = AdaptiveState | KsmtunedState;
+
+/** What restore() writes: the knobs the tuner changed, back to the values it found. */
+function restoreSet(found: KsmKnobs, touched: Set<keyof KsmKnobs>): Partial<KsmKnobs> {
+  const out: Partial<KsmKnobs> = {};
+  for (const key of touched) (out as Record<string, unknown>)[key] = found[key];
+  // Leaving scan-time resets pages_to_scan to 100: put the found value back too.
+  if (touched.has('advisor_mode') && found.advisor_mode === 'none') out.pages_to_scan = found.pages_to_scan;
+  if (found.advisor_mode === 'scan-time') delete out.pages_to_scan;
+  return out;
+}
+
+export declare interface Tuner {
+  on(event: 'decision', listener: (d: TuneDecision) => void): this;
+  on(event: 'savings', listener: (s: TuneSavings) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: 'vms', listener: (change: { added: VmInfo[]; removed: number[] }) => void): this;
+}
+
+export class Tuner extends EventEmitter {
+  readonly policy: PolicyName;
+  readonly cpuBudget: number;
+  readonly dryRun: boolean;
+  readonly keepKnobs: boolean;
+  private config: TuneConfig;
+  private readonly procRoot: string;
+  private readonly pollMs: number;
+  private readonly immediate: boolean;
+  private readonly explicitIntervalMs: number | undefined;
+  private ksm: KsmControl | undefined;
+  private scanFn: ScanFn | undefined;
+  private readonly watcher: VmWatcher;
+  private scheduler: ScanScheduler | undefined;
+  private observer: Observer | undefined;
+  private readonly regions: object[] = [];
+  private state: PolicyState;
+  private found: KsmKnobs | undefined;
+  private readonly touched = new Set<keyof KsmKnobs>();
+  private pollTimer: NodeJS.Timeout | undefined;
+  private decideTimer: NodeJS.Timeout | undefined;
+  private pollQueued = false;
+  private running = false;
+  private chain: Promise<void> = Promise.resolve();
+  private pendingRescan: number[] = [];
+  private scanAbort: AbortController | undefined;
+  private scanDone: Promise<void> = Promise.resolve();
+  private lastDecision: TuneDecision | undefined;
+
+  constructor(options: TunerOptions = {}) {
+    super();
+    if (options === null || typeof options !== 'object') throw new TypeError(`Tuner: options must be an object, got ${String(options)}`);
+    this.config = options.config ?? defaultConfig();
+    this.policy = checkPolicy(options.policy ?? this.config.policy ?? 'adaptive');
+    this.cpuBudget = checkCpuBudget(options.cpuBudget ?? this.config.cpuBudget ?? DEFAULT_CPU_BUDGET, availableParallelism());
+    if (options.intervalMs !== undefined && !(Number.isFinite(options.intervalMs) && options.intervalMs > 0)) {
+      throw new RangeError(`Tuner: intervalMs must be a number of ms above 0, got ${String(options.intervalMs)}`);
+    }
+    this.explicitIntervalMs = options.intervalMs;
+    this.dryRun = options.dryRun === true;
+    this.keepKnobs = options.keepKnobs === true;
+    this.procRoot = options.procRoot ?? DEFAULT_PROC_ROOT;
+    this.pollMs = options.pollMs ?? VM_POLL_MS;
+    this.immediate = options.immediate === true;
+    this.ksm = options.ksm;
+    this.scanFn = options.scan;
+    this.watcher = new VmWatcher({ procRoot: this.procRoot });
+    this.state = this.initialState();
+  }
+
+  private initialState(): PolicyState {
+    return this.policy === 'ksmtuned' ? initialKsmtunedState() : initialAdaptiveState();
+  }
+
+  /** ms between decisions under the current config. */
+  get intervalMs(): number {
+    if (this.explicitIntervalMs !== undefined) return this.explicitIntervalMs;
+    if (this.config.intervalSeconds !== undefined) return this.config.intervalSeconds * 1000;
+    return this.policy === 'ksmtuned' ? this.config.ksmtuned.KSM_MONITOR_INTERVAL * 1000 : DEFAULT_ADAPTIVE_INTERVAL_MS;
+  }
+
+  /** The knobs found at start (restored by stop() unless keepKnobs). */
+  get foundKnobs(): KsmKnobs | undefined {
+    return this.found === undefined ? undefined : { ...this.found };
+  }
+
+  get vms(): VmInfo[] {
+    return this.watcher.vms;
+  }
+
+  private get adaptiveConfig(): AdaptiveConfig {
+    return {
+      cpuBudget: this.cpuBudget,
+      minSavingsBytes: this.config.minSavingsBytes,
+      availablePercent: this.config.availablePercent,
+      pressureAvg10: this.config.pressureAvg10,
+    };
+  }
+
+  private async wire(): Promise<void> {
+    if (this.ksm === undefined) {
+      const { Ksm } = await import('../ksm/ksm.js');
+      this.ksm = new Ksm({ procRoot: this.procRoot });
+    }
+    const { PAGE_SIZE } = await import('../region.js');
+    if (this.policy !== 'ksmtuned') {
+      if (this.scanFn === undefined) {
+        const { createTunerScan } = await import('./scan-adapter.js');
+        this.scanFn = createTunerScan();
+      }
+      this.scheduler = new ScanScheduler({ scan: this.scanFn!, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
+    }
+    this.observer = new Observer({ procRoot: this.procRoot, ksm: this.ksm, pageSize: PAGE_SIZE });
+  }
+
+  private async prepare(): Promise<void> {
+    await this.wire();
+    this.found = knobsFrom((await this.ksm!.read()).settings);
+    if (this.policy === 'kernel-advisor' && this.found.advisor_mode === undefined) {
+      throw new PagefuseError('ENOTSUP', 'this kernel has no KSM scan-time advisor (/sys/kernel/mm/ksm/advisor_mode needs Linux 6.8+): use --policy adaptive');
+    }
+    this.running = true;
+    await this.watcher.poll();
+  }
+
+  /** Reads the knobs it will restore, then starts watching and deciding. Resolves once running. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    await this.prepare();
+    if (this.policy !== 'ksmtuned') this.pollTimer = setInterval(() => this.pollVms(), this.pollMs);
+    this.decideTimer = setInterval(() => void this.retune(), this.intervalMs);
+    if (this.policy !== 'ksmtuned' || this.immediate) void this.retune();
+  }
+
+  /** One decision, the knobs left as decided (pagefuse tune --once): scans first where the policy scans. */
+  async tuneOnce(): Promise<TuneDecision | undefined> {
+    if (this.running) throw new PagefuseError('EBUSY', 'tuneOnce: the tuner is already running');
+    await this.prepare();
+    try {
+      const vms = this.watcher.vms;
+      if (this.scheduler !== undefined && (vms.length > 0 || this.regions.length > 0)) await this.scheduler.run(vms, this.regions);
+      return await this.decide();
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Stops deciding, waits for work in flight, and puts back the knobs it found (unless keepKnobs). */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    clearInterval(this.pollTimer);
+    clearInterval(this.decideTimer);
+    this.scanAbort?.abort();
+    await this.scanDone;
+    await this.chain;
+    if (!this.keepKnobs && !this.dryRun) await this.restore();
+  }
+
+  private async restore(): Promise<void> {
+    if (this.found === undefined || this.touched.size === 0) return;
+    const want = restoreSet(this.found, this.touched);
+    await this.ksm!.configure(want);
+    // A mode switch may have reset pages_to_scan after it was checked: check once more.
+    const now = knobsFrom((await this.ksm!.read()).settings);
+    if (want.pages_to_scan !== undefined && now.pages_to_scan !== want.pages_to_scan) {
+      await this.ksm!.configure({ pages_to_scan: want.pages_to_scan });
+    }
+    this.touched.clear();
+  }
+
+  /** Takes a new config (SIGHUP): thresholds and budgets apply from the next decision. */
+  reconfigure(config: TuneConfig): void {
+    this.config = config;
+    if (this.policy === 'ksmtuned') this.state = { npages: (this.state as KsmtunedState).npages };
+    if (this.running) {
+      // The decision interval may have changed.
+      clearInterval(this.decideTimer);
+      this.decideTimer = setInterval(() => void this.retune(), this.intervalMs);
+    }
+  }
+
+  /** Adds a process (any, VMM or not) or a Region to what the tuner scans and counts. */
+  register(target: number | object): void {
+    if (typeof target === 'number') {
+      this.watcher.register(target);
+      this.pendingRescan.push(target);
+      if (this.running) this.pollVms();
+      return;
+    }
+    if (target === null || typeof target !== 'object') throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
+    this.regions.push(target);
+    if (this.running) void this.retune();
+  }
+
+  private fail(err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    if (this.listenerCount('error') > 0) this.emit('error', e);
+  }
+
+  private pollVms(): void {
+    // One poll waits in the queue at most: a slow decision must not pile polls up behind it.
+    if (this.pollQueued) return;
+    this.pollQueued = true;
+    this.chain = this.chain.then(async () => {
+      this.pollQueued = false;
+      if (!this.running) return;
+      try {
+        const { added, removed } = await this.watcher.poll();
+        if (added.length > 0 || removed.length > 0) {
+          this.emit('vms', { added, removed });
+          this.scheduler?.prune(this.watcher.vms);
+          this.pendingRescan.push(...added.map((vm) => vm.pid));
+          this.enqueueDecide();
+        }
+        this.maybeScan();
+      } catch (err) {
+        this.fail(err);
+      }
+    });
+  }
+
+  /** Starts a scan round in the background when one is due; its end triggers a decision. */
+  private maybeScan(): void {
+    const scheduler = this.scheduler;
+    if (scheduler === undefined || scheduler.scanning || !this.running) return;
+    const vms = scheduler.due(this.watcher.vms, this.pendingRescan);
+    if (vms.length === 0 && !(this.regions.length > 0 && scheduler.estimate([]) === null)) return;
+    this.pendingRescan = [];
+    const abort = new AbortController();
+    this.scanAbort = abort;
+    this.scanDone = scheduler
+      .run(vms, this.regions, abort.signal)
+      .then(() => {
+        if (this.running) this.enqueueDecide();
+      })
+      .catch((err) => {
+        if (!abort.signal.aborted) this.fail(err);
+      });
+  }
+
+  /** Decides now (SIGUSR1): looks at /proc, asks the policy, writes what changed. Resolves to the decision. */
+  retune(): Promise<TuneDecision | undefined> {
+    const run = this.chain.then(async () => {
+      if (!this.running) return undefined;
+      await this.watcher.poll().catch((err) => this.fail(err));
+      this.scheduler?.prune(this.watcher.vms);
+      return this.decide();
+    });
+    this.chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private enqueueDecide(): void {
+    this.chain = this.chain.then(async () => {
+      await this.decide();
+    });
+  }
+
+  private async decide(): Promise<TuneDecision | undefined> {
+    if (!this.running) return undefined;
+    try {
+      const vms = this.watcher.vms;
+      const estimate = this.scheduler?.estimate(vms) ?? null;
+      const o = await this.observer!.observe(vms, estimate);
+      const result =
+        this.policy === 'ksmtuned'
+          ? ksmtuned(o, this.state as KsmtunedState, this.config.ksmtuned)
+          : (this.policy === 'adaptive' ? adaptive : kernelAdvisor)(o, this.state as AdaptiveState, this.adaptiveConfig);
+      this.state = result.nextState;
+      const decision = await this.apply(o, result.decision, result.reasons);
+      this.emit('savings', {
+        at: Date.now(),
+        savedBytes: savedPages(o.counters) * o.pageSize,
+        estimatedBytes: estimate === null ? null : estimate.savedPages * o.pageSize,
+        ksmdCpuSeconds: o.ksmdCpuSeconds,
+        fullScans: o.counters.full_scans,
+      } satisfies TuneSavings);
+      if (decision.rescan.length > 0) {
+        this.pendingRescan.push(...decision.rescan);
+        this.maybeScan();
+      }
+      return decision;
+    } catch (err) {
+      this.fail(err);
+      return undefined;
+    }
+  }
+
+  private async apply(o: Observation, d: Decision, reasons: string[]): Promise<TuneDecision> {
+    const changed: Partial<KsmKnobs> = {};
+    for (const [key, value] of Object.entries(d.knobs) as [keyof KsmKnobs, KsmKnobs[keyof KsmKnobs]][]) {
+      if (value !== undefined && o.knobs[key] !== value) (changed as Record<string, unknown>)[key] = value;
+    }
+    // The kernel refuses pages_to_scan while its advisor runs (someone else turned it on): turn it off.
+    if (changed.pages_to_scan !== undefined && o.knobs.advisor_mode === 'scan-time' && d.knobs.advisor_mode === undefined) {
+      changed.advisor_mode = 'none';
+    }
+    if (!this.dryRun && Object.keys(changed).length > 0) {
+      for (const key of Object.keys(changed) as (keyof KsmKnobs)[]) this.touched.add(key);
+      await this.ksm!.configure(changed);
+    }
+    const decision: TuneDecision = {
+      policy: this.policy,
+      at: Date.now(),
+      knobs: d.knobs,
+      changed,
+      dryRun: this.dryRun,
+      reasons,
+      rescan: d.rescan,
+      vms: o.vms.map((vm) => ({ pid: vm.pid, vmm: vm.vmm, name: vm.name, rss_bytes: vm.rssBytes })),
+    };
+    this.lastDecision = decision;
+    this.emit('decision', decision);
+    return decision;
+  }
+
+  /** The latest decision, if any. */
+  get last(): TuneDecision | undefined {
+    return this.lastDecision;
+  }
+}

@@ -1,0 +1,86 @@
+// What a policy sees (an Observation) and what it answers (a Decision with its reasons).
+import type { VmInfo } from '../vm/discover.js';
+
+/** The sysfs knobs the tuner writes, under the kernel's names. */
+export interface KsmKnobs {
+  run: number;
+  pages_to_scan: number;
+  sleep_millisecs: number;
+  advisor_mode?: 'none' | 'scan-time';
+  advisor_max_cpu?: number;
+}
+
+/** The KSM counters policies read (kernel names; pages_scanned and ksm_zero_pages need 6.6+). */
+export interface KsmCounters {
+  pages_shared: number;
+  pages_sharing: number;
+  pages_unshared: number;
+  pages_volatile: number;
+  full_scans: number;
+  pages_scanned?: number;
+  ksm_zero_pages?: number;
+}
+
+export interface MemoryInfo {
+  /** KiB, exactly as /proc/meminfo gives them. */
+  memTotalKiB: number;
+  memFreeKiB: number;
+  memAvailableKiB: number;
+  buffersKiB: number;
+  cachedKiB: number;
+}
+
+/** /proc/pressure/memory averages, percent of wall time stalled. */
+export interface MemoryPressure {
+  someAvg10: number;
+  fullAvg10: number;
+}
+
+/** What the scan engine says could be saved across the VMs it covered. */
+export interface Estimate {
+  /** When the scan ended (ms, same clock as Observation.time). */
+  at: number;
+  /** Pages KSM would save once every duplicate (and zero page) is merged, counting those already merged. */
+  savedPages: number;
+  /** Pages the scan looked at. */
+  pages: number;
+  /** Share of pages that changed between successive scans (0–1), when known. */
+  volatility: number;
+  /** Whether every VM alive now is covered by a scan. */
+  complete: boolean;
+}
+
+export interface Observation {
+  /** ms, monotonic. */
+  time: number;
+  memory: MemoryInfo;
+  pressure: MemoryPressure | null;
+  vms: VmInfo[];
+  knobs: KsmKnobs;
+  counters: KsmCounters;
+  /** ksmd's CPU time so far, seconds; null when ksmd is not found. */
+  ksmdCpuSeconds: number | null;
+  estimate: Estimate | null;
+  cpus: number;
+  pageSize: number;
+}
+
+export interface Decision {
+  /** Knob values to write (only those that differ from Observation.knobs are written). */
+  knobs: Partial<KsmKnobs>;
+  /** Pids the scan scheduler should rescan soon. */
+  rescan: number[];
+}
+
+export interface PolicyResult<S> {
+  decision: Decision;
+  reasons: string[];
+  nextState: S;
+}
+
+export type PolicyFn<S, C> = (observation: Observation, state: S, config: C) => PolicyResult<S>;
+
+/** Pages KSM saves right now: every extra mapping of a KSM page, plus zero pages it placed. */
+export function savedPages(c: KsmCounters): number {
+  return c.pages_sharing + (c.ksm_zero_pages ?? 0);
+}

@@ -1,0 +1,91 @@
+// Small readers for /proc files, with the proc root injectable so tests can use fixture trees.
+import { readFile, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export const DEFAULT_PROC_ROOT = '/proc';
+
+/** Errors that mean "the process (or file) is gone or not ours to see": the caller moves on. */
+const VANISHED = new Set(['ENOENT', 'ESRCH', 'ENOTDIR', 'EACCES', 'EPERM', 'EINVAL']);
+
+function vanished(err: unknown): boolean {
+  return VANISHED.has((err as NodeJS.ErrnoException)?.code ?? '');
+}
+
+/** A /proc file's text, or undefined when it (or its process) does not exist or is not readable. */
+export async function readProcText(procRoot: string, ...parts: (string | number)[]): Promise<string | undefined> {
+  try {
+    return await readFile(join(procRoot, ...parts.map(String)), 'utf8');
+  } catch (err) {
+    if (vanished(err)) return undefined;
+    throw err;
+  }
+}
+
+export async function readProcLink(procRoot: string, ...parts: (string | number)[]): Promise<string | undefined> {
+  try {
+    return await readlink(join(procRoot, ...parts.map(String)));
+  } catch (err) {
+    if (vanished(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Every numeric entry of the proc root: the pids alive right now. */
+export async function listPids(procRoot: string): Promise<number[]> {
+  const names = await readdir(procRoot);
+  const pids: number[] = [];
+  for (const name of names) {
+    if (/^[1-9][0-9]*$/.test(name)) pids.push(Number(name));
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+/** /proc/<pid>/cmdline: NUL-separated arguments (the last one NUL-terminated). */
+export function splitCmdline(raw: string): string[] {
+  if (raw.length === 0) return [];
+  const args = raw.split('\0');
+  if (args[args.length - 1] === '') args.pop();
+  return args;
+}
+
+/** "Key:   123 kB" lines (/proc/meminfo, /proc/<pid>/status) → numbers as written (kB stay kB). */
+export function parseKeyValues(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([^:\s]+):\s+(\d+)(?:\s+kB)?\s*$/.exec(line);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+export interface ProcStat {
+  comm: string;
+  state: string;
+  ppid: number;
+  /** Clock ticks (USER_HZ) in user and system mode. */
+  utime: number;
+  stime: number;
+  /** Clock ticks after boot when the process started: with the pid, it names one process. */
+  startTime: number;
+}
+
+/** /proc/<pid>/stat: the comm is parenthesised and may itself contain spaces and parentheses. */
+export function parseStat(text: string): ProcStat | undefined {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open) return undefined;
+  const rest = text.slice(close + 2).trim().split(/\s+/);
+  // rest[0] is field 3 (state); field n is rest[n - 3].
+  const field = (n: number) => Number(rest[n - 3]);
+  return {
+    comm: text.slice(open + 1, close),
+    state: rest[0] ?? '?',
+    ppid: field(4),
+    utime: field(14),
+    stime: field(15),
+    startTime: field(22),
+  };
+}
+
+/** USER_HZ: 100 on every Linux architecture Node runs on (the kernel fixes it for userspace ABI). */
+export const USER_HZ = 100;

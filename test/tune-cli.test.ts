@@ -1,0 +1,125 @@
+// pagefuse tune's refusals: bad flags and configs (exit 2 or 1 with one line), other tuners, the host lock.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { acquireTuneLock, findOtherTuners, isPagefuseTune } from '../src/tune/lock.js';
+import { loadConfig } from '../src/tune/config.js';
+
+const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', BIN, 'tune', ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('bad flags are usage errors (exit 2, one line naming the flag and value)', () => {
+  const cpus = availableParallelism();
+  let r = cli(['--policy', 'fastest']);
+  assert.deepEqual([r.status, r.stderr], [2, 'pagefuse tune: --policy: unknown policy "fastest": use one of adaptive, ksmtuned, kernel-advisor\n']);
+  r = cli(['--cpu-budget', '0']);
+  assert.deepEqual([r.status, r.stderr], [2, `pagefuse tune: --cpu-budget must be above 0 and at most the number of CPUs (${cpus}), got 0\n`]);
+  r = cli(['--cpu-budget', String(cpus + 1)]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, new RegExp(`got ${cpus + 1}\\n$`));
+  r = cli(['--interval=-3']);
+  assert.deepEqual([r.status, r.stderr], [2, "pagefuse tune: --interval must be a number of seconds above 0, got '-3'\n"]);
+  r = cli(['--frobnicate']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /^pagefuse tune: Unknown option '--frobnicate'/);
+  r = cli(['--help']);
+  assert.equal(r.status, 0);
+  assert.match(r.stdout, /SIGUSR1 retunes at once, SIGHUP reloads --config/);
+});
+
+test('a config with an unknown key or a bad value is refused with file:line and key (exit 1)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-conf-'));
+  try {
+    const file = join(dir, 'ksmtuned.conf');
+    writeFileSync(file, '# ok\nKSM_NPAGES_MAX=1250\nKSM_TURBO=1\n');
+    let r = cli(['--config', file, '--dry-run', '--once']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`^pagefuse tune: ${file}:3: unknown key KSM_TURBO \\(known: `));
+    writeFileSync(file, 'KSM_THRES_COEF=-5\n');
+    r = cli(['--config', file, '--dry-run', '--once']);
+    assert.deepEqual([r.status, r.stderr], [1, `pagefuse tune: ${file}:1: KSM_THRES_COEF must be from 0 to 100, got -5\n`]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the shipped example config parses and the systemd unit runs flags the command has', async () => {
+  const conf = await loadConfig(new URL('../systemd/pagefuse-tune.conf', import.meta.url).pathname);
+  assert.equal(conf.ksmtuned.KSM_MONITOR_INTERVAL, 60);
+  const unit = readFileSync(new URL('../systemd/pagefuse-tune.service', import.meta.url), 'utf8');
+  const exec = /^ExecStart=\/usr\/bin\/env pagefuse tune (.*)$/m.exec(unit);
+  assert.ok(exec, 'ExecStart runs pagefuse tune');
+  for (const flag of exec[1].match(/--[a-z-]+/g) ?? []) assert.match(cli(['--help']).stdout, new RegExp(`  ${flag} `));
+  assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+});
+
+test('argv recognised as another pagefuse tune, installed or run from a checkout', () => {
+  assert.equal(isPagefuseTune(['/usr/bin/node', '/usr/lib/node_modules/pagefuse/dist/cli/bin.js', 'tune', '--json']), true);
+  assert.equal(isPagefuseTune(['node', '/usr/local/bin/pagefuse', 'tune']), true);
+  assert.equal(isPagefuseTune(['node', '--import', 'tsx', '/work/pagefuse/src/cli/bin.ts', 'tune']), true);
+  assert.equal(isPagefuseTune(['node', '/usr/local/bin/pagefuse', 'status']), false);
+  assert.equal(isPagefuseTune(['vim', 'tune']), false);
+});
+
+test('a running ksmtuned (its process, or a live pid in its pid file) makes the daemon refuse unless --force', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-ksmtuned-'));
+  const fake = join(dir, 'ksmtuned');
+  copyFileSync('/bin/sleep', fake);
+  const child = spawn(fake, ['30'], { stdio: 'ignore' });
+  try {
+    await new Promise((resolve, reject) => child.once('spawn', resolve).once('error', reject));
+    const found = await findOtherTuners();
+    assert.ok(found.some((f) => f.pid === child.pid && f.what === 'ksmtuned'), JSON.stringify(found));
+    const r = cli(['--dry-run', '--once']);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `pagefuse tune: another tuner is running: ksmtuned (pid ${child.pid}); stop it first (systemctl stop ksmtuned), or pass --force\n`);
+    const pidFile = join(dir, 'ksmtune.pid');
+    writeFileSync(pidFile, `${child.pid}\n`);
+    assert.deepEqual((await findOtherTuners('/proc', [pidFile])).find((f) => f.pid === child.pid)?.what, `ksmtuned (pid file ${pidFile})`);
+    writeFileSync(pidFile, '999999999\n');
+    assert.equal((await findOtherTuners('/proc', [pidFile])).some((f) => f.what.includes('pid file')), false, 'a dead pid in the file is stale');
+  } finally {
+    child.kill();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the host lock: one holder, a stale lock (dead or foreign pid) is taken over, --force takes over a live one', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lock-'));
+  const lock = join(dir, 'sub', 'tune.lock');
+  try {
+    const release = await acquireTuneLock(lock);
+    assert.equal(readFileSync(lock, 'utf8'), `${process.pid}\n`);
+    await release();
+    assert.equal(existsSync(lock), false);
+    writeFileSync(lock, '999999999\n');
+    const r2 = await acquireTuneLock(lock);
+    assert.equal(readFileSync(lock, 'utf8'), `${process.pid}\n`, 'dead holder: stale');
+    await r2();
+    writeFileSync(lock, '1\n');
+    const r3 = await acquireTuneLock(lock);
+    assert.equal(readFileSync(lock, 'utf8'), `${process.pid}\n`, 'pid 1 runs no pagefuse tune: stale');
+    await r3();
+    // A live pagefuse tune (a process whose argv says so) holds it.
+    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', '/x/pagefuse/dist/cli/bin.js', 'tune'], { stdio: 'ignore' });
+    try {
+      await new Promise((resolve) => holder.once('spawn', resolve));
+      writeFileSync(lock, `${holder.pid}\n`);
+      await assert.rejects(acquireTuneLock(lock), { code: 'EBUSY', message: `another pagefuse tune (pid ${holder.pid}) holds ${lock}: stop it first, or pass --force` });
+      const r4 = await acquireTuneLock(lock, true);
+      assert.equal(readFileSync(lock, 'utf8'), `${process.pid}\n`);
+      await r4();
+    } finally {
+      holder.kill();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,149 @@
+// The daemon for real: KSM knobs on this machine, guest processes found as qemu, signals.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Ksm } from '../src/ksm/ksm.js';
+import { PAGE_SIZE } from '../src/region.js';
+import { knobsFrom, countersFrom } from '../src/tune/observe.js';
+import { savedPages, type KsmKnobs } from '../src/tune/types.js';
+import { lockKsm } from './helpers/lock.js';
+import { startGuests } from './helpers/tune-guests.js';
+
+const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
+const ksm = new Ksm();
+
+/** The daemon with its JSON lines collected; `next` waits for a line matching `pred`. */
+class Daemon {
+  readonly child: ChildProcess;
+  readonly lines: Record<string, unknown>[] = [];
+  private waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  private seen = 0;
+  stderr = '';
+  readonly exited: Promise<number | null>;
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, ['--import', 'tsx', BIN, 'tune', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let buf = '';
+    this.child.stdout!.on('data', (b: Buffer) => {
+      buf += b.toString();
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+        buf = buf.slice(nl + 1);
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((w) => (w.pred(line) ? (w.resolve(line), false) : true));
+      }
+    });
+    this.child.stderr!.on('data', (b: Buffer) => (this.stderr += b.toString()));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  /** The first line from now on (or already seen since the last call) that matches, within ms. */
+  next(pred: (l: Record<string, unknown>) => boolean, ms: number, what: string): Promise<Record<string, unknown>> {
+    const earlier = this.lines.slice(this.seen).find(pred);
+    this.seen = this.lines.length;
+    if (earlier) return Promise.resolve(earlier);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms; lines: ${JSON.stringify(this.lines.slice(-5))} stderr: ${this.stderr}`)), ms);
+      this.waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          this.seen = this.lines.length;
+          resolve(l);
+        },
+      });
+    });
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+}
+
+const event = (name: string) => (l: Record<string, unknown>) => l.event === name;
+const changedRun = (run: number) => (l: Record<string, unknown>) => l.event === 'decision' && (l.changed as Partial<KsmKnobs>).run === run;
+
+async function knobs(): Promise<KsmKnobs> {
+  return knobsFrom((await ksm.read()).settings);
+}
+
+/** Runs `body` holding the KSM lock with distinctive knobs set, and puts the machine's knobs back after. */
+async function withKnobs(start: Partial<KsmKnobs>, body: () => Promise<void>): Promise<void> {
+  const release = await lockKsm();
+  const original = await knobs();
+  try {
+    await ksm.configure({ advisor_mode: 'none', ...start });
+    await body();
+  } finally {
+    const back: Partial<KsmKnobs> = { run: original.run, pages_to_scan: original.pages_to_scan, sleep_millisecs: original.sleep_millisecs, advisor_mode: original.advisor_mode };
+    if (original.advisor_mode === 'scan-time') delete back.pages_to_scan;
+    await ksm.configure(back);
+    release();
+  }
+}
+
+test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused and the old kept), SIGTERM restores the knobs found', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-daemon-'));
+  const conf = join(dir, 'ksmtuned.conf');
+  // The ksmtuned policy on a roomy host runs ksmd only when the host is "declared loaded": COEF 100 makes free always below thres.
+  writeFileSync(conf, 'KSM_THRES_COEF=100\nKSM_MONITOR_INTERVAL=3600\n');
+  const guests = await startGuests(1, { commonMiB: 4, uniqueMiB: 0, zeroMiB: 0, changingMiB: 0 }, 'sig');
+  try {
+    await withKnobs({ run: 0, pages_to_scan: 123, sleep_millisecs: 17 }, async () => {
+      const d = new Daemon(['--policy', 'ksmtuned', '--config', conf]);
+      try {
+        const start = await d.next(event('start'), 15_000, 'start line');
+        assert.deepEqual(start.found_knobs, { run: 0, pages_to_scan: 123, sleep_millisecs: 17, advisor_mode: 'none', advisor_max_cpu: (await knobs()).advisor_max_cpu });
+        assert.equal(start.interval_ms, 3_600_000);
+        // The daemon decides once at start: free < 100 % of RAM → boost from 0 to 300.
+        const first = await d.next(changedRun(1), 5000, 'first decision');
+        assert.equal((first.knobs as KsmKnobs).pages_to_scan, 300);
+        assert.ok((first.vms as { name: string }[]).some((v) => v.name === 'sig1'), 'the guest is counted as a VMM');
+        assert.deepEqual([(await knobs()).run, (await knobs()).pages_to_scan], [1, 300]);
+
+        // No tick for an hour: only SIGUSR1 makes the next adjust, within a second.
+        let t0 = performance.now();
+        d.kill('SIGUSR1');
+        let dec = await d.next((l) => l.event === 'decision', 1000, 'decision after SIGUSR1');
+        assert.ok(performance.now() - t0 < 1000);
+        assert.equal((dec.knobs as KsmKnobs).pages_to_scan, 600);
+        assert.equal((await knobs()).pages_to_scan, 600);
+
+        // SIGHUP: a new boost applies from the next adjust.
+        writeFileSync(conf, 'KSM_THRES_COEF=100\nKSM_MONITOR_INTERVAL=3600\nKSM_NPAGES_BOOST=500\n');
+        d.kill('SIGHUP');
+        await d.next(event('reload'), 3000, 'reload line');
+        d.kill('SIGUSR1');
+        dec = await d.next((l) => l.event === 'decision', 1000, 'decision after reload');
+        assert.equal((dec.knobs as KsmKnobs).pages_to_scan, 1100);
+
+        // A bad config on SIGHUP: refused with file:line and key, the old one kept, the daemon keeps going.
+        writeFileSync(conf, 'KSM_THRES_COEF=100\nKSM_NPAGES_BOST=1\n');
+        d.kill('SIGHUP');
+        const err = await d.next(event('error'), 3000, 'reload error');
+        assert.match(err.message as string, new RegExp(`reload failed, keeping the old config: ${conf}:2: unknown key KSM_NPAGES_BOST`));
+        t0 = performance.now();
+        d.kill('SIGUSR1');
+        dec = await d.next((l) => l.event === 'decision', 1000, 'decision after failed reload');
+        assert.equal((dec.knobs as KsmKnobs).pages_to_scan, 1250, 'still boosting by 500, clamped at 1250');
+
+        d.kill('SIGTERM');
+        const stop = await d.next(event('stop'), 5000, 'stop line');
+        assert.deepEqual([stop.signal, stop.restored], ['SIGTERM', true]);
+        assert.equal(await d.exited, 0);
+        const after = await knobs();
+        assert.deepEqual([after.run, after.pages_to_scan, after.sleep_millisecs], [0, 123, 17], 'the knobs found at start are back');
+      } finally {
+        d.kill('SIGKILL');
+      }
+    });
+  } finally {
+    await guests.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

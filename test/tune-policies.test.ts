@@ -1,0 +1,198 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KSMTUNED_DEFAULTS } from '../src/tune/config.js';
+import { ksmtuned, initialKsmtunedState, type KsmtunedState } from '../src/tune/policies/ksmtuned.js';
+import { adaptive, initialAdaptiveState, paceFor, type AdaptiveConfig, type AdaptiveState } from '../src/tune/policies/adaptive.js';
+import { kernelAdvisor, advisorMaxCpu } from '../src/tune/policies/kernel-advisor.js';
+import type { Observation } from '../src/tune/types.js';
+import type { VmInfo } from '../src/vm/discover.js';
+
+const KiB = 1024;
+const GiB_KiB = 1024 * 1024;
+const MiB_PAGES = 256;
+
+function vm(pid: number, vmm: VmInfo['vmm'], rssKiB: number): VmInfo {
+  return { pid, vmm, name: `vm${pid}`, startTime: pid, rssBytes: rssKiB * KiB, ksm: null };
+}
+
+type Over = Omit<Partial<Observation>, 'memory' | 'counters'> & { memory?: Partial<Observation['memory']>; counters?: Partial<Observation['counters']> };
+
+/** A 16 GiB host; every field overridable. */
+function obs(o: Over = {}): Observation {
+  return {
+    time: o.time ?? 0,
+    memory: { memTotalKiB: 16 * GiB_KiB, memFreeKiB: 8 * GiB_KiB, memAvailableKiB: 12 * GiB_KiB, buffersKiB: 0, cachedKiB: 0, ...o.memory },
+    pressure: o.pressure ?? { someAvg10: 0, fullAvg10: 0 },
+    vms: o.vms ?? [],
+    knobs: o.knobs ?? { run: 0, pages_to_scan: 100, sleep_millisecs: 20, advisor_mode: 'none', advisor_max_cpu: 70 },
+    counters: { pages_shared: 0, pages_sharing: 0, pages_unshared: 0, pages_volatile: 0, full_scans: 0, pages_scanned: 0, ksm_zero_pages: 0, ...o.counters },
+    ksmdCpuSeconds: o.ksmdCpuSeconds ?? 0,
+    estimate: o.estimate === undefined ? null : o.estimate,
+    cpus: 2,
+    pageSize: 4096,
+  };
+}
+
+test('ksmtuned: stop when memory is ample, start with decay to the minimum, boost under pressure up to the max, decay back, stop', () => {
+  const s = KSMTUNED_DEFAULTS;
+  let state: KsmtunedState = initialKsmtunedState();
+  const step = (vms: VmInfo[], freeKiB: number) => {
+    const r = ksmtuned(obs({ vms, memory: { memFreeKiB: freeKiB, buffersKiB: 0, cachedKiB: 0 } }), state, s);
+    state = r.nextState;
+    return r;
+  };
+  const small = [vm(1, 'qemu', 2 * GiB_KiB)];
+  const big = [vm(1, 'qemu', 7 * GiB_KiB), vm(2, 'firecracker', 4 * GiB_KiB), vm(3, 'cloud-hypervisor', 3 * GiB_KiB)];
+
+  // 16 GiB: sleep = 10 × 16 GiB / 16 GiB = 10 ms; thres = 20 % of 16777216 KiB.
+  let r = step(small, 12 * GiB_KiB);
+  assert.deepEqual([state.total, state.sleep, state.thres], [16777216, 10, 3355443]);
+  assert.deepEqual(r.decision.knobs, { run: 0 });
+  assert.match(r.reasons.at(-1)!, /^5452595 < 16777216 and free > 3355443, stop ksm$/);
+  assert.equal(state.npages, 0);
+
+  // 14 GiB committed across three VMMs (the script would have seen only qemu), free above thres: decay to MIN.
+  r = step(big, 4 * GiB_KiB);
+  assert.match(r.reasons.join('\n'), /committed 14680064 free 4194304 \(3 VMM processes\)/);
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 64, sleep_millisecs: 10, run: 1 });
+  assert.match(r.reasons.join('\n'), /4194304 > 3355443, decay/);
+
+  // Free below thres: boost by 300 each interval, clamped at 1250 on the fifth.
+  const boosts = [364, 664, 964, 1250, 1250].map(() => step(big, 2 * GiB_KiB).decision.knobs.pages_to_scan);
+  assert.deepEqual(boosts, [364, 664, 964, 1250, 1250]);
+  assert.match(step(big, 2 * GiB_KiB).reasons.join('\n'), /2097152 < 3355443, boost/);
+
+  // Free at exactly thres is not below it: decay by 50.
+  assert.equal(step(big, 3355443).decision.knobs.pages_to_scan, 1200);
+  assert.equal(step(big, 4 * GiB_KiB).decision.knobs.pages_to_scan, 1150);
+
+  // VMs gone and memory ample: stop; npages is kept for the next start.
+  r = step([], 12 * GiB_KiB);
+  assert.deepEqual(r.decision.knobs, { run: 0 });
+  assert.equal(state.npages, 1150);
+  assert.equal(step(big, 2 * GiB_KiB).decision.knobs.pages_to_scan, 1250);
+});
+
+test('ksmtuned: sleep scales with MemTotal once, thres floors at KSM_THRES_CONST, free counts Buffers and Cached', () => {
+  const s = KSMTUNED_DEFAULTS;
+  const first = (memTotalKiB: number, over: Over = {}) =>
+    ksmtuned(obs({ ...over, memory: { memTotalKiB, ...over.memory } }), initialKsmtunedState(), s);
+  assert.equal(first(8 * GiB_KiB).nextState.sleep, 20);
+  assert.equal(first(4 * GiB_KiB).nextState.sleep, 40);
+  assert.equal(first(64 * GiB_KiB).nextState.sleep, 10, 'floored at 10 ms');
+  assert.equal(ksmtuned(obs({ memory: { memTotalKiB: 64 * GiB_KiB } }), initialKsmtunedState(), { ...s, KSM_SLEEP_MSEC: 100 }).nextState.sleep, 25);
+  assert.equal(first(8000, { memory: { memFreeKiB: 1000 } }).nextState.thres, 2048);
+  // Computed once: a later observation with another MemTotal keeps them.
+  const st = first(8 * GiB_KiB).nextState;
+  assert.equal(ksmtuned(obs({ memory: { memTotalKiB: 64 * GiB_KiB } }), st, s).nextState.sleep, 20);
+  // free = MemFree + Buffers + Cached: 1 + 1 + 2 GiB is above thres (3.2 GiB) → decay, not boost.
+  const r = ksmtuned(obs({ vms: [vm(1, 'qemu', 15 * GiB_KiB)], memory: { memFreeKiB: GiB_KiB, buffersKiB: GiB_KiB, cachedKiB: 2 * GiB_KiB } }), initialKsmtunedState(), s);
+  assert.match(r.reasons.join('\n'), /4194304 > 3355443, decay/);
+});
+
+test('ksmtuned: exact sums on a 4 TiB host with 3.5 TiB of VMs (the script overflowed past 2 TiB)', () => {
+  const total = 4 * 1024 * GiB_KiB;
+  const vms = Array.from({ length: 7 }, (_, i) => vm(10 + i, i % 2 ? 'qemu' : 'crosvm', 512 * GiB_KiB));
+  const r = ksmtuned(obs({ vms, memory: { memTotalKiB: total, memFreeKiB: 200 * GiB_KiB } }), initialKsmtunedState(), KSMTUNED_DEFAULTS);
+  assert.match(r.reasons.join('\n'), /committed 3758096384 free 209715200/);
+  assert.equal(r.nextState.thres, 858993459);
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 300, sleep_millisecs: 10, run: 1 });
+});
+
+const CFG: AdaptiveConfig = { cpuBudget: 0.25, minSavingsBytes: 64 * 1024 * 1024, availablePercent: 20, pressureAvg10: 10 };
+const VMS = [vm(1, 'qemu', 512 * 1024), vm(2, 'qemu', 512 * 1024)];
+const est = (savedMiB: number, at = 0) => ({ at, savedPages: savedMiB * MiB_PAGES, pages: 1024 * MiB_PAGES, volatility: 0, complete: true });
+
+test('adaptive: no VMs or no estimate yet keeps ksmd stopped and asks for scans; little to save keeps it stopped', () => {
+  let r = adaptive(obs(), initialAdaptiveState(), CFG);
+  assert.deepEqual([r.decision.knobs, r.reasons.at(-1)], [{ run: 0 }, 'no VMs (nor registered processes) found and memory is not tight: ksmd stays stopped']);
+  r = adaptive(obs({ vms: VMS }), initialAdaptiveState(), CFG);
+  assert.deepEqual([r.decision.knobs, r.decision.rescan], [{ run: 0 }, [1, 2]]);
+  assert.equal(r.reasons.at(-1), 'no scan estimate yet: scan first, merge second');
+  r = adaptive(obs({ vms: VMS, estimate: est(10) }), initialAdaptiveState(), CFG);
+  assert.deepEqual(r.decision.knobs, { run: 0 });
+  assert.match(r.reasons.at(-1)!, /little to save \(< 64 MiB\) and memory is not tight/);
+});
+
+test('adaptive: tight memory (MemAvailable or PSI) runs ksmd even without an estimate or with a small one', () => {
+  let r = adaptive(obs({ vms: VMS, memory: { memAvailableKiB: GiB_KiB } }), initialAdaptiveState(), CFG);
+  assert.equal(r.decision.knobs.run, 1);
+  assert.match(r.reasons[0], /MemAvailable is 6\.3% of MemTotal \(< 20%\); no scan estimate yet, so merge anyway/);
+  r = adaptive(obs({ vms: VMS, estimate: est(10), pressure: { someAvg10: 12.5, fullAvg10: 1 } }), initialAdaptiveState(), CFG);
+  assert.equal(r.decision.knobs.run, 1);
+  assert.ok(r.reasons.some((x) => x === 'memory pressure some avg10=12.50 (>= 10)'));
+});
+
+test('adaptive: runs at the budgeted pace, learns ksmd throughput, stops when merging flattens, restarts when the gap grows', () => {
+  let state: AdaptiveState = initialAdaptiveState();
+  const step = (o: Over) => {
+    const r = adaptive(obs({ vms: VMS, estimate: est(400), ...o }), state, CFG);
+    state = r.nextState;
+    return r;
+  };
+  // 400 MiB saveable: start at 0.25 CPU with the initial guess of 400 k pages per CPU-second.
+  let r = step({ time: 0, counters: { full_scans: 10, pages_scanned: 1_000_000 }, ksmdCpuSeconds: 5 });
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 2667, sleep_millisecs: 20, run: 1 });
+  assert.match(r.reasons.at(-2)!, /400\.0 MiB left to merge: ksmd started/);
+  assert.match(r.reasons.at(-1)!, /initial guess/);
+  // 1 M pages in 2 CPU-seconds: 500 k pages per CPU-second, learnt.
+  r = step({ time: 2000, counters: { full_scans: 11, pages_scanned: 2_000_000, pages_sharing: 10 * MiB_PAGES }, ksmdCpuSeconds: 7 });
+  assert.equal(state.pagesPerCpuSecond, 500_000);
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 3333, sleep_millisecs: 20, run: 1 });
+  assert.match(r.reasons.at(-1)!, /500000 pages per CPU-second \(learnt\)/);
+  // Merging during the second and third passes.
+  r = step({ time: 4000, counters: { full_scans: 12, pages_scanned: 3_000_000, pages_sharing: 300 * MiB_PAGES }, ksmdCpuSeconds: 9 });
+  assert.equal(r.decision.knobs.run, 1);
+  r = step({ time: 6000, counters: { full_scans: 13, pages_scanned: 4_000_000, pages_sharing: 396 * MiB_PAGES }, ksmdCpuSeconds: 11 });
+  assert.equal(r.decision.knobs.run, 1, 'still gaining');
+  // A pass that adds nothing (< 0.5 % of the estimate): flattened, stop.
+  r = step({ time: 8000, counters: { full_scans: 14, pages_scanned: 5_000_000, pages_sharing: 397 * MiB_PAGES }, ksmdCpuSeconds: 13 });
+  assert.deepEqual(r.decision.knobs, { run: 0 });
+  assert.match(r.reasons.at(-1)!, /merging flattened: last pass added 1\.0 MiB, saved is 99\.3% of the estimate: ksmd stopped/);
+  // The same estimate later: nothing new, stays stopped.
+  r = step({ time: 20000, counters: { full_scans: 14, pages_sharing: 397 * MiB_PAGES }, ksmdCpuSeconds: 13 });
+  assert.deepEqual(r.decision.knobs, { run: 0 });
+  assert.match(r.reasons.at(-1)!, /nothing new to merge \(3\.0 MiB left, 3\.0 MiB left when ksmd last stopped\)/);
+  // A new VM brings 200 MiB more: the gap grew past the margin, start again.
+  r = step({ time: 21000, estimate: est(600, 21000), counters: { full_scans: 14, pages_sharing: 397 * MiB_PAGES }, ksmdCpuSeconds: 13 });
+  assert.equal(r.decision.knobs.run, 1);
+  assert.match(r.reasons.at(-2)!, /203\.0 MiB left to merge: ksmd started/);
+});
+
+test('adaptive: volatile pages dominating back off for a while, then ksmd is tried again', () => {
+  let state: AdaptiveState = initialAdaptiveState();
+  const step = (o: Over) => {
+    const r = adaptive(obs({ vms: VMS, estimate: est(400), ...o }), state, CFG);
+    state = r.nextState;
+    return r;
+  };
+  step({ time: 0, counters: { full_scans: 0 } });
+  step({ time: 1000, counters: { full_scans: 1 } });
+  const r = step({ time: 2000, counters: { full_scans: 2, pages_volatile: 100_000, pages_shared: 1000, pages_sharing: 5000 } });
+  assert.deepEqual(r.decision.knobs, { run: 0 });
+  assert.match(r.reasons.at(-1)!, /pages_volatile \(100000\) dominates after 2 passes: backing off for 30 s/);
+  assert.match(step({ time: 12000, counters: { full_scans: 2, pages_sharing: 5000 } }).reasons.at(-1)!, /holding off .* 20 s left/);
+  assert.equal(step({ time: 33000, counters: { full_scans: 2, pages_sharing: 5000 } }).decision.knobs.run, 1);
+});
+
+test('adaptive pace: duty cycle within the budget, unthrottled from one CPU up', () => {
+  assert.deepEqual(paceFor(0.25, 480_000), { pages_to_scan: 3200, sleep_millisecs: 20, pagesPerSecond: 120_000 });
+  assert.deepEqual(paceFor(0.5, 480_000).pages_to_scan, 9600);
+  assert.deepEqual(paceFor(2, 480_000), { pages_to_scan: 24_000, sleep_millisecs: 0, pagesPerSecond: 480_000 });
+  const r = adaptive(obs({ vms: VMS, estimate: est(400) }), initialAdaptiveState(), { ...CFG, cpuBudget: 1 });
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 20_000, sleep_millisecs: 0, run: 1 });
+});
+
+test('kernel-advisor: scan-time with advisor_max_cpu from the budget, the same run/stop judgement, ENOTSUP without an advisor', () => {
+  assert.equal(advisorMaxCpu(0.25), 25);
+  assert.equal(advisorMaxCpu(0.001), 1);
+  assert.equal(advisorMaxCpu(2), 100);
+  let r = kernelAdvisor(obs({ vms: VMS, estimate: est(400) }), initialAdaptiveState(), CFG);
+  assert.deepEqual(r.decision.knobs, { advisor_mode: 'scan-time', advisor_max_cpu: 25, run: 1 });
+  r = kernelAdvisor(obs({ vms: VMS, estimate: est(1) }), initialAdaptiveState(), CFG);
+  assert.deepEqual(r.decision.knobs, { run: 0 });
+  assert.throws(() => kernelAdvisor(obs({ knobs: { run: 0, pages_to_scan: 100, sleep_millisecs: 20 } }), initialAdaptiveState(), CFG), {
+    code: 'ENOTSUP',
+    message: /advisor_mode needs Linux 6\.8\+/,
+  });
+});

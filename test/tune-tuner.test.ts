@@ -1,0 +1,140 @@
+// The Tuner's loop on a fixture /proc tree, a fake sysfs (through KsmControl) and a scripted scan engine:
+// what the real tests cannot set up (a second VMM appearing on cue, the advisor's mode switch resetting pages_to_scan).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { Tuner, type TuneDecision } from '../src/tune/tuner.js';
+import { defaultConfig } from '../src/tune/config.js';
+import type { KsmControl } from '../src/tune/observe.js';
+import type { ScanFn } from '../src/tune/schedule.js';
+import type { KsmKnobs } from '../src/tune/types.js';
+import { ProcTree } from './helpers/proc-tree.js';
+
+class FakeKsm implements KsmControl {
+  settings: Record<string, number | string> = { run: 0, pages_to_scan: 100, sleep_millisecs: 20, advisor_mode: 'none', advisor_max_cpu: 70 };
+  counters: Record<string, number> = { pages_shared: 0, pages_sharing: 0, pages_unshared: 0, pages_volatile: 0, full_scans: 0, pages_scanned: 0 };
+  writes: Partial<KsmKnobs>[] = [];
+  async read() {
+    return { settings: { ...this.settings }, counters: { ...this.counters } };
+  }
+  async configure(w: Partial<KsmKnobs>) {
+    this.writes.push({ ...w });
+    const mode = w.advisor_mode ?? this.settings.advisor_mode;
+    if (w.pages_to_scan !== undefined && mode === 'scan-time') throw Object.assign(new Error('EINVAL pages_to_scan'), { code: 'EINVAL' });
+    // As the kernel does: switching the advisor mode resets pages_to_scan (500 into scan-time, 100 out of it).
+    if (w.advisor_mode !== undefined && w.advisor_mode !== this.settings.advisor_mode) {
+      this.settings.advisor_mode = w.advisor_mode;
+      this.settings.pages_to_scan = w.advisor_mode === 'scan-time' ? 500 : 100;
+    }
+    for (const [k, v] of Object.entries(w)) if (k !== 'advisor_mode' && v !== undefined) this.settings[k] = v;
+  }
+}
+
+const QEMU = (pid: number, name: string) => ({
+  pid,
+  argv: ['/usr/bin/qemu-system-x86_64', '-name', `guest=${name}`, '-m', '1G'],
+  exe: '/usr/bin/qemu-system-x86_64',
+  rssKiB: 1024 * 1024,
+  startTime: pid,
+});
+
+/** Each VM holds 262144 pages of which half duplicate the others. */
+const scan: ScanFn = async (targets) => ({
+  pages: targets.length * 262144,
+  estimatedSavedBytes: targets.length * 131072 * 4096,
+  targets: targets.map((t) => ({ pid: (t as { pid: number }).pid, pages: 262144, mergingPages: 131072 })),
+});
+
+function setup() {
+  const tree = new ProcTree().add(QEMU(300, 'a')).add({ pid: 37, argv: [], comm: 'ksmd', ppid: 2, utime: 10, stime: 20 });
+  const ksm = new FakeKsm();
+  const config = { ...defaultConfig(), minSavingsBytes: 16 * 1024 * 1024 };
+  return { tree, ksm, config };
+}
+
+async function nextDecision(t: Tuner, pred: (d: TuneDecision) => boolean, ms = 3000): Promise<TuneDecision> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), ms);
+  try {
+    for (;;) {
+      const [d] = (await once(t, 'decision', { signal: ac.signal })) as [TuneDecision];
+      if (pred(d)) return d;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test('adaptive Tuner: scans, starts ksmd at the budgeted pace, sees a new VM within a second, restores the knobs it found', async () => {
+  const { tree, ksm, config } = setup();
+  const t = new Tuner({ ksm, scan, procRoot: tree.root, config, pollMs: 100, intervalMs: 60_000 });
+  const errors: Error[] = [];
+  t.on('error', (e) => errors.push(e));
+  try {
+    const started = nextDecision(t, (d) => d.changed.run === 1);
+    await t.start();
+    const d = await started;
+    assert.deepEqual([d.knobs, d.changed], [{ pages_to_scan: 2667, sleep_millisecs: 20, run: 1 }, { pages_to_scan: 2667, run: 1 }]);
+    assert.match(d.reasons.join('\n'), /estimate 512\.0 MiB saveable, 0\.0 MiB saved \(all VMs scanned\)/);
+    assert.deepEqual(ksm.settings.run, 1);
+
+    const t0 = performance.now();
+    const seen = once(t, 'vms');
+    const rescanned = nextDecision(t, (x) => /estimate 1024\.0 MiB/.test(x.reasons.join('\n')));
+    tree.add(QEMU(301, 'b'));
+    const [change] = (await seen) as [{ added: { name: string }[] }];
+    assert.deepEqual(change.added.map((v) => v.name), ['b']);
+    await rescanned;
+    assert.ok(performance.now() - t0 < 1000, `decided on the new VM's scan within a second (${Math.round(performance.now() - t0)} ms)`);
+
+    await t.stop();
+    assert.deepEqual(ksm.settings, { run: 0, pages_to_scan: 100, sleep_millisecs: 20, advisor_mode: 'none', advisor_max_cpu: 70 });
+    assert.deepEqual(errors, []);
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
+test('kernel-advisor Tuner: hands over to scan-time, and stop puts back advisor_mode, advisor_max_cpu and pages_to_scan', async () => {
+  const { tree, ksm, config } = setup();
+  ksm.settings.pages_to_scan = 1234;
+  const t = new Tuner({ policy: 'kernel-advisor', cpuBudget: 0.3, ksm, scan, procRoot: tree.root, config, pollMs: 100 });
+  try {
+    const started = nextDecision(t, (d) => d.changed.run === 1);
+    await t.start();
+    assert.deepEqual((await started).changed, { advisor_mode: 'scan-time', advisor_max_cpu: 30, run: 1 });
+    assert.equal(ksm.settings.pages_to_scan, 500, 'the fake kernel reset it on the switch');
+    await t.stop();
+    assert.deepEqual(ksm.settings, { run: 0, pages_to_scan: 1234, sleep_millisecs: 20, advisor_mode: 'none', advisor_max_cpu: 70 });
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
+test('dry run decides and writes nothing; keepKnobs leaves the decided knobs; retune() decides at once', async () => {
+  const { tree, ksm, config } = setup();
+  tree.add({ ...QEMU(301, 'b'), rssKiB: 14 * 1024 * 1024 });
+  const dry = new Tuner({ policy: 'ksmtuned', ksm, procRoot: tree.root, config, dryRun: true });
+  try {
+    await dry.start();
+    const d = await dry.retune();
+    assert.deepEqual(d?.changed, { pages_to_scan: 64, sleep_millisecs: 10, run: 1 });
+    assert.equal(d?.dryRun, true);
+    await dry.stop();
+    assert.deepEqual(ksm.writes, []);
+  } finally {
+    await dry.stop();
+  }
+  const keep = new Tuner({ policy: 'ksmtuned', ksm, procRoot: tree.root, config, keepKnobs: true });
+  try {
+    await keep.start();
+    await keep.retune();
+    await keep.stop();
+    assert.deepEqual([ksm.settings.run, ksm.settings.pages_to_scan, ksm.settings.sleep_millisecs], [1, 64, 10]);
+  } finally {
+    await keep.stop();
+    tree.dispose();
+  }
+});
