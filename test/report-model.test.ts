@@ -160,6 +160,7 @@ function fakeHost(): { dir: string; sysfs: string; proc: string } {
     writeFileSync(join(proc, pid, 'comm'), `${comm}\n`);
     if (stat !== undefined) writeFileSync(join(proc, pid, 'ksm_stat'), stat);
   }
+  writeFileSync(join(proc, '37', 'stat'), '37 (ksmd) S 2 0 0 0 -1 69238880 0 0 0 0 12 238 0 0 25 5 1 0 31 0 0\n');
   writeFileSync(join(proc, '37', 'schedstat'), '2500000000 100 7\n');
   return { dir, sysfs, proc };
 }

@@ -46,7 +46,7 @@ function one(f: Map<string, Family>, name: string, labels: Record<string, string
 
 test('serve answers a real scrape on loopback with valid exposition text, a VM started for the test included', async () => {
   await withFastKsm(async () => {
-    const vm = await startMergedChild(64, 'qemu-pf-test');
+    const vm = await startMergedChild(64, 'pf-test-vm');
     try {
       await waitMerging(vm.pid, 64);
       const serve = await startServe('127.0.0.1:0');
@@ -63,8 +63,8 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         assert.equal(one(families, 'node_ksmd_run'), 1);
         assert.deepEqual([...families.keys()].sort(), [...METRIC_NAMES].sort(), 'every family and no other');
 
-        // The test's VM: 64 identical pages merged into one KSM page, 64 rmap items of 64 B.
-        const labels = { pid: String(vm.pid), name: 'qemu-pf-test' };
+        // The test's VM, named by VM discovery: 64 identical pages merged into one KSM page, 64 rmap items of 64 B.
+        const labels = { pid: String(vm.pid), name: 'pf-test-vm', vm: 'true' };
         assert.equal(one(families, 'pagefuse_process_merging_pages', labels), 64);
         assert.equal(one(families, 'pagefuse_process_rmap_items', labels), 64);
         assert.equal(one(families, 'pagefuse_process_zero_pages', labels), 0);

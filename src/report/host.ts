@@ -1,8 +1,6 @@
 // Reads a Snapshot of this host: KSM's knobs and counters (Ksm), every process's ksm_stat, ksmd's CPU
 // time, KSM pages per NUMA node, VM names and the tuner's latest decision. Roots are options so tests
 // can point at a fake sysfs/procfs.
-import { readFile, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { KsmCounters, KsmSettings, NodeSample, Snapshot } from './model.js';
 import { readTunerState } from './tuner-state.js';
 import { PAGE_SIZE } from '../region.js';
@@ -10,6 +8,8 @@ import { Ksm, type KsmCounters as RawCounters } from '../ksm/ksm.js';
 import { listKsmProcesses } from '../ksm/process.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
+import { cpuSeconds, findKsmd } from '../tune/observe.js';
+import { discoverVms } from '../vm/discover.js';
 
 export interface SnapshotSource {
   read(): Promise<Snapshot>;
@@ -34,40 +34,19 @@ export function modelCounters(raw: RawCounters): KsmCounters {
   return out as unknown as KsmCounters;
 }
 
-async function readText(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-/** ksmd's cumulative CPU time: schedstat's nanoseconds on CPU, else utime+stime from stat (USER_HZ 100). */
+/** ksmd's cumulative CPU time in seconds, its pid looked up once (and again if it changes). */
 export class KsmdClock {
-  private pid: string | undefined;
+  private pid: number | undefined;
 
   constructor(private readonly procRoot = '/proc') {}
 
-  private async find(): Promise<string | undefined> {
-    for (const name of await readdir(this.procRoot)) {
-      if (!/^\d+$/.test(name)) continue;
-      if ((await readText(join(this.procRoot, name, 'comm')))?.trim() === 'ksmd') return name;
-    }
-    return undefined;
-  }
-
   async cpuSeconds(): Promise<number | undefined> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      this.pid ??= await this.find();
+      this.pid ??= await findKsmd(this.procRoot);
       if (this.pid === undefined) return undefined;
-      const schedstat = await readText(join(this.procRoot, this.pid, 'schedstat'));
-      if (schedstat !== undefined) return Number(schedstat.split(' ')[0]) / 1e9;
-      const stat = await readText(join(this.procRoot, this.pid, 'stat'));
-      if (stat !== undefined) {
-        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return (Number(fields[11]) + Number(fields[12])) / 100;
-      }
-      this.pid = undefined; // ksmd's pid changed (module reload): look again once
+      const seconds = await cpuSeconds(this.procRoot, this.pid);
+      if (seconds !== null) return seconds;
+      this.pid = undefined; // ksmd's pid changed: look again once
     }
     return undefined;
   }
@@ -150,7 +129,13 @@ export class HostSource implements SnapshotSource {
   }
 }
 
+/** VM discovery as the report needs it: pid → guest name, for the processes that are VMs. */
+export async function vmNames(procRoot?: string): Promise<Map<number, string>> {
+  const vms = await discoverVms(procRoot === undefined ? {} : { procRoot });
+  return new Map(vms.filter((v) => v.vmm !== 'registered').map((v) => [v.pid, v.name]));
+}
+
 /** This host, with VM names from VM discovery. */
 export function hostSource(options: HostSourceOptions = {}): HostSource {
-  return new HostSource(options);
+  return new HostSource({ vms: () => vmNames(options.procRoot), ...options });
 }

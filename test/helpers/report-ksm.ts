@@ -1,7 +1,9 @@
 // For the report tests that need ksmd to merge something: hold the KSM lock, run ksmd fast, put every knob
 // back, and start VM-like children (test/helpers/merged-child.ts) whose pages ksmd merges.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -32,9 +34,13 @@ export interface MergedChild {
   stop(): Promise<void>;
 }
 
-/** Starts a process holding `pages` identical mergeable pages under `title`; resolves once they are written. */
-export async function startMergedChild(pages: number, title: string): Promise<MergedChild> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, String(pages), title], { stdio: ['pipe', 'pipe', 'inherit'] });
+/** Starts a QEMU-looking guest `name` holding `pages` identical mergeable pages; resolves once they are written. */
+export async function startMergedChild(pages: number, name: string): Promise<MergedChild> {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-vm-'));
+  const qemu = join(dir, 'qemu-system-x86_64');
+  symlinkSync(process.execPath, qemu);
+  const child = spawn(qemu, ['--import', 'tsx', CHILD, String(pages), '-name', `guest=${name}`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  child.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const [data] = (await once(child.stdout!, 'data')) as [Buffer];
   if (!data.toString().startsWith('ready')) throw new Error(`merged child said: ${data.toString()}`);
   return {
