@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { CLI, ROOT, runCli } from './helpers/report-cli.js';
 import { lockKsm } from './helpers/lock.js';
-import type { BenchResult } from '../src/report/bench.js';
+import type { BenchResult, TunerResult } from '../src/report/bench.js';
 import type { HashingResult } from '../src/report/bench-hashing.js';
 import type { EstimateResult } from '../src/report/bench-estimate.js';
 
@@ -54,7 +54,23 @@ test('bench --quick --json names every figure; the KSM parts run as root and put
     assert.ok(e.saved_error_percent <= 3, `host-wide saved pages within 3 % (${e.saved_error_percent} %)`);
     for (const k of ['scan_seconds', 'ksmd_seconds', 'ksmd_cpu_seconds'] as const) assert.equal(typeof e[k], 'number', k);
 
-    assert.deepEqual(b.tuner, { skipped: 'the tuner comparison is not part of this build' });
+    assert.ok(!('skipped' in b.tuner), `root runs the tuner policies: ${JSON.stringify(b.tuner)}`);
+    const t = b.tuner as TunerResult;
+    assert.deepEqual(
+      t.rows.map((row) => row.policy),
+      ['kernel defaults (100 pages / 20 ms)', 'ksmtuned (KSM_THRES_COEF=100, interval 6 s)', 'kernel-advisor (scan-time, min 16 MiB)', 'adaptive (0.25 CPU, min 16 MiB)'],
+    );
+    // 4 guests × (16 MiB common + 1 MiB zero): 3 × 4096 common pages and 4 × 256 − 1 zero pages can go.
+    const achievable = (3 * 4096 + 4 * 256 - 1) * 4096;
+    for (const row of t.rows) {
+      assert.deepEqual(Object.keys(row), ['policy', 'seconds_to_95', 'ksmd_cpu_seconds', 'merging_pages', 'predicted_merging_pages', 'saved_bytes', 'achievable_bytes']);
+      assert.equal(row.achievable_bytes, achievable);
+      assert.equal(row.predicted_merging_pages, 4 * (4096 + 256));
+      assert.ok(row.seconds_to_95 === null || row.seconds_to_95 <= 12, row.policy);
+    }
+    const adaptive = t.rows[3];
+    assert.notEqual(adaptive.seconds_to_95, null, 'the adaptive tuner reaches 95 % within the quick run');
+    assert.ok(adaptive.merging_pages >= 0.95 * adaptive.predicted_merging_pages);
 
     const html = readFileSync(page, 'utf8');
     assert.match(html, /<svg id="hashing-chart"/);

@@ -59,11 +59,23 @@ export async function holdKnobs(ksm: Ksm): Promise<() => Promise<void>> {
   };
 }
 
-async function selfMergingPages(): Promise<number> {
+export async function selfMergingPages(): Promise<number> {
   return parseKsmStat(await readFile('/proc/self/ksm_stat', 'utf8')).mergingPages ?? 0;
 }
 
-function savedPages(c: Record<string, number | string | undefined>): number {
+/**
+ * Unmaps the guests, then lets ksmd run until this process's ksm_merging_pages reads 0: the kernel drops
+ * the rmap items of unmapped memory only on ksmd's next pass, so a later run would start from a stale count.
+ */
+export async function disposeGuests(ksm: Ksm, guests: Region[], timeoutS = 20): Promise<void> {
+  for (const g of guests) g.dispose();
+  if ((await selfMergingPages()) === 0) return;
+  await ksm.configure({ pages_to_scan: 20000, sleep_millisecs: 0, run: 1 });
+  const deadline = performance.now() + timeoutS * 1000;
+  while ((await selfMergingPages()) > 0 && performance.now() < deadline) await sleep(20);
+}
+
+export function savedPages(c: Record<string, number | string | undefined>): number {
   return (Number(c.pages_sharing) || 0) + (Number(c.ksm_zero_pages) || 0);
 }
 
@@ -72,7 +84,7 @@ function errorPercent(predicted: number, actual: number): number {
 }
 
 /** Fills guest regions: the same common image in each, then unique pages, then written zero pages. */
-function makeGuests(sizes: GuestSizes): Region[] {
+export function makeGuests(sizes: GuestSizes): Region[] {
   const MiB = 1024 * 1024;
   const image = new Uint8Array(sizes.commonMiB * MiB);
   randomFillSync(image);
@@ -143,7 +155,6 @@ export async function benchEstimate(sizes: GuestSizes, timeoutS: number): Promis
       converged,
     };
   } finally {
-    for (const r of regions) r.dispose();
-    await restore();
+    await disposeGuests(ksm, regions).finally(restore);
   }
 }

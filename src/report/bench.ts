@@ -3,6 +3,7 @@
 import { cpus, release, totalmem } from 'node:os';
 import { benchHashing, type HashingResult } from './bench-hashing.js';
 import { benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } from './bench-estimate.js';
+import { benchTuner } from './bench-tuner.js';
 import { chartSvg, escapeHtml, htmlPage } from './html.js';
 import { series, type Snapshot } from './model.js';
 import { formatTable } from '../cli/common.js';
@@ -15,7 +16,12 @@ export interface TunerRow {
   policy: string;
   seconds_to_95: number | null;
   ksmd_cpu_seconds: number;
+  /** ksm_merging_pages of the guests when the policy reached 95 % (or its time ran out). */
+  merging_pages: number;
+  predicted_merging_pages: number;
+  /** Growth of pages_sharing + ksm_zero_pages over the run, in bytes. */
   saved_bytes: number;
+  /** What the scan says merging frees. */
   achievable_bytes: number;
 }
 
@@ -23,9 +29,6 @@ export interface TunerResult {
   workload: string;
   rows: TunerRow[];
 }
-
-/** The tuner comparison, plugged in by the tuner module (it drives ksmd under each policy in turn). */
-export type TunerBench = (options: { quick: boolean; log: (line: string) => void }) => Promise<TunerResult>;
 
 export interface BenchResult {
   quick: boolean;
@@ -41,7 +44,6 @@ export interface BenchOptions {
   quick: boolean;
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
-  tuner?: TunerBench;
 }
 
 const QUICK = {
@@ -90,11 +92,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     result.tuner = { skipped: noKsm };
   } else {
     result.estimate = await section('scan estimate vs ksmd', log, () => benchEstimate(sizes.estimate, sizes.estimateTimeoutS));
-    const tuner = options.tuner;
-    result.tuner =
-      tuner === undefined
-        ? { skipped: 'the tuner comparison is not part of this build' }
-        : await section('tuner policies', log, () => tuner({ quick: options.quick, log }));
+    result.tuner = await section('tuner policies', log, () => benchTuner({ quick: options.quick, log }));
   }
   result.seconds = Number(((performance.now() - t0) / 1000).toFixed(1));
   return result;
