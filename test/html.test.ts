@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { runCli } from './helpers/report-cli.js';
+import { startMergedChild, waitMerging, withFastKsm } from './helpers/report-ksm.js';
 import type { HistoryJson } from '../src/report/history-file.js';
 
 // Debian's chromium, never a test tool's own download (.ci/run installs it).
@@ -134,6 +135,36 @@ test('report --html from a tuner history renders in headless chromium: chart dra
   } finally {
     rmSync(dir, { recursive: true, force: true });
     rmSync(profile, { recursive: true, force: true });
+  }
+});
+
+test('report --html live: two VMs merged with each other show in the table and the heat map', async () => {
+  const dir = workdir();
+  try {
+    await withFastKsm(async () => {
+      // Page i of each guest holds i: nothing merges inside a guest, all 40 pages pair up across the two.
+      const a = await startMergedChild(40, 'pf-html-a', 'indexed');
+      const b = await startMergedChild(40, 'pf-html-b', 'indexed');
+      try {
+        await Promise.all([waitMerging(a.pid, 40), waitMerging(b.pid, 40)]);
+        const out = join(dir, 'live.html');
+        const r = await runCli(['report', '--html', out, '--duration', '0.5', '--interval', '0.25']);
+        assert.equal(r.code, 0, r.stderr);
+        const html = readFileSync(out, 'utf8');
+        for (const vm of [a, b]) {
+          const name = vm === a ? 'pf-html-a' : 'pf-html-b';
+          // 40 merging pages, 40 rmap items: 40 × 4096 − 40 × 64 = 161280 B = 158 KiB.
+          assert.match(html, new RegExp(`<tr><td>${vm.pid}</td><td>${name} \\(VM\\)</td><td>158 KiB</td><td>40</td><td>0</td><td>40</td></tr>`));
+        }
+        assert.match(html, /<svg id="sharing-heatmap"/);
+        assert.match(html, /<title>pf-html-a × pf-html-b: 40 contents in common<\/title>/);
+        assert.match(html, /<title>pf-html-b × pf-html-a: 40 contents in common<\/title>/);
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

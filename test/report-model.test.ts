@@ -16,6 +16,9 @@ import { HostSource } from '../src/report/host.js';
 import { RMAP_ITEM_BYTES } from '../src/ksm/process.js';
 import { Sampler } from '../src/report/sampler.js';
 import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';
+import { publishTuner } from '../src/report/publish.js';
+import { readHistoryFile } from '../src/report/history-file.js';
+import { EventEmitter } from 'node:events';
 
 const PAGE = 4096;
 
@@ -237,4 +240,41 @@ test('Sampler polls without overlapping reads, keeps history, and stops', async 
   const latest = sampler.latest();
   assert.equal(latest?.rates?.mergePagesPerSecond, 10);
   assert.ok(Math.abs((latest?.rates?.ksmdCpu ?? 0) - 0.1) < 1e-9);
+});
+
+test('publishTuner writes each decision to the state file and keeps the history file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-publish-'));
+  try {
+    const tuner = new EventEmitter();
+    let n = 0;
+    const source = { read: async (): Promise<Snapshot> => snap(++n * 1000, { pages_sharing: n * 100, general_profit: n * 409600 }, n) };
+    const statePath = join(dir, 'tuner.json');
+    const historyPath = join(dir, 'history.json');
+    const stop = publishTuner(tuner, { statePath, historyPath, sampleMs: 20, source }, (err) => assert.fail(err));
+    tuner.emit('decision', {
+      policy: 'adaptive',
+      at: 1500,
+      knobs: { run: 1, pages_to_scan: 20000, advisor_mode: 'none' },
+      changed: { pages_to_scan: 20000 },
+      dryRun: false,
+      reasons: ['estimate 800 MiB saveable', 'new VM 4242: scan first, merge second'],
+      rescan: [],
+      vms: [],
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    stop();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await readTunerState(statePath), {
+      at: 1500,
+      policy: 'adaptive',
+      settings: { run: 1, pages_to_scan: 20000 },
+      reason: 'new VM 4242: scan first, merge second',
+    });
+    const h = await readHistoryFile(historyPath);
+    assert.ok(h.snapshots.length >= 3, `${h.snapshots.length} samples`);
+    assert.deepEqual(h.snapshots.map((s) => s.counters.pages_sharing).slice(0, 3), [100, 200, 300]);
+    assert.deepEqual(h.decisions.map((d) => d.reason), ['new VM 4242: scan first, merge second']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

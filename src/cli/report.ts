@@ -7,6 +7,7 @@ import { Sampler } from '../report/sampler.js';
 import { reportHtml } from '../report/html.js';
 import { readHistoryFile, writeHistoryFile, type HistoryRecord } from '../report/history-file.js';
 import { writeFileAtomic } from '../report/atomic.js';
+import { processSharing } from '../report/sharing.js';
 
 const HELP = `usage: pagefuse report --html FILE [--from HISTORY.json | --duration S [--interval S] [--save HISTORY.json]]
 
@@ -30,7 +31,8 @@ async function sampleLive(durationS: number, intervalS: number): Promise<History
   }
   const snapshots = sampler.history.toArray();
   const decisions = snapshots.flatMap((s, i) => (s.tuner !== undefined && s.tuner.at !== snapshots[i - 1]?.tuner?.at ? [s.tuner] : []));
-  return { snapshots, decisions };
+  const sharing = await processSharing(snapshots[snapshots.length - 1].processes);
+  return 'why' in sharing ? { snapshots, decisions, sharingNote: sharing.why } : { snapshots, decisions, sharing };
 }
 
 export async function run(args: string[]): Promise<number> {

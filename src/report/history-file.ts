@@ -25,6 +25,8 @@ export interface HistoryRecord {
   snapshots: Snapshot[];
   decisions: TunerDecision[];
   sharing?: SharingMatrix;
+  /** Why there is no sharing matrix, when it is known. */
+  sharingNote?: string;
 }
 
 export function toHistoryJson(h: HistoryRecord): HistoryJson {

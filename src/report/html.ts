@@ -101,7 +101,7 @@ export function heatmapSvg(m: SharingMatrix): string {
       const level = i === j ? 0 : Math.min(1, v / max);
       const fill = i === j ? '#e5e7eb' : `hsl(214 80% ${(96 - level * 60).toFixed(1)}%)`;
       rects.push(
-        `<rect class="cell" x="${labelW + j * cell}" y="${labelW + i * cell}" width="${cell - 1}" height="${cell - 1}" fill="${fill}"><title>${escapeHtml(`${m.labels[i]} × ${m.labels[j]}: ${v} pages`)}</title></rect>`,
+        `<rect class="cell" x="${labelW + j * cell}" y="${labelW + i * cell}" width="${cell - 1}" height="${cell - 1}" fill="${fill}"><title>${escapeHtml(`${m.labels[i]} × ${m.labels[j]}: ${v} contents in common`)}</title></rect>`,
       );
     }
   }
@@ -182,8 +182,8 @@ export function reportHtml(page: ReportPage): string {
   parts.push(`<h2>Sharing between VMs</h2>`);
   parts.push(
     sharing !== null && sharing !== undefined && sharing.labels.length > 0
-      ? `<p class="sub">Pages each pair holds in common (from a duplicate scan); the diagonal is left blank.</p>${heatmapSvg(sharing)}`
-      : '<p id="sharing-none">No sharing matrix in this data: it comes from a duplicate scan of the VMs.</p>',
+      ? `<p class="sub">Distinct page contents each pair holds in common (from a duplicate scan); the diagonal is left blank.</p>${heatmapSvg(sharing)}`
+      : `<p id="sharing-none">No sharing matrix: ${escapeHtml(page.history.sharingNote ?? 'this history has none (it comes from a duplicate scan of the VMs)')}.</p>`,
   );
   if (page.extraHtml) parts.push(page.extraHtml);
   const sub = `${page.source}; ${snaps.length} samples from ${new Date(snaps[0].at).toISOString()} to ${new Date(last.at).toISOString()}${page.host ? `; ${page.host}` : ''}`;

@@ -46,3 +46,4 @@ export async function writeTunerState(decision: TunerDecision, path?: string): P
   await mkdir(dirname(target), { recursive: true });
   await writeFileAtomic(target, `${JSON.stringify(decision)}\n`);
 }
+

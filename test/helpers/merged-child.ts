@@ -4,8 +4,13 @@
 import { Region, PAGE_SIZE } from '../../src/index.js';
 
 const pages = Number(process.argv[2] ?? 64);
+// 'same': every page alike (they merge inside this process); 'indexed': page i holds i (they merge only
+// with another child's page i).
+const pattern = process.argv[3] ?? 'same';
 const region = Region.alloc(pages * PAGE_SIZE, { hugepages: 'never' });
-new Uint8Array(region.buffer).fill(0x5a);
+const words = new Uint32Array(region.buffer);
+if (pattern === 'same') words.fill(0x5a5a5a5a);
+else for (let i = 0; i < pages; i++) words.fill(0x1000 + i, (i * PAGE_SIZE) / 4, ((i + 1) * PAGE_SIZE) / 4);
 region.advise('mergeable');
 process.stdout.write('ready\n');
 process.stdin.resume();
