@@ -10,6 +10,8 @@ import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { parseKsmStat } from '../ksm/process.js';
 import type { KsmSettingsInput } from '../ksm/knobs.js';
 import { KsmdClock } from './host.js';
+import { countersFrom } from '../tune/observe.js';
+import { savedPages as policySavedPages } from '../tune/types.js';
 
 export interface GuestSizes {
   guests: number;
@@ -75,8 +77,9 @@ export async function disposeGuests(ksm: Ksm, guests: Region[], timeoutS = 20): 
   while ((await selfMergingPages()) > 0 && performance.now() < deadline) await sleep(20);
 }
 
+/** pages_sharing + ksm_zero_pages from Ksm.read()'s counters. */
 export function savedPages(c: Record<string, number | string | undefined>): number {
-  return (Number(c.pages_sharing) || 0) + (Number(c.ksm_zero_pages) || 0);
+  return policySavedPages(countersFrom(c));
 }
 
 function errorPercent(predicted: number, actual: number): number {

@@ -8,7 +8,7 @@ import { Ksm, type KsmCounters as RawCounters } from '../ksm/ksm.js';
 import { listKsmProcesses } from '../ksm/process.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
-import { cpuSeconds, findKsmd } from '../tune/observe.js';
+import { countersFrom, cpuSeconds, findKsmd } from '../tune/observe.js';
 import { discoverVms } from '../vm/discover.js';
 
 export interface SnapshotSource {
@@ -29,9 +29,12 @@ export interface HostSourceOptions {
 
 /** The model's counters from Ksm.read(): the five every kernel has default to 0, the rest stay optional. */
 export function modelCounters(raw: RawCounters): KsmCounters {
-  const out: Record<string, number> = { pages_shared: 0, pages_sharing: 0, pages_unshared: 0, pages_volatile: 0, full_scans: 0 };
-  for (const [k, v] of Object.entries(raw)) if (typeof v === 'number') out[k] = v;
-  return out as unknown as KsmCounters;
+  const out: KsmCounters = countersFrom(raw);
+  for (const k of ['stable_node_chains', 'stable_node_dups', 'general_profit', 'pages_skipped'] as const) {
+    const v = raw[k];
+    if (typeof v === 'number') out[k] = v;
+  }
+  return out;
 }
 
 /** ksmd's cumulative CPU time in seconds, its pid looked up once (and again if it changes). */

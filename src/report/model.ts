@@ -2,19 +2,13 @@
 // (top, Prometheus, HTML, bench). Pure functions over plain snapshots, so each output agrees.
 
 import { RMAP_ITEM_BYTES } from '../ksm/process.js';
+import { savedPages, type KsmCounters as PolicyCounters } from '../tune/types.js';
 
-/** Global counters from /sys/kernel/mm/ksm, under the kernel's names. Newer files are optional. */
-export interface KsmCounters {
-  pages_shared: number;
-  pages_sharing: number;
-  pages_unshared: number;
-  pages_volatile: number;
-  full_scans: number;
+/** Global counters from /sys/kernel/mm/ksm under the kernel's names: the tuner's, plus those only reports use. */
+export interface KsmCounters extends PolicyCounters {
   stable_node_chains?: number;
   stable_node_dups?: number;
-  ksm_zero_pages?: number;
   general_profit?: number;
-  pages_scanned?: number;
   pages_skipped?: number;
 }
 
@@ -99,9 +93,8 @@ export interface HostSavings {
  * approximation rmap_items ≈ shared + sharing + unshared + volatile stands in (as Ksm.read() does).
  */
 export function hostSavings(counters: KsmCounters, pageSize: number): HostSavings {
-  const zero = counters.ksm_zero_pages ?? 0;
-  const savedPages = counters.pages_sharing + zero;
-  const grossBytes = savedPages * pageSize;
+  const saved = savedPages(counters);
+  const grossBytes = saved * pageSize;
   let profitBytes: number;
   let metadataBytes: number;
   let profitSource: HostSavings['profitSource'];
@@ -116,7 +109,7 @@ export function hostSavings(counters: KsmCounters, pageSize: number): HostSaving
     profitSource = 'computed';
   }
   const sharingRatio = counters.pages_shared > 0 ? counters.pages_sharing / counters.pages_shared : null;
-  return { profitBytes, grossBytes, metadataBytes, sharingRatio, savedPages, profitSource };
+  return { profitBytes, grossBytes, metadataBytes, sharingRatio, savedPages: saved, profitSource };
 }
 
 export interface Rates {
@@ -136,7 +129,6 @@ export interface Rates {
 export function rates(prev: Snapshot, cur: Snapshot): Rates | null {
   const seconds = (cur.at - prev.at) / 1000;
   if (!(seconds > 0)) return null;
-  const saved = (c: KsmCounters): number => c.pages_sharing + (c.ksm_zero_pages ?? 0);
   const cpu =
     prev.ksmdCpuSeconds !== undefined && cur.ksmdCpuSeconds !== undefined
       ? Math.max(0, cur.ksmdCpuSeconds - prev.ksmdCpuSeconds) / seconds
@@ -149,7 +141,7 @@ export function rates(prev: Snapshot, cur: Snapshot): Rates | null {
   const scans = cur.counters.full_scans - prev.counters.full_scans;
   return {
     seconds,
-    mergePagesPerSecond: (saved(cur.counters) - saved(prev.counters)) / seconds,
+    mergePagesPerSecond: (savedPages(cur.counters) - savedPages(prev.counters)) / seconds,
     ksmdCpu: cpu,
     scannedPagesPerSecond: scanned,
     fullScans: scans >= 0 ? scans : cur.counters.full_scans,
