@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CLI, ROOT, runCli } from './helpers/report-cli.js';
 import { parseExposition, type Family } from './helpers/prom-text.js';
 import { startMergedChild, waitMerging, withFastKsm } from './helpers/report-ksm.js';
@@ -21,8 +23,8 @@ const NODE_EXPORTER = [
   ['node_ksmd_sleep_seconds', 'gauge'],
 ] as const;
 
-async function startServe(listen: string): Promise<{ url: string; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, [...CLI, 'serve', '--listen', listen], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+async function startServe(listen: string, env: NodeJS.ProcessEnv = process.env): Promise<{ url: string; stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, [...CLI, 'serve', '--listen', listen], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = (await once(child.stdout, 'data')) as [Buffer];
   const m = /listening on (http:\/\/\S+)\n/.exec(line.toString());
   assert.ok(m, `serve printed its address: ${line.toString()}`);
@@ -49,18 +51,27 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
     const vm = await startMergedChild(64, 'pf-test-vm');
     try {
       await waitMerging(vm.pid, 64);
-      const serve = await startServe('127.0.0.1:0');
+      const dir = mkdtempSync(join(tmpdir(), 'pagefuse-serve-'));
+      const state = join(dir, 'tuner.json');
+      writeFileSync(state, JSON.stringify({ at: 1_700_000_000_000, policy: 'adaptive', settings: { pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM' }));
+      const serve = await startServe('127.0.0.1:0', { ...process.env, PAGEFUSE_TUNER_STATE: state });
       try {
         assert.match(serve.url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+        const knob = (k: string): number => Number(readFileSync(`/sys/kernel/mm/ksm/${k}`, 'utf8'));
+        const before = { pages_to_scan: knob('pages_to_scan'), sleep_millisecs: knob('sleep_millisecs'), run: knob('run') };
         const res = await fetch(serve.url);
         assert.equal(res.status, 200);
         assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
         const families = parseExposition(await res.text());
 
         for (const [name, type] of NODE_EXPORTER) assert.equal(families.get(name)?.type, type, name);
-        assert.equal(one(families, 'node_ksmd_pages_to_scan'), 5000);
-        assert.equal(one(families, 'node_ksmd_sleep_seconds'), 0.01);
-        assert.equal(one(families, 'node_ksmd_run'), 1);
+        // The knobs as sysfs had them at the scrape (read just before and just after: a process that ignores the
+        // KSM test lock may write them meanwhile).
+        const afterKnobs = { pages_to_scan: knob('pages_to_scan'), sleep_millisecs: knob('sleep_millisecs'), run: knob('run') };
+        const either = (k: keyof typeof before, v: number): void => assert.ok(v === before[k] || v === afterKnobs[k], `${k}: ${v} vs ${before[k]}/${afterKnobs[k]}`);
+        either('pages_to_scan', one(families, 'node_ksmd_pages_to_scan'));
+        either('sleep_millisecs', one(families, 'node_ksmd_sleep_seconds') * 1000);
+        either('run', one(families, 'node_ksmd_run'));
         assert.deepEqual([...families.keys()].sort(), [...METRIC_NAMES].sort(), 'every family and no other');
 
         // The test's VM, named by VM discovery: 64 identical pages merged into one KSM page, 64 rmap items of 64 B.
@@ -71,6 +82,13 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         assert.equal(one(families, 'pagefuse_process_profit_bytes', labels), 64 * 4096 - 64 * 64);
         assert.ok(one(families, 'node_ksmd_pages_sharing') >= 63, 'the host counts at least this VM');
         assert.ok(one(families, 'pagefuse_ksm_profit_bytes') > 0);
+        assert.ok(one(families, 'pagefuse_ksmd_cpu_seconds_total') > 0);
+        assert.equal(one(families, 'pagefuse_node_ksm_pages', { node: '0' }), one(families, 'node_ksmd_pages_shared'), 'one node holds every KSM page');
+
+        // The tuner daemon's latest decision, from its state file.
+        assert.equal(one(families, 'pagefuse_tuner_setting', { policy: 'adaptive', knob: 'pages_to_scan' }), 20000);
+        assert.equal(one(families, 'pagefuse_tuner_setting', { policy: 'adaptive', knob: 'sleep_millisecs' }), 0);
+        assert.equal(one(families, 'pagefuse_tuner_decision_timestamp_seconds', { policy: 'adaptive' }), 1_700_000_000);
 
         // Counts only: no family or label that could carry page contents or hashes.
         for (const fam of families.values()) {
@@ -87,12 +105,12 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         assert.equal((await fetch(serve.url.replace('/metrics', '/nope'))).status, 404);
       } finally {
         assert.equal(await serve.stop(), 0, 'SIGTERM shuts serve down cleanly');
+        rmSync(dir, { recursive: true, force: true });
       }
     } finally {
       await vm.stop();
     }
   });
-  assert.equal(readFileSync('/sys/kernel/mm/ksm/pages_to_scan', 'utf8').trim() !== '', true);
 });
 
 test('serve binds to loopback by default', async () => {

@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CLI, ROOT, runCli } from './helpers/report-cli.js';
 import { startMergedChild, waitMerging, withFastKsm } from './helpers/report-ksm.js';
@@ -60,6 +63,19 @@ test('top with stdout not a terminal prints one plain report and exits 0', async
   assert.match(r.stdout, /^KSM run=\d /);
   assert.match(r.stdout, /\nmerge rate [+-]\d+ pages\/s {2}ksmd CPU \d+\.\d %/);
   assert.match(r.stdout, /\ntuner: none running\n|\ntuner \S+ /);
+});
+
+test('top shows the tuner daemon\'s latest decision from its state file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-top-'));
+  try {
+    const state = join(dir, 'tuner.json');
+    writeFileSync(state, JSON.stringify({ at: Date.now() - 5000, policy: 'adaptive', settings: { run: 1, pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM 4242' }));
+    const r = await runCli(['top', '--interval', '0.1'], { env: { ...process.env, PAGEFUSE_TUNER_STATE: state } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\ntuner adaptive [5-7]s ago: run=1 pages_to_scan=20000 sleep_millisecs=0 \(new VM 4242\)\n/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('top refuses an unknown flag and a bad interval with one line, exit 2', async () => {
