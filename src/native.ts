@@ -90,6 +90,8 @@ export interface NativeAddon {
   RegionHandle: new (bytes: number, hugepages: number) => RegionHandle;
   setMergeAny(on: boolean): void;
   getMergeAny(): boolean;
+  reclaimZeroPages(region: RegionHandle, offset: number, length: number): { zeroPages: number; reclaimedPages: number };
+  ownedPages(region: RegionHandle, offset: number, length: number): number;
   /** The host's topology (libnuma, else sysfs), or the sysfs tree under sysfsRoot. */
   numaTopology(sysfsRoot?: string): NativeNumaTopology;
   /** 'libnuma' or 'syscalls' (libnuma missing, or PAGEFUSE_NO_LIBNUMA set). */

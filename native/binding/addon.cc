@@ -8,6 +8,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(new AddonData());
   RegisterRegion(env, exports);
   RegisterProcess(env, exports);
+  RegisterZero(env, exports);
   RegisterNuma(env, exports);
   RegisterScan(env, exports);
   return exports;

@@ -12,6 +12,7 @@ struct AddonData {
 
 void RegisterRegion(Napi::Env env, Napi::Object exports);
 void RegisterProcess(Napi::Env env, Napi::Object exports);
+void RegisterZero(Napi::Env env, Napi::Object exports);
 void RegisterNuma(Napi::Env env, Napi::Object exports);
 void RegisterScan(Napi::Env env, Napi::Object exports);
 

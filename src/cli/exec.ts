@@ -5,8 +5,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { intFlag, parse, UsageError } from './common.js';
 import { nodesProblem } from '../numa/topology.js';
 import { spawnMerged } from '../numa/spawn.js';
+import { checkTenant } from '../safety/registry.js';
 
-const HELP = `usage: pagefuse exec [--node N] [--merge] -- COMMAND [ARGS...]
+const HELP = `usage: pagefuse exec [--node N] [--merge] [--tenant ID] [--name NAME] [--force] -- COMMAND [ARGS...]
 
 Runs COMMAND with KSM merging all its anonymous memory (--merge: prctl PR_SET_MEMORY_MERGE, kept
 across exec since Linux 6.7) and/or its memory and CPUs bound to NUMA node N (as numactl
@@ -16,6 +17,13 @@ command was not found and 126 that it could not be executed, as in a shell.
 
   --node N    memory and CPUs of NUMA node N ('pagefuse numa' lists them)
   --merge     let KSM merge all of the command's memory
+  --tenant ID the tenant the command (a VM) belongs to; under isolation 'tenant' (PAGEFUSE_ISOLATION
+              or ISOLATION= in /etc/pagefuse/pagefuse.conf) a second tenant's --merge is refused,
+              and under 'zero-only' every --merge is
+  --name NAME a readable name for status and reports
+  --force     merge although another tenant's VMs are mergeable (isolation 'tenant' only)
+
+The command is registered with pagefuse (its tenant, name and merge flag) while it runs.
 `;
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -30,6 +38,9 @@ export async function run(args: string[]): Promise<number> {
     options: {
       node: { type: 'string' },
       merge: { type: 'boolean' },
+      tenant: { type: 'string' },
+      name: { type: 'string' },
+      force: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -45,7 +56,21 @@ export async function run(args: string[]): Promise<number> {
     if (why !== undefined) throw new UsageError(`pagefuse exec: --node ${node}: ${why}`);
   }
 
-  const child = spawnMerged(cmd, cmdArgs, { node, mergeAny: values.merge ?? false, stdio: 'inherit' });
+  if (values.tenant !== undefined) {
+    try {
+      checkTenant(values.tenant);
+    } catch (err) {
+      throw new UsageError(`pagefuse exec: --tenant: ${(err as Error).message}`);
+    }
+  }
+  const child = spawnMerged(cmd, cmdArgs, {
+    node,
+    mergeAny: values.merge ?? false,
+    stdio: 'inherit',
+    ...(values.tenant === undefined ? {} : { tenant: values.tenant }),
+    ...(values.name === undefined ? {} : { name: values.name }),
+    ...(values.force ? { force: true } : {}),
+  });
   const forward = (signal: NodeJS.Signals): void => {
     child.kill(signal);
   };

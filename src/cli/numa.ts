@@ -17,12 +17,14 @@ then the node distance matrix. Warns when merge_across_nodes=1 on a host with se
   --proc-root DIR    read kpageflags from this procfs tree (default /proc)
 `;
 
-/** KSM pages per node id, or undefined when this user or kernel cannot tell. */
-async function ksmPages(procRoot: string, sysfsRoot: string): Promise<Map<number, number> | undefined> {
+/** KSM pages per node id, or why this user or kernel cannot tell. */
+async function ksmPages(procRoot: string, sysfsRoot: string): Promise<Map<number, number> | string> {
   try {
     return new Map((await ksmPagesByNode({ procRoot, sysfsRoot })).map((n) => [n.node, n.ksmPages]));
   } catch (err) {
-    for (const code of ['EACCES', 'EPERM', 'ENOTSUP', 'ENOENT']) if (isSystemError(err, code)) return undefined;
+    for (const code of ['EACCES', 'EPERM', 'ENOTSUP', 'ENOENT']) {
+      if (isSystemError(err, code)) return (err as Error).message.split('\n')[0];
+    }
     throw err;
   }
 }
@@ -63,7 +65,7 @@ export async function run(args: string[]): Promise<number> {
         cpus: n.cpus,
         mem_total: n.memTotal,
         mem_free: n.memFree,
-        ksm_pages: ksm?.get(n.id) ?? null,
+        ksm_pages: typeof ksm === 'string' ? null : (ksm.get(n.id) ?? null),
       })),
       distances: topology.distances,
       merge_across_nodes: across === undefined ? null : Number(across),
@@ -81,14 +83,14 @@ export async function run(args: string[]): Promise<number> {
         formatIdList(n.cpus) || '-',
         formatBytes(n.memTotal),
         formatBytes(n.memFree),
-        ksm?.get(n.id) ?? '-',
+        typeof ksm === 'string' ? '-' : (ksm.get(n.id) ?? '-'),
       ]),
     ),
     '',
     'distances',
     formatTable(['node', ...ids], topology.distances.map((row, i) => [ids[i], ...row])),
   ];
-  if (ksm === undefined) lines.push('', 'ksm_pages: unknown (reading /proc/kpageflags needs root)');
+  if (typeof ksm === 'string') lines.push('', `ksm_pages: unknown: ${ksm}`);
   if (warning !== undefined) lines.push('', `warning: ${warning}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;

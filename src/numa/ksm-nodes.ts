@@ -36,6 +36,17 @@ export interface NodeKsmPages {
 }
 
 const KPF_KSM_BIT = 21;
+/**
+ * Frames that are not user pages but still carry the KSM bit in /proc/kpageflags: slab pages do here
+ * (6.18; their mapping word is reused), as would other kernel page types. KPF_SLAB 7, KPF_BUDDY 10,
+ * KPF_OFFLINE 23, KPF_PGTABLE 26.
+ */
+const NOT_USER_PAGE = (1 << 7) | (1 << 10) | (1 << 23) | (1 << 26);
+
+/** Whether the low word of a kpageflags entry describes a KSM page. */
+function isKsm(low: number): boolean {
+  return ((low >>> KPF_KSM_BIT) & 1) === 1 && (low & NOT_USER_PAGE) === 0;
+}
 /** Entries read per pagemap or kpageflags read (8 bytes each). */
 const CHUNK_ENTRIES = 64 * 1024;
 
@@ -115,51 +126,82 @@ export function mergeableRanges(smaps: string): [number, number][] {
   return ranges;
 }
 
-/** Page frame numbers of the present pages in `ranges`, from /proc/<pid>/pagemap. */
-async function presentFrames(pagemapPath: string, ranges: [number, number][]): Promise<number[]> {
+/** The present pages of a process's mergeable ranges: their addresses and page frame numbers. */
+export interface MergeablePages {
+  addresses: number[];
+  frames: number[];
+}
+
+async function presentPages(pagemapPath: string, ranges: [number, number][]): Promise<MergeablePages> {
   const fh = await openRoot(pagemapPath);
-  const frames: number[] = [];
+  const pages: MergeablePages = { addresses: [], frames: [] };
   let hidden = false;
   try {
     for (const [start, end] of ranges) {
       const first = start / PAGE_SIZE;
-      const pages = (end - start) / PAGE_SIZE;
-      for (let done = 0; done < pages; done += CHUNK_ENTRIES) {
-        const words = await readEntries(fh, first + done, Math.min(CHUNK_ENTRIES, pages - done));
+      const count = (end - start) / PAGE_SIZE;
+      for (let done = 0; done < count; done += CHUNK_ENTRIES) {
+        const words = await readEntries(fh, first + done, Math.min(CHUNK_ENTRIES, count - done));
         for (let i = 0; i < words.length; i += 2) {
           const high = words[i + 1];
           if ((high & 0x80000000) === 0) continue; // bit 63: present
           const pfn = (high & 0x7fffff) * 2 ** 32 + words[i]; // bits 0-54
-          if (pfn === 0) hidden = true;
-          else frames.push(pfn);
+          if (pfn === 0) {
+            hidden = true;
+            continue;
+          }
+          pages.addresses.push((first + done + i / 2) * PAGE_SIZE);
+          pages.frames.push(pfn);
         }
       }
     }
   } finally {
     await fh.close();
   }
-  if (hidden && frames.length === 0) {
+  if (hidden && pages.frames.length === 0) {
     throw new PagefuseError('EPERM', `needs root (CAP_SYS_ADMIN): ${pagemapPath} shows page frame numbers only to root`);
   }
-  return frames;
+  return pages;
 }
 
-/** For each frame (ascending), whether /proc/kpageflags marks it KSM. Calls `onKsm` per KSM frame. */
-async function forKsmFrames(kpageflagsPath: string, sortedFrames: Float64Array, onKsm: (pfn: number) => void): Promise<void> {
-  const fh = await openRoot(kpageflagsPath);
+/** Which of `frames` /proc/kpageflags marks as KSM pages. */
+export async function ksmFrames(frames: readonly number[], options: KsmNodeOptions = {}): Promise<Set<number>> {
+  const { procRoot } = roots(options);
+  const sorted = Float64Array.from(new Set(frames)).sort();
+  const ksm = new Set<number>();
+  const fh = await openRoot(join(procRoot, 'kpageflags'));
   try {
     let windowStart = -1;
     let words: Uint32Array = new Uint32Array(0);
-    for (const pfn of sortedFrames) {
+    for (const pfn of sorted) {
       if (windowStart < 0 || pfn >= windowStart + CHUNK_ENTRIES) {
         windowStart = pfn - (pfn % CHUNK_ENTRIES);
         words = await readEntries(fh, windowStart, CHUNK_ENTRIES);
       }
       const i = (pfn - windowStart) * 2;
-      if (i < words.length && (words[i] >>> KPF_KSM_BIT) & 1) onKsm(pfn);
+      if (i < words.length && isKsm(words[i])) ksm.add(pfn);
     }
   } finally {
     await fh.close();
+  }
+  return ksm;
+}
+
+/** The present pages of the ranges of `pid` that KSM may merge (smaps VmFlags "mg"). */
+export async function mergeablePages(pid: number | 'self', options: KsmNodeOptions = {}): Promise<MergeablePages> {
+  const { procRoot } = roots(options);
+  const id = pid === 'self' ? process.pid : pid;
+  if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0) {
+    throw new RangeError(`pid must be a positive whole number or 'self', got ${String(pid)}`);
+  }
+  try {
+    const smaps = await readFile(join(procRoot, String(id), 'smaps'), 'utf8');
+    return await presentPages(join(procRoot, String(id), 'pagemap'), mergeableRanges(smaps));
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ESRCH')) {
+      throw explain(err, `process ${id} does not exist (or exited while being read)`, 'ESRCH');
+    }
+    throw err;
   }
 }
 
@@ -176,35 +218,24 @@ function roots(options: KsmNodeOptions): { procRoot: string; sysfsRoot: string }
  * ksm_merging_pages (read at the same moment).
  */
 export async function processMergingByNode(pid: number | 'self', options: KsmNodeOptions = {}): Promise<ProcessMergingByNode> {
-  const { procRoot, sysfsRoot } = roots(options);
-  const id = pid === 'self' ? process.pid : pid;
-  if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0) {
-    throw new RangeError(`processMergingByNode: pid must be a positive whole number or 'self', got ${String(pid)}`);
-  }
+  const { sysfsRoot } = roots(options);
   const blocks = await memoryBlocks(sysfsRoot);
-  let frames: number[];
-  try {
-    const smaps = await readFile(join(procRoot, String(id), 'smaps'), 'utf8');
-    frames = await presentFrames(join(procRoot, String(id), 'pagemap'), mergeableRanges(smaps));
-  } catch (err) {
-    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ESRCH')) {
-      throw explain(err, `process ${id} does not exist (or exited while being read)`, 'ESRCH');
-    }
-    throw err;
-  }
+  const pages = await mergeablePages(pid, options);
+  const ksm = await ksmFrames(pages.frames, options);
   const perNode = new Map<number, number>(blocks.nodes.map((n) => [n, 0]));
   let unknownNodePages = 0;
   let mergingPages = 0;
-  await forKsmFrames(join(procRoot, 'kpageflags'), Float64Array.from(frames).sort(), (pfn) => {
+  for (const pfn of pages.frames) {
+    if (!ksm.has(pfn)) continue;
     mergingPages++;
     const node = blocks.nodeOfBlock.get(Math.floor(pfn / blocks.blockPages));
     if (node === undefined) unknownNodePages++;
     else perNode.set(node, (perNode.get(node) ?? 0) + 1);
-  });
+  }
   return {
-    pid: id,
+    pid: pid === 'self' ? process.pid : pid,
     mergingPages,
-    nodes: [...perNode].map(([node, pages]) => ({ node, mergingPages: pages })),
+    nodes: [...perNode].map(([node, count]) => ({ node, mergingPages: count })),
     unknownNodePages,
   };
 }
@@ -223,7 +254,7 @@ export async function ksmPagesByNode(options: KsmNodeOptions = {}): Promise<Node
       for (let done = 0; done < blocks.blockPages; done += CHUNK_ENTRIES) {
         const words = await readEntries(fh, block * blocks.blockPages + done, Math.min(CHUNK_ENTRIES, blocks.blockPages - done));
         let ksm = 0;
-        for (let i = 0; i < words.length; i += 2) ksm += (words[i] >>> KPF_KSM_BIT) & 1;
+        for (let i = 0; i < words.length; i += 2) if (isKsm(words[i])) ksm++;
         counts.set(node, (counts.get(node) ?? 0) + ksm);
       }
     }

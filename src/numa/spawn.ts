@@ -6,12 +6,24 @@ import { existsSync } from 'node:fs';
 import { execHelperPath } from '../native.js';
 import { PagefuseError } from '../errors.js';
 import { assertNodes } from './topology.js';
+import { Registry } from '../safety/registry.js';
+import { checkMergeAdmission, readIsolation, type Isolation } from '../safety/isolation.js';
 
 export interface SpawnMergedOptions extends SpawnOptions {
   /** Bind the command's memory and CPUs to this node (numactl --membind=N --cpunodebind=N). */
   node?: number;
   /** prctl(PR_SET_MEMORY_MERGE, 1) for the command: KSM may merge all its anonymous memory. Default true. */
   mergeAny?: boolean;
+  /** The tenant the command (a VM) belongs to, kept in the registry and checked against isolation. */
+  tenant?: string;
+  /** A readable name for reports (the VM's name). */
+  name?: string;
+  /** The host's isolation setting; default readIsolation() (PAGEFUSE_ISOLATION or the config file). */
+  isolation?: Isolation;
+  /** Merge even though another tenant's VMs are mergeable under 'tenant' isolation. */
+  force?: boolean;
+  /** Where the child is registered while it runs (default: the host's registry); false: not at all. */
+  registry?: Registry | false;
 }
 
 /** Exit statuses of pagefuse-exec itself; any other status is the command's own. */
@@ -40,9 +52,9 @@ export function assertMergeSurvivesExec(): void {
   if (mergeCheck === undefined) {
     const r = spawnSync(helperPath(), ['--merge', '--check'], { encoding: 'utf8' });
     if (r.error) throw r.error;
-    mergeCheck = r.status === 0 ? { ok: true } : { ok: false, message: r.stderr.trim().replace(/^pagefuse-exec: /, '') };
+    mergeCheck = r.status === 0 ? { ok: true } : { ok: false, message: r.stderr.trim().replace(/^pagefuse-exec: (--merge: )?/, '') };
   }
-  if (!mergeCheck.ok) throw new PagefuseError('ENOTSUP', `spawnMerged: ${mergeCheck.message}`);
+  if (!mergeCheck.ok) throw new PagefuseError('ENOTSUP', mergeCheck.message);
 }
 
 /** The helper's arguments for these options, up to and including '--'. */
@@ -69,7 +81,7 @@ export function spawnMerged(cmd: string, args: readonly string[] = [], options: 
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`spawnMerged: options must be an object, got ${String(options)}`);
   }
-  const { node, mergeAny, ...spawnOptions } = options;
+  const { node, mergeAny, tenant, name, isolation, force, registry: registryOption, ...spawnOptions } = options;
   if (spawnOptions.shell) {
     throw new TypeError('spawnMerged: the shell option is not supported; spawn the shell itself as cmd');
   }
@@ -77,7 +89,29 @@ export function spawnMerged(cmd: string, args: readonly string[] = [], options: 
     throw new TypeError(`spawnMerged: mergeAny must be a boolean, got ${String(mergeAny)}`);
   }
   if (node !== undefined) assertNodes('spawnMerged', [node], { memory: true, cpus: true });
+  const merge = mergeAny ?? true;
+  const registry = registryOption === false ? undefined : (registryOption ?? new Registry());
+  if (merge) {
+    checkMergeAdmission(registry ?? new Registry(), {
+      isolation: isolation ?? readIsolation(),
+      ...(tenant === undefined ? {} : { tenant }),
+      ...(force === undefined ? {} : { force }),
+    });
+  }
+  registry?.prepare();
   const helper = helperPath();
-  if (mergeAny ?? true) assertMergeSurvivesExec();
-  return spawn(helper, [...execHelperArgs({ node, mergeAny }), cmd, ...args], spawnOptions);
+  if (merge) assertMergeSurvivesExec();
+  const child = spawn(helper, [...execHelperArgs({ node, mergeAny }), cmd, ...args], spawnOptions);
+  const pid = child.pid;
+  if (registry !== undefined && pid !== undefined) {
+    // The helper execs the command in place: same pid, same start time.
+    try {
+      registry.add({ pid, merge, via: 'spawn', ...(tenant === undefined ? {} : { tenant }), ...(name === undefined ? {} : { name }) });
+      child.once('exit', () => registry.remove(pid));
+    } catch (err) {
+      // Exited already (a command not found, say): nothing to register.
+      if ((err as PagefuseError).code !== 'ESRCH') throw err;
+    }
+  }
+  return child;
 }

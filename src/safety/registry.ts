@@ -1,0 +1,142 @@
+// Processes started or registered through pagefuse, with their tenant, kept host-wide in a state
+// directory so the CLI, the daemon and embedding VM managers all see the same list.
+import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PagefuseError } from '../errors.js';
+
+export interface Registration {
+  pid: number;
+  /** Start time of the process in clock ticks since boot (/proc/<pid>/stat field 22): tells a reused pid apart. */
+  startTime: number;
+  tenant?: string;
+  name?: string;
+  /** Whether the process was given KSM content merging (prctl merge-any or mergeable memory). */
+  merge: boolean;
+  /** Who registered it: 'exec', 'spawn', 'register'. */
+  via: string;
+  registeredAt: string;
+}
+
+export interface RegistryOptions {
+  stateDir?: string;
+  procRoot?: string;
+}
+
+/** /run/pagefuse for root; a per-user directory otherwise. PAGEFUSE_STATE_DIR overrides both. */
+export function defaultStateDir(): string {
+  if (process.env.PAGEFUSE_STATE_DIR) return process.env.PAGEFUSE_STATE_DIR;
+  if (process.getuid?.() === 0) return '/run/pagefuse';
+  return join(process.env.XDG_RUNTIME_DIR ?? '/tmp', `pagefuse-${process.getuid?.() ?? 'user'}`);
+}
+
+const TENANT_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+
+export function checkTenant(tenant: unknown): string | undefined {
+  if (tenant === undefined) return undefined;
+  if (typeof tenant !== 'string' || !TENANT_RE.test(tenant)) {
+    throw new RangeError(
+      `tenant must be 1-128 characters of letters, digits and . _ : @ - (starting with a letter or digit), got ${JSON.stringify(tenant)}`,
+    );
+  }
+  return tenant;
+}
+
+export function processStartTime(pid: number, procRoot = '/proc'): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(join(procRoot, String(pid), 'stat'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const start = Number(fields[19]);
+  return Number.isFinite(start) ? start : undefined;
+}
+
+/**
+ * The registry is read and written synchronously: its files are tiny, and spawnMerged() must check
+ * isolation and register the child before it returns the ChildProcess.
+ */
+export class Registry {
+  readonly stateDir: string;
+  readonly procRoot: string;
+
+  constructor(options: RegistryOptions = {}) {
+    this.stateDir = options.stateDir ?? defaultStateDir();
+    this.procRoot = options.procRoot ?? '/proc';
+  }
+
+  private get dir(): string {
+    return join(this.stateDir, 'processes');
+  }
+
+  /** Creates the state directory, so a failure to write it shows before anything is started. */
+  prepare(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+  }
+
+  add(entry: { pid: number; tenant?: string; name?: string; merge: boolean; via: string }): Registration {
+    if (typeof entry.merge !== 'boolean') throw new TypeError(`merge must be a boolean, got ${String(entry.merge)}`);
+    if (!Number.isInteger(entry.pid) || entry.pid <= 0) throw new RangeError(`pid must be a positive integer, got ${entry.pid}`);
+    const tenant = checkTenant(entry.tenant);
+    const startTime = processStartTime(entry.pid, this.procRoot);
+    if (startTime === undefined) {
+      throw new PagefuseError('ESRCH', `process ${entry.pid} does not exist; nothing to register`);
+    }
+    const reg: Registration = {
+      pid: entry.pid,
+      startTime,
+      merge: entry.merge,
+      via: entry.via,
+      registeredAt: new Date().toISOString(),
+      ...(tenant === undefined ? {} : { tenant }),
+      ...(entry.name === undefined ? {} : { name: entry.name }),
+    };
+    this.prepare();
+    const file = join(this.dir, `${entry.pid}.json`);
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(reg)}\n`, { mode: 0o644 });
+    renameSync(tmp, file);
+    return reg;
+  }
+
+  remove(pid: number): void {
+    try {
+      unlinkSync(join(this.dir, `${pid}.json`));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+
+  /** Live registrations; entries of exited processes (or of a reused pid) are dropped on the way. */
+  list(): Registration[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const out: Registration[] = [];
+    for (const name of names) {
+      if (!/^\d+\.json$/.test(name)) continue;
+      let reg: Registration;
+      try {
+        reg = JSON.parse(readFileSync(join(this.dir, name), 'utf8')) as Registration;
+      } catch {
+        continue; // removed or being replaced meanwhile
+      }
+      if (processStartTime(reg.pid, this.procRoot) !== reg.startTime) {
+        try {
+          this.remove(reg.pid);
+        } catch {
+          // another user's state directory: leave it
+        }
+        continue;
+      }
+      out.push(reg);
+    }
+    return out.sort((a, b) => a.pid - b.pid);
+  }
+}

@@ -1,0 +1,152 @@
+// pagefuse audit and tenant isolation, for real where this machine can show it: merged guest-like
+// processes (exposure), two tenants, a stray merge-any process, a running ksmtuned; several NUMA nodes
+// through the fake sysfs tree.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { spawnMerged, processKsm, Registry, canAdmit, PAGE_SIZE } from '../src/index.js';
+import { withKsm, mergeAndWait } from './helpers/ksm.js';
+import { runCli } from './helpers/cli.js';
+import { readyPid as ready, stopChildren as stop } from './helpers/children.js';
+
+const FILL = fileURLToPath(new URL('./fixtures/fill-pages.mjs', import.meta.url));
+const TWO_NODES = fileURLToPath(new URL('./fixtures/sysfs-2node', import.meta.url));
+const PAGES = 512;
+
+async function counters(): Promise<{ sharing: number; zero: number }> {
+  const read = async (f: string) => Number((await readFile(`/sys/kernel/mm/ksm/${f}`, 'utf8')).trim());
+  return { sharing: await read('pages_sharing'), zero: await read('ksm_zero_pages') };
+}
+
+type AuditJson = { findings: { id: string; severity: string; message: string }[]; exposure_bytes: number; margin_bytes: number; available_bytes: number; isolation: string };
+
+test('audit finds exposure, two tenants, a stray merge-any process and ksmtuned, for real', async (t) => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'pf-audit-'));
+  const binDir = mkdtempSync(join(tmpdir(), 'pf-ksmtuned-'));
+  const env = { PAGEFUSE_STATE_DIR: stateDir, PAGEFUSE_ISOLATION: 'host' };
+  const registry = new Registry({ stateDir });
+  const children: ChildProcess[] = [];
+  try {
+    await withKsm(t, async (ksm) => {
+      const start = (tenant: string | undefined, byte: number) => {
+        const c = spawnMerged(process.execPath, [FILL, String(PAGES), String(byte)], {
+          stdio: ['pipe', 'pipe', 'inherit'],
+          isolation: 'host',
+          ...(tenant === undefined ? { registry: false as const } : { tenant, registry }),
+        });
+        children.push(c);
+        return ready(c);
+      };
+      const acme = await start('acme', 7);
+      const globex = await start('globex', 7);
+      const stray = await start(undefined, 9);
+      // ksmtuned is a shell script: its command name is the script's file name.
+      const fake = join(binDir, 'ksmtuned');
+      copyFileSync('/bin/sleep', fake);
+      chmodSync(fake, 0o755);
+      const ksmtuned = spawn(fake, ['600'], { stdio: 'ignore' });
+      children.push(ksmtuned);
+
+      await mergeAndWait(ksm);
+      for (const pid of [acme, globex, stray]) {
+        for (let i = 0; i < 100 && (await processKsm(pid)).mergingPages < PAGES; i++) await sleep(50);
+        assert.ok((await processKsm(pid)).mergingPages >= PAGES, `pid ${pid} merged its ${PAGES} filled pages`);
+      }
+      await ksm.stop(); // merged pages stay merged; the counters hold still
+
+      const before = await counters();
+      const r = runCli(['audit', '--json', '--fail-on', 'warning'], { env });
+      const after = await counters();
+      assert.equal(r.status, 1, r.stderr);
+      const out = JSON.parse(r.stdout) as AuditJson;
+      assert.deepEqual(before, after);
+      assert.equal(out.exposure_bytes, (before.sharing + before.zero) * PAGE_SIZE);
+      assert.ok(out.exposure_bytes >= 3 * (PAGES - 1) * PAGE_SIZE);
+      assert.equal(out.margin_bytes, out.available_bytes - out.exposure_bytes);
+      assert.equal(out.isolation, 'host');
+
+      const byId = new Map(out.findings.map((f) => [f.id, f]));
+      assert.equal(byId.get('unshare-exposure')?.severity, 'info', 'plenty of memory here');
+      assert.equal(byId.get('multiple-tenants')?.severity, 'warning');
+      assert.match(byId.get('multiple-tenants')!.message, new RegExp(`acme \\(pid ${acme}\\); globex \\(pid ${globex}\\)`));
+      assert.match(byId.get('unregistered-merge-any')!.message, new RegExp(`\\b${stray} \\(node\\)`));
+      assert.doesNotMatch(byId.get('unregistered-merge-any')!.message, new RegExp(`\\b(${acme}|${globex}) \\(`));
+      assert.match(byId.get('ksmtuned-running')!.message, new RegExp(`pid ${ksmtuned.pid}`));
+      assert.equal(byId.has('merge-across-nodes'), false, 'one node here');
+      assert.equal(runCli(['audit', '--fail-on', 'critical'], { env }).status, 0);
+
+      // The same host seen as two NUMA nodes: merge_across_nodes=1 is flagged with the distances.
+      const numa = JSON.parse(runCli(['audit', '--json'], { env: { ...env, PAGEFUSE_SYS_ROOT: TWO_NODES } }).stdout) as AuditJson;
+      assert.match(numa.findings.find((f) => f.id === 'merge-across-nodes')!.message, /2 memory nodes.*distance up to \d+/);
+
+      // Under zero-only isolation, content merging anywhere is critical.
+      const zero = runCli(['audit', '--json'], { env: { ...env, PAGEFUSE_ISOLATION: 'zero-only' } });
+      assert.equal(zero.status, 1);
+      const zeroFindings = (JSON.parse(zero.stdout) as AuditJson).findings;
+      assert.match(zeroFindings.find((f) => f.id === 'zero-only-violated' && f.severity === 'critical')!.message, new RegExp(`processes are mergeable \\(pid .*\\b${stray}\\b`));
+      assert.equal(zeroFindings.find((f) => f.id === 'multiple-tenants')?.severity, 'critical');
+
+      // canAdmit: a VM as large as what is available minus the exposure fits; a page more does not.
+      const fits = await canAdmit(0);
+      const edge = fits.availableBytes - fits.exposureBytes;
+      assert.equal((await canAdmit(edge - 64 * PAGE_SIZE)).admit, true);
+      assert.equal((await canAdmit(edge + 64 * PAGE_SIZE)).admit, false);
+    });
+  } finally {
+    await stop(children);
+    rmSync(stateDir, { recursive: true, force: true });
+    rmSync(binDir, { recursive: true, force: true });
+  }
+});
+
+test('tenant isolation: a second tenant is refused under tenant, allowed under host; zero-only refuses all', async () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'pf-tenant-'));
+  const registry = new Registry({ stateDir });
+  const env = { PAGEFUSE_STATE_DIR: stateDir };
+  const acme = spawnMerged(process.execPath, [FILL, '1', '1'], { stdio: ['pipe', 'pipe', 'inherit'], tenant: 'acme', isolation: 'tenant', registry });
+  try {
+    const pid = await ready(acme);
+    assert.deepEqual(registry.list().map((r) => [r.pid, r.tenant, r.merge, r.via]), [[pid, 'acme', true, 'spawn']]);
+
+    const refused = runCli(['exec', '--merge', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } });
+    assert.equal(refused.status, 1);
+    assert.equal(refused.stderr, `pagefuse exec: isolation is tenant: tenant 'acme' already has mergeable VMs (pid ${pid}); refusing to make tenant 'globex' mergeable on the same host (use --force to override)\n`);
+    assert.throws(() => spawnMerged('true', [], { tenant: 'globex', isolation: 'tenant', registry }), { code: 'ERR_ISOLATION' });
+
+    assert.equal(runCli(['exec', '--merge', '--tenant', 'acme', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } }).status, 0);
+    assert.equal(runCli(['exec', '--merge', '--tenant', 'globex', '--force', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } }).status, 0);
+    assert.equal(runCli(['exec', '--merge', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'host' } }).status, 0);
+    // Without --merge nothing is merged, so no tenant rule applies.
+    assert.equal(runCli(['exec', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } }).status, 0);
+
+    // zero-only: no process gets content merging, forced or not; the child's flag stays off.
+    for (const extra of [[], ['--force']]) {
+      const z = runCli(['exec', '--merge', ...extra, '--tenant', 'acme', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'zero-only' } });
+      assert.equal(z.status, 1);
+      assert.match(z.stderr, /^pagefuse exec: isolation is zero-only: KSM content merging is off on this host/);
+    }
+    const plain = runCli(['exec', '--', 'sh', '-c', 'grep ksm_merge_any /proc/self/ksm_stat'], { env: { ...env, PAGEFUSE_ISOLATION: 'zero-only' } });
+    assert.equal(plain.stdout, 'ksm_merge_any: no\n');
+    // After the runs, only acme is registered: the others were removed when they exited.
+    assert.deepEqual(registry.list().map((r) => r.pid), [pid]);
+  } finally {
+    await stop([acme]);
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+  assert.equal(registry.list().length, 0, 'an exited child leaves no registration');
+});
+
+test('audit refuses bad flags with one line and exit 2', () => {
+  const r = runCli(['audit', '--fail-on', 'loud']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr, "pagefuse audit: --fail-on must be info, warning or critical, got 'loud'\n");
+  const u = runCli(['audit', '--bogus']);
+  assert.equal(u.status, 2);
+  assert.equal(u.stderr.split('\n').length, 2);
+});

@@ -1,0 +1,146 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { admission, unshareExposure, type MemInfo } from '../src/safety/exposure.js';
+import { evaluateAudit, auditExitCode, qemuMemMergeOn, type AuditSnapshot } from '../src/safety/audit.js';
+import { Registry, processStartTime } from '../src/safety/registry.js';
+import { checkMergeAdmission, readIsolation } from '../src/safety/isolation.js';
+
+const GiB = 1024 ** 3;
+const mem: MemInfo = { memTotal: 16 * GiB, memAvailable: 4 * GiB, swapTotal: 2 * GiB, swapFree: 1 * GiB };
+
+test('un-share exposure counts merged and KSM zero pages against MemAvailable + SwapFree', () => {
+  const e = unshareExposure({ pagesSharing: 262144, ksmZeroPages: 262144, pageSize: 4096, mem });
+  assert.deepEqual(e, { exposureBytes: 2 * GiB, availableBytes: 5 * GiB, marginBytes: 3 * GiB });
+});
+
+test('canAdmit: a VM fits only if it and every merged page coming back fit', () => {
+  const e = unshareExposure({ pagesSharing: 262144, ksmZeroPages: 0, pageSize: 4096, mem });
+  assert.equal(admission(4 * GiB, e).admit, true); // 4 + 1 ≤ 5
+  assert.equal(admission(4 * GiB + 1, e).admit, false);
+  assert.equal(admission(3 * GiB, e, 1 * GiB).admit, true);
+  assert.equal(admission(3 * GiB + 4096, e, 1 * GiB).admit, false);
+  assert.match(admission(5 * GiB, e).reason, /does not fit/);
+  assert.throws(() => admission(-1, e), RangeError);
+});
+
+function snapshot(over: Partial<AuditSnapshot> = {}): AuditSnapshot {
+  return {
+    ksmAvailable: true,
+    run: 1,
+    mergeAcrossNodes: 1,
+    useZeroPages: 0,
+    topology: { nodes: [{ id: 0, cpus: [0, 1], memTotal: 16 * GiB, memFree: 8 * GiB }], distances: [[10]] },
+    mem,
+    exposure: { exposureBytes: 0, availableBytes: 5 * GiB, marginBytes: 5 * GiB },
+    processes: [],
+    registrations: [],
+    isolation: 'host',
+    ksmtuned: { pids: [] },
+    bootSwitches: [],
+    ...over,
+  };
+}
+
+const reg = (pid: number, tenant?: string) => ({ pid, startTime: 1, merge: true, via: 'exec', registeredAt: '', ...(tenant ? { tenant } : {}) });
+const proc = (pid: number, name: string, mergeAny = true, cmdline: string[] = [name]) => ({ pid, name, mergeAny, mergeable: true, mergingPages: 10, zeroPages: 0, cmdline });
+
+test('audit: a quiet host has no findings and exits 0 at any --fail-on', () => {
+  const r = evaluateAudit(snapshot());
+  assert.deepEqual(r.findings, []);
+  assert.equal(auditExitCode(r, 'info'), 0);
+});
+
+test('audit: exposure severity follows the margin', () => {
+  const sev = (marginBytes: number) =>
+    evaluateAudit(snapshot({ exposure: { exposureBytes: 1 * GiB, availableBytes: 1 * GiB + marginBytes, marginBytes } })).findings[0];
+  assert.equal(sev(-1).severity, 'critical');
+  assert.match(sev(-1).message, /swap must cover committed RAM/);
+  assert.equal(sev(1 * GiB).severity, 'warning'); // < 10 % of 16 GiB
+  assert.equal(sev(2 * GiB).severity, 'info');
+});
+
+test('audit: several tenants mergeable at once, NUMA, ksmtuned, QEMU mem-merge and strays', () => {
+  const r = evaluateAudit(
+    snapshot({
+      topology: {
+        nodes: [
+          { id: 0, cpus: [0], memTotal: 8 * GiB, memFree: 4 * GiB },
+          { id: 1, cpus: [1], memTotal: 8 * GiB, memFree: 4 * GiB },
+        ],
+        distances: [[10, 21], [21, 10]],
+      },
+      processes: [proc(10, 'qemu-system-x86', true, ['/usr/bin/qemu-system-x86_64', '-m', '1G']), proc(11, 'qemu-system-x86'), proc(12, 'node')],
+      registrations: [reg(10, 'acme'), reg(11, 'globex')],
+      ksmtuned: { pids: [99] },
+      bootSwitches: ['systemd unit ksm.service (enabled)'],
+    }),
+  );
+  const ids = r.findings.map((f) => `${f.severity}:${f.id}`);
+  assert.deepEqual(ids, [
+    'warning:ksmtuned-running',
+    'warning:merge-across-nodes',
+    'warning:multiple-tenants',
+    'warning:unregistered-merge-any',
+    'info:ksm-enabled-at-boot',
+    'info:qemu-mem-merge',
+  ]);
+  assert.match(r.findings.find((f) => f.id === 'multiple-tenants')!.message, /acme \(pid 10\); globex \(pid 11\)/);
+  assert.match(r.findings.find((f) => f.id === 'unregistered-merge-any')!.message, /12 \(node\)/);
+  assert.equal(auditExitCode(r, 'warning'), 1);
+  assert.equal(auditExitCode(r, 'critical'), 0);
+  assert.equal(qemuMemMergeOn(['qemu-system-x86_64', '-machine', 'pc,mem-merge=off']), false);
+});
+
+test('audit: zero-only with ksmd running is critical', () => {
+  const r = evaluateAudit(snapshot({ isolation: 'zero-only', run: 1 }));
+  assert.equal(r.findings[0].id, 'zero-only-violated');
+  assert.equal(r.findings[0].severity, 'critical');
+});
+
+test('registry keeps live processes with their tenant and forgets exited ones', async () => {
+  const stateDir = await mkdtemp(join(tmpdir(), 'pf-reg-'));
+  try {
+    const registry = new Registry({ stateDir });
+    const start = processStartTime(process.pid);
+    const r = registry.add({ pid: process.pid, tenant: 'acme', merge: true, via: 'register' });
+    assert.equal(r.startTime, start);
+    await mkdir(join(stateDir, 'processes'), { recursive: true });
+    await writeFile(join(stateDir, 'processes', '999999999.json'), JSON.stringify({ ...reg(999999999, 'ghost') }));
+    const list = registry.list();
+    assert.deepEqual(list.map((x) => [x.pid, x.tenant]), [[process.pid, 'acme']]);
+    assert.throws(() => registry.add({ pid: 999999999, merge: true, via: 'x' }), { code: 'ESRCH' });
+    assert.throws(() => registry.add({ pid: process.pid, tenant: 'bad tenant!', merge: true, via: 'x' }), RangeError);
+  } finally {
+    await rm(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('isolation: tenant refuses a second tenant, host allows it, zero-only refuses all content merging', async () => {
+  const stateDir = await mkdtemp(join(tmpdir(), 'pf-iso-'));
+  try {
+    const registry = new Registry({ stateDir });
+    registry.add({ pid: process.pid, tenant: 'acme', merge: true, via: 'register' });
+    checkMergeAdmission(registry, { isolation: 'tenant', tenant: 'acme' });
+    assert.throws(() => checkMergeAdmission(registry, { isolation: 'tenant', tenant: 'globex' }), {
+      code: 'ERR_ISOLATION',
+      message: /tenant 'acme' already has mergeable VMs/,
+    });
+    checkMergeAdmission(registry, { isolation: 'tenant', tenant: 'globex', force: true });
+    checkMergeAdmission(registry, { isolation: 'host', tenant: 'globex' });
+    assert.throws(() => checkMergeAdmission(registry, { isolation: 'zero-only', tenant: 'acme', force: true }), {
+      code: 'ERR_ISOLATION',
+      message: /zero-only/,
+    });
+    const conf = join(stateDir, 'pagefuse.conf');
+    await writeFile(conf, '# host policy\nISOLATION="tenant"\n');
+    assert.equal(readIsolation(conf), 'tenant');
+    await writeFile(conf, 'ISOLATION=shared\n');
+    assert.throws(() => readIsolation(conf), { message: /pagefuse\.conf:1: ISOLATION must be one of host, tenant, zero-only, got "shared"/ });
+    assert.equal(readIsolation(join(stateDir, 'missing.conf')), 'host');
+  } finally {
+    await rm(stateDir, { recursive: true, force: true });
+  }
+});
