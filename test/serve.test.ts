@@ -81,7 +81,10 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         assert.equal(one(families, 'pagefuse_process_zero_pages', labels), 0);
         assert.equal(one(families, 'pagefuse_process_profit_bytes', labels), 64 * 4096 - 64 * 64);
         assert.ok(one(families, 'node_ksmd_pages_sharing') >= 63, 'the host counts at least this VM');
-        assert.ok(one(families, 'pagefuse_ksm_profit_bytes') > 0);
+        // One snapshot behind all of them: merged = (pages_sharing + ksm_zero_pages) × 4096, profit = merged − metadata.
+        const merged = one(families, 'pagefuse_ksm_merged_bytes');
+        assert.equal(merged, (one(families, 'node_ksmd_pages_sharing') + one(families, 'pagefuse_ksm_zero_pages')) * 4096);
+        assert.equal(one(families, 'pagefuse_ksm_profit_bytes'), merged - one(families, 'pagefuse_ksm_metadata_bytes'));
         assert.ok(one(families, 'pagefuse_ksmd_cpu_seconds_total') > 0);
         assert.equal(one(families, 'pagefuse_node_ksm_pages', { node: '0' }), one(families, 'node_ksmd_pages_shared'), 'one node holds every KSM page');
 

@@ -39,6 +39,8 @@ export async function run(args: string[]): Promise<number> {
       throw explain(err, `cannot write ${html}: ${(err as NodeJS.ErrnoException).code ?? 'error'} on ${dir}`);
     });
   }
+  // Progress lines must never kill the run (and skip restoring ksmd's knobs) when stderr's reader goes away.
+  process.stderr.on('error', () => undefined);
   const sampler = html === undefined ? undefined : new Sampler(hostSource(), { intervalMs: 250, capacity: 4000 });
   sampler?.start();
   let result;

@@ -10,6 +10,7 @@ import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { parseKsmStat } from '../ksm/process.js';
 import type { KsmSettingsInput } from '../ksm/knobs.js';
 import { KsmdClock } from './host.js';
+import { findOtherTuners } from '../tune/lock.js';
 import { countersFrom } from '../tune/observe.js';
 import { savedPages as policySavedPages } from '../tune/types.js';
 
@@ -46,18 +47,32 @@ export async function ksmUnavailable(ksm = new Ksm(ksmOptionsFromEnv())): Promis
   } catch {
     return `needs root: writing ${ksm.sysfsRoot}/run`;
   }
+  // The bench writes ksmd's knobs: a tuner writing them too would spoil both.
+  const others = await findOtherTuners();
+  if (others.length > 0) return `another tuner drives ksmd (${others.map((o) => `${o.what}, pid ${o.pid}`).join('; ')}): stop it first`;
   return undefined;
 }
 
-/** Saves run, pages_to_scan, sleep_millisecs and advisor_mode; returns the function that restores them. */
+/**
+ * Saves run, pages_to_scan, sleep_millisecs and advisor_mode; returns the function that restores them.
+ * Until then SIGINT, SIGTERM and SIGHUP restore them before the process exits, so an interrupted bench
+ * leaves ksmd as it found it.
+ */
 export async function holdKnobs(ksm: Ksm): Promise<() => Promise<void>> {
   const s = (await ksm.read()).settings as Record<string, number | string | undefined>;
   const saved: Record<string, number | string> = {};
   for (const k of ['advisor_mode', 'pages_to_scan', 'sleep_millisecs', 'run']) if (s[k] !== undefined) saved[k] = s[k] as number | string;
   // In scan-time advisor mode the kernel refuses pages_to_scan writes and manages it itself.
   if (saved.advisor_mode === 'scan-time') delete saved.pages_to_scan;
+  const write = (): Promise<unknown> => ksm.configure(saved as KsmSettingsInput);
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    void write().finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)));
+  };
+  for (const sig of signals) process.once(sig, onSignal);
   return async () => {
-    await ksm.configure(saved as KsmSettingsInput);
+    for (const sig of signals) process.off(sig, onSignal);
+    await write();
   };
 }
 
