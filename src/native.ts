@@ -41,6 +41,8 @@ export interface NativeScanOptions {
   sampleRate?: number;
   hashBits?: number;
   keepState?: boolean;
+  skipMissing?: boolean;
+  skipDenied?: boolean;
   procRoot?: string;
 }
 
@@ -59,7 +61,9 @@ export interface NativeTargetResult {
   sharedWithOthers: number;
   tailBytes: number;
   vanished: boolean;
+  denied: boolean;
   flagsKnown: boolean;
+  volatilityChecked: boolean;
   density: { address: Float64Array; pages: Uint32Array; duplicatePages: Uint32Array };
   state?: unknown;
 }

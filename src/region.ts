@@ -62,12 +62,15 @@ function describe(value: unknown): string {
   return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }
 
-/** The Region behind a buffer handed out by `region.buffer`, so scans can pin it. */
-const regionOfBuffer = new WeakMap<ArrayBuffer, Region>();
+/**
+ * The Region behind a buffer handed out by `region.buffer`, so scans can pin it. Held weakly: the
+ * native handle keeps its buffer alive, so a strong value here would keep every Region forever.
+ */
+const regionOfBuffer = new WeakMap<ArrayBuffer, WeakRef<Region>>();
 
 /** @internal */
 export function regionOf(buffer: ArrayBuffer): Region | undefined {
-  return regionOfBuffer.get(buffer);
+  return regionOfBuffer.get(buffer)?.deref();
 }
 
 export function roundUpToPage(bytes: number): number {
@@ -103,7 +106,7 @@ export class Region implements Disposable {
       throw new TypeError(`Region.alloc: mergeable must be a boolean, got ${describe(options.mergeable)}`);
     }
     const region = new Region(new native.RegionHandle(roundUpToPage(bytes), HUGE_CODES[huge]));
-    regionOfBuffer.set(region.handle.buffer, region);
+    regionOfBuffer.set(region.handle.buffer, new WeakRef(region));
     try {
       if (options.node !== undefined) {
         region.bind(options.node, options.policy === undefined ? {} : { policy: options.policy });

@@ -92,8 +92,7 @@ class ScanWorker : public Napi::AsyncProgressWorker<Progress> {
     Napi::Env env = Env();
     int err = job_->err != 0 ? job_->err : EIO;
     std::string what = "scanning " + (job_->what.empty() ? std::string("memory") : job_->what);
-    const char* syscall = err == EPERM || err == ESRCH ? "process_vm_readv" : "scan";
-    deferred_.Reject(ErrnoError(env, err, syscall, what).Value());
+    deferred_.Reject(ErrnoError(env, err, "scan", what).Value());
   }
 
  private:
@@ -142,7 +141,9 @@ class ScanWorker : public Napi::AsyncProgressWorker<Progress> {
       o.Set("sharedWithOthers", n(t.sharedWithOthers));
       o.Set("tailBytes", n(t.tailBytes));
       o.Set("vanished", Napi::Boolean::New(env, t.vanished));
+      o.Set("denied", Napi::Boolean::New(env, t.denied));
       o.Set("flagsKnown", Napi::Boolean::New(env, t.flagsKnown));
+      o.Set("volatilityChecked", Napi::Boolean::New(env, t.volatilityChecked));
       size_t chunks = t.density.size();
       Napi::Float64Array addr = Napi::Float64Array::New(env, chunks);
       Napi::Uint32Array pages = Napi::Uint32Array::New(env, chunks);
@@ -231,6 +232,10 @@ Napi::Value StartScan(const Napi::CallbackInfo& info) {
   job->options.hashBits = static_cast<int>(bits);
   Napi::Value keep = opts.Get("keepState");
   job->options.keepState = !keep.IsBoolean() || keep.As<Napi::Boolean>().Value();
+  Napi::Value skip = opts.Get("skipMissing");
+  job->options.skipMissing = skip.IsBoolean() && skip.As<Napi::Boolean>().Value();
+  Napi::Value denied = opts.Get("skipDenied");
+  job->options.skipDenied = denied.IsBoolean() && denied.As<Napi::Boolean>().Value();
   Napi::Value root = opts.Get("procRoot");
   if (root.IsString()) job->options.procRoot = root.As<Napi::String>().Utf8Value();
 

@@ -26,6 +26,11 @@ class Pool {
 
  private:
   void Loop() {
+    // Hashing is batch work: SCHED_BATCH keeps the same CPU share but lets an interactive thread
+    // that wakes up (Node's event loop on the same CPUs) preempt it at once.
+    sched_param param{};
+    param.sched_priority = 0;
+    sched_setscheduler(0, SCHED_BATCH, &param);
     for (;;) {
       std::function<void()> task;
       {
@@ -64,21 +69,19 @@ int DefaultThreads() {
 }
 
 void ParallelRun(int threads, const std::function<void(int)>& fn) {
-  if (threads <= 1) {
-    fn(0);
-    return;
-  }
+  // Every share runs on a pool thread, the caller (a libuv worker) only waits: all hashing then
+  // runs at the pool's batch scheduling class.
   std::mutex mu;
   std::condition_variable cv;
-  int remaining = threads - 1;
-  for (int i = 1; i < threads; i++) {
+  int remaining = threads < 1 ? 1 : threads;
+  const int n = remaining;
+  for (int i = 0; i < n; i++) {
     ThePool().Submit([&, i] {
       fn(i);
       std::lock_guard<std::mutex> lock(mu);
       if (--remaining == 0) cv.notify_one();
     });
   }
-  fn(0);
   std::unique_lock<std::mutex> lock(mu);
   cv.wait(lock, [&] { return remaining == 0; });
 }

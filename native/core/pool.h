@@ -9,8 +9,8 @@ namespace pagefuse {
 // The default number of hashing threads: the CPUs this process may run on, at most 8.
 int DefaultThreads();
 
-// Runs fn(0) … fn(threads-1) concurrently, fn(0) on the calling thread, and returns when all have
-// returned. Exceptions must not escape fn.
+// Runs fn(0) … fn(threads-1) concurrently on pool threads (scheduled SCHED_BATCH) and returns when
+// all have returned. Exceptions must not escape fn.
 void ParallelRun(int threads, const std::function<void(int)>& fn);
 
 }  // namespace pagefuse

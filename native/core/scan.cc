@@ -62,8 +62,9 @@ class Engine {
   int Prepare(std::string* what);
   void RunPass(Pass pass, std::vector<ThreadStats>* stats);
   void ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vector<unsigned char>& buf, unsigned char* scratch);
-  void ProcessPage(Pass pass, const unsigned char* page, uint64_t g, uint64_t address, const GlobalRun& run,
-                   const Item& item, const unsigned char* itemData, ThreadStats& ts, unsigned char* scratch);
+  void ProcessPage(Pass pass, const unsigned char* page, uint64_t hash, bool linesZero, uint64_t g, uint64_t address,
+                   const GlobalRun& run, const Item& item, const unsigned char* itemData, ThreadStats& ts,
+                   unsigned char* scratch);
   bool Same(const unsigned char* page, uint64_t hash, uint64_t first, const Item& item, const unsigned char* itemData,
             ThreadStats& ts, unsigned char* scratch);
   const GlobalRun& RunOf(uint64_t g) const;
@@ -120,6 +121,12 @@ int Engine::Prepare(std::string* what) {
       int err = ReadAnonMappings(options_.procRoot, target.pid, target.mergeableOnly, &maps);
       ResidentScan resident;
       if (err == 0) err = ReadResidentPages(options_.procRoot, target.pid, maps, &resident);
+      if ((err == ESRCH && options_.skipMissing) || (err == EPERM && options_.skipDenied)) {
+        // Gone between being listed and being scanned, or not ours to read: a target without pages.
+        (err == ESRCH ? tr.vanished : tr.denied) = true;
+        resident = ResidentScan{};
+        err = 0;
+      }
       if (err != 0) {
         *what = "process " + std::to_string(target.pid);
         return err;
@@ -219,16 +226,18 @@ bool Engine::Same(const unsigned char* page, uint64_t hash, uint64_t first, cons
   return false;
 }
 
-void Engine::ProcessPage(Pass pass, const unsigned char* page, uint64_t g, uint64_t address, const GlobalRun& run,
-                         const Item& item, const unsigned char* itemData, ThreadStats& ts, unsigned char* scratch) {
+// `hash` was computed by the caller (the prefilter hash in the prefilter pass), batched so that the
+// index's cache misses overlap.
+void Engine::ProcessPage(Pass pass, const unsigned char* page, uint64_t hash, bool linesZero, uint64_t g,
+                         uint64_t address, const GlobalRun& run, const Item& item, const unsigned char* itemData,
+                         ThreadStats& ts, unsigned char* scratch) {
   const uint32_t t = run.target;
   Counters& c = ts.t[t];
   const std::shared_ptr<const PageState>& prev = targets_[t].previous;
   uint32_t sum = 0;
 
   if (pass == Pass::kPrefilter) {
-    bool linesZero = false;
-    uint64_t pf = k_.prefilter(page, page_, seed_, &linesZero) & hashMask_;
+    const uint64_t pf = hash;
     if (VolatileCheck(t) && prev->Lookup(address, &sum) && sum != (pf & kLowMask)) {
       lows_[g] = static_cast<uint32_t>(pf) & kLowMask;
       __atomic_fetch_or(&flags_[g], kVolatile, __ATOMIC_RELAXED);
@@ -257,7 +266,7 @@ void Engine::ProcessPage(Pass pass, const unsigned char* page, uint64_t g, uint6
     }
     checkVolatile = false;  // done by the prefilter pass
   }
-  const uint64_t h = k_.hash(page, page_, seed_) & hashMask_;
+  const uint64_t h = hash;
   const uint32_t low = static_cast<uint32_t>(h) & kLowMask;
   if (checkVolatile && prev->Lookup(address, &sum) && sum != low) {
     if (lows_) lows_[g] = low;
@@ -339,6 +348,33 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
     data = buf.data();
   }
 
+  // Pages in batches: hash a batch, prefetch the index slots its hashes probe, then insert.
+  constexpr size_t kBatch = 16;
+  struct Pending {
+    const unsigned char* page;
+    uint64_t g, address, hash;
+    const GlobalRun* run;
+    bool linesZero;
+  };
+  // Two batches in flight: the slots of one are being fetched while the next one is hashed.
+  Pending batches[2][kBatch];
+  size_t counts[2] = {0, 0};
+  int cur = 0;
+  auto insert = [&](int which) {
+    for (size_t b = 0; b < counts[which]; b++) {
+      const Pending& q = batches[which][b];
+      ProcessPage(pass, q.page, q.hash, q.linesZero, q.g, q.address, *q.run, item, data, ts, scratch);
+    }
+    counts[which] = 0;
+  };
+  auto flush = [&] {
+    for (size_t b = 0; b < counts[cur]; b++) {
+      if (batches[cur][b].page != nullptr) index_->Prefetch(batches[cur][b].hash);
+    }
+    cur ^= 1;
+    insert(cur);
+  };
+  const bool fastFull = pass == Pass::kFull && flags_ && !target.process;
   uint64_t pos = 0;
   for (size_t i = 0; i < nseg; i++) {
     const GlobalRun& run = runs_[segs[i].run];
@@ -350,16 +386,35 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
         continue;
       }
       const unsigned char* page = target.process ? data + pos * page_ : target.data + address;
-      if (pass == Pass::kPrefilter && p + 4 < segs[i].pages) {
-        const unsigned char* ahead = page + 4 * page_;
-        __builtin_prefetch(ahead);
-        __builtin_prefetch(ahead + ((page_ / 4 + 192) & ~63ull));
-        __builtin_prefetch(ahead + ((page_ / 2 + 448) & ~63ull));
-        __builtin_prefetch(ahead + page_ - 64);
+      Pending& q = batches[cur][counts[cur]++];
+      q = Pending{page, g, address, 0, &run, false};
+      if (pass == Pass::kPrefilter) {
+        if (p + 4 < segs[i].pages) {
+          const unsigned char* ahead = page + 4 * page_;
+          __builtin_prefetch(ahead);
+          __builtin_prefetch(ahead + ((page_ / 4 + 192) & ~63ull));
+          __builtin_prefetch(ahead + ((page_ / 2 + 448) & ~63ull));
+          __builtin_prefetch(ahead + page_ - 64);
+        }
+        q.hash = k_.prefilter(page, page_, seed_, &q.linesZero) & hashMask_;
+      } else if (fastFull && __atomic_load_n(&flags_[g], __ATOMIC_RELAXED) != kCandidate) {
+        q.page = nullptr;  // proven unique or volatile by the prefilter: no hash needed
+      } else {
+        // The hardware prefetcher stops at page boundaries: pull in the next page line by line
+        // while this one is hashed (measured: hashing then runs at the speed of a plain read).
+        const unsigned char* next = nullptr;
+        if (target.process && pos + 1 < item.pages) next = data + (pos + 1) * page_;
+        if (!target.process && p + 1 < segs[i].pages) next = page + page_;
+        if (next != nullptr) {
+          for (uint64_t l = 0; l < page_; l += 64) __builtin_prefetch(next + l);
+        }
+        q.hash = k_.hash(page, page_, seed_) & hashMask_;
       }
-      ProcessPage(pass, page, g, address, run, item, data, ts, scratch);
+      if (counts[cur] == kBatch) flush();
     }
   }
+  flush();
+  flush();
   if (pass == Pass::kFull) {
     uint64_t done = control_.bytesDone.fetch_add(item.pages * page_, std::memory_order_relaxed) + item.pages * page_;
     if (control_.onProgress) control_.onProgress(done, control_.bytesTotal.load(std::memory_order_relaxed));
@@ -425,7 +480,7 @@ int Engine::Run(std::string* what) {
   uint64_t contents = pages_;
   if (options_.mode == ScanMode::kFast) {
     flags_.reset(new uint8_t[pages_ ? pages_ : 1]());
-    index_.reset(new ContentIndex(pages_, lows_.get(), 1, false));
+    index_.reset(new ContentIndex(pages_, lows_.get(), 1, false, options_.threads > 1));
     peak = pages_ * 5 + index_->bytes();
     RunPass(Pass::kPrefilter, &stats);
     index_.reset();
@@ -449,7 +504,7 @@ int Engine::Run(std::string* what) {
     sampleRoom = expect + 8 * static_cast<uint64_t>(std::sqrt(static_cast<double>(expect))) + 256;
     contents = sampleRoom;
   }
-  index_.reset(new ContentIndex(contents, sampled ? nullptr : lows_.get(), T, sampled));
+  index_.reset(new ContentIndex(contents, sampled ? nullptr : lows_.get(), T, sampled, options_.threads > 1));
   peak = std::max(peak, (sampled ? 0 : pages_ * 4) + (flags_ ? pages_ : 0) + index_->bytes());
   RunPass(Pass::kFull, &stats);
   if (control_.cancel.load()) return ECANCELED;
@@ -485,6 +540,7 @@ int Engine::Run(std::string* what) {
     tr.distinct = sum.distinct;
     tr.mergingPages = sum.merging;
     tr.vanished = vanished_[t].load();
+    tr.volatilityChecked = checkVolatile_[t];
     result_->sampledPages += sum.sampled;
   }
   for (const ThreadStats& s : stats) {
@@ -495,7 +551,12 @@ int Engine::Run(std::string* what) {
   // Global distinct contents, sharing between targets, and the sampled mode's spread.
   result_->sharing.assign(T, std::vector<uint64_t>(T, 0));
   std::vector<uint32_t> bits;
-  for (uint64_t s = 0; s < index_->capacity(); s++) {
+  // One target, exact or fast: the contents were counted as they were inserted.
+  const bool walk = T > 1 || sampled;
+  if (!walk) {
+    for (const ThreadStats& st : stats) result_->distinct += st.t[0].distinct;
+  }
+  for (uint64_t s = 0; walk && s < index_->capacity(); s++) {
     if (index_->Ref(s) == 0) continue;
     result_->distinct++;
     if (sampled) {
@@ -521,7 +582,7 @@ int Engine::Run(std::string* what) {
       }
     }
   }
-  if (options_.mode == ScanMode::kFast) {
+  if (walk && options_.mode == ScanMode::kFast) {
     // Pages the prefilter alone proved unique are contents of their own, outside the index.
     for (uint32_t t = 0; t < T; t++) {
       if (targets_[t].process) continue;

@@ -62,7 +62,9 @@ struct TargetResult {
   uint64_t sharedWithOthers = 0;// distinct contents also present in another target
   uint64_t tailBytes = 0;
   bool vanished = false;        // the process exited during the scan
+  bool denied = false;          // skipDenied: the process could not be read
   bool flagsKnown = false;      // kpageflags was readable: THP and zero-page mappings are known
+  bool volatilityChecked = false; // a previous state of the same kind was compared against
   std::vector<DensityChunk> density;
   std::shared_ptr<PageState> state;
 };
@@ -73,6 +75,8 @@ struct ScanOptions {
   uint32_t sampleRate = 64;   // sampled mode: keep contents whose hash is 0 modulo this (a power of 2)
   int hashBits = 64;          // tests only: a narrow hash forces collisions the byte compare must catch
   bool keepState = true;
+  bool skipMissing = false;   // a process that does not exist is a vanished target, not an error
+  bool skipDenied = false;    // a process we may not read is a denied target, not an error
   std::string procRoot = "/proc";
 };
 

@@ -12,6 +12,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   set: { summary: 'write KSM knobs (KEY=VALUE…), all or nothing', load: () => import('./set.js') },
   start: { summary: 'start ksmd (run=1)', load: () => import('./start.js') },
   stop: { summary: 'stop ksmd, keeping merged pages (run=0)', load: () => import('./stop.js') },
+  scan: { summary: 'estimate what KSM would save on processes, before it runs', load: () => import('./scan.js') },
   unmerge: { summary: 'stop ksmd and split every KSM page (run=2)', load: () => import('./unmerge.js') },
   numa: { summary: 'NUMA nodes: CPUs, memory, KSM pages, distances', load: () => import('./numa.js') },
   exec: { summary: 'run a command bound to a NUMA node, with KSM merging all its memory', load: () => import('./exec.js') },

@@ -37,6 +37,12 @@ export interface ScanOptions {
   previous?: ScanResult;
   /** sampled mode: contents whose hash is 0 modulo this are kept (a power of two, default 64). */
   sampleRate?: number;
+  /** Keep per-page checksums for a later `previous` (4 bytes per page, until the result is collected). Default true. */
+  keepState?: boolean;
+  /** A process that no longer exists becomes a vanished target with no pages instead of an ESRCH error. */
+  skipMissing?: boolean;
+  /** A process this user may not read becomes a denied target with no pages instead of an EPERM error. */
+  skipDenied?: boolean;
   /** Root of procfs, for tests. */
   procRoot?: string;
   /** Root of sysfs, for reading use_zero_pages. */
@@ -80,6 +86,8 @@ export interface TargetScan {
   tailBytes: number;
   /** The process exited during the scan: its counts cover what was read before. */
   vanished: boolean;
+  /** skipDenied: the process could not be read, so it has no pages here. */
+  denied: boolean;
   /** Whether the previous scan's checksums were used to find volatile pages. */
   volatilityChecked: boolean;
   density: DensityMap;
@@ -216,7 +224,7 @@ function checkOptions(options: ScanOptions): void {
   }
 }
 
-function nativeError(err: unknown, prepared: Prepared[], signal?: AbortSignal): Error {
+function nativeError(err: unknown, signal?: AbortSignal): Error {
   const e = err as Error & { code?: string };
   if (e?.code === 'ECANCELED') return abortError(signal);
   const m = /process (\d+)/.exec(e?.message ?? '');
@@ -225,11 +233,10 @@ function nativeError(err: unknown, prepared: Prepared[], signal?: AbortSignal): 
   if (e?.code === 'EPERM') {
     return explain(err, `scan: not allowed to read the memory of ${who}: run as root or as its owner (ptrace access; see /proc/sys/kernel/yama/ptrace_scope)`);
   }
-  void prepared;
   return e instanceof Error ? e : new PagefuseError('EUNKNOWN', String(err));
 }
 
-function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, checked: boolean): TargetScan {
+function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number): TargetScan {
   const scale = sampleRate;
   const duplicatePages = sampleRate > 1 ? (t.sampledPages - t.distinct) * scale : t.indexedPages - t.distinct;
   const out: TargetScan = {
@@ -247,7 +254,8 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, ch
     zeroMappedPages: t.zeroMappedPages,
     tailBytes: t.tailBytes,
     vanished: t.vanished,
-    volatilityChecked: checked,
+    denied: t.denied,
+    volatilityChecked: t.volatilityChecked,
     density: { chunkBytes: CHUNK_BYTES, ...t.density },
   };
   if (p.pid !== undefined) out.pid = p.pid;
@@ -262,10 +270,9 @@ function buildResult(
   threads: number,
   useZeroPages: boolean,
   sampleRate: number,
-  checked: boolean[],
 ): ScanResult {
   const M = mode === 'sampled' ? sampleRate : 1;
-  const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M, checked[i]));
+  const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M));
   const sum = (f: (t: NativeTargetResult) => number): number => r.targets.reduce((a, t) => a + f(t), 0);
   const pages = sum((t) => t.pages);
   const zeroPages = sum((t) => t.zeroPages);
@@ -330,11 +337,10 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   if (options.previous !== undefined && previous === undefined) {
     throw new TypeError('scan: previous must be a result returned by scan() in this process');
   }
-  const checked = prepared.map((p) => {
+  for (const p of prepared) {
     const state = previous?.get(p.key);
-    if (state !== undefined && mode !== 'sampled') p.spec.previous = state;
-    return p.spec.previous !== undefined;
-  });
+    if (state !== undefined) p.spec.previous = state;
+  }
   const useZeroPages = options.useZeroPages ?? readUseZeroPages(options.sysfsRoot);
   const onProgress = options.onProgress;
   const handle = native.startScan(
@@ -345,6 +351,9 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
       sampleRate,
       ...(options.hashBits === undefined ? {} : { hashBits: options.hashBits }),
       ...(options.procRoot === undefined ? {} : { procRoot: options.procRoot }),
+      ...(options.skipMissing === undefined ? {} : { skipMissing: options.skipMissing }),
+      ...(options.skipDenied === undefined ? {} : { skipDenied: options.skipDenied }),
+      ...(options.keepState === undefined ? {} : { keepState: options.keepState }),
     },
     onProgress === undefined ? undefined : (bytesDone, bytesTotal) => onProgress({ bytesDone, bytesTotal }),
   );
@@ -354,12 +363,12 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   try {
     raw = await handle.promise;
   } catch (err) {
-    throw nativeError(err, prepared, signal);
+    throw nativeError(err, signal);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
   if (signal?.aborted) throw abortError(signal);
-  const result = buildResult(raw, prepared, mode, threads, useZeroPages, sampleRate, checked);
+  const result = buildResult(raw, prepared, mode, threads, useZeroPages, sampleRate);
   const kept = new Map<unknown, unknown>();
   raw.targets.forEach((t, i) => {
     if (t.state !== undefined) kept.set(prepared[i].key, t.state);

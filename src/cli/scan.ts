@@ -1,0 +1,240 @@
+// pagefuse scan: how much KSM would save on some processes, before ksmd spends anything on it.
+import { processKsm } from '../ksm/process.js';
+import { PAGE_SIZE } from '../region.js';
+import { PagefuseError } from '../errors.js';
+import { ksmOptionsFromEnv } from '../ksm/ksm.js';
+import { scan, type ScanMode, type ScanResult, type TargetScan } from '../scan/scan.js';
+import { readablePids, vmmPids } from '../scan/pids.js';
+import { EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
+
+const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--threads N] [--json]
+
+Reads the private anonymous memory of processes (only what KSM would merge: mappings with
+MADV_MERGEABLE or PR_SET_MEMORY_MERGE, VmFlags "mg"), hashes every resident page and reports how
+many pages KSM would free, per process and in total, which processes share content, and what KSM
+has merged so far. Reading another user's process needs root.
+
+  --pid PID…         processes to scan (repeat the flag, or separate with commas)
+  --vms              processes of virtual machine monitors (qemu-system-*, qemu-kvm, firecracker,
+                     cloud-hypervisor, crosvm), found by command name
+  --all              every process this user may read
+  --mode MODE        exact (default: every page hashed, equal hashes byte-compared), fast (a
+                     partial-page prefilter first; processes are read whole, so the same as exact
+                     for them), sampled (1/--sample-rate of contents, with an error bound)
+  --sample-rate M    sampled mode: keep contents whose hash is 0 modulo M (power of 2, default 64)
+  --threads N        hashing threads (default: CPUs, at most 8)
+  --unmergeable      include private anonymous memory not marked mergeable
+  --json             machine-readable output (snake_case)
+
+What a scan cannot see: pages that change between ksmd's passes (volatile) are merged by a
+scan's estimate but not by ksmd; scan twice (the API's previous option) to leave them out.
+Zero pages inside transparent huge pages are told apart only as root (kpageflags).
+`;
+
+function parsePids(values: string[], positionals: string[]): number[] {
+  const pids: number[] = [];
+  for (const v of [...values, ...positionals].flatMap((s) => s.split(','))) {
+    if (v.trim() === '') continue;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`pagefuse scan: --pid needs process ids, got '${v}'`);
+    pids.push(n);
+  }
+  return [...new Set(pids)];
+}
+
+function progressBar(): ((p: { bytesDone: number; bytesTotal: number }) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let last = 0;
+  return ({ bytesDone, bytesTotal }) => {
+    const now = Date.now();
+    if (now - last < 100 && bytesDone < bytesTotal) return;
+    last = now;
+    const frac = bytesTotal > 0 ? bytesDone / bytesTotal : 1;
+    const width = 30;
+    const full = Math.round(frac * width);
+    process.stderr.write(
+      `\r[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${formatBytes(bytesDone)} / ${formatBytes(bytesTotal)}\x1b[K`,
+    );
+  };
+}
+
+interface KsmNow {
+  mergingPages: number;
+  zeroPages: number;
+}
+
+async function ksmNow(pid: number | undefined, procRoot: string | undefined): Promise<KsmNow | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const s = await processKsm(pid, procRoot === undefined ? {} : { procRoot });
+    return { mergingPages: s.mergingPages, zeroPages: s.zeroPages };
+  } catch {
+    return undefined;
+  }
+}
+
+function targetJson(t: TargetScan, now: KsmNow | undefined) {
+  return {
+    pid: t.pid,
+    name: t.name,
+    pages: t.pages,
+    zero_pages: t.zeroPages,
+    thp_zero_pages: t.thpZeroPages,
+    unique_pages: t.uniquePages,
+    duplicate_pages: t.duplicatePages,
+    shared_with_others: t.sharedWithOthers,
+    merging_pages: t.mergingPages,
+    volatile_pages: t.volatilePages,
+    absent_pages: t.absentPages,
+    unreadable_pages: t.unreadablePages,
+    vanished: t.vanished,
+    ksm_merging_pages: now?.mergingPages ?? null,
+    ksm_zero_pages: now?.zeroPages ?? null,
+  };
+}
+
+export function resultJson(r: ScanResult, now: (KsmNow | undefined)[]) {
+  const known = now.filter((n): n is KsmNow => n !== undefined);
+  return {
+    mode: r.mode,
+    pages: r.pages,
+    zero_pages: r.zeroPages,
+    unique_pages: r.uniquePages,
+    duplicate_pages: r.duplicatePages,
+    volatile_pages: r.volatilePages,
+    estimated_saved_pages: r.estimatedSavedPages,
+    estimated_saved_bytes: r.estimatedSavedBytes,
+    merging_pages: r.mergingPages,
+    zero_merged_pages: r.zeroMergedPages,
+    use_zero_pages: r.useZeroPages,
+    bytes_per_second: Math.round(r.bytesPerSecond),
+    seconds: r.seconds,
+    threads: r.threads,
+    collisions: r.collisions,
+    index_bytes: r.indexBytes,
+    ...(r.sampling
+      ? { sampling: { sample_rate: r.sampling.sampleRate, sampled_pages: r.sampling.sampledPages, error_bound_pages: r.sampling.errorBoundPages, confidence: r.sampling.confidence } }
+      : {}),
+    ksm: {
+      merging_pages: known.reduce((a, n) => a + n.mergingPages, 0),
+      zero_pages: known.reduce((a, n) => a + n.zeroPages, 0),
+    },
+    targets: r.targets.map((t, i) => targetJson(t, now[i])),
+    sharing: r.sharing,
+  };
+}
+
+function label(t: TargetScan): string {
+  return `${t.name ?? '?'}[${t.pid}]${t.vanished ? ' (exited)' : ''}`;
+}
+
+function printTable(r: ScanResult, now: (KsmNow | undefined)[], pageSize: number): void {
+  const rows = r.targets.map((t, i) => [
+    label(t),
+    formatBytes(t.pages * pageSize),
+    t.zeroPages,
+    t.duplicatePages,
+    t.sharedWithOthers,
+    t.mergingPages,
+    now[i] === undefined ? '-' : `${now[i]!.mergingPages}+${now[i]!.zeroPages}`,
+  ]);
+  process.stdout.write(
+    `${formatTable(['process', 'scanned', 'zero', 'dup inside', 'shared w/ others', 'merging (est.)', 'ksm now (merging+zero)'], rows)}\n\n`,
+  );
+  if (r.targets.length > 1 && r.targets.length <= 16) {
+    const names = r.targets.map((t) => String(t.pid));
+    const matrix = r.sharing.map((row, i) => [names[i], ...row.map((v, j) => (i === j ? '-' : v))]);
+    process.stdout.write(`contents in common (pages):\n${formatTable(['', ...names], matrix)}\n\n`);
+  }
+  const known = now.filter((n): n is KsmNow => n !== undefined);
+  const merged = known.reduce((a, n) => a + n.mergingPages + n.zeroPages, 0);
+  const bound = r.sampling ? ` ± ${formatBytes(r.sampling.errorBoundPages * pageSize)}` : '';
+  process.stdout.write(
+    `estimate: KSM would free ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned` +
+      ` — ${r.duplicatePages} duplicate pages, ${r.zeroPages} zero pages (use_zero_pages=${r.useZeroPages ? 1 : 0})\n` +
+      `predicted ksm_merging_pages + ksm_zero_pages: ${r.mergingPages + r.zeroMergedPages}; merged so far: ${merged}\n` +
+      `scanned at ${formatBytes(r.bytesPerSecond)}/s on ${r.threads} thread(s), mode ${r.mode}${r.collisions ? `, ${r.collisions} hash collisions caught` : ''}\n`,
+  );
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values, positionals } = parse('scan', args, {
+    options: {
+      pid: { type: 'string', multiple: true },
+      vms: { type: 'boolean' },
+      all: { type: 'boolean' },
+      mode: { type: 'string' },
+      'sample-rate': { type: 'string' },
+      threads: { type: 'string' },
+      unmergeable: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    allowPositionals: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return EXIT_OK;
+  }
+  const sources = [values.pid !== undefined, values.vms === true, values.all === true].filter(Boolean).length;
+  if (sources !== 1) throw new UsageError('pagefuse scan: give exactly one of --pid PID…, --vms, --all');
+  if (positionals.length > 0 && values.pid === undefined) {
+    throw new UsageError(`pagefuse scan: unexpected argument '${positionals[0]}'`);
+  }
+  const mode = (values.mode ?? 'exact') as ScanMode;
+  if (!['exact', 'fast', 'sampled'].includes(mode)) {
+    throw new UsageError(`pagefuse scan: --mode must be exact, fast or sampled, got '${values.mode}'`);
+  }
+  const threads = intFlag('scan', 'threads', values.threads, 1, 64);
+  const sampleRate = intFlag('scan', 'sample-rate', values['sample-rate'], 1, 2 ** 30);
+  if (sampleRate !== undefined && (sampleRate & (sampleRate - 1)) !== 0) {
+    throw new UsageError(`pagefuse scan: --sample-rate must be a power of two, got ${sampleRate}`);
+  }
+  const { procRoot } = ksmOptionsFromEnv();
+  const listed = values.pid !== undefined;
+  const pids = listed ? parsePids(values.pid ?? [], positionals) : values.vms ? vmmPids(procRoot) : readablePids(procRoot);
+  if (pids.length === 0) {
+    throw new PagefuseError('ESRCH', values.vms ? 'no virtual machine monitor processes found (qemu-system-*, qemu-kvm, firecracker, cloud-hypervisor, crosvm)' : 'no processes to scan');
+  }
+  const mergeableOnly = !values.unmergeable;
+  const onProgress = values.json ? undefined : progressBar();
+  const ac = new AbortController();
+  const onSigint = (): void => ac.abort();
+  process.once('SIGINT', onSigint);
+  let result: ScanResult;
+  try {
+    result = await scan(
+      pids.map((pid) => ({ pid, mergeableOnly })),
+      {
+        mode,
+        signal: ac.signal,
+        skipMissing: !listed,
+        skipDenied: !listed,
+        keepState: false,
+        ...(threads === undefined ? {} : { threads }),
+        ...(sampleRate === undefined ? {} : { sampleRate }),
+        ...(procRoot === undefined ? {} : { procRoot }),
+        ...(onProgress === undefined ? {} : { onProgress }),
+      },
+    );
+  } finally {
+    process.off('SIGINT', onSigint);
+    if (onProgress) process.stderr.write('\r\x1b[K');
+  }
+  // --all and --vms list only processes that hold memory worth scanning.
+  if (!listed) {
+    const keep = result.targets.map((t) => t.pages > 0);
+    result = {
+      ...result,
+      targets: result.targets.filter((_, i) => keep[i]),
+      sharing: result.sharing.filter((_, i) => keep[i]).map((row) => row.filter((_, j) => keep[j])),
+    };
+  }
+  const now = await Promise.all(result.targets.map((t) => ksmNow(t.pid, procRoot)));
+  if (values.json) {
+    printJson(resultJson(result, now));
+  } else {
+    printTable(result, now, PAGE_SIZE);
+  }
+  return EXIT_OK;
+}

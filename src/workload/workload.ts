@@ -1,0 +1,188 @@
+// Generated multi-process workloads with known duplicate structure, for tests, benches and the
+// tuner: each child holds a common "guest image" shared by all, zero pages, pages of its own, and
+// pages it rewrites at a chosen rate. Children are stopped with stop(), and die with their parent.
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PagefuseError } from '../errors.js';
+import { mix } from './content.js';
+
+export interface WorkloadSpec {
+  /** Number of child processes. */
+  processes: number;
+  /** Pages of the common image, identical in every child (distinct from each other). */
+  imagePages: number;
+  /** Zero-filled pages per child, written so they are resident. */
+  zeroPages?: number;
+  /** Pages per child with content of its own. */
+  uniquePages?: number;
+  /** Pages per child rewritten every rewriteIntervalMs (0: written once). */
+  volatilePages?: number;
+  rewriteIntervalMs?: number;
+  /** Seed of the image and of each child's own pages (different seeds: different images). */
+  seed?: number;
+  /** MADV_MERGEABLE on the memory. Default true. */
+  mergeable?: boolean;
+  /** Transparent huge pages for the memory. Default 'never' (keeps KSM's counts exact). */
+  hugepages?: 'default' | 'never' | 'always';
+  /** How long to wait for the children to be ready. Default 30 s. */
+  timeoutMs?: number;
+}
+
+/** @internal The spec each child gets. */
+export interface ChildSpec {
+  imagePages: number;
+  zeroPages: number;
+  uniquePages: number;
+  volatilePages: number;
+  rewriteIntervalMs: number;
+  imageSeed: number;
+  seed: number;
+  mergeable: boolean;
+  hugepages: 'default' | 'never' | 'always';
+}
+
+/** @internal The child's first message. */
+export interface ChildReady {
+  type: 'ready';
+  pid: number;
+  pages: number;
+}
+
+/** What an exact scan of all children (mergeable memory only) must find, and what ksmd can merge. */
+export interface WorkloadExpectation {
+  pages: number;
+  zeroPages: number;
+  /** Pages that change between scans (and that ksmd will not keep merged). */
+  volatilePages: number;
+  /** Distinct non-zero stable contents: the image once, every child's own pages. */
+  uniquePages: number;
+  /** Stable non-zero pages beyond the first copy of each content: (processes − 1) × imagePages. */
+  duplicatePages: number;
+  /** Pages of contents present twice or more (what Σ ksm_merging_pages reaches, zero pages aside). */
+  mergingPages: number;
+}
+
+export interface WorkloadChild {
+  pid: number;
+  pages: number;
+}
+
+function childEntry(): { path: string; execArgv: string[] } {
+  const js = fileURLToPath(new URL('./child.js', import.meta.url));
+  if (existsSync(js)) return { path: js, execArgv: [] };
+  // Running from the TypeScript sources (tests, benches through tsx).
+  return { path: fileURLToPath(new URL('./child.ts', import.meta.url)), execArgv: ['--import', 'tsx'] };
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Children also exit when the IPC channel closes; this covers a parent that exits normally first.
+  process.on('exit', () => {
+    for (const c of live) c.kill('SIGKILL');
+  });
+}
+
+export class Workload {
+  readonly children: readonly WorkloadChild[];
+  readonly expected: WorkloadExpectation;
+  private readonly procs: ChildProcess[];
+  private stopped = false;
+
+  private constructor(procs: ChildProcess[], children: WorkloadChild[], expected: WorkloadExpectation) {
+    this.procs = procs;
+    this.children = children;
+    this.expected = expected;
+  }
+
+  get pids(): number[] {
+    return this.children.map((c) => c.pid);
+  }
+
+  static async start(spec: WorkloadSpec): Promise<Workload> {
+    const n = spec.processes;
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new RangeError(`Workload: processes must be 1 to 256, got ${String(n)}`);
+    const child: ChildSpec = {
+      imagePages: spec.imagePages,
+      zeroPages: spec.zeroPages ?? 0,
+      uniquePages: spec.uniquePages ?? 0,
+      volatilePages: spec.volatilePages ?? 0,
+      rewriteIntervalMs: spec.rewriteIntervalMs ?? 0,
+      imageSeed: spec.seed ?? 1,
+      seed: 0,
+      mergeable: spec.mergeable ?? true,
+      hugepages: spec.hugepages ?? 'never',
+    };
+    for (const [k, v] of Object.entries(child)) {
+      if (typeof v === 'number' && (!Number.isInteger(v) || v < 0)) throw new RangeError(`Workload: ${k} must be a whole number ≥ 0, got ${v}`);
+    }
+    installExitHook();
+    const entry = childEntry();
+    const procs: ChildProcess[] = [];
+    const ready: Promise<ChildReady>[] = [];
+    for (let i = 0; i < n; i++) {
+      const mine: ChildSpec = { ...child, seed: mix(spec.seed ?? 1, i + 1) };
+      const cp = fork(entry.path, [JSON.stringify(mine)], { execArgv: entry.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      live.add(cp);
+      cp.once('exit', () => live.delete(cp));
+      procs.push(cp);
+      ready.push(
+        new Promise<ChildReady>((resolve, reject) => {
+          cp.once('message', (m) => resolve(m as ChildReady));
+          cp.once('error', reject);
+          cp.once('exit', (code, signal) => reject(new PagefuseError('ECHILD', `Workload: child ${i} exited early (${signal ?? code})`)));
+        }),
+      );
+    }
+    const timeoutMs = spec.timeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const reports = await Promise.race([
+        Promise.all(ready),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new PagefuseError('ETIMEDOUT', `Workload: children not ready after ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+      const I = child.imagePages;
+      const expected: WorkloadExpectation = {
+        pages: n * (I + child.zeroPages + child.uniquePages + child.volatilePages),
+        zeroPages: n * child.zeroPages,
+        volatilePages: n * child.volatilePages,
+        uniquePages: I + n * child.uniquePages,
+        duplicatePages: (n - 1) * I,
+        mergingPages: n > 1 ? n * I : 0,
+      };
+      return new Workload(procs, reports.map((r) => ({ pid: r.pid, pages: r.pages })), expected);
+    } catch (err) {
+      for (const cp of procs) cp.kill('SIGKILL');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Stops every child and waits until they have exited. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.all(
+      this.procs.map(
+        (cp) =>
+          new Promise<void>((resolve) => {
+            if (cp.exitCode !== null || cp.signalCode !== null) return resolve();
+            cp.once('exit', () => resolve());
+            cp.kill('SIGKILL');
+          }),
+      ),
+    );
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+

@@ -1,0 +1,66 @@
+// pagefuse scan, run as a user would (node --import tsx src/cli/bin.ts).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { Workload } from '../src/workload/workload.js';
+import { holdKsmLockForFile } from './helpers/hold-lock.js';
+
+holdKsmLockForFile(); // the workload children hold mergeable memory
+
+const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
+
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', BIN, 'scan', ...args], (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+test('pagefuse scan --pid prints a table per process, the sharing matrix and the estimate', async () => {
+  const w = await Workload.start({ processes: 2, imagePages: 512, zeroPages: 10, uniquePages: 100, seed: 77 });
+  try {
+    const r = await cli('--pid', String(w.pids[0]), '--pid', String(w.pids[1]));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`node\\[${w.pids[0]}\\]`));
+    assert.match(r.stdout, /contents in common \(pages\):/);
+    assert.match(r.stdout, /estimate: KSM would free .* \((512 \+ )?\d+ pages\)/);
+    assert.match(r.stdout, /merged so far: \d+/);
+
+    const j = await cli('--pid', w.pids.join(','), '--json', '--mode', 'fast');
+    assert.equal(j.code, 0, j.stderr);
+    const out = JSON.parse(j.stdout);
+    assert.equal(out.mode, 'fast');
+    assert.equal(out.pages, w.expected.pages);
+    assert.equal(out.zero_pages, 20);
+    assert.equal(out.duplicate_pages, 512);
+    assert.equal(out.unique_pages, w.expected.uniquePages);
+    assert.deepEqual(out.sharing, [[0, 512], [512, 0]]);
+    assert.equal(out.targets[0].pid, w.pids[0]);
+    assert.equal(out.targets[0].shared_with_others, 512);
+    assert.equal(typeof out.estimated_saved_bytes, 'number');
+    assert.equal(typeof out.bytes_per_second, 'number');
+    assert.equal(typeof out.targets[0].ksm_merging_pages, 'number');
+
+    const all = await cli('--all', '--json');
+    assert.equal(all.code, 0, all.stderr);
+    const pids = JSON.parse(all.stdout).targets.map((t: { pid: number }) => t.pid);
+    for (const pid of w.pids) assert.ok(pids.includes(pid), `--all lists ${pid}`);
+  } finally {
+    await w.stop();
+  }
+});
+
+test('pagefuse scan: usage errors exit 2, a missing process exits 1 with one line', async () => {
+  for (const args of [[], ['--all', '--vms'], ['--pid', 'abc'], ['--all', '--mode', 'slow'], ['--all', '--sample-rate', '3'], ['--all', 'extra']]) {
+    const r = await cli(...args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+  }
+  const gone = await cli('--pid', '4194000');
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /^pagefuse scan: scan: process 4194000 does not exist/);
+  const help = await cli('--help');
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /usage: pagefuse scan/);
+});

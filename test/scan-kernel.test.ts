@@ -1,0 +1,83 @@
+// The estimate against the kernel: what scan() predicts before ksmd runs, and what ksmd reaches.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { processKsm, scan, type Ksm } from '../src/index.js';
+import { Workload } from '../src/workload/workload.js';
+import { withKsm } from './helpers/ksm.js';
+
+async function merged(pids: number[]): Promise<{ merging: number; zero: number }> {
+  const stats = await Promise.all(pids.map((pid) => processKsm(pid)));
+  return {
+    merging: stats.reduce((a, s) => a + s.mergingPages, 0),
+    zero: stats.reduce((a, s) => a + s.zeroPages, 0),
+  };
+}
+
+/** Starts ksmd and waits until a full scan changes nothing; returns Σ ksm_merging_pages + ksm_zero_pages. */
+async function converged(ksm: Ksm, pids: number[]): Promise<number> {
+  await ksm.start();
+  let last = -1;
+  for (let i = 0; i < 30; i++) {
+    await ksm.waitForFullScans(1, { timeoutMs: 30_000 });
+    const m = await merged(pids);
+    const now = m.merging + m.zero;
+    if (now === last && now > 0) return now;
+    last = now;
+  }
+  return last;
+}
+
+for (const useZeroPages of [0, 1] as const) {
+  test(`predicted merged pages agree with ksmd after convergence within 3 % (use_zero_pages=${useZeroPages})`, async (t) => {
+    await withKsm(
+      t,
+      async (ksm) => {
+        const w = await Workload.start({
+          processes: 4,
+          imagePages: 4096,
+          zeroPages: 512,
+          uniquePages: 1024,
+          volatilePages: 128,
+          rewriteIntervalMs: 10,
+          seed: 31 + useZeroPages,
+        });
+        try {
+          const targets = w.pids.map((pid) => ({ pid }));
+          const first = await scan(targets);
+          await sleep(100);
+          const r = await scan(targets, { previous: first });
+          assert.equal(r.useZeroPages, useZeroPages === 1, 'the live knob is read');
+          assert.equal(r.volatilePages, w.expected.volatilePages, 'rewritten pages are seen as volatile');
+          assert.equal(r.duplicatePages, w.expected.duplicatePages);
+          const predicted = r.mergingPages + r.zeroMergedPages;
+
+          const now = await converged(ksm, w.pids);
+          const error = Math.abs(predicted - now) / now;
+          t.diagnostic(`predicted ${predicted} pages, ksmd merged ${now} (error ${(error * 100).toFixed(2)} %)`);
+          assert.ok(error <= 0.03, `predicted ${predicted}, ksmd ${now}`);
+        } finally {
+          await w.stop();
+        }
+      },
+      { settings: { use_zero_pages: useZeroPages } },
+    );
+  });
+}
+
+test('with transparent huge pages the prediction leaves out zero-filled subpages, as ksmd does (within 3 %)', async (t) => {
+  await withKsm(t, async (ksm) => {
+    const w = await Workload.start({ processes: 2, imagePages: 2048, zeroPages: 2048, hugepages: 'always', seed: 41 });
+    try {
+      const r = await scan(w.pids.map((pid) => ({ pid })));
+      assert.ok(r.targets.every((x) => x.thpZeroPages > 0), 'the zero pages sit in huge pages');
+      const predicted = r.mergingPages + r.zeroMergedPages;
+      const now = await converged(ksm, w.pids);
+      const error = Math.abs(predicted - now) / now;
+      t.diagnostic(`predicted ${predicted} pages (${r.zeroPages} zero, ${r.targets.reduce((a, x) => a + x.thpZeroPages, 0)} inside huge pages), ksmd merged ${now} (error ${(error * 100).toFixed(2)} %)`);
+      assert.ok(error <= 0.03, `predicted ${predicted}, ksmd ${now}`);
+    } finally {
+      await w.stop();
+    }
+  });
+});

@@ -1,0 +1,111 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { scan } from '../src/index.js';
+import { Workload } from '../src/workload/workload.js';
+import { holdKsmLockForFile } from './helpers/hold-lock.js';
+
+holdKsmLockForFile(); // the workload children hold mergeable memory
+
+test('a pid scan of a workload child finds exactly the memory it holds', async () => {
+  const w = await Workload.start({ processes: 1, imagePages: 300, zeroPages: 40, uniquePages: 200 });
+  try {
+    for (const mode of ['exact', 'fast'] as const) {
+      const r = await scan({ pid: w.pids[0] }, { mode, useZeroPages: true });
+      const t = r.targets[0];
+      assert.equal(t.pid, w.pids[0]);
+      assert.equal(t.name, 'node');
+      assert.equal(t.pages, 540, mode);
+      assert.equal(t.zeroPages, 40);
+      assert.equal(t.uniquePages, 500);
+      assert.equal(t.duplicatePages, 0);
+      assert.equal(t.absentPages, 0);
+      assert.equal(t.vanished, false);
+      assert.equal(r.estimatedSavedPages, 40);
+    }
+  } finally {
+    await w.stop();
+  }
+});
+
+test('several processes in one scan: image pages shared pairwise, own pages not', async () => {
+  const w = await Workload.start({ processes: 3, imagePages: 256, zeroPages: 16, uniquePages: 64, seed: 5 });
+  try {
+    const r = await scan(w.pids.map((pid) => ({ pid })), { useZeroPages: false });
+    const e = w.expected;
+    assert.equal(r.pages, e.pages);
+    assert.equal(r.zeroPages, e.zeroPages);
+    assert.equal(r.uniquePages, e.uniquePages);
+    assert.equal(r.duplicatePages, e.duplicatePages);
+    assert.equal(r.mergingPages, e.mergingPages + e.zeroPages);
+    assert.deepEqual(r.sharing, [
+      [0, 256, 256],
+      [256, 0, 256],
+      [256, 256, 0],
+    ]);
+    assert.deepEqual(r.targets.map((t) => t.sharedWithOthers), [256, 256, 256]);
+    assert.equal(r.estimatedSavedPages, e.duplicatePages + e.zeroPages - 1);
+  } finally {
+    await w.stop();
+  }
+});
+
+test('a process that exits during its scan ends that target cleanly', async () => {
+  const w = await Workload.start({ processes: 1, imagePages: 64 * 1024, seed: 9 }); // 256 MiB
+  const pid = w.pids[0];
+  let killed = false;
+  const r = await scan({ pid }, {
+    threads: 1,
+    onProgress: () => {
+      if (!killed) {
+        killed = true;
+        process.kill(pid, 'SIGKILL');
+      }
+    },
+  });
+  await w.stop();
+  const t = r.targets[0];
+  assert.equal(t.vanished, true);
+  assert.ok(t.pages < 64 * 1024, `${t.pages} pages read before it went`);
+  await assert.rejects(scan({ pid }), { code: 'ESRCH' });
+});
+
+test('reading another user\'s process without the rights is a clear EPERM', async () => {
+  // A child running as nobody scans this (root-owned) process.
+  const script = `
+    import { scan } from ${JSON.stringify(fileURLToPath(new URL('../src/index.ts', import.meta.url)))};
+    try { await scan({ pid: ${process.pid} }); console.log(JSON.stringify({ ok: true })); }
+    catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    uid: 65534,
+    gid: 65534,
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    env: { ...process.env, HOME: '/tmp' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0, err);
+  const res = JSON.parse(out.trim().split('\n').at(-1) ?? '{}');
+  assert.equal(res.code, 'EPERM');
+  assert.match(res.message, /not allowed to read the memory of process \d+: run as root/);
+});
+
+test('zero pages inside transparent huge pages are told apart (root: kpageflags) and left out of the estimate', async () => {
+  const w = await Workload.start({ processes: 1, imagePages: 0, zeroPages: 4096, hugepages: 'always', seed: 12 }); // 16 MiB
+  try {
+    const r = await scan({ pid: w.pids[0] }, { useZeroPages: true });
+    const t = r.targets[0];
+    assert.equal(t.zeroPages, 4096);
+    // A 16 MiB MADV_HUGEPAGE mapping holds at least six aligned 2 MiB extents, each a huge page here.
+    assert.ok(t.thpZeroPages >= 6 * 512, `${t.thpZeroPages} zero pages inside huge pages`);
+    assert.equal(r.estimatedSavedPages, 4096 - t.thpZeroPages, 'ksmd does not merge zero-filled huge-page subpages');
+  } finally {
+    await w.stop();
+  }
+});
