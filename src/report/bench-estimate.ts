@@ -54,14 +54,23 @@ export async function ksmUnavailable(ksm = new Ksm(ksmOptionsFromEnv())): Promis
 }
 
 /**
- * Saves run, pages_to_scan, sleep_millisecs and advisor_mode; returns the function that restores them.
- * Until then SIGINT, SIGTERM and SIGHUP restore them before the process exits, so an interrupted bench
- * leaves ksmd as it found it.
+ * Saves run, pages_to_scan, sleep_millisecs, advisor_mode and use_zero_pages, then sets the bench's
+ * baseline (advisor_mode none, use_zero_pages 0, so every run counts the same way); returns the function
+ * that restores them. Until then SIGINT, SIGTERM and SIGHUP restore them before the process exits, so an
+ * interrupted bench leaves ksmd as it found it.
  */
+/** advisor_mode none and use_zero_pages 0, where the kernel has them. */
+export function benchBaseline(found: Record<string, unknown>): KsmSettingsInput {
+  const out: KsmSettingsInput = {};
+  if (found.advisor_mode !== undefined) out.advisor_mode = 'none';
+  if (found.use_zero_pages !== undefined) out.use_zero_pages = 0;
+  return out;
+}
+
 export async function holdKnobs(ksm: Ksm): Promise<() => Promise<void>> {
   const s = (await ksm.read()).settings as Record<string, number | string | undefined>;
   const saved: Record<string, number | string> = {};
-  for (const k of ['advisor_mode', 'pages_to_scan', 'sleep_millisecs', 'run']) if (s[k] !== undefined) saved[k] = s[k] as number | string;
+  for (const k of ['advisor_mode', 'use_zero_pages', 'pages_to_scan', 'sleep_millisecs', 'run']) if (s[k] !== undefined) saved[k] = s[k] as number | string;
   // In scan-time advisor mode the kernel refuses pages_to_scan writes and manages it itself.
   if (saved.advisor_mode === 'scan-time') delete saved.pages_to_scan;
   const write = (): Promise<unknown> => ksm.configure(saved as KsmSettingsInput);
@@ -70,6 +79,7 @@ export async function holdKnobs(ksm: Ksm): Promise<() => Promise<void>> {
     void write().finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)));
   };
   for (const sig of signals) process.once(sig, onSignal);
+  await ksm.configure(benchBaseline(saved));
   return async () => {
     for (const sig of signals) process.off(sig, onSignal);
     await write();
@@ -134,9 +144,7 @@ export async function benchEstimate(sizes: GuestSizes, timeoutS: number): Promis
     const cpu0 = await clock.cpuSeconds();
     const base = savedPages((await ksm.read()).counters);
     for (const r of regions) r.advise('mergeable');
-    const fast: KsmSettingsInput = { pages_to_scan: 20000, sleep_millisecs: 0, run: 1 };
-    const advisor = (await ksm.read()).settings.advisor_mode;
-    await ksm.configure(advisor === undefined ? fast : { advisor_mode: 'none', ...fast });
+    await ksm.configure({ pages_to_scan: 20000, sleep_millisecs: 0, run: 1 });
     const t0 = performance.now();
     let merging = 0;
     let lastChange = t0;

@@ -7,7 +7,7 @@ import { PAGE_SIZE } from '../region.js';
 import { scan } from '../scan/scan.js';
 import { Tuner } from '../tune/tuner.js';
 import { defaultConfig } from '../tune/config.js';
-import { disposeGuests, holdKnobs, makeGuests, savedPages, selfMergingPages, type GuestSizes } from './bench-estimate.js';
+import { benchBaseline, disposeGuests, holdKnobs, makeGuests, savedPages, selfMergingPages, type GuestSizes } from './bench-estimate.js';
 import { KsmdClock } from './host.js';
 import type { TunerResult, TunerRow } from './bench.js';
 
@@ -55,7 +55,7 @@ function drivers(quick: boolean): Driver[] {
 }
 
 async function runDriver(ksm: Ksm, driver: Driver, sizes: GuestSizes, capS: number): Promise<TunerRow> {
-  await ksm.configure({ run: 0, pages_to_scan: 100, sleep_millisecs: 20 });
+  await ksm.configure({ ...benchBaseline((await ksm.read()).settings), run: 0, pages_to_scan: 100, sleep_millisecs: 20 });
   const guests = makeGuests(sizes);
   try {
     const estimate = await scan(guests, { mode: 'exact' });

@@ -145,7 +145,7 @@ export function benchText(r: BenchResult): string {
           ['saved pages', e.predicted_saved_pages, e.ksmd_saved_pages, `${e.saved_error_percent} %`],
         ],
       ),
-      `  ${e.guests} guests, ${(e.bytes / MiB).toFixed(0)} MiB; scan ${e.scan_seconds} s; ksmd ${e.ksmd_seconds} s at 20000 pages / 0 ms` +
+      `  ${e.guests} guests, ${(e.bytes / MiB).toFixed(0)} MiB; scan ${e.scan_seconds} s; ksmd ${e.ksmd_seconds} s at 20000 pages / 0 ms, use_zero_pages 0` +
         `${e.ksmd_cpu_seconds === null ? '' : `, ${e.ksmd_cpu_seconds} CPU-s`}${e.converged ? '' : ' (did not converge in time)'}`,
     );
   }
