@@ -30,7 +30,8 @@ const NOTHING: GuestSizes = quick
   ? { commonMiB: 0, uniqueMiB: 82, zeroMiB: 0, changingMiB: 1 }
   : { commonMiB: 0, uniqueMiB: 328, zeroMiB: 0, changingMiB: 4 };
 const TIMEOUT_S = quick ? 150 : 400;
-const NOTHING_S = quick ? 30 : 150;
+// Long enough for ksmtuned's first interval to pass and a few more after it.
+const NOTHING_S = Math.max(quick ? 30 : 150, (3 * 60) / timeScale);
 const GiB = 1024 ** 3;
 
 const ksm = new Ksm();

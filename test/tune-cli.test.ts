@@ -123,3 +123,13 @@ test('the host lock: one holder, a stale lock (dead or foreign pid) is taken ove
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('--once --dry-run --json: one decision line and the host lock released (dry runs write nothing: see tune-tuner)', () => {
+  const r = cli(['--once', '--dry-run', '--json', '--policy', 'ksmtuned']);
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(lines.length, 1);
+  assert.deepEqual([lines[0].event, lines[0].policy, lines[0].dry_run], ['decision', 'ksmtuned', true]);
+  assert.match((lines[0].reasons as string[])[0], /^total \d+$/);
+  assert.equal(existsSync('/run/pagefuse/tune.lock'), false);
+});

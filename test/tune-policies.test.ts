@@ -101,7 +101,7 @@ test('ksmtuned: exact sums on a 4 TiB host with 3.5 TiB of VMs (the script overf
 
 const CFG: AdaptiveConfig = { cpuBudget: 0.25, minSavingsBytes: 64 * 1024 * 1024, availablePercent: 20, pressureAvg10: 10 };
 const VMS = [vm(1, 'qemu', 512 * 1024), vm(2, 'qemu', 512 * 1024)];
-const est = (savedMiB: number, at = 0) => ({ at, savedPages: savedMiB * MiB_PAGES, pages: 1024 * MiB_PAGES, volatility: 0, complete: true });
+const est = (savedMiB: number, at = 0) => ({ at, savedPages: savedMiB * MiB_PAGES, mergingPages: 2 * savedMiB * MiB_PAGES, pages: 1024 * MiB_PAGES, volatility: 0, complete: true });
 
 test('adaptive: no VMs or no estimate yet keeps ksmd stopped and asks for scans; little to save keeps it stopped', () => {
   let r = adaptive(obs(), initialAdaptiveState(), CFG);
@@ -148,7 +148,7 @@ test('adaptive: runs at the budgeted pace, learns ksmd throughput, stops when me
   // A pass that adds nothing (< 0.5 % of the estimate): flattened, stop.
   r = step({ time: 8000, counters: { full_scans: 14, pages_scanned: 5_000_000, pages_sharing: 397 * MiB_PAGES }, ksmdCpuSeconds: 13 });
   assert.deepEqual(r.decision.knobs, { run: 0 });
-  assert.match(r.reasons.at(-1)!, /merging flattened: last pass added 1\.0 MiB, saved is 99\.3% of the estimate: ksmd stopped/);
+  assert.match(r.reasons.at(-1)!, /merging flattened: the last pass added 1\.0 MiB, saved is 99\.3% of the estimate: ksmd stopped/);
   // The same estimate later: nothing new, stays stopped.
   r = step({ time: 20000, counters: { full_scans: 14, pages_sharing: 397 * MiB_PAGES }, ksmdCpuSeconds: 13 });
   assert.deepEqual(r.decision.knobs, { run: 0 });
@@ -157,6 +157,17 @@ test('adaptive: runs at the budgeted pace, learns ksmd throughput, stops when me
   r = step({ time: 21000, estimate: est(600, 21000), counters: { full_scans: 14, pages_sharing: 397 * MiB_PAGES }, ksmdCpuSeconds: 13 });
   assert.equal(r.decision.knobs.run, 1);
   assert.match(r.reasons.at(-2)!, /203\.0 MiB left to merge: ksmd started/);
+});
+
+test("adaptive: progress is the VMs' own merged pages (ksm_stat), not the host-wide count other KSM users inflate", () => {
+  const withStat = (merging: number): VmInfo[] => VMS.map((v) => ({ ...v, ksm: { rmapItems: 0, zeroPages: 0, mergingPages: merging, profitBytes: 0 } }));
+  // Another process has 500 MiB merged host-wide; our VMs have merged nothing yet: 400 MiB left.
+  let r = adaptive(obs({ vms: withStat(0), estimate: est(400), counters: { pages_sharing: 500 * MiB_PAGES } }), initialAdaptiveState(), CFG);
+  assert.equal(r.decision.knobs.run, 1);
+  assert.match(r.reasons[0], /^estimate 400\.0 MiB saveable, 0\.0 MiB saved/);
+  // Each VM merged 300 MiB of pages; the estimate predicts 800 MiB merging for 400 MiB saved: 300 MiB saved.
+  r = adaptive(obs({ vms: withStat(300 * MiB_PAGES), estimate: est(400), counters: { pages_sharing: 500 * MiB_PAGES } }), initialAdaptiveState(), CFG);
+  assert.match(r.reasons[0], /^estimate 400\.0 MiB saveable, 300\.0 MiB saved/);
 });
 
 test('adaptive: volatile pages dominating back off for a while, then ksmd is tried again', () => {
@@ -168,11 +179,17 @@ test('adaptive: volatile pages dominating back off for a while, then ksmd is tri
   };
   step({ time: 0, counters: { full_scans: 0 } });
   step({ time: 1000, counters: { full_scans: 1 } });
-  const r = step({ time: 2000, counters: { full_scans: 2, pages_volatile: 100_000, pages_shared: 1000, pages_sharing: 5000 } });
+  // Still merging: volatile pages alone are no reason to stop.
+  assert.equal(step({ time: 2000, counters: { full_scans: 2, pages_volatile: 100_000, pages_shared: 1000, pages_sharing: 5000 } }).decision.knobs.run, 1);
+  // Far from the estimate, flatness must last three passes.
+  for (const fs of [3, 4]) {
+    assert.equal(step({ time: fs * 1000, counters: { full_scans: fs, pages_volatile: 100_000, pages_shared: 1000, pages_sharing: 5000 } }).decision.knobs.run, 1);
+  }
+  const r = step({ time: 5000, counters: { full_scans: 5, pages_volatile: 100_000, pages_shared: 1000, pages_sharing: 5000 } });
   assert.deepEqual(r.decision.knobs, { run: 0 });
-  assert.match(r.reasons.at(-1)!, /pages_volatile \(100000\) dominates after 2 passes: backing off for 30 s/);
-  assert.match(step({ time: 12000, counters: { full_scans: 2, pages_sharing: 5000 } }).reasons.at(-1)!, /holding off .* 20 s left/);
-  assert.equal(step({ time: 33000, counters: { full_scans: 2, pages_sharing: 5000 } }).decision.knobs.run, 1);
+  assert.match(r.reasons.at(-1)!, /pages_volatile \(100000\) dominates while merging is flat after 5 passes: backing off for 30 s/);
+  assert.match(step({ time: 15000, counters: { full_scans: 5, pages_sharing: 5000 } }).reasons.at(-1)!, /holding off .* 20 s left/);
+  assert.equal(step({ time: 36000, counters: { full_scans: 5, pages_sharing: 5000 } }).decision.knobs.run, 1);
 });
 
 test('adaptive pace: duty cycle within the budget, unthrottled from one CPU up', () => {

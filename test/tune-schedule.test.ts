@@ -37,7 +37,7 @@ test('new VMs are scanned at once, most promising first; the estimate covers the
   assert.equal(s.estimate([a, b]), null);
   assert.deepEqual(s.due([a, b]).map((v) => v.pid), [2, 1], 'both new: the larger first');
   await s.run([b, a]);
-  assert.deepEqual(s.estimate([a, b]), { at: 20, savedPages: 800, pages: 2000, volatility: 0, complete: true });
+  assert.deepEqual(s.estimate([a, b]), { at: 20, savedPages: 800, mergingPages: 1000, pages: 2000, volatility: 0, complete: true });
   assert.deepEqual(s.due([a, b]), [], 'nothing due right after a scan');
   const n = vm(3, 50);
   assert.deepEqual(s.due([a, b, n]).map((v) => v.pid)[0], 3, 'a new VM comes first');
@@ -84,4 +84,29 @@ test('on a huge host a round covers the most promising VMs up to maxRoundPages',
   const s = new ScanScheduler({ scan: c.scan, scanCpuBudget: 1, pageSize: PAGE, now: c.now, maxRoundPages: 300_000 });
   const vms = [vm(1, 1024), vm(2, 512), vm(3, 256)];
   assert.deepEqual(s.due(vms).map((v) => v.pid), [1]);
+});
+
+test('steady VMs are rescanned less and less often (15 s, 30 s, 60 s … up to 240 s); a change resets the pace', async () => {
+  let merging = 500;
+  let now = 0;
+  const scan: ScanFn = async (targets) => ({
+    pages: 1000,
+    estimatedSavedBytes: 400 * PAGE,
+    targets: targets.map((t) => ({ pid: (t as { pid: number }).pid, pages: 1000, mergingPages: merging })),
+  });
+  const s = new ScanScheduler({ scan, scanCpuBudget: 1, pageSize: PAGE, now: () => now });
+  const a = vm(1, 4);
+  const waits: number[] = [];
+  let last = 0;
+  for (let i = 0; i < 7; i++) {
+    while (s.due([a]).length === 0) now += 1000;
+    waits.push((now - last) / 1000);
+    last = now;
+    await s.run([a]);
+  }
+  assert.deepEqual(waits, [0, 15, 30, 60, 120, 240, 240]);
+  merging = 900;
+  now += 240_000;
+  await s.run([a]);
+  assert.equal(s.records.get(1)?.steadyScans, 0);
 });

@@ -9,6 +9,11 @@ import type { KsmControl } from '../src/tune/observe.js';
 import type { ScanFn } from '../src/tune/schedule.js';
 import type { KsmKnobs } from '../src/tune/types.js';
 import { ProcTree } from './helpers/proc-tree.js';
+import { Region, PAGE_SIZE } from '../src/region.js';
+import { Registry } from '../src/safety/registry.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 class FakeKsm implements KsmControl {
   settings: Record<string, number | string> = { run: 0, pages_to_scan: 100, sleep_millisecs: 20, advisor_mode: 'none', advisor_max_cpu: 70 };
@@ -135,6 +140,101 @@ test('dry run decides and writes nothing; keepKnobs leaves the decided knobs; re
     assert.deepEqual([ksm.settings.run, ksm.settings.pages_to_scan, ksm.settings.sleep_millisecs], [1, 64, 10]);
   } finally {
     await keep.stop();
+    tree.dispose();
+  }
+});
+
+test('register(Region) scans the Region itself and watches this process for its merged pages; register refuses other things', async () => {
+  const { tree, ksm, config } = setup();
+  tree.add({ pid: process.pid, argv: ['node', 'test'], exe: '/usr/bin/node', comm: 'node', rssKiB: 50_000 });
+  const seen: unknown[][] = [];
+  const recording: ScanFn = async (targets, o) => {
+    seen.push(targets);
+    return scan(targets.map((t) => (t instanceof Region ? { pid: 0 } : t)), o);
+  };
+  const stateDir = mkdtempSync(join(tmpdir(), 'pf-tuner-reg-'));
+  const registry = new Registry({ stateDir, procRoot: tree.root });
+  const t = new Tuner({ ksm, scan: recording, procRoot: tree.root, config, pollMs: 100, registry, isolation: 'host' });
+  const region = Region.alloc(4 * PAGE_SIZE);
+  try {
+    t.register(region);
+    assert.throws(() => t.register('a region' as unknown as number), { name: 'TypeError', message: /expected a pid or a Region/ });
+    const first = nextDecision(t, (d) => d.estimatedBytes !== null);
+    await t.start();
+    await first;
+    const last = seen.at(-1)!;
+    assert.equal(last.includes(region), true, 'the Region is a scan target');
+    assert.deepEqual(last.filter((x) => !(x instanceof Region)).map((x) => (x as { pid: number }).pid), [300], 'this process is not scanned by pid');
+    assert.equal(t.vms.some((v) => v.pid === process.pid && v.vmm === 'registered'), true, 'this process is watched');
+    assert.deepEqual(registry.list().map((r) => [r.pid, r.via, r.merge]), [[process.pid, 'register', true]]);
+  } finally {
+    await t.stop();
+    region.dispose();
+    tree.dispose();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('isolation: zero-only never runs ksmd and refuses register(); tenant refuses a second tenant unless forced', async () => {
+  const { tree, ksm, config } = setup();
+  tree.add(QEMU(301, 'b'));
+  const stateDir = mkdtempSync(join(tmpdir(), 'pf-tuner-iso-'));
+  const registry = new Registry({ stateDir, procRoot: tree.root });
+  const zero = new Tuner({ ksm, scan, procRoot: tree.root, config, pollMs: 100, registry, isolation: 'zero-only' });
+  try {
+    assert.throws(() => zero.register(300, { tenant: 'acme' }), { code: 'ERR_ISOLATION', message: /zero-only/ });
+    const decided = nextDecision(zero, (d) => d.estimatedBytes !== null);
+    await zero.start();
+    const d = await decided;
+    assert.equal(d.knobs.run, 0, 'the scan says 1 GiB could be saved, yet ksmd stays off');
+    assert.match(d.reasons.join('\n'), /isolation is zero-only: KSM content merging stays off/);
+    assert.equal(ksm.settings.run, 0);
+    assert.equal(ksm.writes.some((w) => w.run === 1), false);
+  } finally {
+    await zero.stop();
+  }
+  const tenant = new Tuner({ ksm, scan, procRoot: tree.root, config, registry, isolation: 'tenant' });
+  try {
+    tenant.register(300, { tenant: 'acme', name: 'vm-a' });
+    tenant.register(300, { tenant: 'acme' });
+    assert.throws(() => tenant.register(301, { tenant: 'globex' }), { code: 'ERR_ISOLATION', message: /tenant 'acme' already has mergeable VMs \(pid 300\)/ });
+    assert.throws(() => tenant.register(301), { code: 'ERR_ISOLATION', message: /needs a tenant id/ });
+    assert.throws(() => tenant.register(301, { tenant: 'bad tenant' }), RangeError);
+    tenant.register(301, { tenant: 'globex', force: true });
+    assert.deepEqual(registry.list().map((r) => [r.pid, r.tenant]), [[300, 'acme'], [301, 'globex']]);
+  } finally {
+    await tenant.stop();
+    tree.dispose();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('overcommit guard: risk fires when the un-share exposure eats the margin, and again when it clears', async () => {
+  const { tree, ksm, config } = setup();
+  // meminfo: MemTotal 16 GiB, MemAvailable 10 GiB, no swap; the default threshold is 10 % of MemTotal.
+  const GiB = 1024 ** 3;
+  ksm.counters.pages_sharing = (9 * GiB) / PAGE_SIZE - 1000;
+  ksm.counters.ksm_zero_pages = 1000;
+  const t = new Tuner({ policy: 'ksmtuned', ksm, procRoot: tree.root, config, isolation: 'host' });
+  const risks: { atRisk: boolean; exposureBytes: number; marginBytes: number; thresholdBytes: number }[] = [];
+  t.on('risk', (r) => risks.push(r));
+  try {
+    await t.start();
+    const d = await t.retune();
+    assert.deepEqual(
+      [d?.risk.exposureBytes, d?.risk.availableBytes, d?.risk.marginBytes, d?.risk.thresholdBytes, d?.risk.atRisk],
+      [9 * GiB, 10 * GiB, 1 * GiB, Math.round(1.6 * GiB), true],
+    );
+    await t.retune();
+    assert.equal(risks.length, 1, 'one event on entering the risk zone, not one per decision');
+    ksm.counters.pages_sharing = (5 * GiB) / PAGE_SIZE;
+    ksm.counters.ksm_zero_pages = 0;
+    const cleared = await t.retune();
+    assert.equal(cleared?.risk.atRisk, false);
+    assert.deepEqual(risks.map((r) => [r.atRisk, r.exposureBytes]), [[true, 9 * GiB], [false, 5 * GiB]]);
+    assert.throws(() => new Tuner({ riskMarginBytes: -1 }), RangeError);
+  } finally {
+    await t.stop();
     tree.dispose();
   }
 });

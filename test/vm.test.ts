@@ -75,14 +75,18 @@ test('the watcher reports VMs that come and go, and a process that execs into qe
   const tree = new ProcTree();
   try {
     const w = new VmWatcher({ procRoot: tree.root });
-    tree.add({ pid: 200, argv: ['/usr/sbin/libvirtd'], exe: '/usr/sbin/libvirtd', startTime: 7 });
+    // Up 100 s: pid 200 started 0.5 s ago (young: looked at again), pid 50 100 s ago.
+    tree.write('uptime', '100.00 150.00\n');
+    tree.add({ pid: 50, argv: ['/usr/sbin/sshd'], exe: '/usr/sbin/sshd', startTime: 0 });
+    tree.add({ pid: 200, argv: ['/usr/sbin/libvirtd'], exe: '/usr/sbin/libvirtd', startTime: 9950 });
     let r = await w.poll(1000);
     assert.deepEqual([r.vms.length, r.added.length, r.removed.length], [0, 0, 0]);
     // libvirt forked pid 200 and now execs the emulator: same pid, same start time, new argv.
-    tree.add({ pid: 200, argv: ['/usr/bin/qemu-system-aarch64', '-name', 'guest=arm1'], exe: '/usr/bin/qemu-system-aarch64', startTime: 7 });
+    tree.add({ pid: 200, argv: ['/usr/bin/qemu-system-aarch64', '-name', 'guest=arm1'], exe: '/usr/bin/qemu-system-aarch64', startTime: 9950 });
     tree.add({ pid: 201, argv: ['firecracker', '--id', 'f1'], exe: '/usr/bin/firecracker' });
+    tree.add({ pid: 50, argv: ['/usr/bin/qemu-system-x86_64', '-name', 'never'], exe: '/usr/bin/qemu-system-x86_64', startTime: 0 });
     r = await w.poll(2000);
-    assert.deepEqual(r.added.map((v) => v.name), ['arm1', 'f1']);
+    assert.deepEqual(r.added.map((v) => v.name), ['arm1', 'f1'], 'an old process is not read again (exec after 5 s is no VM start)');
     r = await w.poll(3000);
     assert.deepEqual([r.added.length, r.removed.length, r.vms.length], [0, 0, 2]);
     tree.remove(201);

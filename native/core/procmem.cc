@@ -9,6 +9,8 @@
 #include <cstring>
 #include <algorithm>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "core/mapping.h"
 
@@ -17,6 +19,7 @@ namespace pagefuse {
 namespace {
 
 constexpr uint64_t kPresent = 1ull << 63;
+constexpr uint64_t kExclusive = 1ull << 56;
 constexpr uint64_t kPfnMask = (1ull << 55) - 1;
 constexpr uint64_t kKpfThp = 1ull << 22;
 constexpr uint64_t kKpfZeroPage = 1ull << 24;
@@ -172,14 +175,15 @@ int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<
           continue;
         }
         bool thp = (flags[i] & kKpfThp) != 0;
+        bool shared = !(entries[i] & kExclusive);
         if (!out->runs.empty()) {
           PageRun& last = out->runs.back();
-          if (last.address + last.pages * page == a && last.thp == thp) {
+          if (last.address + last.pages * page == a && last.thp == thp && last.shared == shared) {
             last.pages++;
             continue;
           }
         }
-        out->runs.push_back(PageRun{a, 1, thp});
+        out->runs.push_back(PageRun{a, 1, thp, shared});
       }
       addr += n * page;
     }
@@ -189,13 +193,31 @@ int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<
 }
 
 int ReadRemote(pid_t pid, const uint64_t* addresses, const uint64_t* lengths, size_t count, unsigned char* dst,
-               std::vector<bool>* failed) {
+               std::vector<bool>* failed, const bool* viaMem) {
   failed->assign(count, false);
   std::vector<iovec> remote(count < kIovMax ? count : kIovMax);
   size_t i = 0;
   unsigned char* out = dst;
+  std::optional<Fd> mem;
   while (i < count) {
-    size_t n = count - i < kIovMax ? count - i : kIovMax;
+    if (viaMem != nullptr && viaMem[i]) {
+      if (!mem) {
+        mem.emplace(open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+        if (mem->get() < 0) return OpenErr(errno);
+      }
+      ssize_t got = PreadFull(mem->get(), out, lengths[i], static_cast<off_t>(addresses[i]));
+      if (got != static_cast<ssize_t>(lengths[i])) {
+        // The process exited (reads then return 0 or ESRCH), or the range went away.
+        if (got < 0 && errno == ESRCH) return ESRCH;
+        std::memset(out, 0, lengths[i]);
+        (*failed)[i] = true;
+      }
+      out += lengths[i];
+      i++;
+      continue;
+    }
+    size_t n = 0;
+    while (i + n < count && n < kIovMax && !(viaMem != nullptr && viaMem[i + n])) n++;
     size_t total = 0;
     for (size_t j = 0; j < n; j++) {
       remote[j].iov_base = reinterpret_cast<void*>(addresses[i + j]);

@@ -28,6 +28,10 @@ struct PageRun {
   uint64_t address;
   uint64_t pages;
   bool thp;  // inside a transparent huge page (known only with /proc/kpageflags, as root)
+  // Not exclusively mapped (pagemap bit 56): a KSM page, or shared with a fork. Read through
+  // /proc/<pid>/mem: process_vm_readv pins pages read-only, and the kernel unshares (copies) a
+  // shared anonymous page it pins that way, undoing KSM's merge.
+  bool shared = false;
 };
 
 struct ResidentScan {
@@ -42,9 +46,11 @@ struct ResidentScan {
 int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<AnonMapping>& maps, ResidentScan* out);
 
 // Reads pages of `pid` into `dst`: `count` remote ranges (address, bytes) laid end to end in dst.
+// Ranges flagged in `viaMem` (may be null) are read from /proc/<pid>/mem, which takes no pin and
+// leaves shared pages shared; the others with process_vm_readv (faster).
 // Ranges that cannot be read are zero-filled and flagged in `failed` (one flag per range).
 // Returns 0, or ESRCH when the process is gone, EPERM when reading is refused.
 int ReadRemote(pid_t pid, const uint64_t* addresses, const uint64_t* lengths, size_t count, unsigned char* dst,
-               std::vector<bool>* failed);
+               std::vector<bool>* failed, const bool* viaMem = nullptr);
 
 }  // namespace pagefuse

@@ -30,6 +30,7 @@ struct GlobalRun {
   uint32_t target;
   uint32_t firstChunk;
   bool thp;
+  bool shared;  // not exclusively mapped: read without pinning (see PageRun)
 };
 
 struct Item {
@@ -159,7 +160,7 @@ int Engine::Prepare(std::string* what) {
         uint64_t hi = std::min((c + 1) * kChunk, r.address + r.pages * page_);
         chunkPages_[first + (c - c0)] += static_cast<uint32_t>((hi - lo) / page_);
       }
-      runs_.push_back(GlobalRun{pages_, r.address, r.pages, t, first, r.thp});
+      runs_.push_back(GlobalRun{pages_, r.address, r.pages, t, first, r.thp, r.shared});
       pages_ += r.pages;
     }
   }
@@ -212,7 +213,8 @@ bool Engine::Same(const unsigned char* page, uint64_t hash, uint64_t first, cons
   } else {
     std::vector<bool> failed;
     uint64_t len = page_;
-    if (ReadRemote(target.pid, &address, &len, 1, scratch, &failed) != 0 || failed[0]) {
+    const bool viaMem = r.shared;
+    if (ReadRemote(target.pid, &address, &len, 1, scratch, &failed, &viaMem) != 0 || failed[0]) {
       ts.unconfirmed++;
       return true;  // the first copy is gone: trust the 64-bit hash
     }
@@ -331,11 +333,13 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
   std::vector<bool> failed(nseg, false);
   if (target.process) {
     uint64_t addrs[kMaxSegments], lens[kMaxSegments];
+    bool viaMem[kMaxSegments];
     for (size_t i = 0; i < nseg; i++) {
       addrs[i] = runs_[segs[i].run].address + segs[i].offset * page_;
       lens[i] = segs[i].pages * page_;
+      viaMem[i] = runs_[segs[i].run].shared;
     }
-    int err = ReadRemote(target.pid, addrs, lens, nseg, buf.data(), &failed);
+    int err = ReadRemote(target.pid, addrs, lens, nseg, buf.data(), &failed, viaMem);
     if (err == ESRCH) {
       vanished_[t].store(true, std::memory_order_relaxed);
       return;
@@ -451,7 +455,7 @@ void Engine::BuildState(uint32_t t) {
   for (const GlobalRun& r : runs_) {
     if (r.target != t) continue;
     state->runFirst.push_back(state->sums.size());
-    state->runs.push_back(PageRun{r.address, r.pages, r.thp});
+    state->runs.push_back(PageRun{r.address, r.pages, r.thp, r.shared});
     for (uint64_t i = 0; i < r.pages; i++) {
       uint32_t v = lows_[r.global + i];
       state->sums.push_back(v == kUnknownSum ? kUnknownSum : (v & kLowMask));

@@ -4,7 +4,8 @@ import { PAGE_SIZE } from '../region.js';
 import { PagefuseError } from '../errors.js';
 import { ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { scan, type ScanMode, type ScanResult, type TargetScan } from '../scan/scan.js';
-import { readablePids, vmmPids } from '../scan/pids.js';
+import { readablePids } from '../scan/pids.js';
+import { discoverVms } from '../vm/discover.js';
 import { EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
 
 const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--threads N] [--json]
@@ -16,7 +17,8 @@ has merged so far. Reading another user's process needs root.
 
   --pid PID…         processes to scan (repeat the flag, or separate with commas)
   --vms              processes of virtual machine monitors (qemu-system-*, qemu-kvm, firecracker,
-                     cloud-hypervisor, crosvm), found by command name
+                     cloud-hypervisor, crosvm), found by executable or argv[0], named by their VM
+                     name (QEMU's -name guest=…)
   --all              every process this user may read
   --mode MODE        exact (default: every page hashed, equal hashes byte-compared), fast (a
                      partial-page prefilter first; processes are read whole, so the same as exact
@@ -192,7 +194,10 @@ export async function run(args: string[]): Promise<number> {
   }
   const { procRoot } = ksmOptionsFromEnv();
   const listed = values.pid !== undefined;
-  const pids = listed ? parsePids(values.pid ?? [], positionals) : values.vms ? vmmPids(procRoot) : readablePids(procRoot);
+  // --vms: the VMMs discovery finds (src/vm/), each named as its VMM names it (QEMU's -name guest=…).
+  const vms = values.vms ? await discoverVms(procRoot === undefined ? {} : { procRoot }) : [];
+  const names = new Map(vms.map((vm) => [vm.pid, vm.name]));
+  const pids = listed ? parsePids(values.pid ?? [], positionals) : values.vms ? vms.map((vm) => vm.pid) : readablePids(procRoot);
   if (pids.length === 0) {
     throw new PagefuseError('ESRCH', values.vms ? 'no virtual machine monitor processes found (qemu-system-*, qemu-kvm, firecracker, cloud-hypervisor, crosvm)' : 'no processes to scan');
   }
@@ -204,7 +209,7 @@ export async function run(args: string[]): Promise<number> {
   let result: ScanResult;
   try {
     result = await scan(
-      pids.map((pid) => ({ pid, mergeableOnly })),
+      pids.map((pid) => ({ pid, mergeableOnly, ...(names.has(pid) ? { name: names.get(pid)! } : {}) })),
       {
         mode,
         signal: ac.signal,

@@ -2,7 +2,7 @@
 import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { once } from 'node:events';
-import { parse, UsageError } from './common.js';
+import { formatBytes, parse, UsageError } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { acquireTuneLock, DEFAULT_LOCK_PATH, findOtherTuners } from '../tune/lock.js';
@@ -33,6 +33,8 @@ function snake(d: TuneDecision): Record<string, unknown> {
     dry_run: d.dryRun,
     reasons: d.reasons,
     rescan: d.rescan,
+    saved_bytes: d.savedBytes,
+    estimated_bytes: d.estimatedBytes,
     vms: d.vms,
   };
 }
@@ -141,6 +143,14 @@ export async function run(args: string[]): Promise<number> {
   try {
     tuner.on('decision', (d) => onDecision(d));
     tuner.on('error', (err) => log({ event: 'error', message: err.message }, `error: ${err.message}`));
+    tuner.on('risk', (r) =>
+      log(
+        { event: 'risk', at_risk: r.atRisk, exposure_bytes: r.exposureBytes, available_bytes: r.availableBytes, margin_bytes: r.marginBytes, threshold_bytes: r.thresholdBytes },
+        r.atRisk
+          ? `overcommit risk: ${formatBytes(r.exposureBytes)} would come back if every merged page were written, leaving ${formatBytes(r.marginBytes)} of MemAvailable + SwapFree (threshold ${formatBytes(r.thresholdBytes)}); add swap or admit fewer VMs`
+          : `overcommit risk cleared: margin ${formatBytes(r.marginBytes)}`,
+      ),
+    );
     tuner.on('vms', ({ added, removed }) => {
       for (const vm of added) log({ event: 'vm_added', pid: vm.pid, vmm: vm.vmm, name: vm.name, rss_bytes: vm.rssBytes }, `VM ${vm.name} (${vm.vmm}, pid ${vm.pid}) appeared`);
       for (const pid of removed) log({ event: 'vm_removed', pid }, `VM pid ${pid} exited`);
@@ -157,14 +167,15 @@ export async function run(args: string[]): Promise<number> {
     };
     const onHup = () => {
       const reload = configFile === undefined ? Promise.resolve(defaultConfig()) : loadConfig(configFile);
-      reload.then(
-        (next) => {
-          config = next;
+      reload
+        .then((next) => {
           tuner.reconfigure(next);
+          config = next;
           log({ event: 'reload', config: configFile ?? null }, `SIGHUP: config ${configFile ?? '(defaults)'} reloaded`);
-        },
-        (err: Error) => log({ event: 'error', message: `reload failed, keeping the old config: ${err.message}` }, `SIGHUP: reload failed, keeping the old config: ${err.message}`),
-      );
+        })
+        .catch((err: Error) =>
+          log({ event: 'error', message: `reload failed, keeping the old config: ${err.message}` }, `SIGHUP: reload failed, keeping the old config: ${err.message}`),
+        );
     };
     process.on('SIGUSR1', onUsr1);
     process.on('SIGHUP', onHup);

@@ -3,7 +3,7 @@
 // says can merge has merged, with ksmd's CPU over that time. Every knob is put back afterwards.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
-import { PAGE_SIZE } from '../region.js';
+import { PAGE_SIZE, type Region } from '../region.js';
 import { scan } from '../scan/scan.js';
 import { Tuner } from '../tune/tuner.js';
 import { defaultConfig } from '../tune/config.js';
@@ -14,7 +14,7 @@ import type { TunerResult, TunerRow } from './bench.js';
 interface Driver {
   policy: string;
   /** Starts driving ksmd over the guests; returns how to stop. */
-  start(ksm: Ksm, guests: object[]): Promise<() => Promise<void>>;
+  start(ksm: Ksm, guests: Region[]): Promise<() => Promise<void>>;
 }
 
 function tunerDriver(label: string, make: () => Tuner): Driver {

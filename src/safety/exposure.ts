@@ -1,7 +1,7 @@
 // Un-share exposure: what comes back if every merged page is written to. KSM lets a host commit
 // more than it has; the seed's advice is that swap must still cover committed RAM.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readMemory } from '../tune/observe.js';
+import type { MemoryInfo } from '../tune/types.js';
 
 export interface MemInfo {
   memTotal: number;
@@ -10,14 +10,18 @@ export interface MemInfo {
   swapFree: number;
 }
 
-/** /proc/meminfo in bytes (the fields pagefuse reasons with). */
-export async function readMemInfo(procRoot = '/proc'): Promise<MemInfo> {
-  const text = await readFile(join(procRoot, 'meminfo'), 'utf8');
-  const kib = (key: string): number => {
-    const m = new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(text);
-    return m ? Number(m[1]) * 1024 : 0;
+/** The fields of /proc/meminfo the exposure is reckoned with, in bytes. */
+export function memInfoBytes(m: MemoryInfo): MemInfo {
+  return {
+    memTotal: m.memTotalKiB * 1024,
+    memAvailable: m.memAvailableKiB * 1024,
+    swapTotal: (m.swapTotalKiB ?? 0) * 1024,
+    swapFree: (m.swapFreeKiB ?? 0) * 1024,
   };
-  return { memTotal: kib('MemTotal'), memAvailable: kib('MemAvailable'), swapTotal: kib('SwapTotal'), swapFree: kib('SwapFree') };
+}
+
+export async function readMemInfo(procRoot = '/proc'): Promise<MemInfo> {
+  return memInfoBytes(await readMemory(procRoot));
 }
 
 export interface ExposureInput {

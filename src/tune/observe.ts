@@ -21,6 +21,8 @@ export async function readMemory(procRoot: string): Promise<MemoryInfo> {
     memAvailableKiB: m.MemAvailable ?? (m.MemFree ?? 0) + (m.Cached ?? 0),
     buffersKiB: m.Buffers ?? 0,
     cachedKiB: m.Cached ?? 0,
+    swapTotalKiB: m.SwapTotal ?? 0,
+    swapFreeKiB: m.SwapFree ?? 0,
   };
 }
 

@@ -36,6 +36,8 @@ export interface VmRecord {
    *  changed pages where it keeps them, else |Δ savedPages| / pages. */
   volatility: number;
   scans: number;
+  /** Successive scans that found (almost) the same: each doubles the wait before the next one. */
+  steadyScans: number;
 }
 
 export interface SchedulerOptions {
@@ -43,12 +45,16 @@ export interface SchedulerOptions {
   /** CPUs the scans may use on average. */
   scanCpuBudget: number;
   pageSize: number;
-  /** Rescan a VM at least this often (ms) when the budget allows. */
+  /** Rescan a VM this long (ms) after its last scan; doubled for each steady scan, up to 16 times. */
   rescanMs?: number;
   /** Most pages one round may scan (on huge hosts a round covers the most promising VMs only). */
   maxRoundPages?: number;
   now?: () => number;
 }
+
+/** A rescan that moved the estimate by less than this share of the VM's pages counts as steady. */
+const STEADY_SHARE = 0.01;
+const MAX_STEADY_DOUBLINGS = 4;
 
 /** Scan time that may be spent at once before the budget makes the scheduler wait (ms). */
 const BURST_MS = 2_000;
@@ -61,7 +67,7 @@ export class ScanScheduler {
   private readonly rescanMs: number;
   private readonly maxRoundPages: number;
   /** What the last round found in targets that are no process (registered Regions). */
-  private extra = { savedPages: 0, pages: 0 };
+  private extra = { savedPages: 0, mergingPages: 0, pages: 0 };
   private lastRound = -Infinity;
   scanning = false;
 
@@ -99,7 +105,10 @@ export class ScanScheduler {
       .map((vm) => ({ vm, p: this.priority(vm, t) }))
       .sort((a, b) => b.p - a.p || b.vm.rssBytes - a.vm.rssBytes);
     const urgent = ranked.some(({ vm, p }) => p === Infinity || wanted.has(vm.pid));
-    const stale = ranked.some(({ vm }) => t - (this.records.get(vm.pid)?.at ?? -Infinity) >= this.rescanMs);
+    const stale = ranked.some(({ vm }) => {
+      const r = this.records.get(vm.pid);
+      return r === undefined || t - r.at >= this.rescanMs * 2 ** Math.min(r.steadyScans, MAX_STEADY_DOUBLINGS);
+    });
     if (ranked.length === 0 || (!urgent && !stale) || this.tokensMs <= 0) return [];
     const chosen: VmInfo[] = [];
     let pages = 0;
@@ -134,7 +143,8 @@ export class ScanScheduler {
     const share = (dup: number) => (dupTotal > 0 ? (savedTotal * dup) / dupTotal : 0);
     const others = outcome.targets.filter((x) => x.pid === undefined);
     this.lastRound = at;
-    this.extra = { savedPages: share(others.reduce((s, x) => s + x.mergingPages, 0)), pages: others.reduce((s, x) => s + x.pages, 0) };
+    const othersMerging = others.reduce((s, x) => s + x.mergingPages, 0);
+    this.extra = { savedPages: share(othersMerging), mergingPages: othersMerging, pages: others.reduce((s, x) => s + x.pages, 0) };
     for (const vm of vms) {
       const t = outcome.targets.find((x) => x.pid === vm.pid);
       if (t === undefined) continue;
@@ -152,6 +162,7 @@ export class ScanScheduler {
         savedPages: saved,
         volatility: same ? Math.min(1, 0.5 * prev.volatility + 0.5 * change) : 0,
         scans: same ? prev.scans + 1 : 1,
+        steadyScans: same && change < STEADY_SHARE && Math.abs(t.mergingPages - prev.mergingPages) < STEADY_SHARE * Math.max(1, t.pages) ? prev.steadyScans + 1 : 0,
       });
     }
   }
@@ -165,6 +176,7 @@ export class ScanScheduler {
   /** The estimate over the VMs alive now, or null before any of them was scanned. */
   estimate(vms: VmInfo[]): Estimate | null {
     let saved = this.extra.savedPages;
+    let merging = this.extra.mergingPages;
     let pages = this.extra.pages;
     let weightedVol = 0;
     let at = this.extra.pages > 0 ? this.lastRound : -Infinity;
@@ -174,6 +186,7 @@ export class ScanScheduler {
       if (r === undefined || r.startTime !== vm.startTime) continue;
       covered++;
       saved += r.savedPages;
+      merging += r.mergingPages;
       pages += r.pages;
       weightedVol += r.volatility * r.pages;
       at = Math.max(at, r.at);
@@ -182,6 +195,7 @@ export class ScanScheduler {
     return {
       at,
       savedPages: Math.round(saved),
+      mergingPages: merging,
       pages,
       volatility: pages > 0 ? weightedVol / pages : 0,
       complete: covered === vms.length,

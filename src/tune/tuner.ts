@@ -4,15 +4,22 @@
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { PagefuseError } from '../errors.js';
+import { Ksm } from '../ksm/ksm.js';
+import { PAGE_SIZE, Region } from '../region.js';
 import { DEFAULT_PROC_ROOT } from '../vm/procfs.js';
 import { VmWatcher, type VmInfo } from '../vm/discover.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, type PolicyName, type TuneConfig } from './config.js';
 import { Observer, knobsFrom, type KsmControl } from './observe.js';
 import { ScanScheduler, type ScanFn } from './schedule.js';
+import { createTunerScan } from './scan-adapter.js';
 import { adaptive, initialAdaptiveState, type AdaptiveConfig, type AdaptiveState } from './policies/adaptive.js';
 import { kernelAdvisor } from './policies/kernel-advisor.js';
 import { initialKsmtunedState, ksmtuned, type KsmtunedState } from './policies/ksmtuned.js';
 import { savedPages, type Decision, type KsmKnobs, type Observation } from './types.js';
+import { memInfoBytes, unshareExposure, type Exposure } from '../safety/exposure.js';
+import { THIN_MARGIN_FRACTION } from '../safety/audit.js';
+import { checkMergeAdmission, readIsolation, type Isolation } from '../safety/isolation.js';
+import { Registry, checkTenant } from '../safety/registry.js';
 
 export const DEFAULT_CPU_BUDGET = 0.25;
 const DEFAULT_ADAPTIVE_INTERVAL_MS = 2_000;
@@ -38,6 +45,33 @@ export interface TunerOptions {
   pollMs?: number;
   /** Run the first decision at once even for ksmtuned (which waits one interval, as the script does). */
   immediate?: boolean;
+  /**
+   * Which VMs may share pages (default: readIsolation(), i.e. PAGEFUSE_ISOLATION or the config file).
+   * Under 'zero-only' the tuner never runs ksmd; under 'tenant' register() refuses a second tenant.
+   */
+  isolation?: Isolation;
+  /** Where register() records processes with their tenant (default: the host's registry). */
+  registry?: Registry;
+  /**
+   * The 'risk' event fires when MemAvailable + SwapFree minus the un-share exposure falls below this
+   * many bytes. Default: 10 % of MemTotal.
+   */
+  riskMarginBytes?: number;
+}
+
+export interface RegisterOptions {
+  tenant?: string;
+  name?: string;
+  /** Register although another tenant's VMs are mergeable (isolation 'tenant'). */
+  force?: boolean;
+}
+
+/** The overcommit guard's reading: what comes back if every merged page is written. */
+export interface TuneRisk extends Exposure {
+  at: number;
+  /** The margin under which the host counts as at risk. */
+  thresholdBytes: number;
+  atRisk: boolean;
 }
 
 export interface TuneDecision {
@@ -51,7 +85,12 @@ export interface TuneDecision {
   dryRun: boolean;
   reasons: string[];
   rescan: number[];
+  /** What KSM saves now (pages_sharing + ksm_zero_pages), and what the scans say it could (null before any). */
+  savedBytes: number;
+  estimatedBytes: number | null;
   vms: { pid: number; vmm: string; name: string; rss_bytes: number }[];
+  /** The overcommit guard's reading at this decision. */
+  risk: TuneRisk;
 }
 
 export interface TuneSavings {
@@ -79,11 +118,14 @@ export declare interface Tuner {
   on(event: 'savings', listener: (s: TuneSavings) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
   on(event: 'vms', listener: (change: { added: VmInfo[]; removed: number[] }) => void): this;
+  /** Fires when the host enters (atRisk true) or leaves (atRisk false) the overcommit risk zone. */
+  on(event: 'risk', listener: (risk: TuneRisk) => void): this;
 }
 
 export class Tuner extends EventEmitter {
   readonly policy: PolicyName;
-  readonly cpuBudget: number;
+  private budget: number;
+  private readonly explicitCpuBudget: number | undefined;
   readonly dryRun: boolean;
   readonly keepKnobs: boolean;
   private config: TuneConfig;
@@ -96,7 +138,7 @@ export class Tuner extends EventEmitter {
   private readonly watcher: VmWatcher;
   private scheduler: ScanScheduler | undefined;
   private observer: Observer | undefined;
-  private readonly regions: object[] = [];
+  private readonly regions: Region[] = [];
   private state: PolicyState;
   private found: KsmKnobs | undefined;
   private readonly touched = new Set<keyof KsmKnobs>();
@@ -108,14 +150,18 @@ export class Tuner extends EventEmitter {
   private pendingRescan: number[] = [];
   private scanAbort: AbortController | undefined;
   private scanDone: Promise<void> = Promise.resolve();
-  private lastDecision: TuneDecision | undefined;
+  readonly isolation: Isolation;
+  private readonly registry: Registry;
+  private readonly riskMarginBytes: number | undefined;
+  private atRisk = false;
 
   constructor(options: TunerOptions = {}) {
     super();
     if (options === null || typeof options !== 'object') throw new TypeError(`Tuner: options must be an object, got ${String(options)}`);
     this.config = options.config ?? defaultConfig();
     this.policy = checkPolicy(options.policy ?? this.config.policy ?? 'adaptive');
-    this.cpuBudget = checkCpuBudget(options.cpuBudget ?? this.config.cpuBudget ?? DEFAULT_CPU_BUDGET, availableParallelism());
+    this.explicitCpuBudget = options.cpuBudget;
+    this.budget = checkCpuBudget(options.cpuBudget ?? this.config.cpuBudget ?? DEFAULT_CPU_BUDGET, availableParallelism());
     if (options.intervalMs !== undefined && !(Number.isFinite(options.intervalMs) && options.intervalMs > 0)) {
       throw new RangeError(`Tuner: intervalMs must be a number of ms above 0, got ${String(options.intervalMs)}`);
     }
@@ -129,10 +175,21 @@ export class Tuner extends EventEmitter {
     this.scanFn = options.scan;
     this.watcher = new VmWatcher({ procRoot: this.procRoot });
     this.state = this.initialState();
+    this.isolation = options.isolation ?? readIsolation();
+    this.registry = options.registry ?? new Registry({ procRoot: this.procRoot });
+    if (options.riskMarginBytes !== undefined && !(Number.isFinite(options.riskMarginBytes) && options.riskMarginBytes >= 0)) {
+      throw new RangeError(`Tuner: riskMarginBytes must be a number of bytes ≥ 0, got ${String(options.riskMarginBytes)}`);
+    }
+    this.riskMarginBytes = options.riskMarginBytes;
   }
 
   private initialState(): PolicyState {
     return this.policy === 'ksmtuned' ? initialKsmtunedState() : initialAdaptiveState();
+  }
+
+  /** ksmd's CPU allowance in CPUs (the option, else the config's PAGEFUSE_CPU_BUDGET, else 0.25). */
+  get cpuBudget(): number {
+    return this.budget;
   }
 
   /** ms between decisions under the current config. */
@@ -160,24 +217,17 @@ export class Tuner extends EventEmitter {
     };
   }
 
-  private async wire(): Promise<void> {
-    if (this.ksm === undefined) {
-      const { Ksm } = await import('../ksm/ksm.js');
-      this.ksm = new Ksm({ procRoot: this.procRoot });
-    }
-    const { PAGE_SIZE } = await import('../region.js');
+  private wire(): void {
+    this.ksm ??= new Ksm({ procRoot: this.procRoot });
     if (this.policy !== 'ksmtuned') {
-      if (this.scanFn === undefined) {
-        const { createTunerScan } = await import('./scan-adapter.js');
-        this.scanFn = createTunerScan();
-      }
-      this.scheduler = new ScanScheduler({ scan: this.scanFn!, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
+      this.scanFn ??= createTunerScan();
+      this.scheduler = new ScanScheduler({ scan: this.scanFn, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
     }
     this.observer = new Observer({ procRoot: this.procRoot, ksm: this.ksm, pageSize: PAGE_SIZE });
   }
 
   private async prepare(): Promise<void> {
-    await this.wire();
+    this.wire();
     this.found = knobsFrom((await this.ksm!.read()).settings);
     if (this.policy === 'kernel-advisor' && this.found.advisor_mode === undefined) {
       throw new PagefuseError('ENOTSUP', 'this kernel has no KSM scan-time advisor (/sys/kernel/mm/ksm/advisor_mode needs Linux 6.8+): use --policy adaptive');
@@ -200,7 +250,7 @@ export class Tuner extends EventEmitter {
     if (this.running) throw new PagefuseError('EBUSY', 'tuneOnce: the tuner is already running');
     await this.prepare();
     try {
-      const vms = this.watcher.vms;
+      const vms = this.scanVms();
       if (this.scheduler !== undefined && (vms.length > 0 || this.regions.length > 0)) await this.scheduler.run(vms, this.regions);
       return await this.decide();
     } finally {
@@ -232,9 +282,14 @@ export class Tuner extends EventEmitter {
     this.touched.clear();
   }
 
-  /** Takes a new config (SIGHUP): thresholds and budgets apply from the next decision. */
+  /**
+   * Takes a new config (SIGHUP): thresholds, budget and interval apply from the next decision (options
+   * given to the constructor still win). The policy stays: changing it needs a new Tuner.
+   */
   reconfigure(config: TuneConfig): void {
+    const budget = checkCpuBudget(this.explicitCpuBudget ?? config.cpuBudget ?? DEFAULT_CPU_BUDGET, availableParallelism());
     this.config = config;
+    this.budget = budget;
     if (this.policy === 'ksmtuned') this.state = { npages: (this.state as KsmtunedState).npages };
     if (this.running) {
       // The decision interval may have changed.
@@ -243,17 +298,48 @@ export class Tuner extends EventEmitter {
     }
   }
 
-  /** Adds a process (any, VMM or not) or a Region to what the tuner scans and counts. */
-  register(target: number | object): void {
+  /**
+   * Adds a process (any, VMM or not) or a Region to what the tuner scans and counts, recorded in the
+   * registry with its tenant. Refused (ERR_ISOLATION) under 'zero-only', and under 'tenant' when another
+   * tenant's VMs are mergeable (unless force).
+   */
+  register(target: number | Region, options: RegisterOptions = {}): void {
+    const tenant = checkTenant(options.tenant);
+    const pid = typeof target === 'number' ? target : process.pid;
+    if (typeof target === 'number' && !(Number.isInteger(target) && target > 0)) {
+      throw new RangeError(`register: pid must be a positive integer, got ${String(target)}`);
+    }
+    if (typeof target !== 'number' && !(target instanceof Region)) {
+      throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
+    }
+    checkMergeAdmission(this.registry, {
+      isolation: this.isolation,
+      ...(tenant === undefined ? {} : { tenant }),
+      ...(options.force === undefined ? {} : { force: options.force }),
+    });
+    this.registry.add({
+      pid,
+      merge: true,
+      via: 'register',
+      ...(tenant === undefined ? {} : { tenant }),
+      ...(options.name === undefined ? {} : { name: options.name }),
+    });
     if (typeof target === 'number') {
       this.watcher.register(target);
       this.pendingRescan.push(target);
       if (this.running) this.pollVms();
       return;
     }
-    if (target === null || typeof target !== 'object') throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
+    // A Region is scanned as itself; its merged pages show in this process's ksm_stat, so watch it too.
     this.regions.push(target);
+    this.watcher.register(process.pid);
     if (this.running) void this.retune();
+  }
+
+  /** The VMs the scan engine reads by pid: this process is covered through its registered Regions. */
+  private scanVms(): VmInfo[] {
+    const vms = this.watcher.vms;
+    return this.regions.length === 0 ? vms : vms.filter((vm) => vm.pid !== process.pid);
   }
 
   private fail(err: unknown): void {
@@ -287,7 +373,7 @@ export class Tuner extends EventEmitter {
   private maybeScan(): void {
     const scheduler = this.scheduler;
     if (scheduler === undefined || scheduler.scanning || !this.running) return;
-    const vms = scheduler.due(this.watcher.vms, this.pendingRescan);
+    const vms = scheduler.due(this.scanVms(), this.pendingRescan);
     if (vms.length === 0 && !(this.regions.length > 0 && scheduler.estimate([]) === null)) return;
     this.pendingRescan = [];
     const abort = new AbortController();
@@ -326,19 +412,22 @@ export class Tuner extends EventEmitter {
   private async decide(): Promise<TuneDecision | undefined> {
     if (!this.running) return undefined;
     try {
-      const vms = this.watcher.vms;
-      const estimate = this.scheduler?.estimate(vms) ?? null;
-      const o = await this.observer!.observe(vms, estimate);
+      const estimate = this.scheduler?.estimate(this.scanVms()) ?? null;
+      const o = await this.observer!.observe(this.watcher.vms, estimate);
       const result =
         this.policy === 'ksmtuned'
           ? ksmtuned(o, this.state as KsmtunedState, this.config.ksmtuned)
           : (this.policy === 'adaptive' ? adaptive : kernelAdvisor)(o, this.state as AdaptiveState, this.adaptiveConfig);
       this.state = result.nextState;
+      if (this.isolation === 'zero-only' && result.decision.knobs.run === 1) {
+        result.decision.knobs.run = 0;
+        result.reasons.push('isolation is zero-only: KSM content merging stays off, so ksmd is not run');
+      }
       const decision = await this.apply(o, result.decision, result.reasons);
       this.emit('savings', {
         at: Date.now(),
-        savedBytes: savedPages(o.counters) * o.pageSize,
-        estimatedBytes: estimate === null ? null : estimate.savedPages * o.pageSize,
+        savedBytes: decision.savedBytes,
+        estimatedBytes: decision.estimatedBytes,
         ksmdCpuSeconds: o.ksmdCpuSeconds,
         fullScans: o.counters.full_scans,
       } satisfies TuneSavings);
@@ -351,6 +440,24 @@ export class Tuner extends EventEmitter {
       this.fail(err);
       return undefined;
     }
+  }
+
+  /** The overcommit guard: un-share exposure against MemAvailable + SwapFree; 'risk' on each change of state. */
+  private assessRisk(o: Observation): TuneRisk {
+    const mem = memInfoBytes(o.memory);
+    const exposure = unshareExposure({
+      pagesSharing: o.counters.pages_sharing,
+      ksmZeroPages: o.counters.ksm_zero_pages ?? 0,
+      pageSize: o.pageSize,
+      mem,
+    });
+    const thresholdBytes = this.riskMarginBytes ?? Math.round(THIN_MARGIN_FRACTION * mem.memTotal);
+    const risk: TuneRisk = { at: Date.now(), ...exposure, thresholdBytes, atRisk: exposure.exposureBytes > 0 && exposure.marginBytes < thresholdBytes };
+    if (risk.atRisk !== this.atRisk) {
+      this.atRisk = risk.atRisk;
+      this.emit('risk', risk);
+    }
+    return risk;
   }
 
   private async apply(o: Observation, d: Decision, reasons: string[]): Promise<TuneDecision> {
@@ -374,15 +481,12 @@ export class Tuner extends EventEmitter {
       dryRun: this.dryRun,
       reasons,
       rescan: d.rescan,
+      savedBytes: savedPages(o.counters) * o.pageSize,
+      estimatedBytes: o.estimate === null ? null : o.estimate.savedPages * o.pageSize,
       vms: o.vms.map((vm) => ({ pid: vm.pid, vmm: vm.vmm, name: vm.name, rss_bytes: vm.rssBytes })),
+      risk: this.assessRisk(o),
     };
-    this.lastDecision = decision;
     this.emit('decision', decision);
     return decision;
-  }
-
-  /** The latest decision, if any. */
-  get last(): TuneDecision | undefined {
-    return this.lastDecision;
   }
 }

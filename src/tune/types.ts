@@ -28,6 +28,9 @@ export interface MemoryInfo {
   memAvailableKiB: number;
   buffersKiB: number;
   cachedKiB: number;
+  /** 0 on a host without swap. */
+  swapTotalKiB?: number;
+  swapFreeKiB?: number;
 }
 
 /** /proc/pressure/memory averages, percent of wall time stalled. */
@@ -42,6 +45,8 @@ export interface Estimate {
   at: number;
   /** Pages KSM would save once every duplicate (and zero page) is merged, counting those already merged. */
   savedPages: number;
+  /** Predicted Σ ksm_merging_pages + ksm_zero_pages of the covered VMs once ksmd has converged. */
+  mergingPages: number;
   /** Pages the scan looked at. */
   pages: number;
   /** Share of pages that changed between successive scans (0–1), when known. */
@@ -80,7 +85,20 @@ export interface PolicyResult<S> {
 
 export type PolicyFn<S, C> = (observation: Observation, state: S, config: C) => PolicyResult<S>;
 
-/** Pages KSM saves right now: every extra mapping of a KSM page, plus zero pages it placed. */
+/** Pages KSM saves right now, host-wide: every extra mapping of a KSM page, plus zero pages it placed. */
 export function savedPages(c: KsmCounters): number {
   return c.pages_sharing + (c.ksm_zero_pages ?? 0);
+}
+
+/**
+ * Pages the VMs save now, in the estimate's units: their own merged pages (ksm_stat) scaled by the
+ * estimate's saved/merging ratio, so other KSM users on the host do not count. Host-wide counts where
+ * the kernel has no ksm_stat.
+ */
+export function vmSavedPages(o: Observation): number {
+  const est = o.estimate;
+  const withStat = o.vms.filter((vm) => vm.ksm !== null);
+  if (est === null || est.mergingPages <= 0 || withStat.length === 0) return savedPages(o.counters);
+  const merged = withStat.reduce((sum, vm) => sum + (vm.ksm?.mergingPages ?? 0) + (vm.ksm?.zeroPages ?? 0), 0);
+  return Math.round((merged * est.savedPages) / est.mergingPages);
 }

@@ -8,6 +8,7 @@ import {
   readProcLink,
   readProcText,
   splitCmdline,
+  USER_HZ,
 } from './procfs.js';
 import { parseKsmStat, type KsmStatFields } from '../ksm/process.js';
 
@@ -77,7 +78,7 @@ export async function discoverVms(options: DiscoverOptions = {}): Promise<VmInfo
   return new VmWatcher(options).poll().then((r) => r.vms);
 }
 
-/** How long a process that is no VMM keeps being looked at again: libvirt forks, then execs qemu. */
+/** How long after it started a process that is no VMM is looked at again: libvirt forks, then execs qemu. */
 const RECHECK_MS = 5_000;
 
 interface Seen {
@@ -111,16 +112,18 @@ export class VmWatcher {
     this.registered.add(pid);
   }
 
-  unregister(pid: number): void {
-    this.registered.delete(pid);
-  }
-
   get vms(): VmInfo[] {
     return [...this.current.values()];
   }
 
   async poll(now = Date.now()): Promise<VmChanges> {
-    const pids = await listPids(this.procRoot);
+    const [pids, uptime] = await Promise.all([listPids(this.procRoot), readProcText(this.procRoot, 'uptime')]);
+    const uptimeTicks = uptime === undefined ? undefined : Number.parseFloat(uptime) * USER_HZ;
+    // Young by its start time when /proc/uptime says, else by when this watcher first saw it.
+    const young = (seen: Seen) =>
+      uptimeTicks !== undefined && seen.id !== undefined
+        ? ((uptimeTicks - seen.id.startTime) / USER_HZ) * 1000 < RECHECK_MS
+        : now - seen.firstSeen < RECHECK_MS;
     const alive = new Set(pids);
     for (const pid of this.seen.keys()) if (!alive.has(pid)) this.seen.delete(pid);
     for (const pid of this.registered) if (!alive.has(pid)) this.registered.delete(pid);
@@ -129,7 +132,7 @@ export class VmWatcher {
     await Promise.all(
       pids.map(async (pid) => {
         let seen = this.seen.get(pid);
-        if (seen === undefined || (seen.id?.vmm === undefined && now - seen.firstSeen < RECHECK_MS)) {
+        if (seen === undefined || (seen.id?.vmm === undefined && young(seen))) {
           seen = { id: await identify(this.procRoot, pid), firstSeen: seen?.firstSeen ?? now };
           this.seen.set(pid, seen);
         }
@@ -140,11 +143,12 @@ export class VmWatcher {
         if (info !== undefined) next.set(pid, info);
       }),
     );
-    const added = [...next.values()].filter((vm) => this.current.get(vm.pid)?.startTime !== vm.startTime);
+    const sorted = new Map([...next.entries()].sort((a, b) => a[0] - b[0]));
+    const added = [...sorted.values()].filter((vm) => this.current.get(vm.pid)?.startTime !== vm.startTime);
     const removed = [...this.current.values()]
-      .filter((vm) => next.get(vm.pid)?.startTime !== vm.startTime)
+      .filter((vm) => sorted.get(vm.pid)?.startTime !== vm.startTime)
       .map((vm) => vm.pid);
-    this.current = new Map([...next.entries()].sort((a, b) => a[0] - b[0]));
+    this.current = sorted;
     return { vms: this.vms, added, removed };
   }
 }

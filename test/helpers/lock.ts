@@ -1,17 +1,21 @@
 // One KSM test at a time across every process on the machine: ksmd's knobs and counters are global.
-// A lock file holds the owner's pid; a lock whose owner died is taken over.
-import { openSync, writeSync, closeSync, readFileSync, unlinkSync } from 'node:fs';
+// A lock file holds the owner's pid; a lock whose owner died is taken over. The file appears with its
+// pid already in it (written aside, then hard-linked into place): an empty lock file read by a waiter
+// would look ownerless and be taken over while its owner holds it.
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const LOCK_PATH = '/tmp/pagefuse-ksm-tests.lock';
 
-function ownerAlive(): boolean {
-  let pid: number;
+function lockOwner(): number | undefined {
   try {
-    pid = Number(readFileSync(LOCK_PATH, 'utf8').trim());
+    return Number(readFileSync(LOCK_PATH, 'utf8').trim());
   } catch {
-    return true; // being written right now, or just removed: look again
+    return undefined; // just removed: look again
   }
+}
+
+function alive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
@@ -25,10 +29,10 @@ function ownerAlive(): boolean {
 export async function lockKsm(timeoutMs = 15 * 60_000): Promise<() => void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
+    const aside = `${LOCK_PATH}.${process.pid}`;
+    writeFileSync(aside, `${process.pid}\n`);
     try {
-      const fd = openSync(LOCK_PATH, 'wx');
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
+      linkSync(aside, LOCK_PATH);
       let released = false;
       return () => {
         if (released) return;
@@ -41,12 +45,18 @@ export async function lockKsm(timeoutMs = 15 * 60_000): Promise<() => void> {
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      unlinkSync(aside);
     }
-    if (!ownerAlive()) {
-      try {
-        unlinkSync(LOCK_PATH);
-      } catch {
-        // someone else took it over first
+    const owner = lockOwner();
+    if (owner !== undefined && !alive(owner)) {
+      // Taken over only while it still names the dead owner: another waiter may have done it first.
+      if (lockOwner() === owner) {
+        try {
+          unlinkSync(LOCK_PATH);
+        } catch {
+          // someone else took it over first
+        }
       }
       continue;
     }

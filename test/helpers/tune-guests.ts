@@ -1,18 +1,22 @@
-// Starts tune-guest.ts processes under a name VM discovery recognises (a qemu-system-x86_64 symlink to node,
-// with -name guest=…), so the tuner finds them as it would find QEMU guests.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Workload children (src/workload) started as QEMU would be seen: through a qemu-system-x86_64 symlink to
+// node, with -name guest=… and -m on the command line, so VM discovery and the daemon find them.
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../../src/region.js';
+import { mix } from '../../src/workload/content.js';
+import type { ChildReady, ChildSpec } from '../../src/workload/workload.js';
+import { stopChildren } from './children.js';
 
-const GUEST = new URL('./tune-guest.ts', import.meta.url).pathname;
+const CHILD = new URL('../../src/workload/child.ts', import.meta.url).pathname;
 const MiB = 1024 * 1024;
 
 export interface GuestSizes {
   commonMiB: number;
   uniqueMiB: number;
   zeroMiB: number;
+  /** Rewritten every 50 ms: never stays merged. */
   changingMiB: number;
 }
 
@@ -27,49 +31,47 @@ export async function startGuests(n: number, sizes: GuestSizes, namePrefix = 'gu
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-guests-'));
   const qemu = join(dir, 'qemu-system-x86_64');
   symlinkSync(process.execPath, qemu);
+  const pages = (mib: number) => (mib * MiB) / PAGE_SIZE;
   const children: ChildProcess[] = [];
   const stop = async () => {
-    await Promise.all(
-      children.map((c) =>
-        c.exitCode !== null || c.signalCode !== null
-          ? undefined
-          : new Promise<void>((resolve) => {
-              c.once('exit', () => resolve());
-              c.kill('SIGKILL');
-            }),
-      ),
-    );
+    await stopChildren(children);
     rmSync(dir, { recursive: true, force: true });
   };
   try {
+    const ready = [];
     for (let i = 0; i < n; i++) {
+      const spec: ChildSpec = {
+        imagePages: pages(sizes.commonMiB),
+        zeroPages: pages(sizes.zeroMiB),
+        uniquePages: pages(sizes.uniqueMiB),
+        volatilePages: pages(sizes.changingMiB),
+        rewriteIntervalMs: 50,
+        imageSeed: 1,
+        seed: mix(1, i + 1),
+        mergeable: true,
+        hugepages: 'never',
+      };
       const mem = sizes.commonMiB + sizes.uniqueMiB + sizes.zeroMiB + sizes.changingMiB;
-      const child = spawn(
-        qemu,
-        ['--import', 'tsx', GUEST, '--common', String(sizes.commonMiB), '--unique', String(sizes.uniqueMiB), '--zero', String(sizes.zeroMiB), '--changing', String(sizes.changingMiB), '--seed', String(i + 1), '-name', `guest=${namePrefix}${i + 1}`, '-m', String(mem)],
-        { stdio: ['pipe', 'pipe', 'inherit'] },
-      );
+      const child = fork(CHILD, [JSON.stringify(spec), '-name', `guest=${namePrefix}${i + 1}`, '-m', String(mem)], {
+        execPath: qemu,
+        execArgv: ['--import', 'tsx'],
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
       children.push(child);
+      ready.push(
+        new Promise<ChildReady>((resolve, reject) => {
+          child.once('message', (m) => resolve(m as ChildReady));
+          child.once('exit', (code) => reject(new Error(`guest ${i + 1} exited early (code ${code})`)));
+        }),
+      );
     }
-    await Promise.all(
-      children.map(
-        (c) =>
-          new Promise<void>((resolve, reject) => {
-            let out = '';
-            c.stdout!.on('data', (b: Buffer) => {
-              out += b.toString();
-              if (out.includes('ready\n')) resolve();
-            });
-            c.once('exit', (code) => reject(new Error(`guest exited early (code ${code})`)));
-          }),
-      ),
-    );
+    await Promise.all(ready);
   } catch (err) {
     await stop();
     throw err;
   }
-  const common = (sizes.commonMiB * MiB) / PAGE_SIZE;
-  const zero = (sizes.zeroMiB * MiB) / PAGE_SIZE;
+  const common = pages(sizes.commonMiB);
+  const zero = pages(sizes.zeroMiB);
   return {
     pids: children.map((c) => c.pid!),
     achievablePages: (n - 1) * common + (zero > 0 ? n * zero - 1 : 0),

@@ -2,7 +2,7 @@
 // memory is tight), then as fast as the CPU budget allows, and stops once merging flattens out or
 // volatile pages dominate. ksmd's cost per page is learnt on this host from pages_scanned and its CPU time.
 import type { Observation, PolicyFn, PolicyResult } from '../types.js';
-import { savedPages } from '../types.js';
+import { vmSavedPages } from '../types.js';
 
 export interface AdaptiveConfig {
   /** ksmd's CPU allowance in CPUs; ksmd is one thread, so anything from 1 up means unthrottled. */
@@ -15,6 +15,7 @@ export interface AdaptiveConfig {
 interface Mark {
   time: number;
   fullScans: number;
+  /** The VMs' saved pages (vmSavedPages). */
   saved: number;
   pagesScanned?: number;
   cpuSeconds: number | null;
@@ -28,7 +29,8 @@ export interface AdaptiveState {
   running: boolean;
   /** Where the current run started, and the last time full_scans moved during it. */
   runStart?: Mark;
-  lastPass?: Mark;
+  /** Marks taken when full_scans had moved, newest last (a few). */
+  passes?: Mark[];
   /** Estimate minus saved pages when ksmd was last stopped: a restart needs the gap to have grown. */
   gapAtStop: number;
   holdUntil?: number;
@@ -39,8 +41,11 @@ export interface AdaptiveState {
 export const DEFAULT_PAGES_PER_CPU_SECOND = 400_000;
 /** ksmd sleeps this long between batches when the budget is under one CPU. */
 export const BATCH_SLEEP_MS = 20;
-/** A pass that added less than this share of the estimate means merging has flattened out. */
+/** Passes that added less than this share of the estimate mean merging has flattened out. */
 const FLAT_SHARE = 0.005;
+/** Savings this close to the estimate count as reached. */
+const REACHED_SHARE = 0.95;
+const MAX_MARKS = 8;
 const MIN_CPU_SAMPLE_SECONDS = 0.02;
 const HOLD_MS = 30_000;
 const MAX_HOLD_MS = 600_000;
@@ -50,7 +55,7 @@ export function initialAdaptiveState(): AdaptiveState {
 }
 
 function mark(o: Observation): Mark {
-  const m: Mark = { time: o.time, fullScans: o.counters.full_scans, saved: savedPages(o.counters), cpuSeconds: o.ksmdCpuSeconds };
+  const m: Mark = { time: o.time, fullScans: o.counters.full_scans, saved: vmSavedPages(o), cpuSeconds: o.ksmdCpuSeconds };
   if (o.counters.pages_scanned !== undefined) m.pagesScanned = o.counters.pages_scanned;
   return m;
 }
@@ -127,17 +132,20 @@ export function gate(o: Observation, state: AdaptiveState, c: AdaptiveConfig): G
     reasons.push(why);
     const next: AdaptiveState = { ...base, running: false, ...extra };
     delete next.runStart;
-    delete next.lastPass;
+    delete next.passes;
     return { run: false, reasons, rescan, nextState: next };
   };
   const go = (why: string): Gate => {
     reasons.push(why);
     if (state.running && state.runStart !== undefined) {
-      const lastPass = state.lastPass !== undefined && state.lastPass.fullScans === now.fullScans ? state.lastPass : now;
-      return { run: true, reasons, rescan: [], nextState: { ...base, running: true, runStart: state.runStart, lastPass } };
+      const marks = state.passes ?? [];
+      const moved = marks.length === 0 || marks[marks.length - 1].fullScans !== now.fullScans;
+      const passes = moved ? [...marks, now].slice(-MAX_MARKS) : marks;
+      return { run: true, reasons, rescan: [], nextState: { ...base, running: true, runStart: state.runStart, passes } };
     }
-    const { holdUntil: _held, ...rest } = base;
-    return { run: true, reasons, rescan: [], nextState: { ...rest, running: true, runStart: now, lastPass: now } };
+    const next: AdaptiveState = { ...base, running: true, runStart: now, passes: [now] };
+    delete next.holdUntil;
+    return { run: true, reasons, rescan: [], nextState: next };
   };
 
   if (est === null) {
@@ -155,22 +163,32 @@ export function gate(o: Observation, state: AdaptiveState, c: AdaptiveConfig): G
 
   if (state.running && state.runStart !== undefined) {
     const passes = now.fullScans - state.runStart.fullScans;
-    const c0 = o.counters;
-    if (passes >= 2 && c0.pages_volatile > c0.pages_shared + c0.pages_sharing && c0.pages_volatile * ps >= c.minSavingsBytes / 4) {
-      const hold = Math.min(HOLD_MS * 2 ** state.backoffs, MAX_HOLD_MS);
-      // After the hold, any sizeable gap is worth another try: the pages may have settled.
-      return stop(`pages_volatile (${c0.pages_volatile}) dominates after ${passes} passes: backing off for ${hold / 1000} s`, {
-        gapAtStop: 0,
-        holdUntil: o.time + hold,
-        backoffs: state.backoffs + 1,
-      });
-    }
-    const lastPass = state.lastPass ?? state.runStart;
-    if (passes >= 2 && now.fullScans > lastPass.fullScans) {
-      const gained = saved - lastPass.saved;
+    // The first full_scans tick may end a partial pass, and merges start in the second real pass, so
+    // gains are judged from two ticks into the run. Near the estimate one flat pass is enough; short
+    // of it, three (smart_scan may skip pages for a pass or two before merging resumes).
+    const need = saved >= REACHED_SHARE * est.savedPages ? 1 : 3;
+    const ref = (state.passes ?? [])
+      .filter((m) => m.fullScans - state.runStart!.fullScans >= 2 && now.fullScans - m.fullScans >= need)
+      .at(-1);
+    if (ref !== undefined) {
+      const gained = saved - ref.saved;
       if (gained <= FLAT_SHARE * est.savedPages) {
+        const k = o.counters;
+        // Flat because pages keep changing under ksmd (its counter, or the scans' own count): try later.
+        const volatileDominates =
+          (k.pages_volatile > k.pages_shared + k.pages_sharing && k.pages_volatile * ps >= c.minSavingsBytes / 4) || est.volatility > 0.5;
+        if (volatileDominates) {
+          const hold = Math.min(HOLD_MS * 2 ** state.backoffs, MAX_HOLD_MS);
+          // After the hold, any sizeable gap is worth another try: the pages may have settled.
+          return stop(`pages_volatile (${k.pages_volatile}) dominates while merging is flat after ${passes} passes: backing off for ${hold / 1000} s`, {
+            gapAtStop: 0,
+            holdUntil: o.time + hold,
+            backoffs: state.backoffs + 1,
+          });
+        }
         const share = est.savedPages > 0 ? (100 * saved) / est.savedPages : 100;
-        return stop(`merging flattened: last pass added ${fmtMiB(Math.max(0, gained), ps)}, saved is ${share.toFixed(1)}% of the estimate: ksmd stopped (merged pages stay merged)`, {
+        const span = now.fullScans - ref.fullScans === 1 ? 'the last pass' : `the last ${now.fullScans - ref.fullScans} passes`;
+        return stop(`merging flattened: ${span} added ${fmtMiB(Math.max(0, gained), ps)}, saved is ${share.toFixed(1)}% of the estimate: ksmd stopped (merged pages stay merged)`, {
           gapAtStop: gap,
           backoffs: 0,
         });
