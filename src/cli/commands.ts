@@ -4,6 +4,10 @@ export interface Command {
 }
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  top: { summary: 'live view of KSM savings per host, VM and NUMA node', load: () => import('./top.js') },
+  serve: { summary: 'Prometheus metrics (node_ksmd_* and pagefuse_*) over HTTP', load: () => import('./serve.js') },
+  report: { summary: 'self-contained HTML page of savings, ksmd CPU, VMs and sharing', load: () => import('./report.js') },
+  bench: { summary: 'measure hashing, the scan estimate vs ksmd, and the tuner policies on this host', load: () => import('./bench.js') },
   status: { summary: 'knobs, counters, savings and the processes that merge', load: () => import('./status.js') },
   set: { summary: 'write KSM knobs (KEY=VALUE…), all or nothing', load: () => import('./set.js') },
   start: { summary: 'start ksmd (run=1)', load: () => import('./start.js') },
@@ -11,7 +15,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   scan: { summary: 'estimate what KSM would save on processes, before it runs', load: () => import('./scan.js') },
   unmerge: { summary: 'stop ksmd and split every KSM page (run=2)', load: () => import('./unmerge.js') },
   numa: { summary: 'NUMA nodes: CPUs, memory, KSM pages, distances', load: () => import('./numa.js') },
-  audit: { summary: 'KSM risks on this host: un-share exposure, tenants, NUMA, ksmtuned, strays', load: () => import('./audit.js') },
   exec: { summary: 'run a command bound to a NUMA node, with KSM merging all its memory', load: () => import('./exec.js') },
   tune: { summary: 'drive ksmd: scan first, merge second (replaces ksmtuned)', load: () => import('./tune.js') },
+  audit: { summary: 'KSM risks on this host: un-share exposure, tenants, NUMA, ksmtuned, strays', load: () => import('./audit.js') },
 };

@@ -1,0 +1,90 @@
+// pagefuse serve — Prometheus metrics over HTTP, read from the host at every scrape.
+import { createServer, type Server } from 'node:http';
+import { isIP } from 'node:net';
+import { parse, UsageError } from './common.js';
+import { hostSource } from '../report/host.js';
+import { Sampler } from '../report/sampler.js';
+import { metricsRegistry } from '../report/prometheus.js';
+import { explain } from '../errors.js';
+
+const HELP = `usage: pagefuse serve [--listen HOST:PORT]
+
+Serves Prometheus metrics at http://HOST:PORT/metrics: node_exporter's node_ksmd_* host series, and
+pagefuse_* savings, per-process (pid, name), per-NUMA-node and tuner series, all read at scrape time.
+Only counts are exported, never page contents or hashes.
+
+  --listen HOST:PORT   address to bind (default 127.0.0.1:9464, loopback only); [::1]:PORT for IPv6;
+                       port 0 picks a free port. The bound address is printed on stdout.
+`;
+
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  const ok = m !== null && host !== undefined && port <= 65535 && (m[1] !== undefined ? isIP(host) === 6 : host === 'localhost' || isIP(host) === 4);
+  if (!ok) {
+    throw new UsageError(
+      `pagefuse serve: --listen must be HOST:PORT with an IPv4 address, [IPv6] or localhost and a port 0-65535, got '${value}'`,
+    );
+  }
+  return { host, port };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      const why =
+        code === 'EADDRINUSE'
+          ? `port ${port} on ${host} is already in use; pick another with --listen`
+          : code === 'EADDRNOTAVAIL'
+            ? `${host} is not an address of this host`
+            : code === 'EACCES'
+              ? `binding port ${port} needs privileges; use a port above 1023`
+              : `cannot listen on ${host}:${port}: ${err.message}`;
+      reject(explain(err, why));
+    });
+    server.listen(port, host, () => resolve());
+  });
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parse('serve', args, { options: { listen: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const { host, port } = parseListen(values.listen ?? '127.0.0.1:9464');
+  const sampler = new Sampler(hostSource(), { capacity: 2 });
+  const registry = metricsRegistry(() => sampler.sampleNow());
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message.split('\n')[0]}\n`),
+      );
+    } else if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>pagefuse</title><a href="/metrics">metrics</a>\n');
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
+    }
+  });
+  await listen(server, host, port);
+  const addr = server.address();
+  const bound = typeof addr === 'object' && addr !== null ? addr : { address: host, port, family: 'IPv4' };
+  const shown = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+  process.stdout.write(`pagefuse serve: listening on http://${shown}:${bound.port}/metrics\n`);
+  return new Promise<number>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      server.close(() => resolve(0));
+      server.closeAllConnections();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

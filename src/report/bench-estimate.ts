@@ -1,0 +1,186 @@
+// The scan estimate against what ksmd actually merges: guests sharing a common image (plus unique and
+// zero-filled pages) are scanned, then ksmd merges them at full speed, and the two are compared.
+// Needs root (it drives ksmd); every knob it touches is put back.
+import { randomFillSync } from 'node:crypto';
+import { access, constants, readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Region } from '../region.js';
+import { scan } from '../scan/scan.js';
+import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
+import { parseKsmStat } from '../ksm/process.js';
+import type { KsmSettingsInput } from '../ksm/knobs.js';
+import { KsmdClock } from './host.js';
+import { findOtherTuners } from '../tune/lock.js';
+import { countersFrom } from '../tune/observe.js';
+import { savedPages as policySavedPages } from '../tune/types.js';
+
+export interface GuestSizes {
+  guests: number;
+  commonMiB: number;
+  uniqueMiB: number;
+  zeroMiB: number;
+}
+
+export interface EstimateResult {
+  guests: number;
+  bytes: number;
+  /** scan()'s prediction of Σ ksm_merging_pages once ksmd converges. */
+  predicted_merging_pages: number;
+  /** What /proc/self/ksm_stat showed when ksmd stopped making progress. */
+  ksmd_merging_pages: number;
+  merging_error_percent: number;
+  /** scan()'s estimatedSavedPages against the growth of pages_sharing + ksm_zero_pages. */
+  predicted_saved_pages: number;
+  ksmd_saved_pages: number;
+  saved_error_percent: number;
+  scan_seconds: number;
+  ksmd_seconds: number;
+  ksmd_cpu_seconds: number | null;
+  converged: boolean;
+}
+
+/** Why the KSM parts cannot run here, or undefined when they can. */
+export async function ksmUnavailable(ksm = new Ksm(ksmOptionsFromEnv())): Promise<string | undefined> {
+  if (!(await ksm.available())) return 'KSM is not available in this kernel (no /sys/kernel/mm/ksm)';
+  try {
+    await access(`${ksm.sysfsRoot}/run`, constants.W_OK);
+  } catch {
+    return `needs root: writing ${ksm.sysfsRoot}/run`;
+  }
+  // The bench writes ksmd's knobs: a tuner writing them too would spoil both.
+  const others = await findOtherTuners();
+  if (others.length > 0) return `another tuner drives ksmd (${others.map((o) => `${o.what}, pid ${o.pid}`).join('; ')}): stop it first`;
+  return undefined;
+}
+
+/**
+ * Saves run, pages_to_scan, sleep_millisecs, advisor_mode and use_zero_pages, then sets the bench's
+ * baseline (advisor_mode none, use_zero_pages 0, so every run counts the same way); returns the function
+ * that restores them. Until then SIGINT, SIGTERM and SIGHUP restore them before the process exits, so an
+ * interrupted bench leaves ksmd as it found it.
+ */
+/** advisor_mode none and use_zero_pages 0, where the kernel has them. */
+export function benchBaseline(found: Record<string, unknown>): KsmSettingsInput {
+  const out: KsmSettingsInput = {};
+  if (found.advisor_mode !== undefined) out.advisor_mode = 'none';
+  if (found.use_zero_pages !== undefined) out.use_zero_pages = 0;
+  return out;
+}
+
+export async function holdKnobs(ksm: Ksm): Promise<() => Promise<void>> {
+  const s = (await ksm.read()).settings as Record<string, number | string | undefined>;
+  const saved: Record<string, number | string> = {};
+  for (const k of ['advisor_mode', 'use_zero_pages', 'pages_to_scan', 'sleep_millisecs', 'run']) if (s[k] !== undefined) saved[k] = s[k] as number | string;
+  // In scan-time advisor mode the kernel refuses pages_to_scan writes and manages it itself.
+  if (saved.advisor_mode === 'scan-time') delete saved.pages_to_scan;
+  const write = (): Promise<unknown> => ksm.configure(saved as KsmSettingsInput);
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    void write().finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)));
+  };
+  for (const sig of signals) process.once(sig, onSignal);
+  await ksm.configure(benchBaseline(saved));
+  return async () => {
+    for (const sig of signals) process.off(sig, onSignal);
+    await write();
+  };
+}
+
+export async function selfMergingPages(): Promise<number> {
+  return parseKsmStat(await readFile('/proc/self/ksm_stat', 'utf8')).mergingPages ?? 0;
+}
+
+/**
+ * Unmaps the guests, then lets ksmd run until this process's ksm_merging_pages reads 0: the kernel drops
+ * the rmap items of unmapped memory only on ksmd's next pass, so a later run would start from a stale count.
+ */
+export async function disposeGuests(ksm: Ksm, guests: Region[], timeoutS = 20): Promise<void> {
+  for (const g of guests) g.dispose();
+  if ((await selfMergingPages()) === 0) return;
+  await ksm.configure({ pages_to_scan: 20000, sleep_millisecs: 0, run: 1 });
+  const deadline = performance.now() + timeoutS * 1000;
+  while ((await selfMergingPages()) > 0 && performance.now() < deadline) await sleep(20);
+}
+
+/** pages_sharing + ksm_zero_pages from Ksm.read()'s counters. */
+export function savedPages(c: Record<string, number | string | undefined>): number {
+  return policySavedPages(countersFrom(c));
+}
+
+function errorPercent(predicted: number, actual: number): number {
+  return actual === 0 ? (predicted === 0 ? 0 : 100) : Number(((Math.abs(predicted - actual) / actual) * 100).toFixed(2));
+}
+
+/** Fills guest regions: the same common image in each, then unique pages, then written zero pages. */
+export function makeGuests(sizes: GuestSizes): Region[] {
+  const MiB = 1024 * 1024;
+  const image = new Uint8Array(sizes.commonMiB * MiB);
+  randomFillSync(image);
+  const regions: Region[] = [];
+  try {
+    for (let g = 0; g < sizes.guests; g++) {
+      const bytes = (sizes.commonMiB + sizes.uniqueMiB + sizes.zeroMiB) * MiB;
+      const r = Region.alloc(bytes, { hugepages: 'never' });
+      regions.push(r);
+      const view = new Uint8Array(r.buffer);
+      view.set(image, 0);
+      randomFillSync(view, image.length, sizes.uniqueMiB * MiB);
+      view.fill(0, image.length + sizes.uniqueMiB * MiB);
+    }
+  } catch (err) {
+    for (const r of regions) r.dispose();
+    throw err;
+  }
+  return regions;
+}
+
+export async function benchEstimate(sizes: GuestSizes, timeoutS: number): Promise<EstimateResult> {
+  const ksm = new Ksm(ksmOptionsFromEnv());
+  const regions = makeGuests(sizes);
+  const restore = await holdKnobs(ksm);
+  try {
+    const estimate = await scan(regions, { mode: 'exact' });
+    const clock = new KsmdClock();
+    const cpu0 = await clock.cpuSeconds();
+    const base = savedPages((await ksm.read()).counters);
+    for (const r of regions) r.advise('mergeable');
+    await ksm.configure({ pages_to_scan: 20000, sleep_millisecs: 0, run: 1 });
+    const t0 = performance.now();
+    let merging = 0;
+    let lastChange = t0;
+    let scansAtChange = (await ksm.read()).counters.full_scans as number;
+    let converged = false;
+    while ((performance.now() - t0) / 1000 < timeoutS) {
+      await sleep(50);
+      const m = await selfMergingPages();
+      const scans = (await ksm.read()).counters.full_scans as number;
+      if (m !== merging) {
+        merging = m;
+        lastChange = performance.now();
+        scansAtChange = scans;
+      } else if (merging > 0 && scans >= scansAtChange + 2) {
+        converged = true; // two full scans without a new merge
+        break;
+      }
+    }
+    const ksmdSeconds = (lastChange - t0) / 1000;
+    const saved = savedPages((await ksm.read()).counters) - base;
+    const cpu1 = await clock.cpuSeconds();
+    return {
+      guests: sizes.guests,
+      bytes: regions.reduce((n, r) => n + r.byteLength, 0),
+      predicted_merging_pages: estimate.mergingPages,
+      ksmd_merging_pages: merging,
+      merging_error_percent: errorPercent(estimate.mergingPages, merging),
+      predicted_saved_pages: estimate.estimatedSavedPages,
+      ksmd_saved_pages: saved,
+      saved_error_percent: errorPercent(estimate.estimatedSavedPages, saved),
+      scan_seconds: Number(estimate.seconds.toFixed(3)),
+      ksmd_seconds: Number(ksmdSeconds.toFixed(2)),
+      ksmd_cpu_seconds: cpu0 === undefined || cpu1 === undefined ? null : Number((cpu1 - cpu0).toFixed(3)),
+      converged,
+    };
+  } finally {
+    await disposeGuests(ksm, regions).finally(restore);
+  }
+}

@@ -1,0 +1,202 @@
+// `pagefuse bench`: what KSM and pagefuse buy on this host, measured in one run. Sections run in turn;
+// one that cannot run here (no root, no KSM) is skipped with its reason and the others still run.
+import { cpus, release, totalmem } from 'node:os';
+import { benchHashing, type HashingResult } from './bench-hashing.js';
+import { benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } from './bench-estimate.js';
+import { benchTuner } from './bench-tuner.js';
+import { chartSvg, escapeHtml, htmlPage } from './html.js';
+import { series, type Snapshot } from './model.js';
+import { formatTable } from '../cli/common.js';
+
+export interface Skipped {
+  skipped: string;
+}
+
+export interface TunerRow {
+  policy: string;
+  seconds_to_95: number | null;
+  ksmd_cpu_seconds: number;
+  /** ksm_merging_pages of the guests when the policy reached 95 % (or its time ran out). */
+  merging_pages: number;
+  predicted_merging_pages: number;
+  /** Growth of pages_sharing + ksm_zero_pages over the run, in bytes. */
+  saved_bytes: number;
+  /** What the scan says merging frees. */
+  achievable_bytes: number;
+}
+
+export interface TunerResult {
+  workload: string;
+  rows: TunerRow[];
+}
+
+export interface BenchResult {
+  quick: boolean;
+  date: string;
+  machine: { cpu: string; cpus: number; mem_total_bytes: number; kernel: string; node: string };
+  seconds: number;
+  hashing: HashingResult | Skipped;
+  estimate: EstimateResult | Skipped;
+  tuner: TunerResult | Skipped;
+}
+
+export interface BenchOptions {
+  quick: boolean;
+  /** Progress lines (stderr in the CLI). */
+  log?: (line: string) => void;
+}
+
+const QUICK = {
+  hashing: { mib: 512, userMib: 32, runs: 2 },
+  estimate: { guests: 4, commonMiB: 32, uniqueMiB: 8, zeroMiB: 2 } satisfies GuestSizes,
+  estimateTimeoutS: 20,
+};
+const FULL = {
+  hashing: { mib: 2048, userMib: 256, runs: 3 },
+  estimate: { guests: 4, commonMiB: 256, uniqueMiB: 64, zeroMiB: 8 } satisfies GuestSizes,
+  estimateTimeoutS: 120,
+};
+
+async function section<T>(name: string, log: (l: string) => void, run: () => Promise<T>): Promise<T | Skipped> {
+  const t0 = performance.now();
+  log(`bench: ${name}…`);
+  try {
+    const r = await run();
+    log(`bench: ${name} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return r;
+  } catch (err) {
+    const why = (err as Error).message.split('\n')[0];
+    log(`bench: ${name} failed: ${why}`);
+    return { skipped: `failed: ${why}` };
+  }
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchResult> {
+  const log = options.log ?? (() => undefined);
+  const sizes = options.quick ? QUICK : FULL;
+  const t0 = performance.now();
+  const cpuList = cpus();
+  const result: BenchResult = {
+    quick: options.quick,
+    date: new Date().toISOString(),
+    machine: { cpu: cpuList[0]?.model ?? 'unknown', cpus: cpuList.length, mem_total_bytes: totalmem(), kernel: release(), node: process.version },
+    seconds: 0,
+    hashing: await section('page hashing', log, () => benchHashing(sizes.hashing)),
+    estimate: { skipped: '' },
+    tuner: { skipped: '' },
+  };
+  const noKsm = await ksmUnavailable();
+  if (noKsm !== undefined) {
+    log(`bench: skipping the KSM parts (scan estimate vs ksmd, tuner policies): ${noKsm}`);
+    result.estimate = { skipped: noKsm };
+    result.tuner = { skipped: noKsm };
+  } else {
+    result.estimate = await section('scan estimate vs ksmd', log, () => benchEstimate(sizes.estimate, sizes.estimateTimeoutS));
+    result.tuner = await section('tuner policies', log, () => benchTuner({ quick: options.quick, log }));
+  }
+  result.seconds = Number(((performance.now() - t0) / 1000).toFixed(1));
+  return result;
+}
+
+function isSkipped(v: object): v is Skipped {
+  return 'skipped' in v;
+}
+
+const MiB = 1024 * 1024;
+
+/** The tables for stdout. */
+export function benchText(r: BenchResult): string {
+  const out: string[] = [
+    `pagefuse bench${r.quick ? ' --quick' : ''} — ${r.date}, ${r.machine.cpus} × ${r.machine.cpu}, ${(r.machine.mem_total_bytes / 1024 ** 3).toFixed(1)} GiB, Linux ${r.machine.kernel}, Node ${r.machine.node}`,
+    '',
+  ];
+  const h = r.hashing;
+  out.push('Page hashing, one thread, 4 KiB pages');
+  if (isSkipped(h)) out.push(`  skipped: ${h.skipped}`);
+  else {
+    out.push(
+      formatTable(
+        ['what', 'GB/s', 'vs'],
+        [
+          ['plain native read (baseline)', h.read_gb_per_s, ''],
+          [`pagefuse exact (${h.hash_kernel})`, h.exact_gb_per_s, `${h.exact_vs_read} × read`],
+          ['pagefuse fast', h.fast_gb_per_s, `${h.fast_vs_exact} × exact`],
+          ['node:crypto sha1 per page', h.node_crypto_sha1_gb_per_s, `exact is ${h.exact_vs_sha1} × faster`],
+          [
+            '@node-rs/xxhash per page',
+            h.node_rs_xxhash_gb_per_s ?? '-',
+            h.exact_vs_node_rs_xxhash === null ? 'not measured' : `exact is ${h.exact_vs_node_rs_xxhash} × faster`,
+          ],
+        ],
+      ),
+      `  ${(h.bytes / MiB).toFixed(0)} MiB of random pages; fast and exact agree: ${h.fast_matches_exact ? 'yes' : 'NO'}`,
+    );
+    if (h.node_rs_xxhash_note !== undefined) out.push(`  ${h.node_rs_xxhash_note}`);
+  }
+  out.push('', 'Scan estimate vs what ksmd merged');
+  const e = r.estimate;
+  if (isSkipped(e)) out.push(`  skipped: ${e.skipped}`);
+  else {
+    out.push(
+      formatTable(
+        ['figure', 'scan predicted', 'ksmd reached', 'error'],
+        [
+          ['merging pages', e.predicted_merging_pages, e.ksmd_merging_pages, `${e.merging_error_percent} %`],
+          ['saved pages', e.predicted_saved_pages, e.ksmd_saved_pages, `${e.saved_error_percent} %`],
+        ],
+      ),
+      `  ${e.guests} guests, ${(e.bytes / MiB).toFixed(0)} MiB; scan ${e.scan_seconds} s; ksmd ${e.ksmd_seconds} s at 20000 pages / 0 ms, use_zero_pages 0` +
+        `${e.ksmd_cpu_seconds === null ? '' : `, ${e.ksmd_cpu_seconds} CPU-s`}${e.converged ? '' : ' (did not converge in time)'}`,
+    );
+  }
+  out.push('', 'Tuner policies on a generated workload');
+  const t = r.tuner;
+  if (isSkipped(t)) out.push(`  skipped: ${t.skipped}`);
+  else {
+    out.push(
+      `  ${t.workload}`,
+      formatTable(
+        ['policy', 's to 95 %', 'ksmd CPU-s', 'saved', 'achievable'],
+        t.rows.map((row) => [row.policy, row.seconds_to_95 ?? 'not reached', row.ksmd_cpu_seconds, `${(row.saved_bytes / MiB).toFixed(0)} MiB`, `${(row.achievable_bytes / MiB).toFixed(0)} MiB`]),
+      ),
+    );
+  }
+  out.push('', `total ${r.seconds} s`);
+  return `${out.join('\n')}\n`;
+}
+
+/** Horizontal bars of page-hashing speed, GB/s. */
+function hashingBars(h: HashingResult): string {
+  const bars: [string, number | null][] = [
+    ['plain native read', h.read_gb_per_s],
+    ['pagefuse exact', h.exact_gb_per_s],
+    ['pagefuse fast', h.fast_gb_per_s],
+    ['node:crypto sha1 per page', h.node_crypto_sha1_gb_per_s],
+    ['@node-rs/xxhash per page', h.node_rs_xxhash_gb_per_s],
+  ];
+  const max = Math.max(...bars.map(([, v]) => v ?? 0), 0.001);
+  const rowH = 30;
+  const labelW = 200;
+  const barW = 560;
+  const rows = bars.map(([label, v], i) => {
+    const y = 10 + i * rowH;
+    const w = v === null ? 0 : Math.max(1, (v / max) * barW);
+    return `<text class="tick" x="${labelW - 8}" y="${y + 12}" text-anchor="end" dominant-baseline="middle">${escapeHtml(label)}</text>` +
+      `<rect class="bar" x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${rowH - 8}" fill="${i === 0 ? '#9ca3af' : i < 3 ? '#2563eb' : '#ea580c'}"/>` +
+      `<text class="tick" x="${labelW + w + 6}" y="${y + 12}" dominant-baseline="middle">${v === null ? 'not installed' : `${v} GB/s`}</text>`;
+  });
+  const height = 20 + bars.length * rowH;
+  return `<svg id="hashing-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 880 ${height}" width="880" height="${height}" role="img" aria-label="page hashing speed">\n${rows.join('\n')}\n</svg>`;
+}
+
+/** The bench as a self-contained page: hashing bars, the tables, and the host's savings during the run. */
+export function benchPage(r: BenchResult, snapshots: readonly Snapshot[]): string {
+  const parts: string[] = [];
+  if (!isSkipped(r.hashing)) parts.push('<h2>Page hashing, one thread</h2>', hashingBars(r.hashing));
+  if (snapshots.length > 1) {
+    parts.push('<h2>KSM savings and ksmd CPU during the run</h2>', chartSvg(series(snapshots), []));
+  }
+  parts.push('<h2>Figures</h2>', `<pre id="bench-tables">${escapeHtml(benchText(r))}</pre>`);
+  const sub = `${r.date}; ${r.machine.cpus} × ${r.machine.cpu}; Linux ${r.machine.kernel}; Node ${r.machine.node}${r.quick ? '; --quick' : ''}`;
+  return htmlPage('pagefuse bench', sub, parts.join('\n'));
+}

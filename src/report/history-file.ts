@@ -1,0 +1,130 @@
+// The history file: snapshots over time plus the tuner's decisions, which `pagefuse report --from` draws.
+// snake_case with the kernel's own names, like every JSON pagefuse writes. The tuner daemon (or anyone
+// holding a Sampler) writes it with writeHistoryFile.
+import { readFile } from 'node:fs/promises';
+import type { KsmCounters, KsmSettings, SharingMatrix, Snapshot, TunerDecision } from './model.js';
+import { writeFileAtomic } from './atomic.js';
+import { explain, PagefuseError } from '../errors.js';
+
+export interface HistoryJson {
+  version: 1;
+  samples: {
+    t: number;
+    page_size: number;
+    settings: KsmSettings;
+    counters: KsmCounters;
+    ksmd_cpu_seconds?: number;
+    processes: { pid: number; name: string; vm: boolean; merging_pages: number; zero_pages: number; rmap_items: number; profit_bytes: number }[];
+    nodes?: { id: number; ksm_pages: number }[];
+  }[];
+  decisions: { t: number; policy: string; settings: Partial<Record<string, number>>; reason: string }[];
+  sharing?: { labels: string[]; pages: number[][] };
+}
+
+export interface HistoryRecord {
+  snapshots: Snapshot[];
+  decisions: TunerDecision[];
+  sharing?: SharingMatrix;
+  /** Why there is no sharing matrix, when it is known. */
+  sharingNote?: string;
+}
+
+export function toHistoryJson(h: HistoryRecord): HistoryJson {
+  const out: HistoryJson = {
+    version: 1,
+    samples: h.snapshots.map((s) => {
+      const sample: HistoryJson['samples'][number] = {
+        t: s.at,
+        page_size: s.pageSize,
+        settings: s.settings,
+        counters: s.counters,
+        processes: s.processes.map((p) => ({
+          pid: p.pid,
+          name: p.name,
+          vm: p.vm === true,
+          merging_pages: p.mergingPages,
+          zero_pages: p.zeroPages,
+          rmap_items: p.rmapItems,
+          profit_bytes: p.profitBytes,
+        })),
+      };
+      if (s.ksmdCpuSeconds !== undefined) sample.ksmd_cpu_seconds = s.ksmdCpuSeconds;
+      if (s.nodes !== undefined) sample.nodes = s.nodes.map((n) => ({ id: n.id, ksm_pages: n.ksmPages }));
+      return sample;
+    }),
+    decisions: h.decisions.map((d) => ({ t: d.at, policy: d.policy, settings: d.settings, reason: d.reason })),
+  };
+  if (h.sharing !== undefined) out.sharing = h.sharing;
+  return out;
+}
+
+function bad(path: string, why: string): PagefuseError {
+  return new PagefuseError('EINVAL', `${path} is not a pagefuse history file: ${why}`, { path });
+}
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+export function fromHistoryJson(v: unknown, path = 'history'): HistoryRecord {
+  const j = v as Partial<HistoryJson>;
+  if (typeof j !== 'object' || j === null || j.version !== 1) throw bad(path, 'expected {"version": 1, "samples": [...]}');
+  if (!Array.isArray(j.samples) || j.samples.length === 0) throw bad(path, 'it has no samples');
+  const snapshots = j.samples.map((s, i): Snapshot => {
+    const c = s?.counters as Partial<KsmCounters> | undefined;
+    if (!isNum(s?.t) || !isNum(s.page_size) || typeof c !== 'object' || c === null || !isNum(c.pages_sharing) || !isNum(c.pages_shared)) {
+      throw bad(path, `sample ${i} lacks t, page_size or counters.pages_shared/pages_sharing`);
+    }
+    const snap: Snapshot = {
+      at: s.t,
+      pageSize: s.page_size,
+      settings: s.settings ?? ({} as KsmSettings),
+      counters: { pages_unshared: 0, pages_volatile: 0, full_scans: 0, ...c } as KsmCounters,
+      processes: (s.processes ?? []).map((p) => ({
+        pid: p.pid,
+        name: String(p.name),
+        vm: p.vm === true,
+        mergingPages: p.merging_pages,
+        zeroPages: p.zero_pages,
+        rmapItems: p.rmap_items,
+        profitBytes: p.profit_bytes,
+      })),
+    };
+    if (isNum(s.ksmd_cpu_seconds)) snap.ksmdCpuSeconds = s.ksmd_cpu_seconds;
+    if (Array.isArray(s.nodes)) snap.nodes = s.nodes.map((n) => ({ id: n.id, ksmPages: n.ksm_pages }));
+    return snap;
+  });
+  snapshots.sort((a, b) => a.at - b.at);
+  const decisions = (Array.isArray(j.decisions) ? j.decisions : []).map((d) => ({
+    at: d.t,
+    policy: String(d.policy),
+    settings: d.settings ?? {},
+    reason: String(d.reason ?? ''),
+  }));
+  const out: HistoryRecord = { snapshots, decisions };
+  const sh = j.sharing;
+  if (sh !== undefined) {
+    const square = Array.isArray(sh.labels) && Array.isArray(sh.pages) && sh.pages.length === sh.labels.length && sh.pages.every((r) => Array.isArray(r) && r.length === sh.labels.length && r.every(isNum));
+    if (!square) throw bad(path, 'sharing must be {labels: [n names], pages: n×n numbers}');
+    out.sharing = { labels: sh.labels.map(String), pages: sh.pages };
+  }
+  return out;
+}
+
+export async function readHistoryFile(path: string): Promise<HistoryRecord> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw explain(err, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw bad(path, `invalid JSON (${(err as Error).message})`);
+  }
+  return fromHistoryJson(v, path);
+}
+
+export async function writeHistoryFile(path: string, h: HistoryRecord): Promise<void> {
+  await writeFileAtomic(path, `${JSON.stringify(toHistoryJson(h))}\n`);
+}

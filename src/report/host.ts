@@ -1,0 +1,144 @@
+// Reads a Snapshot of this host: KSM's knobs and counters (Ksm), every process's ksm_stat, ksmd's CPU
+// time, KSM pages per NUMA node, VM names and the tuner's latest decision. Roots are options so tests
+// can point at a fake sysfs/procfs.
+import type { KsmCounters, KsmSettings, NodeSample, Snapshot } from './model.js';
+import { readTunerState } from './tuner-state.js';
+import { PAGE_SIZE } from '../region.js';
+import { Ksm, type KsmCounters as RawCounters } from '../ksm/ksm.js';
+import { listKsmProcesses } from '../ksm/process.js';
+import { numaTopology } from '../numa/topology.js';
+import { ksmPagesByNode } from '../numa/ksm-nodes.js';
+import { countersFrom, cpuSeconds, findKsmd } from '../tune/observe.js';
+import { discoverVms } from '../vm/discover.js';
+
+export interface SnapshotSource {
+  read(): Promise<Snapshot>;
+}
+
+export interface HostSourceOptions {
+  sysfsRoot?: string;
+  procRoot?: string;
+  pageSize?: number;
+  /** Where the tuner daemon writes its latest decision; see tuner-state.ts. */
+  tunerStatePath?: string;
+  /** VM discovery: pid → guest name, for the processes that are VMs. */
+  vms?: () => Promise<Map<number, string>>;
+  /** KSM pages per NUMA node; default: nodesSource(). */
+  nodes?: () => Promise<NodeSample[] | undefined>;
+}
+
+/** The model's counters from Ksm.read(): the five every kernel has default to 0, the rest stay optional. */
+export function modelCounters(raw: RawCounters): KsmCounters {
+  const out: KsmCounters = countersFrom(raw);
+  for (const k of ['stable_node_chains', 'stable_node_dups', 'general_profit', 'pages_skipped'] as const) {
+    const v = raw[k];
+    if (typeof v === 'number') out[k] = v;
+  }
+  return out;
+}
+
+/** ksmd's cumulative CPU time in seconds, its pid looked up once (and again if it changes). */
+export class KsmdClock {
+  private pid: number | undefined;
+
+  constructor(private readonly procRoot = '/proc') {}
+
+  async cpuSeconds(): Promise<number | undefined> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      this.pid ??= await findKsmd(this.procRoot);
+      if (this.pid === undefined) return undefined;
+      const seconds = await cpuSeconds(this.procRoot, this.pid);
+      if (seconds !== null) return seconds;
+      this.pid = undefined; // ksmd's pid changed: look again once
+    }
+    return undefined;
+  }
+}
+
+/**
+ * KSM pages per node. One node holds every KSM page, so pages_shared is the answer without reading
+ * /proc/kpageflags; with several nodes the kpageflags walk (≈ 0.35 s per 24 GiB here, root only) is
+ * cached for `maxAgeMs`. Undefined where it cannot be read.
+ */
+export function nodesSource(maxAgeMs = 10_000): (pagesShared: number) => Promise<NodeSample[] | undefined> {
+  let cached: { at: number; nodes: NodeSample[] | undefined } | undefined;
+  return async (pagesShared) => {
+    let ids: number[];
+    try {
+      ids = numaTopology().nodes.map((n) => n.id);
+    } catch {
+      return undefined;
+    }
+    if (ids.length === 1) return [{ id: ids[0], ksmPages: pagesShared }];
+    if (cached === undefined || Date.now() - cached.at > maxAgeMs) {
+      const nodes = await ksmPagesByNode().then(
+        (r) => r.map((n) => ({ id: n.node, ksmPages: n.ksmPages })),
+        () => undefined,
+      );
+      cached = { at: Date.now(), nodes };
+    }
+    return cached.nodes;
+  };
+}
+
+/** The live host: KSM sysfs, /proc, ksmd, VM names, NUMA nodes and the tuner's state file. */
+export class HostSource implements SnapshotSource {
+  private readonly clock: KsmdClock;
+  private readonly ksm: Ksm;
+  private readonly nodes: (pagesShared: number) => Promise<NodeSample[] | undefined>;
+
+  constructor(private readonly options: HostSourceOptions = {}) {
+    this.clock = new KsmdClock(options.procRoot);
+    const roots: { sysfsRoot?: string; procRoot?: string } = {};
+    if (options.sysfsRoot !== undefined) roots.sysfsRoot = options.sysfsRoot;
+    if (options.procRoot !== undefined) roots.procRoot = options.procRoot;
+    this.ksm = new Ksm(roots);
+    this.nodes = options.nodes ?? nodesSource();
+  }
+
+  async read(): Promise<Snapshot> {
+    const o = this.options;
+    const [ksm, list, cpu, vms, tuner] = await Promise.all([
+      this.ksm.read(),
+      listKsmProcesses(o.procRoot === undefined ? { includeRegistered: true } : { procRoot: o.procRoot, includeRegistered: true }),
+      this.clock.cpuSeconds(),
+      o.vms?.() ?? Promise.resolve(new Map<number, string>()),
+      readTunerState(o.tunerStatePath),
+    ]);
+    const counters = modelCounters(ksm.counters);
+    const nodes = await this.nodes(counters.pages_shared);
+    const snapshot: Snapshot = {
+      at: Date.now(),
+      pageSize: o.pageSize ?? PAGE_SIZE,
+      settings: ksm.settings as KsmSettings,
+      counters,
+      processes: list.processes.map((p) => {
+        const vm = vms.get(p.pid);
+        return {
+          pid: p.pid,
+          name: vm ?? p.name,
+          vm: vm !== undefined,
+          rmapItems: p.rmapItems ?? 0,
+          zeroPages: p.zeroPages,
+          mergingPages: p.mergingPages,
+          profitBytes: p.profitBytes,
+        };
+      }),
+    };
+    if (cpu !== undefined) snapshot.ksmdCpuSeconds = cpu;
+    if (nodes !== undefined) snapshot.nodes = nodes;
+    if (tuner !== undefined) snapshot.tuner = tuner;
+    return snapshot;
+  }
+}
+
+/** VM discovery as the report needs it: pid → guest name, for the processes that are VMs. */
+export async function vmNames(procRoot?: string): Promise<Map<number, string>> {
+  const vms = await discoverVms(procRoot === undefined ? {} : { procRoot });
+  return new Map(vms.filter((v) => v.vmm !== 'registered').map((v) => [v.pid, v.name]));
+}
+
+/** This host, with VM names from VM discovery. */
+export function hostSource(options: HostSourceOptions = {}): HostSource {
+  return new HostSource({ vms: () => vmNames(options.procRoot), ...options });
+}

@@ -1,0 +1,65 @@
+// For the tuner daemon: publish each decision to the state file `pagefuse top` and `serve` read, and keep
+// the history file `pagefuse report --from` draws. One call: publishTuner(tuner, { historyPath }).
+import type { TunerDecision } from './model.js';
+import { tunerStatePath, writeTunerState } from './tuner-state.js';
+import { writeHistoryFile } from './history-file.js';
+import { HostSource, type SnapshotSource } from './host.js';
+import { Sampler } from './sampler.js';
+import type { TuneDecision } from '../tune/tuner.js';
+
+/** What publishTuner needs of a Tuner: its 'decision' events. */
+export interface DecisionSource {
+  on(event: 'decision', listener: (d: TuneDecision) => void): unknown;
+  off(event: 'decision', listener: (d: TuneDecision) => void): unknown;
+}
+
+export interface PublishOptions {
+  /** The state file top and serve read (default: tunerStatePath()). */
+  statePath?: string;
+  /** Also keep a history file for `pagefuse report --from` (snapshots every sampleMs, plus decisions). */
+  historyPath?: string;
+  sampleMs?: number;
+  /** Snapshots kept in the history file (default 8640: a day at 10 s). */
+  capacity?: number;
+  source?: SnapshotSource;
+}
+
+/** The decision as the state file holds it: the knobs the policy wants and its last reason. */
+export function decisionRecord(d: TuneDecision): TunerDecision {
+  const settings: Record<string, number> = {};
+  for (const [k, v] of Object.entries(d.knobs)) if (typeof v === 'number') settings[k] = v;
+  return { at: d.at, policy: d.policy, settings, reason: d.reasons[d.reasons.length - 1] ?? '' };
+}
+
+/**
+ * For the tuner daemon: publishes every decision to the state file and, with historyPath, keeps the
+ * history file up to date. Returns the function that stops it. Write failures are reported to onError.
+ */
+export function publishTuner(tuner: DecisionSource, options: PublishOptions = {}, onError: (err: Error) => void = () => undefined): () => void {
+  const decisions: TunerDecision[] = [];
+  let sampler: Sampler | undefined;
+  const saveHistory = (): void => {
+    if (options.historyPath === undefined || sampler === undefined) return;
+    writeHistoryFile(options.historyPath, { snapshots: sampler.history.toArray(), decisions }).catch(onError);
+  };
+  const onDecision = (d: TuneDecision): void => {
+    const rec = decisionRecord(d);
+    decisions.push(rec);
+    if (decisions.length > 1000) decisions.shift();
+    writeTunerState(rec, options.statePath).catch(onError);
+  };
+  tuner.on('decision', onDecision);
+  if (options.historyPath !== undefined) {
+    sampler = new Sampler(options.source ?? new HostSource({ tunerStatePath: tunerStatePath(options.statePath) }), {
+      intervalMs: options.sampleMs ?? 10_000,
+      capacity: options.capacity ?? 8640,
+    });
+    sampler.on('sample', saveHistory);
+    sampler.on('error', onError);
+    sampler.start();
+  }
+  return () => {
+    tuner.off('decision', onDecision);
+    sampler?.stop();
+  };
+}

@@ -1,0 +1,20 @@
+// The sharing matrix for the heat map: one duplicate scan (pagefuse's scan engine, fast mode) over the
+// VMs, or over the processes with KSM state when fewer than two VMs run.
+import { scan } from '../scan/scan.js';
+import type { ProcessSample, SharingMatrix } from './model.js';
+
+/** The matrix, or why there is none. Reading other processes' memory needs root (process_vm_readv). */
+export async function processSharing(processes: readonly ProcessSample[], maxTargets = 12): Promise<SharingMatrix | { why: string }> {
+  const vms = processes.filter((p) => p.vm === true);
+  const chosen = (vms.length >= 2 ? vms : processes).slice(0, maxTargets);
+  if (chosen.length < 2) return { why: 'fewer than two processes with KSM state to compare' };
+  try {
+    const r = await scan(
+      chosen.map((p) => ({ pid: p.pid, name: p.name })),
+      { mode: 'fast' },
+    );
+    return { labels: r.targets.map((t, i) => t.name ?? chosen[i].name), pages: r.sharing };
+  } catch (err) {
+    return { why: `the duplicate scan failed: ${(err as Error).message.split('\n')[0]}` };
+  }
+}

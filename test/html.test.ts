@@ -1,0 +1,237 @@
+/// <reference lib="dom" />
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
+import { PNG } from 'pngjs';
+import { runCli } from './helpers/report-cli.js';
+import { startMergedChild, waitMerging, withFastKsm } from './helpers/report-ksm.js';
+import type { HistoryJson } from '../src/report/history-file.js';
+
+// Debian's chromium, never a test tool's own download (.ci/run installs it).
+const CHROMIUM = '/usr/bin/chromium';
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'];
+
+const EVIL = '<script>alert(1)</script>&"';
+
+/** Ten samples a second apart: savings climbing 0 → 90 MiB, ksmd at 10-50 % of a CPU, two tuner decisions. */
+function history(): HistoryJson {
+  const t0 = Date.UTC(2026, 10, 26, 7, 0, 0);
+  const samples: HistoryJson['samples'] = [];
+  for (let i = 0; i < 10; i++) {
+    const sharing = i * 2560; // 10 MiB more each second
+    samples.push({
+      t: t0 + i * 1000,
+      page_size: 4096,
+      settings: { run: 1, pages_to_scan: 2000, sleep_millisecs: 10 },
+      counters: { pages_shared: i * 100, pages_sharing: sharing, pages_unshared: 1000, pages_volatile: 0, full_scans: i, general_profit: sharing * 4096 - (1000 + i * 100 + sharing) * 64 },
+      ksmd_cpu_seconds: 10 + [0, 0.1, 0.3, 0.6, 1.0, 1.5, 1.8, 2.0, 2.2, 2.3][i],
+      processes: [
+        { pid: 4242, name: 'guest-web', vm: true, merging_pages: sharing, zero_pages: 0, rmap_items: 1000 + sharing, profit_bytes: sharing * 4096 - (1000 + sharing) * 64 },
+        { pid: 77, name: EVIL, vm: false, merging_pages: 0, zero_pages: 0, rmap_items: 10, profit_bytes: -640 },
+      ],
+      nodes: [{ id: 0, ksm_pages: i * 100 }],
+    });
+  }
+  return {
+    version: 1,
+    samples,
+    decisions: [
+      { t: t0 + 500, policy: 'adaptive', settings: { pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM 4242' },
+      { t: t0 + 7000, policy: 'adaptive', settings: { pages_to_scan: 500, sleep_millisecs: 20 }, reason: 'converged' },
+    ],
+    sharing: { labels: ['guest-web', 'guest-db', 'guest-ci'], pages: [[0, 900, 300], [900, 0, 50], [300, 50, 0]] },
+  };
+}
+
+function workdir(): string {
+  return mkdtempSync(join(tmpdir(), 'pagefuse-html-'));
+}
+
+test('report --html from a tuner history renders in headless chromium: chart drawn, table, heat map, nothing fetched', async () => {
+  const dir = workdir();
+  const profile = mkdtempSync(join(tmpdir(), 'pagefuse-chromium-'));
+  try {
+    writeFileSync(join(dir, 'history.json'), JSON.stringify(history()));
+    const out = join(dir, 'report.html');
+    const r = await runCli(['report', '--html', out, '--from', join(dir, 'history.json')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `pagefuse report: wrote ${out} (10 samples)\n`);
+    const html = readFileSync(out, 'utf8');
+    assert.doesNotMatch(html, /<script|<link|<img|@import|url\(/i, 'no script, stylesheet, image or url() to fetch');
+    assert.equal(html.includes(EVIL), false, 'a process name cannot inject markup');
+
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      args: FLAGS,
+      headless: true,
+      viewport: { width: 1000, height: 900 },
+      deviceScaleFactor: 1,
+    });
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      const requests: string[] = [];
+      page.on('request', (req) => requests.push(req.url()));
+      await page.goto(pathToFileURL(out).href);
+      assert.deepEqual(requests, [pathToFileURL(out).href], 'the page fetches nothing but itself');
+
+      const dom = await page.evaluate(() => {
+        const line = document.querySelector<SVGPathElement>('#profit-line')!;
+        const cpu = document.querySelector<SVGPathElement>('#cpu-line')!;
+        const box = line.getBBox();
+        const rows = Array.from(document.querySelectorAll('#vm-table tbody tr'), (tr) => Array.from(tr.children, (td) => td.textContent));
+        return {
+          chart: document.querySelector('#savings-chart')?.getBoundingClientRect().width,
+          profitLength: line.getTotalLength(),
+          profitBox: { width: box.width, height: box.height },
+          cpuLength: cpu.getTotalLength(),
+          decisions: document.querySelectorAll('#savings-chart .decision').length,
+          cells: document.querySelectorAll('#sharing-heatmap rect.cell').length,
+          rows,
+          scripts: document.scripts.length,
+          cards: Array.from(document.querySelectorAll('.card .v'), (e) => e.textContent),
+        };
+      });
+      assert.equal(dom.chart, 880);
+      assert.ok(dom.profitBox.width > 700, `the savings line spans the time axis (${dom.profitBox.width}px)`);
+      assert.ok(dom.profitBox.height > 200, `and climbs the plot (${dom.profitBox.height}px)`);
+      assert.ok(dom.profitLength > 750 && dom.cpuLength > 750, JSON.stringify(dom));
+      assert.equal(dom.decisions, 2);
+      assert.equal(dom.cells, 9);
+      assert.equal(dom.scripts, 0);
+      assert.deepEqual(dom.rows, [
+        ['4242', 'guest-web (VM)', '88.5 MiB', '23040', '0', '24040'],
+        ['77', EVIL, '-640 B', '0', '0', '10'],
+      ]);
+      // Last sample: 23040 pages sharing (90 MiB), 24940 rmap items (1.5 MiB), ratio 23040 / 900; ksmd used
+      // 2.3 CPU-seconds over 9 s.
+      assert.deepEqual(dom.cards, ['88.5 MiB', '90.0 MiB', '1.5 MiB', '25.60', '25.6 %', '9']);
+
+      const png = PNG.sync.read(await page.locator('#savings-chart').screenshot());
+      assert.equal(png.width, 880);
+      assert.ok(png.height === 320 || png.height === 321, `320 px tall, +1 when laid out at a fractional y (${png.height})`);
+      let blue = 0;
+      let orange = 0;
+      let nonWhite = 0;
+      for (let i = 0; i < png.data.length; i += 4) {
+        const [r, g, b] = [png.data[i], png.data[i + 1], png.data[i + 2]];
+        if (r < 250 || g < 250 || b < 250) nonWhite++;
+        if (b > 180 && r < 90 && g > 70 && g < 130) blue++;
+        if (r > 200 && g > 70 && g < 120 && b < 60) orange++;
+      }
+      assert.ok(blue > 1500, `the savings line is drawn in blue (${blue} px)`);
+      assert.ok(orange > 1000, `the ksmd CPU line is drawn in orange (${orange} px)`);
+      assert.ok(nonWhite > png.width * png.height * 0.3, `the chart is not blank (${nonWhite} non-white px)`);
+
+      const full = PNG.sync.read(await page.screenshot({ fullPage: true }));
+      assert.equal(full.width, 1000);
+      assert.ok(full.height > 1200, `the whole page is laid out (${full.height}px tall)`);
+    } finally {
+      await context.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(profile, { recursive: true, force: true });
+  }
+});
+
+test('report --html live: two VMs merged with each other show in the table and the heat map', async () => {
+  const dir = workdir();
+  try {
+    await withFastKsm(async () => {
+      // Page i of each guest holds i: nothing merges inside a guest, all 40 pages pair up across the two.
+      const a = await startMergedChild(40, 'pf-html-a', 'indexed');
+      const b = await startMergedChild(40, 'pf-html-b', 'indexed');
+      try {
+        await Promise.all([waitMerging(a.pid, 40), waitMerging(b.pid, 40)]);
+        const out = join(dir, 'live.html');
+        const r = await runCli(['report', '--html', out, '--duration', '0.5', '--interval', '0.25']);
+        assert.equal(r.code, 0, r.stderr);
+        const html = readFileSync(out, 'utf8');
+        for (const vm of [a, b]) {
+          const name = vm === a ? 'pf-html-a' : 'pf-html-b';
+          // 40 merging pages, 40 rmap items: 40 × 4096 − 40 × 64 = 161280 B = 158 KiB.
+          assert.match(html, new RegExp(`<tr><td>${vm.pid}</td><td>${name} \\(VM\\)</td><td>158 KiB</td><td>40</td><td>0</td><td>40</td></tr>`));
+        }
+        assert.match(html, /<svg id="sharing-heatmap"/);
+        assert.match(html, /<title>pf-html-a × pf-html-b: 40 contents in common<\/title>/);
+        assert.match(html, /<title>pf-html-b × pf-html-a: 40 contents in common<\/title>/);
+      } finally {
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('report --html samples live when no history is given, and --save writes a history it can redraw', async () => {
+  const dir = workdir();
+  try {
+    const out = join(dir, 'live.html');
+    const saved = join(dir, 'live.json');
+    const r = await runCli(['report', '--html', out, '--duration', '1', '--interval', '0.25', '--save', saved]);
+    assert.equal(r.code, 0, r.stderr);
+    const n = Number(/\((\d+) samples\)/.exec(r.stdout)?.[1]);
+    assert.ok(n >= 4 && n <= 6, r.stdout);
+    const html = readFileSync(out, 'utf8');
+    assert.match(html, /<svg id="savings-chart"/);
+    assert.match(html, /sampled live for 1 s every 0\.25 s/);
+    const h = JSON.parse(readFileSync(saved, 'utf8')) as HistoryJson;
+    assert.equal(h.samples.length, n);
+    assert.equal(typeof h.samples[0].counters.pages_sharing, 'number');
+    const again = await runCli(['report', '--html', join(dir, 'again.html'), '--from', saved]);
+    assert.equal(again.code, 0, again.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('report: bad input is one line; usage errors exit 2, runtime errors exit 1, nothing half-written', async () => {
+  const dir = workdir();
+  try {
+    writeFileSync(join(dir, 'history.json'), JSON.stringify(history()));
+    const usage: string[][] = [
+      ['--bogus'],
+      [],
+      ['--html', join(dir, 'a.html'), '--from', join(dir, 'history.json'), '--duration', '2'],
+      ['--html', join(dir, 'a.html'), '--duration', '-1'],
+    ];
+    for (const args of usage) {
+      const r = await runCli(['report', ...args]);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /^pagefuse report: /);
+    }
+    // The target is a directory: the rename fails after the temp file was written; neither is left behind.
+    mkdirSync(join(dir, 'taken.html'));
+    writeFileSync(join(dir, 'taken.html', 'keep'), 'x');
+    const isDir = await runCli(['report', '--html', join(dir, 'taken.html'), '--from', join(dir, 'history.json')]);
+    assert.equal(isDir.code, 1);
+    assert.match(isDir.stderr, /^pagefuse report: cannot write .*taken\.html: /);
+    assert.equal(isDir.stderr.split('\n').length, 2);
+    // No such directory.
+    const missing = await runCli(['report', '--html', join(dir, 'no', 'such', 'x.html'), '--from', join(dir, 'history.json')]);
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stderr, `pagefuse report: cannot write ${join(dir, 'no', 'such', 'x.html')}: ENOENT creating a file in ${join(dir, 'no', 'such')}\n`);
+    // A bad history leaves an existing page as it was.
+    writeFileSync(join(dir, 'old.html'), 'old page');
+    writeFileSync(join(dir, 'bad.json'), '{"version": 1, "samples": []}');
+    const bad = await runCli(['report', '--html', join(dir, 'old.html'), '--from', join(dir, 'bad.json')]);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.stderr, `pagefuse report: ${join(dir, 'bad.json')} is not a pagefuse history file: it has no samples\n`);
+    assert.equal(readFileSync(join(dir, 'old.html'), 'utf8'), 'old page');
+    const gone = await runCli(['report', '--html', join(dir, 'x.html'), '--from', join(dir, 'nope.json')]);
+    assert.equal(gone.code, 1);
+    assert.equal(gone.stderr, `pagefuse report: cannot read ${join(dir, 'nope.json')}: ENOENT\n`);
+
+    assert.deepEqual(readdirSync(dir).sort(), ['bad.json', 'history.json', 'old.html', 'taken.html']);
+    assert.deepEqual(readdirSync(join(dir, 'taken.html')), ['keep']);
+    assert.equal(existsSync(join(dir, 'x.html')), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

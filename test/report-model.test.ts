@@ -1,0 +1,280 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  History,
+  figures,
+  hostSavings,
+  rates,
+  series,
+  type KsmCounters,
+  type Snapshot,
+} from '../src/report/model.js';
+import { HostSource } from '../src/report/host.js';
+import { RMAP_ITEM_BYTES } from '../src/ksm/process.js';
+import { Sampler } from '../src/report/sampler.js';
+import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';
+import { publishTuner } from '../src/report/publish.js';
+import { readHistoryFile } from '../src/report/history-file.js';
+import { EventEmitter } from 'node:events';
+
+const PAGE = 4096;
+
+function counters(over: Partial<KsmCounters> = {}): KsmCounters {
+  return { pages_shared: 0, pages_sharing: 0, pages_unshared: 0, pages_volatile: 0, full_scans: 0, ...over };
+}
+
+function snap(at: number, c: Partial<KsmCounters>, cpu?: number): Snapshot {
+  const s: Snapshot = {
+    at,
+    pageSize: PAGE,
+    settings: { run: 1, pages_to_scan: 100, sleep_millisecs: 20 },
+    counters: counters(c),
+    processes: [],
+  };
+  if (cpu !== undefined) s.ksmdCpuSeconds = cpu;
+  return s;
+}
+
+test('host savings use general_profit when the kernel has it', () => {
+  // 1000 sharing + 24 zero pages = 1024 pages = 4 MiB gross; the kernel says 4 MiB − 3000 rmap items × 64.
+  const h = hostSavings(
+    counters({ pages_shared: 250, pages_sharing: 1000, ksm_zero_pages: 24, general_profit: 4194304 - 192000 }),
+    PAGE,
+  );
+  assert.deepEqual(h, {
+    profitBytes: 4002304,
+    grossBytes: 4194304,
+    metadataBytes: 192000,
+    sharingRatio: 4,
+    savedPages: 1024,
+    profitSource: 'general_profit',
+  });
+});
+
+test('host savings follow the kernel formula when general_profit is absent', () => {
+  // rmap items ≈ shared + sharing + unshared + volatile = 10 + 90 + 400 + 20 = 520 → 33280 B metadata.
+  const h = hostSavings(counters({ pages_shared: 10, pages_sharing: 90, pages_unshared: 400, pages_volatile: 20 }), PAGE);
+  assert.equal(RMAP_ITEM_BYTES, 64);
+  assert.deepEqual(h, {
+    profitBytes: 90 * 4096 - 520 * 64,
+    grossBytes: 368640,
+    metadataBytes: 33280,
+    sharingRatio: 9,
+    savedPages: 90,
+    profitSource: 'computed',
+  });
+});
+
+test('profit can be negative and the sharing ratio is null with no KSM pages', () => {
+  const h = hostSavings(counters({ pages_unshared: 1000 }), PAGE);
+  assert.equal(h.profitBytes, -64000);
+  assert.equal(h.sharingRatio, null);
+  assert.equal(hostSavings(counters({ general_profit: -12800 }), PAGE).profitBytes, -12800);
+});
+
+test('rates: merge rate, ksmd CPU fraction, scan rate and full scans between two snapshots', () => {
+  const a = snap(10_000, { pages_sharing: 100, ksm_zero_pages: 0, full_scans: 7, pages_scanned: 1000 }, 3.0);
+  const b = snap(12_000, { pages_sharing: 500, ksm_zero_pages: 100, full_scans: 9, pages_scanned: 41000 }, 3.5);
+  assert.deepEqual(rates(a, b), {
+    seconds: 2,
+    mergePagesPerSecond: 250,
+    ksmdCpu: 0.25,
+    scannedPagesPerSecond: 20000,
+    fullScans: 2,
+  });
+  assert.equal(rates(b, a), null, 'snapshots out of order give no rate');
+  // run=2 resets full_scans: count the scans since the reset.
+  assert.equal(rates(b, snap(13_000, { full_scans: 1 }, 3.6))?.fullScans, 1);
+  assert.equal(rates(snap(0, {}), snap(1000, {}))?.ksmdCpu, null, 'unknown ksmd CPU stays unknown');
+});
+
+test('figures sort processes by profit, drop those without KSM state, and scale nodes', () => {
+  const s = snap(1, { pages_shared: 1, pages_sharing: 3 });
+  s.processes = [
+    { pid: 10, name: 'small', rmapItems: 10, zeroPages: 0, mergingPages: 1, profitBytes: 4096 - 640 },
+    { pid: 11, name: 'idle', rmapItems: 0, zeroPages: 0, mergingPages: 0, profitBytes: 0 },
+    { pid: 12, name: 'guest-a', vm: true, rmapItems: 100, zeroPages: 0, mergingPages: 90, profitBytes: 90 * 4096 - 6400 },
+    { pid: 13, name: 'loser', rmapItems: 1000, zeroPages: 0, mergingPages: 0, profitBytes: -64000 },
+  ];
+  s.nodes = [{ id: 0, ksmPages: 3 }, { id: 1, ksmPages: 0 }];
+  const f = figures(s);
+  assert.deepEqual(
+    f.processes.map((p) => [p.pid, p.name, p.vm, p.profitBytes]),
+    [
+      [12, 'guest-a', true, 362240],
+      [10, 'small', false, 3456],
+      [13, 'loser', false, -64000],
+    ],
+  );
+  assert.deepEqual(f.nodes, [{ id: 0, ksmPages: 3, bytes: 12288 }, { id: 1, ksmPages: 0, bytes: 0 }]);
+  assert.equal(f.rates, null);
+  assert.equal(f.tuner, null);
+});
+
+test('series: one point per snapshot with ksmd CPU over the interval before it', () => {
+  const pts = series([snap(0, { pages_sharing: 10, general_profit: 40000 }, 1), snap(1000, { pages_sharing: 20, general_profit: 80000 }, 1.5)]);
+  assert.deepEqual(pts, [
+    { t: 0, profit_bytes: 40000, saved_pages: 10, ksmd_cpu: null },
+    { t: 1000, profit_bytes: 80000, saved_pages: 20, ksmd_cpu: 0.5 },
+  ]);
+});
+
+test('History is a ring buffer: keeps the newest, oldest first, last(n) counts back', () => {
+  const h = new History<number>(3);
+  assert.equal(h.last(), undefined);
+  for (let i = 1; i <= 5; i++) h.push(i);
+  assert.equal(h.size, 3);
+  assert.deepEqual(h.toArray(), [3, 4, 5]);
+  assert.equal(h.last(), 5);
+  assert.equal(h.last(2), 3);
+  assert.equal(h.last(3), undefined);
+  assert.throws(() => new History(0), RangeError);
+});
+
+/** A fake sysfs + procfs: a pre-6.4 kernel (no general_profit), one VM, one idle process and ksmd. */
+function fakeHost(): { dir: string; sysfs: string; proc: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-report-'));
+  const sysfs = join(dir, 'ksm');
+  const proc = join(dir, 'proc');
+  mkdirSync(sysfs);
+  const files: Record<string, string> = {
+    run: '1',
+    pages_to_scan: '100',
+    sleep_millisecs: '20',
+    merge_across_nodes: '1',
+    advisor_mode: '[none] scan-time',
+    pages_shared: '5',
+    pages_sharing: '45',
+    pages_unshared: '50',
+    pages_volatile: '0',
+    full_scans: '3',
+  };
+  for (const [k, v] of Object.entries(files)) writeFileSync(join(sysfs, k), `${v}\n`);
+  const procs: [string, string, string | undefined][] = [
+    ['37', 'ksmd', ''],
+    ['100', 'qemu-system-x86', 'ksm_rmap_items 100\nksm_merging_pages 45\n'],
+    ['200', 'bash', 'ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\nksm_process_profit 0\n'],
+  ];
+  for (const [pid, comm, stat] of procs) {
+    mkdirSync(join(proc, pid), { recursive: true });
+    writeFileSync(join(proc, pid, 'comm'), `${comm}\n`);
+    if (stat !== undefined) writeFileSync(join(proc, pid, 'ksm_stat'), stat);
+  }
+  writeFileSync(join(proc, '37', 'stat'), '37 (ksmd) S 2 0 0 0 -1 69238880 0 0 0 0 12 238 0 0 25 5 1 0 31 0 0\n');
+  writeFileSync(join(proc, '37', 'schedstat'), '2500000000 100 7\n');
+  return { dir, sysfs, proc };
+}
+
+test('HostSource reads a fake host: knobs vs counters, VM names, ksmd CPU, no tuner state', async () => {
+  const { dir, sysfs, proc } = fakeHost();
+  try {
+    const src = new HostSource({
+      sysfsRoot: sysfs,
+      procRoot: proc,
+      pageSize: PAGE,
+      tunerStatePath: join(dir, 'none.json'),
+      vms: async () => new Map([[100, 'guest-a']]),
+      nodes: async () => [{ id: 0, ksmPages: 5 }],
+    });
+    const s = await src.read();
+    assert.equal(s.ksmdCpuSeconds, 2.5);
+    assert.equal(s.settings.advisor_mode, 'none');
+    assert.equal(s.counters.general_profit, undefined);
+    assert.deepEqual(s.processes, [
+      { pid: 100, name: 'guest-a', vm: true, rmapItems: 100, zeroPages: 0, mergingPages: 45, profitBytes: 45 * 4096 - 100 * 64 },
+    ]);
+    assert.deepEqual(s.nodes, [{ id: 0, ksmPages: 5 }]);
+    const f = figures(s);
+    assert.equal(f.host.profitBytes, 45 * 4096 - 100 * 64);
+    assert.equal(f.processes[0].profitBytes, 45 * 4096 - 100 * 64);
+    assert.equal(f.tuner, null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('tuner state round-trips through its file; a malformed file reads as no tuner', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-tuner-'));
+  try {
+    const path = join(dir, 'run', 'tuner.json');
+    const d = { at: 5, policy: 'adaptive', settings: { pages_to_scan: 2000 }, reason: 'new VM 1234' };
+    await writeTunerState(d, path);
+    assert.deepEqual(await readTunerState(path), d);
+    writeFileSync(path, '{"at": "soon"}');
+    assert.equal(await readTunerState(path), undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Sampler polls without overlapping reads, keeps history, and stops', async () => {
+  let reads = 0;
+  let concurrent = 0;
+  let maxConcurrent = 0;
+  const src = {
+    async read(): Promise<Snapshot> {
+      concurrent++;
+      maxConcurrent = Math.max(maxConcurrent, concurrent);
+      await new Promise((r) => setTimeout(r, 15));
+      concurrent--;
+      reads++;
+      return snap(reads * 1000, { pages_sharing: reads * 10 }, reads * 0.1);
+    },
+  };
+  const sampler = new Sampler(src, { intervalMs: 5, capacity: 4 });
+  const seen: number[] = [];
+  sampler.on('sample', (f) => seen.push(f.counters.pages_sharing));
+  sampler.start();
+  await new Promise((r) => setTimeout(r, 200));
+  sampler.stop();
+  const after = reads;
+  await new Promise((r) => setTimeout(r, 60));
+  assert.ok(reads >= 4, `at least 4 reads in 200 ms, got ${reads}`);
+  assert.ok(reads <= after + 1, 'no reads after stop beyond the one in flight');
+  assert.equal(maxConcurrent, 1);
+  assert.equal(sampler.history.size, 4);
+  assert.equal(seen[0], 10);
+  const latest = sampler.latest();
+  assert.equal(latest?.rates?.mergePagesPerSecond, 10);
+  assert.ok(Math.abs((latest?.rates?.ksmdCpu ?? 0) - 0.1) < 1e-9);
+});
+
+test('publishTuner writes each decision to the state file and keeps the history file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-publish-'));
+  try {
+    const tuner = new EventEmitter();
+    let n = 0;
+    const source = { read: async (): Promise<Snapshot> => snap(++n * 1000, { pages_sharing: n * 100, general_profit: n * 409600 }, n) };
+    const statePath = join(dir, 'tuner.json');
+    const historyPath = join(dir, 'history.json');
+    const stop = publishTuner(tuner, { statePath, historyPath, sampleMs: 20, source }, (err) => assert.fail(err));
+    tuner.emit('decision', {
+      policy: 'adaptive',
+      at: 1500,
+      knobs: { run: 1, pages_to_scan: 20000, advisor_mode: 'none' },
+      changed: { pages_to_scan: 20000 },
+      dryRun: false,
+      reasons: ['estimate 800 MiB saveable', 'new VM 4242: scan first, merge second'],
+      rescan: [],
+      vms: [],
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    stop();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await readTunerState(statePath), {
+      at: 1500,
+      policy: 'adaptive',
+      settings: { run: 1, pages_to_scan: 20000 },
+      reason: 'new VM 4242: scan first, merge second',
+    });
+    const h = await readHistoryFile(historyPath);
+    assert.ok(h.snapshots.length >= 3, `${h.snapshots.length} samples`);
+    assert.deepEqual(h.snapshots.map((s) => s.counters.pages_sharing).slice(0, 3), [100, 200, 300]);
+    assert.deepEqual(h.decisions.map((d) => d.reason), ['new VM 4242: scan first, merge second']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

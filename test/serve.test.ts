@@ -1,0 +1,153 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI, ROOT, runCli } from './helpers/report-cli.js';
+import { parseExposition, type Family } from './helpers/prom-text.js';
+import { startMergedChild, waitMerging, withFastKsm } from './helpers/report-ksm.js';
+import { METRIC_NAMES } from '../src/report/prometheus.js';
+
+const NODE_EXPORTER = [
+  ['node_ksmd_full_scans_total', 'counter'],
+  ['node_ksmd_merge_across_nodes', 'gauge'],
+  ['node_ksmd_pages_shared', 'gauge'],
+  ['node_ksmd_pages_sharing', 'gauge'],
+  ['node_ksmd_pages_to_scan', 'gauge'],
+  ['node_ksmd_pages_unshared', 'gauge'],
+  ['node_ksmd_pages_volatile', 'gauge'],
+  ['node_ksmd_run', 'gauge'],
+  ['node_ksmd_sleep_seconds', 'gauge'],
+] as const;
+
+async function startServe(listen: string, env: NodeJS.ProcessEnv = process.env): Promise<{ url: string; stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, [...CLI, 'serve', '--listen', listen], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(child.stdout, 'data')) as [Buffer];
+  const m = /listening on (http:\/\/\S+)\n/.exec(line.toString());
+  assert.ok(m, `serve printed its address: ${line.toString()}`);
+  return {
+    url: m[1],
+    async stop() {
+      child.kill('SIGTERM');
+      const [code] = (await once(child, 'exit')) as [number | null];
+      return code;
+    },
+  };
+}
+
+function one(f: Map<string, Family>, name: string, labels: Record<string, string> = {}): number {
+  const fam = f.get(name);
+  assert.ok(fam, `${name} is exported`);
+  const hits = fam.samples.filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  assert.equal(hits.length, 1, `${name}${JSON.stringify(labels)}: exactly one sample`);
+  return hits[0].value;
+}
+
+test('serve answers a real scrape on loopback with valid exposition text, a VM started for the test included', async () => {
+  await withFastKsm(async () => {
+    const vm = await startMergedChild(64, 'pf-test-vm');
+    try {
+      await waitMerging(vm.pid, 64);
+      const dir = mkdtempSync(join(tmpdir(), 'pagefuse-serve-'));
+      const state = join(dir, 'tuner.json');
+      writeFileSync(state, JSON.stringify({ at: 1_700_000_000_000, policy: 'adaptive', settings: { pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM' }));
+      const serve = await startServe('127.0.0.1:0', { ...process.env, PAGEFUSE_TUNER_STATE: state });
+      try {
+        assert.match(serve.url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+        const knob = (k: string): number => Number(readFileSync(`/sys/kernel/mm/ksm/${k}`, 'utf8'));
+        const before = { pages_to_scan: knob('pages_to_scan'), sleep_millisecs: knob('sleep_millisecs'), run: knob('run') };
+        const res = await fetch(serve.url);
+        assert.equal(res.status, 200);
+        assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+        const families = parseExposition(await res.text());
+
+        for (const [name, type] of NODE_EXPORTER) assert.equal(families.get(name)?.type, type, name);
+        // The knobs as sysfs had them at the scrape (read just before and just after: a process that ignores the
+        // KSM test lock may write them meanwhile).
+        const afterKnobs = { pages_to_scan: knob('pages_to_scan'), sleep_millisecs: knob('sleep_millisecs'), run: knob('run') };
+        const either = (k: keyof typeof before, v: number): void => assert.ok(v === before[k] || v === afterKnobs[k], `${k}: ${v} vs ${before[k]}/${afterKnobs[k]}`);
+        either('pages_to_scan', one(families, 'node_ksmd_pages_to_scan'));
+        either('sleep_millisecs', one(families, 'node_ksmd_sleep_seconds') * 1000);
+        either('run', one(families, 'node_ksmd_run'));
+        assert.deepEqual([...families.keys()].sort(), [...METRIC_NAMES].sort(), 'every family and no other');
+
+        // The test's VM, named by VM discovery: 64 identical pages merged into one KSM page, 64 rmap items of 64 B.
+        const labels = { pid: String(vm.pid), name: 'pf-test-vm', vm: 'true' };
+        assert.equal(one(families, 'pagefuse_process_merging_pages', labels), 64);
+        assert.equal(one(families, 'pagefuse_process_rmap_items', labels), 64);
+        assert.equal(one(families, 'pagefuse_process_zero_pages', labels), 0);
+        assert.equal(one(families, 'pagefuse_process_profit_bytes', labels), 64 * 4096 - 64 * 64);
+        assert.ok(one(families, 'node_ksmd_pages_sharing') >= 63, 'the host counts at least this VM');
+        // One snapshot behind all of them: merged = (pages_sharing + ksm_zero_pages) × 4096, profit = merged − metadata.
+        const merged = one(families, 'pagefuse_ksm_merged_bytes');
+        assert.equal(merged, (one(families, 'node_ksmd_pages_sharing') + one(families, 'pagefuse_ksm_zero_pages')) * 4096);
+        assert.equal(one(families, 'pagefuse_ksm_profit_bytes'), merged - one(families, 'pagefuse_ksm_metadata_bytes'));
+        assert.ok(one(families, 'pagefuse_ksmd_cpu_seconds_total') > 0);
+        assert.equal(one(families, 'pagefuse_node_ksm_pages', { node: '0' }), one(families, 'node_ksmd_pages_shared'), 'one node holds every KSM page');
+
+        // The tuner daemon's latest decision, from its state file.
+        assert.equal(one(families, 'pagefuse_tuner_setting', { policy: 'adaptive', knob: 'pages_to_scan' }), 20000);
+        assert.equal(one(families, 'pagefuse_tuner_setting', { policy: 'adaptive', knob: 'sleep_millisecs' }), 0);
+        assert.equal(one(families, 'pagefuse_tuner_decision_timestamp_seconds', { policy: 'adaptive' }), 1_700_000_000);
+
+        // Counts only: no family or label that could carry page contents or hashes.
+        for (const fam of families.values()) {
+          assert.doesNotMatch(fam.name, /hash|content|digest|checksum/);
+          for (const s of fam.samples) {
+            for (const k of Object.keys(s.labels)) assert.ok(['pid', 'name', 'vm', 'node', 'policy', 'knob'].includes(k), k);
+          }
+        }
+
+        // Values are read at scrape time: the next scrape sees the VM gone.
+        await vm.stop();
+        const after = parseExposition(await (await fetch(serve.url)).text());
+        assert.equal(after.get('pagefuse_process_merging_pages')?.samples.some((s) => s.labels.pid === String(vm.pid)), false);
+        assert.equal((await fetch(serve.url.replace('/metrics', '/nope'))).status, 404);
+      } finally {
+        assert.equal(await serve.stop(), 0, 'SIGTERM shuts serve down cleanly');
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      await vm.stop();
+    }
+  });
+});
+
+test('serve binds to loopback by default', async () => {
+  const r = await runCli(['serve', '--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /default 127\.0\.0\.1:9464/);
+});
+
+test('serve: a bad --listen address is a usage error (exit 2), one line', async () => {
+  for (const bad of ['nonsense', '127.0.0.1', '127.0.0.1:99999', 'example.com:80', '[127.0.0.1]:80', '1.2.3:80', ':80']) {
+    const r = await runCli(['serve', '--listen', bad]);
+    assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.match(r.stderr, /^pagefuse serve: --listen must be HOST:PORT/);
+  }
+  const r = await runCli(['serve', '--bogus']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^pagefuse serve: Unknown option '--bogus'/);
+});
+
+test('serve: a port in use, or an address this host lacks, is a runtime error (exit 1), one line', async () => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const port = (blocker.address() as { port: number }).port;
+  try {
+    const r = await runCli(['serve', '--listen', `127.0.0.1:${port}`]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr, `pagefuse serve: port ${port} on 127.0.0.1 is already in use; pick another with --listen\n`);
+  } finally {
+    blocker.close();
+  }
+  // TEST-NET-1 (RFC 5737) is never assigned to a host: binding fails locally, nothing is sent.
+  const r = await runCli(['serve', '--listen', '192.0.2.1:9464']);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'pagefuse serve: 192.0.2.1 is not an address of this host\n');
+});

@@ -1,0 +1,89 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CLI, ROOT, runCli } from './helpers/report-cli.js';
+import { startMergedChild, waitMerging, withFastKsm } from './helpers/report-ksm.js';
+
+const PTY = fileURLToPath(new URL('./helpers/run_in_pty.py', import.meta.url));
+
+interface PtyRun {
+  ready: boolean;
+  code: number | null;
+  output: string;
+  raw_while_running: boolean;
+  canonical_after: boolean;
+  echo_after: boolean;
+}
+
+function inPty(args: string[], keys: string, waitFor: string[]): PtyRun {
+  const spec = { argv: [process.execPath, ...CLI, ...args], wait_for: waitFor, keys, timeout: 30, rows: 30, cols: 120 };
+  return JSON.parse(execFileSync('python3', [PTY, JSON.stringify(spec)], { cwd: ROOT, encoding: 'utf8' })) as PtyRun;
+}
+
+function checkRun(r: PtyRun): void {
+  assert.equal(r.ready, true, `the screen was drawn with rates after a refresh:\n${r.output}`);
+  assert.equal(r.code, 0);
+  assert.ok(r.output.startsWith('\x1b[?1049h\x1b[?25l'), 'entered the alternate screen and hid the cursor');
+  assert.ok(r.output.endsWith('\x1b[?25h\x1b[?1049l'), 'showed the cursor and left the alternate screen last');
+  assert.match(r.output, /saved -?[\d.]+ \S*B net \(/);
+  assert.match(r.output, /KSM run=\d pages_to_scan=\d+ sleep_millisecs=\d+/);
+  assert.equal(r.raw_while_running, true, 'raw mode while running, so q needs no Enter');
+  assert.equal(r.canonical_after, true, 'canonical mode back after exit');
+  assert.equal(r.echo_after, true, 'echo back after exit');
+}
+
+test('top in a pseudo-terminal renders a VM by name with its profit, refreshes, and quits on q restoring the terminal', async () => {
+  await withFastKsm(async () => {
+    const vm = await startMergedChild(32, 'pf-top-vm');
+    try {
+      await waitMerging(vm.pid, 32);
+      const r = inPty(['top', '--interval', '0.2'], 'q', ['pagefuse top', 'merge rate +', 'pf-top-vm [vm]']);
+      checkRun(r);
+      // 32 pages merged, 32 rmap items: 32 × 4096 − 32 × 64 = 129024 B = 126 KiB.
+      assert.match(r.output, new RegExp(`\\n${vm.pid} +pf-top-vm \\[vm\\] +126 KiB +32 +0 +32\\x1b\\[K`));
+    } finally {
+      await vm.stop();
+    }
+  });
+});
+
+test('top quits on Ctrl-C too, restoring the terminal', () => {
+  checkRun(inPty(['top', '--interval', '0.2'], '\x03', ['pagefuse top', 'merge rate +']));
+});
+
+test('top with stdout not a terminal prints one plain report and exits 0', async () => {
+  const r = await runCli(['top', '--interval', '0.1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  assert.doesNotMatch(r.stdout, /\x1b\[/, 'no escape sequences');
+  assert.match(r.stdout, /^KSM run=\d /);
+  assert.match(r.stdout, /\nmerge rate [+-]\d+ pages\/s {2}ksmd CPU \d+\.\d %/);
+  assert.match(r.stdout, /\ntuner: none running\n|\ntuner \S+ /);
+});
+
+test('top shows the tuner daemon\'s latest decision from its state file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-top-'));
+  try {
+    const state = join(dir, 'tuner.json');
+    writeFileSync(state, JSON.stringify({ at: Date.now() - 5000, policy: 'adaptive', settings: { run: 1, pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM 4242' }));
+    const r = await runCli(['top', '--interval', '0.1'], { env: { ...process.env, PAGEFUSE_TUNER_STATE: state } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\ntuner adaptive [5-7]s ago: run=1 pages_to_scan=20000 sleep_millisecs=0 \(new VM 4242\)\n/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('top refuses an unknown flag and a bad interval with one line, exit 2', async () => {
+  for (const args of [['--bogus'], ['--interval', '0'], ['--interval', 'soon'], ['extra']]) {
+    const r = await runCli(['top', ...args]);
+  assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /^pagefuse top: /);
+  }
+});
