@@ -165,6 +165,7 @@ function fakeHost(): { dir: string; sysfs: string; proc: string } {
   }
   writeFileSync(join(proc, '37', 'stat'), '37 (ksmd) S 2 0 0 0 -1 69238880 0 0 0 0 12 238 0 0 25 5 1 0 31 0 0\n');
   writeFileSync(join(proc, '37', 'schedstat'), '2500000000 100 7\n');
+  writeFileSync(join(proc, 'meminfo'), 'MemTotal:  4194304 kB\nMemFree:  1048576 kB\nMemAvailable:  2097152 kB\nSwapTotal:  1048576 kB\nSwapFree:  524288 kB\n');
   return { dir, sysfs, proc };
 }
 
@@ -191,6 +192,8 @@ test('HostSource reads a fake host: knobs vs counters, VM names, ksmd CPU, no tu
     assert.equal(f.host.profitBytes, 45 * 4096 - 100 * 64);
     assert.equal(f.processes[0].profitBytes, 45 * 4096 - 100 * 64);
     assert.equal(f.tuner, null);
+    // The un-share exposure: 45 merged pages against MemAvailable 2 GiB + SwapFree 512 MiB.
+    assert.deepEqual(f.exposure, { exposureBytes: 45 * 4096, availableBytes: 2560 * 1024 * 1024, marginBytes: 2560 * 1024 * 1024 - 45 * 4096 });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -260,6 +263,7 @@ test('publishTuner writes each decision to the state file and keeps the history 
       reasons: ['estimate 800 MiB saveable', 'new VM 4242: scan first, merge second'],
       rescan: [],
       vms: [],
+      risk: { at: 1500, exposureBytes: 0, availableBytes: 1, marginBytes: 1, thresholdBytes: 0, atRisk: false },
     });
     await new Promise((r) => setTimeout(r, 150));
     stop();
@@ -269,6 +273,7 @@ test('publishTuner writes each decision to the state file and keeps the history 
       policy: 'adaptive',
       settings: { run: 1, pages_to_scan: 20000 },
       reason: 'new VM 4242: scan first, merge second',
+      atRisk: false,
     });
     const h = await readHistoryFile(historyPath);
     assert.ok(h.snapshots.length >= 3, `${h.snapshots.length} samples`);

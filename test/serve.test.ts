@@ -53,7 +53,7 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
       await waitMerging(vm.pid, 64);
       const dir = mkdtempSync(join(tmpdir(), 'pagefuse-serve-'));
       const state = join(dir, 'tuner.json');
-      writeFileSync(state, JSON.stringify({ at: 1_700_000_000_000, policy: 'adaptive', settings: { pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM' }));
+      writeFileSync(state, JSON.stringify({ at: 1_700_000_000_000, policy: 'adaptive', settings: { pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM', atRisk: true }));
       const serve = await startServe('127.0.0.1:0', { ...process.env, PAGEFUSE_TUNER_STATE: state });
       try {
         assert.match(serve.url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
@@ -92,6 +92,13 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         assert.equal(one(families, 'pagefuse_tuner_setting', { policy: 'adaptive', knob: 'pages_to_scan' }), 20000);
         assert.equal(one(families, 'pagefuse_tuner_setting', { policy: 'adaptive', knob: 'sleep_millisecs' }), 0);
         assert.equal(one(families, 'pagefuse_tuner_decision_timestamp_seconds', { policy: 'adaptive' }), 1_700_000_000);
+        assert.equal(one(families, 'pagefuse_tuner_overcommit_risk', { policy: 'adaptive' }), 1);
+
+        // The overcommit guard: what comes back if every merged page is written, against MemAvailable + SwapFree.
+        assert.equal(one(families, 'pagefuse_unshare_exposure_bytes'), merged);
+        const available = one(families, 'pagefuse_unshare_available_bytes');
+        assert.ok(available > 0);
+        assert.equal(one(families, 'pagefuse_unshare_margin_bytes'), available - merged);
 
         // Counts only: no family or label that could carry page contents or hashes.
         for (const fam of families.values()) {

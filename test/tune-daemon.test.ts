@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +17,8 @@ import { lockKsm } from './helpers/lock.js';
 import { startGuests, type Guests } from './helpers/tune-guests.js';
 
 const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
+/** Where the daemons under test publish their decisions (never the host's /run/pagefuse/tuner.json). */
+const STATE = join(mkdtempSync(join(tmpdir(), 'pagefuse-tuner-state-')), 'tuner.json');
 const ksm = new Ksm();
 
 /** The daemon with its JSON lines collected; `next` waits for a line matching `pred`. */
@@ -29,7 +31,10 @@ class Daemon {
   readonly exited: Promise<number | null>;
 
   constructor(args: string[]) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', BIN, 'tune', '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, ['--import', 'tsx', BIN, 'tune', '--json', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PAGEFUSE_TUNER_STATE: STATE },
+    });
     let buf = '';
     this.child.stdout!.on('data', (b: Buffer) => {
       buf += b.toString();
@@ -117,6 +122,9 @@ test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused a
         assert.ok(performance.now() - t0 < 1000);
         assert.equal((dec.knobs as KsmKnobs).pages_to_scan, 600);
         assert.equal((await knobs()).pages_to_scan, 600);
+        // Each decision is published for top and serve, with the overcommit guard's reading.
+        const published = JSON.parse(readFileSync(STATE, 'utf8')) as { policy: string; settings: Record<string, number>; atRisk: boolean };
+        assert.deepEqual([published.policy, published.settings.pages_to_scan, published.atRisk], ['ksmtuned', 600, false]);
 
         // SIGHUP: a new boost applies from the next adjust.
         writeFileSync(conf, 'KSM_THRES_COEF=100\nKSM_MONITOR_INTERVAL=3600\nKSM_NPAGES_BOOST=500\n');

@@ -6,9 +6,11 @@ import { formatBytes, parse, UsageError } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { acquireTuneLock, DEFAULT_LOCK_PATH, findOtherTuners } from '../tune/lock.js';
+import { publishTuner } from '../report/publish.js';
+import { tunerStatePath } from '../report/tuner-state.js';
 
 const HELP = `usage: pagefuse tune [--policy P] [--cpu-budget F] [--config FILE] [--interval S]
-                     [--dry-run] [--once] [--json] [--keep-knobs] [--force]
+                     [--dry-run] [--once] [--json] [--keep-knobs] [--force] [--history FILE]
 
 Drives ksmd like ksmtuned, but scans first and merges second.
   --policy P       ${POLICIES.join(' | ')} (default adaptive, or PAGEFUSE_POLICY in the config)
@@ -20,6 +22,10 @@ Drives ksmd like ksmtuned, but scans first and merges second.
   --json           one JSON object per line
   --keep-knobs     on exit leave the knobs as set (default: put back the ones found at start)
   --force          start even while ksmtuned or another pagefuse tune runs
+  --history FILE   keep a history of savings and decisions for 'pagefuse report --html --from FILE'
+Each decision goes to the state file 'pagefuse top' and 'pagefuse serve' read (PAGEFUSE_TUNER_STATE,
+default ${tunerStatePath()}). The overcommit guard logs a 'risk' line when the un-share exposure leaves
+less than 10 % of RAM in MemAvailable + SwapFree, and again when it clears.
 Signals: SIGUSR1 retunes at once, SIGHUP reloads --config, SIGTERM/SIGINT stop and restore the knobs.
 `;
 
@@ -55,6 +61,7 @@ export async function run(args: string[]): Promise<number> {
       once: { type: 'boolean' },
       json: { type: 'boolean' },
       'keep-knobs': { type: 'boolean' },
+      history: { type: 'string' },
       force: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -138,6 +145,7 @@ export async function run(args: string[]): Promise<number> {
 
   const release = await acquireTuneLock(process.env.PAGEFUSE_TUNE_LOCK ?? DEFAULT_LOCK_PATH, values.force === true);
   const tuner = makeTuner();
+  let stopPublishing = (): void => undefined;
   // Listen before starting, so a stop signal during start-up still restores the knobs.
   const stopSignal = Promise.race([once(process, 'SIGTERM').then(() => 'SIGTERM'), once(process, 'SIGINT').then(() => 'SIGINT')]);
   try {
@@ -156,6 +164,10 @@ export async function run(args: string[]): Promise<number> {
       for (const pid of removed) log({ event: 'vm_removed', pid }, `VM pid ${pid} exited`);
     });
     await tuner.start();
+    const unpublish = publishTuner(tuner, values.history === undefined ? {} : { historyPath: values.history }, (err) =>
+      log({ event: 'error', message: `publishing the decision: ${err.message}` }, `error: publishing the decision: ${err.message}`),
+    );
+    stopPublishing = unpublish;
     log(
       { event: 'start', pid: process.pid, policy: tuner.policy, cpu_budget: tuner.cpuBudget, interval_ms: tuner.intervalMs, dry_run: tuner.dryRun, found_knobs: tuner.foundKnobs },
       `pagefuse tune started (pid ${process.pid}): policy ${tuner.policy}, cpu budget ${tuner.cpuBudget}, decisions every ${tuner.intervalMs / 1000} s; knobs found: ${knobText(tuner.foundKnobs ?? {})}`,
@@ -187,6 +199,7 @@ export async function run(args: string[]): Promise<number> {
     log({ event: 'stop', signal, restored: !(tuner.keepKnobs || tuner.dryRun), found_knobs: tuner.foundKnobs }, `${signal}: stopped; ${restored}`);
     return 0;
   } finally {
+    stopPublishing();
     await tuner.stop().catch(() => undefined);
     await release();
   }

@@ -1,6 +1,7 @@
 // Reads a Snapshot of this host: KSM's knobs and counters (Ksm), every process's ksm_stat, ksmd's CPU
 // time, KSM pages per NUMA node, VM names and the tuner's latest decision. Roots are options so tests
 // can point at a fake sysfs/procfs.
+import { readMemInfo } from '../safety/exposure.js';
 import type { KsmCounters, KsmSettings, NodeSample, Snapshot } from './model.js';
 import { readTunerState } from './tuner-state.js';
 import { PAGE_SIZE } from '../region.js';
@@ -98,12 +99,13 @@ export class HostSource implements SnapshotSource {
 
   async read(): Promise<Snapshot> {
     const o = this.options;
-    const [ksm, list, cpu, vms, tuner] = await Promise.all([
+    const [ksm, list, cpu, vms, tuner, mem] = await Promise.all([
       this.ksm.read(),
       listKsmProcesses(o.procRoot === undefined ? { includeRegistered: true } : { procRoot: o.procRoot, includeRegistered: true }),
       this.clock.cpuSeconds(),
       o.vms?.() ?? Promise.resolve(new Map<number, string>()),
       readTunerState(o.tunerStatePath),
+      readMemInfo(o.procRoot),
     ]);
     const counters = modelCounters(ksm.counters);
     const nodes = await this.nodes(counters.pages_shared);
@@ -128,6 +130,7 @@ export class HostSource implements SnapshotSource {
     if (cpu !== undefined) snapshot.ksmdCpuSeconds = cpu;
     if (nodes !== undefined) snapshot.nodes = nodes;
     if (tuner !== undefined) snapshot.tuner = tuner;
+    snapshot.mem = mem;
     return snapshot;
   }
 }

@@ -1,6 +1,7 @@
 // The savings model: the one place that turns KSM's counters into the figures every output shows
 // (top, Prometheus, HTML, bench). Pure functions over plain snapshots, so each output agrees.
 
+import { unshareExposure, type Exposure, type MemInfo } from '../safety/exposure.js';
 import { RMAP_ITEM_BYTES } from '../ksm/process.js';
 import { savedPages, type KsmCounters as PolicyCounters } from '../tune/types.js';
 
@@ -49,6 +50,8 @@ export interface TunerDecision {
   policy: string;
   settings: Partial<Record<string, number>>;
   reason: string;
+  /** The overcommit guard at this decision: the un-share margin fell under its threshold. */
+  atRisk?: boolean;
 }
 
 /** Pages shared between scan targets (scan()'s `sharing` matrix), for the heat map. */
@@ -70,6 +73,8 @@ export interface Snapshot {
   nodes?: NodeSample[];
   tuner?: TunerDecision;
   sharing?: SharingMatrix;
+  /** /proc/meminfo in bytes, for the un-share exposure. */
+  mem?: MemInfo;
 }
 
 export interface HostSavings {
@@ -179,6 +184,8 @@ export interface Figures {
   nodes: NodeFigures[];
   tuner: TunerDecision | null;
   sharing: SharingMatrix | null;
+  /** What comes back if every merged page is written, against MemAvailable + SwapFree; null without meminfo. */
+  exposure: Exposure | null;
 }
 
 export function figures(cur: Snapshot, prev?: Snapshot): Figures {
@@ -206,6 +213,10 @@ export function figures(cur: Snapshot, prev?: Snapshot): Figures {
     nodes: (cur.nodes ?? []).map((n) => ({ id: n.id, ksmPages: n.ksmPages, bytes: n.ksmPages * cur.pageSize })),
     tuner: cur.tuner ?? null,
     sharing: cur.sharing ?? null,
+    exposure:
+      cur.mem === undefined
+        ? null
+        : unshareExposure({ pagesSharing: cur.counters.pages_sharing, ksmZeroPages: cur.counters.ksm_zero_pages ?? 0, pageSize: cur.pageSize, mem: cur.mem }),
   };
 }
 

@@ -73,6 +73,16 @@ const SPECS: Spec[] = [
             .filter((e): e is [string, number] => typeof e[1] === 'number')
             .map(([knob, v]) => [{ policy: f.tuner!.policy, knob }, v]),
   },
+  // The overcommit guard (pagefuse audit's unshare-exposure, canAdmit): alert on the margin.
+  { name: 'pagefuse_unshare_exposure_bytes', help: 'Bytes that would be allocated again if every merged page were written: (pages_sharing + ksm_zero_pages) x page size.', value: (f) => f.exposure?.exposureBytes },
+  { name: 'pagefuse_unshare_available_bytes', help: 'MemAvailable + SwapFree: what the host can still hand out.', value: (f) => f.exposure?.availableBytes },
+  { name: 'pagefuse_unshare_margin_bytes', help: 'Available minus un-share exposure; negative means the host would run out if every merged page were written.', value: (f) => f.exposure?.marginBytes },
+  {
+    name: 'pagefuse_tuner_overcommit_risk',
+    help: "1 when the tuner's overcommit guard saw the un-share margin under its threshold at its last decision.",
+    labels: ['policy'],
+    value: (f) => (f.tuner?.atRisk === undefined ? [] : [[{ policy: f.tuner.policy }, f.tuner.atRisk ? 1 : 0]]),
+  },
   {
     name: 'pagefuse_tuner_decision_timestamp_seconds',
     help: "When the tuner last decided, in seconds since the epoch.",
