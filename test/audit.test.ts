@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { spawnMerged, processKsm, Registry, canAdmit, PAGE_SIZE } from '../src/index.js';
+import { spawnMerged, processKsm, Registry, canAdmit, PAGE_SIZE, Tuner, type TuneRisk } from '../src/index.js';
 import { withKsm, mergeAndWait } from './helpers/ksm.js';
 import { runCli } from './helpers/cli.js';
 import { readyPid as ready, stopChildren as stop } from './helpers/children.js';
@@ -104,6 +104,25 @@ test('audit finds exposure, two tenants, a stray merge-any process and ksmtuned,
         assert.equal(a.admit, bytes + a.exposureBytes <= a.availableBytes, a.reason);
         assert.equal(a.admit, bytes === edge - GiB);
       }
+
+      // The tuner's overcommit guard on the same merged workload: a threshold as large as what is
+      // available puts any exposure at risk; a threshold of 0 puts none (24 GiB here).
+      for (const [threshold, atRisk] of [[fits.availableBytes, true], [0, false]] as const) {
+        const tuner = new Tuner({ policy: 'ksmtuned', dryRun: true, isolation: 'host', registry, riskMarginBytes: threshold });
+        const events: TuneRisk[] = [];
+        tuner.on('risk', (r) => events.push(r));
+        try {
+          await tuner.start();
+          const d = await tuner.retune();
+          assert.equal(d?.risk.exposureBytes, fits.exposureBytes, 'the exposure of the merged guests');
+          assert.equal(d?.risk.atRisk, atRisk);
+          assert.equal(d?.risk.marginBytes, d!.risk.availableBytes - d!.risk.exposureBytes);
+          assert.deepEqual(events.map((e) => e.atRisk), atRisk ? [true] : [], 'risk fires on entering the zone only');
+        } finally {
+          await tuner.stop();
+        }
+      }
+      assert.deepEqual(await counters(), before, 'a dry-run tuner changes nothing');
     });
   } finally {
     await stop(children);
