@@ -59,7 +59,7 @@ test('pagefuse scan: usage errors exit 2, a missing process exits 1 with one lin
   }
   const gone = await cli('--pid', '4194000');
   assert.equal(gone.code, 1);
-  assert.match(gone.stderr, /^pagefuse scan: scan: process 4194000 does not exist/);
+  assert.match(gone.stderr, /^pagefuse scan: process 4194000 does not exist \(or exited before it could be read\)\n$/);
   const help = await cli('--help');
   assert.equal(help.code, 0);
   assert.match(help.stdout, /usage: pagefuse scan/);

@@ -7,8 +7,23 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireTuneLock, findOtherTuners, isPagefuseTune } from '../src/tune/lock.js';
 import { loadConfig } from '../src/tune/config.js';
+import { lockKsm } from './helpers/lock.js';
 
 const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
+
+// A fake ksmtuned or pagefuse tune, or a real run of the CLI's tune, is seen by every test run on the
+// machine (findOtherTuners, /run/pagefuse/tune.lock): a daemon test elsewhere would refuse to start.
+// Such tests hold the machine-wide KSM test lock, as the daemon tests do.
+function locked(fn: () => Promise<void> | void): () => Promise<void> {
+  return async () => {
+    const release = await lockKsm();
+    try {
+      await fn();
+    } finally {
+      release();
+    }
+  };
+}
 
 function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', BIN, 'tune', ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
@@ -68,7 +83,7 @@ test('argv recognised as another pagefuse tune, installed or run from a checkout
   assert.equal(isPagefuseTune(['vim', 'tune']), false);
 });
 
-test('a running ksmtuned (its process, or a live pid in its pid file) makes the daemon refuse unless --force', async () => {
+test('a running ksmtuned (its process, or a live pid in its pid file) makes the daemon refuse unless --force', locked(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-ksmtuned-'));
   const fake = join(dir, 'ksmtuned');
   copyFileSync('/bin/sleep', fake);
@@ -89,9 +104,9 @@ test('a running ksmtuned (its process, or a live pid in its pid file) makes the 
     child.kill();
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}));
 
-test('the host lock: one holder, a stale lock (dead or foreign pid) is taken over, --force takes over a live one', async () => {
+test('the host lock: one holder, a stale lock (dead or foreign pid) is taken over, --force takes over a live one', locked(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lock-'));
   const lock = join(dir, 'sub', 'tune.lock');
   try {
@@ -122,9 +137,9 @@ test('the host lock: one holder, a stale lock (dead or foreign pid) is taken ove
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}));
 
-test('--once --dry-run --json: one decision line and the host lock released (dry runs write nothing: see tune-tuner)', () => {
+test('--once --dry-run --json: one decision line and the host lock released (dry runs write nothing: see tune-tuner)', locked(() => {
   const r = cli(['--once', '--dry-run', '--json', '--policy', 'ksmtuned']);
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -132,4 +147,4 @@ test('--once --dry-run --json: one decision line and the host lock released (dry
   assert.deepEqual([lines[0].event, lines[0].policy, lines[0].dry_run], ['decision', 'ksmtuned', true]);
   assert.match((lines[0].reasons as string[])[0], /^total \d+$/);
   assert.equal(existsSync('/run/pagefuse/tune.lock'), false);
-});
+}));

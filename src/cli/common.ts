@@ -25,7 +25,11 @@ export function parse<T extends { options: Options; allowPositionals?: boolean }
   try {
     return parseArgs({ ...config, args, strict: true } as Strict<T>);
   } catch (err) {
-    const message = (err as Error).message.split('\n')[0].replace(/\. To specify a positional.*$/, '');
+    const lines = (err as Error).message.split('\n');
+    let message = lines[0].replace(/\. To specify a positional.*$/, '');
+    // "--top -1": parseArgs's first line alone ("argument is ambiguous.") does not say what to write.
+    const dash = lines.find((l) => l.startsWith('To specify an option argument starting with a dash'));
+    if (dash !== undefined) message = `${message.replace(/\.$/, '')}: ${dash.charAt(0).toLowerCase()}${dash.slice(1).replace(/\.$/, '')}`;
     throw new UsageError(`pagefuse ${command}: ${message}`);
   }
 }

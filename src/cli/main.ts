@@ -24,7 +24,8 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     const e = err as Error & { code?: string };
-    const line = (e?.message ?? String(err)).split('\n')[0];
+    // An API error already named after the command ('scan: process 9 does not exist') is not named twice.
+    const line = (e?.message ?? String(err)).split('\n')[0].replace(new RegExp(`^${name}: `), '');
     process.stderr.write(`pagefuse ${name}: ${line}\n`);
     if (process.env.PAGEFUSE_DEBUG) process.stderr.write(`${e?.stack ?? ''}\n`);
     return EXIT_FAILURE;

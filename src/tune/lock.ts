@@ -3,7 +3,7 @@
 // pagefuse tune started with a different lock path.
 import { mkdir, open, readFile, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { PagefuseError } from '../errors.js';
+import { PagefuseError, explain } from '../errors.js';
 import { listPids, parseStat, readProcText, splitCmdline } from '../vm/procfs.js';
 
 export const DEFAULT_LOCK_PATH = '/run/pagefuse/tune.lock';
@@ -75,6 +75,18 @@ async function holder(path: string): Promise<number | undefined> {
  * EBUSY unless `force`. Resolves to the release function (removes the file if it still names us).
  */
 export async function acquireTuneLock(path = DEFAULT_LOCK_PATH, force = false): Promise<() => Promise<void>> {
+  try {
+    return await takeTuneLock(path, force);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw explain(err, `needs root: creating the tuner lock ${path} (PAGEFUSE_TUNE_LOCK names another file)`, 'EACCES');
+    }
+    throw err;
+  }
+}
+
+async function takeTuneLock(path: string, force: boolean): Promise<() => Promise<void>> {
   await mkdir(dirname(path), { recursive: true });
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
