@@ -42,3 +42,20 @@ test('tune without root: one line that says the tuner lock needs root, not a bar
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('no command: the usage on stderr, nothing on stdout, exit 2; --help: on stdout, exit 0', () => {
+  const none = runCli([]);
+  assert.equal(none.status, 2);
+  assert.equal(none.stdout, '');
+  assert.match(none.stderr, /^usage: pagefuse <command> \[options\]\n/);
+  const help = runCli(['--help']);
+  assert.equal(help.status, 0);
+  assert.equal(help.stderr, '');
+  assert.match(help.stdout, /^usage: pagefuse <command> \[options\]\n/);
+});
+
+test('scan --sample-rate without --mode sampled is refused rather than ignored', () => {
+  const r = runCli(['scan', '--all', '--sample-rate', '64']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr, 'pagefuse scan: --sample-rate goes with --mode sampled\n');
+});

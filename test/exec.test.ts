@@ -234,7 +234,7 @@ test('pagefuse exec: bad input is exit 2 with one line, a missing command 127, a
   assert.deepEqual(cli(['exec', '--merge', 'true']), {
     status: 2,
     stdout: '',
-    stderr: "pagefuse exec: missing '--' before the command: pagefuse exec [--node N] [--merge] -- COMMAND [ARGS...]\n",
+    stderr: "pagefuse exec: missing '--' before the command: pagefuse exec [--node N] [--merge] [--tenant ID] [--name NAME] [--force] -- COMMAND [ARGS...]\n",
   });
   assert.deepEqual(cli(['exec', '--']), { status: 2, stdout: '', stderr: "pagefuse exec: missing the command after '--'\n" });
   assert.deepEqual(cli(['exec', '--node', 'one', '--', 'true']), {

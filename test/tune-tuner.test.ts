@@ -175,6 +175,25 @@ test('register(Region) scans the Region itself and watches this process for its 
   }
 });
 
+test('processes registered host-wide (pagefuse exec, spawnMerged) are watched by every tuner', async () => {
+  const { tree, ksm, config } = setup();
+  tree.add({ pid: 302, argv: ['/usr/bin/firecracker-like', '--no-id'], exe: '/usr/bin/firecracker-like', comm: 'vmm', rssKiB: 4096, startTime: 302 });
+  const stateDir = mkdtempSync(join(tmpdir(), 'pf-tuner-host-'));
+  const registry = new Registry({ stateDir, procRoot: tree.root });
+  registry.add({ pid: 302, merge: true, via: 'spawn', tenant: 'acme' });
+  const t = new Tuner({ ksm, scan, procRoot: tree.root, config, pollMs: 100, registry, isolation: 'host' });
+  try {
+    await t.start();
+    assert.deepEqual(t.vms.map((v) => [v.pid, v.vmm]), [[300, 'qemu'], [302, 'registered']]);
+    await t.stop();
+    assert.deepEqual(registry.list().map((r) => r.pid), [302], "another's registration stays");
+  } finally {
+    await t.stop();
+    tree.dispose();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});
+
 test('isolation: zero-only never runs ksmd and refuses register(); tenant refuses a second tenant unless forced', async () => {
   const { tree, ksm, config } = setup();
   tree.add(QEMU(301, 'b'));
@@ -202,6 +221,8 @@ test('isolation: zero-only never runs ksmd and refuses register(); tenant refuse
     assert.throws(() => tenant.register(301, { tenant: 'bad tenant' }), RangeError);
     tenant.register(301, { tenant: 'globex', force: true });
     assert.deepEqual(registry.list().map((r) => [r.pid, r.tenant]), [[300, 'acme'], [301, 'globex']]);
+    await tenant.stop();
+    assert.deepEqual(registry.list(), [], 'a tuner takes its registrations with it when it stops');
   } finally {
     await tenant.stop();
     tree.dispose();

@@ -32,7 +32,7 @@ export async function run(args: string[]): Promise<number> {
   const dashes = args.indexOf('--');
   const own = dashes < 0 ? args : args.slice(0, dashes);
   if (dashes < 0 && !own.includes('--help') && !own.includes('-h')) {
-    throw new UsageError("pagefuse exec: missing '--' before the command: pagefuse exec [--node N] [--merge] -- COMMAND [ARGS...]");
+    throw new UsageError("pagefuse exec: missing '--' before the command: pagefuse exec [--node N] [--merge] [--tenant ID] [--name NAME] [--force] -- COMMAND [ARGS...]");
   }
   const { values } = parse('exec', own, {
     options: {

@@ -189,6 +189,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const threads = intFlag('scan', 'threads', values.threads, 1, 64);
   const sampleRate = intFlag('scan', 'sample-rate', values['sample-rate'], 1, 2 ** 30);
+  if (sampleRate !== undefined && mode !== 'sampled') {
+    throw new UsageError('pagefuse scan: --sample-rate goes with --mode sampled');
+  }
   if (sampleRate !== undefined && (sampleRate & (sampleRate - 1)) !== 0) {
     throw new UsageError(`pagefuse scan: --sample-rate must be a power of two, got ${sampleRate}`);
   }

@@ -154,6 +154,8 @@ export class Tuner extends EventEmitter {
   private readonly registry: Registry;
   private readonly riskMarginBytes: number | undefined;
   private atRisk = false;
+  /** Pids this tuner put in the registry: taken out again when it stops. */
+  private readonly ownRegistrations = new Set<number>();
 
   constructor(options: TunerOptions = {}) {
     super();
@@ -233,7 +235,20 @@ export class Tuner extends EventEmitter {
       throw new PagefuseError('ENOTSUP', 'this kernel has no KSM scan-time advisor (/sys/kernel/mm/ksm/advisor_mode needs Linux 6.8+): use --policy adaptive');
     }
     this.running = true;
+    this.syncRegistry();
     await this.watcher.poll();
+  }
+
+  /**
+   * Processes registered with pagefuse host-wide (pagefuse exec, spawnMerged, another embedder) are
+   * watched as this tuner's own registrations are.
+   */
+  private syncRegistry(): void {
+    try {
+      for (const r of this.registry.list()) this.watcher.register(r.pid);
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   /** Reads the knobs it will restore, then starts watching and deciding. Resolves once running. */
@@ -260,6 +275,8 @@ export class Tuner extends EventEmitter {
 
   /** Stops deciding, waits for work in flight, and puts back the knobs it found (unless keepKnobs). */
   async stop(): Promise<void> {
+    for (const pid of this.ownRegistrations) this.registry.remove(pid);
+    this.ownRegistrations.clear();
     if (!this.running) return;
     this.running = false;
     clearInterval(this.pollTimer);
@@ -317,6 +334,7 @@ export class Tuner extends EventEmitter {
       ...(tenant === undefined ? {} : { tenant }),
       ...(options.force === undefined ? {} : { force: options.force }),
     });
+    this.ownRegistrations.add(pid);
     this.registry.add({
       pid,
       merge: true,
@@ -355,6 +373,7 @@ export class Tuner extends EventEmitter {
       this.pollQueued = false;
       if (!this.running) return;
       try {
+        this.syncRegistry();
         const { added, removed } = await this.watcher.poll();
         if (added.length > 0 || removed.length > 0) {
           this.emit('vms', { added, removed });
@@ -392,6 +411,7 @@ export class Tuner extends EventEmitter {
   retune(): Promise<TuneDecision | undefined> {
     const run = this.chain.then(async () => {
       if (!this.running) return undefined;
+      this.syncRegistry();
       await this.watcher.poll().catch((err) => this.fail(err));
       this.scheduler?.prune(this.watcher.vms);
       return this.decide();
