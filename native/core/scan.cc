@@ -404,15 +404,12 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
       } else if (fastFull && __atomic_load_n(&flags_[g], __ATOMIC_RELAXED) != kCandidate) {
         q.page = nullptr;  // proven unique or volatile by the prefilter: no hash needed
       } else {
-        // The hardware prefetcher stops at page boundaries: pull in the next page line by line
-        // while this one is hashed (measured: hashing then runs at the speed of a plain read).
+        // The hardware prefetcher stops at page boundaries: the next page is pulled in a few lines
+        // at a time while this one is hashed.
         const unsigned char* next = nullptr;
         if (target.process && pos + 1 < item.pages) next = data + (pos + 1) * page_;
         if (!target.process && p + 1 < segs[i].pages) next = page + page_;
-        if (next != nullptr) {
-          for (uint64_t l = 0; l < page_; l += 64) __builtin_prefetch(next + l);
-        }
-        q.hash = k_.hash(page, page_, seed_) & hashMask_;
+        q.hash = k_.hashNext(page, page_, seed_, next) & hashMask_;
       }
       if (counts[cur] == kBatch) flush();
     }
