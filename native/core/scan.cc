@@ -69,6 +69,9 @@ class Engine {
   bool Same(const unsigned char* page, uint64_t hash, uint64_t first, const Item& item, const unsigned char* itemData,
             ThreadStats& ts, unsigned char* scratch);
   const GlobalRun& RunOf(uint64_t g) const;
+  void PrefetchPage(const unsigned char* p) const {
+    for (uint64_t l = 0; l < page_; l += 64) __builtin_prefetch(p + l);
+  }
   uint32_t ChunkOf(const GlobalRun& run, uint64_t address) const {
     return run.firstChunk + static_cast<uint32_t>(address / kChunk - run.address / kChunk);
   }
@@ -353,7 +356,9 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
   }
 
   // Pages in batches: hash a batch, prefetch the index slots its hashes probe, then insert.
-  constexpr size_t kBatch = 4;  // measured: 16 lets the prefetched slots fall out of L1 first
+  // Measured on 512 MiB: 2 beats 4 and 16, whose prefetched slots fall out of L1 before they are
+  // used; two pages of hashing (about 200 ns) still cover a slot fetched from memory.
+  constexpr size_t kBatch = 2;
   struct Pending {
     const unsigned char* page;
     uint64_t g, address, hash;
@@ -404,11 +409,17 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
       } else if (fastFull && __atomic_load_n(&flags_[g], __ATOMIC_RELAXED) != kCandidate) {
         q.page = nullptr;  // proven unique or volatile by the prefilter: no hash needed
       } else {
-        // The hardware prefetcher stops at page boundaries: the next page is pulled in a few lines
-        // at a time while this one is hashed.
+        // The hardware prefetcher stops at page boundaries: the page after next is pulled in a few
+        // lines at a time while this one is hashed (measured: 2 pages ahead beats 1 by about 3 %);
+        // at the start of a stretch the next page is requested at once.
         const unsigned char* next = nullptr;
-        if (target.process && pos + 1 < item.pages) next = data + (pos + 1) * page_;
-        if (!target.process && p + 1 < segs[i].pages) next = page + page_;
+        if (target.process) {
+          if (pos == 0 && 1 < item.pages) PrefetchPage(data + page_);
+          if (pos + 2 < item.pages) next = data + (pos + 2) * page_;
+        } else {
+          if (p == 0 && 1 < segs[i].pages) PrefetchPage(page + page_);
+          if (p + 2 < segs[i].pages) next = page + 2 * page_;
+        }
         q.hash = k_.hashNext(page, page_, seed_, next) & hashMask_;
       }
       if (counts[cur] == kBatch) flush();
