@@ -18,6 +18,8 @@ uint64_t KernelHash(const void* data, size_t len, uint64_t seed) { return XXH3_6
 // boundaries, and prefetching a whole page in one burst fills the miss buffers the hash's own loads
 // need. The long-input loop is XXH3's own (XXH3_hashLong_internal_loop) split at stripe groups,
 // which XXH3_accumulate allows: accumulating stripes [0, a) then [a, b) equals [0, b) in one call.
+// It uses xxhash.h's internals (xxhash-addon is pinned to an exact version); hash_test checks that
+// it equals XXH3_64bits_withSeed for every kernel set, length class and seed.
 uint64_t KernelHashNext(const void* data, size_t len, uint64_t seed, const void* next) {
   if (len <= XXH3_MIDSIZE_MAX || next == nullptr) return XXH3_64bits_withSeed(data, len, seed);
   XXH_ALIGN(XXH_SEC_ALIGN) xxh_u8 secret[XXH_SECRET_DEFAULT_SIZE];
@@ -30,6 +32,7 @@ uint64_t KernelHashNext(const void* data, size_t len, uint64_t seed, const void*
   constexpr size_t kStripesPerBlock = (XXH_SECRET_DEFAULT_SIZE - XXH_STRIPE_LEN) / XXH_SECRET_CONSUME_RATE;
   constexpr size_t kBlock = XXH_STRIPE_LEN * kStripesPerBlock;
   constexpr size_t kGroup = 8;  // stripes between two rounds of prefetches (measured: 8 beats 2, 4 and 16)
+  static_assert(kStripesPerBlock % kGroup == 0, "a group never straddles a scramble");
   // Lines of `next` to request per group so that all of it is requested by the end.
   const size_t groups = (len - 1) / XXH_STRIPE_LEN / kGroup + 1;
   const size_t perGroup = (len / kLine + groups - 1) / groups;
@@ -44,7 +47,7 @@ uint64_t KernelHashNext(const void* data, size_t len, uint64_t seed, const void*
     }
     XXH3_scrambleAcc(acc, secret + sizeof secret - XXH_STRIPE_LEN);
   }
-  // Last partial block, then the last stripe (XXH_SECRET_LASTACC_START is 7).
+  // Last partial block, then the last stripe.
   const size_t stripes = ((len - 1) - kBlock * blocks) / XXH_STRIPE_LEN;
   for (size_t s = 0; s < stripes; s += kGroup) {
     pull();
@@ -52,7 +55,7 @@ uint64_t KernelHashNext(const void* data, size_t len, uint64_t seed, const void*
     XXH3_accumulate(acc, in + blocks * kBlock + s * XXH_STRIPE_LEN, secret + s * XXH_SECRET_CONSUME_RATE, take);
   }
   while (ahead < aheadEnd) pull();
-  XXH3_accumulate_512(acc, in + len - XXH_STRIPE_LEN, secret + sizeof secret - XXH_STRIPE_LEN - 7);
+  XXH3_accumulate_512(acc, in + len - XXH_STRIPE_LEN, secret + sizeof secret - XXH_STRIPE_LEN - XXH_SECRET_LASTACC_START);
   return XXH3_finalizeLong_64b(acc, secret, static_cast<xxh_u64>(len));
 }
 
