@@ -12,6 +12,9 @@ struct HashKernels {
   const char* name;  // "avx512", "avx2" or "sse2" (or "scalar" off x86)
   // XXH3-64 of `len` bytes with `seed`.
   uint64_t (*hash)(const void* data, size_t len, uint64_t seed);
+  // The same as hash(data, len, seed), while it pulls `next` (`len` bytes, or nullptr) into the
+  // cache spread over the hashing: the page after this one, in a scan.
+  uint64_t (*hashNext)(const void* data, size_t len, uint64_t seed, const void* next);
   // XXH3-64 of four 64-byte lines at fixed offsets of a page of `len` bytes (len >= 256); sets
   // *linesZero when all sampled lines are zero (the page may be a zero page).
   uint64_t (*prefilter)(const void* page, size_t len, uint64_t seed, bool* linesZero);

@@ -18,7 +18,7 @@
 
 namespace pagefuse {
 const HashKernels* Avx2Kernels() {
-  static const HashKernels k{"avx2", KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"avx2", KernelHash, KernelHashNext, KernelPrefilter, KernelIsZero, KernelReadSum};
   return &k;
 }
 }  // namespace pagefuse

@@ -22,7 +22,7 @@
 
 namespace pagefuse {
 const HashKernels* Avx512Kernels() {
-  static const HashKernels k{"avx512", KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"avx512", KernelHash, KernelHashNext, KernelPrefilter, KernelIsZero, KernelReadSum};
   return &k;
 }
 }  // namespace pagefuse

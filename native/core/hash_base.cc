@@ -11,9 +11,9 @@ namespace pagefuse {
 
 const HashKernels& BaselineKernels() {
 #if defined(__x86_64__)
-  static const HashKernels k{"sse2", KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"sse2", KernelHash, KernelHashNext, KernelPrefilter, KernelIsZero, KernelReadSum};
 #else
-  static const HashKernels k{"scalar", KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"scalar", KernelHash, KernelHashNext, KernelPrefilter, KernelIsZero, KernelReadSum};
 #endif
   return k;
 }

@@ -71,6 +71,17 @@ class ContentIndex {
   std::unique_ptr<std::atomic<uint32_t>[]> counts_;
 };
 
+inline uint64_t ContentIndex::Start(uint64_t hash) const {
+  // Mixed first (a test-only narrow hash has few distinct values), then mapped onto [0, capacity)
+  // by a multiply, so the capacity need not be a power of two.
+  uint64_t x = hash ^ (hash >> 33);
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(x) * capacity_) >> 64);
+}
+
 template <class Same>
 ContentIndex::Outcome ContentIndex::Insert(uint64_t hash, uint64_t page, uint32_t target, Same&& same,
                                            uint64_t* collisions) {

@@ -69,6 +69,9 @@ class Engine {
   bool Same(const unsigned char* page, uint64_t hash, uint64_t first, const Item& item, const unsigned char* itemData,
             ThreadStats& ts, unsigned char* scratch);
   const GlobalRun& RunOf(uint64_t g) const;
+  void PrefetchPage(const unsigned char* p) const {
+    for (uint64_t l = 0; l < page_; l += 64) __builtin_prefetch(p + l);
+  }
   uint32_t ChunkOf(const GlobalRun& run, uint64_t address) const {
     return run.firstChunk + static_cast<uint32_t>(address / kChunk - run.address / kChunk);
   }
@@ -353,7 +356,11 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
   }
 
   // Pages in batches: hash a batch, prefetch the index slots its hashes probe, then insert.
+  // Pages per batch. The prefilter is quick: 16 pages of it cover a slot fetched from memory. A full
+  // hash takes about 100 ns: measured on 512 MiB, 2 pages beat 4 and 16, whose prefetched slots
+  // fall out of L1 before they are used, and two pages of hashing still cover a fetch from memory.
   constexpr size_t kBatch = 16;
+  const size_t batch = pass == Pass::kPrefilter ? kBatch : 2;
   struct Pending {
     const unsigned char* page;
     uint64_t g, address, hash;
@@ -404,17 +411,20 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, std::vect
       } else if (fastFull && __atomic_load_n(&flags_[g], __ATOMIC_RELAXED) != kCandidate) {
         q.page = nullptr;  // proven unique or volatile by the prefilter: no hash needed
       } else {
-        // The hardware prefetcher stops at page boundaries: pull in the next page line by line
-        // while this one is hashed (measured: hashing then runs at the speed of a plain read).
+        // The hardware prefetcher stops at page boundaries: the page after next is pulled in a few
+        // lines at a time while this one is hashed (measured: 2 pages ahead beats 1 by about 3 %);
+        // at the start of a stretch the next page is requested at once.
         const unsigned char* next = nullptr;
-        if (target.process && pos + 1 < item.pages) next = data + (pos + 1) * page_;
-        if (!target.process && p + 1 < segs[i].pages) next = page + page_;
-        if (next != nullptr) {
-          for (uint64_t l = 0; l < page_; l += 64) __builtin_prefetch(next + l);
+        if (target.process) {
+          if (pos == 0 && 1 < item.pages) PrefetchPage(data + page_);
+          if (pos + 2 < item.pages) next = data + (pos + 2) * page_;
+        } else {
+          if (p == 0 && 1 < segs[i].pages) PrefetchPage(page + page_);
+          if (p + 2 < segs[i].pages) next = page + 2 * page_;
         }
-        q.hash = k_.hash(page, page_, seed_) & hashMask_;
+        q.hash = k_.hashNext(page, page_, seed_, next) & hashMask_;
       }
-      if (counts[cur] == kBatch) flush();
+      if (counts[cur] == batch) flush();
     }
   }
   flush();

@@ -25,6 +25,13 @@ TEST(every_kernel_set_this_cpu_runs_matches_the_baseline) {
     for (size_t len : {0ul, 1ul, 64ul, 240ul, 241ul, 4096ul, 4096ul * 3}) {
       CHECK_EQ(k.hash(data.data(), len, 42), b.hash(data.data(), len, 42));
     }
+    // hashNext is the same hash, whatever it prefetches, at every length and seed.
+    for (size_t len : {0ul, 1ul, 240ul, 241ul, 256ul, 1024ul, 1025ul, 1088ul, 4000ul, 4096ul, 5000ul, 4096ul * 2}) {
+      for (uint64_t seed : {0ull, 42ull, ~0ull}) {
+        CHECK_EQ(k.hashNext(data.data(), len, seed, data.data() + 4096), b.hash(data.data(), len, seed));
+        CHECK_EQ(k.hashNext(data.data(), len, seed, nullptr), b.hash(data.data(), len, seed));
+      }
+    }
     bool z1 = true, z2 = true;
     CHECK_EQ(k.prefilter(data.data(), 4096, 7, &z1), b.prefilter(data.data(), 4096, 7, &z2));
     CHECK(!z1);
