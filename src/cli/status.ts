@@ -1,10 +1,13 @@
 // pagefuse status: ksmd's knobs and counters, what it saves, and the processes that have KSM pages.
-import { Ksm, ksmOptionsFromEnv, type KsmState } from '../ksm/ksm.js';
+import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { listKsmProcesses, type KsmProcessEntry } from '../ksm/process.js';
 import { ksmPagesByNode, type NodeKsmPages, type NodeMergingPages } from '../numa/ksm-nodes.js';
 import { numaTopology, type NumaTopology } from '../numa/topology.js';
 import { mergeAcrossNodesWarning } from '../numa/warnings.js';
 import { registeredSavings, type RegisteredSavings } from '../report/registered.js';
+import { hostSavings } from '../report/model.js';
+import { modelCounters } from '../report/host.js';
+import { PAGE_SIZE } from '../region.js';
 import { Registry } from '../safety/registry.js';
 import { hostOptionsFromEnv } from './audit.js';
 import { EXIT_FAILURE, EXIT_OK, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
@@ -41,11 +44,6 @@ const RUN_STATES: Record<number, string> = {
   1: 'running (run=1)',
   2: 'stopped and unmerged (run=2)',
 };
-
-function sharingRatio(state: KsmState): number | null {
-  const { pages_shared: shared, pages_sharing: sharing } = state.counters;
-  return typeof shared === 'number' && typeof sharing === 'number' && shared > 0 ? sharing / shared : null;
-}
 
 function processJson(p: KsmProcessEntry) {
   return {
@@ -140,7 +138,7 @@ export async function run(args: string[]): Promise<number> {
     hostNodes(values.nodes === true || memoryNodes(topology) > 1, { procRoot, ...sysfs }),
   ]);
   const shown = list.processes.slice(0, top);
-  const ratio = sharingRatio(state);
+  const ratio = hostSavings(modelCounters(state.counters), PAGE_SIZE).sharingRatio;
   const mergeAcross = state.settings.merge_across_nodes;
   const warning = topology && mergeAcross !== undefined ? mergeAcrossNodesWarning(topology, Number(mergeAcross) === 1) : undefined;
   const warnings = warning === undefined ? [] : [warning];

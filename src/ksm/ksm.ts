@@ -70,12 +70,14 @@ const POLL_MS = 10;
 /** Knobs the kernel only lets change while no KSM page exists (EBUSY otherwise). */
 const NEEDS_UNMERGED: readonly Tunable[] = ['merge_across_nodes', 'max_page_sharing'];
 
+type ProfitCounterName = 'general_profit' | 'pages_shared' | 'pages_sharing' | 'pages_unshared' | 'pages_volatile' | 'ksm_zero_pages';
+
 /** The kernel's general_profit, or the same formula over the counters on kernels before 6.4. */
-export function profitFromCounters(counters: KsmCounters): number {
+export function profitFromCounters(counters: { [K in ProfitCounterName]?: number | string | undefined }, pageSize: number = PAGE_SIZE): number {
   if (typeof counters.general_profit === 'number') return counters.general_profit;
-  const n = (k: keyof KsmCounters): number => (typeof counters[k] === 'number' ? (counters[k] as number) : 0);
+  const n = (k: ProfitCounterName): number => (typeof counters[k] === 'number' ? (counters[k] as number) : 0);
   const rmapItems = n('pages_shared') + n('pages_sharing') + n('pages_unshared') + n('pages_volatile');
-  return (n('pages_sharing') + n('ksm_zero_pages')) * PAGE_SIZE - rmapItems * RMAP_ITEM_BYTES;
+  return (n('pages_sharing') + n('ksm_zero_pages')) * pageSize - rmapItems * RMAP_ITEM_BYTES;
 }
 
 /** Roots from PAGEFUSE_KSM_SYSFS / PAGEFUSE_PROC (the CLI's test hook); unset means the real ones. */

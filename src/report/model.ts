@@ -2,7 +2,7 @@
 // (top, Prometheus, HTML, bench). Pure functions over plain snapshots, so each output agrees.
 
 import { unshareExposure, type Exposure, type MemInfo } from '../safety/exposure.js';
-import { RMAP_ITEM_BYTES } from '../ksm/process.js';
+import { profitFromCounters } from '../ksm/ksm.js';
 import { savedPages, type KsmCounters as PolicyCounters } from '../tune/types.js';
 
 /** Global counters from /sys/kernel/mm/ksm under the kernel's names: the tuner's, plus those only reports use. */
@@ -100,19 +100,9 @@ export interface HostSavings {
 export function hostSavings(counters: KsmCounters, pageSize: number): HostSavings {
   const saved = savedPages(counters);
   const grossBytes = saved * pageSize;
-  let profitBytes: number;
-  let metadataBytes: number;
-  let profitSource: HostSavings['profitSource'];
-  if (counters.general_profit !== undefined) {
-    profitBytes = counters.general_profit;
-    metadataBytes = grossBytes - profitBytes;
-    profitSource = 'general_profit';
-  } else {
-    const rmapItems = counters.pages_shared + counters.pages_sharing + counters.pages_unshared + counters.pages_volatile;
-    metadataBytes = rmapItems * RMAP_ITEM_BYTES;
-    profitBytes = grossBytes - metadataBytes;
-    profitSource = 'computed';
-  }
+  const profitBytes = profitFromCounters(counters, pageSize);
+  const metadataBytes = grossBytes - profitBytes;
+  const profitSource: HostSavings['profitSource'] = counters.general_profit !== undefined ? 'general_profit' : 'computed';
   const sharingRatio = counters.pages_shared > 0 ? counters.pages_sharing / counters.pages_shared : null;
   return { profitBytes, grossBytes, metadataBytes, sharingRatio, savedPages: saved, profitSource };
 }
