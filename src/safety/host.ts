@@ -1,6 +1,7 @@
 // Things on the host that switch KSM on or drive it behind pagefuse's back: ksmtuned, the distro's
 // ksm/ksmtuned services, Ubuntu's KSM_ENABLED.
-import { readdir, readFile, access } from 'node:fs/promises';
+import { readFile, access } from 'node:fs/promises';
+import { findOtherTuners, KSMTUNED_PID_FILES } from '../tune/lock.js';
 import { join } from 'node:path';
 
 export interface HostRoots {
@@ -9,8 +10,6 @@ export interface HostRoots {
   /** Prefix for /etc, /run, /var/run (tests point it at a fixture tree). */
   rootDir?: string;
 }
-
-const KSMTUNED_PID_FILES = ['/run/ksmtune.pid', '/var/run/ksmtune.pid'];
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -21,37 +20,13 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Pids of processes whose command name is `comm` (the name /proc/<pid>/comm gives, 15 characters at most). */
-export async function pidsByComm(comm: string, procRoot = '/proc'): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir(procRoot)) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if ((await readFile(join(procRoot, entry, 'comm'), 'utf8')).trim() === comm.slice(0, 15)) pids.push(Number(entry));
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return pids.sort((a, b) => a - b);
-}
-
-/** A running ksmtuned: by process name, or by a pid file whose process is alive. */
+/** A running ksmtuned: by its process (name or argv), or by a pid file whose process is alive. */
 export async function findKsmtuned(roots: HostRoots = {}): Promise<{ pids: number[]; pidFile?: string }> {
-  const procRoot = roots.procRoot ?? '/proc';
-  const pids = await pidsByComm('ksmtuned', procRoot);
-  for (const file of KSMTUNED_PID_FILES) {
-    const path = join(roots.rootDir ?? '/', file);
-    let pid: number;
-    try {
-      pid = Number((await readFile(path, 'utf8')).trim());
-    } catch {
-      continue;
-    }
-    if (Number.isInteger(pid) && pid > 0 && (await exists(join(procRoot, String(pid))))) {
-      return { pids: [...new Set([...pids, pid])].sort((a, b) => a - b), pidFile: file };
-    }
-  }
-  return { pids };
+  const pidFiles = KSMTUNED_PID_FILES.map((file) => join(roots.rootDir ?? '/', file));
+  const found = (await findOtherTuners(roots.procRoot, pidFiles)).filter((t) => t.kind === 'ksmtuned');
+  const byFile = found.find((t) => t.pidFile !== undefined);
+  const pids = [...new Set(found.map((t) => t.pid))].sort((a, b) => a - b);
+  return byFile?.pidFile === undefined ? { pids } : { pids, pidFile: byFile.pidFile };
 }
 
 /** Distro switches that turn KSM on at boot. */

@@ -31,6 +31,10 @@ export function isPagefuseTune(argv: readonly string[]): boolean {
 export interface OtherTuner {
   pid: number;
   what: string;
+  /** The tuner: ksmtuned or another pagefuse tune. */
+  kind: 'ksmtuned' | 'pagefuse tune';
+  /** The pid file it was found by, if any. */
+  pidFile?: string;
 }
 
 /** Other tuners running now (never this process). */
@@ -39,7 +43,7 @@ export async function findOtherTuners(procRoot = '/proc', pidFiles = KSMTUNED_PI
   for (const file of pidFiles) {
     const text = await readFile(file, 'utf8').catch(() => undefined);
     const pid = Number(text?.trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) found.push({ pid, what: `ksmtuned (pid file ${file})` });
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) found.push({ pid, what: `ksmtuned (pid file ${file})`, kind: 'ksmtuned', pidFile: file });
   }
   for (const pid of await listPids(procRoot)) {
     if (pid === process.pid || found.some((f) => f.pid === pid)) continue;
@@ -49,9 +53,9 @@ export async function findOtherTuners(procRoot = '/proc', pidFiles = KSMTUNED_PI
     const cmdline = await readProcText(procRoot, pid, 'cmdline');
     const argv = cmdline === undefined ? [] : splitCmdline(cmdline);
     if (comm === 'ksmtuned' || argv.slice(0, 2).some((a) => basename(a) === 'ksmtuned')) {
-      found.push({ pid, what: 'ksmtuned' });
+      found.push({ pid, what: 'ksmtuned', kind: 'ksmtuned' });
     } else if (isPagefuseTune(argv)) {
-      found.push({ pid, what: 'pagefuse tune' });
+      found.push({ pid, what: 'pagefuse tune', kind: 'pagefuse tune' });
     }
   }
   return found;
