@@ -1,6 +1,7 @@
 // Processes started or registered through pagefuse, with their tenant, kept host-wide in a state
 // directory so the CLI, the daemon and embedding VM managers all see the same list.
-import { mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { writeFileAtomicSync } from '../report/atomic.js';
 import { join } from 'node:path';
 import { PagefuseError } from '../errors.js';
 
@@ -94,10 +95,7 @@ export class Registry {
       ...(entry.name === undefined ? {} : { name: entry.name }),
     };
     this.prepare();
-    const file = join(this.dir, `${entry.pid}.json`);
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(reg)}\n`, { mode: 0o644 });
-    renameSync(tmp, file);
+    writeFileAtomicSync(join(this.dir, `${entry.pid}.json`), `${JSON.stringify(reg)}\n`);
     return reg;
   }
 
