@@ -7,9 +7,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { CLI, ROOT, runCli } from './helpers/report-cli.js';
 import { lockKsm } from './helpers/lock.js';
-import type { BenchResult, TunerResult } from '../src/report/bench.js';
-import type { HashingResult } from '../src/report/bench-hashing.js';
-import type { EstimateResult } from '../src/report/bench-estimate.js';
+import type { BenchResult, TunerResult } from '../src/bench/bench.js';
+import type { HashingResult } from '../src/bench/hashing.js';
+import type { EstimateResult } from '../src/bench/estimate.js';
 
 const KNOBS = ['run', 'pages_to_scan', 'sleep_millisecs'];
 const knobs = (): string[] => KNOBS.map((k) => readFileSync(`/sys/kernel/mm/ksm/${k}`, 'utf8').trim());

@@ -12,7 +12,7 @@ import {
   type KsmCounters,
   type Snapshot,
 } from '../src/report/model.js';
-import { HostSource } from '../src/report/host.js';
+import { HostSource } from '../src/report/source.js';
 import { RMAP_ITEM_BYTES } from '../src/ksm/process.js';
 import { Sampler } from '../src/report/sampler.js';
 import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';

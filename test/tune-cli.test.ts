@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireTuneLock, findOtherTuners, isPagefuseTune } from '../src/tune/lock.js';
+import { acquireTuneLock, findOtherTuners, isPagefuseTune } from '../src/host/lock.js';
 import { loadConfig } from '../src/tune/config.js';
 import { lockKsm } from './helpers/lock.js';
 

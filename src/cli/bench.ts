@@ -3,10 +3,10 @@
 import { access, constants } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse } from './common.js';
-import { benchPage, benchText, runBench } from '../report/bench.js';
-import { hostSource } from '../report/host.js';
+import { benchPage, benchText, runBench } from '../bench/bench.js';
+import { hostSource } from '../report/source.js';
 import { Sampler } from '../report/sampler.js';
-import { writeFileAtomic } from '../report/atomic.js';
+import { writeFileAtomic } from '../host/atomic.js';
 import { explain } from '../errors.js';
 
 const HELP = `usage: pagefuse bench [--quick] [--json] [--html FILE]

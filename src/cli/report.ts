@@ -2,11 +2,11 @@
 import { release, hostname } from 'node:os';
 import { parse, UsageError } from './common.js';
 import { secondsFlag } from './report-flags.js';
-import { hostSource } from '../report/host.js';
+import { hostSource } from '../report/source.js';
 import { Sampler } from '../report/sampler.js';
 import { reportHtml } from '../report/html.js';
 import { readHistoryFile, writeHistoryFile, type HistoryRecord } from '../report/history-file.js';
-import { writeFileAtomic } from '../report/atomic.js';
+import { writeFileAtomic } from '../host/atomic.js';
 import { processSharing } from '../report/sharing.js';
 
 const HELP = `usage: pagefuse report --html FILE [--from HISTORY.json | --duration S [--interval S] [--save HISTORY.json]]

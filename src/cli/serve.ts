@@ -2,7 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import { isIP } from 'node:net';
 import { parse, UsageError } from './common.js';
-import { hostSource } from '../report/host.js';
+import { hostSource } from '../report/source.js';
 import { Sampler } from '../report/sampler.js';
 import { metricsRegistry } from '../report/prometheus.js';
 import { explain } from '../errors.js';

@@ -6,7 +6,7 @@ import { numaTopology, type NumaTopology } from '../numa/topology.js';
 import { mergeAcrossNodesWarning } from '../numa/warnings.js';
 import { registeredSavings, type RegisteredSavings } from '../report/registered.js';
 import { hostSavings } from '../report/model.js';
-import { modelCounters } from '../report/host.js';
+import { modelCounters } from '../report/source.js';
 import { PAGE_SIZE } from '../region.js';
 import { Registry } from '../safety/registry.js';
 import { hostOptionsFromEnv } from './audit.js';

@@ -1,7 +1,7 @@
 // pagefuse top — a live view of what KSM saves, per host, VM and node; one-shot text when not on a terminal.
 import { parse } from './common.js';
 import { secondsFlag } from './report-flags.js';
-import { hostSource } from '../report/host.js';
+import { hostSource } from '../report/source.js';
 import { Sampler } from '../report/sampler.js';
 import { summaryText, topScreen } from '../report/text.js';
 import type { Figures } from '../report/model.js';

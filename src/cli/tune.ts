@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { formatBytes, parse, UsageError } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
-import { acquireTuneLock, DEFAULT_LOCK_PATH, findOtherTuners } from '../tune/lock.js';
+import { acquireTuneLock, DEFAULT_LOCK_PATH, findOtherTuners } from '../host/lock.js';
 import { publishTuner } from '../report/publish.js';
 import { tunerStatePath } from '../report/tuner-state.js';
 

@@ -3,7 +3,7 @@
 // holding a Sampler) writes it with writeHistoryFile.
 import { readFile } from 'node:fs/promises';
 import type { KsmCounters, KsmSettings, SharingMatrix, Snapshot, TunerDecision } from './model.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '../host/atomic.js';
 import { explain, PagefuseError } from '../errors.js';
 
 export interface HistoryJson {

@@ -3,7 +3,7 @@
 import type { TunerDecision } from './model.js';
 import { tunerStatePath, writeTunerState } from './tuner-state.js';
 import { writeHistoryFile } from './history-file.js';
-import { HostSource, type SnapshotSource } from './host.js';
+import { HostSource, type SnapshotSource } from './source.js';
 import { Sampler } from './sampler.js';
 import type { TuneDecision } from '../tune/tuner.js';
 

@@ -2,7 +2,7 @@
 // is scheduled, so a slow read never piles up, and the timer is unref'd so it never holds the process open.
 import { EventEmitter } from 'node:events';
 import { History, figures, type Figures, type Snapshot } from './model.js';
-import type { SnapshotSource } from './host.js';
+import type { SnapshotSource } from './source.js';
 
 export interface SamplerOptions {
   intervalMs?: number;

@@ -3,7 +3,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { TunerDecision } from './model.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '../host/atomic.js';
 
 export const DEFAULT_TUNER_STATE_PATH = '/run/pagefuse/tuner.json';
 

@@ -7,7 +7,7 @@ import { numaTopology } from '../numa/topology.js';
 import { PAGE_SIZE } from '../region.js';
 import { evaluateAudit, type AuditResult, type AuditSnapshot } from './audit.js';
 import { admission, readMemInfo, unshareExposure, type Admission, type Exposure } from './exposure.js';
-import { findKsmtuned, ksmBootSwitches } from './host.js';
+import { findKsmtuned, ksmBootSwitches } from '../host/ksm-services.js';
 import { readIsolation, type Isolation } from './isolation.js';
 import { Registry } from './registry.js';
 

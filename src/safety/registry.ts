@@ -1,7 +1,7 @@
 // Processes started or registered through pagefuse, with their tenant, kept host-wide in a state
 // directory so the CLI, the daemon and embedding VM managers all see the same list.
 import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
-import { writeFileAtomicSync } from '../report/atomic.js';
+import { writeFileAtomicSync } from '../host/atomic.js';
 import { join } from 'node:path';
 import { PagefuseError } from '../errors.js';
 

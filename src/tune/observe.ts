@@ -1,6 +1,6 @@
 // The observation a policy decides on: /proc/meminfo, PSI, the VMs, KSM knobs and counters, ksmd's CPU time.
 import { availableParallelism } from 'node:os';
-import { listPids, parseKeyValues, parseStat, readProcText, USER_HZ } from '../vm/procfs.js';
+import { listPids, parseKeyValues, parseStat, readProcText, USER_HZ } from '../host/procfs.js';
 import type { VmInfo } from '../vm/discover.js';
 import type { Estimate, KsmCounters, KsmKnobs, MemoryInfo, MemoryPressure, Observation } from './types.js';
 

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { PagefuseError } from '../errors.js';
 import { Ksm } from '../ksm/ksm.js';
 import { PAGE_SIZE, Region } from '../region.js';
-import { DEFAULT_PROC_ROOT } from '../vm/procfs.js';
+import { DEFAULT_PROC_ROOT } from '../host/procfs.js';
 import { VmWatcher, type VmInfo } from '../vm/discover.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, type PolicyName, type TuneConfig } from './config.js';
 import { Observer, knobsFrom, type KsmControl } from './observe.js';

@@ -9,7 +9,7 @@ import {
   readProcText,
   splitCmdline,
   USER_HZ,
-} from './procfs.js';
+} from '../host/procfs.js';
 import { parseKsmStat, type KsmStatFields } from '../ksm/process.js';
 
 export interface VmInfo {

@@ -9,8 +9,8 @@ import { scan } from '../scan/scan.js';
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { parseKsmStat } from '../ksm/process.js';
 import type { KsmSettingsInput } from '../ksm/knobs.js';
-import { KsmdClock } from './host.js';
-import { findOtherTuners } from '../tune/lock.js';
+import { KsmdClock } from '../report/source.js';
+import { findOtherTuners } from '../host/lock.js';
 import { countersFrom } from '../tune/observe.js';
 import { savedPages as policySavedPages } from '../tune/types.js';
 

@@ -1,7 +1,7 @@
 // Things on the host that switch KSM on or drive it behind pagefuse's back: ksmtuned, the distro's
 // ksm/ksmtuned services, Ubuntu's KSM_ENABLED.
 import { readFile, access } from 'node:fs/promises';
-import { findOtherTuners, KSMTUNED_PID_FILES } from '../tune/lock.js';
+import { findOtherTuners, KSMTUNED_PID_FILES } from './lock.js';
 import { join } from 'node:path';
 
 export interface HostRoots {

@@ -4,7 +4,7 @@
 import { mkdir, open, readFile, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PagefuseError, explain } from '../errors.js';
-import { listPids, parseStat, readProcText, splitCmdline } from '../vm/procfs.js';
+import { listPids, parseStat, readProcText, splitCmdline } from './procfs.js';
 
 export const DEFAULT_LOCK_PATH = '/run/pagefuse/tune.lock';
 export const KSMTUNED_PID_FILES = ['/run/ksmtune.pid', '/var/run/ksmtune.pid'];

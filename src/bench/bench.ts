@@ -1,11 +1,11 @@
 // `pagefuse bench`: what KSM and pagefuse buy on this host, measured in one run. Sections run in turn;
 // one that cannot run here (no root, no KSM) is skipped with its reason and the others still run.
 import { cpus, release, totalmem } from 'node:os';
-import { benchHashing, type HashingResult } from './bench-hashing.js';
-import { benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } from './bench-estimate.js';
-import { benchTuner } from './bench-tuner.js';
-import { chartSvg, escapeHtml, htmlPage } from './html.js';
-import { series, type Snapshot } from './model.js';
+import { benchHashing, type HashingResult } from './hashing.js';
+import { benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } from './estimate.js';
+import { benchTuner } from './tuner.js';
+import { chartSvg, escapeHtml, htmlPage } from '../report/html.js';
+import { series, type Snapshot } from '../report/model.js';
 import { formatTable } from '../cli/common.js';
 
 export interface Skipped {

@@ -7,8 +7,8 @@ import { PAGE_SIZE, type Region } from '../region.js';
 import { scan } from '../scan/scan.js';
 import { Tuner } from '../tune/tuner.js';
 import { defaultConfig } from '../tune/config.js';
-import { benchBaseline, disposeGuests, holdKnobs, makeGuests, savedPages, selfMergingPages, type GuestSizes } from './bench-estimate.js';
-import { KsmdClock } from './host.js';
+import { benchBaseline, disposeGuests, holdKnobs, makeGuests, savedPages, selfMergingPages, type GuestSizes } from './estimate.js';
+import { KsmdClock } from '../report/source.js';
 import type { TunerResult, TunerRow } from './bench.js';
 
 interface Driver {
