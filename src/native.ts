@@ -84,6 +84,21 @@ export interface NativeScanResult {
   sharing: number[][];
 }
 
+/** A keyed hash-mod-M sample of page contents (native/core/sketch.h). Values are keyed; never raw page hashes. */
+export interface NativeSketch {
+  /** Distinct sampled keyed values, ascending. */
+  values: BigUint64Array;
+  /** Pages carrying each value. */
+  counts: Uint32Array;
+  pages: number;
+  zeroPages: number;
+  thpPages: number;
+  absentPages: number;
+  zeroMappedPages: number;
+  unreadablePages: number;
+  flagsKnown: boolean;
+}
+
 export interface NativeScanHandle {
   promise: Promise<NativeScanResult>;
   cancel(): void;
@@ -110,6 +125,10 @@ export interface NativeAddon {
     onProgress?: (done: number, total: number) => void,
   ): NativeScanHandle;
   readSum(buffer: ArrayBuffer): number;
+  /** Keyed sketch of a process's private anonymous memory, read through /proc/<pid>/mem (never pins pages). */
+  sketchProcess(pid: number, key: Uint8Array, modulus: number, mergeableOnly: boolean, procRoot?: string): Promise<NativeSketch>;
+  /** Keyed sketch of whole pages of a buffer. */
+  sketchBuffer(buffer: ArrayBuffer, key: Uint8Array, modulus: number): NativeSketch;
   hashKernel: string;
   defaultThreads: number;
 }

@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterZero(env, exports);
   RegisterNuma(env, exports);
   RegisterScan(env, exports);
+  RegisterSketch(env, exports);
   return exports;
 }
 

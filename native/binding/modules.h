@@ -15,5 +15,6 @@ void RegisterProcess(Napi::Env env, Napi::Object exports);
 void RegisterZero(Napi::Env env, Napi::Object exports);
 void RegisterNuma(Napi::Env env, Napi::Object exports);
 void RegisterScan(Napi::Env env, Napi::Object exports);
+void RegisterSketch(Napi::Env env, Napi::Object exports);
 
 }  // namespace pagefuse

@@ -1,13 +1,16 @@
 // pagefuse serve — Prometheus metrics over HTTP, read from the host at every scrape.
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as HttpsServer } from 'node:https';
 import { isIP } from 'node:net';
 import { parse, UsageError } from './common.js';
 import { hostSource } from '../report/source.js';
 import { Sampler } from '../report/sampler.js';
 import { metricsRegistry } from '../report/prometheus.js';
 import { explain } from '../errors.js';
+import { fleetServeOptions, FLEET_SERVE_FLAGS, FLEET_SERVE_HELP } from './serve-fleet.js';
+import { SKETCH_PATH } from '../fleet/endpoint.js';
 
-const HELP = `usage: pagefuse serve [--listen HOST:PORT]
+const HELP = `usage: pagefuse serve [--listen HOST:PORT] [fleet options]
 
 Serves Prometheus metrics at http://HOST:PORT/metrics: node_exporter's node_ksmd_* host series, and
 pagefuse_* savings, per-process (pid, name), per-NUMA-node and tuner series, all read at scrape time.
@@ -15,7 +18,7 @@ Only counts are exported, never page contents or hashes.
 
   --listen HOST:PORT   address to bind (default 127.0.0.1:9464, loopback only); [::1]:PORT for IPv6;
                        port 0 picks a free port. The bound address is printed on stdout.
-`;
+${FLEET_SERVE_HELP}`;
 
 export function parseListen(value: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
@@ -30,7 +33,7 @@ export function parseListen(value: string): { host: string; port: number } {
   return { host, port };
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
+function listen(server: Server | HttpsServer, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', (err) => {
       const code = (err as NodeJS.ErrnoException).code;
@@ -49,18 +52,21 @@ function listen(server: Server, host: string, port: number): Promise<void> {
 }
 
 export async function run(args: string[]): Promise<number> {
-  const { values } = parse('serve', args, { options: { listen: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  const { values } = parse('serve', args, { options: { listen: { type: 'string' }, help: { type: 'boolean', short: 'h' }, ...FLEET_SERVE_FLAGS } });
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
   }
   const { host, port } = parseListen(values.listen ?? '127.0.0.1:9464');
+  const fleet = await fleetServeOptions(values);
   const sampler = new Sampler(hostSource(), { capacity: 2 });
   const registry = metricsRegistry(() => sampler.sampleNow());
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    } else if (path === SKETCH_PATH && fleet.endpoint !== undefined) {
+      fleet.endpoint.handle(req, res);
     } else if (path === '/metrics') {
       registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
@@ -71,12 +77,15 @@ export async function run(args: string[]): Promise<number> {
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; metrics are at /metrics\n');
     }
-  });
+  };
+  const server = fleet.tls === undefined ? createServer(handler) : createTlsServer(fleet.tls, handler);
   await listen(server, host, port);
   const addr = server.address();
   const bound = typeof addr === 'object' && addr !== null ? addr : { address: host, port, family: 'IPv4' };
   const shown = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
-  process.stdout.write(`pagefuse serve: listening on http://${shown}:${bound.port}/metrics\n`);
+  const scheme = fleet.tls === undefined ? 'http' : 'https';
+  process.stdout.write(`pagefuse serve: listening on ${scheme}://${shown}:${bound.port}/metrics\n`);
+  if (fleet.endpoint !== undefined) process.stdout.write(`pagefuse serve: fleet sketches at ${scheme}://${shown}:${bound.port}${SKETCH_PATH} (${fleet.access})\n`);
   return new Promise<number>((resolve) => {
     const stop = (): void => {
       process.off('SIGINT', stop);

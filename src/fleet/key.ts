@@ -1,0 +1,50 @@
+// The fleet key: a secret file shared by every host of a fleet. Sketch values are keyed with it
+// (SipHash-2-4 in the addon), so a sketch says nothing about page contents to whoever lacks the key,
+// and sketches made under different keys have no value in common. The key's id travels with each
+// sketch so a planner can tell keys apart without learning the key.
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { PagefuseError, explain } from '../errors.js';
+
+export interface FleetKey {
+  /** 16 bytes for SipHash-2-4, derived from the file's bytes. */
+  readonly key: Uint8Array;
+  /** 16 hex digits naming the key (a hash of it under another label): safe to publish. */
+  readonly id: string;
+}
+
+/** Fewer bytes than this cannot be a secret worth the name. */
+export const MIN_KEY_BYTES = 16;
+
+function derive(label: string, secret: Uint8Array): Buffer {
+  return createHash('sha256').update(`pagefuse fleet ${label} v1\0`).update(secret).digest();
+}
+
+/** The key and id for a secret's bytes (surrounding whitespace ignored, so `openssl rand -hex 32 > key` works). */
+export function fleetKeyFromBytes(bytes: Uint8Array): FleetKey {
+  const secret = Buffer.from(Buffer.from(bytes).toString('latin1').trim(), 'latin1');
+  if (secret.length < MIN_KEY_BYTES) {
+    throw new PagefuseError('EINVAL', `the fleet key must hold at least ${MIN_KEY_BYTES} bytes, got ${secret.length}; make one with 'openssl rand -hex 32'`);
+  }
+  return { key: new Uint8Array(derive('key', secret).subarray(0, 16)), id: derive('key id', secret).subarray(0, 8).toString('hex') };
+}
+
+/**
+ * Reads the fleet key file. It must be a regular file that neither group nor others can read or
+ * write: the key is what keeps sketches from being a content oracle.
+ */
+export async function readFleetKey(path: string): Promise<FleetKey> {
+  let info;
+  let bytes: Buffer;
+  try {
+    info = await stat(path);
+    bytes = await readFile(path);
+  } catch (err) {
+    throw explain(err, `cannot read the fleet key ${path}: ${(err as Error).message}`);
+  }
+  if (!info.isFile()) throw new PagefuseError('EINVAL', `the fleet key ${path} is not a regular file`);
+  if ((info.mode & 0o077) !== 0) {
+    throw new PagefuseError('EPERM', `the fleet key ${path} is readable or writable by group or others (mode ${(info.mode & 0o777).toString(8)}); run 'chmod 600 ${path}'`);
+  }
+  return fleetKeyFromBytes(bytes);
+}

@@ -1,0 +1,263 @@
+// Keyed content sketches of VMs and hosts, and their wire format. A sample is a multiset of keyed
+// values (distinct values ascending, with the number of pages carrying each): a host's sample is
+// the sum of its VMs' samples, and a VM leaving is an exact subtraction. No addon needed here.
+import { PagefuseError } from '../errors.js';
+
+export const SKETCH_FORMAT = 'pagefuse.sketch/1';
+
+export interface Sample {
+  /** Distinct keyed values, ascending; each is 0 modulo the sketch's modulus. */
+  readonly values: BigUint64Array;
+  /** Pages carrying each value (≥ 1). */
+  readonly counts: Uint32Array;
+}
+
+export interface VmSketch {
+  /** The VM's name (libvirt domain, KubeVirt namespace/name, or the name it was registered with). */
+  name: string;
+  /** Its VMM process on the host that took the sketch. */
+  pid: number;
+  vmm: string;
+  /** Memory the VM needs where it runs: its configured guest RAM when known, else its resident memory. */
+  memoryBytes: number;
+  /** Resident pages read (zero pages included). */
+  pages: number;
+  /** Zero-filled pages: counted, never sampled (KSM's use_zero_pages handles them anywhere). */
+  zeroPages: number;
+  /** Pages inside transparent huge pages; null when the host could not tell (no /proc/kpageflags). */
+  thpPages: number | null;
+  takenAt: string;
+  sample: Sample;
+}
+
+export interface HostSketch {
+  format: typeof SKETCH_FORMAT;
+  /** Id of the fleet key the values were keyed with (never the key). */
+  keyId: string;
+  /** M: a page is sampled when its keyed value is 0 modulo M. A power of two. */
+  modulus: number;
+  pageSize: number;
+  /** The host's name: its Kubernetes node name or hostname. */
+  host: string;
+  takenAt: string;
+  /** Memory the host offers to VMs, in bytes. */
+  capacityBytes: number;
+  vms: VmSketch[];
+}
+
+export const EMPTY_SAMPLE: Sample = { values: new BigUint64Array(0), counts: new Uint32Array(0) };
+
+/** The multiset sum of samples (a host is the sum of its VMs). */
+export function addSamples(...samples: Sample[]): Sample {
+  let acc = EMPTY_SAMPLE;
+  for (const s of samples) acc = merge(acc, s, 1);
+  return acc;
+}
+
+/** The multiset difference a − b; b must be contained in a (a VM leaving its host). */
+export function subtractSample(a: Sample, b: Sample): Sample {
+  return merge(a, b, -1);
+}
+
+function merge(a: Sample, b: Sample, sign: 1 | -1): Sample {
+  const values = new BigUint64Array(a.values.length + (sign === 1 ? b.values.length : 0));
+  const counts = new Uint32Array(values.length);
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  const push = (v: bigint, c: number): void => {
+    if (c === 0) return;
+    values[n] = v;
+    counts[n++] = c;
+  };
+  while (i < a.values.length || j < b.values.length) {
+    const av = i < a.values.length ? a.values[i] : undefined;
+    const bv = j < b.values.length ? b.values[j] : undefined;
+    if (bv === undefined || (av !== undefined && av < bv)) {
+      push(av as bigint, a.counts[i++]);
+    } else if (av === undefined || bv < av) {
+      if (sign === -1) throw new RangeError('subtractSample: the sample taken away is not part of the other');
+      push(bv, b.counts[j++]);
+    } else {
+      const c = a.counts[i++] + sign * b.counts[j++];
+      if (c < 0) throw new RangeError('subtractSample: the sample taken away is not part of the other');
+      push(av, c);
+    }
+  }
+  return { values: values.slice(0, n), counts: counts.slice(0, n) };
+}
+
+/** Distinct sampled values present in both samples. */
+export function commonValues(a: Sample, b: Sample): number {
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  while (i < a.values.length && j < b.values.length) {
+    if (a.values[i] === b.values[j]) {
+      n++;
+      i++;
+      j++;
+    } else if (a.values[i] < b.values[j]) i++;
+    else j++;
+  }
+  return n;
+}
+
+/** Σ counts: sampled pages. */
+export function sampledPages(s: Sample): number {
+  let n = 0;
+  for (const c of s.counts) n += c;
+  return n;
+}
+
+// ---- wire format (JSON, snake_case) ----
+
+/** What `serve` answers at /fleet/sketch. Values are little-endian u64 in base64; `repeats` lists the counts above 1. */
+export interface SketchWire {
+  format: string;
+  key_id: string;
+  modulus: number;
+  page_size: number;
+  host: string;
+  taken_at: string;
+  capacity_bytes: number;
+  vms: {
+    name: string;
+    pid: number;
+    vmm: string;
+    memory_bytes: number;
+    pages: number;
+    zero_pages: number;
+    thp_pages: number | null;
+    taken_at: string;
+    sampled_values: number;
+    /** base64 of the distinct values, u64 little-endian, ascending. */
+    values: string;
+    /** base64 of (index, count) u32 little-endian pairs for the values carried by more than one page. */
+    repeats: string;
+  }[];
+}
+
+export function encodeSample(s: Sample): { values: string; repeats: string } {
+  const values = Buffer.from(s.values.buffer, s.values.byteOffset, s.values.byteLength).toString('base64');
+  const pairs: number[] = [];
+  for (let i = 0; i < s.counts.length; i++) if (s.counts[i] !== 1) pairs.push(i, s.counts[i]);
+  return { values, repeats: Buffer.from(new Uint32Array(pairs).buffer).toString('base64') };
+}
+
+export function encodeHostSketch(h: HostSketch): SketchWire {
+  return {
+    format: h.format,
+    key_id: h.keyId,
+    modulus: h.modulus,
+    page_size: h.pageSize,
+    host: h.host,
+    taken_at: h.takenAt,
+    capacity_bytes: h.capacityBytes,
+    vms: h.vms.map((v) => ({
+      name: v.name,
+      pid: v.pid,
+      vmm: v.vmm,
+      memory_bytes: v.memoryBytes,
+      pages: v.pages,
+      zero_pages: v.zeroPages,
+      thp_pages: v.thpPages,
+      taken_at: v.takenAt,
+      sampled_values: v.sample.values.length,
+      ...encodeSample(v.sample),
+    })),
+  };
+}
+
+/** Limits a decoder holds an answer to: a host's answer is untrusted input. */
+export const MAX_VMS_PER_HOST = 4096;
+export const MAX_VALUES_PER_VM = 1 << 24;
+const NAME_RE = /^[\x21-\x7e][\x20-\x7e]{0,252}$/;
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function bad(source: string, what: string): PagefuseError {
+  return new PagefuseError('EBADMSG', `${source}: not a pagefuse sketch: ${what}`);
+}
+
+function whole(o: Record<string, unknown>, key: string, source: string, where: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(source, `${where}${key} must be a whole number ≥ 0`);
+  return v;
+}
+
+function text(o: Record<string, unknown>, key: string, source: string, where: string, re = NAME_RE): string {
+  const v = o[key];
+  if (typeof v !== 'string' || !re.test(v)) throw bad(source, `${where}${key} must be a printable string of 1-253 characters`);
+  return v;
+}
+
+function time(o: Record<string, unknown>, key: string, source: string, where: string): string {
+  const v = o[key];
+  if (typeof v !== 'string' || v.length > 40 || Number.isNaN(Date.parse(v))) throw bad(source, `${where}${key} must be an ISO 8601 time`);
+  return v;
+}
+
+function decodeSample(values: unknown, repeats: unknown, modulus: bigint, source: string, where: string): Sample {
+  if (typeof values !== 'string' || !BASE64_RE.test(values) || typeof repeats !== 'string' || !BASE64_RE.test(repeats)) {
+    throw bad(source, `${where}values and repeats must be base64`);
+  }
+  const vb = Buffer.from(values, 'base64');
+  if (vb.length % 8 !== 0 || vb.length / 8 > MAX_VALUES_PER_VM) throw bad(source, `${where}values must be whole u64s, at most ${MAX_VALUES_PER_VM}`);
+  const out = new BigUint64Array(vb.length / 8);
+  new Uint8Array(out.buffer).set(vb);
+  const mask = modulus - 1n;
+  for (let i = 0; i < out.length; i++) {
+    if ((out[i] & mask) !== 0n) throw bad(source, `${where}a value is not 0 modulo the modulus`);
+    if (i > 0 && out[i] <= out[i - 1]) throw bad(source, `${where}values must be distinct and ascending`);
+  }
+  const counts = new Uint32Array(out.length).fill(1);
+  const rb = Buffer.from(repeats, 'base64');
+  if (rb.length % 8 !== 0) throw bad(source, `${where}repeats must be u32 pairs`);
+  const pairs = new Uint32Array(rb.length / 4);
+  new Uint8Array(pairs.buffer).set(rb);
+  for (let k = 0; k < pairs.length; k += 2) {
+    const index = pairs[k];
+    if (index >= counts.length || pairs[k + 1] < 2 || (k > 0 && index <= pairs[k - 2])) throw bad(source, `${where}repeats must name values in order, with counts ≥ 2`);
+    counts[index] = pairs[k + 1];
+  }
+  return { values: out, counts };
+}
+
+/** Checks and decodes one host's answer; throws a PagefuseError (EBADMSG) saying what is wrong. */
+export function decodeHostSketch(json: unknown, source: string): HostSketch {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw bad(source, 'the answer is not a JSON object');
+  const o = json as Record<string, unknown>;
+  if (o.format !== SKETCH_FORMAT) throw bad(source, `format must be '${SKETCH_FORMAT}'`);
+  const keyId = text(o, 'key_id', source, '', /^[0-9a-f]{16}$/);
+  const modulus = whole(o, 'modulus', source, '');
+  if (modulus < 1 || modulus > 2 ** 30 || (modulus & (modulus - 1)) !== 0) throw bad(source, 'modulus must be a power of two up to 2^30');
+  const pageSize = whole(o, 'page_size', source, '');
+  if (pageSize < 4096 || (pageSize & (pageSize - 1)) !== 0) throw bad(source, 'page_size must be a power of two ≥ 4096');
+  const host = text(o, 'host', source, '');
+  const takenAt = time(o, 'taken_at', source, '');
+  const capacityBytes = whole(o, 'capacity_bytes', source, '');
+  if (!Array.isArray(o.vms) || o.vms.length > MAX_VMS_PER_HOST) throw bad(source, `vms must be a list of at most ${MAX_VMS_PER_HOST}`);
+  const names = new Set<string>();
+  const vms = o.vms.map((raw: unknown, i: number): VmSketch => {
+    const where = `vms[${i}].`;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw bad(source, `vms[${i}] is not an object`);
+    const v = raw as Record<string, unknown>;
+    const name = text(v, 'name', source, where);
+    if (names.has(name)) throw bad(source, `two VMs are named ${JSON.stringify(name)}`);
+    names.add(name);
+    const thp = v.thp_pages === null ? null : whole(v, 'thp_pages', source, where);
+    const sample = decodeSample(v.values, v.repeats, BigInt(modulus), source, where);
+    return {
+      name,
+      pid: whole(v, 'pid', source, where),
+      vmm: text(v, 'vmm', source, where),
+      memoryBytes: whole(v, 'memory_bytes', source, where),
+      pages: whole(v, 'pages', source, where),
+      zeroPages: whole(v, 'zero_pages', source, where),
+      thpPages: thp,
+      takenAt: time(v, 'taken_at', source, where),
+      sample,
+    };
+  });
+  return { format: SKETCH_FORMAT, keyId, modulus, pageSize, host, takenAt, capacityBytes, vms };
+}
