@@ -2,7 +2,8 @@
 export { Region, PAGE_SIZE } from './region.js';
 export type { Advice, HugePagesMode, MemPolicy, RegionOptions, RangeOptions, BindOptions, PageNodes } from './region.js';
 export { setMergeAny, getMergeAny } from './ksm/merge-any.js';
-export { PagefuseError } from './errors.js';
+export { PagefuseError, AbortError } from './errors.js';
+export type { ErrorCode, ArgumentErrorCode, SystemErrorCode, PagefuseOwnCode, PagefuseErrorOptions } from './errors.js';
 export { Ksm, profitFromCounters } from './ksm/ksm.js';
 export type { KsmOptions, KsmState, KsmCounters, WaitOptions, ConfigureOptions } from './ksm/ksm.js';
 export { InvalidSettingError, TUNABLES } from './ksm/knobs.js';

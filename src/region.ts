@@ -1,6 +1,6 @@
 // Memory owned by JavaScript: an anonymous private mapping that KSM can merge.
 import { native, type RegionHandle } from './native.js';
-import { PagefuseError } from './errors.js';
+import { PagefuseError, invalidArgType, invalidNumber, invalidArgValue, outOfRange, invalidUse } from './errors.js';
 import { assertNodes } from './numa/topology.js';
 
 export const PAGE_SIZE: number = native.pageSize;
@@ -58,10 +58,6 @@ const HUGE_CODES: Record<HugePagesMode, number> = { default: 0, never: 1, always
 /** The x86-64 user address space (47 bits): no mapping can be larger. */
 const MAX_REGION_BYTES = 2 ** 47;
 
-function describe(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
-}
-
 /**
  * The Region behind a buffer handed out by `region.buffer`, so scans can pin it. Held weakly: the
  * native handle keeps its buffer alive, so a strong value here would keep every Region forever.
@@ -88,22 +84,20 @@ export class Region implements Disposable {
   /** Maps `bytes` (rounded up to whole pages) of zero-filled anonymous memory. */
   static alloc(bytes: number, options: RegionOptions = {}): Region {
     if (typeof bytes !== 'number') {
-      throw new TypeError(`Region.alloc: bytes must be a number, got ${typeof bytes} ${describe(bytes)}`);
+      throw invalidArgType('Region.alloc: bytes must be a number', bytes);
     }
     if (!Number.isInteger(bytes) || bytes <= 0 || bytes > MAX_REGION_BYTES) {
-      throw new RangeError(
-        `Region.alloc: bytes must be a whole number from 1 to ${MAX_REGION_BYTES} (the address space), got ${describe(bytes)}`,
-      );
+      throw invalidNumber(`Region.alloc: bytes must be a whole number from 1 to ${MAX_REGION_BYTES} (the address space)`, bytes);
     }
     if (options === null || typeof options !== 'object') {
-      throw new TypeError(`Region.alloc: options must be an object, got ${describe(options)}`);
+      throw invalidArgType(`Region.alloc: options must be an object`, options);
     }
     const huge = options.hugepages ?? 'default';
     if (!Object.hasOwn(HUGE_CODES, huge)) {
-      throw new RangeError(`Region.alloc: hugepages must be 'default', 'never' or 'always', got ${describe(huge)}`);
+      throw invalidArgValue(`Region.alloc: hugepages must be 'default', 'never' or 'always'`, huge);
     }
     if (options.mergeable !== undefined && typeof options.mergeable !== 'boolean') {
-      throw new TypeError(`Region.alloc: mergeable must be a boolean, got ${describe(options.mergeable)}`);
+      throw invalidArgType(`Region.alloc: mergeable must be a boolean`, options.mergeable);
     }
     const region = new Region(new native.RegionHandle(roundUpToPage(bytes), HUGE_CODES[huge]));
     regionOfBuffer.set(region.handle.buffer, new WeakRef(region));
@@ -111,7 +105,7 @@ export class Region implements Disposable {
       if (options.node !== undefined) {
         region.bind(options.node, options.policy === undefined ? {} : { policy: options.policy });
       } else if (options.policy !== undefined) {
-        throw new TypeError('Region.alloc: policy needs node');
+        throw invalidUse('Region.alloc: policy needs node');
       }
       if (options.mergeable) region.advise('mergeable');
     } catch (err) {
@@ -139,9 +133,7 @@ export class Region implements Disposable {
   advise(advice: Advice, range: RangeOptions = {}): void {
     this.assertLive('advise');
     if (typeof advice !== 'string' || !Object.hasOwn(ADVICE_CODES, advice)) {
-      throw new RangeError(
-        `Region.advise: advice must be one of ${Object.keys(ADVICE_CODES).join(', ')}, got ${describe(advice)}`,
-      );
+      throw invalidArgValue(`Region.advise: advice must be one of ${Object.keys(ADVICE_CODES).join(', ')}`, advice);
     }
     const { offset, length } = this.checkRange('advise', range);
     this.handle.advise(offset, length, ADVICE_CODES[advice]);
@@ -155,21 +147,21 @@ export class Region implements Disposable {
   bind(nodes: number | readonly number[], options: BindOptions = {}): void {
     this.assertLive('bind');
     if (options === null || typeof options !== 'object') {
-      throw new TypeError(`Region.bind: options must be an object, got ${describe(options)}`);
+      throw invalidArgType(`Region.bind: options must be an object`, options);
     }
     const list = typeof nodes === 'number' ? [nodes] : nodes;
     if (!Array.isArray(list) || list.length === 0) {
-      throw new TypeError(`Region.bind: nodes must be a node id or a non-empty array of them, got ${describe(nodes)}`);
+      throw invalidArgType(`Region.bind: nodes must be a node id or a non-empty array of them`, nodes);
     }
     const policy = options.policy ?? 'bind';
     if (!Object.hasOwn(POLICY_MODES, policy)) {
-      throw new RangeError(`Region.bind: policy must be 'bind', 'preferred' or 'interleave', got ${describe(policy)}`);
+      throw invalidArgValue(`Region.bind: policy must be 'bind', 'preferred' or 'interleave'`, policy);
     }
     if (policy === 'preferred' && list.length !== 1) {
-      throw new RangeError(`Region.bind: policy 'preferred' takes one node, got ${list.length}`);
+      throw invalidArgValue(`Region.bind: policy 'preferred' takes one node, got ${list.length}`);
     }
     if (options.move !== undefined && typeof options.move !== 'boolean') {
-      throw new TypeError(`Region.bind: move must be a boolean, got ${describe(options.move)}`);
+      throw invalidArgType(`Region.bind: move must be a boolean`, options.move);
     }
     const { offset, length } = this.checkRange('bind', options);
     assertNodes('Region.bind', list, { memory: true });
@@ -207,21 +199,21 @@ export class Region implements Disposable {
   /** @internal Validates a page-aligned sub-range and fills in the defaults (the whole region). */
   checkRange(what: string, range: RangeOptions): { offset: number; length: number } {
     if (range === null || typeof range !== 'object') {
-      throw new TypeError(`Region.${what}: range must be an object, got ${describe(range)}`);
+      throw invalidArgType(`Region.${what}: range must be an object`, range);
     }
     const size = this.handle.byteLength;
     const offset = range.offset ?? 0;
     const length = range.length ?? size - offset;
     for (const [name, v] of [['offset', offset], ['length', length]] as const) {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-        throw new RangeError(`Region.${what}: ${name} must be a whole number of bytes, got ${describe(v)}`);
+        throw invalidNumber(`Region.${what}: ${name} must be a whole number of bytes`, v);
       }
       if (v % PAGE_SIZE !== 0) {
-        throw new RangeError(`Region.${what}: ${name} ${v} is not a multiple of the page size (${PAGE_SIZE})`);
+        throw outOfRange(`Region.${what}: ${name} ${v} is not a multiple of the page size (${PAGE_SIZE})`);
       }
     }
     if (length === 0 || offset + length > size) {
-      throw new RangeError(
+      throw outOfRange(
         `Region.${what}: range offset ${offset} length ${length} is outside the region of ${size} bytes`,
       );
     }

@@ -79,9 +79,10 @@ test('a kernel with neither file says ENOKSM; a missing pid says ESRCH; bad pids
   await fakePid(300, { comm: 'x\n' });
   await assert.rejects(processKsm(300, { procRoot: root }), { code: 'ENOKSM', message: /need Linux 5\.19\+/ });
   await assert.rejects(processKsm(301, { procRoot: root }), { code: 'ESRCH', message: 'process 301 does not exist (it may have exited)' });
-  for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 23, '12' as never]) {
-    await assert.rejects(processKsm(bad as number), { name: 'RangeError', message: /pid must be 'self' or a process id/ });
+  for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 23]) {
+    await assert.rejects(processKsm(bad), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: /pid must be 'self' or a process id/ });
   }
+  await assert.rejects(processKsm('12' as never), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /got the string "12"$/ });
 });
 
 test("an unreadable ksm_stat says EACCES with what's needed", async () => {

@@ -138,7 +138,7 @@ test('isolation: tenant refuses a second tenant, host allows it, zero-only refus
     await writeFile(conf, '# host policy\nISOLATION="tenant"\n');
     assert.equal(readIsolation(conf), 'tenant');
     await writeFile(conf, 'ISOLATION=shared\n');
-    assert.throws(() => readIsolation(conf), { message: /pagefuse\.conf:1: ISOLATION must be one of host, tenant, zero-only, got "shared"/ });
+    assert.throws(() => readIsolation(conf), { message: /pagefuse\.conf:1: ISOLATION must be one of host, tenant, zero-only, got the string "shared"/ });
     assert.equal(readIsolation(join(stateDir, 'missing.conf')), 'host');
   } finally {
     await rm(stateDir, { recursive: true, force: true });

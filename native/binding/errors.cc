@@ -21,12 +21,17 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& 
   throw ErrnoError(env, err, syscall, what);
 }
 
+// Bad arguments carry Node's codes, as the TypeScript side's errors do (src/errors.ts).
 void ThrowTypeError(Napi::Env env, const std::string& message) {
-  throw Napi::TypeError::New(env, message);
+  Napi::TypeError error = Napi::TypeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
+  throw error;
 }
 
 void ThrowRangeError(Napi::Env env, const std::string& message) {
-  throw Napi::RangeError::New(env, message);
+  Napi::RangeError error = Napi::RangeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  throw error;
 }
 
 static double ArgNumber(const Napi::CallbackInfo& info, size_t index, const char* name) {

@@ -127,7 +127,9 @@ int Engine::Prepare(std::string* what) {
       if (err == 0) err = ReadResidentPages(options_.procRoot, target.pid, maps, &resident);
       if ((err == ESRCH && options_.skipMissing) || (err == EPERM && options_.skipDenied)) {
         // Gone between being listed and being scanned, or not ours to read: a target without pages.
-        (err == ESRCH ? tr.vanished : tr.denied) = true;
+        // (vanished_ is what the result reports: a process that never existed is vanished too.)
+        if (err == ESRCH) vanished_[t].store(true, std::memory_order_relaxed);
+        else tr.denied = true;
         resident = ResidentScan{};
         err = 0;
       }

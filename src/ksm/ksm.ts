@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PAGE_SIZE } from '../region.js';
-import { PagefuseError, abortError, explain, isSystemError, throwIfAborted } from '../errors.js';
+import { PagefuseError, abortError, explain, isSystemError, throwIfAborted, invalidArgType, invalidNumber } from '../errors.js';
 import {
   COUNTER_NAMES,
   InvalidSettingError,
@@ -91,7 +91,7 @@ export function ksmOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): KsmOpti
 function timeoutOf(options: WaitOptions): number {
   const t = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (typeof t !== 'number' || !(t >= 0) || !Number.isFinite(t)) {
-    throw new RangeError(`timeoutMs must be a finite number of milliseconds >= 0, got ${String(t)}`);
+    throw invalidNumber(`timeoutMs must be a finite number of milliseconds >= 0`, t);
   }
   return t;
 }
@@ -111,7 +111,7 @@ export class Ksm {
 
   constructor(options: KsmOptions = {}) {
     if (options === null || typeof options !== 'object') {
-      throw new TypeError(`Ksm: options must be an object, got ${String(options)}`);
+      throw invalidArgType(`Ksm: options must be an object`, options);
     }
     this.sysfsRoot = options.sysfsRoot ?? DEFAULT_SYSFS_ROOT;
     this.procRoot = options.procRoot ?? DEFAULT_PROC_ROOT;
@@ -345,7 +345,7 @@ export class Ksm {
    */
   async waitForFullScans(n: number, options: WaitOptions = {}): Promise<number> {
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
-      throw new RangeError(`waitForFullScans: n must be a whole number >= 0, got ${String(n)}`);
+      throw invalidNumber(`waitForFullScans: n must be a whole number >= 0`, n);
     }
     const timeoutMs = timeoutOf(options);
     throwIfAborted(options.signal);
@@ -381,7 +381,7 @@ export class Ksm {
    * back, also on failure.
    */
   async setMergeAcrossNodes(on: boolean, options: ConfigureOptions = {}): Promise<void> {
-    if (typeof on !== 'boolean') throw new TypeError(`setMergeAcrossNodes: on must be a boolean, got ${String(on)}`);
+    if (typeof on !== 'boolean') throw invalidArgType(`setMergeAcrossNodes: on must be a boolean`, on);
     if ((await this.get('merge_across_nodes')) === undefined) {
       throw new PagefuseError(
         'ENOTSUP',

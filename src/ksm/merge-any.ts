@@ -1,7 +1,7 @@
 // Whole-process merging: prctl(PR_SET_MEMORY_MERGE / PR_GET_MEMORY_MERGE), Linux 6.4+.
 import { release } from 'node:os';
 import { native } from '../native.js';
-import { explain, isSystemError } from '../errors.js';
+import { explain, isSystemError, invalidArgType } from '../errors.js';
 
 function unsupported(err: unknown): Error {
   return explain(
@@ -13,7 +13,7 @@ function unsupported(err: unknown): Error {
 
 /** Makes every present and future anonymous mapping of this process mergeable (on) or unmerges them all (off). */
 export function setMergeAny(on: boolean): void {
-  if (typeof on !== 'boolean') throw new TypeError(`setMergeAny: on must be a boolean, got ${String(on)}`);
+  if (typeof on !== 'boolean') throw invalidArgType(`setMergeAny: on must be a boolean`, on);
   try {
     native.setMergeAny(on);
   } catch (err) {

@@ -2,7 +2,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../region.js';
-import { PagefuseError, explain, isSystemError } from '../errors.js';
+import { PagefuseError, explain, isSystemError, invalidNumber } from '../errors.js';
 
 /** sizeof(struct ksm_rmap_item): what the kernel charges per scanned page in its profit figures. */
 export const RMAP_ITEM_BYTES = process.arch.endsWith('64') ? 64 : 32;
@@ -72,7 +72,7 @@ export function parseKsmStat(text: string): KsmStatFields {
 function checkPid(pid: number | 'self'): void {
   if (pid === 'self') return;
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0 || pid > 2 ** 22) {
-    throw new RangeError(`processKsm: pid must be 'self' or a process id from 1 to ${2 ** 22}, got ${String(pid)}`);
+    throw invalidNumber(`processKsm: pid must be 'self' or a process id from 1 to ${2 ** 22}`, pid);
   }
 }
 

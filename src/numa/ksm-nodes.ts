@@ -5,7 +5,7 @@
 import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../region.js';
-import { explain, isSystemError, PagefuseError } from '../errors.js';
+import { explain, isSystemError, PagefuseError, invalidArgType, invalidNumber } from '../errors.js';
 
 export interface KsmNodeOptions {
   /** Root of procfs (default '/proc'). */
@@ -192,7 +192,7 @@ export async function mergeablePages(pid: number | 'self', options: KsmNodeOptio
   const { procRoot } = roots(options);
   const id = pid === 'self' ? process.pid : pid;
   if (typeof id !== 'number' || !Number.isInteger(id) || id <= 0) {
-    throw new RangeError(`pid must be a positive whole number or 'self', got ${String(pid)}`);
+    throw invalidNumber(`pid must be a positive whole number or 'self'`, pid);
   }
   try {
     const smaps = await readFile(join(procRoot, String(id), 'smaps'), 'utf8');
@@ -207,7 +207,7 @@ export async function mergeablePages(pid: number | 'self', options: KsmNodeOptio
 
 function roots(options: KsmNodeOptions): { procRoot: string; sysfsRoot: string } {
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(`options must be an object, got ${String(options)}`);
+    throw invalidArgType(`options must be an object`, options);
   }
   return { procRoot: options.procRoot ?? '/proc', sysfsRoot: options.sysfsRoot ?? '/sys' };
 }

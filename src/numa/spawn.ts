@@ -4,7 +4,7 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { execHelperPath } from '../native.js';
-import { PagefuseError } from '../errors.js';
+import { PagefuseError, invalidArgType, invalidUse } from '../errors.js';
 import { assertNodes } from './topology.js';
 import { Registry } from '../safety/registry.js';
 import { checkMergeAdmission, readIsolation, type Isolation } from '../safety/isolation.js';
@@ -73,20 +73,20 @@ export function execHelperArgs(options: { node?: number | undefined; mergeAny?: 
  */
 export function spawnMerged(cmd: string, args: readonly string[] = [], options: SpawnMergedOptions = {}): ChildProcess {
   if (typeof cmd !== 'string' || cmd === '') {
-    throw new TypeError(`spawnMerged: cmd must be a non-empty string, got ${String(cmd)}`);
+    throw invalidArgType(`spawnMerged: cmd must be a non-empty string`, cmd);
   }
   if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) {
-    throw new TypeError('spawnMerged: args must be an array of strings');
+    throw invalidArgType('spawnMerged: args must be an array of strings', args);
   }
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(`spawnMerged: options must be an object, got ${String(options)}`);
+    throw invalidArgType(`spawnMerged: options must be an object`, options);
   }
   const { node, mergeAny, tenant, name, isolation, force, registry: registryOption, ...spawnOptions } = options;
   if (spawnOptions.shell) {
-    throw new TypeError('spawnMerged: the shell option is not supported; spawn the shell itself as cmd');
+    throw invalidUse('spawnMerged: the shell option is not supported; spawn the shell itself as cmd');
   }
   if (mergeAny !== undefined && typeof mergeAny !== 'boolean') {
-    throw new TypeError(`spawnMerged: mergeAny must be a boolean, got ${String(mergeAny)}`);
+    throw invalidArgType(`spawnMerged: mergeAny must be a boolean`, mergeAny);
   }
   if (node !== undefined) assertNodes('spawnMerged', [node], { memory: true, cpus: true });
   const merge = mergeAny ?? true;

@@ -1,5 +1,6 @@
 // NUMA topology: nodes, their CPUs and memory, and the distances between them.
 import { native } from '../native.js';
+import { invalidArgType, invalidNumber, outOfRange } from '../errors.js';
 
 export interface NumaNode {
   id: number;
@@ -25,11 +26,11 @@ export interface TopologyOptions {
 /** The host's NUMA topology, through libnuma when it loads, else from /sys/devices/system/node. */
 export function numaTopology(options: TopologyOptions = {}): NumaTopology {
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(`numaTopology: options must be an object, got ${String(options)}`);
+    throw invalidArgType(`numaTopology: options must be an object`, options);
   }
   const { sysfsRoot } = options;
   if (sysfsRoot !== undefined && (typeof sysfsRoot !== 'string' || sysfsRoot === '')) {
-    throw new TypeError(`numaTopology: sysfsRoot must be a non-empty string, got ${String(sysfsRoot)}`);
+    throw invalidArgType(`numaTopology: sysfsRoot must be a non-empty string`, sysfsRoot);
   }
   return native.numaTopology(sysfsRoot);
 }
@@ -54,11 +55,11 @@ export function nodesProblem(nodes: readonly number[], needs: NodeNeeds = {}): s
 export function assertNodes(what: string, nodes: readonly number[], needs: NodeNeeds = {}): void {
   for (const n of nodes) {
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 1023) {
-      throw new RangeError(`${what}: node ids are whole numbers from 0 to 1023, got ${String(n)}`);
+      throw invalidNumber(`${what}: node ids are whole numbers from 0 to 1023`, n);
     }
   }
   const why = nodesProblem(nodes, needs);
-  if (why !== undefined) throw new RangeError(`${what}: ${why}`);
+  if (why !== undefined) throw outOfRange(`${what}: ${why}`);
 }
 
 /** "0-3,8,10-11", the kernel's and numactl's spelling of a list of ids. */

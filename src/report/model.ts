@@ -4,6 +4,7 @@
 import { unshareExposure, type Exposure, type MemInfo } from '../safety/exposure.js';
 import { profitFromCounters } from '../ksm/ksm.js';
 import { savedPages, type KsmCounters as PolicyCounters } from '../tune/types.js';
+import { invalidNumber } from '../errors.js';
 
 /** Global counters from /sys/kernel/mm/ksm under the kernel's names: the tuner's, plus those only reports use. */
 export interface KsmCounters extends PolicyCounters {
@@ -219,7 +220,7 @@ export class History<T> {
 
   constructor(capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) {
-      throw new RangeError(`History: capacity must be a whole number ≥ 1, got ${String(capacity)}`);
+      throw invalidNumber(`History: capacity must be a whole number ≥ 1`, capacity);
     }
     this.capacity = capacity;
     this.items = new Array<T | undefined>(capacity);

@@ -7,6 +7,7 @@ import { processKsm, type ProcessKsm } from '../ksm/process.js';
 import { processMergingByNode, type NodeMergingPages } from '../numa/ksm-nodes.js';
 import { Registry } from '../safety/registry.js';
 import type { PagefuseError } from '../errors.js';
+import { invalidArgType } from '../errors.js';
 
 export interface RegisteredSavingsOptions {
   /** Root of procfs (default '/proc'). */
@@ -51,7 +52,7 @@ function gone(err: unknown): boolean {
  */
 export async function registeredSavings(options: RegisteredSavingsOptions = {}): Promise<RegisteredSavings[]> {
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(`registeredSavings: options must be an object, got ${String(options)}`);
+    throw invalidArgType(`registeredSavings: options must be an object`, options);
   }
   const procRoot = options.procRoot ?? '/proc';
   const registry = options.registry ?? new Registry({ procRoot });

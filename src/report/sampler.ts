@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { History, figures, type Figures, type Snapshot } from './model.js';
 import type { SnapshotSource } from './source.js';
+import { invalidNumber } from '../errors.js';
 
 export interface SamplerOptions {
   intervalMs?: number;
@@ -28,7 +29,7 @@ export class Sampler extends EventEmitter<SamplerEvents> {
   ) {
     super();
     this.intervalMs = options.intervalMs ?? 1000;
-    if (!(this.intervalMs > 0)) throw new RangeError(`Sampler: intervalMs must be > 0, got ${this.intervalMs}`);
+    if (!(this.intervalMs > 0)) throw invalidNumber(`Sampler: intervalMs must be > 0`, this.intervalMs);
     this.history = new History(options.capacity ?? 600);
   }
 

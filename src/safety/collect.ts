@@ -10,6 +10,7 @@ import { admission, readMemInfo, unshareExposure, type Admission, type Exposure 
 import { findKsmtuned, ksmBootSwitches } from '../host/ksm-services.js';
 import { readIsolation, type Isolation } from './isolation.js';
 import { Registry } from './registry.js';
+import { invalidNumber } from '../errors.js';
 
 export interface HostOptions extends KsmOptions {
   /** Root of the sysfs tree holding devices/system/node (default '/sys'). */
@@ -41,7 +42,7 @@ export async function hostExposure(options: HostOptions = {}): Promise<Exposure>
  */
 export async function canAdmit(bytes: number, options: HostOptions & { reserveBytes?: number } = {}): Promise<Admission> {
   if (typeof bytes !== 'number' || !Number.isFinite(bytes) || bytes < 0) {
-    throw new RangeError(`canAdmit: bytes must be a non-negative number, got ${String(bytes)}`);
+    throw invalidNumber(`canAdmit: bytes must be a non-negative number`, bytes);
   }
   return admission(bytes, await hostExposure(options), options.reserveBytes ?? 0);
 }

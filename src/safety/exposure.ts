@@ -2,6 +2,7 @@
 // more than it has; the seed's advice is that swap must still cover committed RAM.
 import { readMemory } from '../tune/observe.js';
 import type { MemoryInfo } from '../tune/types.js';
+import { invalidNumber } from '../errors.js';
 
 export interface MemInfo {
   memTotal: number;
@@ -58,7 +59,7 @@ export interface Admission extends Exposure {
  * MemAvailable + SwapFree, keeping `reserveBytes` spare.
  */
 export function admission(bytes: number, exposure: Exposure, reserveBytes = 0): Admission {
-  if (!Number.isFinite(bytes) || bytes < 0) throw new RangeError(`canAdmit: bytes must be a non-negative number, got ${bytes}`);
+  if (!Number.isFinite(bytes) || bytes < 0) throw invalidNumber(`canAdmit: bytes must be a non-negative number`, bytes);
   const need = bytes + exposure.exposureBytes + reserveBytes;
   const admit = need <= exposure.availableBytes;
   const reason = admit

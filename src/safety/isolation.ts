@@ -1,7 +1,7 @@
 // Which VMs may share pages: one security domain (host), tenants kept apart (tenant), or no content
 // merging at all (zero-only).
 import { readFileSync } from 'node:fs';
-import { PagefuseError } from '../errors.js';
+import { PagefuseError, invalidArgValue } from '../errors.js';
 import type { Registration, Registry } from './registry.js';
 
 export type Isolation = 'host' | 'tenant' | 'zero-only';
@@ -11,7 +11,7 @@ export const DEFAULT_CONFIG_PATH = '/etc/pagefuse/pagefuse.conf';
 
 export function parseIsolation(value: unknown, where = 'isolation'): Isolation {
   if (typeof value === 'string' && (ISOLATIONS as readonly string[]).includes(value)) return value as Isolation;
-  throw new RangeError(`${where} must be one of ${ISOLATIONS.join(', ')}, got ${JSON.stringify(value)}`);
+  throw invalidArgValue(`${where} must be one of ${ISOLATIONS.join(', ')}`, value);
 }
 
 /**

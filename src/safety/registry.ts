@@ -3,7 +3,7 @@
 import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { writeFileAtomicSync } from '../host/atomic.js';
 import { join } from 'node:path';
-import { PagefuseError } from '../errors.js';
+import { PagefuseError, invalidArgType, invalidNumber, invalidArgValue } from '../errors.js';
 
 export interface Registration {
   pid: number;
@@ -35,9 +35,7 @@ const TENANT_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 export function checkTenant(tenant: unknown): string | undefined {
   if (tenant === undefined) return undefined;
   if (typeof tenant !== 'string' || !TENANT_RE.test(tenant)) {
-    throw new RangeError(
-      `tenant must be 1-128 characters of letters, digits and . _ : @ - (starting with a letter or digit), got ${JSON.stringify(tenant)}`,
-    );
+    throw (typeof tenant === 'string' ? invalidArgValue : invalidArgType)(`tenant must be 1-128 characters of letters, digits and . _ : @ - (starting with a letter or digit)`, tenant);
   }
   return tenant;
 }
@@ -78,8 +76,8 @@ export class Registry {
   }
 
   add(entry: { pid: number; tenant?: string; name?: string; merge: boolean; via: string }): Registration {
-    if (typeof entry.merge !== 'boolean') throw new TypeError(`merge must be a boolean, got ${String(entry.merge)}`);
-    if (!Number.isInteger(entry.pid) || entry.pid <= 0) throw new RangeError(`pid must be a positive integer, got ${entry.pid}`);
+    if (typeof entry.merge !== 'boolean') throw invalidArgType(`merge must be a boolean`, entry.merge);
+    if (!Number.isInteger(entry.pid) || entry.pid <= 0) throw invalidNumber(`pid must be a positive integer`, entry.pid);
     const tenant = checkTenant(entry.tenant);
     const startTime = processStartTime(entry.pid, this.procRoot);
     if (startTime === undefined) {

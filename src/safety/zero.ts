@@ -1,7 +1,7 @@
 // Zero-only mode for memory pagefuse owns: give entirely-zero pages back to the kernel, so reads see
 // the shared zero page, without turning KSM content merging on.
 import { native } from '../native.js';
-import { throwIfAborted } from '../errors.js';
+import { throwIfAborted, invalidNumber } from '../errors.js';
 import type { Region } from '../region.js';
 import { PAGE_SIZE } from '../region.js';
 
@@ -28,8 +28,9 @@ export interface ZeroReclaimOptions {
 export async function reclaimZeroPages(region: Region, options: ZeroReclaimOptions = {}): Promise<ZeroReclaimResult> {
   const chunk = options.chunkBytes ?? 32 << 20;
   if (!Number.isInteger(chunk) || chunk <= 0 || chunk % PAGE_SIZE !== 0) {
-    throw new RangeError(`reclaimZeroPages: chunkBytes must be a positive multiple of ${PAGE_SIZE}, got ${chunk}`);
+    throw invalidNumber(`reclaimZeroPages: chunkBytes must be a positive multiple of ${PAGE_SIZE}`, chunk);
   }
+  throwIfAborted(options.signal, 'reclaimZeroPages');
   region.assertLive('reclaimZeroPages');
   const total = region.byteLength;
   const result: ZeroReclaimResult = { zeroPages: 0, reclaimedPages: 0, reclaimedBytes: 0 };

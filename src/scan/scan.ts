@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { native, type NativeScanResult, type NativeScanTargetSpec, type NativeTargetResult } from '../native.js';
 import { Region, regionOf } from '../region.js';
-import { PagefuseError, abortError, explain } from '../errors.js';
+import { PagefuseError, abortError, explain, invalidArgType, invalidNumber, invalidArgValue, invalidUse, throwIfAborted } from '../errors.js';
 
 export type ScanMode = 'exact' | 'fast' | 'sampled';
 
@@ -59,6 +59,24 @@ export interface DensityMap {
   pages: Uint32Array;
   /** Pages whose content occurs more than once (zero pages included). */
   duplicatePages: Uint32Array;
+  /** JSON.stringify() writes the arrays as plain arrays of numbers. */
+  toJSON(): DensityMapJSON;
+}
+
+/** A DensityMap as JSON: the same fields, plain arrays. */
+export interface DensityMapJSON {
+  chunkBytes: number;
+  address: number[];
+  pages: number[];
+  duplicatePages: number[];
+}
+
+function densityMap(address: Float64Array, pages: Uint32Array, duplicatePages: Uint32Array): DensityMap {
+  const map = { chunkBytes: CHUNK_BYTES, address, pages, duplicatePages } as DensityMap;
+  Object.defineProperty(map, 'toJSON', {
+    value: (): DensityMapJSON => ({ chunkBytes: CHUNK_BYTES, address: [...address], pages: [...pages], duplicatePages: [...duplicatePages] }),
+  });
+  return map;
 }
 
 export interface TargetScan {
@@ -75,7 +93,10 @@ export interface TargetScan {
   uniquePages: number;
   /** Non-zero pages beyond the first copy of each content inside this target. */
   duplicatePages: number;
-  /** Pages of this target whose content occurs twice or more in the scan (ksm_merging_pages to be). */
+  /**
+   * Its ksm_merging_pages to be: pages whose content occurs twice or more in the scan, plus (without
+   * use_zero_pages, when the scan holds two or more) its zero pages, which merge into one KSM page.
+   */
   mergingPages: number;
   /** Distinct contents of this target also present in another target. */
   sharedWithOthers: number;
@@ -149,7 +170,7 @@ function prepare(target: ScanTarget, index: number): Prepared {
     return { spec: { kind: 'region', handle: target.handle }, key: target, kind: 'region' };
   }
   if (typeof SharedArrayBuffer !== 'undefined' && target instanceof SharedArrayBuffer) {
-    throw new TypeError(`scan: target ${index}: SharedArrayBuffer memory is not supported (it can change under the scan)`);
+    throw invalidArgType(`scan: target ${index}: SharedArrayBuffer memory is not supported (it can change under the scan)`, target);
   }
   let buffer: ArrayBufferLike;
   let offset = 0;
@@ -163,9 +184,9 @@ function prepare(target: ScanTarget, index: number): Prepared {
     length = target.byteLength;
   } else if (isProcessTarget(target)) {
     const { pid } = target;
-    if (!Number.isInteger(pid) || pid < 1) throw new RangeError(`scan: target ${index}: pid must be a positive whole number, got ${String(pid)}`);
+    if (!Number.isInteger(pid) || pid < 1) throw invalidNumber(`scan: target ${index}: pid must be a positive whole number`, pid);
     if (target.mergeableOnly !== undefined && typeof target.mergeableOnly !== 'boolean') {
-      throw new TypeError(`scan: target ${index}: mergeableOnly must be a boolean`);
+      throw invalidArgType(`scan: target ${index}: mergeableOnly must be a boolean`, target.mergeableOnly);
     }
     const name = target.name ?? processName(pid);
     return {
@@ -176,10 +197,10 @@ function prepare(target: ScanTarget, index: number): Prepared {
       ...(name === undefined ? {} : { name }),
     };
   } else {
-    throw new TypeError(`scan: target ${index} must be a Region, an ArrayBuffer, a typed array or { pid }`);
+    throw invalidArgType(`scan: target ${index} must be a Region, an ArrayBuffer, a typed array or { pid }`, target);
   }
   if (!(buffer instanceof ArrayBuffer)) {
-    throw new TypeError(`scan: target ${index}: SharedArrayBuffer memory is not supported (it can change under the scan)`);
+    throw invalidArgType(`scan: target ${index}: SharedArrayBuffer memory is not supported (it can change under the scan)`, target);
   }
   // A view of a Region's memory pins the Region, so dispose() cannot unmap it mid-scan.
   const region = regionOf(buffer);
@@ -208,19 +229,19 @@ export function readUseZeroPages(sysfsRoot = '/sys'): boolean {
 }
 
 function checkOptions(options: ScanOptions): void {
-  if (options === null || typeof options !== 'object') throw new TypeError('scan: options must be an object');
+  if (options === null || typeof options !== 'object') throw invalidArgType('scan: options must be an object', options);
   const { mode, threads, sampleRate } = options;
   if (mode !== undefined && mode !== 'exact' && mode !== 'fast' && mode !== 'sampled') {
-    throw new RangeError(`scan: mode must be 'exact', 'fast' or 'sampled', got ${JSON.stringify(mode)}`);
+    throw invalidArgValue(`scan: mode must be 'exact', 'fast' or 'sampled'`, mode);
   }
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1 || threads > 64)) {
-    throw new RangeError(`scan: threads must be a whole number from 1 to 64, got ${String(threads)}`);
+    throw invalidNumber(`scan: threads must be a whole number from 1 to 64`, threads);
   }
   if (sampleRate !== undefined && (!Number.isInteger(sampleRate) || sampleRate < 1 || (sampleRate & (sampleRate - 1)) !== 0)) {
-    throw new RangeError(`scan: sampleRate must be a power of two, got ${String(sampleRate)}`);
+    throw invalidNumber(`scan: sampleRate must be a power of two`, sampleRate);
   }
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
-    throw new TypeError('scan: onProgress must be a function');
+    throw invalidArgType('scan: onProgress must be a function', options.onProgress);
   }
 }
 
@@ -236,7 +257,8 @@ function nativeError(err: unknown, signal?: AbortSignal): Error {
   return e instanceof Error ? e : new PagefuseError('EUNKNOWN', String(err));
 }
 
-function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number): TargetScan {
+/** zeroMerging: whether ksmd merges zero pages into one KSM page (use_zero_pages=0, two or more of them). */
+function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, zeroMerging: boolean): TargetScan {
   const scale = sampleRate;
   const duplicatePages = sampleRate > 1 ? (t.sampledPages - t.distinct) * scale : t.indexedPages - t.distinct;
   const out: TargetScan = {
@@ -247,7 +269,7 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number): T
     volatilePages: t.volatilePages,
     uniquePages: t.indexedPages - duplicatePages,
     duplicatePages,
-    mergingPages: t.mergingPages * scale,
+    mergingPages: t.mergingPages * scale + (zeroMerging ? t.zeroPages - t.thpZeroPages : 0),
     sharedWithOthers: t.sharedWithOthers * scale,
     unreadablePages: t.unreadablePages,
     absentPages: t.absentPages,
@@ -256,7 +278,7 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number): T
     vanished: t.vanished,
     denied: t.denied,
     volatilityChecked: t.volatilityChecked,
-    density: { chunkBytes: CHUNK_BYTES, ...t.density },
+    density: densityMap(t.density.address, t.density.pages, t.density.duplicatePages),
   };
   if (p.pid !== undefined) out.pid = p.pid;
   if (p.name !== undefined) out.name = p.name;
@@ -272,7 +294,6 @@ function buildResult(
   sampleRate: number,
 ): ScanResult {
   const M = mode === 'sampled' ? sampleRate : 1;
-  const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M));
   const sum = (f: (t: NativeTargetResult) => number): number => r.targets.reduce((a, t) => a + f(t), 0);
   const pages = sum((t) => t.pages);
   const zeroPages = sum((t) => t.zeroPages);
@@ -281,6 +302,9 @@ function buildResult(
   const duplicatePages = M > 1 ? (r.sampledPages - r.distinct) * M : indexed - r.distinct;
   // Zero pages inside huge pages are freed by the THP split, not by ksmd: outside its estimate.
   const ksmZero = zeroPages - sum((t) => t.thpZeroPages);
+  // Without use_zero_pages the zero pages merge into one KSM page: each counts in ksm_merging_pages.
+  const zeroMerging = !useZeroPages && ksmZero >= 2;
+  const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M, zeroMerging));
   const zeroSaved = useZeroPages ? ksmZero : Math.max(0, ksmZero - 1);
   const estimatedSavedPages = duplicatePages + zeroSaved;
   const result: ScanResult = {
@@ -292,7 +316,7 @@ function buildResult(
     volatilePages,
     estimatedSavedPages,
     estimatedSavedBytes: estimatedSavedPages * r.pageSize,
-    mergingPages: sum((t) => t.mergingPages) * M + (!useZeroPages && ksmZero >= 2 ? ksmZero : 0),
+    mergingPages: targets.reduce((a, t) => a + t.mergingPages, 0),
     zeroMergedPages: useZeroPages ? ksmZero : 0,
     useZeroPages,
     bytesPerSecond: r.seconds > 0 ? r.bytesScanned / r.seconds : 0,
@@ -326,16 +350,16 @@ function buildResult(
 export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], options: ScanOptions = {}): Promise<ScanResult> {
   checkOptions(options);
   const list: readonly ScanTarget[] = Array.isArray(targetOrTargets) ? targetOrTargets : [targetOrTargets as ScanTarget];
-  if (list.length === 0) throw new TypeError('scan: no targets');
+  if (list.length === 0) throw invalidUse('scan: no targets');
   const { signal } = options;
-  if (signal?.aborted) throw abortError(signal);
+  throwIfAborted(signal, 'scan');
   const mode = options.mode ?? 'exact';
   const threads = options.threads ?? native.defaultThreads;
   const sampleRate = options.sampleRate ?? 64;
   const prepared = list.map((t, i) => prepare(t, i));
   const previous = options.previous === undefined ? undefined : states.get(options.previous);
   if (options.previous !== undefined && previous === undefined) {
-    throw new TypeError('scan: previous must be a result returned by scan() in this process');
+    throw invalidUse('scan: previous must be a result returned by scan() in this process');
   }
   for (const p of prepared) {
     const state = previous?.get(p.key);
@@ -343,6 +367,8 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   }
   const useZeroPages = options.useZeroPages ?? readUseZeroPages(options.sysfsRoot);
   const onProgress = options.onProgress;
+  // An exception in onProgress stops the scan and becomes its rejection, as it would in a JS loop.
+  let progressFailure: { error: unknown } | undefined;
   const handle = native.startScan(
     prepared.map((p) => p.spec),
     {
@@ -355,7 +381,17 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
       ...(options.skipDenied === undefined ? {} : { skipDenied: options.skipDenied }),
       ...(options.keepState === undefined ? {} : { keepState: options.keepState }),
     },
-    onProgress === undefined ? undefined : (bytesDone, bytesTotal) => onProgress({ bytesDone, bytesTotal }),
+    onProgress === undefined
+      ? undefined
+      : (bytesDone, bytesTotal) => {
+          if (progressFailure !== undefined) return;
+          try {
+            onProgress({ bytesDone, bytesTotal });
+          } catch (error) {
+            progressFailure = { error };
+            handle.cancel();
+          }
+        },
   );
   const onAbort = (): void => handle.cancel();
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -363,10 +399,11 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   try {
     raw = await handle.promise;
   } catch (err) {
-    throw nativeError(err, signal);
+    throw progressFailure === undefined ? nativeError(err, signal) : progressFailure.error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
+  if (progressFailure !== undefined) throw progressFailure.error;
   if (signal?.aborted) throw abortError(signal);
   const result = buildResult(raw, prepared, mode, threads, useZeroPages, sampleRate);
   const kept = new Map<unknown, unknown>();

@@ -1,7 +1,7 @@
 // The tuner's settings: /etc/ksmtuned.conf's own variables (so operators can point us at the file they
 // have) plus PAGEFUSE_* keys for the other policies. KEY=VALUE lines, '#' comments, optional quotes.
 import { readFile } from 'node:fs/promises';
-import { PagefuseError } from '../errors.js';
+import { PagefuseError, invalidNumber, invalidArgValue } from '../errors.js';
 
 export const POLICIES = ['adaptive', 'ksmtuned', 'kernel-advisor'] as const;
 export type PolicyName = (typeof POLICIES)[number];
@@ -173,14 +173,14 @@ export async function loadConfig(file: string): Promise<TuneConfig> {
 /** Checks a CPU budget: more than 0 and at most the number of CPUs. */
 export function checkCpuBudget(budget: number, cpus: number, what = 'cpuBudget'): number {
   if (typeof budget !== 'number' || !Number.isFinite(budget) || budget <= 0 || budget > cpus) {
-    throw new RangeError(`${what} must be above 0 and at most the number of CPUs (${cpus}), got ${String(budget)}`);
+    throw invalidNumber(`${what} must be above 0 and at most the number of CPUs (${cpus})`, budget);
   }
   return budget;
 }
 
 export function checkPolicy(name: unknown): PolicyName {
   if (typeof name !== 'string' || !(POLICIES as readonly string[]).includes(name)) {
-    throw new RangeError(`unknown policy ${JSON.stringify(name)}: use one of ${POLICIES.join(', ')}`);
+    throw invalidArgValue(`unknown policy ${JSON.stringify(name)}: use one of ${POLICIES.join(', ')}`);
   }
   return name as PolicyName;
 }

@@ -3,7 +3,7 @@
 // sysfs reads are small async file reads.
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
-import { PagefuseError } from '../errors.js';
+import { PagefuseError, invalidArgType, invalidNumber } from '../errors.js';
 import { Ksm } from '../ksm/ksm.js';
 import { PAGE_SIZE, Region } from '../region.js';
 import { DEFAULT_PROC_ROOT } from '../host/procfs.js';
@@ -159,13 +159,13 @@ export class Tuner extends EventEmitter {
 
   constructor(options: TunerOptions = {}) {
     super();
-    if (options === null || typeof options !== 'object') throw new TypeError(`Tuner: options must be an object, got ${String(options)}`);
+    if (options === null || typeof options !== 'object') throw invalidArgType(`Tuner: options must be an object`, options);
     this.config = options.config ?? defaultConfig();
     this.policy = checkPolicy(options.policy ?? this.config.policy ?? 'adaptive');
     this.explicitCpuBudget = options.cpuBudget;
     this.budget = checkCpuBudget(options.cpuBudget ?? this.config.cpuBudget ?? DEFAULT_CPU_BUDGET, availableParallelism());
     if (options.intervalMs !== undefined && !(Number.isFinite(options.intervalMs) && options.intervalMs > 0)) {
-      throw new RangeError(`Tuner: intervalMs must be a number of ms above 0, got ${String(options.intervalMs)}`);
+      throw invalidNumber(`Tuner: intervalMs must be a number of ms above 0`, options.intervalMs);
     }
     this.explicitIntervalMs = options.intervalMs;
     this.dryRun = options.dryRun === true;
@@ -180,7 +180,7 @@ export class Tuner extends EventEmitter {
     this.isolation = options.isolation ?? readIsolation();
     this.registry = options.registry ?? new Registry({ procRoot: this.procRoot });
     if (options.riskMarginBytes !== undefined && !(Number.isFinite(options.riskMarginBytes) && options.riskMarginBytes >= 0)) {
-      throw new RangeError(`Tuner: riskMarginBytes must be a number of bytes ≥ 0, got ${String(options.riskMarginBytes)}`);
+      throw invalidNumber(`Tuner: riskMarginBytes must be a number of bytes ≥ 0`, options.riskMarginBytes);
     }
     this.riskMarginBytes = options.riskMarginBytes;
   }
@@ -324,10 +324,10 @@ export class Tuner extends EventEmitter {
     const tenant = checkTenant(options.tenant);
     const pid = typeof target === 'number' ? target : process.pid;
     if (typeof target === 'number' && !(Number.isInteger(target) && target > 0)) {
-      throw new RangeError(`register: pid must be a positive integer, got ${String(target)}`);
+      throw invalidNumber(`register: pid must be a positive integer`, target);
     }
     if (typeof target !== 'number' && !(target instanceof Region)) {
-      throw new TypeError(`register: expected a pid or a Region, got ${String(target)}`);
+      throw invalidArgType(`register: expected a pid or a Region`, target);
     }
     checkMergeAdmission(this.registry, {
       isolation: this.isolation,

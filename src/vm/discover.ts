@@ -11,6 +11,7 @@ import {
   USER_HZ,
 } from '../host/procfs.js';
 import { parseKsmStat, type KsmStatFields } from '../ksm/process.js';
+import { invalidNumber } from '../errors.js';
 
 export interface VmInfo {
   pid: number;
@@ -108,7 +109,7 @@ export class VmWatcher {
   }
 
   register(pid: number): void {
-    if (!Number.isInteger(pid) || pid <= 0) throw new RangeError(`register: pid must be a positive whole number, got ${String(pid)}`);
+    if (!Number.isInteger(pid) || pid <= 0) throw invalidNumber(`register: pid must be a positive whole number`, pid);
     this.registered.add(pid);
   }
 

@@ -4,7 +4,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { PagefuseError } from '../errors.js';
+import { PagefuseError, invalidNumber } from '../errors.js';
 import { mix } from './content.js';
 
 export interface WorkloadSpec {
@@ -105,7 +105,7 @@ export class Workload {
 
   static async start(spec: WorkloadSpec): Promise<Workload> {
     const n = spec.processes;
-    if (!Number.isInteger(n) || n < 1 || n > 256) throw new RangeError(`Workload: processes must be 1 to 256, got ${String(n)}`);
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw invalidNumber(`Workload: processes must be 1 to 256`, n);
     const child: ChildSpec = {
       imagePages: spec.imagePages,
       zeroPages: spec.zeroPages ?? 0,
@@ -118,7 +118,7 @@ export class Workload {
       hugepages: spec.hugepages ?? 'never',
     };
     for (const [k, v] of Object.entries(child)) {
-      if (typeof v === 'number' && (!Number.isInteger(v) || v < 0)) throw new RangeError(`Workload: ${k} must be a whole number ≥ 0, got ${v}`);
+      if (typeof v === 'number' && (!Number.isInteger(v) || v < 0)) throw invalidNumber(`Workload: ${k} must be a whole number ≥ 0`, v);
     }
     installExitHook();
     const entry = childEntry();
