@@ -11,8 +11,9 @@ import { PAGE_SIZE } from '../src/region.js';
 import { Tuner } from '../src/tune/tuner.js';
 import { defaultConfig, type TuneConfig } from '../src/tune/config.js';
 import { Observer } from '../src/tune/observe.js';
-import { savedPages, type KsmKnobs } from '../src/tune/types.js';
-import { countersFrom, knobsFrom } from '../src/tune/observe.js';
+import type { KsmKnobs } from '../src/tune/types.js';
+import { knobsFrom } from '../src/tune/observe.js';
+import { knownCounters, savedPages } from '../src/ksm/counters.js';
 import { lockKsm } from '../test/helpers/lock.js';
 import { startGuests, type GuestSizes } from '../test/helpers/tune-guests.js';
 
@@ -51,7 +52,7 @@ interface Row {
 
 async function counters() {
   const s = await ksm.read();
-  return countersFrom(s.counters);
+  return knownCounters(s.counters);
 }
 
 /** Puts ksmd back to the kernel defaults, stopped, with nothing merged. */

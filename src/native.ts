@@ -1,4 +1,5 @@
 // The only module that touches the addon: everything else imports typed functions from here.
+// The addon is loaded lazily (see `native` below).
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { join, dirname } from 'node:path';
@@ -155,7 +156,18 @@ function load(): NativeAddon {
   );
 }
 
-export const native: NativeAddon = load();
+let addon: NativeAddon | undefined;
+
+/**
+ * The addon, loaded on first use: importing a module that only needs counters, knobs or policies never
+ * loads (or needs) the binary. A failed load throws at that first use, and again at every later one.
+ */
+export const native: NativeAddon = new Proxy({} as NativeAddon, {
+  get(_target, key) {
+    addon ??= load();
+    return Reflect.get(addon, key);
+  },
+});
 
 /** Path of the pagefuse-exec helper built next to the addon. */
 export const execHelperPath = join(packageRoot, 'build', 'Release', 'pagefuse-exec');

@@ -3,7 +3,9 @@ import { native, type RegionHandle } from './native.js';
 import { PagefuseError, invalidArgType, invalidNumber, invalidArgValue, outOfRange, invalidUse } from './errors.js';
 import { assertNodes } from './numa/topology.js';
 
-export const PAGE_SIZE: number = native.pageSize;
+import { PAGE_SIZE } from './host/page-size.js';
+
+export { PAGE_SIZE };
 
 export type Advice = 'mergeable' | 'unmergeable' | 'hugepage' | 'nohugepage' | 'dontneed' | 'cold' | 'pageout';
 export type HugePagesMode = 'default' | 'never' | 'always';

@@ -9,11 +9,10 @@ import {
   hostSavings,
   rates,
   series,
-  type KsmCounters,
   type Snapshot,
 } from '../src/report/model.js';
 import { HostSource } from '../src/report/source.js';
-import { RMAP_ITEM_BYTES } from '../src/ksm/process.js';
+import { RMAP_ITEM_BYTES, type KnownKsmCounters } from '../src/ksm/counters.js';
 import { Sampler } from '../src/report/sampler.js';
 import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';
 import { publishTuner } from '../src/report/publish.js';
@@ -22,11 +21,11 @@ import { EventEmitter } from 'node:events';
 
 const PAGE = 4096;
 
-function counters(over: Partial<KsmCounters> = {}): KsmCounters {
+function counters(over: Partial<KnownKsmCounters> = {}): KnownKsmCounters {
   return { pages_shared: 0, pages_sharing: 0, pages_unshared: 0, pages_volatile: 0, full_scans: 0, ...over };
 }
 
-function snap(at: number, c: Partial<KsmCounters>, cpu?: number): Snapshot {
+function snap(at: number, c: Partial<KnownKsmCounters>, cpu?: number): Snapshot {
   const s: Snapshot = {
     at,
     pageSize: PAGE,

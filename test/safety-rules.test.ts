@@ -3,13 +3,14 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { admission, unshareExposure, type MemInfo } from '../src/safety/exposure.js';
+import { admission, unshareExposure } from '../src/safety/exposure.js';
+import type { MemInfo } from '../src/host/meminfo.js';
 import { evaluateAudit, auditExitCode, qemuMemMergeOn, type AuditSnapshot } from '../src/safety/audit.js';
 import { Registry, processStartTime } from '../src/safety/registry.js';
 import { checkMergeAdmission, readIsolation } from '../src/safety/isolation.js';
 
 const GiB = 1024 ** 3;
-const mem: MemInfo = { memTotal: 16 * GiB, memAvailable: 4 * GiB, swapTotal: 2 * GiB, swapFree: 1 * GiB };
+const mem: MemInfo = { memTotal: 16 * GiB, memFree: 3 * GiB, memAvailable: 4 * GiB, buffers: 0, cached: 1 * GiB, swapTotal: 2 * GiB, swapFree: 1 * GiB };
 
 test('un-share exposure counts merged and KSM zero pages against MemAvailable + SwapFree', () => {
   const e = unshareExposure({ pagesSharing: 262144, ksmZeroPages: 262144, pageSize: 4096, mem });

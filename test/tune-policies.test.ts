@@ -9,6 +9,7 @@ import type { VmInfo } from '../src/vm/discover.js';
 
 const KiB = 1024;
 const GiB_KiB = 1024 * 1024;
+const GiB = GiB_KiB * KiB;
 const MiB_PAGES = 256;
 
 function vm(pid: number, vmm: VmInfo['vmm'], rssKiB: number): VmInfo {
@@ -21,7 +22,7 @@ type Over = Omit<Partial<Observation>, 'memory' | 'counters'> & { memory?: Parti
 function obs(o: Over = {}): Observation {
   return {
     time: o.time ?? 0,
-    memory: { memTotalKiB: 16 * GiB_KiB, memFreeKiB: 8 * GiB_KiB, memAvailableKiB: 12 * GiB_KiB, buffersKiB: 0, cachedKiB: 0, ...o.memory },
+    memory: { memTotal: 16 * GiB, memFree: 8 * GiB, memAvailable: 12 * GiB, buffers: 0, cached: 0, swapTotal: 0, swapFree: 0, ...o.memory },
     pressure: o.pressure ?? { someAvg10: 0, fullAvg10: 0 },
     vms: o.vms ?? [],
     knobs: o.knobs ?? { run: 0, pages_to_scan: 100, sleep_millisecs: 20, advisor_mode: 'none', advisor_max_cpu: 70 },
@@ -37,7 +38,7 @@ test('ksmtuned: stop when memory is ample, start with decay to the minimum, boos
   const s = KSMTUNED_DEFAULTS;
   let state: KsmtunedState = initialKsmtunedState();
   const step = (vms: VmInfo[], freeKiB: number) => {
-    const r = ksmtuned(obs({ vms, memory: { memFreeKiB: freeKiB, buffersKiB: 0, cachedKiB: 0 } }), state, s);
+    const r = ksmtuned(obs({ vms, memory: { memFree: freeKiB * KiB, buffers: 0, cached: 0 } }), state, s);
     state = r.nextState;
     return r;
   };
@@ -76,24 +77,24 @@ test('ksmtuned: stop when memory is ample, start with decay to the minimum, boos
 test('ksmtuned: sleep scales with MemTotal once, thres floors at KSM_THRES_CONST, free counts Buffers and Cached', () => {
   const s = KSMTUNED_DEFAULTS;
   const first = (memTotalKiB: number, over: Over = {}) =>
-    ksmtuned(obs({ ...over, memory: { memTotalKiB, ...over.memory } }), initialKsmtunedState(), s);
+    ksmtuned(obs({ ...over, memory: { memTotal: memTotalKiB * KiB, ...over.memory } }), initialKsmtunedState(), s);
   assert.equal(first(8 * GiB_KiB).nextState.sleep, 20);
   assert.equal(first(4 * GiB_KiB).nextState.sleep, 40);
   assert.equal(first(64 * GiB_KiB).nextState.sleep, 10, 'floored at 10 ms');
-  assert.equal(ksmtuned(obs({ memory: { memTotalKiB: 64 * GiB_KiB } }), initialKsmtunedState(), { ...s, KSM_SLEEP_MSEC: 100 }).nextState.sleep, 25);
-  assert.equal(first(8000, { memory: { memFreeKiB: 1000 } }).nextState.thres, 2048);
+  assert.equal(ksmtuned(obs({ memory: { memTotal: 64 * GiB_KiB * KiB } }), initialKsmtunedState(), { ...s, KSM_SLEEP_MSEC: 100 }).nextState.sleep, 25);
+  assert.equal(first(8000, { memory: { memFree: 1000 * KiB } }).nextState.thres, 2048);
   // Computed once: a later observation with another MemTotal keeps them.
   const st = first(8 * GiB_KiB).nextState;
-  assert.equal(ksmtuned(obs({ memory: { memTotalKiB: 64 * GiB_KiB } }), st, s).nextState.sleep, 20);
+  assert.equal(ksmtuned(obs({ memory: { memTotal: 64 * GiB_KiB * KiB } }), st, s).nextState.sleep, 20);
   // free = MemFree + Buffers + Cached: 1 + 1 + 2 GiB is above thres (3.2 GiB) → decay, not boost.
-  const r = ksmtuned(obs({ vms: [vm(1, 'qemu', 15 * GiB_KiB)], memory: { memFreeKiB: GiB_KiB, buffersKiB: GiB_KiB, cachedKiB: 2 * GiB_KiB } }), initialKsmtunedState(), s);
+  const r = ksmtuned(obs({ vms: [vm(1, 'qemu', 15 * GiB_KiB)], memory: { memFree: GiB_KiB * KiB, buffers: GiB_KiB * KiB, cached: 2 * GiB_KiB * KiB } }), initialKsmtunedState(), s);
   assert.match(r.reasons.join('\n'), /4194304 > 3355443, decay/);
 });
 
 test('ksmtuned: exact sums on a 4 TiB host with 3.5 TiB of VMs (the script overflowed past 2 TiB)', () => {
   const total = 4 * 1024 * GiB_KiB;
   const vms = Array.from({ length: 7 }, (_, i) => vm(10 + i, i % 2 ? 'qemu' : 'crosvm', 512 * GiB_KiB));
-  const r = ksmtuned(obs({ vms, memory: { memTotalKiB: total, memFreeKiB: 200 * GiB_KiB } }), initialKsmtunedState(), KSMTUNED_DEFAULTS);
+  const r = ksmtuned(obs({ vms, memory: { memTotal: total * KiB, memFree: 200 * GiB_KiB * KiB } }), initialKsmtunedState(), KSMTUNED_DEFAULTS);
   assert.match(r.reasons.join('\n'), /committed 3758096384 free 209715200/);
   assert.equal(r.nextState.thres, 858993459);
   assert.deepEqual(r.decision.knobs, { pages_to_scan: 300, sleep_millisecs: 10, run: 1 });
@@ -115,7 +116,7 @@ test('adaptive: no VMs or no estimate yet keeps ksmd stopped and asks for scans;
 });
 
 test('adaptive: tight memory (MemAvailable or PSI) runs ksmd even without an estimate or with a small one', () => {
-  let r = adaptive(obs({ vms: VMS, memory: { memAvailableKiB: GiB_KiB } }), initialAdaptiveState(), CFG);
+  let r = adaptive(obs({ vms: VMS, memory: { memAvailable: GiB_KiB * KiB } }), initialAdaptiveState(), CFG);
   assert.equal(r.decision.knobs.run, 1);
   assert.match(r.reasons[0], /MemAvailable is 6\.3% of MemTotal \(< 20%\); no scan estimate yet, so merge anyway/);
   r = adaptive(obs({ vms: VMS, estimate: est(10), pressure: { someAvg10: 12.5, fullAvg10: 1 } }), initialAdaptiveState(), CFG);

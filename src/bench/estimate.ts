@@ -9,10 +9,9 @@ import { scan } from '../scan/scan.js';
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { parseKsmStat } from '../ksm/process.js';
 import type { KsmSettingsInput } from '../ksm/knobs.js';
-import { KsmdClock } from '../report/source.js';
+import { KsmdClock } from '../host/ksmd.js';
 import { findOtherTuners } from '../host/lock.js';
-import { countersFrom } from '../tune/observe.js';
-import { savedPages as policySavedPages } from '../tune/types.js';
+import { savedPages as countersSavedPages } from '../ksm/counters.js';
 
 export interface GuestSizes {
   guests: number;
@@ -104,7 +103,7 @@ export async function disposeGuests(ksm: Ksm, guests: Region[], timeoutS = 20): 
 
 /** pages_sharing + ksm_zero_pages from Ksm.read()'s counters. */
 export function savedPages(c: Record<string, number | string | undefined>): number {
-  return policySavedPages(countersFrom(c));
+  return countersSavedPages(c);
 }
 
 function errorPercent(predicted: number, actual: number): number {

@@ -8,7 +8,7 @@ import { scan } from '../scan/scan.js';
 import { Tuner } from '../tune/tuner.js';
 import { defaultConfig } from '../tune/config.js';
 import { benchBaseline, disposeGuests, holdKnobs, makeGuests, savedPages, selfMergingPages, type GuestSizes } from './estimate.js';
-import { KsmdClock } from '../report/source.js';
+import { KsmdClock } from '../host/ksmd.js';
 import type { TunerResult, TunerRow } from './bench.js';
 
 interface Driver {

@@ -6,7 +6,7 @@ import { numaTopology, type NumaTopology } from '../numa/topology.js';
 import { mergeAcrossNodesWarning } from '../numa/warnings.js';
 import { registeredSavings, type RegisteredSavings } from '../report/registered.js';
 import { hostSavings } from '../report/model.js';
-import { modelCounters } from '../report/source.js';
+import { knownCounters } from '../ksm/counters.js';
 import { PAGE_SIZE } from '../region.js';
 import { Registry } from '../safety/registry.js';
 import { hostOptionsFromEnv } from './audit.js';
@@ -138,7 +138,7 @@ export async function run(args: string[]): Promise<number> {
     hostNodes(values.nodes === true || memoryNodes(topology) > 1, { procRoot, ...sysfs }),
   ]);
   const shown = list.processes.slice(0, top);
-  const ratio = hostSavings(modelCounters(state.counters), PAGE_SIZE).sharingRatio;
+  const ratio = hostSavings(knownCounters(state.counters), PAGE_SIZE).sharingRatio;
   const mergeAcross = state.settings.merge_across_nodes;
   const warning = topology && mergeAcross !== undefined ? mergeAcrossNodesWarning(topology, Number(mergeAcross) === 1) : undefined;
   const warnings = warning === undefined ? [] : [warning];

@@ -1,4 +1,6 @@
-// Small readers for /proc files, with the proc root injectable so tests can use fixture trees.
+// Readers for /proc files, with the proc root injectable so tests can use fixture trees. Every other
+// module reads a process's comm, cmdline, stat and status through these.
+import { readFileSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -85,6 +87,56 @@ export function parseStat(text: string): ProcStat | undefined {
     stime: field(15),
     startTime: field(22),
   };
+}
+
+/** /proc/<pid>/stat parsed, or undefined when the process is gone or not ours to see. */
+export async function readProcStat(procRoot: string, pid: number | 'self'): Promise<ProcStat | undefined> {
+  const text = await readProcText(procRoot, pid, 'stat');
+  return text === undefined ? undefined : parseStat(text);
+}
+
+/** readProcStat for callers that must not yield (spawnMerged registers its child before it returns). */
+export function readProcStatSync(procRoot: string, pid: number | 'self'): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(procRoot, String(pid), 'stat'), 'utf8');
+  } catch (err) {
+    if (vanished(err)) return undefined;
+    throw err;
+  }
+  return parseStat(text);
+}
+
+/** The command name (/proc/<pid>/comm, at most 15 bytes, set by the process itself: untrusted). */
+export async function readComm(procRoot: string, pid: number | 'self'): Promise<string | undefined> {
+  const text = await readProcText(procRoot, pid, 'comm');
+  return text === undefined ? undefined : stripNewline(text);
+}
+
+/** readComm for synchronous callers (scan() names its targets before it starts the native job). */
+export function readCommSync(procRoot: string, pid: number | 'self'): string | undefined {
+  try {
+    return stripNewline(readFileSync(join(procRoot, String(pid), 'comm'), 'utf8'));
+  } catch (err) {
+    if (vanished(err)) return undefined;
+    throw err;
+  }
+}
+
+function stripNewline(text: string): string {
+  return text.endsWith('\n') ? text.slice(0, -1) : text;
+}
+
+/** /proc/<pid>/cmdline as arguments (empty for kernel threads and zombies). */
+export async function readCmdline(procRoot: string, pid: number | 'self'): Promise<string[] | undefined> {
+  const text = await readProcText(procRoot, pid, 'cmdline');
+  return text === undefined ? undefined : splitCmdline(text);
+}
+
+/** /proc/<pid>/status: its numeric lines (kB as written, e.g. VmRSS). */
+export async function readStatus(procRoot: string, pid: number | 'self'): Promise<Record<string, number> | undefined> {
+  const text = await readProcText(procRoot, pid, 'status');
+  return text === undefined ? undefined : parseKeyValues(text);
 }
 
 /** USER_HZ: 100 on every Linux architecture Node runs on (the kernel fixes it for userspace ABI). */

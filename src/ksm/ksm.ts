@@ -4,7 +4,6 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PAGE_SIZE } from '../region.js';
 import { PagefuseError, abortError, explain, isSystemError, throwIfAborted, invalidArgType, invalidNumber } from '../errors.js';
 import {
   COUNTER_NAMES,
@@ -18,7 +17,8 @@ import {
   type KsmSettingsInput,
   type Tunable,
 } from './knobs.js';
-import { RMAP_ITEM_BYTES, listKsmProcesses, type KsmProcessList } from './process.js';
+import { listKsmProcesses, type KsmProcessList } from './process.js';
+import { profitFromCounters, type KsmCounters } from './counters.js';
 
 export const DEFAULT_SYSFS_ROOT = '/sys/kernel/mm/ksm';
 export const DEFAULT_PROC_ROOT = '/proc';
@@ -28,21 +28,6 @@ export interface KsmOptions {
   sysfsRoot?: string;
   /** procfs mount used for per-process statistics. Default /proc. */
   procRoot?: string;
-}
-
-export interface KsmCounters {
-  pages_shared?: number;
-  pages_sharing?: number;
-  pages_unshared?: number;
-  pages_volatile?: number;
-  full_scans?: number;
-  stable_node_chains?: number;
-  stable_node_dups?: number;
-  general_profit?: number;
-  pages_scanned?: number;
-  pages_skipped?: number;
-  ksm_zero_pages?: number;
-  [other: string]: number | string | undefined;
 }
 
 export interface KsmState {
@@ -69,16 +54,6 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 const POLL_MS = 10;
 /** Knobs the kernel only lets change while no KSM page exists (EBUSY otherwise). */
 const NEEDS_UNMERGED: readonly Tunable[] = ['merge_across_nodes', 'max_page_sharing'];
-
-type ProfitCounterName = 'general_profit' | 'pages_shared' | 'pages_sharing' | 'pages_unshared' | 'pages_volatile' | 'ksm_zero_pages';
-
-/** The kernel's general_profit, or the same formula over the counters on kernels before 6.4. */
-export function profitFromCounters(counters: { [K in ProfitCounterName]?: number | string | undefined }, pageSize: number = PAGE_SIZE): number {
-  if (typeof counters.general_profit === 'number') return counters.general_profit;
-  const n = (k: ProfitCounterName): number => (typeof counters[k] === 'number' ? (counters[k] as number) : 0);
-  const rmapItems = n('pages_shared') + n('pages_sharing') + n('pages_unshared') + n('pages_volatile');
-  return (n('pages_sharing') + n('ksm_zero_pages')) * pageSize - rmapItems * RMAP_ITEM_BYTES;
-}
 
 /** Roots from PAGEFUSE_KSM_SYSFS / PAGEFUSE_PROC (the CLI's test hook); unset means the real ones. */
 export function ksmOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): KsmOptions {

@@ -1,11 +1,11 @@
 // Per-process KSM statistics from /proc/<pid>/ksm_stat (6.1+), falling back to ksm_merging_pages (5.19+).
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PAGE_SIZE } from '../region.js';
+import { PAGE_SIZE } from '../host/page-size.js';
+import { RMAP_ITEM_BYTES } from './counters.js';
 import { PagefuseError, explain, isSystemError, invalidNumber } from '../errors.js';
+import { readComm } from '../host/procfs.js';
 
-/** sizeof(struct ksm_rmap_item): what the kernel charges per scanned page in its profit figures. */
-export const RMAP_ITEM_BYTES = process.arch.endsWith('64') ? 64 : 32;
 
 export interface ProcessKsm {
   pid: number;
@@ -173,12 +173,8 @@ export async function listKsmProcesses(options: ListOptions = {}): Promise<KsmPr
         }
         const registered = (ksm.rmapItems ?? 0) > 0 || ksm.mergeable === true || ksm.mergeAny === true;
         if (ksm.mergingPages + ksm.zeroPages === 0 && !(options.includeRegistered && registered)) return;
-        let name = '';
-        try {
-          name = (await readFile(join(procRoot, String(pid), 'comm'), 'utf8')).trim();
-        } catch {
-          // exited between the two reads: keep the numbers, without a name
-        }
+        // '' when it exited between the two reads: keep the numbers, without a name.
+        const name = (await readComm(procRoot, pid)) ?? '';
         found.push({ ...ksm, name });
       }),
     );

@@ -4,7 +4,7 @@
 // from everyone else.
 import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PAGE_SIZE } from '../region.js';
+import { PAGE_SIZE } from '../host/page-size.js';
 import { explain, isSystemError, PagefuseError, invalidArgType, invalidNumber } from '../errors.js';
 
 export interface KsmNodeOptions {

@@ -2,7 +2,9 @@
 // snake_case with the kernel's own names, like every JSON pagefuse writes. The tuner daemon (or anyone
 // holding a Sampler) writes it with writeHistoryFile.
 import { readFile } from 'node:fs/promises';
-import type { KsmCounters, KsmSettings, SharingMatrix, Snapshot, TunerDecision } from './model.js';
+import type { SharingMatrix, Snapshot, DecisionRecord } from './model.js';
+import type { KnownKsmCounters } from '../ksm/counters.js';
+import type { KsmSettings } from '../ksm/knobs.js';
 import { writeFileAtomic } from '../host/atomic.js';
 import { explain, PagefuseError } from '../errors.js';
 
@@ -12,7 +14,7 @@ export interface HistoryJson {
     t: number;
     page_size: number;
     settings: KsmSettings;
-    counters: KsmCounters;
+    counters: KnownKsmCounters;
     ksmd_cpu_seconds?: number;
     processes: { pid: number; name: string; vm: boolean; merging_pages: number; zero_pages: number; rmap_items: number; profit_bytes: number }[];
     nodes?: { id: number; ksm_pages: number }[];
@@ -23,7 +25,7 @@ export interface HistoryJson {
 
 export interface HistoryRecord {
   snapshots: Snapshot[];
-  decisions: TunerDecision[];
+  decisions: DecisionRecord[];
   sharing?: SharingMatrix;
   /** Why there is no sharing matrix, when it is known. */
   sharingNote?: string;
@@ -69,15 +71,15 @@ export function fromHistoryJson(v: unknown, path = 'history'): HistoryRecord {
   if (typeof j !== 'object' || j === null || j.version !== 1) throw bad(path, 'expected {"version": 1, "samples": [...]}');
   if (!Array.isArray(j.samples) || j.samples.length === 0) throw bad(path, 'it has no samples');
   const snapshots = j.samples.map((s, i): Snapshot => {
-    const c = s?.counters as Partial<KsmCounters> | undefined;
+    const c = s?.counters as Partial<KnownKsmCounters> | undefined;
     if (!isNum(s?.t) || !isNum(s.page_size) || typeof c !== 'object' || c === null || !isNum(c.pages_sharing) || !isNum(c.pages_shared)) {
       throw bad(path, `sample ${i} lacks t, page_size or counters.pages_shared/pages_sharing`);
     }
     const snap: Snapshot = {
       at: s.t,
       pageSize: s.page_size,
-      settings: s.settings ?? ({} as KsmSettings),
-      counters: { pages_unshared: 0, pages_volatile: 0, full_scans: 0, ...c } as KsmCounters,
+      settings: s.settings ?? {},
+      counters: { pages_unshared: 0, pages_volatile: 0, full_scans: 0, ...c } as KnownKsmCounters,
       processes: (s.processes ?? []).map((p) => ({
         pid: p.pid,
         name: String(p.name),

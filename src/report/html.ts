@@ -1,6 +1,6 @@
 // The HTML report: one self-contained page (inline CSS and SVG, no script, no fetch) with savings and
 // ksmd CPU over time, the per-VM table, KSM pages per node, the tuner's decisions and the sharing heat map.
-import { figures, series, type Figures, type SeriesPoint, type SharingMatrix, type TunerDecision } from './model.js';
+import { figures, series, type Figures, type SeriesPoint, type SharingMatrix, type DecisionRecord } from './model.js';
 import type { HistoryRecord } from './history-file.js';
 import { formatBytes } from '../cli/common.js';
 
@@ -34,7 +34,7 @@ function clock(ms: number, tenths = false): string {
 }
 
 /** Savings (left axis, bytes) and ksmd CPU (right axis, %) over time, with the tuner's decisions marked. */
-export function chartSvg(points: readonly SeriesPoint[], decisions: readonly TunerDecision[]): string {
+export function chartSvg(points: readonly SeriesPoint[], decisions: readonly DecisionRecord[]): string {
   const t0 = points[0].t;
   const t1 = Math.max(points[points.length - 1].t, t0 + 1);
   const yMin = Math.min(0, ...points.map((p) => p.profit_bytes));

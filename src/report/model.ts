@@ -1,29 +1,12 @@
 // The savings model: the one place that turns KSM's counters into the figures every output shows
-// (top, Prometheus, HTML, bench). Pure functions over plain snapshots, so each output agrees.
+// (top, Prometheus, HTML, bench). Pure functions over plain snapshots, so each output agrees; it never
+// loads the addon (test/pure-modules.test.ts).
 
-import { unshareExposure, type Exposure, type MemInfo } from '../safety/exposure.js';
-import { profitFromCounters } from '../ksm/ksm.js';
-import { savedPages, type KsmCounters as PolicyCounters } from '../tune/types.js';
+import { unshareExposure, type Exposure } from '../safety/exposure.js';
+import type { MemInfo } from '../host/meminfo.js';
+import { profitFromCounters, savedPages, type KnownKsmCounters } from '../ksm/counters.js';
+import type { KsmSettings } from '../ksm/knobs.js';
 import { invalidNumber } from '../errors.js';
-
-/** Global counters from /sys/kernel/mm/ksm under the kernel's names: the tuner's, plus those only reports use. */
-export interface KsmCounters extends PolicyCounters {
-  stable_node_chains?: number;
-  stable_node_dups?: number;
-  general_profit?: number;
-  pages_skipped?: number;
-}
-
-/** Knobs from /sys/kernel/mm/ksm, under the kernel's names. */
-export interface KsmSettings {
-  run: number;
-  pages_to_scan: number;
-  sleep_millisecs: number;
-  merge_across_nodes?: number;
-  use_zero_pages?: number;
-  max_page_sharing?: number;
-  [knob: string]: number | string | undefined;
-}
 
 /** One process's /proc/<pid>/ksm_stat, with its name (the VM's name when it is a guest). */
 export interface ProcessSample {
@@ -45,7 +28,7 @@ export interface NodeSample {
 }
 
 /** What the tuner last decided: the knobs it set and why. */
-export interface TunerDecision {
+export interface DecisionRecord {
   /** ms since the epoch */
   at: number;
   policy: string;
@@ -67,12 +50,12 @@ export interface Snapshot {
   at: number;
   pageSize: number;
   settings: KsmSettings;
-  counters: KsmCounters;
+  counters: KnownKsmCounters;
   /** ksmd's cumulative CPU time, in seconds, or undefined when ksmd cannot be found. */
   ksmdCpuSeconds?: number;
   processes: ProcessSample[];
   nodes?: NodeSample[];
-  tuner?: TunerDecision;
+  tuner?: DecisionRecord;
   sharing?: SharingMatrix;
   /** /proc/meminfo in bytes, for the un-share exposure. */
   mem?: MemInfo;
@@ -98,7 +81,7 @@ export interface HostSavings {
  * show ksm_rmap_items, so when general_profit is missing (kernels before 6.4) the admin guide's
  * approximation rmap_items ≈ shared + sharing + unshared + volatile stands in (as Ksm.read() does).
  */
-export function hostSavings(counters: KsmCounters, pageSize: number): HostSavings {
+export function hostSavings(counters: KnownKsmCounters, pageSize: number): HostSavings {
   const saved = savedPages(counters);
   const grossBytes = saved * pageSize;
   const profitBytes = profitFromCounters(counters, pageSize);
@@ -165,7 +148,7 @@ export interface Figures {
   at: number;
   pageSize: number;
   settings: KsmSettings;
-  counters: KsmCounters;
+  counters: KnownKsmCounters;
   host: HostSavings;
   /** ksmd's cumulative CPU seconds, or null when ksmd cannot be found. */
   ksmdCpuSeconds: number | null;
@@ -173,7 +156,7 @@ export interface Figures {
   /** Processes with KSM state, most profit first. */
   processes: ProcessFigures[];
   nodes: NodeFigures[];
-  tuner: TunerDecision | null;
+  tuner: DecisionRecord | null;
   sharing: SharingMatrix | null;
   /** What comes back if every merged page is written, against MemAvailable + SwapFree; null without meminfo. */
   exposure: Exposure | null;

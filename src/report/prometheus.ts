@@ -19,7 +19,8 @@ interface Spec {
   value: Values;
 }
 
-const sleepSeconds = (f: Figures): number => f.settings.sleep_millisecs / 1000;
+const sleepSeconds = (f: Figures): number | undefined =>
+  f.settings.sleep_millisecs === undefined ? undefined : f.settings.sleep_millisecs / 1000;
 
 const SPECS: Spec[] = [
   // node_exporter's ksmd collector (collector/ksmd_linux.go), same names, units and types.

@@ -1,6 +1,6 @@
 // For the tuner daemon: publish each decision to the state file `pagefuse top` and `serve` read, and keep
 // the history file `pagefuse report --from` draws. One call: publishTuner(tuner, { historyPath }).
-import type { TunerDecision } from './model.js';
+import type { DecisionRecord } from './model.js';
 import { tunerStatePath, writeTunerState } from './tuner-state.js';
 import { writeHistoryFile } from './history-file.js';
 import { HostSource, type SnapshotSource } from './source.js';
@@ -25,7 +25,7 @@ export interface PublishOptions {
 }
 
 /** The decision as the state file holds it: the knobs the policy wants and its last reason. */
-export function decisionRecord(d: TuneDecision): TunerDecision {
+export function decisionRecord(d: TuneDecision): DecisionRecord {
   const settings: Record<string, number> = {};
   for (const [k, v] of Object.entries(d.knobs)) if (typeof v === 'number') settings[k] = v;
   return { at: d.at, policy: d.policy, settings, reason: d.reasons[d.reasons.length - 1] ?? '', atRisk: d.risk.atRisk };
@@ -36,7 +36,7 @@ export function decisionRecord(d: TuneDecision): TunerDecision {
  * history file up to date. Returns the function that stops it. Write failures are reported to onError.
  */
 export function publishTuner(tuner: DecisionSource, options: PublishOptions = {}, onError: (err: Error) => void = () => undefined): () => void {
-  const decisions: TunerDecision[] = [];
+  const decisions: DecisionRecord[] = [];
   let sampler: Sampler | undefined;
   const saveHistory = (): void => {
     if (options.historyPath === undefined || sampler === undefined) return;

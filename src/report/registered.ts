@@ -1,8 +1,7 @@
 // What KSM saves in the processes started or registered through pagefuse (the registry), and on which
 // NUMA node their merged pages sit. It joins three sources (the registry, /proc/<pid>/ksm_stat, page
 // placement), so it lives with the savings reports rather than in any one of them.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readComm } from '../host/procfs.js';
 import { processKsm, type ProcessKsm } from '../ksm/process.js';
 import { processMergingByNode, type NodeMergingPages } from '../numa/ksm-nodes.js';
 import { Registry } from '../safety/registry.js';
@@ -75,14 +74,8 @@ export async function registeredSavings(options: RegisteredSavingsOptions = {}):
       if (gone(err)) continue;
       nodesUnavailable = reason(err);
     }
-    let name = reg.name;
-    if (name === undefined) {
-      try {
-        name = (await readFile(join(procRoot, String(reg.pid), 'comm'), 'utf8')).trim();
-      } catch {
-        continue; // exited meanwhile
-      }
-    }
+    const name = reg.name ?? (await readComm(procRoot, reg.pid));
+    if (name === undefined) continue; // exited meanwhile
     out.push({ pid: reg.pid, name, tenant: reg.tenant ?? null, merge: reg.merge, via: reg.via, ksm, ksmUnavailable, nodes, nodesUnavailable });
   }
   return out;

@@ -1,15 +1,16 @@
 // Reads a Snapshot of this host: KSM's knobs and counters (Ksm), every process's ksm_stat, ksmd's CPU
 // time, KSM pages per NUMA node, VM names and the tuner's latest decision. Roots are options so tests
 // can point at a fake sysfs/procfs.
-import { readMemInfo } from '../safety/exposure.js';
-import type { KsmCounters, KsmSettings, NodeSample, Snapshot } from './model.js';
+import { readMemInfo } from '../host/meminfo.js';
+import { KsmdClock } from '../host/ksmd.js';
+import { PAGE_SIZE } from '../host/page-size.js';
+import type { NodeSample, Snapshot } from './model.js';
 import { readTunerState } from './tuner-state.js';
-import { PAGE_SIZE } from '../region.js';
-import { Ksm, type KsmCounters as RawCounters } from '../ksm/ksm.js';
+import { Ksm } from '../ksm/ksm.js';
+import { knownCounters } from '../ksm/counters.js';
 import { listKsmProcesses } from '../ksm/process.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
-import { countersFrom, cpuSeconds, findKsmd } from '../tune/observe.js';
 import { discoverVms } from '../vm/discover.js';
 
 export interface SnapshotSource {
@@ -26,34 +27,6 @@ export interface HostSourceOptions {
   vms?: () => Promise<Map<number, string>>;
   /** KSM pages per NUMA node; default: nodesSource(). */
   nodes?: () => Promise<NodeSample[] | undefined>;
-}
-
-/** The model's counters from Ksm.read(): the five every kernel has default to 0, the rest stay optional. */
-export function modelCounters(raw: RawCounters): KsmCounters {
-  const out: KsmCounters = countersFrom(raw);
-  for (const k of ['stable_node_chains', 'stable_node_dups', 'general_profit', 'pages_skipped'] as const) {
-    const v = raw[k];
-    if (typeof v === 'number') out[k] = v;
-  }
-  return out;
-}
-
-/** ksmd's cumulative CPU time in seconds, its pid looked up once (and again if it changes). */
-export class KsmdClock {
-  private pid: number | undefined;
-
-  constructor(private readonly procRoot = '/proc') {}
-
-  async cpuSeconds(): Promise<number | undefined> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      this.pid ??= await findKsmd(this.procRoot);
-      if (this.pid === undefined) return undefined;
-      const seconds = await cpuSeconds(this.procRoot, this.pid);
-      if (seconds !== null) return seconds;
-      this.pid = undefined; // ksmd's pid changed: look again once
-    }
-    return undefined;
-  }
 }
 
 /**
@@ -107,12 +80,12 @@ export class HostSource implements SnapshotSource {
       readTunerState(o.tunerStatePath),
       readMemInfo(o.procRoot),
     ]);
-    const counters = modelCounters(ksm.counters);
+    const counters = knownCounters(ksm.counters);
     const nodes = await this.nodes(counters.pages_shared);
     const snapshot: Snapshot = {
       at: Date.now(),
       pageSize: o.pageSize ?? PAGE_SIZE,
-      settings: ksm.settings as KsmSettings,
+      settings: ksm.settings,
       counters,
       processes: list.processes.map((p) => {
         const vm = vms.get(p.pid);

@@ -2,7 +2,7 @@
 // JSON file: { at, policy, settings: { pages_to_scan, sleep_millisecs, … }, reason }.
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { TunerDecision } from './model.js';
+import type { DecisionRecord } from './model.js';
 import { writeFileAtomic } from '../host/atomic.js';
 
 export const DEFAULT_TUNER_STATE_PATH = '/run/pagefuse/tuner.json';
@@ -11,8 +11,8 @@ export function tunerStatePath(path?: string): string {
   return path ?? process.env.PAGEFUSE_TUNER_STATE ?? DEFAULT_TUNER_STATE_PATH;
 }
 
-function isDecision(v: unknown): v is TunerDecision {
-  const d = v as TunerDecision;
+function isDecision(v: unknown): v is DecisionRecord {
+  const d = v as DecisionRecord;
   return (
     typeof d === 'object' &&
     d !== null &&
@@ -25,7 +25,7 @@ function isDecision(v: unknown): v is TunerDecision {
 }
 
 /** The latest decision, or undefined when no tuner runs (no file) or the file is not a decision. */
-export async function readTunerState(path?: string): Promise<TunerDecision | undefined> {
+export async function readTunerState(path?: string): Promise<DecisionRecord | undefined> {
   let text: string;
   try {
     text = await readFile(tunerStatePath(path), 'utf8');
@@ -41,7 +41,7 @@ export async function readTunerState(path?: string): Promise<TunerDecision | und
 }
 
 /** For the tuner daemon: publish a decision (atomically, so readers never see half a file). */
-export async function writeTunerState(decision: TunerDecision, path?: string): Promise<void> {
+export async function writeTunerState(decision: DecisionRecord, path?: string): Promise<void> {
   const target = tunerStatePath(path);
   await mkdir(dirname(target), { recursive: true });
   await writeFileAtomic(target, `${JSON.stringify(decision)}\n`);

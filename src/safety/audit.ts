@@ -1,5 +1,6 @@
 // Posture report: each risk of running KSM on this host, as a finding with a severity.
-import type { Exposure, MemInfo } from './exposure.js';
+import type { Exposure } from './exposure.js';
+import type { MemInfo } from '../host/meminfo.js';
 import type { Isolation } from './isolation.js';
 import { mergingTenants } from './isolation.js';
 import type { Registration } from './registry.js';

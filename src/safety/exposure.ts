@@ -1,29 +1,7 @@
 // Un-share exposure: what comes back if every merged page is written to. KSM lets a host commit
-// more than it has; the seed's advice is that swap must still cover committed RAM.
-import { readMemory } from '../tune/observe.js';
-import type { MemoryInfo } from '../tune/types.js';
+// more than it has, and swap must still cover committed RAM (docs/kernel.md).
+import type { MemInfo } from '../host/meminfo.js';
 import { invalidNumber } from '../errors.js';
-
-export interface MemInfo {
-  memTotal: number;
-  memAvailable: number;
-  swapTotal: number;
-  swapFree: number;
-}
-
-/** The fields of /proc/meminfo the exposure is reckoned with, in bytes. */
-export function memInfoBytes(m: MemoryInfo): MemInfo {
-  return {
-    memTotal: m.memTotalKiB * 1024,
-    memAvailable: m.memAvailableKiB * 1024,
-    swapTotal: (m.swapTotalKiB ?? 0) * 1024,
-    swapFree: (m.swapFreeKiB ?? 0) * 1024,
-  };
-}
-
-export async function readMemInfo(procRoot = '/proc'): Promise<MemInfo> {
-  return memInfoBytes(await readMemory(procRoot));
-}
 
 export interface ExposureInput {
   /** Host-wide pages saved by merging (pages_sharing) and KSM zero pages (ksm_zero_pages). */

@@ -2,6 +2,7 @@
 // directory so the CLI, the daemon and embedding VM managers all see the same list.
 import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { writeFileAtomicSync } from '../host/atomic.js';
+import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
 import { join } from 'node:path';
 import { PagefuseError, invalidArgType, invalidNumber, invalidArgValue } from '../errors.js';
 
@@ -40,17 +41,9 @@ export function checkTenant(tenant: unknown): string | undefined {
   return tenant;
 }
 
-export function processStartTime(pid: number, procRoot = '/proc'): number | undefined {
-  let stat: string;
-  try {
-    stat = readFileSync(join(procRoot, String(pid), 'stat'), 'utf8');
-  } catch {
-    return undefined;
-  }
-  // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const start = Number(fields[19]);
-  return Number.isFinite(start) ? start : undefined;
+export function processStartTime(pid: number, procRoot = DEFAULT_PROC_ROOT): number | undefined {
+  const start = readProcStatSync(procRoot, pid)?.startTime;
+  return start !== undefined && Number.isFinite(start) ? start : undefined;
 }
 
 /**

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { native, type NativeScanResult, type NativeScanTargetSpec, type NativeTargetResult } from '../native.js';
 import { Region, regionOf } from '../region.js';
 import { PagefuseError, abortError, explain, invalidArgType, invalidNumber, invalidArgValue, invalidUse, throwIfAborted } from '../errors.js';
+import { DEFAULT_PROC_ROOT, readCommSync } from '../host/procfs.js';
 
 export type ScanMode = 'exact' | 'fast' | 'sampled';
 
@@ -164,7 +165,7 @@ interface Prepared {
   name?: string;
 }
 
-function prepare(target: ScanTarget, index: number): Prepared {
+function prepare(target: ScanTarget, index: number, procRoot: string): Prepared {
   if (target instanceof Region) {
     target.assertLive('scan');
     return { spec: { kind: 'region', handle: target.handle }, key: target, kind: 'region' };
@@ -188,7 +189,7 @@ function prepare(target: ScanTarget, index: number): Prepared {
     if (target.mergeableOnly !== undefined && typeof target.mergeableOnly !== 'boolean') {
       throw invalidArgType(`scan: target ${index}: mergeableOnly must be a boolean`, target.mergeableOnly);
     }
-    const name = target.name ?? processName(pid);
+    const name = target.name ?? readCommSync(procRoot, pid);
     return {
       spec: { kind: 'pid', pid, mergeableOnly: target.mergeableOnly ?? true },
       key: `pid:${pid}`,
@@ -211,13 +212,6 @@ function prepare(target: ScanTarget, index: number): Prepared {
   return { spec: { kind: 'buffer', buffer, offset, length }, key: target, kind: 'buffer' };
 }
 
-function processName(pid: number, procRoot = '/proc'): string | undefined {
-  try {
-    return readFileSync(`${procRoot}/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
 
 /** The live use_zero_pages knob, or false where it cannot be read. */
 export function readUseZeroPages(sysfsRoot = '/sys'): boolean {
@@ -356,7 +350,7 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   const mode = options.mode ?? 'exact';
   const threads = options.threads ?? native.defaultThreads;
   const sampleRate = options.sampleRate ?? 64;
-  const prepared = list.map((t, i) => prepare(t, i));
+  const prepared = list.map((t, i) => prepare(t, i, options.procRoot ?? DEFAULT_PROC_ROOT));
   const previous = options.previous === undefined ? undefined : states.get(options.previous);
   if (options.previous !== undefined && previous === undefined) {
     throw invalidUse('scan: previous must be a result returned by scan() in this process');

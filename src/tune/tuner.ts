@@ -15,8 +15,9 @@ import { createTunerScan } from './scan-adapter.js';
 import { adaptive, initialAdaptiveState, type AdaptiveConfig, type AdaptiveState } from './policies/adaptive.js';
 import { kernelAdvisor } from './policies/kernel-advisor.js';
 import { initialKsmtunedState, ksmtuned, type KsmtunedState } from './policies/ksmtuned.js';
-import { savedPages, type Decision, type KsmKnobs, type Observation } from './types.js';
-import { memInfoBytes, unshareExposure, type Exposure } from '../safety/exposure.js';
+import type { Decision, KsmKnobs, Observation } from './types.js';
+import { savedPages } from '../ksm/counters.js';
+import { unshareExposure, type Exposure } from '../safety/exposure.js';
 import { THIN_MARGIN_FRACTION } from '../safety/audit.js';
 import { checkMergeAdmission, readIsolation, type Isolation } from '../safety/isolation.js';
 import { Registry, checkTenant } from '../safety/registry.js';
@@ -464,7 +465,7 @@ export class Tuner extends EventEmitter {
 
   /** The overcommit guard: un-share exposure against MemAvailable + SwapFree; 'risk' on each change of state. */
   private assessRisk(o: Observation): TuneRisk {
-    const mem = memInfoBytes(o.memory);
+    const mem = o.memory;
     const exposure = unshareExposure({
       pagesSharing: o.counters.pages_sharing,
       ksmZeroPages: o.counters.ksm_zero_pages ?? 0,

@@ -1,5 +1,8 @@
 // What a policy sees (an Observation) and what it answers (a Decision with its reasons).
 import type { VmInfo } from '../vm/discover.js';
+import type { MemInfo } from '../host/meminfo.js';
+import type { MemoryPressure } from '../host/pressure.js';
+import { savedPages, type KnownKsmCounters } from '../ksm/counters.js';
 
 /** The sysfs knobs the tuner writes, under the kernel's names. */
 export interface KsmKnobs {
@@ -8,35 +11,6 @@ export interface KsmKnobs {
   sleep_millisecs: number;
   advisor_mode?: 'none' | 'scan-time';
   advisor_max_cpu?: number;
-}
-
-/** The KSM counters policies read (kernel names; pages_scanned and ksm_zero_pages need 6.6+). */
-export interface KsmCounters {
-  pages_shared: number;
-  pages_sharing: number;
-  pages_unshared: number;
-  pages_volatile: number;
-  full_scans: number;
-  pages_scanned?: number;
-  ksm_zero_pages?: number;
-}
-
-export interface MemoryInfo {
-  /** KiB, exactly as /proc/meminfo gives them. */
-  memTotalKiB: number;
-  memFreeKiB: number;
-  memAvailableKiB: number;
-  buffersKiB: number;
-  cachedKiB: number;
-  /** 0 on a host without swap. */
-  swapTotalKiB?: number;
-  swapFreeKiB?: number;
-}
-
-/** /proc/pressure/memory averages, percent of wall time stalled. */
-export interface MemoryPressure {
-  someAvg10: number;
-  fullAvg10: number;
 }
 
 /** What the scan engine says could be saved across the VMs it covered. */
@@ -58,11 +32,12 @@ export interface Estimate {
 export interface Observation {
   /** ms, monotonic. */
   time: number;
-  memory: MemoryInfo;
+  /** /proc/meminfo, bytes. */
+  memory: MemInfo;
   pressure: MemoryPressure | null;
   vms: VmInfo[];
   knobs: KsmKnobs;
-  counters: KsmCounters;
+  counters: KnownKsmCounters;
   /** ksmd's CPU time so far, seconds; null when ksmd is not found. */
   ksmdCpuSeconds: number | null;
   estimate: Estimate | null;
@@ -84,11 +59,6 @@ export interface PolicyResult<S> {
 }
 
 export type PolicyFn<S, C> = (observation: Observation, state: S, config: C) => PolicyResult<S>;
-
-/** Pages KSM saves right now, host-wide: every extra mapping of a KSM page, plus zero pages it placed. */
-export function savedPages(c: KsmCounters): number {
-  return c.pages_sharing + (c.ksm_zero_pages ?? 0);
-}
 
 /**
  * Pages the VMs save now, in the estimate's units: their own merged pages (ksm_stat) scaled by the

@@ -32,14 +32,14 @@ export function committedKiB(observation: Observation): number {
 /** MemFree + Buffers + Cached, the script's free_memory. */
 export function freeKiB(observation: Observation): number {
   const m = observation.memory;
-  return m.memFreeKiB + m.buffersKiB + m.cachedKiB;
+  return (m.memFree + m.buffers + m.cached) / 1024;
 }
 
 export const ksmtuned: PolicyFn<KsmtunedState, KsmtunedSettings> = (observation, state, s) => {
   const reasons: string[] = [];
   let { total, sleep, thres } = state;
   if (total === undefined || sleep === undefined || thres === undefined) {
-    total = observation.memory.memTotalKiB;
+    total = observation.memory.memTotal / 1024; // the script's KiB
     // sleep=$[KSM_SLEEP_MSEC * 16 * 1024 * 1024 / total]; [ $sleep -le 10 ] && sleep=10
     sleep = Math.floor((s.KSM_SLEEP_MSEC * 16 * 1024 * 1024) / total);
     if (sleep <= 10) sleep = 10;

@@ -1,0 +1,37 @@
+// /proc/meminfo in bytes: the one memory reading the tuner's policies, the un-share exposure and the
+// reports share.
+import { parseKeyValues, readProcText } from './procfs.js';
+
+/** /proc/meminfo's fields pagefuse uses, in bytes. */
+export interface MemInfo {
+  memTotal: number;
+  memFree: number;
+  /** MemAvailable; free + page cache on kernels before 3.14, which lack it. */
+  memAvailable: number;
+  buffers: number;
+  cached: number;
+  /** 0 on a host without swap. */
+  swapTotal: number;
+  swapFree: number;
+}
+
+/** Parses /proc/meminfo's text (its kB are KiB). */
+export function parseMemInfo(text: string): MemInfo {
+  const kib = parseKeyValues(text);
+  const bytes = (key: string): number => (kib[key] ?? 0) * 1024;
+  return {
+    memTotal: bytes('MemTotal'),
+    memFree: bytes('MemFree'),
+    memAvailable: kib.MemAvailable !== undefined ? bytes('MemAvailable') : bytes('MemFree') + bytes('Cached'),
+    buffers: bytes('Buffers'),
+    cached: bytes('Cached'),
+    swapTotal: bytes('SwapTotal'),
+    swapFree: bytes('SwapFree'),
+  };
+}
+
+export async function readMemInfo(procRoot = '/proc'): Promise<MemInfo> {
+  const text = await readProcText(procRoot, 'meminfo');
+  if (text === undefined) throw new Error(`cannot read ${procRoot}/meminfo`);
+  return parseMemInfo(text);
+}
