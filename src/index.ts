@@ -1,7 +1,7 @@
 // pagefuse public API. Names follow DESIGN.md's contract.
 export { Region, PAGE_SIZE } from './region.js';
 export type { Advice, HugePagesMode, MemPolicy, RegionOptions, RangeOptions, BindOptions, PageNodes } from './region.js';
-export { setMergeAny, getMergeAny } from './ksm/merge-any.js';
+export { setMergeAny, getMergeAny } from './launch/merge-any.js';
 export { PagefuseError, AbortError } from './errors.js';
 export type { ErrorCode, ArgumentErrorCode, SystemErrorCode, PagefuseOwnCode, PagefuseErrorOptions } from './errors.js';
 export { Ksm } from './ksm/ksm.js';
@@ -14,8 +14,8 @@ export { processKsm, listKsmProcesses, parseKsmStat } from './ksm/process.js';
 export type { ProcessKsm, KsmProcessEntry, KsmProcessList } from './ksm/process.js';
 export { numaTopology, numaBackend } from './numa/topology.js';
 export type { NumaNode, NumaTopology, TopologyOptions } from './numa/topology.js';
-export { spawnMerged, EXEC_STATUS } from './numa/spawn.js';
-export type { SpawnMergedOptions } from './numa/spawn.js';
+export { spawnMerged, EXEC_STATUS } from './launch/spawn.js';
+export type { SpawnMergedOptions } from './launch/spawn.js';
 export { processMergingByNode, ksmPagesByNode } from './numa/ksm-nodes.js';
 export type { KsmNodeOptions, NodeMergingPages, ProcessMergingByNode, NodeKsmPages } from './numa/ksm-nodes.js';
 export { mergeAcrossNodesWarning } from './numa/warnings.js';
@@ -29,9 +29,9 @@ export { readIsolation, checkMergeAdmission, ISOLATIONS } from './safety/isolati
 export type { Isolation } from './safety/isolation.js';
 export { audit, canAdmit, hostExposure } from './safety/collect.js';
 export type { AuditResult, Finding, Severity } from './safety/audit.js';
-export type { Admission, Exposure } from './safety/exposure.js';
+export type { Admission, Exposure, OvercommitRisk } from './safety/exposure.js';
 export { Tuner, DEFAULT_CPU_BUDGET } from './tune/tuner.js';
-export type { TunerOptions, TuneDecision, TuneSavings, TuneRisk, RegisterOptions } from './tune/tuner.js';
+export type { TunerOptions, TuneDecision, TuneSavings, RegisterOptions } from './tune/tuner.js';
 export { parseConfig, loadConfig, defaultConfig, POLICIES } from './tune/config.js';
 export type { TuneConfig, KsmtunedSettings, PolicyName } from './tune/config.js';
 export { discoverVms, VmWatcher } from './vm/discover.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { spawnMerged, processKsm, Registry, canAdmit, PAGE_SIZE, Tuner, type TuneRisk } from '../src/index.js';
+import { spawnMerged, processKsm, Registry, canAdmit, PAGE_SIZE, Tuner, type OvercommitRisk } from '../src/index.js';
 import { withKsm, mergeAndWait } from './helpers/ksm.js';
 import { runCli } from './helpers/cli.js';
 import { readyPid as ready, stopChildren as stop } from './helpers/children.js';
@@ -111,7 +111,7 @@ test('audit finds exposure, two tenants, a stray merge-any process and ksmtuned,
       // exposure between two readings.
       for (const [threshold, atRisk] of [[2 ** 50, true], [0, false]] as const) {
         const tuner = new Tuner({ policy: 'ksmtuned', dryRun: true, isolation: 'host', registry, riskMarginBytes: threshold });
-        const events: TuneRisk[] = [];
+        const events: OvercommitRisk[] = [];
         tuner.on('risk', (r) => events.push(r));
         try {
           await tuner.start();

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnMerged, numaTopology, processMergingByNode, ksmPagesByNode, PAGE_SIZE } from '../src/index.js';
 import { execHelperPath } from '../src/native.js';
-import { assertMergeSurvivesExec } from '../src/numa/spawn.js';
+import { assertMergeSurvivesExec } from '../src/launch/spawn.js';
 import { mergeablePages, ksmFrames } from '../src/numa/ksm-nodes.js';
 import { formatIdList } from '../src/numa/topology.js';
 import { lockKsm } from './helpers/lock.js';

@@ -3,31 +3,15 @@
 import { cpus, release, totalmem } from 'node:os';
 import { benchHashing, type HashingResult } from './hashing.js';
 import { benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } from './estimate.js';
-import { benchTuner } from './tuner.js';
+import { benchTuner, type TunerResult } from './tuner.js';
+
+export type { TunerResult, TunerRow } from './tuner.js';
 import { chartSvg, escapeHtml, htmlPage } from '../report/html.js';
 import { series, type Snapshot } from '../report/model.js';
-import { formatTable } from '../cli/common.js';
+import { formatTable } from '../report/format.js';
 
 export interface Skipped {
   skipped: string;
-}
-
-export interface TunerRow {
-  policy: string;
-  seconds_to_95: number | null;
-  ksmd_cpu_seconds: number;
-  /** ksm_merging_pages of the guests when the policy reached 95 % (or its time ran out). */
-  merging_pages: number;
-  predicted_merging_pages: number;
-  /** Growth of pages_sharing + ksm_zero_pages over the run, in bytes. */
-  saved_bytes: number;
-  /** What the scan says merging frees. */
-  achievable_bytes: number;
-}
-
-export interface TunerResult {
-  workload: string;
-  rows: TunerRow[];
 }
 
 export interface BenchResult {

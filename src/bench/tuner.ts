@@ -9,7 +9,24 @@ import { Tuner } from '../tune/tuner.js';
 import { defaultConfig } from '../tune/config.js';
 import { benchBaseline, disposeGuests, holdKnobs, makeGuests, savedPages, selfMergingPages, type GuestSizes } from './estimate.js';
 import { KsmdClock } from '../host/ksmd.js';
-import type { TunerResult, TunerRow } from './bench.js';
+
+export interface TunerRow {
+  policy: string;
+  seconds_to_95: number | null;
+  ksmd_cpu_seconds: number;
+  /** ksm_merging_pages of the guests when the policy reached 95 % (or its time ran out). */
+  merging_pages: number;
+  predicted_merging_pages: number;
+  /** Growth of pages_sharing + ksm_zero_pages over the run, in bytes. */
+  saved_bytes: number;
+  /** What the scan says merging frees. */
+  achievable_bytes: number;
+}
+
+export interface TunerResult {
+  workload: string;
+  rows: TunerRow[];
+}
 
 interface Driver {
   policy: string;

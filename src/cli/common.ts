@@ -48,24 +48,5 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-
-export function formatBytes(bytes: number): string {
-  let v = Math.abs(bytes);
-  let u = 0;
-  while (v >= 1024 && u < UNITS.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  const s = u === 0 ? String(v) : v.toFixed(v >= 100 ? 0 : 1);
-  return `${bytes < 0 ? '-' : ''}${s} ${UNITS[u]}`;
-}
-
-/** Left-aligned first column, right-aligned others. */
-export function formatTable(header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map(String))];
-  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells
-    .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd())
-    .join('\n');
-}
+// The text formatters live with the outputs (report/format.ts); commands import them from here too.
+export { formatBytes, formatTable } from '../report/format.js';

@@ -4,7 +4,7 @@ import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { intFlag, parse, UsageError } from './common.js';
 import { nodesProblem } from '../numa/topology.js';
-import { spawnMerged } from '../numa/spawn.js';
+import { spawnMerged } from '../launch/spawn.js';
 import { checkTenant } from '../safety/registry.js';
 
 const HELP = `usage: pagefuse exec [--node N] [--merge] [--tenant ID] [--name NAME] [--force] -- COMMAND [ARGS...]

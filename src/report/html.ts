@@ -2,7 +2,7 @@
 // ksmd CPU over time, the per-VM table, KSM pages per node, the tuner's decisions and the sharing heat map.
 import { figures, series, type Figures, type SeriesPoint, type SharingMatrix, type DecisionRecord } from './model.js';
 import type { HistoryRecord } from './history-file.js';
-import { formatBytes } from '../cli/common.js';
+import { formatBytes } from './format.js';
 
 export interface ReportPage {
   title?: string;

@@ -1,6 +1,6 @@
 // Plain-text views of the figures: the screen `pagefuse top` redraws, and its one-shot form.
 import type { Figures } from './model.js';
-import { formatBytes, formatTable } from '../cli/common.js';
+import { formatBytes, formatTable } from './format.js';
 
 function percent(fraction: number): string {
   return `${(fraction * 100).toFixed(1)} %`;

@@ -1,5 +1,5 @@
 // Posture report: each risk of running KSM on this host, as a finding with a severity.
-import type { Exposure } from './exposure.js';
+import { THIN_MARGIN_FRACTION, type Exposure } from './exposure.js';
 import type { MemInfo } from '../host/meminfo.js';
 import type { Isolation } from './isolation.js';
 import { mergingTenants } from './isolation.js';
@@ -56,7 +56,6 @@ const GiB = 1024 ** 3;
 const fmt = (b: number): string => `${(b / GiB).toFixed(2)} GiB`;
 
 /** A margin below this share of MemTotal is thin. */
-export const THIN_MARGIN_FRACTION = 0.1;
 
 export function isQemu(p: AuditProcess): boolean {
   return /^qemu-(system-|kvm)/.test(p.name) || /(^|\/)qemu-(system-[\w-]+|kvm)$/.test(p.cmdline[0] ?? '');

@@ -26,6 +26,44 @@ export function unshareExposure(input: ExposureInput): Exposure {
   return { exposureBytes, availableBytes, marginBytes: availableBytes - exposureBytes };
 }
 
+/** Below this share of MemTotal, the margin left after the un-share exposure counts as thin. */
+export const THIN_MARGIN_FRACTION = 0.1;
+
+/** The overcommit guard's reading: what comes back if every merged page is written. */
+export interface OvercommitRisk extends Exposure {
+  at: number;
+  /** The margin under which the host counts as at risk. */
+  thresholdBytes: number;
+  atRisk: boolean;
+}
+
+/**
+ * The overcommit guard: the host is at risk while MemAvailable + SwapFree, less the un-share exposure,
+ * is under a threshold (default THIN_MARGIN_FRACTION of MemTotal). It remembers the last state, so a
+ * caller can tell when the host enters or leaves the risk zone.
+ */
+export class OvercommitGuard {
+  private atRisk = false;
+
+  constructor(
+    private readonly thresholdBytes?: number,
+    what = 'riskMarginBytes',
+  ) {
+    if (thresholdBytes !== undefined && !(Number.isFinite(thresholdBytes) && thresholdBytes >= 0)) {
+      throw invalidNumber(`${what} must be a number of bytes ≥ 0`, thresholdBytes);
+    }
+  }
+
+  assess(counters: { pages_sharing: number; ksm_zero_pages?: number }, mem: MemInfo, pageSize: number): { risk: OvercommitRisk; changed: boolean } {
+    const exposure = unshareExposure({ pagesSharing: counters.pages_sharing, ksmZeroPages: counters.ksm_zero_pages ?? 0, pageSize, mem });
+    const thresholdBytes = this.thresholdBytes ?? Math.round(THIN_MARGIN_FRACTION * mem.memTotal);
+    const atRisk = exposure.exposureBytes > 0 && exposure.marginBytes < thresholdBytes;
+    const changed = atRisk !== this.atRisk;
+    this.atRisk = atRisk;
+    return { risk: { at: Date.now(), ...exposure, thresholdBytes, atRisk }, changed };
+  }
+}
+
 export interface Admission extends Exposure {
   admit: boolean;
   requestedBytes: number;

@@ -17,10 +17,10 @@ import { kernelAdvisor } from './policies/kernel-advisor.js';
 import { initialKsmtunedState, ksmtuned, type KsmtunedState } from './policies/ksmtuned.js';
 import type { Decision, KsmKnobs, Observation } from './types.js';
 import { savedPages } from '../ksm/counters.js';
-import { unshareExposure, type Exposure } from '../safety/exposure.js';
-import { THIN_MARGIN_FRACTION } from '../safety/audit.js';
-import { checkMergeAdmission, readIsolation, type Isolation } from '../safety/isolation.js';
-import { Registry, checkTenant } from '../safety/registry.js';
+import { OvercommitGuard, type OvercommitRisk } from '../safety/exposure.js';
+import { readIsolation, type Isolation } from '../safety/isolation.js';
+import { Registry } from '../safety/registry.js';
+import { admit } from '../safety/admission.js';
 
 export const DEFAULT_CPU_BUDGET = 0.25;
 const DEFAULT_ADAPTIVE_INTERVAL_MS = 2_000;
@@ -67,14 +67,6 @@ export interface RegisterOptions {
   force?: boolean;
 }
 
-/** The overcommit guard's reading: what comes back if every merged page is written. */
-export interface TuneRisk extends Exposure {
-  at: number;
-  /** The margin under which the host counts as at risk. */
-  thresholdBytes: number;
-  atRisk: boolean;
-}
-
 export interface TuneDecision {
   policy: PolicyName;
   /** Date.now() when decided. */
@@ -91,7 +83,7 @@ export interface TuneDecision {
   estimatedBytes: number | null;
   vms: { pid: number; vmm: string; name: string; rss_bytes: number }[];
   /** The overcommit guard's reading at this decision. */
-  risk: TuneRisk;
+  risk: OvercommitRisk;
 }
 
 export interface TuneSavings {
@@ -120,7 +112,7 @@ export declare interface Tuner {
   on(event: 'error', listener: (err: Error) => void): this;
   on(event: 'vms', listener: (change: { added: VmInfo[]; removed: number[] }) => void): this;
   /** Fires when the host enters (atRisk true) or leaves (atRisk false) the overcommit risk zone. */
-  on(event: 'risk', listener: (risk: TuneRisk) => void): this;
+  on(event: 'risk', listener: (risk: OvercommitRisk) => void): this;
 }
 
 export class Tuner extends EventEmitter {
@@ -153,8 +145,7 @@ export class Tuner extends EventEmitter {
   private scanDone: Promise<void> = Promise.resolve();
   readonly isolation: Isolation;
   private readonly registry: Registry;
-  private readonly riskMarginBytes: number | undefined;
-  private atRisk = false;
+  private readonly guard: OvercommitGuard;
   /** Pids this tuner put in the registry: taken out again when it stops. */
   private readonly ownRegistrations = new Set<number>();
 
@@ -180,10 +171,7 @@ export class Tuner extends EventEmitter {
     this.state = this.initialState();
     this.isolation = options.isolation ?? readIsolation();
     this.registry = options.registry ?? new Registry({ procRoot: this.procRoot });
-    if (options.riskMarginBytes !== undefined && !(Number.isFinite(options.riskMarginBytes) && options.riskMarginBytes >= 0)) {
-      throw invalidNumber(`Tuner: riskMarginBytes must be a number of bytes ≥ 0`, options.riskMarginBytes);
-    }
-    this.riskMarginBytes = options.riskMarginBytes;
+    this.guard = new OvercommitGuard(options.riskMarginBytes, 'Tuner: riskMarginBytes');
   }
 
   private initialState(): PolicyState {
@@ -322,7 +310,6 @@ export class Tuner extends EventEmitter {
    * tenant's VMs are mergeable (unless force).
    */
   register(target: number | Region, options: RegisterOptions = {}): void {
-    const tenant = checkTenant(options.tenant);
     const pid = typeof target === 'number' ? target : process.pid;
     if (typeof target === 'number' && !(Number.isInteger(target) && target > 0)) {
       throw invalidNumber(`register: pid must be a positive integer`, target);
@@ -330,19 +317,14 @@ export class Tuner extends EventEmitter {
     if (typeof target !== 'number' && !(target instanceof Region)) {
       throw invalidArgType(`register: expected a pid or a Region`, target);
     }
-    checkMergeAdmission(this.registry, {
+    const admitted = admit(this.registry, {
+      merge: true,
       isolation: this.isolation,
-      ...(tenant === undefined ? {} : { tenant }),
+      ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
       ...(options.force === undefined ? {} : { force: options.force }),
     });
     this.ownRegistrations.add(pid);
-    this.registry.add({
-      pid,
-      merge: true,
-      via: 'register',
-      ...(tenant === undefined ? {} : { tenant }),
-      ...(options.name === undefined ? {} : { name: options.name }),
-    });
+    admitted.record(pid, { via: 'register', ...(options.name === undefined ? {} : { name: options.name }) });
     if (typeof target === 'number') {
       this.watcher.register(target);
       this.pendingRescan.push(target);
@@ -463,21 +445,10 @@ export class Tuner extends EventEmitter {
     }
   }
 
-  /** The overcommit guard: un-share exposure against MemAvailable + SwapFree; 'risk' on each change of state. */
-  private assessRisk(o: Observation): TuneRisk {
-    const mem = o.memory;
-    const exposure = unshareExposure({
-      pagesSharing: o.counters.pages_sharing,
-      ksmZeroPages: o.counters.ksm_zero_pages ?? 0,
-      pageSize: o.pageSize,
-      mem,
-    });
-    const thresholdBytes = this.riskMarginBytes ?? Math.round(THIN_MARGIN_FRACTION * mem.memTotal);
-    const risk: TuneRisk = { at: Date.now(), ...exposure, thresholdBytes, atRisk: exposure.exposureBytes > 0 && exposure.marginBytes < thresholdBytes };
-    if (risk.atRisk !== this.atRisk) {
-      this.atRisk = risk.atRisk;
-      this.emit('risk', risk);
-    }
+  /** The overcommit guard's reading of this observation; 'risk' fires on entering or leaving the zone. */
+  private assessRisk(o: Observation): OvercommitRisk {
+    const { risk, changed } = this.guard.assess(o.counters, o.memory, o.pageSize);
+    if (changed) this.emit('risk', risk);
     return risk;
   }
 

@@ -5,9 +5,10 @@ import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:chi
 import { existsSync } from 'node:fs';
 import { execHelperPath } from '../native.js';
 import { PagefuseError, invalidArgType, invalidUse } from '../errors.js';
-import { assertNodes } from './topology.js';
+import { assertNodes } from '../numa/topology.js';
 import { Registry } from '../safety/registry.js';
-import { checkMergeAdmission, readIsolation, type Isolation } from '../safety/isolation.js';
+import { readIsolation, type Isolation } from '../safety/isolation.js';
+import { admit } from '../safety/admission.js';
 
 export interface SpawnMergedOptions extends SpawnOptions {
   /** Bind the command's memory and CPUs to this node (numactl --membind=N --cpunodebind=N). */
@@ -91,13 +92,13 @@ export function spawnMerged(cmd: string, args: readonly string[] = [], options: 
   if (node !== undefined) assertNodes('spawnMerged', [node], { memory: true, cpus: true });
   const merge = mergeAny ?? true;
   const registry = registryOption === false ? undefined : (registryOption ?? new Registry());
-  if (merge) {
-    checkMergeAdmission(registry ?? new Registry(), {
-      isolation: isolation ?? readIsolation(),
-      ...(tenant === undefined ? {} : { tenant }),
-      ...(force === undefined ? {} : { force }),
-    });
-  }
+  const admitted = admit(registry ?? new Registry(), {
+    merge,
+    // Without merging the isolation setting does not matter: the host's is not even read.
+    isolation: isolation ?? (merge ? readIsolation() : 'host'),
+    ...(tenant === undefined ? {} : { tenant }),
+    ...(force === undefined ? {} : { force }),
+  });
   registry?.prepare();
   const helper = helperPath();
   if (merge) assertMergeSurvivesExec();
@@ -106,7 +107,7 @@ export function spawnMerged(cmd: string, args: readonly string[] = [], options: 
   if (registry !== undefined && pid !== undefined) {
     // The helper execs the command in place: same pid, same start time.
     try {
-      registry.add({ pid, merge, via: 'spawn', ...(tenant === undefined ? {} : { tenant }), ...(name === undefined ? {} : { name }) });
+      admitted.record(pid, { via: 'spawn', ...(name === undefined ? {} : { name }) });
       child.once('exit', () => registry.remove(pid));
     } catch (err) {
       // Exited already (a command not found, say): nothing to register.
