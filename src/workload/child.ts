@@ -11,7 +11,8 @@ function main(): void {
     process.exit(2);
   }
   const spec = JSON.parse(process.argv[2] ?? '{}') as ChildSpec;
-  const pages = spec.imagePages + spec.zeroPages + spec.uniquePages + spec.volatilePages;
+  const layers = spec.layers ?? [];
+  const pages = spec.imagePages + layers.reduce((a, l) => a + l.pages, 0) + spec.zeroPages + spec.uniquePages + spec.volatilePages;
   const region = Region.alloc(Math.max(1, pages) * PAGE_SIZE, {
     mergeable: spec.mergeable,
     hugepages: spec.hugepages,
@@ -21,6 +22,7 @@ function main(): void {
   const page = (i: number): Uint32Array => words.subarray(i * per, (i + 1) * per);
   let at = 0;
   for (let i = 0; i < spec.imagePages; i++) writePage(page(at++), KIND_IMAGE, spec.imageSeed, i);
+  for (const layer of layers) for (let i = 0; i < layer.pages; i++) writePage(page(at++), KIND_IMAGE, layer.seed, i);
   // Zero pages are written (so they are resident) with zeros.
   for (let i = 0; i < spec.zeroPages; i++) page(at++)[0] = 0;
   for (let i = 0; i < spec.uniquePages; i++) writePage(page(at++), KIND_UNIQUE, spec.seed, i);

@@ -16,6 +16,8 @@ export interface WorkloadSpec {
   zeroPages?: number;
   /** Pages per child with content of its own. */
   uniquePages?: number;
+  /** Further images shared by every child, each distinct from the others by its seed (layers of a guest: OS, version, application). */
+  layers?: { seed: number; pages: number }[];
   /** Pages per child rewritten every rewriteIntervalMs (0: written once). */
   volatilePages?: number;
   rewriteIntervalMs?: number;
@@ -32,6 +34,7 @@ export interface WorkloadSpec {
 /** @internal The spec each child gets. */
 export interface ChildSpec {
   imagePages: number;
+  layers?: { seed: number; pages: number }[];
   zeroPages: number;
   uniquePages: number;
   volatilePages: number;
@@ -106,8 +109,13 @@ export class Workload {
   static async start(spec: WorkloadSpec): Promise<Workload> {
     const n = spec.processes;
     if (!Number.isInteger(n) || n < 1 || n > 256) throw invalidNumber(`Workload: processes must be 1 to 256`, n);
+    const layers = (spec.layers ?? []).map((l) => ({ seed: l.seed, pages: l.pages }));
+    for (const l of layers) {
+      if (!Number.isInteger(l.seed) || !Number.isInteger(l.pages) || l.pages < 0) throw new RangeError(`Workload: a layer needs whole numbers seed and pages ≥ 0, got ${JSON.stringify(l)}`);
+    }
     const child: ChildSpec = {
       imagePages: spec.imagePages,
+      layers,
       zeroPages: spec.zeroPages ?? 0,
       uniquePages: spec.uniquePages ?? 0,
       volatilePages: spec.volatilePages ?? 0,
@@ -147,7 +155,7 @@ export class Workload {
           timer = setTimeout(() => reject(new PagefuseError('ETIMEDOUT', `Workload: children not ready after ${timeoutMs} ms`)), timeoutMs);
         }),
       ]);
-      const I = child.imagePages;
+      const I = child.imagePages + layers.reduce((a, l) => a + l.pages, 0);
       const expected: WorkloadExpectation = {
         pages: n * (I + child.zeroPages + child.uniquePages + child.volatilePages),
         zeroPages: n * child.zeroPages,

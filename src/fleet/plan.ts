@@ -1,0 +1,251 @@
+// The migration plan: a local search in the style of Memory Buddies (move a VM to the host whose
+// memory it shares most with) and Sindelar et al. (place by shared content, within capacity). At
+// each step the VM with the largest expected saving goes to that host; when the host has no room,
+// the VM trades places with the VM there whose swap saves most. A step is taken only when its saving
+// is clear of its error bound and capacity holds after it; the fleet's state is updated exactly (a VM
+// leaving is a subtraction) before the next step, so every step is priced against the fleet as it
+// will be then.
+import { FleetModel } from './model.js';
+import { estimateFromSample, gainFromSamples, DEFAULT_Z, type Estimate } from './estimate.js';
+import type { HostSketch } from './sketch.js';
+
+export interface PlanOptions {
+  /** Standard deviations of every stated bound (default 3). */
+  z?: number;
+  /** Stop after this many migrations (default: 4 × the VMs). */
+  maxMoves?: number;
+  /** Leave out steps expected to save less than this (default: 0, only the bound decides). */
+  minSavingBytes?: number;
+  /** Also list every VM's estimated overlap with every host (V × H rows: small fleets). */
+  overlaps?: boolean;
+}
+
+export interface EstimateBytes {
+  bytes: number;
+  bound_bytes: number;
+}
+
+export interface PlannedMove {
+  /** Position in the plan: migrations are meant to run in this order. */
+  step: number;
+  vm: string;
+  from: string;
+  to: string;
+  memory_bytes: number;
+  /** Memory KSM is expected to save by this migration, given the ones before it. */
+  expected_saving_bytes: number;
+  bound_bytes: number;
+  /** What the VM shares with the VMs at the target, and with those it leaves. */
+  shares_at_target: EstimateBytes;
+  shares_at_source: EstimateBytes;
+  /** The VM it trades places with (the next step moves that one back): the target holds both while this step runs. */
+  swap_with?: string;
+}
+
+export interface OverlapRow {
+  vm: string;
+  host: string;
+  /** Pages of the VM whose content the VMs on that host hold (at its own host: the other VMs there). */
+  pages: number;
+  bound_pages: number;
+}
+
+export interface Plan {
+  modulus: number;
+  z: number;
+  hosts: { host: string; capacity_bytes: number; used_bytes_before: number; used_bytes_after: number; vms_before: number; vms_after: number }[];
+  vms: number;
+  moves: PlannedMove[];
+  expected_saving_bytes: number;
+  bound_bytes: number;
+  overlaps?: OverlapRow[];
+}
+
+function bytes(e: Estimate, pageSize: number): EstimateBytes {
+  return { bytes: e.pages * pageSize, bound_bytes: e.bound * pageSize };
+}
+
+export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}): Plan {
+  const z = options.z ?? DEFAULT_Z;
+  const pageSize = sketches[0]?.pageSize ?? 4096;
+  const model = new FleetModel(sketches);
+  const M = model.modulus;
+  const H = model.hosts.length;
+  const V = model.vms.length;
+  const usedBefore = Float64Array.from(model.used);
+  const countBefore = new Int32Array(H);
+  for (const v of model.vms) countBefore[v.host]++;
+  const overlaps: OverlapRow[] | undefined = options.overlaps
+    ? model.vms.flatMap((vm, v) =>
+        model.hosts.map((host, h) => {
+          const e = estimateFromSample(model.shares(v, h), M, z);
+          return { vm: vm.name, host: host.name, pages: e.pages, bound_pages: e.bound };
+        }),
+      )
+    : undefined;
+
+  const minGain = (options.minSavingBytes ?? 0) / pageSize / M;
+  // A step is worth taking when its gain, in sampled values, is clear of the noise: the lower end
+  // of its bound is above zero (and above the minimum asked for).
+  const clear = (d: { plus: number; minus: number }): boolean => {
+    const gain = d.plus - d.minus;
+    if (gain <= 0 || gain < minGain) return false;
+    return gain * M > gainFromSamples(d.plus, d.minus, M, z).bound;
+  };
+  const fits = (v: number, h: number, freed = 0): boolean => model.used[h] - freed + model.vms[v].memoryBytes <= model.hosts[h].capacityBytes;
+
+  // Each VM's most promising host (capacity aside), and how much it would gain there.
+  const target = new Int32Array(V).fill(-1);
+  const potential = new Float64Array(V).fill(-Infinity);
+  const stuck = new Uint8Array(V);
+  const rate = (v: number): void => {
+    target[v] = -1;
+    potential[v] = -Infinity;
+    const own = model.own(v);
+    const home = model.vms[v].host;
+    for (let h = 0; h < H; h++) {
+      if (h === home) continue;
+      const g = model.shares(v, h) - own;
+      if (g > potential[v]) {
+        potential[v] = g;
+        target[v] = h;
+      }
+    }
+    // A move that gains nothing alone may gain with a companion (a plateau): kept, ranked last.
+    if (potential[v] < 0 || (potential[v] === 0 && own === 0)) potential[v] = -Infinity;
+  };
+  for (let v = 0; v < V; v++) rate(v);
+
+  const moves: PlannedMove[] = [];
+  let totalPages = 0;
+  let totalBound = 0;
+  const maxMoves = options.maxMoves ?? 4 * V;
+  const record = (v: number, to: number, swapWith?: number): Set<number> => {
+    const from = model.vms[v].host;
+    const d = model.difference(v, to);
+    const gain = gainFromSamples(d.plus, d.minus, M, z);
+    moves.push({
+      step: moves.length + 1,
+      vm: model.vms[v].name,
+      from: model.hosts[from].name,
+      to: model.hosts[to].name,
+      memory_bytes: model.vms[v].memoryBytes,
+      expected_saving_bytes: gain.pages * pageSize,
+      bound_bytes: gain.bound * pageSize,
+      shares_at_target: bytes(estimateFromSample(model.shares(v, to), M, z), pageSize),
+      shares_at_source: bytes(estimateFromSample(model.own(v), M, z), pageSize),
+      ...(swapWith === undefined ? {} : { swap_with: model.vms[swapWith].name }),
+    });
+    totalPages += gain.pages;
+    totalBound += gain.bound;
+    return model.move(v, to);
+  };
+
+  while (moves.length < maxMoves) {
+    let v = -1;
+    for (let u = 0; u < V; u++) if (stuck[u] === 0 && potential[u] > -Infinity && (v < 0 || potential[u] > potential[v])) v = u;
+    if (v < 0) break;
+    const a = model.vms[v].host;
+    let b = target[v];
+    const changed = new Set<number>();
+    let partner = -1;
+    if (potential[v] === 0) {
+      // Move together with the VM on a that shares most with v, when the pair gains clearly.
+      let p = -1;
+      let most = 0;
+      for (let w = 0; w < V; w++) {
+        if (w === v || model.vms[w].host !== a) continue;
+        const c = model.common(v, w);
+        if (c > most) {
+          most = c;
+          p = w;
+        }
+      }
+      let taken = false;
+      if (p >= 0 && fits(v, b) && model.used[b] + model.vms[v].memoryBytes + model.vms[p].memoryBytes <= model.hosts[b].capacityBytes) {
+        const dv = model.difference(v, b);
+        model.move(v, b);
+        const dp = model.difference(p, b);
+        model.move(v, a);
+        if (clear({ plus: dv.plus + dp.plus, minus: dv.minus + dp.minus })) {
+          for (const u of record(v, b)) changed.add(u);
+          for (const u of record(p, b)) changed.add(u);
+          taken = true;
+        }
+      }
+      if (!taken) {
+        stuck[v] = 1;
+        continue;
+      }
+    } else if (fits(v, b) && !clear(model.difference(v, b))) {
+      stuck[v] = 1;
+      continue;
+    }
+    if (changed.size === 0 && !fits(v, b)) {
+      // Trade places with the VM on b whose swap saves most, if both fit afterwards.
+      let best = 0;
+      for (let w = 0; w < V; w++) {
+        if (model.vms[w].host !== b || !fits(v, b, model.vms[w].memoryBytes) || !fits(w, a, model.vms[v].memoryBytes)) continue;
+        const g = model.shares(v, b) - model.own(v) + model.shares(w, a) - model.own(w) - model.swapLoss(v, w);
+        if (g <= best) continue;
+        const dv = model.difference(v, b, w);
+        const dw = model.difference(w, a, v);
+        if (clear({ plus: dv.plus + dw.plus, minus: dv.minus + dw.minus })) {
+          best = g;
+          partner = w;
+        }
+      }
+      if (partner < 0) {
+        // No swap: the best host with room, if any is worth it.
+        b = -1;
+        let bestG = 0;
+        for (let h = 0; h < H; h++) {
+          if (h === a || !fits(v, h)) continue;
+          const g = model.shares(v, h) - model.own(v);
+          if (g > bestG && clear(model.difference(v, h))) {
+            bestG = g;
+            b = h;
+          }
+        }
+        if (b < 0) {
+          stuck[v] = 1;
+          continue;
+        }
+      }
+    }
+    if (changed.size === 0) {
+      if (moves.length + (partner >= 0 ? 2 : 1) > maxMoves) break;
+      for (const u of record(v, b, partner >= 0 ? partner : undefined)) changed.add(u);
+      if (partner >= 0) for (const u of record(partner, a, v)) changed.add(u);
+    }
+    // Rows changed for some VMs; room changed on a and b for everyone: unstick and rate again.
+    for (let u = 0; u < V; u++) {
+      const h = model.vms[u].host;
+      if (changed.has(u) || h === a || h === b || target[u] === a || target[u] === b) {
+        stuck[u] = 0;
+        rate(u);
+      } else if (stuck[u] === 1) {
+        stuck[u] = 0;
+      }
+    }
+  }
+  const countAfter = new Int32Array(H);
+  for (const v of model.vms) countAfter[v.host]++;
+  return {
+    modulus: M,
+    z,
+    hosts: model.hosts.map((h, i) => ({
+      host: h.name,
+      capacity_bytes: h.capacityBytes,
+      used_bytes_before: usedBefore[i],
+      used_bytes_after: model.used[i],
+      vms_before: countBefore[i],
+      vms_after: countAfter[i],
+    })),
+    vms: V,
+    moves,
+    expected_saving_bytes: totalPages * pageSize,
+    bound_bytes: totalBound * pageSize,
+    ...(overlaps === undefined ? {} : { overlaps }),
+  };
+}
