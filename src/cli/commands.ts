@@ -17,5 +17,6 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   numa: { summary: 'NUMA nodes: CPUs, memory, KSM pages, distances', load: () => import('./numa.js') },
   exec: { summary: 'run a command bound to a NUMA node, with KSM merging all its memory', load: () => import('./exec.js') },
   tune: { summary: 'drive ksmd: scan first, merge second (replaces ksmtuned)', load: () => import('./tune.js') },
+  plan: { summary: 'plan migrations that raise KSM savings across hosts (sketches from serve); scheduler extender', load: () => import('./plan.js') },
   audit: { summary: 'KSM risks on this host: un-share exposure, tenants, NUMA, ksmtuned, strays', load: () => import('./audit.js') },
 };

@@ -1,0 +1,195 @@
+// Finding the fleet's hosts (a host list file or Prometheus http_sd JSON, from a file or a URL) and
+// reading their sketches concurrently, each with a timeout. A host that fails, answers garbage or
+// answers under another fleet key is reported and left out; it never stops the others.
+import { readFile } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { PagefuseError } from '../errors.js';
+import { SKETCH_PATH } from './endpoint.js';
+import { decodeHostSketch, type HostSketch } from './sketch.js';
+
+export interface Target {
+  /** Where the sketch is read. */
+  url: string;
+  /** The target as written in the list (host:port or URL). */
+  name: string;
+}
+
+export interface HostFailure {
+  target: string;
+  /** One line: what went wrong. */
+  reason: string;
+}
+
+export interface TlsFiles {
+  /** CA to verify the hosts' certificates (PEM). */
+  ca?: string;
+  /** Client certificate and key (PEM) for hosts that ask for one. */
+  cert?: string;
+  key?: string;
+}
+
+export interface FetchOptions {
+  token?: string;
+  tls?: TlsFiles;
+  timeoutMs?: number;
+  concurrency?: number;
+  /** The fleet key's id: answers under another key are refused. */
+  keyId?: string;
+  /** Largest answer accepted (default 256 MiB). */
+  maxBytes?: number;
+}
+
+const HOSTPORT_RE = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$/;
+
+function targetUrl(entry: string, scheme: string, where: string): Target {
+  if (/^https?:\/\//.test(entry)) {
+    let u: URL;
+    try {
+      u = new URL(entry);
+    } catch {
+      throw new PagefuseError('EINVAL', `${where}: '${entry}' is not a URL`);
+    }
+    if (u.pathname === '/' || u.pathname === '') u.pathname = SKETCH_PATH;
+    return { url: u.toString(), name: entry };
+  }
+  if (!HOSTPORT_RE.test(entry)) throw new PagefuseError('EINVAL', `${where}: '${entry}' is neither HOST:PORT nor an http(s) URL`);
+  return { url: `${scheme}://${entry}${SKETCH_PATH}`, name: entry };
+}
+
+/** A host list: one HOST:PORT or URL per line; '#' starts a comment. */
+export function parseHostList(text: string, source: string, scheme = 'http'): Target[] {
+  const out: Target[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (line !== '') out.push(targetUrl(line, scheme, `${source}:${i + 1}`));
+  });
+  return out;
+}
+
+/** Prometheus http_sd: [{ "targets": ["host:port", …], "labels": { "__scheme__": "https", … } }, …]. */
+export function parseHttpSd(json: unknown, source: string, scheme = 'http'): Target[] {
+  if (!Array.isArray(json)) throw new PagefuseError('EINVAL', `${source}: http_sd must be a JSON list of target groups`);
+  const out: Target[] = [];
+  json.forEach((group: unknown, i: number) => {
+    const g = group as { targets?: unknown; labels?: unknown };
+    if (g === null || typeof g !== 'object' || !Array.isArray(g.targets) || !g.targets.every((t) => typeof t === 'string')) {
+      throw new PagefuseError('EINVAL', `${source}: group ${i} needs "targets", a list of strings`);
+    }
+    const labels = (g.labels ?? {}) as Record<string, unknown>;
+    const s = labels.__scheme__ === 'https' || labels.__scheme__ === 'http' ? labels.__scheme__ : scheme;
+    for (const t of g.targets as string[]) out.push(targetUrl(t, s, `${source}: group ${i}`));
+  });
+  return out;
+}
+
+/** Reads a host list or http_sd document from a file, or http_sd from an http(s) URL. */
+export async function readTargets(source: { hosts?: string; httpSd?: string }, options: FetchOptions & { scheme?: string } = {}): Promise<Target[]> {
+  const scheme = options.scheme ?? 'http';
+  if (source.hosts !== undefined) {
+    const text = await readFile(source.hosts, 'utf8').catch((err: Error) => {
+      throw new PagefuseError('ENOENT', `cannot read the host list ${source.hosts}: ${err.message}`);
+    });
+    return parseHostList(text, source.hosts, scheme);
+  }
+  const sd = source.httpSd;
+  if (sd === undefined) throw new PagefuseError('EINVAL', 'no hosts: give a host list or an http_sd source');
+  let text: string;
+  if (/^https?:\/\//.test(sd)) {
+    text = (await get(sd, { ...options, token: undefined })).toString('utf8');
+  } else {
+    text = await readFile(sd, 'utf8').catch((err: Error) => {
+      throw new PagefuseError('ENOENT', `cannot read the http_sd file ${sd}: ${err.message}`);
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new PagefuseError('EINVAL', `${sd}: http_sd is not JSON`);
+  }
+  return parseHttpSd(json, sd, scheme);
+}
+
+/** GET with a deadline over the whole exchange and a size limit. */
+function get(url: string, options: FetchOptions): Promise<Buffer> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const maxBytes = options.maxBytes ?? 256 << 20;
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+    const signal = AbortSignal.timeout(timeoutMs);
+    const done = (err: Error | undefined, body?: Buffer): void => {
+      if (err !== undefined) reject(err);
+      else resolve(body as Buffer);
+    };
+    const onResponse = (res: IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > maxBytes) {
+          req.destroy(new PagefuseError('EMSGSIZE', `answer larger than ${maxBytes} bytes`));
+          return;
+        }
+        chunks.push(c);
+      });
+      res.on('end', () => {
+        if (res.statusCode === 200) return done(undefined, Buffer.concat(chunks));
+        const first = Buffer.concat(chunks).toString('utf8').split('\n')[0].slice(0, 200).replace(/[^\x20-\x7e]/g, '?');
+        done(new PagefuseError('EPROTO', `HTTP ${res.statusCode}${first ? `: ${first}` : ''}`));
+      });
+      res.on('error', (err) => done(err));
+    };
+    const tls = options.tls ?? {};
+    const req =
+      u.protocol === 'https:'
+        ? httpsRequest(u, { headers, signal, ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) }, onResponse)
+        : httpRequest(u, { headers, signal }, onResponse);
+    req.on('error', (err: Error & { code?: string }) => {
+      if (signal.aborted) done(new PagefuseError('ETIMEDOUT', `no answer within ${timeoutMs} ms`));
+      else done(err.code !== undefined && !(err instanceof PagefuseError) ? new PagefuseError(err.code, `${err.message}`) : err);
+    });
+    req.end();
+  });
+}
+
+export interface FetchResult {
+  hosts: { target: Target; sketch: HostSketch }[];
+  failures: HostFailure[];
+}
+
+/** Reads every target's sketch, `concurrency` at a time. */
+export async function fetchSketches(targets: Target[], options: FetchOptions = {}): Promise<FetchResult> {
+  const hosts: FetchResult['hosts'] = [];
+  const failures: HostFailure[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < targets.length) {
+      const target = targets[next++];
+      try {
+        const body = await get(target.url, options);
+        let json: unknown;
+        try {
+          json = JSON.parse(body.toString('utf8'));
+        } catch {
+          throw new PagefuseError('EBADMSG', 'not a pagefuse sketch: the answer is not JSON');
+        }
+        const sketch = decodeHostSketch(json, target.name);
+        if (options.keyId !== undefined && sketch.keyId !== options.keyId) {
+          throw new PagefuseError('EKEYREJECTED', `sketched under fleet key ${sketch.keyId}, not this fleet's key ${options.keyId}: its values cannot be compared`);
+        }
+        hosts.push({ target, sketch });
+      } catch (err) {
+        const msg = (err as Error).message.split('\n')[0].replace(new RegExp(`^${target.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `), '');
+        failures.push({ target: target.name, reason: msg });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 32, Math.max(1, targets.length)) }, worker));
+  const order = new Map(targets.map((t, i) => [t.name, i]));
+  hosts.sort((a, b) => (order.get(a.target.name) ?? 0) - (order.get(b.target.name) ?? 0));
+  failures.sort((a, b) => (order.get(a.target) ?? 0) - (order.get(b.target) ?? 0));
+  return { hosts, failures };
+}
