@@ -159,11 +159,18 @@ class ScanWorker : public Napi::AsyncProgressWorker<Progress> {
       density.Set("duplicatePages", dups);
       o.Set("density", density);
       if (t.state) {
+        // The checksums live as long as the JS result that holds them: their size is reported to V8
+        // (AdjustExternalMemory), so its collector weighs them, and taken back when the result is collected.
+        const PageState& s = *t.state;
+        const int64_t bytes = static_cast<int64_t>(sizeof(PageState) + s.runs.size() * sizeof(PageRun) +
+                                                   s.runFirst.size() * sizeof(uint64_t) + s.sums.size() * sizeof(uint32_t));
         auto* holder = new StatePtr(t.state);
-        Napi::External<StatePtr> ext =
-            Napi::External<StatePtr>::New(env, holder, [](Napi::Env, StatePtr* p) { delete p; });
+        Napi::External<StatePtr> ext = Napi::External<StatePtr>::New(env, holder, [bytes](Napi::Env e, StatePtr* p) {
+          delete p;
+          Napi::MemoryManagement::AdjustExternalMemory(e, -bytes);
+        });
+        Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
         ext.TypeTag(&kStateTag);
-        // The checksums' memory counts against the JS heap that keeps them alive.
         o.Set("state", ext);
       }
       targets[i] = o;
@@ -321,7 +328,7 @@ Napi::Value StartScan(const Napi::CallbackInfo& info) {
   return handle;
 }
 
-// readSum(buffer, offset, length): reads the bytes once, the bandwidth baseline for benches.
+// readSum(buffer): reads every byte of the ArrayBuffer once, the bandwidth baseline for benches.
 Napi::Value ReadSum(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArrayBuffer()) ThrowTypeError(env, "readSum needs an ArrayBuffer");
