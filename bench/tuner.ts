@@ -80,7 +80,7 @@ function tunerDriver(name: string, policy: 'ksmtuned' | 'adaptive', config: Tune
 
 const ksmtunedConfig = (): TuneConfig => {
   const c = defaultConfig();
-  // The host declared loaded (measured-here.md used 95; this roomy host needs 100 for free < thres), so
+  // The host declared loaded (docs/kernel.md's ksmtuned figures used 95; this roomy host needs 100 for free < thres), so
   // ksmtuned runs ksmd at all: idle one interval, then 300 pages / 10 ms, boosted by 300 each interval.
   c.ksmtuned.KSM_THRES_COEF = 100;
   return c;

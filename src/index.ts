@@ -1,4 +1,4 @@
-// pagefuse public API. Names follow DESIGN.md's contract.
+// pagefuse public API: the names README.md documents. docs/architecture.md maps where each lives.
 export { Region, PAGE_SIZE } from './region.js';
 export type { Advice, HugePagesMode, MemPolicy, RegionOptions, RangeOptions, BindOptions, PageNodes } from './region.js';
 export { setMergeAny, getMergeAny } from './launch/merge-any.js';

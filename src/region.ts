@@ -39,7 +39,10 @@ export interface PageNodes {
   nodes: Record<number, number>;
   /** Pages never touched (or swapped out). */
   notPresent: number;
-  /** Pages only read so far, mapped to the kernel's shared zero page, which belongs to no node's count. */
+  /**
+   * Pages only read so far and mapped to the kernel's shared zero page, which belongs to no node's count.
+   * 0 on kernels that give a read fault a fresh page of its own (docs/kernel.md): those count on their node.
+   */
   zeroPage: number;
 }
 

@@ -43,7 +43,7 @@ function mergedRegion(pages: number, byte: number): Region {
   return r;
 }
 
-test('status --json: the DESIGN.md shape, values as sysfs and /proc say, this process listed', async (t) => {
+test('status --json has the documented shape with the values sysfs and /proc give, this process listed', async (t) => {
   await withKsm(t, async (ksm) => {
     using r = mergedRegion(24, 0x21);
     await mergeAndWait(ksm, r);

@@ -57,7 +57,7 @@ test("advise('unmergeable') unmerges everything, also next to pages that never m
   await withKsm(t, async (ksm) => {
     using r = filledRegion(48, 0x33);
     const v = new Uint8Array(r.buffer);
-    // 16 unique pages after 32 identical ones: the case where the count lags (measured-here.md).
+    // 16 unique pages after 32 identical ones: the case where the count lags (docs/kernel.md).
     for (let p = 32; p < 48; p++) v.set(randomBytes(PAGE_SIZE), p * PAGE_SIZE);
     await mergeAndWait(ksm, r);
     assert.equal((await selfKsm()).mergingPages, 32);
@@ -300,7 +300,7 @@ test('unmergeAll splits every page, leaves run=2, and waitForFullScans counts ac
     assert.equal(settings.run, 2);
     assert.equal(counters.pages_shared, 0);
     assert.equal(counters.pages_sharing, 0);
-    assert.equal(counters.full_scans, 0, 'run=2 resets full_scans (measured-here.md)');
+    assert.equal(counters.full_scans, 0, 'run=2 resets full_scans (docs/kernel.md)');
     assert.equal((await selfKsm()).mergingPages, 0);
     await ksm.start();
     await ksm.waitForFullScans(3, { timeoutMs: 30_000 });

@@ -77,7 +77,7 @@ int BindCpusToNodes(const NumaTopology& topology, const std::vector<int>& nodes)
 struct PageNodeCounts {
   std::vector<uint64_t> perNode;  // index = node id
   uint64_t notPresent = 0;        // -ENOENT: never touched, or swapped out
-  uint64_t zeroPage = 0;          // -EFAULT: mapped to the shared zero page (read, never written)
+  uint64_t zeroPage = 0;          // -EFAULT: mapped to the shared zero page (read, never written; docs/kernel.md)
 };
 // Returns 0 or errno (also the errno of a page status other than the two counted above).
 int CountPageNodes(const NumaApi& api, void* addr, size_t len, PageNodeCounts* out);

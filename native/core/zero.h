@@ -16,7 +16,9 @@ struct ZeroReclaim {
 
 // Finds the pages of [addr, addr+len) that are entirely zero and drops those backed by memory of their
 // own (present and exclusive in /proc/self/pagemap) with MADV_DONTNEED, so later reads map the shared
-// zero page. Pages not present are not read (reading would fault them in). Pages that are not zero are never touched. The caller must make sure nothing
+// zero page (or, on kernels that allocate on read faults, a fresh page: docs/kernel.md). Pages not
+// present are not read (reading would fault them in). Pages that are not zero are never touched. The
+// caller must make sure nothing
 // writes to the range while this runs (JS calls it synchronously, chunk by chunk).
 ZeroReclaim ReclaimZeroPages(uint8_t* addr, size_t len, size_t page_size);
 

@@ -1,5 +1,6 @@
-// Zero-only mode for memory pagefuse owns: give entirely-zero pages back to the kernel, so reads see
-// the shared zero page, without turning KSM content merging on.
+// Zero-only mode for memory pagefuse owns: give entirely-zero pages back to the kernel, without turning
+// KSM content merging on. Reads then see zeros again: the shared zero page, or a fresh page on kernels
+// that allocate on read faults (docs/kernel.md).
 import { native } from '../native.js';
 import { throwIfAborted, invalidNumber } from '../errors.js';
 import type { Region } from '../region.js';

@@ -37,7 +37,7 @@ export interface AdaptiveState {
   backoffs: number;
 }
 
-/** Unthrottled ksmd merged ≈480 k pages per CPU-second here (measured-here.md); start a bit below. */
+/** Unthrottled ksmd merged ≈480 k pages per CPU-second on our machines (docs/kernel.md, Cost); start a bit below. */
 export const DEFAULT_PAGES_PER_CPU_SECOND = 400_000;
 /** ksmd sleeps this long between batches when the budget is under one CPU. */
 export const BATCH_SLEEP_MS = 20;
@@ -165,7 +165,7 @@ export function gate(o: Observation, state: AdaptiveState, c: AdaptiveConfig): G
     const passes = now.fullScans - state.runStart.fullScans;
     // The first full_scans tick may end a partial pass, and merges start in the second real pass, so
     // gains are judged from two ticks into the run. Near the estimate one flat pass is enough; short
-    // of it, three (smart_scan may skip pages for a pass or two before merging resumes).
+    // of it, three (smart_scan may skip pages for a pass or two before merging resumes: docs/kernel.md).
     const need = saved >= REACHED_SHARE * est.savedPages ? 1 : 3;
     const ref = (state.passes ?? [])
       .filter((m) => m.fullScans - state.runStart!.fullScans >= 2 && now.fullScans - m.fullScans >= need)
