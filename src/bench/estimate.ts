@@ -11,7 +11,7 @@ import { parseKsmStat } from '../ksm/process.js';
 import type { KsmSettingsInput } from '../ksm/knobs.js';
 import { KsmdClock } from '../host/ksmd.js';
 import { findOtherTuners } from '../host/lock.js';
-import { savedPages as countersSavedPages } from '../ksm/counters.js';
+import { savedPages } from '../ksm/counters.js';
 
 export interface GuestSizes {
   guests: number;
@@ -99,11 +99,6 @@ export async function disposeGuests(ksm: Ksm, guests: Region[], timeoutS = 20): 
   await ksm.configure({ pages_to_scan: 20000, sleep_millisecs: 0, run: 1 });
   const deadline = performance.now() + timeoutS * 1000;
   while ((await selfMergingPages()) > 0 && performance.now() < deadline) await sleep(20);
-}
-
-/** pages_sharing + ksm_zero_pages from Ksm.read()'s counters. */
-export function savedPages(c: Record<string, number | string | undefined>): number {
-  return countersSavedPages(c);
 }
 
 function errorPercent(predicted: number, actual: number): number {

@@ -7,7 +7,8 @@ import { PAGE_SIZE, type Region } from '../region.js';
 import { scan } from '../scan/scan.js';
 import { Tuner } from '../tune/tuner.js';
 import { defaultConfig } from '../tune/config.js';
-import { benchBaseline, disposeGuests, holdKnobs, makeGuests, savedPages, selfMergingPages, type GuestSizes } from './estimate.js';
+import { benchBaseline, disposeGuests, holdKnobs, makeGuests, selfMergingPages, type GuestSizes } from './estimate.js';
+import { savedPages } from '../ksm/counters.js';
 import { KsmdClock } from '../host/ksmd.js';
 
 export interface TunerRow {

@@ -18,10 +18,10 @@ import {
   type Tunable,
 } from './knobs.js';
 import { listKsmProcesses, type KsmProcessList } from './process.js';
+import { DEFAULT_PROC_ROOT } from '../host/procfs.js';
 import { profitFromCounters, type KsmCounters } from './counters.js';
 
 export const DEFAULT_SYSFS_ROOT = '/sys/kernel/mm/ksm';
-export const DEFAULT_PROC_ROOT = '/proc';
 
 export interface KsmOptions {
   /** Directory of KSM's sysfs files (a fake tree in tests). Default /sys/kernel/mm/ksm. */

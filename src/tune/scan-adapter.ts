@@ -1,14 +1,14 @@
 // The scan engine as the scheduler calls it: one hashing thread (so scan wall time is scan CPU time,
 // which the scheduler budgets), and the previous result passed on so pages that changed in between
 // are counted as volatile and left out, as ksmd leaves them.
-import { scan, type ScanResult, type ScanTarget as EngineTarget } from '../scan/scan.js';
+import { scan, type ScanResult } from '../scan/scan.js';
 import type { ScanFn, ScanOutcome } from './schedule.js';
 
 /** A scan function with its own memory of the previous result (one per Tuner). */
 export function createTunerScan(): ScanFn {
   let previous: ScanResult | undefined;
   return async (targets, options): Promise<ScanOutcome> => {
-    const result = await scan(targets as EngineTarget[], {
+    const result = await scan(targets, {
       mode: 'exact',
       threads: 1,
       ...(options.signal === undefined ? {} : { signal: options.signal }),

@@ -2,6 +2,7 @@
 // VMs whose estimate and merged pages disagree, and VMs whose estimate moves between scans (volatility).
 import type { VmInfo } from '../vm/discover.js';
 import type { Estimate } from './types.js';
+import type { ScanTarget } from '../scan/scan.js';
 
 /** What the tuner needs of one scan target's result (the scan engine's `targets[]` entries). */
 export interface ScanTargetOutcome {
@@ -20,7 +21,6 @@ export interface ScanOutcome {
   targets: ScanTargetOutcome[];
 }
 
-export type ScanTarget = { pid: number } | object;
 export type ScanFn = (targets: ScanTarget[], options: { signal?: AbortSignal }) => Promise<ScanOutcome>;
 
 export interface VmRecord {
@@ -122,7 +122,7 @@ export class ScanScheduler {
   }
 
   /** Scans `vms` (and `extra` targets such as registered Regions) jointly and records what each holds. */
-  async run(vms: VmInfo[], extra: object[] = [], signal?: AbortSignal): Promise<ScanOutcome> {
+  async run(vms: VmInfo[], extra: readonly ScanTarget[] = [], signal?: AbortSignal): Promise<ScanOutcome> {
     this.scanning = true;
     const started = this.now();
     try {
