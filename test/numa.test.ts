@@ -104,10 +104,13 @@ test('a sysfs root without NUMA nodes is an ENOENT naming the directory', () => 
     code: 'ENOENT',
     message: /\/nonexistent\/devices\/system\/node/,
   });
+});
+
+test('a sysfs root that is not a string is a TypeError', () => {
   assert.throws(() => numaTopology({ sysfsRoot: 42 as unknown as string }), { name: 'TypeError' });
 });
 
-test('merge_across_nodes=1 is warned about only where several nodes hold memory, with the distance it costs', () => {
+test('merge_across_nodes=1 on two memory nodes is warned about with the distance it costs', () => {
   const two = numaTopology({ sysfsRoot: fixture('sysfs-2node') });
   assert.equal(
     mergeAcrossNodesWarning(two, true),
@@ -115,10 +118,20 @@ test('merge_across_nodes=1 is warned about only where several nodes hold memory,
       'process on the other nodes then reads it remotely (node distance up to 21 against 10 for local memory); ' +
       "set it to 0 with 'pagefuse set merge_across_nodes=0 --unmerge-first'",
   );
-  assert.equal(mergeAcrossNodesWarning(two, false), undefined);
+});
+
+test('merge_across_nodes=0 is not warned about', () => {
+  assert.equal(mergeAcrossNodesWarning(numaTopology({ sysfsRoot: fixture('sysfs-2node') }), false), undefined);
+});
+
+test('the merge_across_nodes warning counts only the nodes that hold memory', () => {
   const four = numaTopology({ sysfsRoot: fixture('sysfs-4node') });
   assert.match(mergeAcrossNodesWarning(four, true)!, /with 3 memory nodes: .*up to 32 against 10/);
-  assert.equal(mergeAcrossNodesWarning(numaTopology(), true), undefined, 'this host has one node');
+});
+
+test('merge_across_nodes=1 on a host with one node is not warned about', () => {
+  assert.equal(numaTopology().nodes.length, 1, 'this test needs a one-node host, as ours are');
+  assert.equal(mergeAcrossNodesWarning(numaTopology(), true), undefined);
 });
 
 test('a region bound to node 0 has every resident page on node 0', () => {
@@ -139,14 +152,21 @@ test('a region bound to node 0 has every resident page on node 0', () => {
   r.dispose();
 });
 
-test('bind with move, preferred and interleave policies, and on a sub-range', () => {
-  const r = Region.alloc(32 * PAGE_SIZE, { hugepages: 'never' });
-  new Uint8Array(r.buffer).fill(3);
-  r.bind(0, { move: true });
-  r.bind([0], { policy: 'preferred', offset: 0, length: 8 * PAGE_SIZE });
-  r.bind([0], { policy: 'interleave', move: true });
-  assert.deepEqual(r.pageNodes(), { nodes: { 0: 32 }, notPresent: 0, zeroPage: 0 });
-  r.dispose();
+for (const [title, options] of [
+  ['bind with move keeps every page on the node', { move: true }],
+  ['bind with the preferred policy on a sub-range keeps every page on the node', { policy: 'preferred', offset: 0, length: 8 * PAGE_SIZE }],
+  ['bind with the interleave policy and move keeps every page on the node', { policy: 'interleave', move: true }],
+] as const) {
+  test(title, () => {
+    const r = Region.alloc(32 * PAGE_SIZE, { hugepages: 'never' });
+    new Uint8Array(r.buffer).fill(3);
+    r.bind([0], options);
+    assert.deepEqual(r.pageNodes(), { nodes: { 0: 32 }, notPresent: 0, zeroPage: 0 });
+    r.dispose();
+  });
+}
+
+test('alloc with a node and the preferred policy places the pages there', () => {
   const p = Region.alloc(4 * PAGE_SIZE, { node: [0], policy: 'preferred' });
   new Uint8Array(p.buffer).fill(1);
   assert.deepEqual(p.pageNodes(), { nodes: { 0: 4 }, notPresent: 0, zeroPage: 0 });
@@ -164,14 +184,37 @@ test('binding to a node that does not exist is a RangeError naming it, before an
   const r = Region.alloc(4 * PAGE_SIZE);
   assert.throws(() => r.bind(missing), { name: 'RangeError', message: new RegExp(`node ${missing} does not exist`) });
   assert.throws(() => r.bind([0, 7]), { name: 'RangeError', message: /node 7 does not exist/ });
+  r.dispose();
+});
+
+test('bind refuses node numbers that are not whole numbers from 0, naming them', () => {
+  const r = Region.alloc(4 * PAGE_SIZE);
   assert.throws(() => r.bind(-1), { name: 'RangeError', message: /got -1/ });
   assert.throws(() => r.bind(0.5), { name: 'RangeError', message: /got 0\.5/ });
   assert.throws(() => r.bind([]), { name: 'TypeError', message: /non-empty array/ });
   assert.throws(() => r.bind('0' as unknown as number), { name: 'TypeError' });
+  r.dispose();
+});
+
+test('bind refuses a policy it does not know, and preferred with several nodes', () => {
+  const r = Region.alloc(4 * PAGE_SIZE);
   assert.throws(() => r.bind([0, 0], { policy: 'preferred' }), { name: 'RangeError', message: /takes one node/ });
   assert.throws(() => r.bind(0, { policy: 'local' as 'bind' }), { name: 'RangeError', message: /"local"/ });
+  r.dispose();
+});
+
+test('bind refuses an offset that is not page-aligned', () => {
+  const r = Region.alloc(4 * PAGE_SIZE);
   assert.throws(() => r.bind(0, { offset: 100 }), { name: 'RangeError', message: /offset 100/ });
+  r.dispose();
+});
+
+test('alloc with a policy but no node is a TypeError', () => {
   assert.throws(() => Region.alloc(PAGE_SIZE, { policy: 'bind' }), { name: 'TypeError', message: /policy needs node/ });
+});
+
+test('a disposed region refuses bind and pageNodes with ERR_REGION_DISPOSED', () => {
+  const r = Region.alloc(4 * PAGE_SIZE);
   r.dispose();
   assert.throws(() => r.bind(0), { code: 'ERR_REGION_DISPOSED' });
   assert.throws(() => r.pageNodes(), { code: 'ERR_REGION_DISPOSED' });
