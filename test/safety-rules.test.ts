@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { admission, unshareExposure } from '../src/safety/exposure.js';
+import { OvercommitGuard, admission, unshareExposure } from '../src/safety/exposure.js';
+import { admit } from '../src/safety/admission.js';
 import type { MemInfo } from '../src/host/meminfo.js';
 import { evaluateAudit, auditExitCode, qemuMemMergeOn, type AuditSnapshot } from '../src/safety/audit.js';
 import { Registry, processStartTime } from '../src/safety/registry.js';
@@ -101,47 +102,145 @@ test('audit: zero-only with ksmd running is critical', () => {
   assert.equal(r.findings[0].severity, 'critical');
 });
 
-test('registry keeps live processes with their tenant and forgets exited ones', async () => {
+/** A registry in a fresh state directory, removed after fn. */
+async function withRegistry(fn: (registry: Registry, stateDir: string) => Promise<void> | void): Promise<void> {
   const stateDir = await mkdtemp(join(tmpdir(), 'pf-reg-'));
   try {
-    const registry = new Registry({ stateDir });
-    const start = processStartTime(process.pid);
-    const r = registry.add({ pid: process.pid, tenant: 'acme', merge: true, via: 'register' });
-    assert.equal(r.startTime, start);
-    await mkdir(join(stateDir, 'processes'), { recursive: true });
-    await writeFile(join(stateDir, 'processes', '999999999.json'), JSON.stringify({ ...reg(999999999, 'ghost') }));
-    const list = registry.list();
-    assert.deepEqual(list.map((x) => [x.pid, x.tenant]), [[process.pid, 'acme']]);
-    assert.throws(() => registry.add({ pid: 999999999, merge: true, via: 'x' }), { code: 'ESRCH' });
-    assert.throws(() => registry.add({ pid: process.pid, tenant: 'bad tenant!', merge: true, via: 'x' }), RangeError);
+    await fn(new Registry({ stateDir }), stateDir);
   } finally {
     await rm(stateDir, { recursive: true, force: true });
   }
+}
+
+/** A registry where this process is registered, mergeable, for tenant acme. */
+async function withAcme(fn: (registry: Registry) => void): Promise<void> {
+  await withRegistry((registry) => {
+    registry.add({ pid: process.pid, tenant: 'acme', merge: true, via: 'register' });
+    fn(registry);
+  });
+}
+
+test("a registration records the process's start time", async () => {
+  await withRegistry((registry) => {
+    const r = registry.add({ pid: process.pid, tenant: 'acme', merge: true, via: 'register' });
+    assert.equal(r.startTime, processStartTime(process.pid));
+  });
 });
 
-test('isolation: tenant refuses a second tenant, host allows it, zero-only refuses all content merging', async () => {
-  const stateDir = await mkdtemp(join(tmpdir(), 'pf-iso-'));
-  try {
-    const registry = new Registry({ stateDir });
+test('the registry lists live processes with their tenant and forgets exited ones', async () => {
+  await withRegistry(async (registry, stateDir) => {
     registry.add({ pid: process.pid, tenant: 'acme', merge: true, via: 'register' });
-    checkMergeAdmission(registry, { isolation: 'tenant', tenant: 'acme' });
+    await mkdir(join(stateDir, 'processes'), { recursive: true });
+    await writeFile(join(stateDir, 'processes', '999999999.json'), JSON.stringify({ ...reg(999999999, 'ghost') }));
+    assert.deepEqual(registry.list().map((x) => [x.pid, x.tenant]), [[process.pid, 'acme']]);
+  });
+});
+
+test('registering a process that does not exist is ESRCH', async () => {
+  await withRegistry((registry) => {
+    assert.throws(() => registry.add({ pid: 999999999, merge: true, via: 'x' }), { code: 'ESRCH' });
+  });
+});
+
+test('a malformed tenant id is a RangeError', async () => {
+  await withRegistry((registry) => {
+    assert.throws(() => registry.add({ pid: process.pid, tenant: 'bad tenant!', merge: true, via: 'x' }), RangeError);
+  });
+});
+
+test("isolation 'tenant' admits more VMs of the tenant already merging", async () => {
+  await withAcme((registry) => assert.equal(checkMergeAdmission(registry, { isolation: 'tenant', tenant: 'acme' }), undefined));
+});
+
+test("isolation 'tenant' refuses a second tenant with ERR_ISOLATION", async () => {
+  await withAcme((registry) =>
     assert.throws(() => checkMergeAdmission(registry, { isolation: 'tenant', tenant: 'globex' }), {
       code: 'ERR_ISOLATION',
       message: /tenant 'acme' already has mergeable VMs/,
-    });
-    checkMergeAdmission(registry, { isolation: 'tenant', tenant: 'globex', force: true });
-    checkMergeAdmission(registry, { isolation: 'host', tenant: 'globex' });
+    }),
+  );
+});
+
+test("isolation 'tenant' admits a second tenant with force", async () => {
+  await withAcme((registry) => assert.equal(checkMergeAdmission(registry, { isolation: 'tenant', tenant: 'globex', force: true }), undefined));
+});
+
+test("isolation 'host' admits a second tenant", async () => {
+  await withAcme((registry) => assert.equal(checkMergeAdmission(registry, { isolation: 'host', tenant: 'globex' }), undefined));
+});
+
+test("isolation 'zero-only' refuses content merging even with force", async () => {
+  await withAcme((registry) =>
     assert.throws(() => checkMergeAdmission(registry, { isolation: 'zero-only', tenant: 'acme', force: true }), {
       code: 'ERR_ISOLATION',
       message: /zero-only/,
-    });
+    }),
+  );
+});
+
+test('admit records an admitted process with its tenant', async () => {
+  await withRegistry((registry) => {
+    admit(registry, { isolation: 'tenant', tenant: 'acme', merge: true }).record(process.pid, { via: 'register', name: 'vm1' });
+    assert.deepEqual(
+      registry.list().map((r) => [r.pid, r.tenant, r.name, r.merge, r.via]),
+      [[process.pid, 'acme', 'vm1', true, 'register']],
+    );
+  });
+});
+
+test('admit refuses before anything is recorded', async () => {
+  await withAcme((registry) => {
+    assert.throws(() => admit(registry, { isolation: 'tenant', tenant: 'globex', merge: true }), { code: 'ERR_ISOLATION' });
+    assert.deepEqual(registry.list().map((r) => r.tenant), ['acme']);
+  });
+});
+
+test('admit checks no isolation for a process without content merging', async () => {
+  await withAcme((registry) => {
+    assert.doesNotThrow(() => admit(registry, { isolation: 'zero-only', tenant: 'globex', merge: false }));
+  });
+});
+
+test('the isolation setting is read from ISOLATION= in the config file', async () => {
+  await withRegistry(async (_registry, stateDir) => {
     const conf = join(stateDir, 'pagefuse.conf');
     await writeFile(conf, '# host policy\nISOLATION="tenant"\n');
     assert.equal(readIsolation(conf), 'tenant');
+  });
+});
+
+test('an unknown isolation in the config file is refused with file:line', async () => {
+  await withRegistry(async (_registry, stateDir) => {
+    const conf = join(stateDir, 'pagefuse.conf');
     await writeFile(conf, 'ISOLATION=shared\n');
     assert.throws(() => readIsolation(conf), { message: /pagefuse\.conf:1: ISOLATION must be one of host, tenant, zero-only, got the string "shared"/ });
+  });
+});
+
+test("without a config file the isolation is 'host'", async () => {
+  await withRegistry((_registry, stateDir) => {
     assert.equal(readIsolation(join(stateDir, 'missing.conf')), 'host');
-  } finally {
-    await rm(stateDir, { recursive: true, force: true });
-  }
+  });
+});
+
+test('the overcommit guard puts the host at risk when the margin falls under its threshold', () => {
+  const guard = new OvercommitGuard(4 * GiB);
+  // 1 GiB exposure against 5 GiB available: a 4 GiB margin is not under 4 GiB; 2 GiB exposure leaves 3.
+  assert.equal(guard.assess({ pages_sharing: 262144 }, mem, 4096).risk.atRisk, false);
+  const { risk } = guard.assess({ pages_sharing: 262144, ksm_zero_pages: 262144 }, mem, 4096);
+  assert.deepEqual({ ...risk, at: 0 }, { at: 0, exposureBytes: 2 * GiB, availableBytes: 5 * GiB, marginBytes: 3 * GiB, thresholdBytes: 4 * GiB, atRisk: true });
+});
+
+test('the overcommit guard reports a change only on entering or leaving the risk zone', () => {
+  const guard = new OvercommitGuard(4 * GiB);
+  const changes = [262144, 524288, 524288, 262144, 0].map((pages) => guard.assess({ pages_sharing: pages }, mem, 4096).changed);
+  assert.deepEqual(changes, [false, true, false, true, false]);
+});
+
+test('the overcommit guard never puts a host without merged pages at risk', () => {
+  assert.equal(new OvercommitGuard(100 * GiB).assess({ pages_sharing: 0 }, mem, 4096).risk.atRisk, false);
+});
+
+test("the overcommit guard's default threshold is a tenth of MemTotal", () => {
+  assert.equal(new OvercommitGuard().assess({ pages_sharing: 1 }, mem, 4096).risk.thresholdBytes, Math.round(1.6 * GiB));
 });

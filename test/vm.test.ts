@@ -35,7 +35,7 @@ function hostTree(): ProcTree {
     .add({ pid: 108, argv: [], comm: 'kworker/0:1', ppid: 2 });
 }
 
-test('discovery finds every VMM whatever its path, with name, memory and KSM state', async () => {
+test('discovery finds every VMM whatever its path, with its name, configured memory and RSS', async () => {
   const tree = hostTree();
   try {
     const vms = await discoverVms({ procRoot: tree.root });
@@ -50,9 +50,27 @@ test('discovery finds every VMM whatever its path, with name, memory and KSM sta
         [106, 'crosvm', 'vm4', 512 * MiB, 200_000 * 1024],
       ],
     );
-    assert.deepEqual(vms[0].ksm, { rmapItems: 1200, zeroPages: 7, mergingPages: 900, profitBytes: 3609600, mergeAny: false, mergeable: true });
-    assert.equal(vms[0].startTime, 5000);
-    assert.equal(vms[1].ksm, null, 'no ksm_stat file → null');
+  } finally {
+    tree.dispose();
+  }
+});
+
+test("discovery reads a VM's start time and its ksm_stat", async () => {
+  const tree = hostTree();
+  try {
+    const [web01] = await discoverVms({ procRoot: tree.root });
+    assert.equal(web01.startTime, 5000);
+    assert.deepEqual(web01.ksm, { rmapItems: 1200, zeroPages: 7, mergingPages: 900, profitBytes: 3609600, mergeAny: false, mergeable: true });
+  } finally {
+    tree.dispose();
+  }
+});
+
+test('a VM without a ksm_stat file has ksm null', async () => {
+  const tree = hostTree();
+  try {
+    const vms = await discoverVms({ procRoot: tree.root });
+    assert.equal(vms.find((v) => v.pid === 102)?.ksm, null);
   } finally {
     tree.dispose();
   }
@@ -64,11 +82,23 @@ test('registered pids are reported even when they are no VMM, under their comm',
     const vms = await discoverVms({ procRoot: tree.root, pids: [107, 999] });
     const bash = vms.find((v) => v.pid === 107);
     assert.deepEqual([bash?.vmm, bash?.name, bash?.rssBytes], ['registered', 'bash', 4000 * 1024]);
-    assert.equal(vms.some((v) => v.pid === 999), false, 'a registered pid that does not exist is left out');
-    assert.throws(() => new VmWatcher({ pids: [0] }), { name: 'RangeError', message: /got 0/ });
   } finally {
     tree.dispose();
   }
+});
+
+test('a registered pid that does not exist is left out', async () => {
+  const tree = hostTree();
+  try {
+    const vms = await discoverVms({ procRoot: tree.root, pids: [999] });
+    assert.equal(vms.some((v) => v.pid === 999), false);
+  } finally {
+    tree.dispose();
+  }
+});
+
+test('the watcher refuses a pid that is not a positive whole number', () => {
+  assert.throws(() => new VmWatcher({ pids: [0] }), { name: 'RangeError', message: /got 0/ });
 });
 
 test('the watcher reports VMs that come and go, and a process that execs into qemu after fork', async () => {
@@ -97,19 +127,31 @@ test('the watcher reports VMs that come and go, and a process that execs into qe
   }
 });
 
-test('argv parsing: QEMU option syntax, sizes, names and fallbacks', () => {
+test("QEMU option strings: ',,' escapes a comma and a bare first value takes the implied key", () => {
   assert.deepEqual([...parseQemuOpts('guest=a,,b,debug-threads=on', 'guest')], [['guest', 'a,b'], ['debug-threads', 'on']]);
   assert.deepEqual([...parseQemuOpts('vm9,process=qemu:vm9', 'guest')], [['guest', 'vm9'], ['process', 'qemu:vm9']]);
+});
+
+test('sizes take a default unit, suffixes and fractions; anything else is undefined', () => {
   assert.equal(parseSize('4096', 'm'), 4 * GiB);
   assert.equal(parseSize('1.5G', 'm'), 1.5 * GiB);
   assert.equal(parseSize('512MiB', 'b'), 512 * MiB);
   assert.equal(parseSize('lots', 'm'), undefined);
+});
+
+test("a QEMU guest's memory comes from -m in any of its spellings, undefined without it", () => {
   assert.equal(configuredMemory('qemu', ['qemu-system-x86_64', '-m', '8G,slots=4,maxmem=32G']), 8 * GiB);
   assert.equal(configuredMemory('qemu', ['qemu-system-x86_64', '--m=256']), 256 * MiB);
   assert.equal(configuredMemory('qemu', ['qemu-system-x86_64']), undefined);
+});
+
+test("a VM's name comes from its VMM's id or socket, else the VMM and pid", () => {
   assert.equal(vmName('qemu', ['qemu-system-x86_64', '-m', '1G'], 42), 'qemu-42');
   assert.equal(vmName('cloud-hypervisor', ['cloud-hypervisor', '--api-socket', '/tmp/a.sock'], 5), 'a');
   assert.equal(vmName('firecracker', ['firecracker', '--id=x1'], 5), 'x1');
+});
+
+test('a VMM is told by its argv[0] or executable, and qemu tools are not VMMs', () => {
   assert.equal(classifyVmm(['/opt/qemu/bin/qemu-system-riscv64']), 'qemu');
   assert.equal(classifyVmm(['qemu-img', 'info'], '/usr/bin/qemu-img'), undefined);
   assert.equal(classifyVmm(['sh'], '/usr/bin/crosvm'), 'crosvm');
