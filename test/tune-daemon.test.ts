@@ -77,6 +77,18 @@ class Daemon {
 const event = (name: string) => (l: Record<string, unknown>) => l.event === name;
 const changedRun = (run: number) => (l: Record<string, unknown>) => l.event === 'decision' && (l.changed as Partial<KsmKnobs>).run === run;
 
+type Published = { at: number; policy: string; settings: Record<string, number>; atRisk: boolean };
+
+/** The state file once it holds the decision made at `at` (within 2 s). */
+async function publishedAt(at: number): Promise<Published> {
+  const deadline = Date.now() + 2000;
+  for (;;) {
+    const p = JSON.parse(readFileSync(STATE, 'utf8')) as Published;
+    if (p.at === at || Date.now() > deadline) return p;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 async function knobs(): Promise<KsmKnobs> {
   return knobsFrom((await ksm.read()).settings);
 }
@@ -124,7 +136,8 @@ test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused a
         assert.equal((dec.knobs as KsmKnobs).pages_to_scan, 600);
         assert.equal((await knobs()).pages_to_scan, 600);
         // Each decision is published for top and serve, with the overcommit guard's reading.
-        const published = JSON.parse(readFileSync(STATE, 'utf8')) as { policy: string; settings: Record<string, number>; atRisk: boolean };
+        // The state file is written after the decision line (an fsync'd atomic write): wait for this decision's.
+        const published = await publishedAt(dec.at as number);
         assert.deepEqual([published.policy, published.settings.pages_to_scan, published.atRisk], ['ksmtuned', 600, false]);
 
         // SIGHUP: a new boost applies from the next adjust.

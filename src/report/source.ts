@@ -11,7 +11,7 @@ import { knownCounters } from '../ksm/counters.js';
 import { listKsmProcesses } from '../ksm/process.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
-import { discoverVms } from '../vm/discover.js';
+import { discoverVms } from '../safety/vms.js';
 
 export interface SnapshotSource {
   read(): Promise<Snapshot>;
@@ -108,10 +108,10 @@ export class HostSource implements SnapshotSource {
   }
 }
 
-/** VM discovery as the report needs it: pid → guest name, for the processes that are VMs. */
+/** VM discovery as the report needs it: pid → guest name, for VMMs and registered processes (by their registered name). */
 export async function vmNames(procRoot?: string): Promise<Map<number, string>> {
   const vms = await discoverVms(procRoot === undefined ? {} : { procRoot });
-  return new Map(vms.filter((v) => v.vmm !== 'registered').map((v) => [v.pid, v.name]));
+  return new Map(vms.map((v) => [v.pid, v.name]));
 }
 
 /** This host, with VM names from VM discovery. */

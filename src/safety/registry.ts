@@ -1,5 +1,6 @@
 // Processes started or registered through pagefuse, with their tenant, kept host-wide in a state
 // directory so the CLI, the daemon and embedding VM managers all see the same list.
+import { EventEmitter } from 'node:events';
 import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { writeFileAtomicSync } from '../host/atomic.js';
 import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
@@ -46,6 +47,17 @@ export function processStartTime(pid: number, procRoot = DEFAULT_PROC_ROOT): num
   return start !== undefined && Number.isFinite(start) ? start : undefined;
 }
 
+// Registrations added or removed in this process (a spawnMerged child's exit among them), so an
+// in-process Tuner sees them at once instead of at its next poll.
+const changes = new EventEmitter<{ change: [pid: number] }>();
+changes.setMaxListeners(0);
+
+/** Calls `listener(pid)` whenever this process adds or removes a registration; returns the unsubscribe. */
+export function onRegistryChange(listener: (pid: number) => void): () => void {
+  changes.on('change', listener);
+  return () => changes.off('change', listener);
+}
+
 /**
  * The registry is read and written synchronously: its files are tiny, and spawnMerged() must check
  * isolation and register the child before it returns the ChildProcess.
@@ -87,6 +99,7 @@ export class Registry {
     };
     this.prepare();
     writeFileAtomicSync(join(this.dir, `${entry.pid}.json`), `${JSON.stringify(reg)}\n`);
+    changes.emit('change', entry.pid);
     return reg;
   }
 
@@ -95,7 +108,9 @@ export class Registry {
       unlinkSync(join(this.dir, `${pid}.json`));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      return;
     }
+    changes.emit('change', pid);
   }
 
   /** Live registrations; entries of exited processes (or of a reused pid) are dropped on the way. */

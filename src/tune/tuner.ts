@@ -3,7 +3,7 @@
 // sysfs reads are small async file reads.
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
-import { PagefuseError, invalidArgType, invalidNumber } from '../errors.js';
+import { PagefuseError, abortError, invalidArgType, invalidNumber, throwIfAborted } from '../errors.js';
 import { Ksm } from '../ksm/ksm.js';
 import { PAGE_SIZE, Region } from '../region.js';
 import { DEFAULT_PROC_ROOT } from '../host/procfs.js';
@@ -19,12 +19,13 @@ import type { Decision, KsmKnobs, Observation } from './types.js';
 import { savedPages } from '../ksm/counters.js';
 import { OvercommitGuard, type OvercommitRisk } from '../safety/exposure.js';
 import { readIsolation, type Isolation } from '../safety/isolation.js';
-import { Registry } from '../safety/registry.js';
+import { Registry, onRegistryChange } from '../safety/registry.js';
 import { admit } from '../safety/admission.js';
 
 export const DEFAULT_CPU_BUDGET = 0.25;
 const DEFAULT_ADAPTIVE_INTERVAL_MS = 2_000;
-const VM_POLL_MS = 1_000;
+// Half a second: an exit is seen within a second even when the poll waits behind a decision.
+const VM_POLL_MS = 500;
 
 export interface TunerOptions {
   policy?: PolicyName;
@@ -42,7 +43,7 @@ export interface TunerOptions {
   /** The scan engine (default: pagefuse's scan()). */
   scan?: ScanFn;
   procRoot?: string;
-  /** ms between looks at /proc for VMs coming and going (default 1000). */
+  /** ms between looks at /proc for VMs coming and going (default 500). */
   pollMs?: number;
   /** Run the first decision at once even for ksmtuned (which waits one interval, as the script does). */
   immediate?: boolean;
@@ -106,16 +107,69 @@ function restoreSet(found: KsmKnobs, touched: Set<keyof KsmKnobs>): Partial<KsmK
   return out;
 }
 
-export declare interface Tuner {
-  on(event: 'decision', listener: (d: TuneDecision) => void): this;
-  on(event: 'savings', listener: (s: TuneSavings) => void): this;
-  on(event: 'error', listener: (err: Error) => void): this;
-  on(event: 'vms', listener: (change: { added: VmInfo[]; removed: number[] }) => void): this;
-  /** Fires when the host enters (atRisk true) or leaves (atRisk false) the overcommit risk zone. */
-  on(event: 'risk', listener: (risk: OvercommitRisk) => void): this;
+/** VMs (and registered processes) that appeared or went away since the last look. */
+export interface VmsChange {
+  added: VmInfo[];
+  removed: number[];
 }
 
-export class Tuner extends EventEmitter {
+/** One VM's KSM figures (its /proc/<pid>/ksm_stat) at a moment. */
+export interface VmFigures {
+  pid: number;
+  name: string;
+  vmm: VmInfo['vmm'];
+  /** Date.now() when read: for vm-exited, the last look before the process went away. */
+  at: number;
+  /** Pages of the VM merged onto KSM pages (ksm_merging_pages); null where the kernel has no ksm_stat. */
+  mergingPages: number | null;
+  /** Its zero pages mapped to the kernel's zero page (ksm_zero_pages, use_zero_pages=1). */
+  zeroPages: number | null;
+  /** What KSM saves in it net of its rmap items, as the kernel counts it (ksm_process_profit). */
+  profitBytes: number | null;
+  rssBytes: number;
+}
+
+/** The events a Tuner emits, with their arguments: on, once, off, addListener and emit are typed by it. */
+export interface TunerEvents {
+  decision: [decision: TuneDecision];
+  savings: [savings: TuneSavings];
+  error: [error: Error];
+  vms: [change: VmsChange];
+  /** Fires when the host enters (atRisk true) or leaves (atRisk false) the overcommit risk zone. */
+  risk: [risk: OvercommitRisk];
+  /** The decision that stopped merging (ksmd off with every VM scanned); again after merging resumed and stopped. */
+  converged: [decision: TuneDecision];
+  /** A VM's figures when merging converged with it there (once per VM until it exits). */
+  'vm-merged': [vm: VmFigures];
+  /** A VM (or registered process) went away: its last figures. */
+  'vm-exited': [vm: VmFigures];
+}
+
+export interface StartOptions {
+  /** Aborts the start: nothing is left running, and the promise rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+export interface ConvergenceOptions {
+  signal?: AbortSignal;
+  /** Rejects with ETIMEDOUT after this many ms (default: no limit). */
+  timeoutMs?: number;
+}
+
+function figures(vm: VmInfo, at: number): VmFigures {
+  return {
+    pid: vm.pid,
+    name: vm.name,
+    vmm: vm.vmm,
+    at,
+    mergingPages: vm.ksm?.mergingPages ?? null,
+    zeroPages: vm.ksm?.zeroPages ?? null,
+    profitBytes: vm.ksm?.profitBytes ?? null,
+    rssBytes: vm.rssBytes,
+  };
+}
+
+export class Tuner extends EventEmitter<TunerEvents> {
   readonly policy: PolicyName;
   private budget: number;
   private readonly explicitCpuBudget: number | undefined;
@@ -146,8 +200,14 @@ export class Tuner extends EventEmitter {
   readonly isolation: Isolation;
   private readonly registry: Registry;
   private readonly guard: OvercommitGuard;
-  /** Pids this tuner put in the registry: taken out again when it stops. */
-  private readonly ownRegistrations = new Set<number>();
+  /** The decision that stopped merging, while merging stays stopped. */
+  private convergedAt: TuneDecision | undefined;
+  /** VMs reported by 'vm-merged' (pid → start time), until they exit. */
+  private readonly reportedMerged = new Map<number, number>();
+  private readonly stopWaiters = new Set<(err: Error) => void>();
+  private unsubscribeRegistry: (() => void) | undefined;
+  /** When /proc was last looked at: the time of a vanished VM's last figures. */
+  private lastLook = Date.now();
 
   constructor(options: TunerOptions = {}) {
     super();
@@ -217,36 +277,118 @@ export class Tuner extends EventEmitter {
     this.observer = new Observer({ procRoot: this.procRoot, ksm: this.ksm, pageSize: PAGE_SIZE });
   }
 
-  private async prepare(): Promise<void> {
+  private async prepare(signal?: AbortSignal): Promise<void> {
     this.wire();
     this.found = knobsFrom((await this.ksm!.read()).settings);
+    throwIfAborted(signal);
     if (this.policy === 'kernel-advisor' && this.found.advisor_mode === undefined) {
       throw new PagefuseError('ENOTSUP', 'this kernel has no KSM scan-time advisor (/sys/kernel/mm/ksm/advisor_mode needs Linux 6.8+): use --policy adaptive');
     }
     this.running = true;
-    this.syncRegistry();
-    await this.watcher.poll();
+    try {
+      await this.refresh();
+      throwIfAborted(signal);
+    } catch (err) {
+      this.running = false;
+      throw err;
+    }
   }
 
   /**
    * Processes registered with pagefuse host-wide (pagefuse exec, spawnMerged, another embedder) are
-   * watched as this tuner's own registrations are.
+   * watched as this tuner's own registrations are, under their registered names; an unregistered
+   * one is no longer watched (unless it is a VMM).
    */
   private syncRegistry(): void {
     try {
-      for (const r of this.registry.list()) this.watcher.register(r.pid);
+      this.watcher.setRegistered(this.registry.list());
     } catch (err) {
       this.fail(err);
     }
   }
 
-  /** Reads the knobs it will restore, then starts watching and deciding. Resolves once running. */
-  async start(): Promise<void> {
+  /**
+   * Looks at /proc and the registry: 'vms' for what came and went, 'vm-exited' with the last figures
+   * of what went. Every decision starts with one, so none lists a process that has exited.
+   */
+  private async refresh(): Promise<VmsChange> {
+    const before = new Map(this.watcher.vms.map((vm) => [vm.pid, vm]));
+    const lastLook = this.lastLook;
+    this.syncRegistry();
+    const { added, removed } = await this.watcher.poll();
+    this.lastLook = Date.now();
+    if (added.length === 0 && removed.length === 0) return { added, removed };
+    this.scheduler?.prune(this.watcher.vms);
+    this.pendingRescan.push(...added.map((vm) => vm.pid));
+    this.emit('vms', { added, removed });
+    for (const pid of removed) {
+      const last = before.get(pid);
+      if (this.reportedMerged.get(pid) === last?.startTime) this.reportedMerged.delete(pid);
+      if (last !== undefined) this.emit('vm-exited', figures(last, lastLook));
+    }
+    return { added, removed };
+  }
+
+  /**
+   * Reads the knobs it will restore, then starts watching and deciding. Resolves once running; an
+   * aborted start leaves nothing running and rejects with an AbortError.
+   */
+  async start(options: StartOptions = {}): Promise<void> {
+    throwIfAborted(options?.signal, 'Tuner.start');
     if (this.running) return;
-    await this.prepare();
-    if (this.policy !== 'ksmtuned') this.pollTimer = setInterval(() => this.pollVms(), this.pollMs);
+    await this.prepare(options.signal);
+    // Registrations and exits in this process (spawnMerged children) are seen at once, others at the next poll.
+    this.unsubscribeRegistry = onRegistryChange(() => this.pollVms());
+    this.pollTimer = setInterval(() => this.pollVms(), this.pollMs);
     this.decideTimer = setInterval(() => void this.retune(), this.intervalMs);
     if (this.policy !== 'ksmtuned' || this.immediate) void this.retune();
+  }
+
+  /**
+   * Resolves with the decision that stopped merging: ksmd turned off (or left off) with every VM
+   * scanned, because merging flattened or there is little to merge. Resolves at once when merging
+   * is stopped already. Rejects with an AbortError (signal), ETIMEDOUT (timeoutMs) or
+   * ERR_TUNER_STOPPED when the tuner stops first.
+   */
+  waitForConvergence(options: ConvergenceOptions = {}): Promise<TuneDecision> {
+    if (options === null || typeof options !== 'object') throw invalidArgType('waitForConvergence: options must be an object', options);
+    const { signal, timeoutMs } = options;
+    throwIfAborted(signal, 'waitForConvergence');
+    if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs >= 0 && timeoutMs <= 2 ** 31 - 1)) {
+      throw invalidNumber('waitForConvergence: timeoutMs must be a number of ms from 0 to 2^31-1', timeoutMs);
+    }
+    if (this.convergedAt !== undefined) return Promise.resolve(this.convergedAt);
+    if (!this.running) return Promise.reject(new PagefuseError('ERR_TUNER_STOPPED', 'waitForConvergence: the tuner is not running; start() it first'));
+    return new Promise<TuneDecision>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (): void => {
+        this.off('converged', onConverged);
+        signal?.removeEventListener('abort', onAbort);
+        this.stopWaiters.delete(onStop);
+        clearTimeout(timer);
+      };
+      const onConverged = (d: TuneDecision): void => {
+        settle();
+        resolve(d);
+      };
+      const onAbort = (): void => {
+        settle();
+        reject(abortError(signal));
+      };
+      const onStop = (err: Error): void => {
+        settle();
+        reject(err);
+      };
+      this.on('converged', onConverged);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.stopWaiters.add(onStop);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          settle();
+          reject(new PagefuseError('ETIMEDOUT', `waitForConvergence: merging had not converged after ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+    });
   }
 
   /** One decision, the knobs left as decided (pagefuse tune --once): scans first where the policy scans. */
@@ -262,12 +404,17 @@ export class Tuner extends EventEmitter {
     }
   }
 
-  /** Stops deciding, waits for work in flight, and puts back the knobs it found (unless keepKnobs). */
+  /**
+   * Stops deciding, waits for work in flight, and puts back the knobs it found (unless keepKnobs).
+   * Registrations stay: the processes stay merged, and the next tuner (or pagefuse tune) watches them.
+   */
   async stop(): Promise<void> {
-    for (const pid of this.ownRegistrations) this.registry.remove(pid);
-    this.ownRegistrations.clear();
     if (!this.running) return;
     this.running = false;
+    this.unsubscribeRegistry?.();
+    this.unsubscribeRegistry = undefined;
+    for (const reject of this.stopWaiters) reject(new PagefuseError('ERR_TUNER_STOPPED', 'waitForConvergence: the tuner stopped before merging converged'));
+    this.convergedAt = undefined;
     clearInterval(this.pollTimer);
     clearInterval(this.decideTimer);
     this.scanAbort?.abort();
@@ -306,10 +453,15 @@ export class Tuner extends EventEmitter {
 
   /**
    * Adds a process (any, VMM or not) or a Region to what the tuner scans and counts, recorded in the
-   * registry with its tenant. Refused (ERR_ISOLATION) under 'zero-only', and under 'tenant' when another
+   * host's registry with its tenant and name, where it stays after this tuner stops (until the process
+   * exits or unregister()). Refused (ERR_ISOLATION) under 'zero-only', and under 'tenant' when another
    * tenant's VMs are mergeable (unless force).
    */
   register(target: number | Region, options: RegisterOptions = {}): void {
+    if (options === null || typeof options !== 'object') throw invalidArgType('register: options must be an object', options);
+    if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
+      throw invalidArgType('register: name must be a non-empty string', options.name);
+    }
     const pid = typeof target === 'number' ? target : process.pid;
     if (typeof target === 'number' && !(Number.isInteger(target) && target > 0)) {
       throw invalidNumber(`register: pid must be a positive integer`, target);
@@ -323,18 +475,35 @@ export class Tuner extends EventEmitter {
       ...(options.tenant === undefined ? {} : { tenant: options.tenant }),
       ...(options.force === undefined ? {} : { force: options.force }),
     });
-    this.ownRegistrations.add(pid);
     admitted.record(pid, { via: 'register', ...(options.name === undefined ? {} : { name: options.name }) });
     if (typeof target === 'number') {
-      this.watcher.register(target);
+      this.watcher.register(target, options.name);
       this.pendingRescan.push(target);
       if (this.running) this.pollVms();
       return;
     }
     // A Region is scanned as itself; its merged pages show in this process's ksm_stat, so watch it too.
     this.regions.push(target);
-    this.watcher.register(process.pid);
+    this.watcher.register(process.pid, options.name);
     if (this.running) void this.retune();
+  }
+
+  /**
+   * Takes a process (or a Region) out of what the tuner scans and out of the registry. A VMM found in
+   * /proc is still watched as one. Its pages stay merged until it unmerges or exits.
+   */
+  unregister(target: number | Region): void {
+    if (target instanceof Region) {
+      const i = this.regions.indexOf(target);
+      if (i >= 0) this.regions.splice(i, 1);
+      if (this.regions.length > 0) return;
+      target = process.pid;
+    }
+    if (typeof target !== 'number') throw invalidArgType('unregister: expected a pid or a Region', target);
+    if (!(Number.isInteger(target) && target > 0)) throw invalidNumber('unregister: pid must be a positive integer', target);
+    this.registry.remove(target);
+    this.watcher.unregister(target);
+    if (this.running) this.pollVms();
   }
 
   /** The VMs the scan engine reads by pid: this process is covered through its registered Regions. */
@@ -356,14 +525,9 @@ export class Tuner extends EventEmitter {
       this.pollQueued = false;
       if (!this.running) return;
       try {
-        this.syncRegistry();
-        const { added, removed } = await this.watcher.poll();
-        if (added.length > 0 || removed.length > 0) {
-          this.emit('vms', { added, removed });
-          this.scheduler?.prune(this.watcher.vms);
-          this.pendingRescan.push(...added.map((vm) => vm.pid));
-          this.enqueueDecide();
-        }
+        const { added, removed } = await this.refresh();
+        // ksmtuned decides on its interval only, as the script does.
+        if ((added.length > 0 || removed.length > 0) && this.policy !== 'ksmtuned') this.enqueueDecide();
         this.maybeScan();
       } catch (err) {
         this.fail(err);
@@ -392,13 +556,7 @@ export class Tuner extends EventEmitter {
 
   /** Decides now (SIGUSR1): looks at /proc, asks the policy, writes what changed. Resolves to the decision. */
   retune(): Promise<TuneDecision | undefined> {
-    const run = this.chain.then(async () => {
-      if (!this.running) return undefined;
-      this.syncRegistry();
-      await this.watcher.poll().catch((err) => this.fail(err));
-      this.scheduler?.prune(this.watcher.vms);
-      return this.decide();
-    });
+    const run = this.chain.then(async () => (this.running ? this.decide() : undefined));
     this.chain = run.then(
       () => undefined,
       () => undefined,
@@ -415,6 +573,7 @@ export class Tuner extends EventEmitter {
   private async decide(): Promise<TuneDecision | undefined> {
     if (!this.running) return undefined;
     try {
+      await this.refresh().catch((err) => this.fail(err));
       const estimate = this.scheduler?.estimate(this.scanVms()) ?? null;
       const o = await this.observer!.observe(this.watcher.vms, estimate);
       const result =
@@ -427,6 +586,7 @@ export class Tuner extends EventEmitter {
         result.reasons.push('isolation is zero-only: KSM content merging stays off, so ksmd is not run');
       }
       const decision = await this.apply(o, result.decision, result.reasons);
+      this.checkConvergence(o, decision);
       this.emit('savings', {
         at: Date.now(),
         savedBytes: decision.savedBytes,
@@ -442,6 +602,26 @@ export class Tuner extends EventEmitter {
     } catch (err) {
       this.fail(err);
       return undefined;
+    }
+  }
+
+  /**
+   * Merging has converged when a decision leaves ksmd off with every VM scanned (ksmtuned: off).
+   * 'converged' fires on the way in, with 'vm-merged' for each VM not reported yet.
+   */
+  private checkConvergence(o: Observation, decision: TuneDecision): void {
+    const stopped = decision.knobs.run === 0 && (this.policy === 'ksmtuned' || o.estimate?.complete === true);
+    if (!stopped) {
+      if (decision.knobs.run === 1) this.convergedAt = undefined;
+      return;
+    }
+    const entering = this.convergedAt === undefined;
+    this.convergedAt ??= decision;
+    if (entering) this.emit('converged', decision);
+    for (const vm of o.vms) {
+      if (this.reportedMerged.get(vm.pid) === vm.startTime) continue;
+      this.reportedMerged.set(vm.pid, vm.startTime);
+      this.emit('vm-merged', figures(vm, decision.at));
     }
   }
 

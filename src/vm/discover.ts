@@ -32,6 +32,8 @@ export interface DiscoverOptions {
   procRoot?: string;
   /** Pids registered through the API: reported even when they are no VMM. */
   pids?: Iterable<number>;
+  /** Processes registered with a name (spawnMerged({ name }), register(pid, { name })): reported under it. */
+  registered?: Iterable<{ pid: number; name?: string | undefined }>;
 }
 
 interface Identity {
@@ -53,8 +55,9 @@ async function identify(procRoot: string, pid: number): Promise<Identity | undef
   return { vmm: classifyVmm(argv, exe), argv, comm: stat.comm, startTime: stat.startTime };
 }
 
-async function describe(procRoot: string, pid: number, id: Identity, registered: boolean): Promise<VmInfo | undefined> {
-  const vmm = id.vmm ?? (registered ? 'registered' : undefined);
+/** registered: undefined when not registered, else the name it was registered under (null: none). */
+async function describe(procRoot: string, pid: number, id: Identity, registered: string | null | undefined): Promise<VmInfo | undefined> {
+  const vmm = id.vmm ?? (registered !== undefined ? 'registered' : undefined);
   if (vmm === undefined) return undefined;
   const [status, ksmStat] = await Promise.all([
     readProcText(procRoot, pid, 'status'),
@@ -64,7 +67,7 @@ async function describe(procRoot: string, pid: number, id: Identity, registered:
   const info: VmInfo = {
     pid,
     vmm,
-    name: id.vmm === undefined ? id.comm : vmName(id.vmm, id.argv, pid),
+    name: registered ?? (id.vmm === undefined ? id.comm : vmName(id.vmm, id.argv, pid)),
     startTime: id.startTime,
     rssBytes: (parseKeyValues(status).VmRSS ?? 0) * 1024,
     ksm: ksmStat === undefined ? null : parseKsmStat(ksmStat),
@@ -99,18 +102,30 @@ export interface VmChanges {
  */
 export class VmWatcher {
   readonly procRoot: string;
-  private readonly registered = new Set<number>();
+  /** Registered pids, with the name they were registered under (null: none). */
+  private readonly registered = new Map<number, string | null>();
   private readonly seen = new Map<number, Seen>();
   private current = new Map<number, VmInfo>();
 
   constructor(options: DiscoverOptions = {}) {
     this.procRoot = options.procRoot ?? DEFAULT_PROC_ROOT;
     for (const pid of options.pids ?? []) this.register(pid);
+    for (const r of options.registered ?? []) this.register(r.pid, r.name);
   }
 
-  register(pid: number): void {
+  register(pid: number, name?: string): void {
     if (!Number.isInteger(pid) || pid <= 0) throw invalidNumber(`register: pid must be a positive whole number`, pid);
-    this.registered.add(pid);
+    this.registered.set(pid, name ?? this.registered.get(pid) ?? null);
+  }
+
+  unregister(pid: number): void {
+    this.registered.delete(pid);
+  }
+
+  /** Replaces the registered pids with these (the registry's list). */
+  setRegistered(registrations: Iterable<{ pid: number; name?: string | undefined }>): void {
+    this.registered.clear();
+    for (const r of registrations) this.registered.set(r.pid, r.name ?? null);
   }
 
   get vms(): VmInfo[] {
@@ -127,7 +142,7 @@ export class VmWatcher {
         : now - seen.firstSeen < RECHECK_MS;
     const alive = new Set(pids);
     for (const pid of this.seen.keys()) if (!alive.has(pid)) this.seen.delete(pid);
-    for (const pid of this.registered) if (!alive.has(pid)) this.registered.delete(pid);
+    for (const pid of this.registered.keys()) if (!alive.has(pid)) this.registered.delete(pid);
 
     const next = new Map<number, VmInfo>();
     await Promise.all(
@@ -140,7 +155,7 @@ export class VmWatcher {
         const id = seen.id;
         if (id === undefined) return;
         if (id.vmm === undefined && !this.registered.has(pid)) return;
-        const info = await describe(this.procRoot, pid, id, this.registered.has(pid));
+        const info = await describe(this.procRoot, pid, id, this.registered.get(pid));
         if (info !== undefined) next.set(pid, info);
       }),
     );
