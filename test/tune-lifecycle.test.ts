@@ -16,7 +16,7 @@ import type { ScanFn } from '../src/tune/schedule.js';
 import type { KsmKnobs } from '../src/tune/types.js';
 import { Registry } from '../src/safety/registry.js';
 import { discoverVms } from '../src/safety/vms.js';
-import { spawnMerged } from '../src/numa/spawn.js';
+import { spawnMerged } from '../src/launch/spawn.js';
 import { ProcTree } from './helpers/proc-tree.js';
 
 /** ksmd as a fake: while run=1 each read is one more full pass, and the VMs' pages merge in two passes. */
