@@ -242,6 +242,25 @@ export class FleetModel {
     return false;
   }
 
+  /**
+   * VMs that hold nearly everything v shares (at least `fraction` of the smaller of the two shared
+   * sets): its siblings from one template. Found through v's rarest contents, so a content every
+   * VM of the fleet holds costs nothing here.
+   */
+  siblings(v: number, fraction: number, rareHolders = 64): number[] {
+    const seen = new Set<number>();
+    for (const x of this.shared[v]) {
+      if (this.holderStart[x + 1] - this.holderStart[x] > rareHolders) continue;
+      for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) if (this.holders[i] !== v) seen.add(this.holders[i]);
+    }
+    const out: number[] = [];
+    for (const u of seen) {
+      const need = fraction * Math.min(this.shared[u].length, this.shared[v].length);
+      if (need > 0 && this.common(u, v) >= need) out.push(u);
+    }
+    return out;
+  }
+
   /** Sampled contents both u and v hold (of those another VM holds too). */
   common(u: number, v: number): number {
     const a = this.shared[u];

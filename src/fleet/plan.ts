@@ -65,67 +65,42 @@ function bytes(e: Estimate, pageSize: number): EstimateBytes {
   return { bytes: e.pages * pageSize, bound_bytes: e.bound * pageSize };
 }
 
-export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}): Plan {
-  const z = options.z ?? DEFAULT_Z;
-  const pageSize = sketches[0]?.pageSize ?? 4096;
-  const model = new FleetModel(sketches);
-  const M = model.modulus;
-  const H = model.hosts.length;
-  const V = model.vms.length;
-  const usedBefore = Float64Array.from(model.used);
-  const countBefore = new Int32Array(H);
-  for (const v of model.vms) countBefore[v.host]++;
-  const overlaps: OverlapRow[] | undefined = options.overlaps
-    ? model.vms.flatMap((vm, v) =>
-        model.hosts.map((host, h) => {
-          const e = estimateFromSample(model.shares(v, h), M, z);
-          return { vm: vm.name, host: host.name, pages: e.pages, bound_pages: e.bound };
-        }),
-      )
-    : undefined;
+/** One way of planning, on its own copy of the fleet model. */
+class Planner {
+  readonly moves: PlannedMove[] = [];
+  totalPages = 0;
+  totalBound = 0;
+  private readonly M: number;
 
-  const minGain = (options.minSavingBytes ?? 0) / pageSize / M;
-  // A step is worth taking when its gain, in sampled values, is clear of the noise: the lower end
-  // of its bound is above zero (and above the minimum asked for).
-  const clear = (d: { plus: number; minus: number }): boolean => {
+  constructor(
+    readonly model: FleetModel,
+    private readonly z: number,
+    private readonly pageSize: number,
+    private readonly minGain: number,
+    private readonly maxMoves: number,
+  ) {
+    this.M = model.modulus;
+  }
+
+  /** A step is worth taking when its gain, in sampled values, is clear of its bound (and of the minimum asked for). */
+  clear(d: { plus: number; minus: number }): boolean {
     const gain = d.plus - d.minus;
-    if (gain <= 0 || gain < minGain) return false;
-    return gain * M > gainFromSamples(d.plus, d.minus, M, z).bound;
-  };
-  const fits = (v: number, h: number, freed = 0): boolean => model.used[h] - freed + model.vms[v].memoryBytes <= model.hosts[h].capacityBytes;
+    if (gain <= 0 || gain < this.minGain) return false;
+    return gain * this.M > gainFromSamples(d.plus, d.minus, this.M, this.z).bound;
+  }
 
-  // Each VM's most promising host (capacity aside), and how much it would gain there.
-  const target = new Int32Array(V).fill(-1);
-  const potential = new Float64Array(V).fill(-Infinity);
-  const stuck = new Uint8Array(V);
-  const rate = (v: number): void => {
-    target[v] = -1;
-    potential[v] = -Infinity;
-    const own = model.own(v);
-    const home = model.vms[v].host;
-    for (let h = 0; h < H; h++) {
-      if (h === home) continue;
-      const g = model.shares(v, h) - own;
-      if (g > potential[v]) {
-        potential[v] = g;
-        target[v] = h;
-      }
-    }
-    // A move that gains nothing alone may gain with a companion (a plateau): kept, ranked last.
-    if (potential[v] < 0 || (potential[v] === 0 && own === 0)) potential[v] = -Infinity;
-  };
-  for (let v = 0; v < V; v++) rate(v);
+  fits(v: number, h: number, freed = 0): boolean {
+    const m = this.model;
+    return m.used[h] - freed + m.vms[v].memoryBytes <= m.hosts[h].capacityBytes;
+  }
 
-  const moves: PlannedMove[] = [];
-  let totalPages = 0;
-  let totalBound = 0;
-  const maxMoves = options.maxMoves ?? 4 * V;
-  const record = (v: number, to: number, swapWith?: number): Set<number> => {
+  record(v: number, to: number, swapWith?: number): Set<number> {
+    const { model, M, z, pageSize } = this;
     const from = model.vms[v].host;
     const d = model.difference(v, to);
     const gain = gainFromSamples(d.plus, d.minus, M, z);
-    moves.push({
-      step: moves.length + 1,
+    this.moves.push({
+      step: this.moves.length + 1,
       vm: model.vms[v].name,
       from: model.hosts[from].name,
       to: model.hosts[to].name,
@@ -136,99 +111,244 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
       shares_at_source: bytes(estimateFromSample(model.own(v), M, z), pageSize),
       ...(swapWith === undefined ? {} : { swap_with: model.vms[swapWith].name }),
     });
-    totalPages += gain.pages;
-    totalBound += gain.bound;
+    this.totalPages += gain.pages;
+    this.totalBound += gain.bound;
     return model.move(v, to);
-  };
+  }
 
-  while (moves.length < maxMoves) {
-    let v = -1;
-    for (let u = 0; u < V; u++) if (stuck[u] === 0 && potential[u] > -Infinity && (v < 0 || potential[u] > potential[v])) v = u;
-    if (v < 0) break;
-    const a = model.vms[v].host;
-    let b = target[v];
-    const changed = new Set<number>();
-    let partner = -1;
-    if (potential[v] === 0) {
-      // Move together with the VM on a that shares most with v, when the pair gains clearly.
-      let p = -1;
-      let most = 0;
-      for (let w = 0; w < V; w++) {
-        if (w === v || model.vms[w].host !== a) continue;
-        const c = model.common(v, w);
-        if (c > most) {
-          most = c;
-          p = w;
-        }
-      }
-      let taken = false;
-      if (p >= 0 && fits(v, b) && model.used[b] + model.vms[v].memoryBytes + model.vms[p].memoryBytes <= model.hosts[b].capacityBytes) {
-        const dv = model.difference(v, b);
-        model.move(v, b);
-        const dp = model.difference(p, b);
-        model.move(v, a);
-        if (clear({ plus: dv.plus + dp.plus, minus: dv.minus + dp.minus })) {
-          for (const u of record(v, b)) changed.add(u);
-          for (const u of record(p, b)) changed.add(u);
-          taken = true;
-        }
-      }
-      if (!taken) {
-        stuck[v] = 1;
-        continue;
-      }
-    } else if (fits(v, b) && !clear(model.difference(v, b))) {
-      stuck[v] = 1;
-      continue;
-    }
-    if (changed.size === 0 && !fits(v, b)) {
-      // Trade places with the VM on b whose swap saves most, if both fit afterwards.
-      let best = 0;
-      for (let w = 0; w < V; w++) {
-        if (model.vms[w].host !== b || !fits(v, b, model.vms[w].memoryBytes) || !fits(w, a, model.vms[v].memoryBytes)) continue;
-        const g = model.shares(v, b) - model.own(v) + model.shares(w, a) - model.own(w) - model.swapLoss(v, w);
-        if (g <= best) continue;
-        const dv = model.difference(v, b, w);
-        const dw = model.difference(w, a, v);
-        if (clear({ plus: dv.plus + dw.plus, minus: dv.minus + dw.minus })) {
-          best = g;
-          partner = w;
-        }
-      }
-      if (partner < 0) {
-        // No swap: the best host with room, if any is worth it.
-        b = -1;
-        let bestG = 0;
-        for (let h = 0; h < H; h++) {
-          if (h === a || !fits(v, h)) continue;
-          const g = model.shares(v, h) - model.own(v);
-          if (g > bestG && clear(model.difference(v, h))) {
-            bestG = g;
-            b = h;
+  /**
+   * Sindelar-style regrouping: VMs that hold nearly the same contents (siblings of one template) are
+   * grouped, each group is given the host that already holds most of it and has room for it all,
+   * and the group's other members migrate there, in an order that keeps every host within capacity.
+   */
+  regroup(fraction = 0.95): void {
+    const { model } = this;
+    const V = model.vms.length;
+    const H = model.hosts.length;
+    const group = new Int32Array(V).fill(-1);
+    const groups: number[][] = [];
+    for (let v = 0; v < V; v++) {
+      if (group[v] >= 0) continue;
+      const g = [v];
+      group[v] = groups.length;
+      for (let i = 0; i < g.length; i++) {
+        for (const u of model.siblings(g[i], fraction)) {
+          if (group[u] < 0) {
+            group[u] = groups.length;
+            g.push(u);
           }
         }
-        if (b < 0) {
+      }
+      groups.push(g);
+    }
+    // Target hosts, largest groups first; a host's target load starts from what stays on it.
+    const planned = new Float64Array(H);
+    const targetOf = new Int32Array(V).fill(-1);
+    const order = groups.map((g, i) => i).filter((i) => groups[i].length > 1);
+    const memOf = (g: number[]): number => g.reduce((a, v) => a + model.vms[v].memoryBytes, 0);
+    order.sort((a, b) => memOf(groups[b]) - memOf(groups[a]));
+    // Singletons stay where they are.
+    for (const g of groups) if (g.length === 1) planned[model.vms[g[0]].host] += model.vms[g[0]].memoryBytes;
+    for (const gi of order) {
+      const g = groups[gi];
+      const mem = memOf(g);
+      const here = new Float64Array(H);
+      for (const v of g) here[model.vms[v].host] += model.vms[v].memoryBytes;
+      let best = -1;
+      for (let h = 0; h < H; h++) {
+        if (planned[h] + mem > model.hosts[h].capacityBytes) continue;
+        if (best < 0 || here[h] > here[best] || (here[h] === here[best] && planned[h] < planned[best])) best = h;
+      }
+      if (best < 0) {
+        // No host takes the whole group: its members stay.
+        for (const v of g) planned[model.vms[v].host] += model.vms[v].memoryBytes;
+        continue;
+      }
+      planned[best] += mem;
+      for (const v of g) targetOf[v] = best;
+    }
+    // Migrate in an order that keeps capacity: any pending move whose target has room now.
+    const pending = new Set<number>();
+    for (let v = 0; v < V; v++) if (targetOf[v] >= 0 && targetOf[v] !== model.vms[v].host) pending.add(v);
+    while (pending.size > 0 && this.moves.length < this.maxMoves) {
+      let next = -1;
+      for (const v of pending) {
+        if (this.fits(v, targetOf[v])) {
+          next = v;
+          break;
+        }
+      }
+      if (next >= 0) {
+        pending.delete(next);
+        this.record(next, targetOf[next]);
+        continue;
+      }
+      // Every pending target is full: park a VM that has to leave one of them on any host with
+      // room (it migrates twice), which frees room for the VM waiting there.
+      let parked = false;
+      for (const v of pending) {
+        const t = targetOf[v];
+        for (const w of pending) {
+          if (model.vms[w].host !== t) continue;
+          for (let h = 0; h < H && !parked; h++) {
+            if (h !== t && this.fits(w, h)) {
+              this.record(w, h);
+              parked = true;
+            }
+          }
+          if (parked) break;
+        }
+        if (parked) break;
+      }
+      if (!parked) break; // the local search takes over
+    }
+  }
+
+  /** The local search (see the header): moves, swaps and plateau pairs, until nothing clear is left. */
+  search(): void {
+    const { model } = this;
+    const H = model.hosts.length;
+    const V = model.vms.length;
+    const target = new Int32Array(V).fill(-1);
+    const potential = new Float64Array(V).fill(-Infinity);
+    const stuck = new Uint8Array(V);
+    const rate = (v: number): void => {
+      target[v] = -1;
+      potential[v] = -Infinity;
+      const own = model.own(v);
+      const home = model.vms[v].host;
+      for (let h = 0; h < H; h++) {
+        if (h === home) continue;
+        const g = model.shares(v, h) - own;
+        if (g > potential[v]) {
+          potential[v] = g;
+          target[v] = h;
+        }
+      }
+      // A move that gains nothing alone may gain with a companion (a plateau): kept, ranked last.
+      if (potential[v] < 0 || (potential[v] === 0 && own === 0)) potential[v] = -Infinity;
+    };
+    for (let v = 0; v < V; v++) rate(v);
+    while (this.moves.length < this.maxMoves) {
+      let v = -1;
+      for (let u = 0; u < V; u++) if (stuck[u] === 0 && potential[u] > -Infinity && (v < 0 || potential[u] > potential[v])) v = u;
+      if (v < 0) break;
+      const a = model.vms[v].host;
+      let b = target[v];
+      const changed = new Set<number>();
+      let partner = -1;
+      if (potential[v] === 0) {
+        // Move together with the VM on a that shares most with v, when the pair gains clearly.
+        let p = -1;
+        let most = 0;
+        for (let w = 0; w < V; w++) {
+          if (w === v || model.vms[w].host !== a) continue;
+          const c = model.common(v, w);
+          if (c > most) {
+            most = c;
+            p = w;
+          }
+        }
+        let taken = false;
+        if (p >= 0 && this.moves.length + 2 <= this.maxMoves && model.used[b] + model.vms[v].memoryBytes + model.vms[p].memoryBytes <= model.hosts[b].capacityBytes) {
+          const dv = model.difference(v, b);
+          model.move(v, b);
+          const dp = model.difference(p, b);
+          model.move(v, a);
+          if (this.clear({ plus: dv.plus + dp.plus, minus: dv.minus + dp.minus })) {
+            for (const u of this.record(v, b)) changed.add(u);
+            for (const u of this.record(p, b)) changed.add(u);
+            taken = true;
+          }
+        }
+        if (!taken) {
           stuck[v] = 1;
           continue;
         }
+      } else if (this.fits(v, b) && !this.clear(model.difference(v, b))) {
+        stuck[v] = 1;
+        continue;
       }
-    }
-    if (changed.size === 0) {
-      if (moves.length + (partner >= 0 ? 2 : 1) > maxMoves) break;
-      for (const u of record(v, b, partner >= 0 ? partner : undefined)) changed.add(u);
-      if (partner >= 0) for (const u of record(partner, a, v)) changed.add(u);
-    }
-    // Rows changed for some VMs; room changed on a and b for everyone: unstick and rate again.
-    for (let u = 0; u < V; u++) {
-      const h = model.vms[u].host;
-      if (changed.has(u) || h === a || h === b || target[u] === a || target[u] === b) {
-        stuck[u] = 0;
-        rate(u);
-      } else if (stuck[u] === 1) {
-        stuck[u] = 0;
+      if (changed.size === 0 && !this.fits(v, b)) {
+        // Trade places with the VM on b whose swap saves most, if both fit afterwards.
+        let best = 0;
+        for (let w = 0; w < V; w++) {
+          if (model.vms[w].host !== b || !this.fits(v, b, model.vms[w].memoryBytes) || !this.fits(w, a, model.vms[v].memoryBytes)) continue;
+          const g = model.shares(v, b) - model.own(v) + model.shares(w, a) - model.own(w) - model.swapLoss(v, w);
+          if (g <= best) continue;
+          const dv = model.difference(v, b, w);
+          const dw = model.difference(w, a, v);
+          if (this.clear({ plus: dv.plus + dw.plus, minus: dv.minus + dw.minus })) {
+            best = g;
+            partner = w;
+          }
+        }
+        if (partner < 0) {
+          // No swap: the best host with room, if any is worth it.
+          b = -1;
+          let bestG = 0;
+          for (let h = 0; h < H; h++) {
+            if (h === a || !this.fits(v, h)) continue;
+            const g = model.shares(v, h) - model.own(v);
+            if (g > bestG && this.clear(model.difference(v, h))) {
+              bestG = g;
+              b = h;
+            }
+          }
+          if (b < 0) {
+            stuck[v] = 1;
+            continue;
+          }
+        }
+      }
+      if (changed.size === 0) {
+        if (this.moves.length + (partner >= 0 ? 2 : 1) > this.maxMoves) break;
+        for (const u of this.record(v, b, partner >= 0 ? partner : undefined)) changed.add(u);
+        if (partner >= 0) for (const u of this.record(partner, a, v)) changed.add(u);
+      }
+      // Rows changed for some VMs; room changed on a and b for everyone: unstick and rate again.
+      for (let u = 0; u < V; u++) {
+        const h = model.vms[u].host;
+        if (changed.has(u) || h === a || h === b || target[u] === a || target[u] === b) {
+          stuck[u] = 0;
+          rate(u);
+        } else if (stuck[u] === 1) {
+          stuck[u] = 0;
+        }
       }
     }
   }
+}
+
+export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}): Plan {
+  const z = options.z ?? DEFAULT_Z;
+  const pageSize = sketches[0]?.pageSize ?? 4096;
+  const minGain = (options.minSavingBytes ?? 0) / pageSize;
+  const first = new FleetModel(sketches);
+  const M = first.modulus;
+  const maxMoves = options.maxMoves ?? 4 * first.vms.length;
+  const H = first.hosts.length;
+  const V = first.vms.length;
+  const usedBefore = Float64Array.from(first.used);
+  const countBefore = new Int32Array(H);
+  for (const v of first.vms) countBefore[v.host]++;
+  const overlaps: OverlapRow[] | undefined = options.overlaps
+    ? first.vms.flatMap((vm, v) =>
+        first.hosts.map((host, h) => {
+          const e = estimateFromSample(first.shares(v, h), M, z);
+          return { vm: vm.name, host: host.name, pages: e.pages, bound_pages: e.bound };
+        }),
+      )
+    : undefined;
+  // Two plans, kept the one expected to save more: the local search alone (Memory Buddies), and
+  // regrouping template siblings first, polished by the local search (Sindelar).
+  const alone = new Planner(first, z, pageSize, minGain / M, maxMoves);
+  alone.search();
+  const grouped = new Planner(new FleetModel(sketches), z, pageSize, minGain / M, maxMoves);
+  grouped.regroup();
+  grouped.search();
+  const best = grouped.totalPages > alone.totalPages ? grouped : alone;
+  const model = best.model;
   const countAfter = new Int32Array(H);
   for (const v of model.vms) countAfter[v.host]++;
   return {
@@ -243,9 +363,9 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
       vms_after: countAfter[i],
     })),
     vms: V,
-    moves,
-    expected_saving_bytes: totalPages * pageSize,
-    bound_bytes: totalBound * pageSize,
+    moves: best.moves,
+    expected_saving_bytes: best.totalPages * pageSize,
+    bound_bytes: best.totalBound * pageSize,
     ...(overlaps === undefined ? {} : { overlaps }),
   };
 }
