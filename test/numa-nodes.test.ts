@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processMergingByNode, ksmPagesByNode, PAGE_SIZE } from '../src/index.js';
+import { requireRoot } from './helpers/root.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -212,7 +213,8 @@ test('pagefuse numa prints a table with the warning, and refuses unknown options
   assert.match(help.stdout, /^usage: pagefuse numa/);
 });
 
-test('pagefuse numa on this host agrees with numaTopology()', () => {
+test('pagefuse numa on this host agrees with numaTopology()', (t) => {
+  if (!requireRoot(t, 'reads /proc/kpageflags for KSM pages per node')) return;
   const r = cli('numa', '--json');
   assert.equal(r.status, 0, r.stderr);
   const json = JSON.parse(r.stdout);

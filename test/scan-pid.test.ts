@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { scan } from '../src/index.js';
 import { Workload } from '../src/workload/workload.js';
 import { holdKsmLockForFile } from './helpers/hold-lock.js';
+import { requireRoot } from './helpers/root.js';
 
 holdKsmLockForFile(); // the workload children hold mergeable memory
 
@@ -71,7 +72,8 @@ test('a process that exits during its scan ends that target cleanly', async () =
   await assert.rejects(scan({ pid }), { code: 'ESRCH' });
 });
 
-test('reading another user\'s process without the rights is a clear EPERM', async () => {
+test('reading another user\'s process without the rights is a clear EPERM', async (t) => {
+  if (!requireRoot(t, 'starts a child as uid 65534 to read a process it does not own')) return;
   // A child running as nobody scans this (root-owned) process.
   const script = `
     import { scan } from ${JSON.stringify(fileURLToPath(new URL('../src/index.ts', import.meta.url)))};
@@ -96,7 +98,8 @@ test('reading another user\'s process without the rights is a clear EPERM', asyn
   assert.match(res.message, /not allowed to read the memory of process \d+: run as root/);
 });
 
-test('zero pages inside transparent huge pages are told apart (root: kpageflags) and left out of the estimate', async () => {
+test('zero pages inside transparent huge pages are told apart (root: kpageflags) and left out of the estimate', async (t) => {
+  if (!requireRoot(t, 'reads /proc/kpageflags to tell huge pages apart')) return;
   const w = await Workload.start({ processes: 1, imagePages: 0, zeroPages: 4096, hugepages: 'always', seed: 12 }); // 16 MiB
   try {
     const r = await scan({ pid: w.pids[0] }, { useZeroPages: true });

@@ -13,6 +13,7 @@ import { PAGE_SIZE, Registry, mergeAcrossNodesWarning, numaTopology, parseKsmSta
 import { mergeAndWait, withKsm } from './helpers/ksm.js';
 import { REPO } from './helpers/cli.js';
 import { readyPid, stopChildren } from './helpers/children.js';
+import { requireRoot } from './helpers/root.js';
 
 const TWO_NODES = fileURLToPath(new URL('./fixtures/sysfs-2node', import.meta.url));
 const FILL = fileURLToPath(new URL('./fixtures/fill-pages.mjs', import.meta.url));
@@ -160,7 +161,8 @@ test('two nodes with merge_across_nodes=1: status warns (human and JSON), per-no
   assert.equal('nodes' in single, false);
 });
 
-test('without root: per-node data null with the reason, counters still there', () => {
+test('without root: per-node data null with the reason, counters still there', (t) => {
+  if (!requireRoot(t, 'runs the CLI as uid 65534')) return;
   const proc = fakeProc();
   const stateDir = tempDir('pagefuse-status-state-');
   new Registry({ stateDir, procRoot: proc }).add({ pid: PID, name: 'vm-a', merge: false, via: 'register' });
