@@ -29,20 +29,51 @@ function clockAndScan(costMsPerTarget: number, volatileOf: (pid: number) => numb
   return { scan, calls, now: () => now, advance: (ms: number) => (now += ms) };
 }
 
-test('new VMs are scanned at once, most promising first; the estimate covers the VMs alive now', async () => {
+/** A scheduler that has scanned VM 1 (100 MiB) and VM 2 (400 MiB) once, 10 ms each. */
+async function scannedTwo() {
   const c = clockAndScan(10);
   const s = new ScanScheduler({ scan: c.scan, scanCpuBudget: 0.05, pageSize: PAGE, now: c.now });
   const a = vm(1, 100);
   const b = vm(2, 400);
-  assert.equal(s.estimate([a, b]), null);
-  assert.deepEqual(s.due([a, b]).map((v) => v.pid), [2, 1], 'both new: the larger first');
   await s.run([b, a]);
+  return { s, a, b };
+}
+
+test('before any scan there is no estimate', () => {
+  const c = clockAndScan(10);
+  const s = new ScanScheduler({ scan: c.scan, scanCpuBudget: 0.05, pageSize: PAGE, now: c.now });
+  assert.equal(s.estimate([vm(1, 100)]), null);
+});
+
+test('new VMs are due at once, the larger first', () => {
+  const c = clockAndScan(10);
+  const s = new ScanScheduler({ scan: c.scan, scanCpuBudget: 0.05, pageSize: PAGE, now: c.now });
+  assert.deepEqual(s.due([vm(1, 100), vm(2, 400)]).map((v) => v.pid), [2, 1]);
+});
+
+test('the estimate adds up what the scans of the VMs alive now found', async () => {
+  const { s, a, b } = await scannedTwo();
   assert.deepEqual(s.estimate([a, b]), { at: 20, savedPages: 800, mergingPages: 1000, pages: 2000, volatility: 0, complete: true });
-  assert.deepEqual(s.due([a, b]), [], 'nothing due right after a scan');
-  const n = vm(3, 50);
-  assert.deepEqual(s.due([a, b, n]).map((v) => v.pid)[0], 3, 'a new VM comes first');
-  assert.equal(s.estimate([a, b, n])?.complete, false);
-  s.prune([a, n]);
+});
+
+test('nothing is due right after a scan', async () => {
+  const { s, a, b } = await scannedTwo();
+  assert.deepEqual(s.due([a, b]), []);
+});
+
+test('a new VM is due before the ones already scanned', async () => {
+  const { s, a, b } = await scannedTwo();
+  assert.equal(s.due([a, b, vm(3, 50)]).map((v) => v.pid)[0], 3);
+});
+
+test('an estimate that misses a VM alive now is marked incomplete', async () => {
+  const { s, a, b } = await scannedTwo();
+  assert.equal(s.estimate([a, b, vm(3, 50)])?.complete, false);
+});
+
+test('prune forgets the VMs that are gone', async () => {
+  const { s, a } = await scannedTwo();
+  s.prune([a, vm(3, 50)]);
   assert.deepEqual([...s.records.keys()], [1]);
 });
 
@@ -60,22 +91,45 @@ test('the scan budget: a burst, then rounds spaced so scan time stays within sca
   assert.equal(s.due([a]).length, 1, '1 s of budget back after 10 s more at 0.1 CPU');
 });
 
-test('priority grows with age, size, disagreement with merged pages and volatility; requested pids are due at once', async () => {
+/** Four VMs scanned twice, 5 s ago: small; big; vol (60 % of its pages change); disagree (no merged pages). */
+async function fourScanned() {
   const c = clockAndScan(1, (pid) => (pid === 3 ? 600 : 0));
   const s = new ScanScheduler({ scan: c.scan, scanCpuBudget: 1, pageSize: PAGE, now: c.now });
-  const small = vm(1, 10, 500);
-  const big = vm(2, 1000, 500);
-  const vol = vm(3, 10, 500);
-  const disagree = vm(4, 10, 0);
-  await s.run([small, big, vol, disagree]);
-  await s.run([small, big, vol, disagree]);
+  const v = { small: vm(1, 10, 500), big: vm(2, 1000, 500), vol: vm(3, 10, 500), disagree: vm(4, 10, 0) };
+  await s.run(Object.values(v));
+  await s.run(Object.values(v));
   c.advance(5000);
-  const p = (v: VmInfo) => s.priority(v);
-  assert.ok(p(big) > p(small), 'larger');
-  assert.ok(p(vol) > p(small), 'volatile');
-  assert.ok(p(disagree) > p(small), 'estimate and merged pages disagree');
-  assert.equal(s.records.get(3)?.volatility, 0.3, 'first scan: unknown (0); second: 0.5·0 + 0.5·0.6 changed');
-  assert.deepEqual(s.due([small, big], []), [], 'not stale yet');
+  return { s, ...v };
+}
+
+test('a larger VM has the higher priority', async () => {
+  const { s, small, big } = await fourScanned();
+  assert.ok(s.priority(big) > s.priority(small));
+});
+
+test('a volatile VM has the higher priority', async () => {
+  const { s, small, vol } = await fourScanned();
+  assert.ok(s.priority(vol) > s.priority(small));
+});
+
+test('a VM whose estimate and merged pages disagree has the higher priority', async () => {
+  const { s, small, disagree } = await fourScanned();
+  assert.ok(s.priority(disagree) > s.priority(small));
+});
+
+test("volatility is an average of the share of changed pages over a VM's scans", async () => {
+  const { s } = await fourScanned();
+  // First scan: unknown (0); second: 0.5 · 0 + 0.5 · 0.6 changed.
+  assert.equal(s.records.get(3)?.volatility, 0.3);
+});
+
+test('a VM scanned 5 s ago is not due yet', async () => {
+  const { s, small, big } = await fourScanned();
+  assert.deepEqual(s.due([small, big], []), []);
+});
+
+test('a pid asked for is due at once, with the other VMs due in priority order', async () => {
+  const { s, small, big } = await fourScanned();
   assert.deepEqual(s.due([small, big], [1]).map((v) => v.pid), [2, 1]);
 });
 
@@ -86,13 +140,13 @@ test('on a huge host a round covers the most promising VMs up to maxRoundPages',
   assert.deepEqual(s.due(vms).map((v) => v.pid), [1]);
 });
 
-test('steady VMs are rescanned less and less often (15 s, 30 s, 60 s … up to 240 s); a change resets the pace', async () => {
-  let merging = 500;
+/** A scheduler over one VM whose scans find `merging()` merging pages, scanned whenever due, 7 times. */
+async function steadyScans(merging: () => number) {
   let now = 0;
   const scan: ScanFn = async (targets) => ({
     pages: 1000,
     estimatedSavedBytes: 400 * PAGE,
-    targets: targets.map((t) => ({ pid: (t as { pid: number }).pid, pages: 1000, mergingPages: merging })),
+    targets: targets.map((t) => ({ pid: (t as { pid: number }).pid, pages: 1000, mergingPages: merging() })),
   });
   const s = new ScanScheduler({ scan, scanCpuBudget: 1, pageSize: PAGE, now: () => now });
   const a = vm(1, 4);
@@ -104,9 +158,19 @@ test('steady VMs are rescanned less and less often (15 s, 30 s, 60 s … up to 2
     last = now;
     await s.run([a]);
   }
+  return { s, a, waits, advance: (ms: number) => (now += ms) };
+}
+
+test('a steady VM is rescanned less and less often: 15 s, 30 s, 60 s … up to 240 s', async () => {
+  const { waits } = await steadyScans(() => 500);
   assert.deepEqual(waits, [0, 15, 30, 60, 120, 240, 240]);
+});
+
+test('a scan that finds something else resets the pace', async () => {
+  let merging = 500;
+  const { s, a, advance } = await steadyScans(() => merging);
   merging = 900;
-  now += 240_000;
+  advance(240_000);
   await s.run([a]);
   assert.equal(s.records.get(1)?.steadyScans, 0);
 });
