@@ -74,18 +74,27 @@ test('ksmtuned: stop when memory is ample, start with decay to the minimum, boos
   assert.equal(step(big, 2 * GiB_KiB).decision.knobs.pages_to_scan, 1250);
 });
 
-test('ksmtuned: sleep scales with MemTotal once, thres floors at KSM_THRES_CONST, free counts Buffers and Cached', () => {
+const firstKsmtuned = (memTotalKiB: number, over: Over = {}, s = KSMTUNED_DEFAULTS) =>
+  ksmtuned(obs({ ...over, memory: { memTotal: memTotalKiB * KiB, ...over.memory } }), initialKsmtunedState(), s);
+
+test("ksmtuned: sleep is KSM_SLEEP_MSEC scaled by 16 GiB / MemTotal, floored at 10 ms", () => {
+  assert.equal(firstKsmtuned(8 * GiB_KiB).nextState.sleep, 20);
+  assert.equal(firstKsmtuned(4 * GiB_KiB).nextState.sleep, 40);
+  assert.equal(firstKsmtuned(64 * GiB_KiB).nextState.sleep, 10);
+  assert.equal(firstKsmtuned(64 * GiB_KiB, {}, { ...KSMTUNED_DEFAULTS, KSM_SLEEP_MSEC: 100 }).nextState.sleep, 25);
+});
+
+test('ksmtuned: thres floors at KSM_THRES_CONST', () => {
+  assert.equal(firstKsmtuned(8000, { memory: { memFree: 1000 * KiB } }).nextState.thres, 2048);
+});
+
+test('ksmtuned: sleep and thres are computed once, from the first MemTotal', () => {
+  const st = firstKsmtuned(8 * GiB_KiB).nextState;
+  assert.equal(ksmtuned(obs({ memory: { memTotal: 64 * GiB_KiB * KiB } }), st, KSMTUNED_DEFAULTS).nextState.sleep, 20);
+});
+
+test('ksmtuned: free memory counts Buffers and Cached', () => {
   const s = KSMTUNED_DEFAULTS;
-  const first = (memTotalKiB: number, over: Over = {}) =>
-    ksmtuned(obs({ ...over, memory: { memTotal: memTotalKiB * KiB, ...over.memory } }), initialKsmtunedState(), s);
-  assert.equal(first(8 * GiB_KiB).nextState.sleep, 20);
-  assert.equal(first(4 * GiB_KiB).nextState.sleep, 40);
-  assert.equal(first(64 * GiB_KiB).nextState.sleep, 10, 'floored at 10 ms');
-  assert.equal(ksmtuned(obs({ memory: { memTotal: 64 * GiB_KiB * KiB } }), initialKsmtunedState(), { ...s, KSM_SLEEP_MSEC: 100 }).nextState.sleep, 25);
-  assert.equal(first(8000, { memory: { memFree: 1000 * KiB } }).nextState.thres, 2048);
-  // Computed once: a later observation with another MemTotal keeps them.
-  const st = first(8 * GiB_KiB).nextState;
-  assert.equal(ksmtuned(obs({ memory: { memTotal: 64 * GiB_KiB * KiB } }), st, s).nextState.sleep, 20);
   // free = MemFree + Buffers + Cached: 1 + 1 + 2 GiB is above thres (3.2 GiB) → decay, not boost.
   const r = ksmtuned(obs({ vms: [vm(1, 'qemu', 15 * GiB_KiB)], memory: { memFree: GiB_KiB * KiB, buffers: GiB_KiB * KiB, cached: 2 * GiB_KiB * KiB } }), initialKsmtunedState(), s);
   assert.match(r.reasons.join('\n'), /4194304 > 3355443, decay/);
@@ -104,22 +113,31 @@ const CFG: AdaptiveConfig = { cpuBudget: 0.25, minSavingsBytes: 64 * 1024 * 1024
 const VMS = [vm(1, 'qemu', 512 * 1024), vm(2, 'qemu', 512 * 1024)];
 const est = (savedMiB: number, at = 0) => ({ at, savedPages: savedMiB * MiB_PAGES, mergingPages: 2 * savedMiB * MiB_PAGES, pages: 1024 * MiB_PAGES, volatility: 0, complete: true });
 
-test('adaptive: no VMs or no estimate yet keeps ksmd stopped and asks for scans; little to save keeps it stopped', () => {
-  let r = adaptive(obs(), initialAdaptiveState(), CFG);
+test('adaptive: with no VMs and memory not tight, ksmd stays stopped', () => {
+  const r = adaptive(obs(), initialAdaptiveState(), CFG);
   assert.deepEqual([r.decision.knobs, r.reasons.at(-1)], [{ run: 0 }, 'no VMs (nor registered processes) found and memory is not tight: ksmd stays stopped']);
-  r = adaptive(obs({ vms: VMS }), initialAdaptiveState(), CFG);
+});
+
+test('adaptive: without an estimate, ksmd stays stopped and every VM is to be scanned', () => {
+  const r = adaptive(obs({ vms: VMS }), initialAdaptiveState(), CFG);
   assert.deepEqual([r.decision.knobs, r.decision.rescan], [{ run: 0 }, [1, 2]]);
   assert.equal(r.reasons.at(-1), 'no scan estimate yet: scan first, merge second');
-  r = adaptive(obs({ vms: VMS, estimate: est(10) }), initialAdaptiveState(), CFG);
+});
+
+test('adaptive: with little to save and memory not tight, ksmd stays stopped', () => {
+  const r = adaptive(obs({ vms: VMS, estimate: est(10) }), initialAdaptiveState(), CFG);
   assert.deepEqual(r.decision.knobs, { run: 0 });
   assert.match(r.reasons.at(-1)!, /little to save \(< 64 MiB\) and memory is not tight/);
 });
 
-test('adaptive: tight memory (MemAvailable or PSI) runs ksmd even without an estimate or with a small one', () => {
-  let r = adaptive(obs({ vms: VMS, memory: { memAvailable: GiB_KiB * KiB } }), initialAdaptiveState(), CFG);
+test('adaptive: little MemAvailable runs ksmd even before any estimate', () => {
+  const r = adaptive(obs({ vms: VMS, memory: { memAvailable: GiB_KiB * KiB } }), initialAdaptiveState(), CFG);
   assert.equal(r.decision.knobs.run, 1);
   assert.match(r.reasons[0], /MemAvailable is 6\.3% of MemTotal \(< 20%\); no scan estimate yet, so merge anyway/);
-  r = adaptive(obs({ vms: VMS, estimate: est(10), pressure: { someAvg10: 12.5, fullAvg10: 1 } }), initialAdaptiveState(), CFG);
+});
+
+test('adaptive: memory pressure (PSI) runs ksmd even with little to save', () => {
+  const r = adaptive(obs({ vms: VMS, estimate: est(10), pressure: { someAvg10: 12.5, fullAvg10: 1 } }), initialAdaptiveState(), CFG);
   assert.equal(r.decision.knobs.run, 1);
   assert.ok(r.reasons.some((x) => x === 'memory pressure some avg10=12.50 (>= 10)'));
 });
