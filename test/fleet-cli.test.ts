@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from './helpers/cli.js';
+
+test('plan without a host source is a usage error on one line', () => {
+  const r = runCli(['plan']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr, 'pagefuse plan: give exactly one of --hosts FILE or --http-sd URL|FILE\n');
+});
+
+test('serve refuses to publish sketches to anyone who asks (a key without token or client CA)', () => {
+  const r = runCli(['serve', '--fleet-key', '/nonexistent']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr, 'pagefuse serve: --fleet-key needs --fleet-token FILE or --tls-client-ca FILE: sketches are never served to anyone who asks\n');
+});
+
+test('serve refuses a fleet key file that others can read', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
+  try {
+    const key = join(dir, 'key');
+    const token = join(dir, 'token');
+    writeFileSync(key, 'a-fleet-key-of-enough-bytes-0123\n', { mode: 0o644 });
+    writeFileSync(token, 'a-token-of-enough-bytes-0123\n', { mode: 0o600 });
+    const r = runCli(['serve', '--listen', '127.0.0.1:0', '--fleet-key', key, '--fleet-token', token]);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `pagefuse serve: the fleet key ${key} is readable or writable by group or others (mode 644); run 'chmod 600 ${key}'\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('plan with a host list that names no reachable host fails with one line per host and a summary', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
+  try {
+    const list = join(dir, 'hosts');
+    writeFileSync(list, '# nothing listens on port 9 here\n127.0.0.1:9\n');
+    const r = runCli(['plan', '--hosts', list, '--timeout', '2000']);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, 'pagefuse plan: host "127.0.0.1:9" left out: connect ECONNREFUSED 127.0.0.1:9\npagefuse plan: no host answered with a usable sketch (1 asked)\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
