@@ -127,17 +127,25 @@ test('every KSM page of the host per node, from kpageflags over each node’s bl
   ]);
 });
 
-test('hidden frame numbers, a missing process and a kernel without memory blocks are clear errors', async () => {
-  const sysfsRoot = fixture('sysfs-2node');
-  await assert.rejects(processMergingByNode(77, { procRoot: proc, sysfsRoot }), {
+test('hidden frame numbers (not root) are EPERM naming pagemap', async () => {
+  await assert.rejects(processMergingByNode(77, { procRoot: proc, sysfsRoot: fixture('sysfs-2node') }), {
     code: 'EPERM',
     message: /needs root .*pagemap/,
   });
-  await assert.rejects(processMergingByNode(99999, { procRoot: proc, sysfsRoot }), {
+});
+
+test('per-node pages of a process that does not exist are ESRCH', async () => {
+  await assert.rejects(processMergingByNode(99999, { procRoot: proc, sysfsRoot: fixture('sysfs-2node') }), {
     code: 'ESRCH',
     message: /process 99999 does not exist/,
   });
-  await assert.rejects(processMergingByNode(0, { procRoot: proc, sysfsRoot }), { name: 'RangeError' });
+});
+
+test('per-node pages of pid 0 are a RangeError', async () => {
+  await assert.rejects(processMergingByNode(0, { procRoot: proc, sysfsRoot: fixture('sysfs-2node') }), { name: 'RangeError' });
+});
+
+test('a kernel without memory blocks in sysfs is ENOTSUP naming block_size_bytes', async () => {
   const bare = mkdtempSync(join(tmpdir(), 'pagefuse-fake-sys-'));
   mkdirSync(join(bare, 'devices/system/node/node0'), { recursive: true });
   try {
