@@ -4,6 +4,7 @@
 // Each trial starts the built CLI (`node dist/cli/bin.js top --interval 5`, which only reads), sends
 // SIGUSR1 after a random delay from 0 to MAX_MS, and sorts the outcome: killed (before Node installs its
 // own handler), inspector (Node's handler ran: the window), or ignored (pagefuse's first line had run).
+// It waits 1.5 s for the inspector to say so: on a loaded machine the inspector thread takes its time.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,7 +24,7 @@ async function trial(delayMs: number): Promise<Outcome> {
   const start = process.hrtime.bigint();
   while (Number(process.hrtime.bigint() - start) / 1e6 < delayMs) await sleep(0);
   child.kill('SIGUSR1');
-  const signal = await Promise.race([exited, sleep(400).then(() => undefined)]);
+  const signal = await Promise.race([exited, sleep(1500).then(() => undefined)]);
   if (signal === undefined) child.kill('SIGKILL');
   await exited;
   if (signal === 'SIGUSR1') return 'killed';

@@ -7,8 +7,24 @@
 // and how to close it on Node >= 22.14 (--disable-sigusr1).
 process.on('SIGUSR1', () => {});
 
+// A closed stdout (`pagefuse audit | head -1`) ends the command quietly with 141, what a shell reports for a
+// command killed by SIGPIPE (Node ignores SIGPIPE, so writes fail with EPIPE instead). A command that holds
+// host state and stops on SIGTERM (tune puts the knobs back, serve closes its socket) stops that way first.
+const EXIT_PIPE = 141;
+let pipeClosed = false;
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  if (pipeClosed) return;
+  pipeClosed = true;
+  if (process.listenerCount('SIGTERM') > 0) process.emit('SIGTERM', 'SIGTERM');
+  else process.exit(EXIT_PIPE);
+});
+process.stderr.on('error', () => {}); // nowhere left to say anything
+
 const { main } = await import('./main.js');
+const code = await main(process.argv.slice(2));
+await new Promise((resolve) => setImmediate(resolve)); // a failed last write reports its EPIPE first
 // Exit here rather than let the event loop drain: while Node tears the loop down it closes the signal
 // handles and SIGUSR1 falls back to its default action, so a signal in those last moments killed a command
 // that had finished well. Writes to stdout and stderr are synchronous on Linux (files, pipes and terminals).
-process.exit(await main(process.argv.slice(2)));
+process.exit(pipeClosed ? EXIT_PIPE : code);
