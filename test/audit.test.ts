@@ -63,7 +63,7 @@ test('audit finds exposure, two tenants, a stray merge-any process and ksmtuned,
       const before = await counters();
       const r = runCli(['audit', '--json', '--fail-on', 'warning'], { env });
       const after = await counters();
-      assert.equal(r.status, 1, r.stderr);
+      assert.equal(r.status, 3, r.stderr);
       const out = JSON.parse(r.stdout) as AuditJson;
       assert.deepEqual(before, after);
       assert.equal(out.exposure_bytes, (before.sharing + before.zero) * PAGE_SIZE);
@@ -87,7 +87,7 @@ test('audit finds exposure, two tenants, a stray merge-any process and ksmtuned,
 
       // Under zero-only isolation, content merging anywhere is critical.
       const zero = runCli(['audit', '--json'], { env: { ...env, PAGEFUSE_ISOLATION: 'zero-only' } });
-      assert.equal(zero.status, 1);
+      assert.equal(zero.status, 3);
       const zeroFindings = (JSON.parse(zero.stdout) as AuditJson).findings;
       assert.match(zeroFindings.find((f) => f.id === 'zero-only-violated' && f.severity === 'critical')!.message, new RegExp(`processes are mergeable \\(pid .*\\b${stray}\\b`));
       assert.equal(zeroFindings.find((f) => f.id === 'multiple-tenants')?.severity, 'critical');
@@ -177,4 +177,18 @@ test('audit refuses bad flags with one line and exit 2', () => {
   const u = runCli(['audit', '--bogus']);
   assert.equal(u.status, 2);
   assert.equal(u.stderr.split('\n').length, 2);
+});
+
+test('audit exits 3 when a finding is at or above --fail-on', () => {
+  // No KSM under the given sysfs root: one info finding (ksm-absent).
+  const r = runCli(['audit', '--fail-on', 'info'], { env: { PAGEFUSE_KSM_SYSFS: join(tmpdir(), 'pagefuse-no-ksm-here') } });
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(r.stdout, /^INFO {5}ksm-absent: /m);
+});
+
+test('audit exits 1, not 3, when it cannot read the host', () => {
+  const r = runCli(['audit', '--fail-on', 'info'], { env: { PAGEFUSE_PROC: join(tmpdir(), 'pagefuse-no-proc-here') } });
+  assert.equal(r.status, 1);
+  assert.equal(r.stdout, '');
+  assert.match(r.stderr, /^pagefuse audit: cannot read .*meminfo\n$/);
 });

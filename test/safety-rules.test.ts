@@ -91,7 +91,7 @@ test('audit: several tenants mergeable at once, NUMA, ksmtuned, QEMU mem-merge a
   ]);
   assert.match(r.findings.find((f) => f.id === 'multiple-tenants')!.message, /acme \(pid 10\); globex \(pid 11\)/);
   assert.match(r.findings.find((f) => f.id === 'unregistered-merge-any')!.message, /12 \(node\)/);
-  assert.equal(auditExitCode(r, 'warning'), 1);
+  assert.equal(auditExitCode(r, 'warning'), 3);
   assert.equal(auditExitCode(r, 'critical'), 0);
   assert.equal(qemuMemMergeOn(['qemu-system-x86_64', '-machine', 'pc,mem-merge=off']), false);
 });

@@ -17,7 +17,8 @@ Reports the risks of running KSM on this host, each with a severity:
   qemu-mem-merge          QEMU guests merged because mem-merge is on by default
   unregistered-merge-any  processes merging all their memory that pagefuse does not know
 
-Exit status: 1 when a finding is at or above --fail-on (default critical), else 0.
+Exit status: 0 when no finding is at or above --fail-on (default critical); 3 when one is; 1 when the
+audit itself failed (it could not read the host); 2 for bad usage; 141 when stdout was closed.
 Only counts and pids are printed: no page content or hash ever leaves the process.
 
   --json              machine-readable: { findings: [{ id, severity, message }], exposure_bytes,

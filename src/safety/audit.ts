@@ -126,8 +126,14 @@ export function evaluateAudit(s: AuditSnapshot): AuditResult {
   return { findings, exposureBytes, marginBytes, availableBytes, isolation: s.isolation };
 }
 
-/** Exit status for `audit --fail-on`: 1 when any finding is at or above the given severity. */
+/**
+ * `audit`'s exit status when a finding is at or above --fail-on: 3, apart from 1 (the audit itself failed)
+ * and 2 (bad usage), so that a CI job can tell a risky host from a broken check.
+ */
+export const EXIT_FINDINGS = 3;
+
+/** Exit status for `audit --fail-on`: EXIT_FINDINGS when any finding is at or above the given severity, else 0. */
 export function auditExitCode(result: AuditResult, failOn: Severity): number {
   const limit = SEVERITIES.indexOf(failOn);
-  return result.findings.some((f) => SEVERITIES.indexOf(f.severity) >= limit) ? 1 : 0;
+  return result.findings.some((f) => SEVERITIES.indexOf(f.severity) >= limit) ? EXIT_FINDINGS : 0;
 }
