@@ -6,7 +6,8 @@ import { benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } f
 import { benchTuner, type TunerResult } from './tuner.js';
 
 export type { TunerResult, TunerRow } from './tuner.js';
-import { chartSvg, escapeHtml, htmlPage } from '../report/html.js';
+import { chartSvg, htmlPage } from '../report/html.js';
+import { escapeHtml } from '../report/escape.js';
 import { series, type Snapshot } from '../report/model.js';
 import { formatTable } from '../report/format.js';
 

@@ -3,6 +3,7 @@ import { ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { audit, type HostOptions } from '../safety/collect.js';
 import { auditExitCode, SEVERITIES, type Severity } from '../safety/audit.js';
 import { EXIT_OK, UsageError, formatBytes, parse, printJson } from './common.js';
+import { escapeTerminal } from '../report/escape.js';
 
 const HELP = `usage: pagefuse audit [--json] [--fail-on info|warning|critical]
 
@@ -63,7 +64,8 @@ export async function run(args: string[]): Promise<number> {
         `(MemAvailable + SwapFree), margin ${formatBytes(result.marginBytes)}\n\n`,
     );
     if (result.findings.length === 0) process.stdout.write('no findings\n');
-    for (const f of result.findings) process.stdout.write(`${f.severity.toUpperCase().padEnd(8)} ${f.id}: ${f.message}\n`);
+    // Messages name processes and tenants: escaped for the terminal (the JSON keeps them exact).
+    for (const f of result.findings) process.stdout.write(`${f.severity.toUpperCase().padEnd(8)} ${f.id}: ${escapeTerminal(f.message)}\n`);
   }
   return auditExitCode(result, failOn);
 }

@@ -8,6 +8,7 @@ import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { acquireTuneLock, DEFAULT_LOCK_PATH, findOtherTuners } from '../host/lock.js';
 import { publishTuner } from '../report/publish.js';
 import { tunerStatePath } from '../report/tuner-state.js';
+import { escapeTerminal } from '../report/escape.js';
 
 const HELP = `usage: pagefuse tune [--policy P] [--cpu-budget F] [--config FILE] [--interval S]
                      [--dry-run] [--once] [--json] [--keep-knobs] [--force] [--history FILE]
@@ -92,7 +93,8 @@ export async function run(args: string[]): Promise<number> {
 
   const json = values.json === true;
   const log = (obj: Record<string, unknown>, text: string) => {
-    const line = json ? JSON.stringify(obj) : `${new Date().toISOString()} ${text}`;
+    // The text form names VMs from their argv: escaped for the terminal; JSON keeps them exact.
+    const line = json ? JSON.stringify(obj) : `${new Date().toISOString()} ${escapeTerminal(text)}`;
     process.stdout.write(`${line}\n`);
     if (config.logFile !== undefined) {
       try {

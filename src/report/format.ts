@@ -1,4 +1,5 @@
 // Plain-text formatting shared by the text outputs, the HTML report, the bench tables and the CLI.
+import { displayWidth, escapeTerminal, padEndColumns, padStartColumns } from './escape.js';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
@@ -13,11 +14,14 @@ export function formatBytes(bytes: number): string {
   return `${bytes < 0 ? '-' : ''}${s} ${UNITS[u]}`;
 }
 
-/** Left-aligned first column, right-aligned others. */
+/**
+ * Left-aligned first column, right-aligned others. Every cell is escaped for the terminal (names come from
+ * /proc and VMM argv) and measured in terminal columns, so wide characters keep the columns straight.
+ */
 export function formatTable(header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map(String))];
-  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const cells = [header, ...rows].map((r) => r.map((c) => escapeTerminal(String(c))));
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => displayWidth(r[i] ?? ''))));
   return cells
-    .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd())
+    .map((r) => r.map((c, i) => (i === 0 ? padEndColumns(c, widths[i]) : padStartColumns(c, widths[i]))).join('  ').trimEnd())
     .join('\n');
 }

@@ -3,6 +3,7 @@
 import { figures, series, type Figures, type SeriesPoint, type SharingMatrix, type DecisionRecord } from './model.js';
 import type { HistoryRecord } from './history-file.js';
 import { formatBytes } from './format.js';
+import { escapeHtml } from './escape.js';
 
 export interface ReportPage {
   title?: string;
@@ -14,9 +15,6 @@ export interface ReportPage {
   extraHtml?: string;
 }
 
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
 
 const W = 880;
 const H = 320;

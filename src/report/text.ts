@@ -1,6 +1,7 @@
 // Plain-text views of the figures: the screen `pagefuse top` redraws, and its one-shot form.
 import type { Figures } from './model.js';
 import { formatBytes, formatTable } from './format.js';
+import { escapeTerminal, truncateColumns } from './escape.js';
 
 function percent(fraction: number): string {
   return `${(fraction * 100).toFixed(1)} %`;
@@ -38,7 +39,7 @@ export function headerLines(f: Figures): string[] {
     const knobs = Object.entries(f.tuner.settings)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
-    lines.push(`tuner ${f.tuner.policy} ${ago(f.at - f.tuner.at)}: ${knobs}${f.tuner.reason ? ` (${f.tuner.reason})` : ''}`);
+    lines.push(`tuner ${f.tuner.policy} ${ago(f.at - f.tuner.at)}: ${knobs}${f.tuner.reason ? ` (${escapeTerminal(f.tuner.reason)})` : ''}`);
   } else {
     lines.push('tuner: none running');
   }
@@ -70,5 +71,5 @@ export function topScreen(f: Figures, opts: { columns: number; rows: number; int
   const head = [title, ...headerLines(f), ''];
   const room = Math.max(1, opts.rows - head.length - 2);
   const body = f.processes.length > 0 ? processTable(f, room).split('\n') : ['no process has KSM state'];
-  return [...head, ...body].slice(0, opts.rows).map((l) => (l.length > opts.columns ? l.slice(0, opts.columns) : l));
+  return [...head, ...body].slice(0, opts.rows).map((l) => truncateColumns(l, opts.columns));
 }
