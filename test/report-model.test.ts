@@ -202,9 +202,9 @@ test('tuner state round-trips through its file; a malformed file reads as no tun
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-tuner-'));
   try {
     const path = join(dir, 'run', 'tuner.json');
-    const d = { at: 5, policy: 'adaptive', settings: { pages_to_scan: 2000 }, reason: 'new VM 1234' };
+    const d = { at: 5, policy: 'adaptive', settings: { pages_to_scan: 2000 }, reason: 'new VM 1234', pid: process.pid };
     await writeTunerState(d, path);
-    assert.deepEqual(await readTunerState(path), d);
+    assert.deepEqual(await readTunerState(path), { ...d, running: true });
     writeFileSync(path, '{"at": "soon"}');
     assert.equal(await readTunerState(path), undefined);
   } finally {
@@ -252,6 +252,7 @@ test('publishTuner writes each decision to the state file and keeps the history 
     const source = { read: async (): Promise<Snapshot> => snap(++n * 1000, { pages_sharing: n * 100, general_profit: n * 409600 }, n) };
     const statePath = join(dir, 'tuner.json');
     const historyPath = join(dir, 'history.json');
+    const before = Date.now();
     const stop = publishTuner(tuner, { statePath, historyPath, sampleMs: 20, source }, (err) => assert.fail(err));
     tuner.emit('decision', {
       policy: 'adaptive',
@@ -267,12 +268,18 @@ test('publishTuner writes each decision to the state file and keeps the history 
     await new Promise((r) => setTimeout(r, 150));
     stop();
     await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(await readTunerState(statePath), {
+    const state = await readTunerState(statePath);
+    assert.ok(state?.writtenAt !== undefined && state.writtenAt >= before && state.writtenAt <= Date.now());
+    assert.deepEqual(state, {
       at: 1500,
       policy: 'adaptive',
       settings: { run: 1, pages_to_scan: 20000 },
       reason: 'new VM 4242: scan first, merge second',
       atRisk: false,
+      pid: process.pid,
+      dryRun: false,
+      writtenAt: state.writtenAt,
+      running: true,
     });
     const h = await readHistoryFile(historyPath);
     assert.ok(h.snapshots.length >= 3, `${h.snapshots.length} samples`);

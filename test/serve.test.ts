@@ -53,7 +53,7 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
       await waitMerging(vm.pid, 64);
       const dir = mkdtempSync(join(tmpdir(), 'pagefuse-serve-'));
       const state = join(dir, 'tuner.json');
-      writeFileSync(state, JSON.stringify({ at: 1_700_000_000_000, policy: 'adaptive', settings: { pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM', atRisk: true }));
+      writeFileSync(state, JSON.stringify({ at: 1_700_000_000_000, policy: 'adaptive', settings: { pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM', atRisk: true, pid: process.pid }));
       const serve = await startServe('127.0.0.1:0', { ...process.env, PAGEFUSE_TUNER_STATE: state });
       try {
         assert.match(serve.url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
@@ -104,7 +104,7 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         for (const fam of families.values()) {
           assert.doesNotMatch(fam.name, /hash|content|digest|checksum/);
           for (const s of fam.samples) {
-            for (const k of Object.keys(s.labels)) assert.ok(['pid', 'name', 'vm', 'node', 'policy', 'knob'].includes(k), k);
+            for (const k of Object.keys(s.labels)) assert.ok(['pid', 'name', 'vm', 'node', 'policy', 'knob', 'dry_run'].includes(k), k);
           }
         }
 

@@ -69,10 +69,10 @@ test('top shows the tuner daemon\'s latest decision from its state file', async 
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-top-'));
   try {
     const state = join(dir, 'tuner.json');
-    writeFileSync(state, JSON.stringify({ at: Date.now() - 5000, policy: 'adaptive', settings: { run: 1, pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM 4242' }));
+    writeFileSync(state, JSON.stringify({ at: Date.now() - 5000, policy: 'adaptive', settings: { run: 1, pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM 4242', pid: process.pid }));
     const r = await runCli(['top', '--interval', '0.1'], { env: { ...process.env, PAGEFUSE_TUNER_STATE: state } });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /\ntuner adaptive [5-7]s ago: run=1 pages_to_scan=20000 sleep_millisecs=0 \(new VM 4242\)\n/);
+    assert.match(r.stdout, new RegExp(`\\ntuner adaptive pid ${process.pid} [5-7]s ago: run=1 pages_to_scan=20000 sleep_millisecs=0 \\(new VM 4242\\)\\n`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,6 +8,7 @@ import { reportHtml } from '../report/html.js';
 import { readHistoryFile, writeHistoryFile, type HistoryRecord } from '../report/history-file.js';
 import { writeFileAtomic } from '../host/atomic.js';
 import { processSharing } from '../report/sharing.js';
+import { tunerInForce } from '../report/tuner-state.js';
 
 const HELP = `usage: pagefuse report --html FILE [--from HISTORY.json | --duration S [--interval S] [--save HISTORY.json]]
 
@@ -30,7 +31,8 @@ async function sampleLive(durationS: number, intervalS: number): Promise<History
     await sampler.sampleNow();
   }
   const snapshots = sampler.history.toArray();
-  const decisions = snapshots.flatMap((s, i) => (s.tuner !== undefined && s.tuner.at !== snapshots[i - 1]?.tuner?.at ? [s.tuner] : []));
+  // Only decisions in force: none of a dry run's, none of a tuner that has exited.
+  const decisions = snapshots.flatMap((s, i) => (tunerInForce(s.tuner) && s.tuner.at !== snapshots[i - 1]?.tuner?.at ? [s.tuner] : []));
   const sharing = await processSharing(snapshots[snapshots.length - 1].processes);
   return 'why' in sharing ? { snapshots, decisions, sharingNote: sharing.why } : { snapshots, decisions, sharing };
 }

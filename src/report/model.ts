@@ -36,6 +36,12 @@ export interface DecisionRecord {
   reason: string;
   /** The overcommit guard at this decision: the un-share margin fell under its threshold. */
   atRisk?: boolean;
+  /** The tuner's process, whether it only decided (--dry-run) and when it wrote this (ms since the epoch). */
+  pid?: number;
+  dryRun?: boolean;
+  writtenAt?: number;
+  /** Set by the reader: whether that process still runs. A decision of a tuner that exited is not in force. */
+  running?: boolean;
 }
 
 /** Pages shared between scan targets (scan()'s `sharing` matrix), for the heat map. */

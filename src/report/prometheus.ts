@@ -4,6 +4,7 @@
 // no page hashes, nothing from inside a process's memory.
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Figures } from './model.js';
+import { tunerInForce } from './tuner-state.js';
 
 /** One sample per scrape: concurrent callers share the read in flight. */
 export type Scrape = () => Promise<Figures>;
@@ -65,10 +66,10 @@ const SPECS: Spec[] = [
   },
   {
     name: 'pagefuse_tuner_setting',
-    help: 'Knob values the tuner last chose.',
+    help: 'Knob values the running tuner last chose (none from a dry run or a tuner that exited).',
     labels: ['policy', 'knob'],
     value: (f) =>
-      f.tuner === null
+      !tunerInForce(f.tuner)
         ? []
         : Object.entries(f.tuner.settings)
             .filter((e): e is [string, number] => typeof e[1] === 'number')
@@ -82,13 +83,19 @@ const SPECS: Spec[] = [
     name: 'pagefuse_tuner_overcommit_risk',
     help: "1 when the tuner's overcommit guard saw the un-share margin under its threshold at its last decision.",
     labels: ['policy'],
-    value: (f) => (f.tuner?.atRisk === undefined ? [] : [[{ policy: f.tuner.policy }, f.tuner.atRisk ? 1 : 0]]),
+    value: (f) => (!tunerInForce(f.tuner) || f.tuner.atRisk === undefined ? [] : [[{ policy: f.tuner.policy }, f.tuner.atRisk ? 1 : 0]]),
   },
   {
     name: 'pagefuse_tuner_decision_timestamp_seconds',
     help: "When the tuner last decided, in seconds since the epoch.",
     labels: ['policy'],
-    value: (f) => (f.tuner === null ? [] : [[{ policy: f.tuner.policy }, f.tuner.at / 1000]]),
+    value: (f) => (!tunerInForce(f.tuner) ? [] : [[{ policy: f.tuner.policy }, f.tuner.at / 1000]]),
+  },
+  {
+    name: 'pagefuse_tuner_running',
+    help: 'Whether the tuner that published the last decision still runs (1) or exited (0); dry_run="true" for a dry run, which applies nothing.',
+    labels: ['policy', 'dry_run'],
+    value: (f) => (f.tuner === null ? [] : [[{ policy: f.tuner.policy, dry_run: f.tuner.dryRun ? 'true' : 'false' }, f.tuner.running ? 1 : 0]]),
   },
 ];
 

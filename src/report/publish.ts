@@ -28,7 +28,16 @@ export interface PublishOptions {
 export function decisionRecord(d: TuneDecision): DecisionRecord {
   const settings: Record<string, number> = {};
   for (const [k, v] of Object.entries(d.knobs)) if (typeof v === 'number') settings[k] = v;
-  return { at: d.at, policy: d.policy, settings, reason: d.reasons[d.reasons.length - 1] ?? '', atRisk: d.risk.atRisk };
+  return {
+    at: d.at,
+    policy: d.policy,
+    settings,
+    reason: d.reasons[d.reasons.length - 1] ?? '',
+    atRisk: d.risk.atRisk,
+    pid: process.pid,
+    dryRun: d.dryRun,
+    writtenAt: Date.now(),
+  };
 }
 
 /**

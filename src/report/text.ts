@@ -35,13 +35,21 @@ export function headerLines(f: Figures): string[] {
           `  ksmd CPU ${r.ksmdCpu === null ? '-' : percent(r.ksmdCpu)}` +
           (r.scannedPagesPerSecond === null ? '' : `  scanning ${Math.round(r.scannedPagesPerSecond)} pages/s`),
   );
-  if (f.tuner !== null) {
-    const knobs = Object.entries(f.tuner.settings)
+  const t = f.tuner;
+  if (t === null) {
+    lines.push('tuner: none running');
+  } else if (!t.running) {
+    lines.push(`tuner: none running (pid ${t.pid ?? '?'} exited; its last decision, ${ago(f.at - t.at)}, is not in force)`);
+  } else {
+    const knobs = Object.entries(t.settings)
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
-    lines.push(`tuner ${f.tuner.policy} ${ago(f.at - f.tuner.at)}: ${knobs}${f.tuner.reason ? ` (${escapeTerminal(f.tuner.reason)})` : ''}`);
-  } else {
-    lines.push('tuner: none running');
+    const reason = t.reason ? ` (${escapeTerminal(t.reason)})` : '';
+    lines.push(
+      t.dryRun
+        ? `tuner ${t.policy} dry run, pid ${t.pid} ${ago(f.at - t.at)}: would set ${knobs}, writes nothing${reason}`
+        : `tuner ${t.policy} pid ${t.pid} ${ago(f.at - t.at)}: ${knobs}${reason}`,
+    );
   }
   if (f.nodes.length > 0) {
     lines.push(`nodes  ${f.nodes.map((n) => `${n.id}: ${n.ksmPages} pages (${formatBytes(n.bytes)})`).join('   ')}`);
