@@ -33,21 +33,24 @@ async function fakePid(pid: number, files: Record<string, string>): Promise<void
   for (const [name, text] of Object.entries(files)) await writeFile(join(root, String(pid), name), text);
 }
 
-test('ksm_stat of every kernel version parses, with ksm_merging_pages as the fallback', async () => {
-  const expected = {
-    '6.1': { rmapItems: 40, zeroPages: 0, mergingPages: 30, profitBytes: 30 * KB - 40 * 64, mergeAny: null, mergeable: null },
-    '6.4': { rmapItems: 40, zeroPages: 0, mergingPages: 30, profitBytes: 120320, mergeAny: null, mergeable: null },
-    '6.6': { rmapItems: 40, zeroPages: 5, mergingPages: 30, profitBytes: 140800, mergeAny: null, mergeable: null },
-    '6.10': { rmapItems: 40, zeroPages: 5, mergingPages: 30, profitBytes: 140800, mergeAny: null, mergeable: null },
-    '6.14': { rmapItems: 40, zeroPages: 5, mergingPages: 30, profitBytes: 140800, mergeAny: true, mergeable: true },
-  };
-  let pid = 100;
-  for (const [version, text] of Object.entries(FORMATS)) {
-    pid++;
+const EXPECTED = {
+  '6.1': { rmapItems: 40, zeroPages: 0, mergingPages: 30, profitBytes: 30 * KB - 40 * 64, mergeAny: null, mergeable: null },
+  '6.4': { rmapItems: 40, zeroPages: 0, mergingPages: 30, profitBytes: 120320, mergeAny: null, mergeable: null },
+  '6.6': { rmapItems: 40, zeroPages: 5, mergingPages: 30, profitBytes: 140800, mergeAny: null, mergeable: null },
+  '6.10': { rmapItems: 40, zeroPages: 5, mergingPages: 30, profitBytes: 140800, mergeAny: null, mergeable: null },
+  '6.14': { rmapItems: 40, zeroPages: 5, mergingPages: 30, profitBytes: 140800, mergeAny: true, mergeable: true },
+};
+
+let nextPid = 100;
+for (const [version, text] of Object.entries(FORMATS)) {
+  test(`ksm_stat as Linux ${version} prints it parses`, async () => {
+    const pid = nextPid++;
     await fakePid(pid, { ksm_stat: text, ksm_merging_pages: '30\n' });
-    assert.deepEqual(await processKsm(pid, { procRoot: root }), { pid, ...expected[version as keyof typeof expected] }, version);
-  }
-  // 5.19: only ksm_merging_pages.
+    assert.deepEqual(await processKsm(pid, { procRoot: root }), { pid, ...EXPECTED[version as keyof typeof EXPECTED] });
+  });
+}
+
+test('without ksm_stat (Linux 5.19), ksm_merging_pages is read instead', async () => {
   await fakePid(200, { ksm_merging_pages: '12\n' });
   assert.deepEqual(await processKsm(200, { procRoot: root }), {
     pid: 200,
@@ -58,7 +61,9 @@ test('ksm_stat of every kernel version parses, with ksm_merging_pages as the fal
     mergeAny: null,
     mergeable: null,
   });
-  // A zombie or kernel thread: no mm, an empty file.
+});
+
+test('an empty ksm_stat (a zombie or kernel thread, no mm) reads as all zeros', async () => {
   await fakePid(201, { ksm_stat: '', ksm_merging_pages: '0\n' });
   assert.deepEqual(await processKsm(201, { procRoot: root }), {
     pid: 201,
@@ -69,19 +74,31 @@ test('ksm_stat of every kernel version parses, with ksm_merging_pages as the fal
     mergeAny: false,
     mergeable: false,
   });
+});
+
+test('parseKsmStat keeps negative profit and skips lines and values it does not know', () => {
   assert.deepEqual(parseKsmStat('ksm_process_profit -8192\nksm_merge_any: no\nsomething_new 5\nksm_mergeable: maybe\n'), {
     profitBytes: -8192,
     mergeAny: false,
   });
 });
 
-test('a kernel with neither file says ENOKSM; a missing pid says ESRCH; bad pids are refused', async () => {
+test('a kernel with neither file is ENOKSM', async () => {
   await fakePid(300, { comm: 'x\n' });
   await assert.rejects(processKsm(300, { procRoot: root }), { code: 'ENOKSM', message: /need Linux 5\.19\+/ });
+});
+
+test('a pid that does not exist is ESRCH', async () => {
   await assert.rejects(processKsm(301, { procRoot: root }), { code: 'ESRCH', message: 'process 301 does not exist (it may have exited)' });
+});
+
+test('a pid that is not a whole number from 1 is ERR_OUT_OF_RANGE', async () => {
   for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 23]) {
     await assert.rejects(processKsm(bad), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: /pid must be 'self' or a process id/ });
   }
+});
+
+test('a pid given as a string is ERR_INVALID_ARG_TYPE', async () => {
   await assert.rejects(processKsm('12' as never), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /got the string "12"$/ });
 });
 
@@ -95,11 +112,17 @@ test("an unreadable ksm_stat says EACCES with what's needed", async () => {
   });
 });
 
-test('the real /proc: self, init, and a process that has exited', async () => {
+test("the real /proc: this process's own statistics", async () => {
   const self = await processKsm('self');
   assert.equal(self.pid, process.pid);
   assert.equal(typeof self.rmapItems, 'number');
+});
+
+test("the real /proc: another process's statistics (init)", async () => {
   assert.equal(typeof (await processKsm(1)).mergingPages, 'number');
+});
+
+test('the real /proc: a process that has exited is ESRCH', async () => {
   const child = spawn('true');
   const pid = child.pid!;
   await once(child, 'exit');
@@ -107,7 +130,8 @@ test('the real /proc: self, init, and a process that has exited', async () => {
   await assert.rejects(processKsm(pid), { code: 'ESRCH' });
 });
 
-test('the process list: only processes with KSM pages, largest profit first, with their names', async () => {
+/** A fake /proc with processes 10-14: two with KSM pages, one registered only, a kernel thread, one unreadable. */
+async function withFakeList(fn: (proc: string) => Promise<void>): Promise<void> {
   const proc = await mkdtemp(join(tmpdir(), 'pagefuse-fake-proc-'));
   try {
     const add = async (pid: number, stat: string, comm: string) => {
@@ -122,6 +146,14 @@ test('the process list: only processes with KSM pages, largest profit first, wit
     await mkdir(join(proc, '14'));
     await symlink('/sys/bus/platform/drivers_probe', join(proc, '14', 'ksm_stat'));
     await mkdir(join(proc, 'sys'));
+    await fn(proc);
+  } finally {
+    await rm(proc, { recursive: true, force: true });
+  }
+}
+
+test('the process list holds only processes with KSM pages, largest profit first, with their names', async () => {
+  await withFakeList(async (proc) => {
     const list = await listKsmProcesses({ procRoot: proc });
     assert.deepEqual(
       list.processes.map((p) => [p.pid, p.name, p.mergingPages, p.zeroPages, p.profitBytes]),
@@ -130,10 +162,18 @@ test('the process list: only processes with KSM pages, largest profit first, wit
         [10, 'small', 2, 0, 7552],
       ],
     );
-    assert.equal(list.unreadable, 1);
+  });
+});
+
+test('the process list counts the processes it could not read', async () => {
+  await withFakeList(async (proc) => {
+    assert.equal((await listKsmProcesses({ procRoot: proc })).unreadable, 1);
+  });
+});
+
+test('with includeRegistered, the process list adds registered processes without KSM pages', async () => {
+  await withFakeList(async (proc) => {
     const all = await listKsmProcesses({ procRoot: proc, includeRegistered: true });
     assert.deepEqual(all.processes.map((p) => p.pid), [11, 10, 12]);
-  } finally {
-    await rm(proc, { recursive: true, force: true });
-  }
+  });
 });
