@@ -18,6 +18,8 @@ import { Registry } from '../src/safety/registry.js';
 import { discoverVms } from '../src/safety/vms.js';
 import { spawnMerged } from '../src/launch/spawn.js';
 import { ProcTree } from './helpers/proc-tree.js';
+import { registeredSavings } from '../src/report/registered.js';
+import { canAdmit } from '../src/safety/collect.js';
 
 /** ksmd as a fake: while run=1 each read is one more full pass, and the VMs' pages merge in two passes. */
 class FakeKsm implements KsmControl {
@@ -277,6 +279,21 @@ test('an aborted start() rejects with an AbortError and leaves nothing running',
     await assert.rejects(t.start({ signal: 'x' as unknown as AbortSignal }), { code: 'ERR_INVALID_ARG_TYPE' });
   } finally {
     await t.stop();
+    s.dispose();
+  }
+});
+
+test('registeredSavings and canAdmit take an AbortSignal: an aborted one rejects with an AbortError carrying the reason', async () => {
+  const s = setup();
+  try {
+    const reason = new Error('request closed');
+    await assert.rejects(registeredSavings({ registry: s.registry, procRoot: s.tree.root, signal: AbortSignal.abort(reason) }), {
+      code: 'ABORT_ERR',
+      cause: reason,
+    });
+    await assert.rejects(canAdmit(1 << 30, { procRoot: s.tree.root, signal: AbortSignal.abort(reason) }), { code: 'ABORT_ERR', cause: reason });
+    await assert.rejects(canAdmit(1 << 30, { signal: 'x' as unknown as AbortSignal }), { code: 'ERR_INVALID_ARG_TYPE' });
+  } finally {
     s.dispose();
   }
 });

@@ -5,13 +5,15 @@
 import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../host/page-size.js';
-import { explain, isSystemError, PagefuseError, invalidArgType, invalidNumber } from '../errors.js';
+import { explain, isSystemError, PagefuseError, invalidArgType, invalidNumber, throwIfAborted } from '../errors.js';
 
 export interface KsmNodeOptions {
   /** Root of procfs (default '/proc'). */
   procRoot?: string;
   /** Root of sysfs (default '/sys'). */
   sysfsRoot?: string;
+  /** Stops the reading between chunks with an AbortError. */
+  signal?: AbortSignal;
 }
 
 export interface NodeMergingPages {
@@ -132,7 +134,7 @@ export interface MergeablePages {
   frames: number[];
 }
 
-async function presentPages(pagemapPath: string, ranges: [number, number][]): Promise<MergeablePages> {
+async function presentPages(pagemapPath: string, ranges: [number, number][], signal?: AbortSignal): Promise<MergeablePages> {
   const fh = await openRoot(pagemapPath);
   const pages: MergeablePages = { addresses: [], frames: [] };
   let hidden = false;
@@ -141,6 +143,7 @@ async function presentPages(pagemapPath: string, ranges: [number, number][]): Pr
       const first = start / PAGE_SIZE;
       const count = (end - start) / PAGE_SIZE;
       for (let done = 0; done < count; done += CHUNK_ENTRIES) {
+        throwIfAborted(signal);
         const words = await readEntries(fh, first + done, Math.min(CHUNK_ENTRIES, count - done));
         for (let i = 0; i < words.length; i += 2) {
           const high = words[i + 1];
@@ -164,22 +167,41 @@ async function presentPages(pagemapPath: string, ranges: [number, number][]): Pr
   return pages;
 }
 
-/** Which of `frames` /proc/kpageflags marks as KSM pages. */
+/** Frames grouped by the window of FLAG_WINDOW entries of /proc/kpageflags that holds them. */
+const FLAG_WINDOW = 4096;
+
+/**
+ * Which of `frames` /proc/kpageflags marks as KSM pages. Frames are grouped per window in one pass
+ * (no sort of them all: that held the event loop for tens of ms with a few VMs), and each window is
+ * read only from its first frame to its last.
+ */
 export async function ksmFrames(frames: readonly number[], options: KsmNodeOptions = {}): Promise<Set<number>> {
   const { procRoot } = roots(options);
-  const sorted = Float64Array.from(new Set(frames)).sort();
+  const { signal } = options;
+  const windows = new Map<number, number[]>();
+  for (const pfn of frames) {
+    const key = Math.floor(pfn / FLAG_WINDOW);
+    const list = windows.get(key);
+    if (list === undefined) windows.set(key, [pfn]);
+    else list.push(pfn);
+  }
   const ksm = new Set<number>();
   const fh = await openRoot(join(procRoot, 'kpageflags'));
   try {
-    let windowStart = -1;
-    let words: Uint32Array = new Uint32Array(0);
-    for (const pfn of sorted) {
-      if (windowStart < 0 || pfn >= windowStart + CHUNK_ENTRIES) {
-        windowStart = pfn - (pfn % CHUNK_ENTRIES);
-        words = await readEntries(fh, windowStart, CHUNK_ENTRIES);
+    for (const key of [...windows.keys()].sort((a, b) => a - b)) {
+      throwIfAborted(signal);
+      const list = windows.get(key)!;
+      let lo = list[0];
+      let hi = list[0];
+      for (const pfn of list) {
+        if (pfn < lo) lo = pfn;
+        if (pfn > hi) hi = pfn;
       }
-      const i = (pfn - windowStart) * 2;
-      if (i < words.length && isKsm(words[i])) ksm.add(pfn);
+      const words = await readEntries(fh, lo, hi - lo + 1);
+      for (const pfn of list) {
+        const i = (pfn - lo) * 2;
+        if (i < words.length && isKsm(words[i])) ksm.add(pfn);
+      }
     }
   } finally {
     await fh.close();
@@ -196,7 +218,7 @@ export async function mergeablePages(pid: number | 'self', options: KsmNodeOptio
   }
   try {
     const smaps = await readFile(join(procRoot, String(id), 'smaps'), 'utf8');
-    return await presentPages(join(procRoot, String(id), 'pagemap'), mergeableRanges(smaps));
+    return await presentPages(join(procRoot, String(id), 'pagemap'), mergeableRanges(smaps), options.signal);
   } catch (err) {
     if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ESRCH')) {
       throw explain(err, `process ${id} does not exist (or exited while being read)`, 'ESRCH');
@@ -219,6 +241,7 @@ function roots(options: KsmNodeOptions): { procRoot: string; sysfsRoot: string }
  */
 export async function processMergingByNode(pid: number | 'self', options: KsmNodeOptions = {}): Promise<ProcessMergingByNode> {
   const { sysfsRoot } = roots(options);
+  throwIfAborted(options.signal, 'processMergingByNode');
   const blocks = await memoryBlocks(sysfsRoot);
   const pages = await mergeablePages(pid, options);
   const ksm = await ksmFrames(pages.frames, options);

@@ -6,7 +6,7 @@ import { processKsm, type ProcessKsm } from '../ksm/process.js';
 import { processMergingByNode, type NodeMergingPages } from '../numa/ksm-nodes.js';
 import { Registry } from '../safety/registry.js';
 import type { PagefuseError } from '../errors.js';
-import { invalidArgType } from '../errors.js';
+import { invalidArgType, throwIfAborted } from '../errors.js';
 
 export interface RegisteredSavingsOptions {
   /** Root of procfs (default '/proc'). */
@@ -15,6 +15,8 @@ export interface RegisteredSavingsOptions {
   sysfsRoot?: string;
   /** The registry to read (default: the host's, PAGEFUSE_STATE_DIR or its default directory). */
   registry?: Registry;
+  /** Stops the reading (between processes and between chunks of their page tables) with an AbortError. */
+  signal?: AbortSignal;
 }
 
 export interface RegisteredSavings {
@@ -47,17 +49,24 @@ function gone(err: unknown): boolean {
  * per-node placement is null with the reason (the kernel hides page frames), while the counters of
  * this user's own processes are still there. Processes that exit while being read are left out.
  * The counters and the placement are read one after the other: with ksmd running they may differ by
- * what it merged in between.
+ * what it merged in between. Page tables are read in chunks between which the event loop runs.
  */
 export async function registeredSavings(options: RegisteredSavingsOptions = {}): Promise<RegisteredSavings[]> {
   if (options === null || typeof options !== 'object') {
     throw invalidArgType(`registeredSavings: options must be an object`, options);
   }
+  const { signal } = options;
+  throwIfAborted(signal, 'registeredSavings');
   const procRoot = options.procRoot ?? '/proc';
   const registry = options.registry ?? new Registry({ procRoot });
-  const nodeOptions = { procRoot, ...(options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot }) };
+  const nodeOptions = {
+    procRoot,
+    ...(options.sysfsRoot === undefined ? {} : { sysfsRoot: options.sysfsRoot }),
+    ...(signal === undefined ? {} : { signal }),
+  };
   const out: RegisteredSavings[] = [];
   for (const reg of registry.list()) {
+    throwIfAborted(signal);
     let ksm: ProcessKsm | null = null;
     let ksmUnavailable: string | null = null;
     try {
@@ -72,6 +81,7 @@ export async function registeredSavings(options: RegisteredSavingsOptions = {}):
       nodes = (await processMergingByNode(reg.pid, nodeOptions)).nodes;
     } catch (err) {
       if (gone(err)) continue;
+      if ((err as { code?: string }).code === 'ABORT_ERR') throw err;
       nodesUnavailable = reason(err);
     }
     const name = reg.name ?? (await readComm(procRoot, reg.pid));

@@ -11,7 +11,7 @@ import { readMemInfo } from '../host/meminfo.js';
 import { findKsmtuned, ksmBootSwitches } from '../host/ksm-services.js';
 import { readIsolation, type Isolation } from './isolation.js';
 import { Registry } from './registry.js';
-import { invalidNumber } from '../errors.js';
+import { invalidNumber, throwIfAborted } from '../errors.js';
 
 export interface HostOptions extends KsmOptions {
   /** Root of the sysfs tree holding devices/system/node (default '/sys'). */
@@ -37,15 +37,24 @@ export async function hostExposure(options: HostOptions = {}): Promise<Exposure>
   });
 }
 
+export interface CanAdmitOptions extends HostOptions {
+  /** Bytes to keep free beyond the VM and the exposure. */
+  reserveBytes?: number;
+  signal?: AbortSignal;
+}
+
 /**
  * Whether a new VM of `bytes` fits on this host if every merged page came back (MemAvailable + SwapFree
- * must hold the VM and the un-share exposure, plus `reserveBytes`).
+ * must hold the VM and the un-share exposure, plus `reserveBytes`). A few small async reads.
  */
-export async function canAdmit(bytes: number, options: HostOptions & { reserveBytes?: number } = {}): Promise<Admission> {
+export async function canAdmit(bytes: number, options: CanAdmitOptions = {}): Promise<Admission> {
   if (typeof bytes !== 'number' || !Number.isFinite(bytes) || bytes < 0) {
     throw invalidNumber(`canAdmit: bytes must be a non-negative number`, bytes);
   }
-  return admission(bytes, await hostExposure(options), options.reserveBytes ?? 0);
+  throwIfAborted(options?.signal, 'canAdmit');
+  const exposure = await hostExposure(options);
+  throwIfAborted(options.signal);
+  return admission(bytes, exposure, options.reserveBytes ?? 0);
 }
 
 async function cmdline(procRoot: string, pid: number): Promise<string[]> {
