@@ -306,14 +306,24 @@ class Planner {
         for (const u of this.record(v, b, partner >= 0 ? partner : undefined)) changed.add(u);
         if (partner >= 0) for (const u of this.record(partner, a, v)) changed.add(u);
       }
-      // Rows changed for some VMs; room changed on a and b for everyone: unstick and rate again.
+      // Only columns a and b of the rows changed, and room on a and b: VMs on them or aiming at them
+      // are rated again in full; the others compare a and b with their best so far.
       for (let u = 0; u < V; u++) {
         const h = model.vms[u].host;
-        if (changed.has(u) || h === a || h === b || target[u] === a || target[u] === b) {
+        if (h === a || h === b || target[u] === a || target[u] === b) {
           stuck[u] = 0;
           rate(u);
-        } else if (stuck[u] === 1) {
-          stuck[u] = 0;
+          continue;
+        }
+        stuck[u] = 0;
+        if (!changed.has(u)) continue;
+        const own = model.own(u);
+        for (const c of [a, b]) {
+          const g = model.shares(u, c) - own;
+          if ((g > 0 || (g === 0 && own > 0)) && g > potential[u]) {
+            potential[u] = g;
+            target[u] = c;
+          }
         }
       }
     }
