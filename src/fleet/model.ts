@@ -56,6 +56,9 @@ export class FleetModel {
   /** For each shared content id, the VMs holding it (CSR). */
   private readonly holderStart: Int32Array;
   private readonly holders: Int32Array;
+  /** onHost[h·S + x]: VMs on host h holding shared content x. */
+  private readonly onHost: Uint16Array;
+  private readonly S: number;
   /** row[v·H + h]: sampled contents v shares with the VMs on h (for h = v's host: with the others there). */
   readonly row: Int32Array;
 
@@ -112,6 +115,9 @@ export class FleetModel {
     this.shared.forEach((ids, v) => {
       for (const x of ids) this.holders[fill[x]++] = v;
     });
+    this.S = S;
+    this.onHost = new Uint16Array(H * S);
+    for (let x = 0; x < S; x++) for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) this.onHost[this.vms[this.holders[i]].host * S + x]++;
     this.row = new Int32Array(V * H);
     this.buildRows();
   }
@@ -202,44 +208,52 @@ export class FleetModel {
     return this.row[v * this.hosts.length + h];
   }
 
-  /** How many VMs other than `except` on host h hold content x, counting up to 2. */
-  private holdersOn(x: number, h: number, except: number): { n: number; one: number } {
-    let n = 0;
-    let one = -1;
-    for (let i = this.holderStart[x]; i < this.holderStart[x + 1] && n < 2; i++) {
+  /** How many VMs other than `except` (which holds x) on host h hold content x. */
+  private countOn(x: number, h: number, except: number): number {
+    return this.onHost[h * this.S + x] - (this.vms[except].host === h ? 1 : 0);
+  }
+
+  /** The one VM other than `except` on host h holding x (when countOn says there is exactly one). */
+  private oneOn(x: number, h: number, except: number): number {
+    for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
       const u = this.holders[i];
-      if (u !== except && this.vms[u].host === h) {
-        n++;
-        one = u;
-      }
+      if (u !== except && this.vms[u].host === h) return u;
     }
-    return { n, one };
+    return -1;
+  }
+
+  private holds(v: number, x: number): boolean {
+    const a = this.shared[v];
+    let lo = 0;
+    let hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (a[mid] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < a.length && a[lo] === x;
   }
 
   /**
    * What moving v to host `to` changes, in sampled contents: `plus` it would share at `to` and
    * does not share where it is, `minus` it shares where it is and would not at `to`. The gain is
    * plus − minus; only these contents carry sampling noise (the ones shared at both cancel).
+   * `without`: a VM on `to` that leaves it at the same time (a swap).
    */
   difference(v: number, to: number, without = -1): { plus: number; minus: number } {
     const from = this.vms[v].host;
+    const gone = without >= 0 && this.vms[without].host === to;
     let plus = 0;
     let minus = 0;
     for (const x of this.shared[v]) {
-      const there = this.holdersOnExcept(x, to, v, without);
-      const here = this.holdersOn(x, from, v).n > 0;
+      let n = this.onHost[to * this.S + x];
+      if (gone && n > 0 && this.holds(without, x)) n--;
+      const there = n > 0;
+      const here = this.countOn(x, from, v) > 0;
       if (there && !here) plus++;
       else if (here && !there) minus++;
     }
     return { plus, minus };
-  }
-
-  private holdersOnExcept(x: number, h: number, a: number, b: number): boolean {
-    for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
-      const u = this.holders[i];
-      if (u !== a && u !== b && this.vms[u].host === h) return true;
-    }
-    return false;
   }
 
   /**
@@ -292,8 +306,8 @@ export class FleetModel {
       if (su[i] < sw[j]) i++;
       else if (su[i] > sw[j]) j++;
       else {
-        if (this.holdersOn(su[i], b, w).n === 0) loss++;
-        if (this.holdersOn(su[i], a, u).n === 0) loss++;
+        if (this.countOn(su[i], b, w) === 0) loss++;
+        if (this.countOn(su[i], a, u) === 0) loss++;
         i++;
         j++;
       }
@@ -312,8 +326,8 @@ export class FleetModel {
     const ownBefore = this.row[v * H + from];
     const sharesAtTarget = this.row[v * H + to];
     for (const x of this.shared[v]) {
-      const left = this.holdersOn(x, from, v);
-      if (left.n === 0) {
+      const left = this.countOn(x, from, v);
+      if (left === 0) {
         // x is gone from `from`: everyone holding it elsewhere shares one content less with `from`.
         for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
           const u = this.holders[i];
@@ -322,12 +336,13 @@ export class FleetModel {
             changed.add(u);
           }
         }
-      } else if (left.n === 1) {
-        this.row[left.one * H + from]--; // the last holder on `from` no longer shares it there
-        changed.add(left.one);
+      } else if (left === 1) {
+        const one = this.oneOn(x, from, v);
+        this.row[one * H + from]--; // the last holder on `from` no longer shares it there
+        changed.add(one);
       }
-      const there = this.holdersOn(x, to, v);
-      if (there.n === 0) {
+      const there = this.countOn(x, to, v);
+      if (there === 0) {
         for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
           const u = this.holders[i];
           if (u !== v) {
@@ -335,10 +350,13 @@ export class FleetModel {
             changed.add(u);
           }
         }
-      } else if (there.n === 1) {
-        this.row[there.one * H + to]++;
-        changed.add(there.one);
+      } else if (there === 1) {
+        const one = this.oneOn(x, to, v);
+        this.row[one * H + to]++;
+        changed.add(one);
       }
+      this.onHost[from * this.S + x]--;
+      this.onHost[to * this.S + x]++;
     }
     this.row[v * H + from] = ownBefore;
     this.row[v * H + to] = sharesAtTarget;
