@@ -15,6 +15,7 @@ import type { KsmKnobs } from '../src/tune/types.js';
 import { knobsFrom } from '../src/tune/observe.js';
 import { knownCounters, savedPages } from '../src/ksm/counters.js';
 import { lockKsm } from '../test/helpers/lock.js';
+import { KnobGuard } from '../src/ksm/snapshot.js';
 import { startGuests, type GuestSizes } from '../test/helpers/tune-guests.js';
 
 const { values } = parseArgs({
@@ -147,7 +148,8 @@ async function runOne(workload: string, sizes: GuestSizes, driver: Driver, until
 }
 
 const release = await lockKsm();
-const found = knobsFrom((await ksm.read()).settings);
+// Every writable knob, recorded: a bench that is killed is undone by the next start (or tune --restore).
+const guard = KnobGuard.begin('bench');
 const rows: Row[] = [];
 try {
   const total = GUESTS * (SIZES.commonMiB + SIZES.uniqueMiB + SIZES.zeroMiB + SIZES.changingMiB);
@@ -164,10 +166,7 @@ try {
     process.stderr.write(`${JSON.stringify(row)}\n`);
   }
 } finally {
-  const want: Partial<KsmKnobs> = { run: found.run, pages_to_scan: found.pages_to_scan, sleep_millisecs: found.sleep_millisecs };
-  if (found.advisor_mode !== undefined) want.advisor_mode = found.advisor_mode;
-  if (found.advisor_mode === 'scan-time') delete want.pages_to_scan;
-  await ksm.configure(want);
+  guard.restore();
   release();
 }
 

@@ -130,6 +130,8 @@ export interface NativeAddon {
   sketchProcess(pid: number, key: Uint8Array, modulus: number, mergeableOnly: boolean, procRoot?: string): Promise<NativeSketch>;
   /** Keyed sketch of whole pages of a buffer. */
   sketchBuffer(buffer: ArrayBuffer, key: Uint8Array, modulus: number): NativeSketch;
+  /** flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file holds it. */
+  tryLockExclusive(fd: number): boolean;
   hashKernel: string;
   defaultThreads: number;
 }

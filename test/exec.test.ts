@@ -11,7 +11,7 @@ import { execHelperPath } from '../src/native.js';
 import { assertMergeSurvivesExec } from '../src/launch/spawn.js';
 import { mergeablePages, ksmFrames } from '../src/numa/ksm-nodes.js';
 import { formatIdList } from '../src/numa/topology.js';
-import { lockKsm } from './helpers/lock.js';
+import { withKsm } from './helpers/ksm.js';
 import { readyPid } from './helpers/children.js';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
@@ -68,27 +68,8 @@ async function framesAt(pid: number, addresses: number[]): Promise<number[]> {
   return addresses.map((a) => frameOf.get(a) ?? 0);
 }
 
-const KNOBS = ['run', 'pages_to_scan', 'sleep_millisecs'] as const;
-
-/** Holds the machine-wide KSM lock with fast scanning knobs; puts every knob back afterwards. */
-async function withFastKsm(fn: () => Promise<void>): Promise<void> {
-  const release = await lockKsm();
-  const saved = new Map<string, string>();
-  try {
-    for (const k of KNOBS) saved.set(k, (await readFile(`${KSM}/${k}`, 'utf8')).trim());
-    await writeFile(`${KSM}/pages_to_scan`, '5000');
-    await writeFile(`${KSM}/sleep_millisecs`, '10');
-    await fn();
-  } finally {
-    for (const k of ['run', 'pages_to_scan', 'sleep_millisecs'] as const) {
-      if (saved.has(k)) await writeFile(`${KSM}/${k}`, saved.get(k)!);
-    }
-    release();
-  }
-}
-
-test('pagefuse exec --merge: the child has ksm_merge_any, its identical pages merge without madvise, its exit code comes back', async () => {
-  await withFastKsm(async () => {
+test('pagefuse exec --merge: the child has ksm_merge_any, its identical pages merge without madvise, its exit code comes back', async (t) => {
+  await withKsm(t, async () => {
     const PAGES = 200;
     const BYTE = 0xa7;
     const child = spawn(process.execPath, cliArgs('exec', '--merge', '--', process.execPath, FILL, String(PAGES), String(BYTE)), {
@@ -132,7 +113,7 @@ test('pagefuse exec --merge: the child has ksm_merge_any, its identical pages me
     } finally {
       child.kill('SIGKILL');
     }
-  });
+  }, { settings: { pages_to_scan: 5000, sleep_millisecs: 10 }, fast: false });
 });
 
 test('spawnMerged: node binding, CPU affinity and the merge flag reach the command itself', async () => {

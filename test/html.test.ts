@@ -8,7 +8,8 @@ import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
 import { runCli } from './helpers/report-cli.js';
-import { startMergedChild, waitMerging, withFastKsm } from './helpers/report-ksm.js';
+import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
+import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
 import type { HistoryJson } from '../src/report/history-file.js';
 
 // Debian's chromium, never a test tool's own download (.ci/run installs it).
@@ -138,10 +139,10 @@ test('report --html from a tuner history renders in headless chromium: chart dra
   }
 });
 
-test('report --html live: two VMs merged with each other show in the table and the heat map', async () => {
+test('report --html live: two VMs merged with each other show in the table and the heat map', async (t) => {
   const dir = workdir();
   try {
-    await withFastKsm(async () => {
+    await withKsm(t, async () => {
       // Page i of each guest holds i: nothing merges inside a guest, all 40 pages pair up across the two.
       const a = await startMergedChild(40, 'pf-html-a', 'indexed');
       const b = await startMergedChild(40, 'pf-html-b', 'indexed');
@@ -162,7 +163,7 @@ test('report --html live: two VMs merged with each other show in the table and t
       } finally {
         await Promise.all([a.stop(), b.stop()]);
       }
-    });
+    }, { settings: RUNNING_SETTINGS });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

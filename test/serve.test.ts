@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, ROOT, runCli } from './helpers/report-cli.js';
 import { parseExposition, type Family } from './helpers/prom-text.js';
-import { startMergedChild, waitMerging, withFastKsm } from './helpers/report-ksm.js';
+import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
+import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
 import { METRIC_NAMES } from '../src/report/prometheus.js';
 
 const NODE_EXPORTER = [
@@ -46,8 +47,8 @@ function one(f: Map<string, Family>, name: string, labels: Record<string, string
   return hits[0].value;
 }
 
-test('serve answers a real scrape on loopback with valid exposition text, a VM started for the test included', async () => {
-  await withFastKsm(async () => {
+test('serve answers a real scrape on loopback with valid exposition text, a VM started for the test included', async (t) => {
+  await withKsm(t, async () => {
     const vm = await startMergedChild(64, 'pf-test-vm');
     try {
       await waitMerging(vm.pid, 64);
@@ -120,7 +121,7 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
     } finally {
       await vm.stop();
     }
-  });
+  }, { settings: RUNNING_SETTINGS });
 });
 
 test('serve binds to loopback by default', async () => {

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CLI, ROOT, runCli } from './helpers/report-cli.js';
-import { startMergedChild, waitMerging, withFastKsm } from './helpers/report-ksm.js';
+import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
+import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
 
 const PTY = fileURLToPath(new URL('./helpers/run_in_pty.py', import.meta.url));
 
@@ -36,8 +37,8 @@ function checkRun(r: PtyRun): void {
   assert.equal(r.echo_after, true, 'echo back after exit');
 }
 
-test('top in a pseudo-terminal renders a VM by name with its profit, refreshes, and quits on q restoring the terminal', async () => {
-  await withFastKsm(async () => {
+test('top in a pseudo-terminal renders a VM by name with its profit, refreshes, and quits on q restoring the terminal', async (t) => {
+  await withKsm(t, async () => {
     const vm = await startMergedChild(32, 'pf-top-vm');
     try {
       await waitMerging(vm.pid, 32);
@@ -48,7 +49,7 @@ test('top in a pseudo-terminal renders a VM by name with its profit, refreshes, 
     } finally {
       await vm.stop();
     }
-  });
+  }, { settings: RUNNING_SETTINGS });
 });
 
 test('top quits on Ctrl-C too, restoring the terminal', () => {

@@ -1,15 +1,17 @@
 // pagefuse tune's refusals: bad flags and configs (exit 2 or 1 with one line), other tuners, the host lock.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquireTuneLock, findOtherTuners, isPagefuseTune } from '../src/host/lock.js';
+import { findOtherTuners, isPagefuseTune, lockTuner } from '../src/host/lock.js';
 import { loadConfig } from '../src/tune/config.js';
 import { lockKsm } from './helpers/lock.js';
 
 const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
+const HOLD_LOCK = new URL('./fixtures/hold-tune-lock.ts', import.meta.url).pathname;
 
 // A fake ksmtuned or pagefuse tune, or a real run of the CLI's tune, is seen by every test run on the
 // machine (findOtherTuners, /run/pagefuse/tune.lock): a daemon test elsewhere would refuse to start.
@@ -79,6 +81,7 @@ test('argv recognised as another pagefuse tune, installed or run from a checkout
   assert.equal(isPagefuseTune(['/usr/bin/node', '/usr/lib/node_modules/pagefuse/dist/cli/bin.js', 'tune', '--json']), true);
   assert.equal(isPagefuseTune(['node', '/usr/local/bin/pagefuse', 'tune']), true);
   assert.equal(isPagefuseTune(['node', '--import', 'tsx', '/work/pagefuse/src/cli/bin.ts', 'tune']), true);
+  assert.equal(isPagefuseTune(['node', '/work/wt/knobs/dist/cli/bin.js', 'tune']), true, 'a checkout not named pagefuse');
   assert.equal(isPagefuseTune(['node', '/usr/local/bin/pagefuse', 'status']), false);
   assert.equal(isPagefuseTune(['vim', 'tune']), false);
 });
@@ -106,45 +109,72 @@ test('a running ksmtuned (its process, or a live pid in its pid file) makes the 
   }
 }));
 
-test('the host lock: one holder, a stale lock (dead or foreign pid) is taken over, --force takes over a live one', locked(async () => {
+/** A process holding the tuner lock at `path` (test/fixtures/hold-tune-lock.ts), once it says so. */
+async function lockHolder(path: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', HOLD_LOCK, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  assert.equal(line.toString(), 'locked\n');
+  return child;
+}
+
+test('the host lock: a second taker in the same process is refused with EBUSY naming this process', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lock-'));
-  const lock = join(dir, 'sub', 'tune.lock');
+  const path = join(dir, 'sub', 'tune.lock');
   try {
-    const release = await acquireTuneLock(lock);
-    assert.equal(readFileSync(lock, 'utf8'), `${process.pid}\n`);
-    await release();
-    assert.equal(existsSync(lock), false);
-    writeFileSync(lock, '999999999\n');
-    const r2 = await acquireTuneLock(lock);
-    assert.equal(readFileSync(lock, 'utf8'), `${process.pid}\n`, 'dead holder: stale');
-    await r2();
-    writeFileSync(lock, '1\n');
-    const r3 = await acquireTuneLock(lock);
-    assert.equal(readFileSync(lock, 'utf8'), `${process.pid}\n`, 'pid 1 runs no pagefuse tune: stale');
-    await r3();
-    // A live pagefuse tune (a process whose argv says so) holds it.
-    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', '/x/pagefuse/dist/cli/bin.js', 'tune'], { stdio: 'ignore' });
-    try {
-      await new Promise((resolve) => holder.once('spawn', resolve));
-      writeFileSync(lock, `${holder.pid}\n`);
-      await assert.rejects(acquireTuneLock(lock), { code: 'EBUSY', message: `another pagefuse tune (pid ${holder.pid}) holds ${lock}: stop it first, or pass --force` });
-      const r4 = await acquireTuneLock(lock, true);
-      assert.equal(readFileSync(lock, 'utf8'), `${process.pid}\n`);
-      await r4();
-    } finally {
-      holder.kill();
+    const lock = await lockTuner({ path });
+    assert.equal(readFileSync(path, 'utf8'), `${process.pid}\n`);
+    await assert.rejects(lockTuner({ path }), { code: 'EBUSY', message: `a Tuner in this process (pid ${process.pid}) holds ${path}: stop it first, or pass --force` });
+    lock.release();
+    const again = await lockTuner({ path });
+    assert.equal(again.held, true);
+    again.release();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the host lock: a file naming a dead or unrelated pid is no lock at all', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lock-'));
+  const path = join(dir, 'tune.lock');
+  try {
+    for (const stale of ['999999999\n', '1\n', '']) {
+      writeFileSync(path, stale);
+      const lock = await lockTuner({ path });
+      assert.deepEqual([lock.held, readFileSync(path, 'utf8')], [true, `${process.pid}\n`], JSON.stringify(stale));
+      lock.release();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}));
+});
 
-test('--once --dry-run --json: one decision line and the host lock released (dry runs write nothing: see tune-tuner)', locked(() => {
+test('the host lock: a live holder in another process is refused (force goes on without it); its SIGKILL frees it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lock-'));
+  const path = join(dir, 'tune.lock');
+  const holder = await lockHolder(path);
+  try {
+    await assert.rejects(lockTuner({ path }), { code: 'EBUSY', message: `another pagefuse tuner (pid ${holder.pid}) holds ${path}: stop it first, or pass --force` });
+    const forced = await lockTuner({ path, force: true });
+    assert.equal(forced.held, false);
+    holder.kill('SIGKILL');
+    await once(holder, 'exit');
+    const lock = await lockTuner({ path });
+    assert.equal(lock.held, true);
+    lock.release();
+  } finally {
+    holder.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--once --dry-run --json: one decision line and the host lock released (dry runs write nothing: see tune-tuner)', locked(async () => {
   const r = cli(['--once', '--dry-run', '--json', '--policy', 'ksmtuned']);
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.equal(lines.length, 1);
   assert.deepEqual([lines[0].event, lines[0].policy, lines[0].dry_run], ['decision', 'ksmtuned', true]);
   assert.match((lines[0].reasons as string[])[0], /^total \d+$/);
-  assert.equal(existsSync('/run/pagefuse/tune.lock'), false);
+  const lock = await lockTuner();
+  assert.equal(lock.held, true, 'the lock is free again');
+  lock.release();
 }));

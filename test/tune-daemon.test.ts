@@ -14,7 +14,8 @@ import { knownCounters } from '../src/ksm/counters.js';
 import type { KsmKnobs } from '../src/tune/types.js';
 import { Tuner, type TuneDecision } from '../src/tune/tuner.js';
 import { defaultConfig } from '../src/tune/config.js';
-import { lockKsm } from './helpers/lock.js';
+import { withKsm } from './helpers/ksm.js';
+import { snapshotKnobs } from '../src/ksm/snapshot.js';
 import { startGuests, type Guests } from './helpers/tune-guests.js';
 
 const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
@@ -93,34 +94,21 @@ async function knobs(): Promise<KsmKnobs> {
   return knobsFrom((await ksm.read()).settings);
 }
 
-/** Runs `body` holding the KSM lock with distinctive knobs set, and puts the machine's knobs back after. */
-async function withKnobs(start: Partial<KsmKnobs>, body: () => Promise<void>): Promise<void> {
-  const release = await lockKsm();
-  const original = await knobs();
-  try {
-    await ksm.configure({ advisor_mode: 'none', ...start });
-    await body();
-  } finally {
-    const back: Partial<KsmKnobs> = { run: original.run, pages_to_scan: original.pages_to_scan, sleep_millisecs: original.sleep_millisecs, advisor_mode: original.advisor_mode };
-    if (original.advisor_mode === 'scan-time') delete back.pages_to_scan;
-    await ksm.configure(back);
-    release();
-  }
-}
-
-test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused and the old kept), SIGTERM restores the knobs found', async () => {
+test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused and the old kept), SIGTERM restores the knobs found', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-daemon-'));
   const conf = join(dir, 'ksmtuned.conf');
   // The ksmtuned policy on a roomy host runs ksmd only when the host is "declared loaded": COEF 100 makes free always below thres.
   writeFileSync(conf, 'KSM_THRES_COEF=100\nKSM_MONITOR_INTERVAL=3600\n');
   try {
-    await withKnobs({ run: 0, pages_to_scan: 123, sleep_millisecs: 17 }, async () => {
+    await withKsm(t, async () => {
       // Mergeable children only while the lock is held: they would move other suites' counters.
       const guests = await startGuests(1, { commonMiB: 4, uniqueMiB: 0, zeroMiB: 0, changingMiB: 0 }, 'sig');
+      const found = snapshotKnobs();
       const d = new Daemon(['--policy', 'ksmtuned', '--config', conf]);
       try {
         const start = await d.next(event('start'), 15_000, 'start line');
-        assert.deepEqual(start.found_knobs, { run: 0, pages_to_scan: 123, sleep_millisecs: 17, advisor_mode: 'none', advisor_max_cpu: (await knobs()).advisor_max_cpu });
+        assert.deepEqual(start.found_knobs, found, 'every writable knob, as found');
+        assert.deepEqual([found.run, found.pages_to_scan, found.sleep_millisecs], [0, 123, 17]);
         assert.equal(start.interval_ms, 3_600_000);
         // The daemon decides once at start: free < 100 % of RAM → boost from 0 to 300.
         const first = await d.next(changedRun(1), 5000, 'first decision');
@@ -168,18 +156,18 @@ test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused a
         d.kill('SIGKILL');
         await guests.stop();
       }
-    });
+    }, { settings: { run: 0, pages_to_scan: 123, sleep_millisecs: 17 }, fast: false });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test('adaptive daemon on guest processes: scans, starts ksmd, reaches the estimated savings, then stops scanning; SIGTERM restores the knobs', async () => {
+test('adaptive daemon on guest processes: scans, starts ksmd, reaches the estimated savings, then stops scanning; SIGTERM restores the knobs', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-daemon-'));
   const conf = join(dir, 'tune.conf');
   writeFileSync(conf, 'PAGEFUSE_MIN_SAVINGS_MIB=8\nPAGEFUSE_INTERVAL=0.5\n');
   try {
-    await withKnobs({ run: 0, pages_to_scan: 100, sleep_millisecs: 20 }, async () => {
+    await withKsm(t, async () => {
       // Started under the lock with ksmd stopped, so nobody else's ksmd merged them first.
       const guests = await startGuests(3, { commonMiB: 24, uniqueMiB: 4, zeroMiB: 1, changingMiB: 1 }, 'conv');
       try {
@@ -187,7 +175,7 @@ test('adaptive daemon on guest processes: scans, starts ksmd, reaches the estima
       } finally {
         await guests.stop();
       }
-    });
+    }, { settings: { run: 0, pages_to_scan: 100, sleep_millisecs: 20 }, fast: false });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -233,8 +221,8 @@ test('adaptive daemon on guest processes: scans, starts ksmd, reaches the estima
   }
 });
 
-test('kernel-advisor on this kernel: scan-time with advisor_max_cpu from the budget, then advisor_mode, advisor_max_cpu and pages_to_scan put back', async () => {
-  await withKnobs({ run: 0, pages_to_scan: 321, sleep_millisecs: 20 }, async () => {
+test('kernel-advisor on this kernel: scan-time with advisor_max_cpu from the budget, then advisor_mode, advisor_max_cpu and pages_to_scan put back', async (t) => {
+  await withKsm(t, async () => {
     const guests = await startGuests(2, { commonMiB: 8, uniqueMiB: 0, zeroMiB: 0, changingMiB: 0 }, 'adv');
     const before = await knobs();
     const t = new Tuner({ policy: 'kernel-advisor', cpuBudget: 0.4, config: { ...defaultConfig(), minSavingsBytes: 4 * 1024 * 1024 } });
@@ -251,5 +239,5 @@ test('kernel-advisor on this kernel: scan-time with advisor_max_cpu from the bud
       await t.stop();
       await guests.stop();
     }
-  });
+  }, { settings: { run: 0, pages_to_scan: 321, sleep_millisecs: 20 }, fast: false });
 });

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterNuma(env, exports);
   RegisterScan(env, exports);
   RegisterSketch(env, exports);
+  RegisterLock(env, exports);
   return exports;
 }
 

@@ -16,5 +16,6 @@ void RegisterZero(Napi::Env env, Napi::Object exports);
 void RegisterNuma(Napi::Env env, Napi::Object exports);
 void RegisterScan(Napi::Env env, Napi::Object exports);
 void RegisterSketch(Napi::Env env, Napi::Object exports);
+void RegisterLock(Napi::Env env, Napi::Object exports);
 
 }  // namespace pagefuse

@@ -12,6 +12,7 @@ import type { KsmSettingsInput } from '../ksm/knobs.js';
 import { KsmdClock } from '../host/ksmd.js';
 import { findOtherTuners } from '../host/lock.js';
 import { savedPages } from '../ksm/counters.js';
+import { KnobGuard } from '../ksm/snapshot.js';
 
 export interface GuestSizes {
   guests: number;
@@ -52,12 +53,6 @@ export async function ksmUnavailable(ksm = new Ksm(ksmOptionsFromEnv())): Promis
   return undefined;
 }
 
-/**
- * Saves run, pages_to_scan, sleep_millisecs, advisor_mode and use_zero_pages, then sets the bench's
- * baseline (advisor_mode none, use_zero_pages 0, so every run counts the same way); returns the function
- * that restores them. Until then SIGINT, SIGTERM and SIGHUP restore them before the process exits, so an
- * interrupted bench leaves ksmd as it found it.
- */
 /** advisor_mode none and use_zero_pages 0, where the kernel has them. */
 export function benchBaseline(found: Record<string, unknown>): KsmSettingsInput {
   const out: KsmSettingsInput = {};
@@ -66,22 +61,30 @@ export function benchBaseline(found: Record<string, unknown>): KsmSettingsInput 
   return out;
 }
 
+/**
+ * Snapshots every writable knob (recorded, so a bench that is killed is undone by the next start of
+ * the bench, a tuner, or 'pagefuse tune --restore'), then sets the bench's baseline (advisor_mode none,
+ * use_zero_pages 0, so every run counts the same way); returns the function that puts them all back.
+ * Until then SIGINT, SIGTERM and SIGHUP put them back before the process exits.
+ */
 export async function holdKnobs(ksm: Ksm): Promise<() => Promise<void>> {
-  const s = (await ksm.read()).settings as Record<string, number | string | undefined>;
-  const saved: Record<string, number | string> = {};
-  for (const k of ['advisor_mode', 'use_zero_pages', 'pages_to_scan', 'sleep_millisecs', 'run']) if (s[k] !== undefined) saved[k] = s[k] as number | string;
-  // In scan-time advisor mode the kernel refuses pages_to_scan writes and manages it itself.
-  if (saved.advisor_mode === 'scan-time') delete saved.pages_to_scan;
-  const write = (): Promise<unknown> => ksm.configure(saved as KsmSettingsInput);
+  const guard = KnobGuard.begin('bench', { sysfsRoot: ksm.sysfsRoot });
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   const onSignal = (signal: NodeJS.Signals): void => {
-    void write().finally(() => process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1)));
+    try {
+      guard.restore();
+    } finally {
+      process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+    }
   };
   for (const sig of signals) process.once(sig, onSignal);
-  await ksm.configure(benchBaseline(saved));
+  const onExit = () => guard.restore();
+  process.once('exit', onExit);
+  await ksm.configure(benchBaseline(guard.found));
   return async () => {
     for (const sig of signals) process.off(sig, onSignal);
-    await write();
+    process.off('exit', onExit);
+    guard.restore();
   };
 }
 

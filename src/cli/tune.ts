@@ -1,17 +1,18 @@
 // pagefuse tune — the tuner daemon: decides, logs each decision with its reasons, restores the knobs on exit.
 import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { once } from 'node:events';
 import { formatBytes, parse, UsageError } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
-import { acquireTuneLock, DEFAULT_LOCK_PATH, findOtherTuners } from '../host/lock.js';
+import { findOtherTuners, tuneLockPath } from '../host/lock.js';
+import { liveRecords, recoverKnobs, recordDir, type RecoveredKnobs } from '../ksm/snapshot.js';
 import { publishTuner } from '../report/publish.js';
 import { tunerStatePath } from '../report/tuner-state.js';
 import { escapeTerminal } from '../report/escape.js';
 
 const HELP = `usage: pagefuse tune [--policy P] [--cpu-budget F] [--config FILE] [--interval S]
                      [--dry-run] [--once] [--json] [--keep-knobs] [--force] [--history FILE]
+       pagefuse tune --restore [--json]
 
 Drives ksmd like ksmtuned, but scans first and merges second.
   --policy P       ${POLICIES.join(' | ')} (default adaptive, or PAGEFUSE_POLICY in the config)
@@ -24,10 +25,16 @@ Drives ksmd like ksmtuned, but scans first and merges second.
   --keep-knobs     on exit leave the knobs as set (default: put back the ones found at start)
   --force          start even while ksmtuned or another pagefuse tune runs
   --history FILE   keep a history of savings and decisions for 'pagefuse report --html --from FILE'
+  --restore        put back the knobs a tuner (or set --unmerge-first, or the bench) that died had
+                   found, from its record in PAGEFUSE_STATE_DIR (default /run/pagefuse), and exit;
+                   the systemd unit runs it as ExecStopPost
 Each decision goes to the state file 'pagefuse top' and 'pagefuse serve' read (PAGEFUSE_TUNER_STATE,
 default ${tunerStatePath()}). The overcommit guard logs a 'risk' line when the un-share exposure leaves
 less than 10 % of RAM in MemAvailable + SwapFree, and again when it clears.
-Signals: SIGUSR1 retunes at once, SIGHUP reloads --config, SIGTERM/SIGINT stop and restore the knobs.
+Signals: SIGUSR1 retunes at once, SIGHUP reloads --config (both wait for a start under way),
+SIGTERM/SIGINT stop and restore the knobs, at any moment. One tuner per host: the lock (PAGEFUSE_TUNE_LOCK, default
+/run/pagefuse/tune.lock) is flock(2)ed while it runs. Before its first write the tuner records the
+knobs it found; a start after a crash (SIGKILL, OOM kill) puts those back first and says so.
 `;
 
 function snake(d: TuneDecision): Record<string, unknown> {
@@ -51,7 +58,75 @@ function knobText(k: object): string {
   return parts.length === 0 ? 'no change' : parts.join(' ');
 }
 
+/**
+ * The daemon's signals, from the first line of the command to its end: SIGTERM/SIGINT end the run
+ * (a start under way finishes first, then the knobs go back), SIGUSR1 retunes and SIGHUP reloads, both
+ * queued until the tuner runs.
+ */
+class TuneSignals {
+  private stopSignal: NodeJS.Signals | undefined;
+  private wake: (signal: NodeJS.Signals) => void = () => undefined;
+  private readonly stopped = new Promise<NodeJS.Signals>((resolve) => (this.wake = resolve));
+  private actions: { retune(): void; reload(): void } | undefined;
+  private retuneQueued = false;
+  private reloadQueued = false;
+  private readonly onStop = (signal: NodeJS.Signals) => {
+    if (this.stopSignal !== undefined) return;
+    this.stopSignal = signal;
+    this.actions = undefined;
+    this.wake(signal);
+  };
+  private readonly onUsr1 = () => {
+    if (this.actions !== undefined) this.actions.retune();
+    else this.retuneQueued = true;
+  };
+  private readonly onHup = () => {
+    if (this.actions !== undefined) this.actions.reload();
+    else this.reloadQueued = true;
+  };
+
+  install(): void {
+    process.on('SIGTERM', this.onStop);
+    process.on('SIGINT', this.onStop);
+    process.on('SIGUSR1', this.onUsr1);
+    process.on('SIGHUP', this.onHup);
+  }
+
+  uninstall(): void {
+    process.off('SIGTERM', this.onStop);
+    process.off('SIGINT', this.onStop);
+    process.off('SIGUSR1', this.onUsr1);
+    process.off('SIGHUP', this.onHup);
+  }
+
+  /** The stop signal received so far, if any. */
+  get stopping(): NodeJS.Signals | undefined {
+    return this.stopSignal;
+  }
+
+  /** The tuner runs: play what was queued, then resolve with the signal that stops it. */
+  running(actions: { retune(): void; reload(): void }): Promise<NodeJS.Signals> {
+    if (this.stopSignal === undefined) {
+      this.actions = actions;
+      if (this.reloadQueued) actions.reload();
+      if (this.retuneQueued) actions.retune();
+      this.reloadQueued = this.retuneQueued = false;
+    }
+    return this.stopped;
+  }
+}
+
 export async function run(args: string[]): Promise<number> {
+  const signals = new TuneSignals();
+  signals.install();
+  try {
+    return await runTune(args, signals);
+  } finally {
+    signals.uninstall();
+  }
+}
+
+async function runTune(args: string[], signals: TuneSignals): Promise<number> {
   const { values } = parse('tune', args, {
     options: {
       policy: { type: 'string' },
@@ -64,6 +139,7 @@ export async function run(args: string[]): Promise<number> {
       'keep-knobs': { type: 'boolean' },
       history: { type: 'string' },
       force: { type: 'boolean' },
+      restore: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -71,6 +147,7 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  if (values.restore) return restore(values.json === true);
   const cpus = availableParallelism();
   let policy: PolicyName | undefined;
   let budget: number | undefined;
@@ -106,7 +183,8 @@ export async function run(args: string[]): Promise<number> {
   };
 
   if (!values.force) {
-    const others = await findOtherTuners();
+    // ksmtuned by its process or pid file; another pagefuse tuner by the lock the Tuner takes.
+    const others = (await findOtherTuners()).filter((o) => o.kind === 'ksmtuned');
     if (others.length > 0) {
       const list = others.map((o) => `${o.what} (pid ${o.pid})`).join(', ');
       throw Object.assign(new Error(`another tuner is running: ${list}; stop it first (systemctl stop ksmtuned), or pass --force`), { code: 'EBUSY' });
@@ -122,6 +200,9 @@ export async function run(args: string[]): Promise<number> {
       dryRun: values['dry-run'] === true,
       keepKnobs: values['keep-knobs'] === true,
       immediate: true,
+      // This command handles SIGINT/SIGTERM itself (below), to log and exit 0 once the knobs are back.
+      handleSignals: false,
+      lock: { path: tuneLockPath(), force: values.force === true },
     });
 
   let lastLogged: string | undefined;
@@ -132,24 +213,30 @@ export async function run(args: string[]): Promise<number> {
     log(snake(d), `${d.policy}: ${d.dryRun ? '(dry run) ' : ''}${knobText(d.changed)} — ${d.reasons.join('; ')}`);
   };
 
-  if (values.once) {
-    const release = await acquireTuneLock(process.env.PAGEFUSE_TUNE_LOCK ?? DEFAULT_LOCK_PATH, values.force === true);
-    try {
-      const tuner = makeTuner();
-      tuner.on('error', (err) => log({ event: 'error', message: err.message }, `error: ${err.message}`));
-      const d = await tuner.tuneOnce();
-      if (d !== undefined) onDecision(d, true);
-      return d === undefined ? 1 : 0;
-    } finally {
-      await release();
+  const logRecovered = (recovered: RecoveredKnobs[]) => {
+    for (const r of recovered) {
+      log(
+        { event: 'recovered', owner: r.owner, pid: r.pid, restored: Object.fromEntries(r.written) },
+        `put back the knobs a ${r.owner} that died (pid ${r.pid}) had found: ${knobText(Object.fromEntries(r.written))}`,
+      );
     }
+  };
+
+  if (values.once) {
+    const tuner = makeTuner();
+    tuner.on('error', (err) => log({ event: 'error', message: err.message }, `error: ${err.message}`));
+    const d = await tuner.tuneOnce();
+    logRecovered(tuner.recovered);
+    if (d !== undefined) onDecision(d, true);
+    return d === undefined ? 1 : 0;
   }
 
-  const release = await acquireTuneLock(process.env.PAGEFUSE_TUNE_LOCK ?? DEFAULT_LOCK_PATH, values.force === true);
+  if (signals.stopping !== undefined) {
+    log({ event: 'stop', signal: signals.stopping, restored: false }, `${signals.stopping}: stopped before starting; nothing changed`);
+    return 0;
+  }
   const tuner = makeTuner();
   let stopPublishing = (): void => undefined;
-  // Listen before starting, so a stop signal during start-up still restores the knobs.
-  const stopSignal = Promise.race([once(process, 'SIGTERM').then(() => 'SIGTERM'), once(process, 'SIGINT').then(() => 'SIGINT')]);
   try {
     tuner.on('decision', (d) => onDecision(d));
     tuner.on('error', (err) => log({ event: 'error', message: err.message }, `error: ${err.message}`));
@@ -170,32 +257,30 @@ export async function run(args: string[]): Promise<number> {
       log({ event: 'error', message: `publishing the decision: ${err.message}` }, `error: publishing the decision: ${err.message}`),
     );
     stopPublishing = unpublish;
+    logRecovered(tuner.recovered);
     log(
       { event: 'start', pid: process.pid, policy: tuner.policy, cpu_budget: tuner.cpuBudget, interval_ms: tuner.intervalMs, dry_run: tuner.dryRun, found_knobs: tuner.foundKnobs },
       `pagefuse tune started (pid ${process.pid}): policy ${tuner.policy}, cpu budget ${tuner.cpuBudget}, decisions every ${tuner.intervalMs / 1000} s; knobs found: ${knobText(tuner.foundKnobs ?? {})}`,
     );
 
-    const onUsr1 = () => {
-      log({ event: 'signal', signal: 'SIGUSR1' }, 'SIGUSR1: retuning now');
-      void tuner.retune().then((d) => d !== undefined && onDecision(d, true));
-    };
-    const onHup = () => {
-      const reload = configFile === undefined ? Promise.resolve(defaultConfig()) : loadConfig(configFile);
-      reload
-        .then((next) => {
-          tuner.reconfigure(next);
-          config = next;
-          log({ event: 'reload', config: configFile ?? null }, `SIGHUP: config ${configFile ?? '(defaults)'} reloaded`);
-        })
-        .catch((err: Error) =>
-          log({ event: 'error', message: `reload failed, keeping the old config: ${err.message}` }, `SIGHUP: reload failed, keeping the old config: ${err.message}`),
-        );
-    };
-    process.on('SIGUSR1', onUsr1);
-    process.on('SIGHUP', onHup);
-    const signal = await stopSignal;
-    process.off('SIGUSR1', onUsr1);
-    process.off('SIGHUP', onHup);
+    const signal = await signals.running({
+      retune: () => {
+        log({ event: 'signal', signal: 'SIGUSR1' }, 'SIGUSR1: retuning now');
+        void tuner.retune().then((d) => d !== undefined && onDecision(d, true));
+      },
+      reload: () => {
+        const next = configFile === undefined ? Promise.resolve(defaultConfig()) : loadConfig(configFile);
+        next
+          .then((loaded) => {
+            tuner.reconfigure(loaded);
+            config = loaded;
+            log({ event: 'reload', config: configFile ?? null }, `SIGHUP: config ${configFile ?? '(defaults)'} reloaded`);
+          })
+          .catch((err: Error) =>
+            log({ event: 'error', message: `reload failed, keeping the old config: ${err.message}` }, `SIGHUP: reload failed, keeping the old config: ${err.message}`),
+          );
+      },
+    });
     await tuner.stop();
     const restored = tuner.keepKnobs || tuner.dryRun ? 'knobs left as they are' : `knobs restored: ${knobText(tuner.foundKnobs ?? {})}`;
     log({ event: 'stop', signal, restored: !(tuner.keepKnobs || tuner.dryRun), found_knobs: tuner.foundKnobs }, `${signal}: stopped; ${restored}`);
@@ -203,6 +288,24 @@ export async function run(args: string[]): Promise<number> {
   } finally {
     stopPublishing();
     await tuner.stop().catch(() => undefined);
-    await release();
   }
+}
+
+/** pagefuse tune --restore: puts back what dead writers recorded; a live tuner's record is left alone. */
+function restore(json: boolean): number {
+  const dir = recordDir();
+  const recovered = recoverKnobs({ dir });
+  const print = (obj: Record<string, unknown>, text: string) => process.stdout.write(`${json ? JSON.stringify(obj) : text}\n`);
+  for (const r of recovered) {
+    print(
+      { event: 'recovered', owner: r.owner, pid: r.pid, restored: Object.fromEntries(r.written) },
+      `put back the knobs a ${r.owner} that died (pid ${r.pid}) had found: ${knobText(Object.fromEntries(r.written))}`,
+    );
+  }
+  const live = liveRecords(dir);
+  for (const r of live) {
+    print({ event: 'live', owner: r.owner, pid: r.pid }, `left alone: a running ${r.owner} (pid ${r.pid}) holds its knobs and puts them back itself`);
+  }
+  if (recovered.length === 0 && live.length === 0) print({ event: 'nothing' }, `nothing to put back (no record in ${dir})`);
+  return 0;
 }

@@ -1,7 +1,8 @@
-// One tuner per host: a lock file holding the daemon's pid (a dead or foreign holder is stale), and a
-// look for other tuners that would write the same knobs: ksmtuned (its process or pid file), or another
-// pagefuse tune started with a different lock path.
-import { mkdir, open, readFile, unlink, writeFile } from 'node:fs/promises';
+// One tuner per host: flock(2) on a lock file held open for the holder's life, and a look for other
+// tuners that would write the same knobs: ksmtuned (its process or pid file), or a pagefuse tune
+// (installed, or run from a checkout's dist/ or src/).
+import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PagefuseError, explain } from '../errors.js';
 import { listPids, parseStat, readProcText, splitCmdline } from './procfs.js';
@@ -22,7 +23,7 @@ function alive(pid: number): boolean {
 export function isPagefuseTune(argv: readonly string[]): boolean {
   for (let i = 0; i < argv.length - 1; i++) {
     const a = argv[i];
-    const isCli = basename(a) === 'pagefuse' || /pagefuse.*[/\\]cli[/\\]bin\.[jt]s$/.test(a) || /(^|[/\\])pagefuse[/\\].*bin\.[jt]s$/.test(a);
+    const isCli = basename(a) === 'pagefuse' || /(^|[/\\])(dist|src)[/\\]cli[/\\]bin\.[jt]s$/.test(a);
     if (isCli) return argv.slice(i + 1).find((x) => !x.startsWith('-')) === 'tune';
   }
   return false;
@@ -61,65 +62,94 @@ export async function findOtherTuners(procRoot = '/proc', pidFiles = KSMTUNED_PI
   return found;
 }
 
-/** A holder is live only while its pid runs pagefuse tune (a pid reused by another program is stale). */
-async function isTuneProcess(pid: number): Promise<boolean> {
-  if (!alive(pid)) return false;
-  const cmdline = await readProcText('/proc', pid, 'cmdline');
-  return cmdline !== undefined && isPagefuseTune(splitCmdline(cmdline));
+/** The lock file: PAGEFUSE_TUNE_LOCK, else /run/pagefuse/tune.lock. */
+export function tuneLockPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.PAGEFUSE_TUNE_LOCK || DEFAULT_LOCK_PATH;
 }
 
-async function holder(path: string): Promise<number | undefined> {
-  const text = await readFile(path, 'utf8').catch(() => undefined);
-  const pid = Number(text?.trim());
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+/** The host's single-instance tuner lock, held until release() or the process's end. */
+export interface TunerLock {
+  readonly path: string;
+  /** Whether this process holds it (false only when taken with force while another holder had it). */
+  readonly held: boolean;
+  release(): void;
+}
+
+export interface TunerLockOptions {
+  /** The lock file (default PAGEFUSE_TUNE_LOCK, else /run/pagefuse/tune.lock). */
+  path?: string;
+  /** Go on without the lock when another holder has it (pagefuse tune --force). */
+  force?: boolean;
+}
+
+function holderPid(fd: number): number | undefined {
+  try {
+    const buf = Buffer.alloc(32);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const pid = Number(buf.subarray(0, n).toString().trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
- * Takes the host's tuner lock, replacing a stale one (holder gone). A live holder is refused with
- * EBUSY unless `force`. Resolves to the release function (removes the file if it still names us).
+ * Takes the host's tuner lock: flock(2) on a file held open for the life of the holder, so a crash
+ * releases it and of two starters exactly one wins, whatever the file says. The file is never removed
+ * (a starter could otherwise lock a file that is no longer the lock). A held lock is refused with
+ * EBUSY, naming the holder's pid, unless `force`. Every tuner takes it: the pagefuse tune daemon, an
+ * in-process Tuner, and embedders who drive the knobs themselves.
  */
-export async function acquireTuneLock(path = DEFAULT_LOCK_PATH, force = false): Promise<() => Promise<void>> {
+export async function lockTuner(options: TunerLockOptions = {}): Promise<TunerLock> {
+  const path = options.path ?? tuneLockPath();
+  const { native } = await import('../native.js');
+  let fd: number;
   try {
-    return await takeTuneLock(path, force);
+    mkdirSync(dirname(path), { recursive: true });
+    fd = openSync(path, 'a+', 0o644);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EACCES' || code === 'EPERM') {
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
       throw explain(err, `needs root: creating the tuner lock ${path} (PAGEFUSE_TUNE_LOCK names another file)`, 'EACCES');
     }
-    throw err;
+    throw explain(err, `cannot open the tuner lock ${path}: ${(err as Error).message}`);
   }
-}
-
-async function takeTuneLock(path: string, force: boolean): Promise<() => Promise<void>> {
-  await mkdir(dirname(path), { recursive: true });
-  for (let attempt = 0; attempt < 5; attempt++) {
-    try {
-      const fh = await open(path, 'wx', 0o644);
-      await fh.writeFile(`${process.pid}\n`);
-      await fh.close();
-      return release(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const pid = await holder(path);
-    const live = pid !== undefined && pid !== process.pid && (await isTuneProcess(pid));
-    if (live && !force) {
-      throw new PagefuseError('EBUSY', `another pagefuse tune (pid ${pid}) holds ${path}: stop it first, or pass --force`, { path });
-    }
-    if (force || !live) {
-      // Stale (or forced): write ourselves in place.
-      await writeFile(path, `${process.pid}\n`);
-      return release(path);
-    }
+  let taken: boolean;
+  try {
+    taken = native.tryLockExclusive(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw explain(err, `cannot lock ${path}: ${(err as Error).message}`);
   }
-  throw new PagefuseError('EBUSY', `could not take ${path}`, { path });
-}
-
-function release(path: string): () => Promise<void> {
-  let done = false;
-  return async () => {
-    if (done) return;
-    done = true;
-    if ((await holder(path)) === process.pid) await unlink(path).catch(() => undefined);
+  if (!taken) {
+    const pid = holderPid(fd);
+    closeSync(fd);
+    if (!options.force) {
+      const who = pid === undefined ? 'another pagefuse tuner' : pid === process.pid ? `a Tuner in this process (pid ${pid})` : `another pagefuse tuner (pid ${pid})`;
+      throw new PagefuseError('EBUSY', `${who} holds ${path}: stop it first, or pass --force`, { path });
+    }
+    return { path, held: false, release: () => undefined };
+  }
+  try {
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+  } catch {
+    // The pid is only for messages: the lock itself is the flock.
+  }
+  let open = true;
+  return {
+    path,
+    held: true,
+    release() {
+      if (!open) return;
+      open = false;
+      closeSync(fd);
+    },
   };
+}
+
+/** lockTuner() for the CLI: resolves to its release function. */
+export async function acquireTuneLock(path = tuneLockPath(), force = false): Promise<() => Promise<void>> {
+  const lock = await lockTuner({ path, force });
+  return async () => lock.release();
 }

@@ -1,10 +1,15 @@
 // The Tuner: watches VMs, schedules scans, asks the policy, writes the knobs it decides, and puts back
-// the knobs it found when it stops. Everything is asynchronous: scans run off the event loop, /proc and
+// the knobs it found when it stops, when its process exits or crashes, and (through its crash record)
+// after a SIGKILL, at the next start. One tuner per host: start() takes the host lock. Everything is asynchronous: scans run off the event loop, /proc and
 // sysfs reads are small async file reads.
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { PagefuseError, abortError, invalidArgType, invalidNumber, throwIfAborted } from '../errors.js';
 import { Ksm } from '../ksm/ksm.js';
+import type { KsmSettings } from '../ksm/knobs.js';
+import { KnobGuard, restorePlan, type KnobSnapshot, type RecoveredKnobs } from '../ksm/snapshot.js';
+import { lockTuner, type TunerLock } from '../host/lock.js';
+import { installExitCleanup } from './cleanup.js';
 import { PAGE_SIZE, Region } from '../region.js';
 import { DEFAULT_PROC_ROOT } from '../host/procfs.js';
 import { VmWatcher, type VmInfo } from '../vm/discover.js';
@@ -37,6 +42,21 @@ export interface TunerOptions {
   dryRun?: boolean;
   /** Leave the knobs as the tuner set them when it stops. */
   keepKnobs?: boolean;
+  /**
+   * Put the knobs found back when the process exits, on an uncaught exception, and on SIGINT/SIGTERM
+   * (raised again afterwards). Default true; false leaves it to the caller's stop().
+   */
+  restoreOnExit?: boolean;
+  /** With restoreOnExit: handle SIGINT/SIGTERM too (default true; pagefuse tune handles them itself). */
+  handleSignals?: boolean;
+  /**
+   * The host's single-instance lock taken by start() (default PAGEFUSE_TUNE_LOCK, else
+   * /run/pagefuse/tune.lock); `force` goes on without it when another tuner holds it; false takes none.
+   * Dry runs and tuners on an injected `ksm` control take none unless a path is given.
+   */
+  lock?: false | { path?: string; force?: boolean };
+  /** Where the crash record goes (default PAGEFUSE_STATE_DIR, else /run/pagefuse); false keeps none. */
+  recordDir?: string | false;
   config?: TuneConfig;
   /** KSM control (default: the Ksm class on /sys/kernel/mm/ksm). */
   ksm?: KsmControl;
@@ -98,12 +118,13 @@ export interface TuneSavings {
 type PolicyState = AdaptiveState | KsmtunedState;
 
 /** What restore() writes: the knobs the tuner changed, back to the values it found. */
-function restoreSet(found: KsmKnobs, touched: Set<keyof KsmKnobs>): Partial<KsmKnobs> {
-  const out: Partial<KsmKnobs> = {};
-  for (const key of touched) (out as Record<string, unknown>)[key] = found[key];
-  // Leaving scan-time resets pages_to_scan to 100: put the found value back too.
-  if (touched.has('advisor_mode') && found.advisor_mode === 'none') out.pages_to_scan = found.pages_to_scan;
-  if (found.advisor_mode === 'scan-time') delete out.pages_to_scan;
+function restoreSet(found: KnobSnapshot, current: KnobSnapshot, touched: Set<string>): Partial<KsmKnobs> {
+  return Object.fromEntries(restorePlan(found, current, touched)) as Partial<KsmKnobs>;
+}
+
+function snapshotOf(settings: Record<string, number | string | undefined>): KnobSnapshot {
+  const out: KnobSnapshot = {};
+  for (const [k, v] of Object.entries(settings)) if (v !== undefined) out[k] = v;
   return out;
 }
 
@@ -188,7 +209,17 @@ export class Tuner extends EventEmitter<TunerEvents> {
   private readonly regions: Region[] = [];
   private state: PolicyState;
   private found: KsmKnobs | undefined;
-  private readonly touched = new Set<keyof KsmKnobs>();
+  /** Every writable knob as found at start. */
+  private foundAll: KnobSnapshot | undefined;
+  private readonly restoreOnExit: boolean;
+  private readonly handleSignals: boolean;
+  private readonly lockOption: false | { path?: string; force?: boolean } | undefined;
+  private readonly recordDir: string | false | undefined;
+  private lock: TunerLock | undefined;
+  private guard: KnobGuard | undefined;
+  private uninstallCleanup: (() => void) | undefined;
+  private recoveredRecords: RecoveredKnobs[] = [];
+  private readonly touched = new Set<string>();
   private pollTimer: NodeJS.Timeout | undefined;
   private decideTimer: NodeJS.Timeout | undefined;
   private pollQueued = false;
@@ -222,6 +253,10 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.explicitIntervalMs = options.intervalMs;
     this.dryRun = options.dryRun === true;
     this.keepKnobs = options.keepKnobs === true;
+    this.restoreOnExit = options.restoreOnExit !== false;
+    this.handleSignals = options.handleSignals !== false;
+    this.lockOption = options.lock;
+    this.recordDir = options.recordDir;
     this.procRoot = options.procRoot ?? DEFAULT_PROC_ROOT;
     this.pollMs = options.pollMs ?? VM_POLL_MS;
     this.immediate = options.immediate === true;
@@ -250,9 +285,14 @@ export class Tuner extends EventEmitter<TunerEvents> {
     return this.policy === 'ksmtuned' ? this.config.ksmtuned.KSM_MONITOR_INTERVAL * 1000 : DEFAULT_ADAPTIVE_INTERVAL_MS;
   }
 
-  /** The knobs found at start (restored by stop() unless keepKnobs). */
-  get foundKnobs(): KsmKnobs | undefined {
-    return this.found === undefined ? undefined : { ...this.found };
+  /** Every writable knob as found at start (those it writes are put back by stop() unless keepKnobs). */
+  get foundKnobs(): KsmSettings | undefined {
+    return this.foundAll === undefined ? undefined : { ...this.foundAll };
+  }
+
+  /** Knobs a dead tuner (or set, or bench) had recorded, put back by start() before it looked. */
+  get recovered(): RecoveredKnobs[] {
+    return this.recoveredRecords.map((r) => ({ ...r, written: [...r.written] }));
   }
 
   get vms(): VmInfo[] {
@@ -277,12 +317,68 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.observer = new Observer({ procRoot: this.procRoot, ksm: this.ksm, pageSize: PAGE_SIZE });
   }
 
+  /** The sysfs directory behind the KSM control, when it is a real one (not an injected fake). */
+  private sysfsRoot(): string | undefined {
+    return this.ksm instanceof Ksm ? this.ksm.sysfsRoot : undefined;
+  }
+
+  /**
+   * Takes the host lock, puts back what a dead tuner recorded, and records what it finds before the
+   * first write, so that a SIGKILL of this one is undone by the next.
+   */
+  private async takeHost(): Promise<void> {
+    const root = this.sysfsRoot();
+    const wantsLock = this.lockOption !== false && (this.lockOption?.path !== undefined || (root !== undefined && !this.dryRun));
+    if (wantsLock) this.lock = await lockTuner(this.lockOption ?? {});
+    if (root === undefined || this.dryRun) return;
+    try {
+      this.guard = KnobGuard.begin('tune', {
+        sysfsRoot: root,
+        only: [],
+        ...(this.recordDir === undefined ? {} : { recordDir: this.recordDir }),
+        persist: !this.keepKnobs,
+      });
+      this.recoveredRecords = this.guard.recovered;
+      if (this.restoreOnExit && !this.keepKnobs) {
+        this.uninstallCleanup = installExitCleanup({
+          restoreSync: () => {
+            this.running = false;
+            this.guard?.restore();
+            this.lock?.release();
+          },
+          stop: () => this.stop(),
+          signals: this.handleSignals,
+        });
+      }
+    } catch (err) {
+      this.releaseHost();
+      throw err;
+    }
+  }
+
+  private releaseHost(): void {
+    this.uninstallCleanup?.();
+    this.uninstallCleanup = undefined;
+    this.guard?.release();
+    this.guard = undefined;
+    this.lock?.release();
+    this.lock = undefined;
+  }
+
   private async prepare(signal?: AbortSignal): Promise<void> {
     this.wire();
-    this.found = knobsFrom((await this.ksm!.read()).settings);
-    throwIfAborted(signal);
-    if (this.policy === 'kernel-advisor' && this.found.advisor_mode === undefined) {
-      throw new PagefuseError('ENOTSUP', 'this kernel has no KSM scan-time advisor (/sys/kernel/mm/ksm/advisor_mode needs Linux 6.8+): use --policy adaptive');
+    await this.takeHost();
+    try {
+      const settings = (await this.ksm!.read()).settings;
+      this.foundAll = snapshotOf(settings);
+      this.found = knobsFrom(settings);
+      throwIfAborted(signal);
+      if (this.policy === 'kernel-advisor' && this.found.advisor_mode === undefined) {
+        throw new PagefuseError('ENOTSUP', 'this kernel has no KSM scan-time advisor (/sys/kernel/mm/ksm/advisor_mode needs Linux 6.8+): use --policy adaptive');
+      }
+    } catch (err) {
+      this.releaseHost();
+      throw err;
     }
     this.running = true;
     try {
@@ -290,6 +386,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
       throwIfAborted(signal);
     } catch (err) {
       this.running = false;
+      this.releaseHost();
       throw err;
     }
   }
@@ -401,6 +498,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
       return await this.decide();
     } finally {
       this.running = false;
+      this.releaseHost();
     }
   }
 
@@ -420,17 +518,25 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.scanAbort?.abort();
     await this.scanDone;
     await this.chain;
-    if (!this.keepKnobs && !this.dryRun) await this.restore();
+    try {
+      if (!this.keepKnobs && !this.dryRun) await this.restore();
+    } finally {
+      this.releaseHost();
+    }
   }
 
   private async restore(): Promise<void> {
-    if (this.found === undefined || this.touched.size === 0) return;
-    const want = restoreSet(this.found, this.touched);
-    await this.ksm!.configure(want);
-    // A mode switch may have reset pages_to_scan after it was checked: check once more.
-    const now = knobsFrom((await this.ksm!.read()).settings);
-    if (want.pages_to_scan !== undefined && now.pages_to_scan !== want.pages_to_scan) {
-      await this.ksm!.configure({ pages_to_scan: want.pages_to_scan });
+    if (this.guard !== undefined) {
+      this.guard.restore();
+      this.touched.clear();
+      return;
+    }
+    if (this.foundAll === undefined || this.touched.size === 0) return;
+    // An injected control (no sysfs behind it): the same plan, written through it; a mode switch may
+    // reset pages_to_scan after it was compared, so look once more.
+    for (let pass = 0; pass < 2; pass++) {
+      const want = restoreSet(this.foundAll, snapshotOf((await this.ksm!.read()).settings), this.touched);
+      if (Object.keys(want).length > 0) await this.ksm!.configure(want);
     }
     this.touched.clear();
   }
@@ -643,6 +749,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
     }
     if (!this.dryRun && Object.keys(changed).length > 0) {
       for (const key of Object.keys(changed) as (keyof KsmKnobs)[]) this.touched.add(key);
+      // Recorded before written: a SIGKILL from here on is undone by the next start.
+      this.guard?.cover(this.touched);
       await this.ksm!.configure(changed);
     }
     const decision: TuneDecision = {

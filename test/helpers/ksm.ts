@@ -1,11 +1,13 @@
 // The shared helper for every test that touches KSM. Its whole API:
 //
-//   await withKsm(t, async (ksm) => { … }, { settings? })
+//   await withKsm(t, async (ksm) => { … }, { settings?, fast?, unmerge? })
 //       Skips (or, in CI with a writable sysfs, fails) when KSM can't be driven here; otherwise takes the
-//       machine-wide lock (helpers/lock.ts), snapshots every writable knob, unmerges everything (run=2, so
-//       ksmd's cursor and counts start clean), applies FAST_SETTINGS plus `settings`, runs the body, and
-//       always puts every knob back (run=2 first: merge_across_nodes / max_page_sharing need
-//       pages_shared 0), then releases the lock. ksmd is stopped while the body starts; mergeAndWait starts it.
+//       machine-wide lock (helpers/lock.ts), snapshots every writable knob (src/ksm/snapshot.ts, recorded
+//       against a crash), unmerges everything (run=2, so ksmd's cursor and counts start clean; unmerge:
+//       false skips it), applies advisor_mode=none, FAST_SETTINGS (fast: false skips them) and
+//       `settings`, runs the body, and always puts every knob back (also when the process exits with
+//       the body unsettled), then releases the lock. ksmd is stopped while the body starts unless
+//       `settings` runs it; mergeAndWait starts it.
 //   await mergeAndWait(ksm, region?, { scans?, timeoutMs? })
 //       advise('mergeable') on the region (if given), start ksmd, and wait for `scans` (default 2) full
 //       scans of it, plus one: the kernel puts a newly registered mm just behind ksmd's cursor, so the
@@ -15,10 +17,12 @@
 //   requireKsm(t)         false (after t.skip) when they can't; throws instead when CI is set and the
 //                         sysfs is writable: there a skipped KSM test is a failure (skipVerdict is the rule).
 //   FAST_SETTINGS         the knobs withKsm sets: small regions converge in milliseconds.
+//   RUNNING_SETTINGS      ksmd running, smart_scan off: for tests whose children must merge by themselves.
 import { accessSync, constants } from 'node:fs';
 import type { TestContext } from 'node:test';
 import { lockKsm } from './lock.js';
-import { Ksm, TUNABLES, processKsm, type KsmSettings, type KsmSettingsInput, type ProcessKsm, type Region } from '../../src/index.js';
+import { Ksm, processKsm, type KsmSettingsInput, type ProcessKsm, type Region } from '../../src/index.js';
+import { KnobGuard } from '../../src/ksm/snapshot.js';
 
 export const FAST_SETTINGS: KsmSettingsInput = {
   pages_to_scan: 10_000,
@@ -26,6 +30,13 @@ export const FAST_SETTINGS: KsmSettingsInput = {
   use_zero_pages: 0,
   merge_across_nodes: 1,
 };
+
+/**
+ * ksmd running at 5000 pages / 10 ms with smart_scan off: with it on, pages that went unmerged for a
+ * few scans are skipped on a period, and two children whose pages started at different times can keep
+ * missing each other (seen here: none of 40 identical pages across two processes merged in 30 s).
+ */
+export const RUNNING_SETTINGS: KsmSettingsInput = { run: 1, pages_to_scan: 5000, sleep_millisecs: 10, smart_scan: 0 };
 
 const SYSFS = '/sys/kernel/mm/ksm';
 
@@ -78,39 +89,43 @@ export async function selfKsm(): Promise<ProcessKsm> {
   return processKsm('self');
 }
 
-/** Puts knobs back as `snapshot` had them: unmerge first, then every tunable, then run. */
-async function restoreKsm(ksm: Ksm, snapshot: KsmSettings): Promise<void> {
-  await ksm.unmergeAll({ timeoutMs: 30_000 });
-  const { run, ...rest } = snapshot;
-  const settings: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(rest)) if (Object.hasOwn(TUNABLES, k)) settings[k] = v;
-  // In scan-time mode pages_to_scan belongs to the advisor; switching the mode back resets it.
-  if (snapshot.advisor_mode === 'scan-time') delete settings.pages_to_scan;
-  await ksm.configure(settings as KsmSettingsInput);
-  if (run !== undefined) await ksm.configure({ run });
+export interface WithKsmOptions {
+  /** Knobs to set on top of FAST_SETTINGS (or alone, with fast: false). */
+  settings?: KsmSettingsInput;
+  /** Start from FAST_SETTINGS (default true). */
+  fast?: boolean;
+  /** Unmerge everything first (run=2), so ksmd's cursor and counts start clean (default true). */
+  unmerge?: boolean;
 }
 
-export async function withKsm<T>(
-  t: TestContext,
-  body: (ksm: Ksm) => Promise<T>,
-  options: { settings?: KsmSettingsInput } = {},
-): Promise<T | undefined> {
+/**
+ * The one test harness for KSM: takes the machine-wide lock, snapshots every writable knob through the
+ * project's KnobGuard (recorded in PAGEFUSE_STATE_DIR or /run/pagefuse: a test process that dies in
+ * the body, or whose body never settles, is undone when it exits or by the next withKsm), sets the
+ * knobs, runs the body, and puts every knob back.
+ */
+export async function withKsm<T>(t: TestContext, body: (ksm: Ksm) => Promise<T>, options: WithKsmOptions = {}): Promise<T | undefined> {
   if (!requireKsm(t)) return undefined;
   const release = await lockKsm();
   const ksm = new Ksm();
-  let snapshot: KsmSettings | undefined;
+  let guard: KnobGuard | undefined;
+  // node:test moves on from a test whose body never settles (an uncaught exception elsewhere fails it),
+  // and then no finally below ever runs: the knobs go back when the process exits.
+  const onExit = () => guard?.restore();
   try {
-    snapshot = (await ksm.read()).settings;
-    await ksm.unmergeAll({ timeoutMs: 30_000 });
-    const wanted: Record<string, unknown> = { advisor_mode: 'none', ...FAST_SETTINGS, ...options.settings };
+    guard = KnobGuard.begin('test');
+    process.once('exit', onExit);
+    if (options.unmerge !== false) await ksm.unmergeAll({ timeoutMs: 30_000 });
+    const wanted: Record<string, unknown> = { advisor_mode: 'none', ...(options.fast === false ? {} : FAST_SETTINGS), ...options.settings };
     // Knobs this kernel lacks (advisor_mode before 6.8, merge_across_nodes without NUMA) are left out.
-    for (const k of Object.keys(wanted)) if (!(k in snapshot) && !(options.settings && k in options.settings)) delete wanted[k];
+    for (const k of Object.keys(wanted)) if (!(k in guard.found) && !(options.settings && k in options.settings)) delete wanted[k];
     await ksm.configure(wanted as KsmSettingsInput);
     return await body(ksm);
   } finally {
     try {
-      if (snapshot !== undefined) await restoreKsm(ksm, snapshot);
+      guard?.restore();
     } finally {
+      process.off('exit', onExit);
       release();
     }
   }

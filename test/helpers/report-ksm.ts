@@ -1,36 +1,14 @@
-// For the report tests that need ksmd to merge something: hold the KSM lock, run ksmd fast, put every knob
-// back, and start VM-like children (test/helpers/merged-child.ts) whose pages ksmd merges.
+// For the report tests that need ksmd to merge something (inside withKsm(t, …, { settings:
+// RUNNING_SETTINGS })): VM-like children (test/helpers/merged-child.ts) whose pages ksmd merges.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { lockKsm } from './lock.js';
 
-const KSM = '/sys/kernel/mm/ksm';
-// smart_scan off: with it, pages that went unmerged for a few scans are skipped on a period, and two
-// guests whose pages started at different times can keep missing each other (seen here: none of 40
-// identical pages across two processes merged in 30 s, 300 full scans).
-const KNOBS = ['run', 'pages_to_scan', 'sleep_millisecs', 'smart_scan'] as const;
 const CHILD = fileURLToPath(new URL('./merged-child.ts', import.meta.url));
-
-/** Runs fn with the KSM lock held and ksmd at 5000 pages / 10 ms, smart_scan off; restores the knobs even on failure. */
-export async function withFastKsm<T>(fn: () => Promise<T>): Promise<T> {
-  const release = await lockKsm();
-  const saved = KNOBS.map((k) => [k, readFileSync(`${KSM}/${k}`, 'utf8').trim()] as const);
-  try {
-    writeFileSync(`${KSM}/pages_to_scan`, '5000');
-    writeFileSync(`${KSM}/sleep_millisecs`, '10');
-    writeFileSync(`${KSM}/smart_scan`, '0');
-    writeFileSync(`${KSM}/run`, '1');
-    return await fn();
-  } finally {
-    for (const [k, v] of saved) writeFileSync(`${KSM}/${k}`, v);
-    release();
-  }
-}
 
 export interface MergedChild {
   child: ChildProcess;
