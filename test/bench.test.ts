@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { CLI, ROOT, runCli } from './helpers/report-cli.js';
+import { CLI, REPO as ROOT, runCliAsync } from './helpers/cli.js';
 import { lockKsm } from './helpers/lock.js';
 import type { BenchResult, TunerResult } from '../src/bench/bench.js';
 import type { HashingResult } from '../src/bench/hashing.js';
@@ -32,8 +32,8 @@ test('bench --quick --json names every figure; the KSM parts run as root and put
   try {
     const before = knobs();
     const page = join(dir, 'bench.html');
-    const r = await runCli(['bench', '--quick', '--json', '--html', page], { timeoutMs: 180_000 });
-    assert.equal(r.code, 0, r.stderr);
+    const r = await runCliAsync(['bench', '--quick', '--json', '--html', page], { timeoutMs: 180_000 });
+    assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(knobs(), before, 'run, pages_to_scan and sleep_millisecs are as they were');
     const b = JSON.parse(r.stdout) as BenchResult;
     assert.equal(b.quick, true);
@@ -125,22 +125,22 @@ test('bench without root skips the KSM parts with one clear line and runs the re
 });
 
 test('bench without KSM in the kernel says so; the table names what was skipped', async () => {
-  const r = await runCli(['bench', '--quick'], { env: { ...process.env, PAGEFUSE_KSM_SYSFS: '/nonexistent/ksm' } });
-  assert.equal(r.code, 0, r.stderr);
+  const r = await runCliAsync(['bench', '--quick'], { env: { ...process.env, PAGEFUSE_KSM_SYSFS: '/nonexistent/ksm' } });
+  assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /^bench: skipping the KSM parts \(scan estimate vs ksmd, tuner policies\): KSM is not available in this kernel \(no \/sys\/kernel\/mm\/ksm\)$/m);
   assert.match(r.stdout, /^pagefuse exact \(\w+\) +[\d.]+ +[\d.]+ × read$/m);
   assert.match(r.stdout, /Scan estimate vs what ksmd merged\n {2}skipped: KSM is not available/);
 });
 
 test('bench: unknown flag exits 2; an unwritable --html fails at once with exit 1 and writes nothing', async () => {
-  const bad = await runCli(['bench', '--fast']);
-  assert.equal(bad.code, 2);
+  const bad = await runCliAsync(['bench', '--fast']);
+  assert.equal(bad.status, 2);
   assert.equal(bad.stderr, "pagefuse bench: Unknown option '--fast'\n");
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-bench-'));
   try {
     const t0 = Date.now();
-    const r = await runCli(['bench', '--quick', '--html', join(dir, 'missing', 'b.html')]);
-    assert.equal(r.code, 1);
+    const r = await runCliAsync(['bench', '--quick', '--html', join(dir, 'missing', 'b.html')]);
+    assert.equal(r.status, 1);
     assert.equal(r.stdout, '');
     assert.equal(r.stderr, `pagefuse bench: cannot write ${join(dir, 'missing', 'b.html')}: ENOENT on ${join(dir, 'missing')}\n`);
     assert.ok(Date.now() - t0 < 10_000, 'before running anything');

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
-import { runCli } from './helpers/report-cli.js';
+import { runCliAsync } from './helpers/cli.js';
 import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
 import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
 import type { HistoryJson } from '../src/report/history-file.js';
@@ -58,8 +58,8 @@ test('report --html from a tuner history renders in headless chromium: chart dra
   try {
     writeFileSync(join(dir, 'history.json'), JSON.stringify(history()));
     const out = join(dir, 'report.html');
-    const r = await runCli(['report', '--html', out, '--from', join(dir, 'history.json')]);
-    assert.equal(r.code, 0, r.stderr);
+    const r = await runCliAsync(['report', '--html', out, '--from', join(dir, 'history.json')]);
+    assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, `pagefuse report: wrote ${out} (10 samples)\n`);
     const html = readFileSync(out, 'utf8');
     assert.doesNotMatch(html, /<script|<link|<img|@import|url\(/i, 'no script, stylesheet, image or url() to fetch');
@@ -149,8 +149,8 @@ test('report --html live: two VMs merged with each other show in the table and t
       try {
         await Promise.all([waitMerging(a.pid, 40), waitMerging(b.pid, 40)]);
         const out = join(dir, 'live.html');
-        const r = await runCli(['report', '--html', out, '--duration', '0.5', '--interval', '0.25']);
-        assert.equal(r.code, 0, r.stderr);
+        const r = await runCliAsync(['report', '--html', out, '--duration', '0.5', '--interval', '0.25']);
+        assert.equal(r.status, 0, r.stderr);
         const html = readFileSync(out, 'utf8');
         for (const vm of [a, b]) {
           const name = vm === a ? 'pf-html-a' : 'pf-html-b';
@@ -174,8 +174,8 @@ test('report --html samples live when no history is given, and --save writes a h
   try {
     const out = join(dir, 'live.html');
     const saved = join(dir, 'live.json');
-    const r = await runCli(['report', '--html', out, '--duration', '1', '--interval', '0.25', '--save', saved]);
-    assert.equal(r.code, 0, r.stderr);
+    const r = await runCliAsync(['report', '--html', out, '--duration', '1', '--interval', '0.25', '--save', saved]);
+    assert.equal(r.status, 0, r.stderr);
     const n = Number(/\((\d+) samples\)/.exec(r.stdout)?.[1]);
     assert.ok(n >= 4 && n <= 6, r.stdout);
     const html = readFileSync(out, 'utf8');
@@ -184,8 +184,8 @@ test('report --html samples live when no history is given, and --save writes a h
     const h = JSON.parse(readFileSync(saved, 'utf8')) as HistoryJson;
     assert.equal(h.samples.length, n);
     assert.equal(typeof h.samples[0].counters.pages_sharing, 'number');
-    const again = await runCli(['report', '--html', join(dir, 'again.html'), '--from', saved]);
-    assert.equal(again.code, 0, again.stderr);
+    const again = await runCliAsync(['report', '--html', join(dir, 'again.html'), '--from', saved]);
+    assert.equal(again.status, 0, again.stderr);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -202,31 +202,31 @@ test('report: bad input is one line; usage errors exit 2, runtime errors exit 1,
       ['--html', join(dir, 'a.html'), '--duration', '-1'],
     ];
     for (const args of usage) {
-      const r = await runCli(['report', ...args]);
-      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      const r = await runCliAsync(['report', ...args]);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, /^pagefuse report: /);
     }
     // The target is a directory: the rename fails after the temp file was written; neither is left behind.
     mkdirSync(join(dir, 'taken.html'));
     writeFileSync(join(dir, 'taken.html', 'keep'), 'x');
-    const isDir = await runCli(['report', '--html', join(dir, 'taken.html'), '--from', join(dir, 'history.json')]);
-    assert.equal(isDir.code, 1);
+    const isDir = await runCliAsync(['report', '--html', join(dir, 'taken.html'), '--from', join(dir, 'history.json')]);
+    assert.equal(isDir.status, 1);
     assert.match(isDir.stderr, /^pagefuse report: cannot write .*taken\.html: /);
     assert.equal(isDir.stderr.split('\n').length, 2);
     // No such directory.
-    const missing = await runCli(['report', '--html', join(dir, 'no', 'such', 'x.html'), '--from', join(dir, 'history.json')]);
-    assert.equal(missing.code, 1);
+    const missing = await runCliAsync(['report', '--html', join(dir, 'no', 'such', 'x.html'), '--from', join(dir, 'history.json')]);
+    assert.equal(missing.status, 1);
     assert.equal(missing.stderr, `pagefuse report: cannot write ${join(dir, 'no', 'such', 'x.html')}: ENOENT creating a file in ${join(dir, 'no', 'such')}\n`);
     // A bad history leaves an existing page as it was.
     writeFileSync(join(dir, 'old.html'), 'old page');
     writeFileSync(join(dir, 'bad.json'), '{"version": 1, "samples": []}');
-    const bad = await runCli(['report', '--html', join(dir, 'old.html'), '--from', join(dir, 'bad.json')]);
-    assert.equal(bad.code, 1);
+    const bad = await runCliAsync(['report', '--html', join(dir, 'old.html'), '--from', join(dir, 'bad.json')]);
+    assert.equal(bad.status, 1);
     assert.equal(bad.stderr, `pagefuse report: ${join(dir, 'bad.json')} is not a pagefuse history file: it has no samples\n`);
     assert.equal(readFileSync(join(dir, 'old.html'), 'utf8'), 'old page');
-    const gone = await runCli(['report', '--html', join(dir, 'x.html'), '--from', join(dir, 'nope.json')]);
-    assert.equal(gone.code, 1);
+    const gone = await runCliAsync(['report', '--html', join(dir, 'x.html'), '--from', join(dir, 'nope.json')]);
+    assert.equal(gone.status, 1);
     assert.equal(gone.stderr, `pagefuse report: cannot read ${join(dir, 'nope.json')}: ENOENT\n`);
 
     assert.deepEqual(readdirSync(dir).sort(), ['bad.json', 'history.json', 'old.html', 'taken.html']);

@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, ROOT, runCli } from './helpers/report-cli.js';
+import { CLI, REPO as ROOT, runCliAsync } from './helpers/cli.js';
 import { parseExposition, type Family } from './helpers/prom-text.js';
 import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
 import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
@@ -125,20 +125,20 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
 });
 
 test('serve binds to loopback by default', async () => {
-  const r = await runCli(['serve', '--help']);
-  assert.equal(r.code, 0);
+  const r = await runCliAsync(['serve', '--help']);
+  assert.equal(r.status, 0);
   assert.match(r.stdout, /default 127\.0\.0\.1:9464/);
 });
 
 test('serve: a bad --listen address is a usage error (exit 2), one line', async () => {
   for (const bad of ['nonsense', '127.0.0.1', '127.0.0.1:99999', 'example.com:80', '[127.0.0.1]:80', '1.2.3:80', ':80']) {
-    const r = await runCli(['serve', '--listen', bad]);
-    assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
+    const r = await runCliAsync(['serve', '--listen', bad]);
+    assert.equal(r.status, 2, `${bad}: ${r.stderr}`);
     assert.equal(r.stderr.trim().split('\n').length, 1);
     assert.match(r.stderr, /^pagefuse serve: --listen must be HOST:PORT/);
   }
-  const r = await runCli(['serve', '--bogus']);
-  assert.equal(r.code, 2);
+  const r = await runCliAsync(['serve', '--bogus']);
+  assert.equal(r.status, 2);
   assert.match(r.stderr, /^pagefuse serve: Unknown option '--bogus'/);
 });
 
@@ -147,15 +147,15 @@ test('serve: a port in use, or an address this host lacks, is a runtime error (e
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   const port = (blocker.address() as { port: number }).port;
   try {
-    const r = await runCli(['serve', '--listen', `127.0.0.1:${port}`]);
-    assert.equal(r.code, 1, r.stderr);
+    const r = await runCliAsync(['serve', '--listen', `127.0.0.1:${port}`]);
+    assert.equal(r.status, 1, r.stderr);
     assert.equal(r.stdout, '');
     assert.equal(r.stderr, `pagefuse serve: port ${port} on 127.0.0.1 is already in use; pick another with --listen\n`);
   } finally {
     blocker.close();
   }
   // TEST-NET-1 (RFC 5737) is never assigned to a host: binding fails locally, nothing is sent.
-  const r = await runCli(['serve', '--listen', '192.0.2.1:9464']);
-  assert.equal(r.code, 1);
+  const r = await runCliAsync(['serve', '--listen', '192.0.2.1:9464']);
+  assert.equal(r.status, 1);
   assert.equal(r.stderr, 'pagefuse serve: 192.0.2.1 is not an address of this host\n');
 });

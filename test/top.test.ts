@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLI, ROOT, runCli } from './helpers/report-cli.js';
+import { CLI, REPO as ROOT, runCliAsync } from './helpers/cli.js';
 import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
 import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
 
@@ -57,8 +57,8 @@ test('top quits on Ctrl-C too, restoring the terminal', () => {
 });
 
 test('top with stdout not a terminal prints one plain report and exits 0', async () => {
-  const r = await runCli(['top', '--interval', '0.1']);
-  assert.equal(r.code, 0, r.stderr);
+  const r = await runCliAsync(['top', '--interval', '0.1']);
+  assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr, '');
   assert.doesNotMatch(r.stdout, /\x1b\[/, 'no escape sequences');
   assert.match(r.stdout, /^KSM run=\d /);
@@ -71,8 +71,8 @@ test('top shows the tuner daemon\'s latest decision from its state file', async 
   try {
     const state = join(dir, 'tuner.json');
     writeFileSync(state, JSON.stringify({ at: Date.now() - 5000, policy: 'adaptive', settings: { run: 1, pages_to_scan: 20000, sleep_millisecs: 0 }, reason: 'new VM 4242', pid: process.pid }));
-    const r = await runCli(['top', '--interval', '0.1'], { env: { ...process.env, PAGEFUSE_TUNER_STATE: state } });
-    assert.equal(r.code, 0, r.stderr);
+    const r = await runCliAsync(['top', '--interval', '0.1'], { env: { ...process.env, PAGEFUSE_TUNER_STATE: state } });
+    assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`\\ntuner adaptive pid ${process.pid} [5-7]s ago: run=1 pages_to_scan=20000 sleep_millisecs=0 \\(new VM 4242\\)\\n`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -81,8 +81,8 @@ test('top shows the tuner daemon\'s latest decision from its state file', async 
 
 test('top refuses an unknown flag and a bad interval with one line, exit 2', async () => {
   for (const args of [['--bogus'], ['--interval', '0'], ['--interval', 'soon'], ['extra']]) {
-    const r = await runCli(['top', ...args]);
-  assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    const r = await runCliAsync(['top', ...args]);
+  assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
   assert.equal(r.stdout, '');
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   assert.match(r.stderr, /^pagefuse top: /);

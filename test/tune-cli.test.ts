@@ -75,6 +75,7 @@ test('the shipped example config parses and the systemd unit runs flags the comm
   assert.ok(exec, 'ExecStart runs pagefuse tune');
   for (const flag of exec[1].match(/--[a-z-]+/g) ?? []) assert.match(cli(['--help']).stdout, new RegExp(`  ${flag} `));
   assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+  assert.match(unit, /^ExecStopPost=\/usr\/bin\/env pagefuse tune --restore$/m);
 });
 
 test('argv recognised as another pagefuse tune, installed or run from a checkout', () => {

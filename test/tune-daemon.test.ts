@@ -1,7 +1,6 @@
 // The daemon for real: KSM knobs on this machine, guest processes found as qemu, signals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,64 +14,17 @@ import type { KsmKnobs } from '../src/tune/types.js';
 import { Tuner, type TuneDecision } from '../src/tune/tuner.js';
 import { defaultConfig } from '../src/tune/config.js';
 import { withKsm } from './helpers/ksm.js';
+import { startCli, type CliProcess } from './helpers/cli.js';
 import { snapshotKnobs } from '../src/ksm/snapshot.js';
 import { startGuests, type Guests } from './helpers/tune-guests.js';
 
-const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
 /** Where the daemons under test publish their decisions (never the host's /run/pagefuse/tuner.json). */
 const STATE = join(mkdtempSync(join(tmpdir(), 'pagefuse-tuner-state-')), 'tuner.json');
 const ksm = new Ksm();
 
-/** The daemon with its JSON lines collected; `next` waits for a line matching `pred`. */
-class Daemon {
-  readonly child: ChildProcess;
-  readonly lines: Record<string, unknown>[] = [];
-  private waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
-  private seen = 0;
-  stderr = '';
-  readonly exited: Promise<number | null>;
-
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', BIN, 'tune', '--json', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PAGEFUSE_TUNER_STATE: STATE },
-    });
-    let buf = '';
-    this.child.stdout!.on('data', (b: Buffer) => {
-      buf += b.toString();
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
-        buf = buf.slice(nl + 1);
-        this.lines.push(line);
-        this.waiters = this.waiters.filter((w) => (w.pred(line) ? (w.resolve(line), false) : true));
-      }
-    });
-    this.child.stderr!.on('data', (b: Buffer) => (this.stderr += b.toString()));
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
-  }
-
-  /** The first line from now on (or already seen since the last call) that matches, within ms. */
-  next(pred: (l: Record<string, unknown>) => boolean, ms: number, what: string): Promise<Record<string, unknown>> {
-    const earlier = this.lines.slice(this.seen).find(pred);
-    this.seen = this.lines.length;
-    if (earlier) return Promise.resolve(earlier);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms; lines: ${JSON.stringify(this.lines.slice(-5))} stderr: ${this.stderr}`)), ms);
-      this.waiters.push({
-        pred,
-        resolve: (l) => {
-          clearTimeout(timer);
-          this.seen = this.lines.length;
-          resolve(l);
-        },
-      });
-    });
-  }
-
-  kill(signal: NodeJS.Signals): void {
-    this.child.kill(signal);
-  }
+/** pagefuse tune --json, its decisions published to STATE. */
+function daemon(args: string[]): CliProcess {
+  return startCli(['tune', '--json', ...args], { json: true, env: { PAGEFUSE_TUNER_STATE: STATE } });
 }
 
 const event = (name: string) => (l: Record<string, unknown>) => l.event === name;
@@ -104,7 +56,7 @@ test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused a
       // Mergeable children only while the lock is held: they would move other suites' counters.
       const guests = await startGuests(1, { commonMiB: 4, uniqueMiB: 0, zeroMiB: 0, changingMiB: 0 }, 'sig');
       const found = snapshotKnobs();
-      const d = new Daemon(['--policy', 'ksmtuned', '--config', conf]);
+      const d = daemon(['--policy', 'ksmtuned', '--config', conf]);
       try {
         const start = await d.next(event('start'), 15_000, 'start line');
         assert.deepEqual(start.found_knobs, found, 'every writable knob, as found');
@@ -149,7 +101,7 @@ test('SIGUSR1 retunes at once, SIGHUP reloads the config (a bad one is refused a
         d.kill('SIGTERM');
         const stop = await d.next(event('stop'), 5000, 'stop line');
         assert.deepEqual([stop.signal, stop.restored], ['SIGTERM', true]);
-        assert.equal(await d.exited, 0);
+        assert.equal((await d.exited).status, 0);
         const after = await knobs();
         assert.deepEqual([after.run, after.pages_to_scan, after.sleep_millisecs], [0, 123, 17], 'the knobs found at start are back');
       } finally {
@@ -181,7 +133,7 @@ test('adaptive daemon on guest processes: scans, starts ksmd, reaches the estima
   }
 
   async function converge(guests: Guests): Promise<void> {
-    const d = new Daemon(['--config', conf]);
+    const d = daemon(['--config', conf]);
     try {
       await d.next(event('start'), 15_000, 'start line');
       const started = await d.next(changedRun(1), 10_000, 'ksmd started');
@@ -212,7 +164,7 @@ test('adaptive daemon on guest processes: scans, starts ksmd, reaches the estima
       assert.equal(knownCounters((await ksm.read()).counters).full_scans, c0, 'ksmd does not scan any more');
 
       d.kill('SIGTERM');
-      assert.equal(await d.exited, 0);
+      assert.equal((await d.exited).status, 0);
       const after = await knobs();
       assert.deepEqual([after.run, after.pages_to_scan, after.sleep_millisecs], [0, 100, 20], 'the knobs found at start are back');
     } finally {

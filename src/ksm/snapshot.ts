@@ -116,9 +116,18 @@ export function restoreKnobs(found: KnobSnapshot, options: { sysfsRoot?: string;
       failed.set(k, `${k}=${v}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   };
-  for (const [k, v] of restorePlan(found, snapshotKnobs(root), only)) write(k, v);
+  // What each found knob reads now (a knob the kernel no longer has is left out).
+  const now = (): KnobSnapshot => {
+    const out: KnobSnapshot = {};
+    for (const k of Object.keys(found)) {
+      const v = readKnob(root, k);
+      if (v !== undefined) out[k] = v;
+    }
+    return out;
+  };
+  for (const [k, v] of restorePlan(found, now(), only)) write(k, v);
   // Once more for what still reads otherwise: a write that failed, or a knob another writer moved meanwhile.
-  for (const [k, v] of restorePlan(found, snapshotKnobs(root), only)) write(k, v);
+  for (const [k, v] of restorePlan(found, now(), only)) write(k, v);
   for (const k of [...failed.keys()]) if (readKnob(root, k) === found[k]) failed.delete(k);
   if (failed.size > 0) {
     throw new PagefuseError('EKNOBS', `could not put back ${[...failed.values()].join('; ')} under ${root}`);
