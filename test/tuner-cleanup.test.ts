@@ -22,7 +22,7 @@ const START = { run: 0, pages_to_scan: 123, sleep_millisecs: 17 };
 async function runTunerChild(mode: string, end?: NodeJS.Signals) {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-cleanup-'));
   const env = { ...process.env, PAGEFUSE_STATE_DIR: dir, PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock') };
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, mode], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, mode], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   try {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -31,6 +31,7 @@ async function runTunerChild(mode: string, end?: NodeJS.Signals) {
     assert.equal(line.toString(), 'running\n', stderr);
     const during = snapshotKnobs().run;
     if (end !== undefined) child.kill(end);
+    else child.stdin.write('go\n');
     const [status, signal] = await exit;
     return { status, signal, during, stderr, records: readdirSync(dir).filter((f) => f.startsWith('knobs-')) };
   } finally {

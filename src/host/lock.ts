@@ -87,7 +87,8 @@ function holderPid(fd: number): number | undefined {
     const buf = Buffer.alloc(32);
     const n = readSync(fd, buf, 0, buf.length, 0);
     const pid = Number(buf.subarray(0, n).toString().trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    // The holder writes its pid just after it locks: until then the file may name a dead one.
+    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
   } catch {
     return undefined;
   }
