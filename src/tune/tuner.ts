@@ -216,7 +216,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
   private readonly lockOption: false | { path?: string; force?: boolean } | undefined;
   private readonly recordDir: string | false | undefined;
   private lock: TunerLock | undefined;
-  private guard: KnobGuard | undefined;
+  private knobGuard: KnobGuard | undefined;
   private uninstallCleanup: (() => void) | undefined;
   private recoveredRecords: RecoveredKnobs[] = [];
   private readonly touched = new Set<string>();
@@ -332,18 +332,18 @@ export class Tuner extends EventEmitter<TunerEvents> {
     if (wantsLock) this.lock = await lockTuner(this.lockOption ?? {});
     if (root === undefined || this.dryRun) return;
     try {
-      this.guard = KnobGuard.begin('tune', {
+      this.knobGuard = KnobGuard.begin('tune', {
         sysfsRoot: root,
         only: [],
         ...(this.recordDir === undefined ? {} : { recordDir: this.recordDir }),
         persist: !this.keepKnobs,
       });
-      this.recoveredRecords = this.guard.recovered;
+      this.recoveredRecords = this.knobGuard.recovered;
       if (this.restoreOnExit && !this.keepKnobs) {
         this.uninstallCleanup = installExitCleanup({
           restoreSync: () => {
             this.running = false;
-            this.guard?.restore();
+            this.knobGuard?.restore();
             this.lock?.release();
           },
           stop: () => this.stop(),
@@ -359,8 +359,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
   private releaseHost(): void {
     this.uninstallCleanup?.();
     this.uninstallCleanup = undefined;
-    this.guard?.release();
-    this.guard = undefined;
+    this.knobGuard?.release();
+    this.knobGuard = undefined;
     this.lock?.release();
     this.lock = undefined;
   }
@@ -526,8 +526,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
   }
 
   private async restore(): Promise<void> {
-    if (this.guard !== undefined) {
-      this.guard.restore();
+    if (this.knobGuard !== undefined) {
+      this.knobGuard.restore();
       this.touched.clear();
       return;
     }
@@ -750,7 +750,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     if (!this.dryRun && Object.keys(changed).length > 0) {
       for (const key of Object.keys(changed) as (keyof KsmKnobs)[]) this.touched.add(key);
       // Recorded before written: a SIGKILL from here on is undone by the next start.
-      this.guard?.cover(this.touched);
+      this.knobGuard?.cover(this.touched);
       await this.ksm!.configure(changed);
     }
     const decision: TuneDecision = {
