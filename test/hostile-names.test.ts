@@ -11,11 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processKsm, spawnMerged } from '../src/index.js';
 import { mergeAndWait, withKsm } from './helpers/ksm.js';
-import { runCli } from './helpers/cli.js';
 import { readyPid, stopChildren } from './helpers/children.js';
 import { startGuests } from './helpers/tune-guests.js';
 import { parseExposition } from './helpers/prom-text.js';
-import { CLI, ROOT } from './helpers/report-cli.js';
+import { CLI, REPO as ROOT, runCli } from './helpers/cli.js';
 
 const FILL = fileURLToPath(new URL('./fixtures/fill-pages.mjs', import.meta.url));
 /** Clears the screen, sets the window title, rings the bell. */

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CLI, ROOT, runCli } from './helpers/report-cli.js';
+import { CLI, REPO as ROOT, runCliAsync } from './helpers/cli.js';
 import { lockKsm } from './helpers/lock.js';
 import { parseExposition } from './helpers/prom-text.js';
 
@@ -52,8 +52,8 @@ after(() => rmSync(DIR, { recursive: true, force: true }));
 const env = (statePath: string) => ({ env: { ...process.env, PAGEFUSE_TUNER_STATE: statePath } });
 
 test('after tune --dry-run exits, top shows no tuner', async () => {
-  const r = await runCli(['top', '--interval', '0.1'], env(ALONE));
-  assert.equal(r.code, 0, r.stderr);
+  const r = await runCliAsync(['top', '--interval', '0.1'], env(ALONE));
+  assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /\ntuner: none running\n/);
 });
 
@@ -73,8 +73,8 @@ test('after tune --dry-run exits, /metrics exports no tuner series', async () =>
 
 test('after tune --dry-run exits, report lists no decision', async () => {
   const html = join(DIR, 'report.html');
-  const r = await runCli(['report', '--html', html, '--duration', '0.3', '--interval', '0.1'], env(ALONE));
-  assert.equal(r.code, 0, r.stderr);
+  const r = await runCliAsync(['report', '--html', html, '--duration', '0.3', '--interval', '0.1'], env(ALONE));
+  assert.equal(r.status, 0, r.stderr);
   assert.doesNotMatch(readFileSync(html, 'utf8'), /class="decision"/);
 });
 
@@ -87,15 +87,15 @@ test('top shows a tuner whose process exited as exited, with none of its knobs',
   // A pid that cannot be running: above the kernel's pid_max.
   const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
   writeFileSync(exitedState, JSON.stringify({ at: Date.now() - 3000, policy: 'adaptive', settings: { run: 1 }, reason: 'x', pid: pidMax + 1 }));
-  const r = await runCli(['top', '--interval', '0.1'], env(exitedState));
-  assert.equal(r.code, 0, r.stderr);
+  const r = await runCliAsync(['top', '--interval', '0.1'], env(exitedState));
+  assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`\\ntuner: none running \\(pid ${pidMax + 1} exited; its last decision, \\d+s ago, is not in force\\)\\n`));
 });
 
 test('top marks a running dry run as a dry run that writes nothing', async () => {
   const dir = mkdtempSync(join(DIR, 'dry-'));
   writeFileSync(join(dir, 'tuner.dry-run.json'), JSON.stringify({ at: Date.now(), policy: 'adaptive', settings: { run: 1 }, reason: 'x', pid: process.pid, dryRun: true }));
-  const r = await runCli(['top', '--interval', '0.1'], env(join(dir, 'tuner.json')));
-  assert.equal(r.code, 0, r.stderr);
+  const r = await runCliAsync(['top', '--interval', '0.1'], env(join(dir, 'tuner.json')));
+  assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`\\ntuner adaptive dry run, pid ${process.pid} \\d+s ago: would set run=1, writes nothing \\(x\\)\\n`));
 });
