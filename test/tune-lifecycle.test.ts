@@ -226,7 +226,7 @@ test('a VM that goes away fires vm-exited with its last figures, and the next de
   }
 });
 
-test('exits are seen within a second: a spawnMerged child by its exit event, another registered process by polling', async () => {
+test('exits are seen within a second: a spawnMerged child by its exit event, another registered process by polling', async (tc) => {
   const stateDir = mkdtempSync(join(tmpdir(), 'pf-exits-'));
   const registry = new Registry({ stateDir });
   // Real /proc: a scripted scan engine and a fake ksmd, so nothing is scanned or written.
@@ -253,6 +253,7 @@ test('exits are seen within a second: a spawnMerged child by its exit event, ano
       const killed = performance.now();
       proc.kill('SIGKILL');
       const ms = (await gone) - killed;
+      tc.diagnostic(`${name}: exit seen after ${Math.round(ms)} ms`);
       assert.ok(ms < 1000, `${name}: exit seen after ${Math.round(ms)} ms`);
       const d = await t.retune();
       assert.equal(d?.vms.some((v) => v.pid === proc.pid), false, `${name}: the next decision does not list it`);

@@ -2,7 +2,7 @@
 // instruction (spawnMerged), runs the Tuner in-process, waits until merging has converged, and serves
 // each VM's savings over HTTP on loopback. SIGINT/SIGTERM stop it: the Tuner puts back the knobs it found.
 //
-//   node --import tsx examples/vm-manager/vm-manager.ts [--vms 3] [--image-mib 16] [--own-mib 4] [--port 0]
+//   node --import tsx examples/vm-manager/vm-manager.ts [--vms 3] [--image-mib 48] [--own-mib 4] [--port 0]
 //   curl http://127.0.0.1:PORT/vms
 //
 // The "VMs" are guest.mjs processes: an OS image common to all, zero pages and pages of their own.
@@ -18,7 +18,7 @@ import { Tuner, registeredSavings, spawnMerged, type RegisteredSavings, type VmF
 const { values } = parseArgs({
   options: {
     vms: { type: 'string', default: '3' },
-    'image-mib': { type: 'string', default: '16' },
+    'image-mib': { type: 'string', default: '48' },
     'own-mib': { type: 'string', default: '4' },
     port: { type: 'string', default: '0' },
     'timeout-s': { type: 'string', default: '120' },
