@@ -125,13 +125,18 @@ export interface NativeAddon {
     options: NativeScanOptions,
     onProgress?: (done: number, total: number) => void,
   ): NativeScanHandle;
-  readSum(buffer: ArrayBuffer): number;
   /** Keyed sketch of a process's private anonymous memory, read through /proc/<pid>/mem (never pins pages). */
   sketchProcess(pid: number, key: Uint8Array, modulus: number, mergeableOnly: boolean, procRoot?: string): Promise<NativeSketch>;
   /** Keyed sketch of whole pages of a buffer. */
   sketchBuffer(buffer: ArrayBuffer, key: Uint8Array, modulus: number): NativeSketch;
   /** flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file holds it. */
   tryLockExclusive(fd: number): boolean;
+  /**
+   * Reads a Region's memory or an ArrayBuffer once, with the widest loads of the scan's kernels, on the
+   * scan's thread pool: the read baseline for benches. Resolves to (part of) the sum of its words.
+   */
+  readMemory(target: { kind: 'region'; handle: RegionHandle } | { kind: 'buffer'; buffer: ArrayBuffer }, options: { threads?: number; streams?: 1 | 2 | 4 | 8 }): Promise<number>;
+  /** The kernel set scans use, as `isa+hash` ("avx512+vaes", "avx2+xxh3", …). */
   hashKernel: string;
   defaultThreads: number;
 }

@@ -11,6 +11,7 @@
 #include "core/hash.h"
 #include "core/mapping.h"
 #include "core/pool.h"
+#include "core/read.h"
 #include "core/scan.h"
 
 namespace pagefuse {
@@ -161,9 +162,12 @@ class ScanWorker : public Napi::AsyncProgressWorker<Progress> {
       if (t.state) {
         // The checksums live as long as the JS result that holds them: their size is reported to V8
         // (AdjustExternalMemory), so its collector weighs them, and taken back when the result is collected.
+        // (The targets of one scan share one array of checksums: each reports its own pages of it.)
         const PageState& s = *t.state;
+        uint64_t pages = 0;
+        for (const PageRun& run : s.runs) pages += run.pages;
         const int64_t bytes = static_cast<int64_t>(sizeof(PageState) + s.runs.size() * sizeof(PageRun) +
-                                                   s.runFirst.size() * sizeof(uint64_t) + s.sums.size() * sizeof(uint32_t));
+                                                   s.runFirst.size() * sizeof(uint64_t) + pages * sizeof(uint32_t));
         auto* holder = new StatePtr(t.state);
         Napi::External<StatePtr> ext = Napi::External<StatePtr>::New(env, holder, [bytes](Napi::Env e, StatePtr* p) {
           delete p;
@@ -328,21 +332,93 @@ Napi::Value StartScan(const Napi::CallbackInfo& info) {
   return handle;
 }
 
-// readSum(buffer): reads every byte of the ArrayBuffer once, the bandwidth baseline for benches.
-Napi::Value ReadSum(const Napi::CallbackInfo& info) {
+// readMemory(target, { threads?, streams? }) → Promise<number>: reads a Region's memory or an
+// ArrayBuffer once with the widest loads the scan kernels have, on the scan's thread pool: the read
+// baseline benches measure scans against. Resolves to the sum of the words (53 bits of it).
+class ReadWorker : public Napi::AsyncWorker {
+ public:
+  ReadWorker(Napi::Env env, const unsigned char* data, uint64_t length, int threads, int streams)
+      : Napi::AsyncWorker(env, "pagefuse:read"), deferred_(env), data_(data), length_(length), threads_(threads), streams_(streams) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Hold(Mapping* m) { mapping_ = m; }
+  void Hold(Napi::ArrayBuffer b) { buffer_ = Napi::Persistent(b); }
+
+ protected:
+  void Execute() override { sum_ = ReadMemory(Kernels(), data_, length_, threads_, streams_); }
+  void OnOK() override {
+    Release();
+    deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(sum_ & ((1ull << 53) - 1))));
+  }
+  void OnError(const Napi::Error& e) override {
+    Release();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  void Release() {
+    if (mapping_ != nullptr) {
+      int64_t length = static_cast<int64_t>(mapping_->length());
+      if (mapping_->Unpin()) Napi::MemoryManagement::AdjustExternalMemory(Env(), -length);
+      if (mapping_->Unref()) Napi::MemoryManagement::AdjustExternalMemory(Env(), -length);
+      mapping_ = nullptr;
+    }
+    buffer_.Reset();
+  }
+
+  Napi::Promise::Deferred deferred_;
+  const unsigned char* data_;
+  uint64_t length_;
+  int threads_, streams_;
+  uint64_t sum_ = 0;
+  Mapping* mapping_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> buffer_;
+};
+
+Napi::Value ReadMemoryJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsArrayBuffer()) ThrowTypeError(env, "readSum needs an ArrayBuffer");
-  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
-  if (ab.IsDetached()) ThrowTypeError(env, "readSum: the ArrayBuffer is detached");
-  uint64_t sum = Kernels().readSum(ab.Data(), ab.ByteLength());
-  return Napi::Number::New(env, static_cast<double>(sum & ((1ull << 53) - 1)));
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) {
+    ThrowTypeError(env, "readMemory(target, options) needs two objects");
+  }
+  Napi::Object spec = info[0].As<Napi::Object>();
+  Napi::Object opts = info[1].As<Napi::Object>();
+  double threads = Num(opts, "threads", 1);
+  if (threads < 1 || threads > 64 || threads != static_cast<int>(threads)) ThrowRangeError(env, "threads must be a whole number from 1 to 64");
+  double streams = Num(opts, "streams", 1);
+  if (streams != 1 && streams != 2 && streams != 4 && streams != 8) ThrowRangeError(env, "streams must be 1, 2, 4 or 8");
+  std::string kind = spec.Get("kind").ToString().Utf8Value();
+  if (kind == "region") {
+    Mapping* m = RegionHandle::MappingOf(spec.Get("handle"), "target region");
+    if (!m->Pin()) {
+      Napi::Error e = Napi::Error::New(env, "the region was disposed; allocate a new one");
+      e.Set("code", Napi::String::New(env, "ERR_REGION_DISPOSED"));
+      throw e;
+    }
+    m->Ref();
+    auto* worker = new ReadWorker(env, static_cast<const unsigned char*>(m->addr()), m->length(), static_cast<int>(threads),
+                                  static_cast<int>(streams));
+    worker->Hold(m);
+    worker->Queue();
+    return worker->Promise();
+  }
+  if (kind == "buffer") {
+    Napi::Value b = spec.Get("buffer");
+    if (!b.IsArrayBuffer()) ThrowTypeError(env, "readMemory: buffer must be an ArrayBuffer");
+    Napi::ArrayBuffer ab = b.As<Napi::ArrayBuffer>();
+    if (ab.IsDetached()) ThrowTypeError(env, "readMemory: the ArrayBuffer is detached");
+    auto* worker = new ReadWorker(env, static_cast<const unsigned char*>(ab.Data()), ab.ByteLength(), static_cast<int>(threads),
+                                  static_cast<int>(streams));
+    worker->Hold(ab);
+    worker->Queue();
+    return worker->Promise();
+  }
+  ThrowTypeError(env, "readMemory: kind must be 'region' or 'buffer'");
 }
 
 }  // namespace
 
 void RegisterScan(Napi::Env env, Napi::Object exports) {
   exports.Set("startScan", Napi::Function::New(env, StartScan, "startScan"));
-  exports.Set("readSum", Napi::Function::New(env, ReadSum, "readSum"));
+  exports.Set("readMemory", Napi::Function::New(env, ReadMemoryJs, "readMemory"));
   exports.Set("hashKernel", Napi::String::New(env, Kernels().name));
   exports.Set("defaultThreads", Napi::Number::New(env, DefaultThreads()));
 }

@@ -93,19 +93,58 @@ bool KernelIsZero(const void* data, size_t len) {
   return true;
 }
 
-uint64_t KernelReadSum(const void* data, size_t len) {
-  const uint64_t* w = static_cast<const uint64_t*>(data);
-  size_t n = len / 8;
-  uint64_t a = 0, b = 0, c = 0, d = 0;
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    a += w[i];
-    b += w[i + 1];
-    c += w[i + 2];
-    d += w[i + 3];
+// The width of the read baseline's loads: the widest vector this translation unit is built for.
+#if XXH_VECTOR == XXH_AVX512
+constexpr size_t kReadBytes = 64;
+#elif XXH_VECTOR == XXH_AVX2
+constexpr size_t kReadBytes = 32;
+#else
+constexpr size_t kReadBytes = 16;
+#endif
+typedef uint64_t ReadVec __attribute__((vector_size(kReadBytes)));
+
+inline ReadVec LoadVec(const unsigned char* p) {
+  ReadVec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// S parts of `part` bytes each (a multiple of 4 vectors), read side by side: four loads per part and
+// step, each part into its own accumulator.
+template <int S>
+uint64_t ReadParts(const unsigned char* d, size_t part) {
+  ReadVec acc[S] = {};
+  for (size_t i = 0; i < part; i += 4 * kReadBytes) {
+    for (int s = 0; s < S; s++) {
+      const unsigned char* p = d + s * part + i;
+      acc[s] += (LoadVec(p) + LoadVec(p + kReadBytes)) + (LoadVec(p + 2 * kReadBytes) + LoadVec(p + 3 * kReadBytes));
+    }
   }
-  for (; i < n; i++) a += w[i];
-  return a + b + c + d;
+  ReadVec all = acc[0];
+  for (int s = 1; s < S; s++) all += acc[s];
+  uint64_t sum = 0;
+  for (size_t i = 0; i < kReadBytes / 8; i++) sum += all[i];
+  return sum;
+}
+
+uint64_t KernelReadSum(const void* data, size_t len, int streams) {
+  const unsigned char* d = static_cast<const unsigned char*>(data);
+  const int s = streams >= 8 ? 8 : streams >= 4 ? 4 : streams >= 2 ? 2 : 1;
+  const size_t part = len / s / (4 * kReadBytes) * (4 * kReadBytes);
+  uint64_t sum = 0;
+  switch (s) {
+    case 8: sum = ReadParts<8>(d, part); break;
+    case 4: sum = ReadParts<4>(d, part); break;
+    case 2: sum = ReadParts<2>(d, part); break;
+    default: sum = ReadParts<1>(d, part); break;
+  }
+  // The rest, one word at a time.
+  for (size_t o = part * s; o + 8 <= len; o += 8) {
+    uint64_t w;
+    std::memcpy(&w, d + o, 8);
+    sum += w;
+  }
+  return sum;
 }
 
 }  // namespace

@@ -4,9 +4,9 @@ namespace pagefuse {
 
 ContentIndex::ContentIndex(uint64_t contents, uint32_t* lows, uint32_t targets, bool counts, bool shared)
     : capacity_(contents + contents / 4 + 16), lows_(lows), words_(targets > 1 ? (targets + 63) / 64 : 0), shared_(shared) {
-  slots_.reset(new std::atomic<uint64_t>[capacity_]());
-  if (words_ > 0) masks_.reset(new std::atomic<uint64_t>[capacity_ * words_]());
-  if (counts) counts_.reset(new std::atomic<uint32_t>[capacity_]());
+  slots_.reset(capacity_);
+  if (words_ > 0) masks_.reset(capacity_ * words_);
+  if (counts) counts_.reset(capacity_);
 }
 
 size_t ContentIndex::bytes() const {

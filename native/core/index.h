@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/zeroed.h"
+
 namespace pagefuse {
 
 constexpr uint32_t kLowMask = 0x7fffffffu;
@@ -32,7 +34,7 @@ class ContentIndex {
     bool inserted;        // a new content: `page` is now its first page
     uint64_t first;       // the content's first page (== page when inserted)
     uint64_t slot;
-    bool newForTarget;    // the first page of this content within `target`
+    bool newForTarget;    // the first page of this content within `target` (counted by one thread only)
     bool becameDuplicate; // this page made the content duplicated (second copy)
   };
 
@@ -66,9 +68,9 @@ class ContentIndex {
   uint32_t* lows_;
   uint32_t words_;
   bool shared_;
-  std::unique_ptr<std::atomic<uint64_t>[]> slots_;
-  std::unique_ptr<std::atomic<uint64_t>[]> masks_;
-  std::unique_ptr<std::atomic<uint32_t>[]> counts_;
+  ZeroedArray<std::atomic<uint64_t>> slots_;
+  ZeroedArray<std::atomic<uint64_t>> masks_;
+  ZeroedArray<std::atomic<uint32_t>> counts_;
 };
 
 inline uint64_t ContentIndex::Start(uint64_t hash) const {
@@ -103,8 +105,14 @@ ContentIndex::Outcome ContentIndex::Insert(uint64_t hash, uint64_t page, uint32_
         slots_[pos].store(mine, std::memory_order_relaxed);
       }
       if (claimed) {
-        if (masks_) OrBits(masks_[pos * words_ + target / 64], 1ull << (target % 64));
-        return Outcome{true, page, pos, true, false};
+        // Another thread may have matched this content (and set the target's bit) between the claim
+        // and here: whoever sets the bit first counts the content for the target, once.
+        bool fresh = true;
+        if (masks_) {
+          const uint64_t bit = 1ull << (target % 64);
+          fresh = !(OrBits(masks_[pos * words_ + target / 64], bit) & bit);
+        }
+        return Outcome{true, page, pos, fresh, false};
       }
     }
     if (static_cast<uint32_t>(s >> 32) == tag) {

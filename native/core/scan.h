@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/procmem.h"
+#include "core/zeroed.h"
 
 namespace pagefuse {
 
@@ -25,7 +26,9 @@ struct PageState {
   ScanMode mode;               // exact: low bits of the page hash; fast: of the prefilter hash
   std::vector<PageRun> runs;   // address order; for memory targets the address is the byte offset
   std::vector<uint64_t> runFirst;  // index in `sums` of each run's first page
-  std::vector<uint32_t> sums;
+  // Low 31 bits of each page's hash (bit 31 is ignored), 0xffffffff where the page was not hashed;
+  // the targets of one scan share one array.
+  std::shared_ptr<const ZeroedArray<uint32_t>> sums;
   // The checksum kept for the page at `address`, or false when that page was not scanned then.
   bool Lookup(uint64_t address, uint32_t* sum) const;
 };

@@ -70,7 +70,7 @@ void SketchBytes(const unsigned char* data, uint64_t length, const SketchKey& ke
       out->zeroPages++;
       continue;
     }
-    uint64_t keyed = SipHash24(key, k.hash(p, page, kPageSeed));
+    uint64_t keyed = SipHash24(key, k.xxh3(p, page, kPageSeed));
     if ((keyed & mask) == 0) sampled->push_back(keyed);
   }
 }

@@ -1,0 +1,24 @@
+#include "core/read.h"
+
+#include <atomic>
+
+#include "core/mapping.h"
+#include "core/pool.h"
+
+namespace pagefuse {
+
+uint64_t ReadMemory(const HashKernels& k, const unsigned char* data, uint64_t len, int threads, int streams) {
+  const int n = threads < 1 ? 1 : threads;
+  const uint64_t page = PageSize();
+  const uint64_t share = (len / page + n - 1) / n * page;
+  std::atomic<uint64_t> sum{0};
+  ParallelRun(n, [&](int id) {
+    const uint64_t from = share * id;
+    if (from >= len) return;
+    const uint64_t to = from + share < len ? from + share : len;
+    sum.fetch_add(k.readSum(data + from, to - from, streams), std::memory_order_relaxed);
+  });
+  return sum.load();
+}
+
+}  // namespace pagefuse

@@ -1,0 +1,33 @@
+// Exact and fast mode count the same whatever kernel set hashes the pages (AES or XXH3, any width):
+// the page hash decides only which pages are byte-compared.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const SCRIPT = fileURLToPath(new URL('./helpers/scan-counts.ts', import.meta.url));
+
+function countsUnder(kernels: string): { kernel: string; counts: unknown } {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', SCRIPT], {
+    env: { ...process.env, PAGEFUSE_HASH_KERNELS: kernels },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return JSON.parse(out) as { kernel: string; counts: unknown };
+}
+
+test('exact and fast mode give the same counts with every kernel set this CPU runs', () => {
+  const reference = countsUnder('sse2+xxh3');
+  assert.equal(reference.kernel, 'sse2+xxh3');
+  const seen = new Set<string>([reference.kernel]);
+  for (const set of ['avx512+vaes', 'avx512+xxh3', 'avx2+vaes', 'avx2+aes', 'avx2+xxh3', 'sse2+aes']) {
+    const r = countsUnder(set);
+    if (seen.has(r.kernel)) continue; // this CPU lacks the set: the best one it has ran instead
+    seen.add(r.kernel);
+    assert.deepEqual(r.counts, reference.counts, `${r.kernel} against sse2+xxh3`);
+  }
+});
+
+test('PAGEFUSE_HASH_KERNELS naming an instruction set picks a set of that width', () => {
+  assert.match(countsUnder('sse2').kernel, /^sse2\+(aes|xxh3)$/);
+});
