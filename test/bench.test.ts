@@ -15,12 +15,18 @@ const KNOBS = ['run', 'pages_to_scan', 'sleep_millisecs'];
 const knobs = (): string[] => KNOBS.map((k) => readFileSync(`/sys/kernel/mm/ksm/${k}`, 'utf8').trim());
 
 function checkHashing(h: HashingResult): void {
-  for (const k of ['read_gb_per_s', 'exact_gb_per_s', 'fast_gb_per_s', 'node_crypto_sha1_gb_per_s', 'exact_vs_read', 'fast_vs_exact', 'exact_vs_sha1'] as const) {
+  const rates = ['read_gb_per_s', 'read_one_stream_gb_per_s', 'exact_gb_per_s', 'exact_no_state_gb_per_s', 'fast_gb_per_s', 'node_crypto_sha1_gb_per_s',
+    'read_gb_per_cpu_s', 'exact_gb_per_cpu_s', 'read_threads_gb_per_s', 'exact_threads_gb_per_s'] as const;
+  for (const k of [...rates, 'exact_vs_read', 'fast_vs_exact', 'exact_vs_sha1', 'exact_vs_read_cpu', 'exact_threads_vs_read'] as const) {
     assert.equal(typeof h[k], 'number', k);
     assert.ok(h[k] > 0, `${k} = ${h[k]}`);
   }
   assert.equal(h.bytes, 512 * 1024 * 1024);
   assert.equal(h.threads, 1);
+  assert.equal(h.rounds, 3);
+  assert.ok([1, 2, 4, 8].includes(h.read_streams), `read_streams ${h.read_streams}`);
+  assert.ok(h.read_gb_per_s >= h.read_one_stream_gb_per_s, 'the baseline is the best read, one stream included');
+  assert.match(h.hash_kernel, /^(avx512|avx2|sse2|scalar)\+(vaes|aes|xxh3)$/);
   assert.equal(h.fast_matches_exact, true);
   assert.ok(h.node_rs_xxhash_gb_per_s === null ? /@node-rs\/xxhash/.test(h.node_rs_xxhash_note ?? '') : h.node_rs_xxhash_gb_per_s > 0);
   assert.ok(Math.abs(h.exact_vs_read - h.exact_gb_per_s / h.read_gb_per_s) < 0.02);
@@ -38,7 +44,8 @@ test('bench --quick --json names every figure; the KSM parts run as root and put
     const b = JSON.parse(r.stdout) as BenchResult;
     assert.equal(b.quick, true);
     assert.ok(b.seconds < 90, `--quick took ${b.seconds} s`);
-    assert.deepEqual(Object.keys(b.machine), ['cpu', 'cpus', 'mem_total_bytes', 'kernel', 'node']);
+    assert.deepEqual(Object.keys(b.machine), ['cpu', 'cpus', 'mem_total_bytes', 'kernel', 'node', 'cpu_flags']);
+    assert.ok(b.machine.cpu_flags.includes('sse2'), `x86-64 has sse2: ${b.machine.cpu_flags.join(' ')}`);
     assert.ok(!('skipped' in b.hashing), JSON.stringify(b.hashing));
     checkHashing(b.hashing as HashingResult);
 

@@ -1,6 +1,7 @@
 // `pagefuse bench`: what KSM and pagefuse buy on this host, measured in one run. Sections run in turn;
 // one that cannot run here (no root, no KSM) is skipped with its reason and the others still run.
 import { cpus, release, totalmem } from 'node:os';
+import { readCpuInfo } from '../host/procfs.js';
 import { benchHashing, type HashingResult } from './hashing.js';
 import { benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } from './estimate.js';
 import { benchTuner, type TunerResult } from './tuner.js';
@@ -18,7 +19,8 @@ export interface Skipped {
 export interface BenchResult {
   quick: boolean;
   date: string;
-  machine: { cpu: string; cpus: number; mem_total_bytes: number; kernel: string; node: string };
+  /** cpu_flags: the instruction-set flags that decide the kernels (avx2, avx512f, aes, vaes, …) this CPU has. */
+  machine: { cpu: string; cpus: number; mem_total_bytes: number; kernel: string; node: string; cpu_flags: string[] };
   seconds: number;
   hashing: HashingResult | Skipped;
   estimate: EstimateResult | Skipped;
@@ -31,13 +33,16 @@ export interface BenchOptions {
   log?: (line: string) => void;
 }
 
+/** The CPU flags that decide which scan kernels run (hash.cc's KernelsFor). */
+const KERNEL_FLAGS = ['sse2', 'avx2', 'avx512f', 'aes', 'vaes', 'pclmulqdq', 'vpclmulqdq'];
+
 const QUICK = {
-  hashing: { mib: 512, userMib: 32, runs: 2 },
+  hashing: { mib: 512, userMib: 32, runs: 3 },
   estimate: { guests: 4, commonMiB: 32, uniqueMiB: 8, zeroMiB: 2 } satisfies GuestSizes,
   estimateTimeoutS: 20,
 };
 const FULL = {
-  hashing: { mib: 2048, userMib: 256, runs: 3 },
+  hashing: { mib: 2048, userMib: 256, runs: 7 },
   estimate: { guests: 4, commonMiB: 256, uniqueMiB: 64, zeroMiB: 8 } satisfies GuestSizes,
   estimateTimeoutS: 120,
 };
@@ -61,10 +66,18 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const sizes = options.quick ? QUICK : FULL;
   const t0 = performance.now();
   const cpuList = cpus();
+  const flags = new Set((await readCpuInfo())?.flags ?? []);
   const result: BenchResult = {
     quick: options.quick,
     date: new Date().toISOString(),
-    machine: { cpu: cpuList[0]?.model ?? 'unknown', cpus: cpuList.length, mem_total_bytes: totalmem(), kernel: release(), node: process.version },
+    machine: {
+      cpu: cpuList[0]?.model ?? 'unknown',
+      cpus: cpuList.length,
+      mem_total_bytes: totalmem(),
+      kernel: release(),
+      node: process.version,
+      cpu_flags: KERNEL_FLAGS.filter((f) => flags.has(f)),
+    },
     seconds: 0,
     hashing: await section('page hashing', log, () => benchHashing(sizes.hashing)),
     estimate: { skipped: '' },
@@ -96,25 +109,30 @@ export function benchText(r: BenchResult): string {
     '',
   ];
   const h = r.hashing;
-  out.push('Page hashing, one thread, 4 KiB pages');
+  out.push(`Page hashing, 4 KiB pages — CPU flags: ${r.machine.cpu_flags.join(' ')}`);
   if (isSkipped(h)) out.push(`  skipped: ${h.skipped}`);
   else {
     out.push(
       formatTable(
-        ['what', 'GB/s', 'vs'],
+        ['what', 'GB/s', 'vs', 'per CPU-s'],
         [
-          ['plain native read (baseline)', h.read_gb_per_s, ''],
-          [`pagefuse exact (${h.hash_kernel})`, h.exact_gb_per_s, `${h.exact_vs_read} × read`],
-          ['pagefuse fast', h.fast_gb_per_s, `${h.fast_vs_exact} × exact`],
-          ['node:crypto sha1 per page', h.node_crypto_sha1_gb_per_s, `exact is ${h.exact_vs_sha1} × faster`],
+          [`native read, best of 1/2/4/8 streams (${h.read_streams}), 1 thread — the baseline`, h.read_gb_per_s, '', h.read_gb_per_cpu_s],
+          ['native read, 1 stream', h.read_one_stream_gb_per_s, `${(h.read_one_stream_gb_per_s / h.read_gb_per_s).toFixed(2)} × read`, ''],
+          [`pagefuse exact (${h.hash_kernel}), 1 thread`, h.exact_gb_per_s, `${h.exact_vs_read} × read`, `${h.exact_gb_per_cpu_s} (${h.exact_vs_read_cpu} × read)`],
+          ['pagefuse exact, keepState off', h.exact_no_state_gb_per_s, `keepState costs ${h.keep_state_cost_percent} %`, ''],
+          ['pagefuse fast, 1 thread', h.fast_gb_per_s, `${h.fast_vs_exact} × exact`, ''],
+          [`native read, ${h.default_threads} threads`, h.read_threads_gb_per_s, '', ''],
+          [`pagefuse exact, ${h.default_threads} threads`, h.exact_threads_gb_per_s, `${h.exact_threads_vs_read} × read (${h.default_threads} threads)`, ''],
+          ['node:crypto sha1 per page', h.node_crypto_sha1_gb_per_s, `exact is ${h.exact_vs_sha1} × faster`, ''],
           [
             '@node-rs/xxhash per page',
             h.node_rs_xxhash_gb_per_s ?? '-',
             h.exact_vs_node_rs_xxhash === null ? 'not measured' : `exact is ${h.exact_vs_node_rs_xxhash} × faster`,
+            '',
           ],
         ],
       ),
-      `  ${(h.bytes / MiB).toFixed(0)} MiB of random pages; fast and exact agree: ${h.fast_matches_exact ? 'yes' : 'NO'}`,
+      `  ${(h.bytes / MiB).toFixed(0)} MiB of pages that all differ, best of ${h.rounds} interleaved rounds; fast and exact agree: ${h.fast_matches_exact ? 'yes' : 'NO'}`,
     );
     if (h.node_rs_xxhash_note !== undefined) out.push(`  ${h.node_rs_xxhash_note}`);
   }
@@ -153,7 +171,7 @@ export function benchText(r: BenchResult): string {
 /** Horizontal bars of page-hashing speed, GB/s. */
 function hashingBars(h: HashingResult): string {
   const bars: [string, number | null][] = [
-    ['plain native read', h.read_gb_per_s],
+    ['native read (baseline)', h.read_gb_per_s],
     ['pagefuse exact', h.exact_gb_per_s],
     ['pagefuse fast', h.fast_gb_per_s],
     ['node:crypto sha1 per page', h.node_crypto_sha1_gb_per_s],

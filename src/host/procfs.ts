@@ -141,3 +141,11 @@ export async function readStatus(procRoot: string, pid: number | 'self'): Promis
 
 /** USER_HZ: 100 on every Linux architecture Node runs on (the kernel fixes it for userspace ABI). */
 export const USER_HZ = 100;
+
+/** The CPU's model name and flags from /proc/cpuinfo (its first processor), or undefined where unreadable. */
+export async function readCpuInfo(procRoot = DEFAULT_PROC_ROOT): Promise<{ model: string; flags: string[] } | undefined> {
+  const text = await readProcText(procRoot, 'cpuinfo');
+  if (text === undefined) return undefined;
+  const field = (name: string): string | undefined => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(text)?.[1]?.trim();
+  return { model: field('model name') ?? 'unknown', flags: (field('flags') ?? '').split(/\s+/).filter((f) => f.length > 0) };
+}
