@@ -135,7 +135,7 @@ test('bench without KSM in the kernel says so; the table names what was skipped'
   const r = await runCliAsync(['bench', '--quick'], { env: { ...process.env, PAGEFUSE_KSM_SYSFS: '/nonexistent/ksm' } });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /^bench: skipping the KSM parts \(scan estimate vs ksmd, tuner policies\): KSM is not available in this kernel \(no \/sys\/kernel\/mm\/ksm\)$/m);
-  assert.match(r.stdout, /^pagefuse exact \(\w+\) +[\d.]+ +[\d.]+ × read$/m);
+  assert.match(r.stdout, /^pagefuse exact \(\w+\+\w+\), 1 thread +[\d.]+ +[\d.]+ × read +[\d.]+ \([\d.]+ × read\)$/m);
   assert.match(r.stdout, /Scan estimate vs what ksmd merged\n {2}skipped: KSM is not available/);
 });
 

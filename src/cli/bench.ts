@@ -12,8 +12,9 @@ import { explain } from '../errors.js';
 const HELP = `usage: pagefuse bench [--quick] [--json] [--html FILE]
 
 Measures, in one run on this host:
-  - page hashing (one thread): pagefuse's exact and fast scans against a plain native read of the same
-    memory, node:crypto sha1 per page, and @node-rs/xxhash per page when it is installed;
+  - page hashing: pagefuse's exact and fast scans against the fastest native read of the same memory
+    (widest vector loads, best of 1/2/4/8 streams; one thread, and the default thread count),
+    node:crypto sha1 per page, and @node-rs/xxhash per page when it is installed; with the CPU flags;
   - the scan estimate against what ksmd actually merges on generated guests (root only);
   - the tuner policies side by side on a generated workload (root only).
 Without root the KSM parts are skipped with the reason, and the rest runs.
