@@ -40,15 +40,15 @@ struct HashKernels {
   uint64_t (*readSum)(const void* data, size_t len, int streams);
 };
 
-// The kernels scans use: the fastest set this CPU runs (measured: the AES hash where the CPU has AES,
-// else XXH3), or the one PAGEFUSE_HASH_KERNELS names (a set name, or an instruction set such as "avx2"
+// The kernels scans use: the first set of kKernelNames this CPU runs (XXH3 at its widest), or the one
+// PAGEFUSE_HASH_KERNELS names (a set name, or an instruction set such as "avx2"
 // for the best set of that width) when this CPU runs it. Never selects code this CPU lacks.
 const HashKernels& Kernels();
 // The portable XXH3 kernels (SSE2 on x86-64), for tests and for comparison.
 const HashKernels& BaselineKernels();
 // The kernels of one set (a name as above), or nullptr when this CPU lacks it.
 const HashKernels* KernelsFor(const char* name);
-// Every set name, best first, nullptr-terminated.
+// Every set name, preferred first, nullptr-terminated.
 extern const char* const kKernelNames[];
 
 // The per-process hash key: page hashes are a content oracle, so they are keyed with a random
