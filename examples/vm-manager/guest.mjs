@@ -25,3 +25,5 @@ const zero = Buffer.alloc(Number(ownMiB) * 1024 * 1024);
 for (let i = 0; i < zero.length; i += PAGE) zero[i] = 0; // touched, so resident
 process.stdout.write('ready\n');
 setInterval(() => [image, own, zero], 60_000);
+// Dies with its manager: stdin is a pipe from it, closed when it exits however it exits.
+process.stdin.on('end', () => process.exit(0)).resume();

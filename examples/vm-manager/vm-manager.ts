@@ -29,7 +29,7 @@ const GUEST = fileURLToPath(new URL('./guest.mjs', import.meta.url));
 
 /** Starts one VM, merged, under its name; resolves once its memory is written. */
 async function launch(name: string): Promise<ChildProcess> {
-  const vm = spawnMerged(process.execPath, [GUEST, values['image-mib'], values['own-mib']], { name, stdio: ['ignore', 'pipe', 'inherit'] });
+  const vm = spawnMerged(process.execPath, [GUEST, values['image-mib'], values['own-mib']], { name, stdio: ['pipe', 'pipe', 'inherit'] });
   const [line] = (await once(createInterface({ input: vm.stdout! }), 'line')) as [string];
   if (line !== 'ready') throw new Error(`${name}: unexpected first line ${JSON.stringify(line)}`);
   return vm;
