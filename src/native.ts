@@ -65,7 +65,14 @@ export interface NativeTargetResult {
   denied: boolean;
   flagsKnown: boolean;
   volatilityChecked: boolean;
-  density: { address: Float64Array; pages: Uint32Array; duplicatePages: Uint32Array };
+  density: {
+    address: Float64Array;
+    pages: Uint32Array;
+    duplicatePages: Uint32Array;
+    thpPages: Uint32Array;
+    thpZeroPages: Uint32Array;
+    thpDuplicatePages: Uint32Array;
+  };
   state?: unknown;
 }
 

@@ -23,8 +23,9 @@ test('pagefuse scan --pid prints a table per process, the sharing matrix and the
     const r = await cli('--pid', String(w.pids[0]), '--pid', String(w.pids[1]));
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`node\\[${w.pids[0]}\\]`));
-    assert.match(r.stdout, /contents in common \(pages\):/);
-    assert.match(r.stdout, /estimate: KSM would free .* \((512 \+ )?\d+ pages\)/);
+    assert.match(r.stdout, /duplicate pages between processes/);
+    assert.match(r.stdout, /estimate: merging would give back .* \(531 pages\)/);
+    assert.match(r.stdout, /  531 pages merged by KSM \(pages_sharing: 512 duplicate pages \+ 19 zero pages merged into one\)/);
     assert.match(r.stdout, /merged so far: \d+/);
 
     const j = await cli('--pid', w.pids.join(','), '--json', '--mode', 'fast');
@@ -46,6 +47,22 @@ test('pagefuse scan --pid prints a table per process, the sharing matrix and the
     assert.equal(all.code, 0, all.stderr);
     const pids = JSON.parse(all.stdout).targets.map((t: { pid: number }) => t.pid);
     for (const pid of w.pids) assert.ok(pids.includes(pid), `--all lists ${pid}`);
+  } finally {
+    await w.stop();
+  }
+});
+
+test('pagefuse scan --json: the per-process merging and would-save columns sum to the totals', async () => {
+  const w = await Workload.start({ processes: 3, imagePages: 300, zeroPages: 7, uniquePages: 50, seed: 78 });
+  try {
+    const j = await cli('--pid', w.pids.join(','), '--json');
+    assert.equal(j.code, 0, j.stderr);
+    const out = JSON.parse(j.stdout);
+    const sum = (k: string): number => out.targets.reduce((a: number, t: Record<string, number>) => a + t[k], 0);
+    assert.equal(out.merging_pages, 3 * 300 + 21);
+    assert.equal(sum('merging_pages'), out.merging_pages);
+    assert.equal(out.estimated_saved_pages, 2 * 300 + 20);
+    assert.equal(sum('estimated_saved_pages'), out.estimated_saved_pages);
   } finally {
     await w.stop();
   }

@@ -98,7 +98,7 @@ test('reading another user\'s process without the rights is a clear EPERM', asyn
   assert.match(res.message, /not allowed to read the memory of process \d+: run as root/);
 });
 
-test('zero pages inside transparent huge pages are told apart (root: kpageflags) and left out of the estimate', async (t) => {
+test('zero pages inside transparent huge pages are told apart (root: kpageflags) and predicted freed by the THP split, not by KSM', async (t) => {
   if (!requireRoot(t, 'reads /proc/kpageflags to tell huge pages apart')) return;
   const w = await Workload.start({ processes: 1, imagePages: 0, zeroPages: 4096, hugepages: 'always', seed: 12 }); // 16 MiB
   try {
@@ -107,7 +107,12 @@ test('zero pages inside transparent huge pages are told apart (root: kpageflags)
     assert.equal(t.zeroPages, 4096);
     // A 16 MiB MADV_HUGEPAGE mapping holds at least six aligned 2 MiB extents, each a huge page here.
     assert.ok(t.thpZeroPages >= 6 * 512, `${t.thpZeroPages} zero pages inside huge pages`);
-    assert.equal(r.estimatedSavedPages, 4096 - t.thpZeroPages, 'ksmd does not merge zero-filled huge-page subpages');
+    assert.deepEqual(
+      r.estimate,
+      { ksmPages: 0, ksmZeroPages: 4096 - t.thpZeroPages, thpSplitZeroPages: t.thpZeroPages },
+      'ksmd splits every huge page holding a zero subpage (it has a match) and the split frees the zero subpages',
+    );
+    assert.equal(r.estimatedSavedPages, 4096);
   } finally {
     await w.stop();
   }

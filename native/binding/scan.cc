@@ -149,15 +149,24 @@ class ScanWorker : public Napi::AsyncProgressWorker<Progress> {
       Napi::Float64Array addr = Napi::Float64Array::New(env, chunks);
       Napi::Uint32Array pages = Napi::Uint32Array::New(env, chunks);
       Napi::Uint32Array dups = Napi::Uint32Array::New(env, chunks);
+      Napi::Uint32Array thpPages = Napi::Uint32Array::New(env, chunks);
+      Napi::Uint32Array thpZero = Napi::Uint32Array::New(env, chunks);
+      Napi::Uint32Array thpDups = Napi::Uint32Array::New(env, chunks);
       for (size_t c = 0; c < chunks; c++) {
         addr[c] = static_cast<double>(t.density[c].address);
         pages[c] = t.density[c].pages;
         dups[c] = t.density[c].duplicatePages;
+        thpPages[c] = t.density[c].thpPages;
+        thpZero[c] = t.density[c].thpZeroPages;
+        thpDups[c] = t.density[c].thpDuplicatePages;
       }
       Napi::Object density = Napi::Object::New(env);
       density.Set("address", addr);
       density.Set("pages", pages);
       density.Set("duplicatePages", dups);
+      density.Set("thpPages", thpPages);
+      density.Set("thpZeroPages", thpZero);
+      density.Set("thpDuplicatePages", thpDups);
       o.Set("density", density);
       if (t.state) {
         // The checksums live as long as the JS result that holds them: their size is reported to V8

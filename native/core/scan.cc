@@ -96,7 +96,10 @@ class Engine {
   std::vector<uint64_t> chunkAddress_;
   std::vector<uint32_t> chunkPages_;
   std::vector<uint32_t> chunkTarget_;
+  std::vector<uint32_t> chunkThpPages_;
   ZeroedArray<std::atomic<uint32_t>> chunkDup_;
+  ZeroedArray<std::atomic<uint32_t>> chunkThpZero_;
+  ZeroedArray<std::atomic<uint32_t>> chunkThpDup_;
   std::vector<bool> checkVolatile_;
   std::vector<ScanMode> sumKind_;
   uint64_t pages_ = 0;
@@ -156,18 +159,21 @@ int Engine::Prepare(std::string* what) {
       if (chunkAddress_.size() == chunkBase || chunkAddress_.back() != c0 * kChunk) {
         chunkAddress_.push_back(c0 * kChunk);
         chunkPages_.push_back(0);
+        chunkThpPages_.push_back(0);
         chunkTarget_.push_back(t);
       }
       uint32_t first = static_cast<uint32_t>(chunkAddress_.size() - 1);
       for (uint64_t c = c0 + 1; c <= c1; c++) {
         chunkAddress_.push_back(c * kChunk);
         chunkPages_.push_back(0);
+        chunkThpPages_.push_back(0);
         chunkTarget_.push_back(t);
       }
       for (uint64_t c = c0; c <= c1; c++) {
         uint64_t lo = std::max(c * kChunk, r.address);
         uint64_t hi = std::min((c + 1) * kChunk, r.address + r.pages * page_);
         chunkPages_[first + (c - c0)] += static_cast<uint32_t>((hi - lo) / page_);
+        if (r.thp) chunkThpPages_[first + (c - c0)] += static_cast<uint32_t>((hi - lo) / page_);
       }
       runs_.push_back(GlobalRun{pages_, r.address, r.pages, t, first, r.thp, r.shared});
       pages_ += r.pages;
@@ -200,6 +206,8 @@ int Engine::Prepare(std::string* what) {
     }
   }
   chunkDup_.reset(chunkAddress_.size());
+  chunkThpZero_.reset(chunkAddress_.size());
+  chunkThpDup_.reset(chunkAddress_.size());
   control_.bytesTotal.store(pages_ * page_);
   return 0;
 }
@@ -287,7 +295,10 @@ void Engine::ProcessPage(Pass pass, const unsigned char* page, uint64_t hash, bo
   if (h == zeroHash_ && k_.isZero(page, page_)) {
     if (lows_) lows_[g] = low;
     c.zero++;
-    if (run.thp) c.thpZero++;
+    if (run.thp) {
+      c.thpZero++;
+      chunkThpZero_[chunk].fetch_add(1, std::memory_order_relaxed);
+    }
     chunkDup_[chunk].fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -310,10 +321,13 @@ void Engine::ProcessPage(Pass pass, const unsigned char* page, uint64_t hash, bo
   if (o.newForTarget) c.distinct++;
   c.merging++;
   chunkDup_[chunk].fetch_add(1, std::memory_order_relaxed);
+  if (run.thp) chunkThpDup_[chunk].fetch_add(1, std::memory_order_relaxed);
   if (o.becameDuplicate) {
     const GlobalRun& fr = RunOf(o.first);
     ts.t[fr.target].merging++;
-    chunkDup_[ChunkOf(fr, fr.address + (o.first - fr.global) * page_)].fetch_add(1, std::memory_order_relaxed);
+    const uint32_t firstChunk = ChunkOf(fr, fr.address + (o.first - fr.global) * page_);
+    chunkDup_[firstChunk].fetch_add(1, std::memory_order_relaxed);
+    if (fr.thp) chunkThpDup_[firstChunk].fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -680,7 +694,8 @@ int Engine::Run(std::string* what) {
   // Density per 2 MiB chunk.
   for (size_t c = 0; c < chunkAddress_.size(); c++) {
     result_->targets[chunkTarget_[c]].density.push_back(
-        DensityChunk{chunkAddress_[c], chunkPages_[c], chunkDup_[c].load(std::memory_order_relaxed)});
+        DensityChunk{chunkAddress_[c], chunkPages_[c], chunkDup_[c].load(std::memory_order_relaxed), chunkThpPages_[c],
+                     chunkThpZero_[c].load(std::memory_order_relaxed), chunkThpDup_[c].load(std::memory_order_relaxed)});
   }
   if (options_.keepState && !sampled) {
     for (uint32_t t = 0; t < T; t++) {

@@ -48,6 +48,11 @@ struct DensityChunk {
   uint64_t address;  // 2 MiB-aligned: byte offset for memory targets, virtual address for processes
   uint32_t pages;
   uint32_t duplicatePages;  // pages whose content occurs more than once (zero pages included)
+  // Transparent huge pages (known as root only): ksmd splits a huge page to merge any subpage of it,
+  // and the split maps its zero-filled subpages to the shared zero page, freeing them.
+  uint32_t thpPages;             // pages of this chunk inside huge pages
+  uint32_t thpZeroPages;         // zero-filled ones among them
+  uint32_t thpDuplicatePages;    // non-zero ones whose content occurs more than once
 };
 
 struct TargetResult {

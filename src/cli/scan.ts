@@ -6,7 +6,7 @@ import { ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { scan, type ScanMode, type ScanResult, type TargetScan } from '../scan/scan.js';
 import { readablePids } from '../scan/pids.js';
 import { discoverVms } from '../vm/discover.js';
-import { EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
+import { EXIT_FAILURE, EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
 
 const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--threads N] [--json]
 
@@ -28,9 +28,17 @@ has merged so far. Reading another user's process needs root.
   --unmergeable      include private anonymous memory not marked mergeable
   --json             machine-readable output (snake_case)
 
+The estimate is what merging would give back (docs/savings.md): pages merged by KSM (the predicted
+pages_sharing), zero pages KSM maps to the zero page (use_zero_pages=1), and the zero-filled subpages
+of the huge pages ksmd will split (it splits a huge page to merge any subpage of it, and the split
+frees the zero-filled subpages). The per-process "would save" column is each process's share of it
+and sums to the total.
+
 What a scan cannot see: pages that change between ksmd's passes (volatile) are merged by a
 scan's estimate but not by ksmd; scan twice (the API's previous option) to leave them out.
 Zero pages inside transparent huge pages are told apart only as root (kpageflags).
+Processes this user may not read are listed on stderr; with --vms or --all the scan exits 1 when
+it could read none of them.
 `;
 
 function parsePids(values: string[], positionals: string[]): number[] {
@@ -82,6 +90,9 @@ function targetJson(t: TargetScan, now: KsmNow | undefined) {
     pages: t.pages,
     zero_pages: t.zeroPages,
     thp_zero_pages: t.thpZeroPages,
+    thp_split_pages: t.thpSplitPages,
+    thp_split_zero_pages: t.thpSplitZeroPages,
+    estimated_saved_pages: t.estimatedSavedPages,
     unique_pages: t.uniquePages,
     duplicate_pages: t.duplicatePages,
     shared_with_others: t.sharedWithOthers,
@@ -106,6 +117,14 @@ export function resultJson(r: ScanResult, now: (KsmNow | undefined)[]) {
     volatile_pages: r.volatilePages,
     estimated_saved_pages: r.estimatedSavedPages,
     estimated_saved_bytes: r.estimatedSavedBytes,
+    estimate: {
+      ksm_pages: r.estimate.ksmPages,
+      ksm_zero_pages: r.estimate.ksmZeroPages,
+      thp_split_zero_pages: r.estimate.thpSplitZeroPages,
+    },
+    thp_zero_pages: r.thpZeroPages,
+    thp_split_pages: r.thpSplitPages,
+    thp_known: r.thpKnown,
     merging_pages: r.mergingPages,
     zero_merged_pages: r.zeroMergedPages,
     use_zero_pages: r.useZeroPages,
@@ -134,26 +153,38 @@ function printTable(r: ScanResult, now: (KsmNow | undefined)[], pageSize: number
   const rows = r.targets.map((t, i) => [
     label(t),
     formatBytes(t.pages * pageSize),
-    t.zeroPages,
+    t.thpZeroPages > 0 ? `${t.zeroPages} (${t.thpZeroPages} in THP)` : t.zeroPages,
     t.duplicatePages,
     t.sharedWithOthers,
     t.mergingPages,
+    formatBytes(t.estimatedSavedPages * pageSize),
     now[i] === undefined ? '-' : `${now[i]!.mergingPages}+${now[i]!.zeroPages}`,
   ]);
   process.stdout.write(
-    `${formatTable(['process', 'scanned', 'zero', 'dup inside', 'shared w/ others', 'merging (est.)', 'ksm now (merging+zero)'], rows)}\n\n`,
+    `${formatTable(['process', 'scanned', 'zero', 'dup inside', 'shared w/ others', 'merging (est.)', 'would save', 'ksm now (merging+zero)'], rows)}\n\n`,
   );
   if (r.targets.length > 1 && r.targets.length <= 16) {
     const names = r.targets.map((t) => String(t.pid));
-    const matrix = r.sharing.map((row, i) => [names[i], ...row.map((v, j) => (i === j ? '-' : v))]);
-    process.stdout.write(`contents in common (pages):\n${formatTable(['', ...names], matrix)}\n\n`);
+    const matrix = r.sharing.map((row, i) => [names[i], ...row.map((v) => v)]);
+    process.stdout.write(
+      `duplicate pages between processes (off the diagonal: distinct contents both hold; on it: duplicate pages inside the process):\n${formatTable(['', ...names], matrix)}\n\n`,
+    );
   }
   const known = now.filter((n): n is KsmNow => n !== undefined);
   const merged = known.reduce((a, n) => a + n.mergingPages + n.zeroPages, 0);
   const bound = r.sampling ? ` ± ${formatBytes(r.sampling.errorBoundPages * pageSize)}` : '';
+  const e = r.estimate;
+  const zeroKsm = r.zeroPages - r.thpZeroPages;
+  const unfreed = r.thpZeroPages - e.thpSplitZeroPages;
   process.stdout.write(
-    `estimate: KSM would free ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned` +
-      ` — ${r.duplicatePages} duplicate pages, ${r.zeroPages} zero pages (use_zero_pages=${r.useZeroPages ? 1 : 0})\n` +
+    `estimate: merging would give back ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned:\n` +
+      `  ${e.ksmPages} pages merged by KSM (pages_sharing: ${r.duplicatePages} duplicate pages` +
+      `${!r.useZeroPages && zeroKsm >= 2 ? ` + ${zeroKsm - 1} zero pages merged into one` : ''})\n` +
+      `  ${e.ksmZeroPages} zero pages mapped to the zero page by KSM (ksm_zero_pages; use_zero_pages=${r.useZeroPages ? 1 : 0})\n` +
+      `  ${e.thpSplitZeroPages} zero subpages freed by splitting ${r.thpSplitPages} huge pages` +
+      `${r.thpKnown ? '' : ' (huge pages are told apart only as root: their zero pages are counted as KSM zero pages here)'}\n` +
+      `  zero pages: ${r.zeroPages}, of which ${r.thpZeroPages} inside huge pages` +
+      `${unfreed > 0 ? ` (${unfreed} of them in huge pages ksmd will not split: not in the estimate)` : ''}\n` +
       `predicted ksm_merging_pages + ksm_zero_pages: ${r.mergingPages + r.zeroMergedPages}; merged so far: ${merged}\n` +
       `scanned at ${formatBytes(r.bytesPerSecond)}/s on ${r.threads} thread(s), mode ${r.mode}${r.collisions ? `, ${r.collisions} hash collisions caught` : ''}\n`,
   );
@@ -228,6 +259,14 @@ export async function run(args: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSigint);
     if (onProgress) process.stderr.write('\r\x1b[K');
+  }
+  const denied = result.targets.filter((t) => t.denied);
+  if (denied.length > 0) {
+    const who = denied.slice(0, 8).map((t) => label(t)).join(', ');
+    process.stderr.write(
+      `pagefuse scan: could not read ${denied.length} of ${result.targets.length} processes (${who}${denied.length > 8 ? ', …' : ''}): reading another user's memory needs root\n`,
+    );
+    if (denied.length === result.targets.length) return EXIT_FAILURE;
   }
   // --all and --vms list only processes that hold memory worth scanning.
   if (!listed) {

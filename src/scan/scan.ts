@@ -6,6 +6,7 @@ import { native, type NativeScanResult, type NativeScanTargetSpec, type NativeTa
 import { Region, regionOf } from '../region.js';
 import { PagefuseError, abortError, explain, invalidArgType, invalidNumber, invalidArgValue, invalidUse, throwIfAborted } from '../errors.js';
 import { DEFAULT_PROC_ROOT, readCommSync } from '../host/procfs.js';
+import { sharingShares, totalSavedPages, type SavedPages } from '../ksm/savings.js';
 
 export type ScanMode = 'exact' | 'fast' | 'sampled';
 
@@ -60,6 +61,12 @@ export interface DensityMap {
   pages: Uint32Array;
   /** Pages whose content occurs more than once (zero pages included). */
   duplicatePages: Uint32Array;
+  /** Pages inside transparent huge pages (known as root only). */
+  thpPages: Uint32Array;
+  /** Zero-filled pages inside transparent huge pages. */
+  thpZeroPages: Uint32Array;
+  /** Non-zero pages inside transparent huge pages whose content occurs more than once. */
+  thpDuplicatePages: Uint32Array;
   /** JSON.stringify() writes the arrays as plain arrays of numbers. */
   toJSON(): DensityMapJSON;
 }
@@ -70,12 +77,23 @@ export interface DensityMapJSON {
   address: number[];
   pages: number[];
   duplicatePages: number[];
+  thpPages: number[];
+  thpZeroPages: number[];
+  thpDuplicatePages: number[];
 }
 
-function densityMap(address: Float64Array, pages: Uint32Array, duplicatePages: Uint32Array): DensityMap {
-  const map = { chunkBytes: CHUNK_BYTES, address, pages, duplicatePages } as DensityMap;
+function densityMap(d: NativeTargetResult['density']): DensityMap {
+  const map = { chunkBytes: CHUNK_BYTES, ...d } as DensityMap;
   Object.defineProperty(map, 'toJSON', {
-    value: (): DensityMapJSON => ({ chunkBytes: CHUNK_BYTES, address: [...address], pages: [...pages], duplicatePages: [...duplicatePages] }),
+    value: (): DensityMapJSON => ({
+      chunkBytes: CHUNK_BYTES,
+      address: [...d.address],
+      pages: [...d.pages],
+      duplicatePages: [...d.duplicatePages],
+      thpPages: [...d.thpPages],
+      thpZeroPages: [...d.thpZeroPages],
+      thpDuplicatePages: [...d.thpDuplicatePages],
+    }),
   });
   return map;
 }
@@ -89,6 +107,18 @@ export interface TargetScan {
   zeroPages: number;
   /** Zero pages inside transparent huge pages: ksmd does not merge them (known as root only). */
   thpZeroPages: number;
+  /** Huge pages ksmd will split: those holding a subpage it will merge (a duplicate, or a zero page with a match). */
+  thpSplitPages: number;
+  /** Zero-filled subpages of those huge pages: the split maps them to the shared zero page, freeing them. */
+  thpSplitZeroPages: number;
+  /**
+   * This target's share of estimatedSavedPages: its own zero pages freed (by KSM or a THP split), and a
+   * share of the merged pages in proportion to its merging pages (docs/savings.md); the shares sum to
+   * the result's estimatedSavedPages exactly.
+   */
+  estimatedSavedPages: number;
+  /** The share's parts. */
+  estimate: SavedPages;
   volatilePages: number;
   /** One per distinct non-zero content: the pages left after merging. */
   uniquePages: number;
@@ -122,9 +152,20 @@ export interface ScanResult {
   uniquePages: number;
   duplicatePages: number;
   volatilePages: number;
-  /** What ksmd would free: duplicates beyond the first copy, plus zero pages (per useZeroPages). */
+  /**
+   * What merging would give back (docs/savings.md): duplicates beyond the first copy and zero pages
+   * merged by KSM, plus the zero subpages freed when ksmd splits huge pages. The sum of `estimate`.
+   */
   estimatedSavedPages: number;
   estimatedSavedBytes: number;
+  /** The estimate's parts, under the savings model's names: predicted pages_sharing, ksm_zero_pages and THP-split zero pages. */
+  estimate: SavedPages;
+  /** Zero pages inside transparent huge pages (a part of zeroPages). */
+  thpZeroPages: number;
+  /** Huge pages ksmd is predicted to split. */
+  thpSplitPages: number;
+  /** Whether every target's page flags were readable (root): without them huge pages are not told apart. */
+  thpKnown: boolean;
   /** Predicted Σ ksm_merging_pages of the targets once ksmd has converged. */
   mergingPages: number;
   /** Predicted Σ ksm_zero_pages (zero pages count there when useZeroPages). */
@@ -260,6 +301,10 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, ze
     pages: t.pages,
     zeroPages: t.zeroPages,
     thpZeroPages: t.thpZeroPages,
+    thpSplitPages: 0,
+    thpSplitZeroPages: 0,
+    estimatedSavedPages: 0,
+    estimate: { ksmPages: 0, ksmZeroPages: 0, thpSplitZeroPages: 0 },
     volatilePages: t.volatilePages,
     uniquePages: t.indexedPages - duplicatePages,
     duplicatePages,
@@ -272,7 +317,7 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, ze
     vanished: t.vanished,
     denied: t.denied,
     volatilityChecked: t.volatilityChecked,
-    density: densityMap(t.density.address, t.density.pages, t.density.duplicatePages),
+    density: densityMap(t.density),
   };
   if (p.pid !== undefined) out.pid = p.pid;
   if (p.name !== undefined) out.name = p.name;
@@ -294,13 +339,42 @@ function buildResult(
   const volatilePages = sum((t) => t.volatilePages);
   const indexed = sum((t) => t.indexedPages);
   const duplicatePages = M > 1 ? (r.sampledPages - r.distinct) * M : indexed - r.distinct;
-  // Zero pages inside huge pages are freed by the THP split, not by ksmd: outside its estimate.
-  const ksmZero = zeroPages - sum((t) => t.thpZeroPages);
+  // Zero pages inside huge pages are not merged by ksmd: they are freed when ksmd splits their huge
+  // page to merge a neighbour (the split maps zero-filled subpages to the shared zero page). ksmd
+  // splits a huge page when it merges any subpage of it: a duplicate, or a zero page that has a match
+  // (the zero page itself with use_zero_pages, another zero page without).
+  const thpZeroPages = sum((t) => t.thpZeroPages);
+  const ksmZero = zeroPages - thpZeroPages;
+  const zeroMatches = useZeroPages || zeroPages >= 2;
   // Without use_zero_pages the zero pages merge into one KSM page: each counts in ksm_merging_pages.
   const zeroMerging = !useZeroPages && ksmZero >= 2;
   const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M, zeroMerging));
-  const zeroSaved = useZeroPages ? ksmZero : Math.max(0, ksmZero - 1);
-  const estimatedSavedPages = duplicatePages + zeroSaved;
+  for (let i = 0; i < targets.length; i++) {
+    const d = r.targets[i].density;
+    for (let c = 0; c < d.address.length; c++) {
+      if (d.thpPages[c] === 0) continue;
+      if (d.thpDuplicatePages[c] > 0 || (d.thpZeroPages[c] > 0 && zeroMatches)) {
+        targets[i].thpSplitPages++;
+        targets[i].thpSplitZeroPages += d.thpZeroPages[c];
+      }
+    }
+  }
+  const estimate: SavedPages = {
+    ksmPages: duplicatePages + (zeroMerging ? ksmZero - 1 : 0),
+    ksmZeroPages: useZeroPages ? ksmZero : 0,
+    thpSplitZeroPages: targets.reduce((a, t) => a + t.thpSplitZeroPages, 0),
+  };
+  // Each target's share: its own zero pages, and of the merged pages in proportion to its merging pages.
+  const shares = sharingShares(estimate.ksmPages, targets.map((t) => t.mergingPages));
+  targets.forEach((t, i) => {
+    t.estimate = {
+      ksmPages: shares[i],
+      ksmZeroPages: useZeroPages ? r.targets[i].zeroPages - r.targets[i].thpZeroPages : 0,
+      thpSplitZeroPages: t.thpSplitZeroPages,
+    };
+    t.estimatedSavedPages = totalSavedPages(t.estimate);
+  });
+  const estimatedSavedPages = totalSavedPages(estimate);
   const result: ScanResult = {
     mode,
     pages,
@@ -310,6 +384,10 @@ function buildResult(
     volatilePages,
     estimatedSavedPages,
     estimatedSavedBytes: estimatedSavedPages * r.pageSize,
+    estimate,
+    thpZeroPages,
+    thpSplitPages: targets.reduce((a, t) => a + t.thpSplitPages, 0),
+    thpKnown: r.targets.every((t) => t.flagsKnown || t.pages === 0),
     mergingPages: targets.reduce((a, t) => a + t.mergingPages, 0),
     zeroMergedPages: useZeroPages ? ksmZero : 0,
     useZeroPages,

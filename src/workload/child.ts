@@ -1,6 +1,8 @@
 // A workload process: allocates mergeable memory with a known mix of contents, reports its pid and
 // expected counts to the parent over IPC, rewrites its volatile pages at the chosen rate, and exits
 // when told to or when the parent goes away (the IPC channel closes), so it never outlives a run.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Region, PAGE_SIZE } from '../region.js';
 import { KIND_IMAGE, KIND_UNIQUE, KIND_VOLATILE, writePage } from './content.js';
 import type { ChildSpec, ChildReady } from './workload.js';
@@ -13,6 +15,8 @@ function main(): void {
   const spec = JSON.parse(process.argv[2] ?? '{}') as ChildSpec;
   const layers = spec.layers ?? [];
   const pages = spec.imagePages + layers.reduce((a, l) => a + l.pages, 0) + spec.zeroPages + spec.uniquePages + spec.volatilePages;
+  // Join the cgroup before allocating: a charge stays with the cgroup that was charged.
+  if (spec.cgroup !== undefined) writeFileSync(join(spec.cgroup, 'cgroup.procs'), `${process.pid}\n`);
   const region = Region.alloc(Math.max(1, pages) * PAGE_SIZE, {
     mergeable: spec.mergeable,
     hugepages: spec.hugepages,

@@ -29,6 +29,11 @@ export interface WorkloadSpec {
   hugepages?: 'default' | 'never' | 'always';
   /** How long to wait for the children to be ready. Default 30 s. */
   timeoutMs?: number;
+  /**
+   * A memory cgroup directory (v1 or v2) each child joins (writes its pid to cgroup.procs) before it
+   * allocates, so the cgroup is charged for the workload's memory (root).
+   */
+  cgroup?: string;
 }
 
 /** @internal The spec each child gets. */
@@ -43,6 +48,7 @@ export interface ChildSpec {
   seed: number;
   mergeable: boolean;
   hugepages: 'default' | 'never' | 'always';
+  cgroup?: string;
 }
 
 /** @internal The child's first message. */
@@ -124,6 +130,7 @@ export class Workload {
       seed: 0,
       mergeable: spec.mergeable ?? true,
       hugepages: spec.hugepages ?? 'never',
+      ...(spec.cgroup === undefined ? {} : { cgroup: spec.cgroup }),
     };
     for (const [k, v] of Object.entries(child)) {
       if (typeof v === 'number' && (!Number.isInteger(v) || v < 0)) throw invalidNumber(`Workload: ${k} must be a whole number ≥ 0`, v);
