@@ -44,11 +44,15 @@ test('host savings use general_profit when the kernel has it', () => {
     PAGE,
   );
   assert.deepEqual(h, {
-    profitBytes: 4002304,
-    grossBytes: 4194304,
-    metadataBytes: 192000,
-    sharingRatio: 4,
+    saved: { ksmPages: 1000, ksmZeroPages: 24, thpSplitZeroPages: 0 },
     savedPages: 1024,
+    savedBytes: 4194304,
+    thpSplitKnown: false,
+    // 3000 rmap items × 64 B, plus 250 stable nodes × 64 B.
+    metadataBytes: 192000 + 16000,
+    netBytes: 4194304 - 208000,
+    kernelProfitBytes: 4002304,
+    sharingRatio: 4,
     profitSource: 'general_profit',
   });
 });
@@ -58,20 +62,24 @@ test('host savings follow the kernel formula when general_profit is absent', () 
   const h = hostSavings(counters({ pages_shared: 10, pages_sharing: 90, pages_unshared: 400, pages_volatile: 20 }), PAGE);
   assert.equal(RMAP_ITEM_BYTES, 64);
   assert.deepEqual(h, {
-    profitBytes: 90 * 4096 - 520 * 64,
-    grossBytes: 368640,
-    metadataBytes: 33280,
-    sharingRatio: 9,
+    saved: { ksmPages: 90, ksmZeroPages: 0, thpSplitZeroPages: 0 },
     savedPages: 90,
+    savedBytes: 368640,
+    thpSplitKnown: false,
+    // rmap items, plus 10 stable nodes × 64 B.
+    metadataBytes: 33280 + 640,
+    netBytes: 368640 - 33920,
+    kernelProfitBytes: 90 * 4096 - 520 * 64,
+    sharingRatio: 9,
     profitSource: 'computed',
   });
 });
 
 test('profit can be negative and the sharing ratio is null with no KSM pages', () => {
   const h = hostSavings(counters({ pages_unshared: 1000 }), PAGE);
-  assert.equal(h.profitBytes, -64000);
+  assert.equal(h.kernelProfitBytes, -64000);
   assert.equal(h.sharingRatio, null);
-  assert.equal(hostSavings(counters({ general_profit: -12800 }), PAGE).profitBytes, -12800);
+  assert.equal(hostSavings(counters({ general_profit: -12800 }), PAGE).kernelProfitBytes, -12800);
 });
 
 test('rates: merge rate, ksmd CPU fraction, scan rate and full scans between two snapshots', () => {
@@ -90,7 +98,7 @@ test('rates: merge rate, ksmd CPU fraction, scan rate and full scans between two
   assert.equal(rates(snap(0, {}), snap(1000, {}))?.ksmdCpu, null, 'unknown ksmd CPU stays unknown');
 });
 
-test('figures sort processes by profit, drop those without KSM state, and scale nodes', () => {
+test('figures sort processes by saved share, drop those without KSM state, and scale nodes', () => {
   const s = snap(1, { pages_shared: 1, pages_sharing: 3 });
   s.processes = [
     { pid: 10, name: 'small', rmapItems: 10, zeroPages: 0, mergingPages: 1, profitBytes: 4096 - 640 },
@@ -101,11 +109,11 @@ test('figures sort processes by profit, drop those without KSM state, and scale 
   s.nodes = [{ id: 0, ksmPages: 3 }, { id: 1, ksmPages: 0 }];
   const f = figures(s);
   assert.deepEqual(
-    f.processes.map((p) => [p.pid, p.name, p.vm, p.profitBytes]),
+    f.processes.map((p) => [p.pid, p.name, p.vm, p.saved.ksmPages, p.kernelProfitBytes]),
     [
-      [12, 'guest-a', true, 362240],
-      [10, 'small', false, 3456],
-      [13, 'loser', false, -64000],
+      [12, 'guest-a', true, 3, 362240],
+      [10, 'small', false, 0, 3456],
+      [13, 'loser', false, 0, -64000],
     ],
   );
   assert.deepEqual(f.nodes, [{ id: 0, ksmPages: 3, bytes: 12288 }, { id: 1, ksmPages: 0, bytes: 0 }]);
@@ -113,11 +121,39 @@ test('figures sort processes by profit, drop those without KSM state, and scale 
   assert.equal(f.tuner, null);
 });
 
+test('per-process shares of pages_sharing follow (k-1)/k weights and sum to the host exactly', () => {
+  // One KSM page mapped by a, b and c (k=3: 2/3 each), one by a and b (k=2: 1/2 each): pages_sharing 3.
+  const s = snap(1, { pages_shared: 2, pages_sharing: 3, ksm_zero_pages: 5 });
+  s.processes = [
+    { pid: 1, name: 'a', vm: true, rmapItems: 2, zeroPages: 2, mergingPages: 2, profitBytes: 0, sharingWeight: 2 / 3 + 1 / 2, zeroMappedPages: 2 + 7 },
+    { pid: 2, name: 'b', vm: true, rmapItems: 2, zeroPages: 3, mergingPages: 2, profitBytes: 0, sharingWeight: 2 / 3 + 1 / 2, zeroMappedPages: 3 },
+    { pid: 3, name: 'c', vm: true, rmapItems: 1, zeroPages: 0, mergingPages: 1, profitBytes: 0, sharingWeight: 2 / 3, zeroMappedPages: 1 },
+  ];
+  const f = figures(s);
+  assert.deepEqual(f.host.saved, { ksmPages: 3, ksmZeroPages: 5, thpSplitZeroPages: 8 });
+  assert.deepEqual(
+    f.processes.map((p) => [p.name, p.saved]),
+    [
+      ['a', { ksmPages: 1, ksmZeroPages: 2, thpSplitZeroPages: 7 }],
+      ['b', { ksmPages: 1, ksmZeroPages: 3, thpSplitZeroPages: 0 }],
+      ['c', { ksmPages: 1, ksmZeroPages: 0, thpSplitZeroPages: 1 }],
+    ],
+  );
+  assert.equal(f.processes.reduce((a, p) => a + p.savedBytes, 0), f.host.savedBytes);
+  assert.equal(f.sharesNote, null);
+});
+
+test('VMs registered with KSM are listed while ksmd has merged nothing', () => {
+  const s = snap(1, {});
+  s.processes = [{ pid: 7, name: 'web1', vm: true, rmapItems: 0, zeroPages: 0, mergingPages: 0, profitBytes: 0, registered: true }];
+  assert.deepEqual(figures(s).processes.map((p) => p.name), ['web1']);
+});
+
 test('series: one point per snapshot with ksmd CPU over the interval before it', () => {
   const pts = series([snap(0, { pages_sharing: 10, general_profit: 40000 }, 1), snap(1000, { pages_sharing: 20, general_profit: 80000 }, 1.5)]);
   assert.deepEqual(pts, [
-    { t: 0, profit_bytes: 40000, saved_pages: 10, ksmd_cpu: null },
-    { t: 1000, profit_bytes: 80000, saved_pages: 20, ksmd_cpu: 0.5 },
+    { t: 0, saved_bytes: 40960, profit_bytes: 40000, saved_pages: 10, ksmd_cpu: null },
+    { t: 1000, saved_bytes: 81920, profit_bytes: 80000, saved_pages: 20, ksmd_cpu: 0.5 },
   ]);
 });
 
@@ -184,12 +220,12 @@ test('HostSource reads a fake host: knobs vs counters, VM names, ksmd CPU, no tu
     assert.equal(s.settings.advisor_mode, 'none');
     assert.equal(s.counters.general_profit, undefined);
     assert.deepEqual(s.processes, [
-      { pid: 100, name: 'guest-a', vm: true, rmapItems: 100, zeroPages: 0, mergingPages: 45, profitBytes: 45 * 4096 - 100 * 64 },
+      { pid: 100, name: 'guest-a', vm: true, rmapItems: 100, zeroPages: 0, mergingPages: 45, profitBytes: 45 * 4096 - 100 * 64, registered: true, zeroMappedPages: null, sharingWeight: null },
     ]);
     assert.deepEqual(s.nodes, [{ id: 0, ksmPages: 5 }]);
     const f = figures(s);
-    assert.equal(f.host.profitBytes, 45 * 4096 - 100 * 64);
-    assert.equal(f.processes[0].profitBytes, 45 * 4096 - 100 * 64);
+    assert.equal(f.host.kernelProfitBytes, 45 * 4096 - 100 * 64);
+    assert.equal(f.processes[0].kernelProfitBytes, 45 * 4096 - 100 * 64);
     assert.equal(f.tuner, null);
     // The un-share exposure: 45 merged pages against MemAvailable 2 GiB + SwapFree 512 MiB.
     assert.deepEqual(f.exposure, { exposureBytes: 45 * 4096, availableBytes: 2560 * 1024 * 1024, marginBytes: 2560 * 1024 * 1024 - 45 * 4096 });

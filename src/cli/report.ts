@@ -34,7 +34,9 @@ async function sampleLive(durationS: number, intervalS: number): Promise<History
   // Only decisions in force: none of a dry run's, none of a tuner that has exited.
   const decisions = snapshots.flatMap((s, i) => (tunerInForce(s.tuner) && s.tuner.at !== snapshots[i - 1]?.tuner?.at ? [s.tuner] : []));
   const sharing = await processSharing(snapshots[snapshots.length - 1].processes);
-  return 'why' in sharing ? { snapshots, decisions, sharingNote: sharing.why } : { snapshots, decisions, sharing };
+  if ('why' in sharing) return { snapshots, decisions, sharingNote: sharing.why };
+  const { estimate, ...matrix } = sharing;
+  return { snapshots, decisions, sharing: matrix, estimate };
 }
 
 export async function run(args: string[]): Promise<number> {

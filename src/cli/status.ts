@@ -5,18 +5,22 @@ import { ksmPagesByNode, type NodeKsmPages, type NodeMergingPages } from '../num
 import { numaTopology, type NumaTopology } from '../numa/topology.js';
 import { mergeAcrossNodesWarning } from '../numa/warnings.js';
 import { registeredSavings, type RegisteredSavings } from '../report/registered.js';
-import { hostSavings } from '../report/model.js';
-import { knownCounters } from '../ksm/counters.js';
-import { PAGE_SIZE } from '../region.js';
+import { figures, type Figures, type ProcessFigures } from '../report/model.js';
+import { HostSource, vmNames } from '../report/source.js';
+import { savedLine } from '../report/text.js';
 import { Registry } from '../safety/registry.js';
 import { hostOptionsFromEnv } from './audit.js';
 import { EXIT_FAILURE, EXIT_OK, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
 
 const HELP = `usage: pagefuse status [--json] [--top N] [--nodes]
 
-Shows KSM's settings (sysfs knobs), its counters, the bytes it saves net of its own metadata (the
-kernel's general_profit), the sharing ratio (pages_sharing / pages_shared), and the processes with KSM
-pages, largest profit first. Works without root; other users' processes then need root to be listed.
+Shows KSM's settings (sysfs knobs), its counters, what KSM saved (docs/savings.md: the memory given
+back to the merged processes, in parts: KSM pages, KSM zero pages, zero subpages freed by huge-page
+splits — the last needs root), KSM's own metadata as a host cost, the kernel's general_profit, the
+sharing ratio (pages_sharing / pages_shared), and the processes with KSM state or mergeable memory
+(VMs by name), most saved first: each one's share of the saved memory (the shares sum to the host's),
+its PSS and the kernel's ksm_process_profit. Works without root; other users' processes then need
+root to be listed.
 
 Warnings: merge_across_nodes=1 on a host with more than one memory node (KSM may merge a page onto a
 remote node, and processes on the other nodes then read it at NUMA distance).
@@ -45,16 +49,32 @@ const RUN_STATES: Record<number, string> = {
   2: 'stopped and unmerged (run=2)',
 };
 
-function processJson(p: KsmProcessEntry) {
+function processJson(p: ProcessFigures, raw: KsmProcessEntry | undefined, pageSize: number) {
   return {
     pid: p.pid,
     name: p.name,
+    vm: p.vm,
+    saved_bytes: p.savedBytes,
+    saved: { ksm_pages: p.saved.ksmPages, ksm_zero_pages: p.saved.ksmZeroPages, thp_split_zero_pages: p.saved.thpSplitZeroPages, page_size: pageSize },
+    pss_bytes: p.pssBytes,
     merging_pages: p.mergingPages,
     zero_pages: p.zeroPages,
     rmap_items: p.rmapItems,
-    profit_bytes: p.profitBytes,
-    merge_any: p.mergeAny,
-    mergeable: p.mergeable,
+    kernel_profit_bytes: p.kernelProfitBytes,
+    merge_any: raw?.mergeAny ?? null,
+    mergeable: raw?.mergeable ?? null,
+  };
+}
+
+function savingsJson(f: Figures) {
+  const h = f.host;
+  return {
+    saved_bytes: h.savedBytes,
+    parts_pages: { ksm_pages: h.saved.ksmPages, ksm_zero_pages: h.saved.ksmZeroPages, thp_split_zero_pages: h.thpSplitKnown ? h.saved.thpSplitZeroPages : null },
+    metadata_bytes: h.metadataBytes,
+    net_bytes: h.netBytes,
+    kernel_profit_bytes: h.kernelProfitBytes,
+    shares_note: f.sharesNote,
   };
 }
 
@@ -131,14 +151,18 @@ export async function run(args: string[]): Promise<number> {
   } catch {
     topology = undefined;
   }
-  const [state, list, registered, nodes] = await Promise.all([
+  const source = new HostSource({ ...options, vms: () => vmNames(options.procRoot), nodes: async () => undefined, tunerStatePath: '/nonexistent' });
+  const [state, list, registered, nodes, snapshot] = await Promise.all([
     ksm.read(),
     listKsmProcesses(options),
     registeredSavings({ procRoot, ...sysfs, registry: new Registry({ procRoot }) }),
     hostNodes(values.nodes === true || memoryNodes(topology) > 1, { procRoot, ...sysfs }),
+    source.read(),
   ]);
-  const shown = list.processes.slice(0, top);
-  const ratio = hostSavings(knownCounters(state.counters), PAGE_SIZE).sharingRatio;
+  const f = figures(snapshot);
+  const shown = f.processes.slice(0, top);
+  const rawOf = new Map(list.processes.map((p) => [p.pid, p]));
+  const ratio = f.host.sharingRatio;
   const mergeAcross = state.settings.merge_across_nodes;
   const warning = topology && mergeAcross !== undefined ? mergeAcrossNodesWarning(topology, Number(mergeAcross) === 1) : undefined;
   const warnings = warning === undefined ? [] : [warning];
@@ -152,8 +176,9 @@ export async function run(args: string[]): Promise<number> {
         profit_bytes: state.profitBytes,
         sharing_ratio: ratio,
       },
-      processes: shown.map(processJson),
-      processes_total: list.processes.length,
+      savings: savingsJson(f),
+      processes: shown.map((p) => processJson(p, rawOf.get(p.pid), f.pageSize)),
+      processes_total: f.processes.length,
       processes_unreadable: list.unreadable,
       warnings,
       registered: registered.map(registeredJson),
@@ -169,7 +194,8 @@ export async function run(args: string[]): Promise<number> {
   const run = state.settings.run;
   const lines = [
     `KSM: ${RUN_STATES[run ?? -1] ?? `run=${run}`}`,
-    `saved: ${formatBytes(state.profitBytes)} net of KSM's metadata` +
+    savedLine(f),
+    `KSM metadata ${formatBytes(f.host.metadataBytes)} (host cost); kernel general_profit ${formatBytes(f.host.kernelProfitBytes)}` +
       `${ratio === null ? '' : `; sharing ratio ${ratio.toFixed(2)} (pages_sharing / pages_shared)`}`,
     '',
     ...(warnings.length === 0 ? [] : ['warnings:', ...warnings.map((w) => `  ${w}`), '']),
@@ -180,19 +206,21 @@ export async function run(args: string[]): Promise<number> {
     keyValues(state.counters),
     '',
   ];
-  if (list.processes.length === 0) {
-    lines.push('no process has KSM pages');
+  if (f.processes.length === 0) {
+    lines.push('no process has KSM state or mergeable memory');
   } else {
-    const more = list.processes.length > shown.length ? ` (top ${shown.length} of ${list.processes.length})` : '';
-    lines.push(`processes with KSM pages, largest profit first${more}:`);
+    const more = f.processes.length > shown.length ? ` (top ${shown.length} of ${f.processes.length})` : '';
+    lines.push(`processes with KSM state or mergeable memory, most saved first${more}:`);
     if (shown.length > 0) {
       lines.push(
         formatTable(
-          ['PID', 'NAME', 'MERGING', 'ZERO', 'PROFIT'],
-          shown.map((p) => [p.pid, p.name, p.mergingPages, p.zeroPages, formatBytes(p.profitBytes)]),
+          ['PID', 'NAME', 'SAVED', 'PSS', 'MERGING', 'ZERO', 'KERNEL_PROFIT'],
+          shown.map((p) => [p.pid, p.vm ? `${p.name} [vm]` : p.name, formatBytes(p.savedBytes), p.pssBytes === null ? '-' : formatBytes(p.pssBytes), p.mergingPages, p.zeroPages, formatBytes(p.kernelProfitBytes)]),
         ),
       );
+      lines.push('(SAVED: each process\'s share, summing to the host\'s; KERNEL_PROFIT: ksm_process_profit, which counts a shared page in every sharer)');
     }
+    if (f.sharesNote !== null) lines.push(`(the SAVED shares do not sum to the host's: ${f.sharesNote})`);
   }
   if (list.unreadable > 0) {
     lines.push(`(${list.unreadable} processes could not be read: run as root to see every process)`);

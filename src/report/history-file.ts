@@ -29,6 +29,8 @@ export interface HistoryRecord {
   sharing?: SharingMatrix;
   /** Why there is no sharing matrix, when it is known. */
   sharingNote?: string;
+  /** The would-save estimate of the duplicate scan that made the sharing matrix (docs/savings.md). */
+  estimate?: { at: number; savedBytes: number };
 }
 
 export function toHistoryJson(h: HistoryRecord): HistoryJson {

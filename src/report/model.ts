@@ -6,6 +6,8 @@ import { unshareExposure, type Exposure } from '../safety/exposure.js';
 import type { MemInfo } from '../host/meminfo.js';
 import { profitFromCounters, savedPages, type KnownKsmCounters } from '../ksm/counters.js';
 import type { KsmSettings } from '../ksm/knobs.js';
+import { apportion, sharingShares, totalSavedPages, type SavedPages } from '../ksm/savings.js';
+import { RMAP_ITEM_BYTES } from '../ksm/counters.js';
 import { invalidNumber } from '../errors.js';
 
 /** One process's /proc/<pid>/ksm_stat, with its name (the VM's name when it is a guest). */
@@ -19,6 +21,14 @@ export interface ProcessSample {
   mergingPages: number;
   /** ksm_process_profit: (merging + zero pages) × page size − rmap items × rmap_item size. */
   profitBytes: number;
+  /** Registered with KSM (mergeable memory) even if nothing merged yet. */
+  registered?: boolean;
+  /** Proportional set size (smaps), bytes: what the process costs, a shared page counting 1/k. */
+  pssBytes?: number;
+  /** Root: pages of its mergeable areas mapped to the 4 KiB zero page (KSM's own included); null unknown. */
+  zeroMappedPages?: number | null;
+  /** Root: Σ (k − 1)/k over its mappings of KSM pages shared k ways; null unknown. */
+  sharingWeight?: number | null;
 }
 
 /** KSM pages held on one NUMA node. */
@@ -67,34 +77,59 @@ export interface Snapshot {
   mem?: MemInfo;
 }
 
+/** sizeof(struct ksm_stable_node) on 64-bit kernels: one per KSM page (and per chain head). */
+export const STABLE_NODE_BYTES = process.arch.endsWith('64') ? 64 : 32;
+
+/**
+ * What KSM gives back, host-wide (docs/savings.md): the memory returned to the merged processes, as
+ * their cgroup or summed PSS sees it, in three parts, and KSM's own metadata as a host cost beside it.
+ */
 export interface HostSavings {
-  /** Bytes saved net of KSM's own metadata: general_profit, or the kernel's formula when it is absent. */
-  profitBytes: number;
-  /** (pages_sharing + ksm_zero_pages) × page size: what merging freed before metadata. */
-  grossBytes: number;
-  /** rmap_items × 64 B. */
+  /** The parts, in pages: pages_sharing, ksm_zero_pages, and zero subpages freed by THP splits. */
+  saved: SavedPages;
+  /** Σ of the parts. */
+  savedPages: number;
+  savedBytes: number;
+  /** Whether the THP-split part was measured (root reads pagemap/kpageflags); 0 in `saved` when not. */
+  thpSplitKnown: boolean;
+  /** KSM's own kernel memory: rmap_items × 64 B + stable nodes (pages_shared + chains) × 64 B. Not charged to the processes. */
   metadataBytes: number;
+  /** savedBytes − metadataBytes: what the host as a whole is better off. */
+  netBytes: number;
+  /** The kernel's general_profit: (pages_sharing + ksm_zero_pages) × page size − rmap_items × 64 B (or the same formula on kernels without it). */
+  kernelProfitBytes: number;
   /** pages_sharing / pages_shared: sharers per KSM page; null with no KSM pages. */
   sharingRatio: number | null;
-  /** Pages currently saved: pages_sharing + ksm_zero_pages. */
-  savedPages: number;
   profitSource: 'general_profit' | 'computed';
 }
 
 /**
- * Host-wide savings. The kernel's general_profit is
- * (pages_sharing + ksm_zero_pages) × PAGE_SIZE − ksm_rmap_items × sizeof(rmap_item); sysfs does not
- * show ksm_rmap_items, so when general_profit is missing (kernels before 6.4) the admin guide's
- * approximation rmap_items ≈ shared + sharing + unshared + volatile stands in (as Ksm.read() does).
+ * Host-wide savings. `thpSplitZeroPages` is measured per process (root: zero-page mappings in the
+ * mergeable areas, less ksm_zero_pages) and summed by figures(); undefined when unknown.
  */
-export function hostSavings(counters: KnownKsmCounters, pageSize: number): HostSavings {
-  const saved = savedPages(counters);
-  const grossBytes = saved * pageSize;
-  const profitBytes = profitFromCounters(counters, pageSize);
-  const metadataBytes = grossBytes - profitBytes;
-  const profitSource: HostSavings['profitSource'] = counters.general_profit !== undefined ? 'general_profit' : 'computed';
-  const sharingRatio = counters.pages_shared > 0 ? counters.pages_sharing / counters.pages_shared : null;
-  return { profitBytes, grossBytes, metadataBytes, sharingRatio, savedPages: saved, profitSource };
+export function hostSavings(counters: KnownKsmCounters, pageSize: number, thpSplitZeroPages?: number): HostSavings {
+  const saved: SavedPages = {
+    ksmPages: counters.pages_sharing,
+    ksmZeroPages: counters.ksm_zero_pages ?? 0,
+    thpSplitZeroPages: thpSplitZeroPages ?? 0,
+  };
+  const total = totalSavedPages(saved);
+  const kernelProfitBytes = profitFromCounters(counters, pageSize);
+  // general_profit's metadata is rmap_items × 64 B; the stable nodes come on top.
+  const rmapBytes = savedPages(counters) * pageSize - kernelProfitBytes;
+  const stableNodes = counters.pages_shared + (counters.stable_node_chains ?? 0);
+  const metadataBytes = rmapBytes + stableNodes * STABLE_NODE_BYTES;
+  return {
+    saved,
+    savedPages: total,
+    savedBytes: total * pageSize,
+    thpSplitKnown: thpSplitZeroPages !== undefined,
+    metadataBytes,
+    netBytes: total * pageSize - metadataBytes,
+    kernelProfitBytes,
+    sharingRatio: counters.pages_shared > 0 ? counters.pages_sharing / counters.pages_shared : null,
+    profitSource: counters.general_profit !== undefined ? 'general_profit' : 'computed',
+  };
 }
 
 export interface Rates {
@@ -135,12 +170,21 @@ export function rates(prev: Snapshot, cur: Snapshot): Rates | null {
 
 export interface ProcessFigures {
   pid: number;
+  /** The guest's name for a VM (VM discovery), else the command name: the same everywhere. */
   name: string;
   vm: boolean;
   mergingPages: number;
   zeroPages: number;
   rmapItems: number;
-  profitBytes: number;
+  /** This process's share of the host's saved pages (docs/savings.md); the rows sum to host.saved. */
+  saved: SavedPages;
+  savedBytes: number;
+  /** PSS in bytes (what the process costs now), or null when it could not be read. */
+  pssBytes: number | null;
+  /** Its rmap_items × 64 B: KSM metadata spent on it (a host cost, not in pssBytes). */
+  metadataBytes: number;
+  /** The kernel's ksm_process_profit: counts every merged page as saved in every process mapping it, so these do not sum to the host. */
+  kernelProfitBytes: number;
 }
 
 export interface NodeFigures {
@@ -156,10 +200,12 @@ export interface Figures {
   settings: KsmSettings;
   counters: KnownKsmCounters;
   host: HostSavings;
+  /** Why the processes' shares do not sum to host.saved, or null when they do. */
+  sharesNote: string | null;
   /** ksmd's cumulative CPU seconds, or null when ksmd cannot be found. */
   ksmdCpuSeconds: number | null;
   rates: Rates | null;
-  /** Processes with KSM state, most profit first. */
+  /** Processes with KSM state or registered with KSM (VMs even while KSM is stopped), most saved first. */
   processes: ProcessFigures[];
   nodes: NodeFigures[];
   tuner: DecisionRecord | null;
@@ -168,35 +214,66 @@ export interface Figures {
   exposure: Exposure | null;
 }
 
+/** Zero subpages freed by THP splits in one process: its zero-page mappings less KSM's own. */
+function thpSplitOf(p: ProcessSample): number | undefined {
+  if (p.zeroMappedPages === undefined || p.zeroMappedPages === null) return undefined;
+  return Math.max(0, p.zeroMappedPages - p.zeroPages);
+}
+
 export function figures(cur: Snapshot, prev?: Snapshot): Figures {
-  const processes = cur.processes
-    .filter((p) => p.rmapItems > 0 || p.mergingPages > 0 || p.zeroPages > 0)
-    .map((p) => ({
-      pid: p.pid,
-      name: p.name,
-      vm: p.vm === true,
-      mergingPages: p.mergingPages,
-      zeroPages: p.zeroPages,
-      rmapItems: p.rmapItems,
-      profitBytes: p.profitBytes,
-    }))
-    .sort((a, b) => b.profitBytes - a.profitBytes || a.pid - b.pid);
+  const ps = cur.pageSize;
+  const listed = cur.processes.filter((p) => p.rmapItems > 0 || p.mergingPages > 0 || p.zeroPages > 0 || p.registered === true || p.vm === true);
+  const split = listed.map(thpSplitOf);
+  const splitKnown = listed.length > 0 && split.every((v) => v !== undefined);
+  const host = hostSavings(cur.counters, ps, splitKnown ? split.reduce<number>((a, v) => a + (v ?? 0), 0) : undefined);
+  // Shares: pages_sharing by each process's exact (k − 1)/k weight where known for all, else by its
+  // merging pages; ksm_zero_pages by its own zero pages (so a read racing the counters still sums).
+  const exact = listed.length > 0 && listed.every((p) => typeof p.sharingWeight === 'number');
+  const sharing = sharingShares(host.saved.ksmPages, listed.map((p) => (exact ? (p.sharingWeight as number) : p.mergingPages)));
+  const zero = apportion(host.saved.ksmZeroPages, listed.map((p) => p.zeroPages));
+  const processes = listed
+    .map((p, i): ProcessFigures => {
+      const saved: SavedPages = { ksmPages: sharing[i], ksmZeroPages: zero[i], thpSplitZeroPages: splitKnown ? (split[i] ?? 0) : 0 };
+      return {
+        pid: p.pid,
+        name: p.name,
+        vm: p.vm === true,
+        mergingPages: p.mergingPages,
+        zeroPages: p.zeroPages,
+        rmapItems: p.rmapItems,
+        saved,
+        savedBytes: totalSavedPages(saved) * ps,
+        pssBytes: p.pssBytes ?? null,
+        metadataBytes: p.rmapItems * RMAP_ITEM_BYTES,
+        kernelProfitBytes: p.profitBytes,
+      };
+    })
+    .sort((a, b) => b.savedBytes - a.savedBytes || b.mergingPages - a.mergingPages || a.pid - b.pid);
+  const rowSum = processes.reduce((a, p) => a + p.savedBytes, 0);
+  let sharesNote: string | null = null;
+  if (rowSum !== host.savedBytes) {
+    sharesNote =
+      processes.length === 0
+        ? 'no process with KSM state could be read (other users\' processes need root)'
+        : `the processes listed hold ${host.saved.ksmPages + host.saved.ksmZeroPages > 0 && rowSum === 0 ? 'none' : 'part'} of the host's KSM pages (the others could not be read: run as root)`;
+  }
   return {
     at: cur.at,
-    pageSize: cur.pageSize,
+    pageSize: ps,
     settings: cur.settings,
     counters: cur.counters,
-    host: hostSavings(cur.counters, cur.pageSize),
+    host,
+    sharesNote,
     ksmdCpuSeconds: cur.ksmdCpuSeconds ?? null,
     rates: prev === undefined ? null : rates(prev, cur),
     processes,
-    nodes: (cur.nodes ?? []).map((n) => ({ id: n.id, ksmPages: n.ksmPages, bytes: n.ksmPages * cur.pageSize })),
+    nodes: (cur.nodes ?? []).map((n) => ({ id: n.id, ksmPages: n.ksmPages, bytes: n.ksmPages * ps })),
     tuner: cur.tuner ?? null,
     sharing: cur.sharing ?? null,
     exposure:
       cur.mem === undefined
         ? null
-        : unshareExposure({ pagesSharing: cur.counters.pages_sharing, ksmZeroPages: cur.counters.ksm_zero_pages ?? 0, pageSize: cur.pageSize, mem: cur.mem }),
+        : unshareExposure({ pagesSharing: cur.counters.pages_sharing, ksmZeroPages: cur.counters.ksm_zero_pages ?? 0, pageSize: ps, mem: cur.mem }),
   };
 }
 
@@ -244,6 +321,9 @@ export class History<T> {
 export interface SeriesPoint {
   /** ms since the epoch */
   t: number;
+  /** What the processes got back (docs/savings.md): saved bytes, all parts. */
+  saved_bytes: number;
+  /** The kernel's general_profit at this point. */
   profit_bytes: number;
   saved_pages: number;
   /** ksmd CPU as a fraction of one CPU over the interval ending here, or null for the first point. */
@@ -253,8 +333,8 @@ export interface SeriesPoint {
 /** The chart series for a run of snapshots, oldest first. */
 export function series(snapshots: readonly Snapshot[]): SeriesPoint[] {
   return snapshots.map((s, i) => {
-    const h = hostSavings(s.counters, s.pageSize);
+    const h = figures(s).host;
     const r = i > 0 ? rates(snapshots[i - 1], s) : null;
-    return { t: s.at, profit_bytes: h.profitBytes, saved_pages: h.savedPages, ksmd_cpu: r?.ksmdCpu ?? null };
+    return { t: s.at, saved_bytes: h.savedBytes, profit_bytes: h.kernelProfitBytes, saved_pages: h.savedPages, ksmd_cpu: r?.ksmdCpu ?? null };
   });
 }

@@ -35,9 +35,21 @@ const SPECS: Spec[] = [
   { name: 'node_ksmd_run', help: 'ksmd run knob (0 stopped, 1 running, 2 unmerged).', value: (f) => f.settings.run },
   { name: 'node_ksmd_sleep_seconds', help: 'ksmd sleep_millisecs knob, in seconds.', value: sleepSeconds },
   // pagefuse's savings model.
-  { name: 'pagefuse_ksm_profit_bytes', help: 'Bytes KSM saves net of its rmap metadata (general_profit).', value: (f) => f.host.profitBytes },
-  { name: 'pagefuse_ksm_merged_bytes', help: 'Bytes freed by merging before metadata: (pages_sharing + ksm_zero_pages) x page size.', value: (f) => f.host.grossBytes },
-  { name: 'pagefuse_ksm_metadata_bytes', help: "KSM's own rmap_item metadata, in bytes.", value: (f) => f.host.metadataBytes },
+  // What the merged processes got back (docs/savings.md); the parts sum to the total.
+  {
+    name: 'pagefuse_saved_bytes',
+    help:
+      'Memory KSM gave back to the merged processes, as their cgroup or summed PSS sees it, by part: ksm_pages = pages_sharing x page size; ' +
+      'ksm_zero_pages = ksm_zero_pages x page size; thp_split_zero_pages = zero-filled subpages freed when ksmd split huge pages (root only; absent without). Sum the parts for the total.',
+    labels: ['part'],
+    value: (f) => [
+      [{ part: 'ksm_pages' }, f.host.saved.ksmPages * f.pageSize],
+      [{ part: 'ksm_zero_pages' }, f.host.saved.ksmZeroPages * f.pageSize],
+      ...(f.host.thpSplitKnown ? [[{ part: 'thp_split_zero_pages' }, f.host.saved.thpSplitZeroPages * f.pageSize] as [Labels, number]] : []),
+    ],
+  },
+  { name: 'pagefuse_ksm_profit_bytes', help: "The kernel's general_profit: (pages_sharing + ksm_zero_pages) x page size - rmap_items x 64 B. Misses THP-split zero pages; see pagefuse_saved_bytes.", value: (f) => f.host.kernelProfitBytes },
+  { name: 'pagefuse_ksm_metadata_bytes', help: "KSM's own kernel memory, a host cost not charged to the processes: rmap_items x 64 B + (pages_shared + stable_node_chains) x 64 B (stable nodes).", value: (f) => f.host.metadataBytes },
   { name: 'pagefuse_ksm_sharing_ratio', help: 'pages_sharing / pages_shared (0 with no KSM pages).', value: (f) => f.host.sharingRatio ?? undefined },
   { name: 'pagefuse_ksm_zero_pages', help: 'Pages merged with the kernel zero page (ksm_zero_pages).', value: (f) => f.counters.ksm_zero_pages },
   { name: 'pagefuse_ksm_stable_node_chains', help: 'KSM pages that hit max_page_sharing (stable_node_chains).', value: (f) => f.counters.stable_node_chains },
@@ -45,9 +57,29 @@ const SPECS: Spec[] = [
   { name: 'pagefuse_ksm_pages_scanned_total', help: 'Pages ksmd has scanned (pages_scanned).', counter: true, value: (f) => f.counters.pages_scanned },
   { name: 'pagefuse_ksmd_cpu_seconds_total', help: 'CPU time ksmd has used, in seconds.', counter: true, value: (f) => f.ksmdCpuSeconds ?? undefined },
   // Per process (VMs by their guest name).
+  {
+    name: 'pagefuse_process_saved_bytes',
+    help: "This process's share of pagefuse_saved_bytes, by part: a KSM page mapped k times credits (k-1)/k page to each mapping, so the processes sum to the host.",
+    labels: ['pid', 'name', 'vm', 'part'],
+    value: (f) =>
+      f.processes.flatMap((p) => {
+        const l = { pid: p.pid, name: p.name, vm: p.vm ? 'true' : 'false' };
+        return [
+          [{ ...l, part: 'ksm_pages' }, p.saved.ksmPages * f.pageSize],
+          [{ ...l, part: 'ksm_zero_pages' }, p.saved.ksmZeroPages * f.pageSize],
+          ...(f.host.thpSplitKnown ? [[{ ...l, part: 'thp_split_zero_pages' }, p.saved.thpSplitZeroPages * f.pageSize] as [Labels, number]] : []),
+        ] as [Labels, number][];
+      }),
+  },
+  {
+    name: 'pagefuse_process_pss_bytes',
+    help: 'Proportional set size of this process (smaps Pss): what it costs now, a page shared k ways counting 1/k.',
+    labels: ['pid', 'name', 'vm'],
+    value: (f) => f.processes.flatMap((p) => (p.pssBytes === null ? [] : [[{ pid: p.pid, name: p.name, vm: p.vm ? 'true' : 'false' }, p.pssBytes] as [Labels, number]])),
+  },
   ...(
     [
-      ['profit_bytes', 'Bytes KSM saves in this process net of metadata (ksm_process_profit).', (p) => p.profitBytes],
+      ['kernel_profit_bytes', "The kernel's ksm_process_profit: counts every merged page as saved in every process mapping it, so it does not sum to the host; see pagefuse_process_saved_bytes.", (p) => p.kernelProfitBytes],
       ['merging_pages', "Pages of this process mapped to KSM pages (ksm_merging_pages).", (p) => p.mergingPages],
       ['zero_pages', 'Pages of this process merged with the zero page (ksm_zero_pages).', (p) => p.zeroPages],
       ['rmap_items', 'rmap_items KSM holds for this process (ksm_rmap_items).', (p) => p.rmapItems],

@@ -4,16 +4,24 @@ import { scan } from '../scan/scan.js';
 import type { ProcessSample, SharingMatrix } from './model.js';
 
 /** The matrix, or why there is none. Reading other processes' memory needs root (process_vm_readv). */
-export async function processSharing(processes: readonly ProcessSample[], maxTargets = 12): Promise<SharingMatrix | { why: string }> {
+export async function processSharing(
+  processes: readonly ProcessSample[],
+  maxTargets = 12,
+): Promise<(SharingMatrix & { estimate: { at: number; savedBytes: number } }) | { why: string }> {
   const vms = processes.filter((p) => p.vm === true);
-  const chosen = (vms.length >= 2 ? vms : processes).slice(0, maxTargets);
+  // Mergeable processes count even before ksmd merged anything: the scan says what it would save.
+  const chosen = (vms.length >= 2 ? vms : processes.filter((p) => p.vm === true || p.registered === true || p.rmapItems > 0)).slice(0, maxTargets);
   if (chosen.length < 2) return { why: 'fewer than two processes with KSM state to compare' };
   try {
     const r = await scan(
       chosen.map((p) => ({ pid: p.pid, name: p.name })),
       { mode: 'fast' },
     );
-    return { labels: r.targets.map((t, i) => t.name ?? chosen[i].name), pages: r.sharing };
+    return {
+      labels: r.targets.map((t, i) => t.name ?? chosen[i].name),
+      pages: r.sharing,
+      estimate: { at: Date.now(), savedBytes: r.estimatedSavedBytes },
+    };
   } catch (err) {
     return { why: `the duplicate scan failed: ${(err as Error).message.split('\n')[0]}` };
   }

@@ -9,6 +9,7 @@ import { readTunerState } from './tuner-state.js';
 import { Ksm } from '../ksm/ksm.js';
 import { knownCounters } from '../ksm/counters.js';
 import { listKsmProcesses } from '../ksm/process.js';
+import { FrameInfo, readFootprint, type Footprint } from '../ksm/footprint.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
 import { discoverVms } from '../safety/vms.js';
@@ -27,6 +28,8 @@ export interface HostSourceOptions {
   vms?: () => Promise<Map<number, string>>;
   /** KSM pages per NUMA node; default: nodesSource(). */
   nodes?: () => Promise<NodeSample[] | undefined>;
+  /** Read each listed process's PSS and (root) page-level footprint for the savings model. Default true. */
+  footprints?: boolean;
 }
 
 /**
@@ -82,6 +85,15 @@ export class HostSource implements SnapshotSource {
     ]);
     const counters = knownCounters(ksm.counters);
     const nodes = await this.nodes(counters.pages_shared);
+    const footprints = new Map<number, Footprint>();
+    if (o.footprints !== false) {
+      // One frame cache per reading: a KSM page mapped by several processes is looked up once.
+      const frames = new FrameInfo(o.procRoot);
+      for (const p of list.processes) {
+        const fp = await readFootprint(p.pid, { frames, ...(o.procRoot === undefined ? {} : { procRoot: o.procRoot }) });
+        if (fp !== undefined) footprints.set(p.pid, fp);
+      }
+    }
     const snapshot: Snapshot = {
       at: Date.now(),
       pageSize: o.pageSize ?? PAGE_SIZE,
@@ -97,6 +109,8 @@ export class HostSource implements SnapshotSource {
           zeroPages: p.zeroPages,
           mergingPages: p.mergingPages,
           profitBytes: p.profitBytes,
+          registered: (p.rmapItems ?? 0) > 0 || p.mergeable === true || p.mergeAny === true,
+          ...footprintFields(footprints.get(p.pid)),
         };
       }),
     };
@@ -106,6 +120,11 @@ export class HostSource implements SnapshotSource {
     snapshot.mem = mem;
     return snapshot;
   }
+}
+
+function footprintFields(fp: Footprint | undefined): { pssBytes?: number; zeroMappedPages: number | null; sharingWeight: number | null } {
+  if (fp === undefined) return { zeroMappedPages: null, sharingWeight: null };
+  return { pssBytes: fp.pssBytes, zeroMappedPages: fp.zeroMappedPages, sharingWeight: fp.sharingWeight };
 }
 
 /** VM discovery as the report needs it: pid → guest name, for VMMs and registered processes (by their registered name). */

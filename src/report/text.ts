@@ -14,6 +14,16 @@ function ago(ms: number): string {
   return `${Math.round(s / 3600)}h ago`;
 }
 
+/** What the processes got back and its parts (docs/savings.md). */
+export function savedLine(f: Figures): string {
+  const h = f.host;
+  const ps = f.pageSize;
+  return (
+    `saved ${formatBytes(h.savedBytes)} = KSM pages ${formatBytes(h.saved.ksmPages * ps)} + KSM zero pages ${formatBytes(h.saved.ksmZeroPages * ps)}` +
+    ` + THP-split zero pages ${h.thpSplitKnown ? formatBytes(h.saved.thpSplitZeroPages * ps) : '? (needs root)'}`
+  );
+}
+
 /** The header lines: knobs, host savings, rates, the tuner's decision and the per-node split. */
 export function headerLines(f: Figures): string[] {
   const s = f.settings;
@@ -23,7 +33,8 @@ export function headerLines(f: Figures): string[] {
     `KSM run=${s.run} pages_to_scan=${s.pages_to_scan} sleep_millisecs=${s.sleep_millisecs}` +
       (s.merge_across_nodes === undefined ? '' : ` merge_across_nodes=${s.merge_across_nodes}`) +
       `  full_scans ${c.full_scans}`,
-    `saved ${formatBytes(h.profitBytes)} net (${formatBytes(h.grossBytes)} merged − ${formatBytes(h.metadataBytes)} metadata)` +
+    savedLine(f),
+    `  KSM metadata ${formatBytes(h.metadataBytes)} (host cost, kernel memory)  kernel general_profit ${formatBytes(h.kernelProfitBytes)}` +
       `  pages_shared ${c.pages_shared} pages_sharing ${c.pages_sharing}` +
       `  ratio ${h.sharingRatio === null ? '-' : h.sharingRatio.toFixed(2)}`,
   ];
@@ -57,19 +68,41 @@ export function headerLines(f: Figures): string[] {
   return lines;
 }
 
-/** The per-process table, most profit first; VMs are marked. */
+/** The per-process table, most saved first; VMs are marked. Each row's SAVED is its share: the rows sum to the host's. */
 export function processTable(f: Figures, maxRows = Infinity): string {
+  const ps = f.pageSize;
   const rows = f.processes
     .slice(0, maxRows)
-    .map((p) => [p.pid, p.vm ? `${p.name} [vm]` : p.name, formatBytes(p.profitBytes), p.mergingPages, p.zeroPages, p.rmapItems]);
-  const table = formatTable(['PID', 'NAME', 'PROFIT', 'MERGING', 'ZERO', 'RMAP_ITEMS'], rows);
+    .map((p) => [
+      p.pid,
+      p.vm ? `${p.name} [vm]` : p.name,
+      formatBytes(p.savedBytes),
+      p.pssBytes === null ? '-' : formatBytes(p.pssBytes),
+      p.saved.ksmPages,
+      p.saved.ksmZeroPages,
+      f.host.thpSplitKnown ? p.saved.thpSplitZeroPages : '-',
+      p.mergingPages,
+      formatBytes(p.metadataBytes),
+      formatBytes(p.kernelProfitBytes),
+    ]);
+  const table = formatTable(['PID', 'NAME', 'SAVED', 'PSS', 'KSM', 'KSM_ZERO', 'THP_ZERO', 'MERGING', 'METADATA', 'KERNEL_PROFIT'], rows);
+  const notes: string[] = [];
   const hidden = f.processes.length - rows.length;
-  return hidden > 0 ? `${table}\n… ${hidden} more` : table;
+  if (hidden > 0) notes.push(`… ${hidden} more`);
+  if (f.sharesNote !== null) notes.push(`(SAVED rows do not sum to the host's: ${f.sharesNote})`);
+  return [table, ...notes].join('\n');
 }
+
+/** The legend under the table: what each column is. */
+export const LEGEND =
+  'SAVED: this process\'s share of what KSM gave back (pages shared k ways credit (k-1)/k per mapping; the rows sum to the host); ' +
+  'PSS: what it costs now; KSM/KSM_ZERO/THP_ZERO: the parts in pages; METADATA: its rmap items; KERNEL_PROFIT: ksm_process_profit (counts a shared page in every sharer)';
+
+const NO_PROCESS = 'no process has KSM state or mergeable memory';
 
 /** The one-shot report (stdout is not a terminal). */
 export function summaryText(f: Figures): string {
-  const body = f.processes.length > 0 ? processTable(f) : 'no process has KSM state';
+  const body = f.processes.length > 0 ? `${processTable(f)}\n${LEGEND}` : NO_PROCESS;
   return `${headerLines(f).join('\n')}\n\n${body}\n`;
 }
 
@@ -78,6 +111,6 @@ export function topScreen(f: Figures, opts: { columns: number; rows: number; int
   const title = `pagefuse top — ${new Date(f.at).toISOString().slice(11, 19)} UTC, every ${opts.intervalSeconds}s — q to quit`;
   const head = [title, ...headerLines(f), ''];
   const room = Math.max(1, opts.rows - head.length - 2);
-  const body = f.processes.length > 0 ? processTable(f, room).split('\n') : ['no process has KSM state'];
+  const body = f.processes.length > 0 ? processTable(f, room).split('\n') : [NO_PROCESS];
   return [...head, ...body].slice(0, opts.rows).map((l) => truncateColumns(l, opts.columns));
 }
