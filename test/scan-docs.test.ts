@@ -54,5 +54,13 @@ test('a buffer of a disposed Region is ERR_REGION_DISPOSED, a transferred ArrayB
 test('a result serializes to JSON with density as plain arrays of numbers', async () => {
   const r = await scan(new Uint8Array(PAGE_SIZE * 2).fill(1));
   const json = JSON.parse(JSON.stringify(r)) as { targets: { density: Record<string, unknown> }[] };
-  assert.deepEqual(json.targets[0].density, { chunkBytes: 2 * 1024 * 1024, address: [0], pages: [2], duplicatePages: [2] });
+  assert.deepEqual(json.targets[0].density, {
+    chunkBytes: 2 * 1024 * 1024,
+    address: [0],
+    pages: [2],
+    duplicatePages: [2],
+    thpPages: [0],
+    thpZeroPages: [0],
+    thpDuplicatePages: [0],
+  });
 });
