@@ -52,7 +52,7 @@ test('status --json has the documented shape with the values sysfs and /proc giv
     assert.equal(r1.code, 0, r1.stderr);
     const out = JSON.parse(r1.stdout);
     const state = await ksm.read();
-    assert.deepEqual(Object.keys(out).slice(0, 2), ['ksm', 'processes']);
+    assert.deepEqual(Object.keys(out).slice(0, 3), ['ksm', 'savings', 'processes']);
     assert.equal(out.ksm.available, true);
     assert.deepEqual(out.ksm.settings, state.settings);
     assert.deepEqual(out.ksm.counters, state.counters);
@@ -60,18 +60,22 @@ test('status --json has the documented shape with the values sysfs and /proc giv
     assert.equal(out.ksm.sharing_ratio, state.counters.pages_sharing! / state.counters.pages_shared!);
     const me = out.processes.find((p: { pid: number }) => p.pid === process.pid);
     const self = await selfKsm();
-    assert.deepEqual(me, {
+    const { saved_bytes: savedBytes, saved, pss_bytes: pss, ...rest } = me;
+    assert.deepEqual(rest, {
       pid: process.pid,
       name: (await readFile('/proc/self/comm', 'utf8')).trim(),
+      vm: false,
       merging_pages: 24,
       zero_pages: 0,
       rmap_items: self.rmapItems,
-      profit_bytes: self.profitBytes,
+      kernel_profit_bytes: self.profitBytes,
       merge_any: false,
       mergeable: true,
     });
-    const profits = out.processes.map((p: { profit_bytes: number }) => p.profit_bytes);
-    assert.deepEqual(profits, [...profits].sort((a, b) => b - a), 'largest profit first');
+    assert.equal(savedBytes, (saved.ksm_pages + saved.ksm_zero_pages + saved.thp_split_zero_pages) * saved.page_size);
+    assert.ok(pss > 0);
+    const shares = out.processes.map((p: { saved_bytes: number }) => p.saved_bytes);
+    assert.deepEqual(shares, [...shares].sort((a, b) => b - a), 'most saved first');
   });
 });
 
@@ -85,15 +89,16 @@ test('status for people: run state, savings, ratio, knobs, counters and the proc
     assert.equal(r1.code, 0, r1.stderr);
     assert.match(r1.stdout, /^KSM: stopped \(run=0; merged pages stay merged\)\n/);
     const ratio = (counters.pages_sharing! / counters.pages_shared!).toFixed(2);
-    assert.match(r1.stdout, new RegExp(`\\nsaved: .* net of KSM's metadata; sharing ratio ${ratio.replace('.', '\\.')} \\(pages_sharing / pages_shared\\)\\n`));
+    assert.match(r1.stdout, /\nsaved .* = KSM pages .* \+ KSM zero pages .* \+ THP-split zero pages .*\n/);
+    assert.match(r1.stdout, new RegExp(`\\nKSM metadata .* \\(host cost\\); kernel general_profit .*; sharing ratio ${ratio.replace('.', '\\.')} \\(pages_sharing / pages_shared\\)\\n`));
     assert.match(r1.stdout, /\n {2}pages_to_scan {24}10000\n/);
     assert.match(r1.stdout, new RegExp(`\\n {2}pages_sharing +${counters.pages_sharing}\\n`));
-    assert.match(r1.stdout, /\nPID +NAME +MERGING +ZERO +PROFIT\n/);
-    assert.match(r1.stdout, new RegExp(`\\n${process.pid} +\\S+ +24 +0 +[\\d.]+ KiB\\n`));
+    assert.match(r1.stdout, /\nPID +NAME +SAVED +PSS +MERGING +ZERO +KERNEL_PROFIT\n/);
+    assert.match(r1.stdout, new RegExp(`\\n${process.pid} +\\S+ +[\\d.]+ KiB +[\\d.]+ MiB +24 +0 +[\\d.]+ KiB\\n`));
     const r0 = await cli(['status', '--top', '0']);
     assert.equal(r0.code, 0);
     assert.doesNotMatch(r0.stdout, /\nPID /);
-    assert.match(r0.stdout, /processes with KSM pages, largest profit first \(top 0 of \d+\):/);
+    assert.match(r0.stdout, /processes with KSM state or mergeable memory, most saved first \(top 0 of \d+\):/);
   });
 });
 

@@ -104,12 +104,13 @@ test('report --html from a tuner history renders in headless chromium: chart dra
       assert.equal(dom.cells, 9);
       assert.equal(dom.scripts, 0);
       assert.deepEqual(dom.rows, [
-        ['4242', 'guest-web (VM)', '88.5 MiB', '23040', '0', '24040'],
-        ['77', EVIL, '-640 B', '0', '0', '10'],
+        ['4242', 'guest-web (VM)', '90.0 MiB', '-', '90.0 MiB', '0 B', '?', '23040', '1.5 MiB', '88.5 MiB'],
+        ['77', EVIL, '0 B', '-', '0 B', '0 B', '?', '0', '640 B', '-640 B'],
       ]);
-      // Last sample: 23040 pages sharing (90 MiB), 24940 rmap items (1.5 MiB), ratio 23040 / 900; ksmd used
-      // 2.3 CPU-seconds over 9 s.
-      assert.deepEqual(dom.cards, ['88.5 MiB', '90.0 MiB', '1.5 MiB', '25.60', '25.6 %', '9']);
+      // Last sample: 23040 pages sharing (90 MiB, all of it guest-web's share), 24940 rmap items + 900
+      // stable nodes (1.6 MiB), general_profit 88.5 MiB, ratio 23040 / 900; no THP figures in a history
+      // without them, no scan estimate; ksmd used 2.3 CPU-seconds over 9 s.
+      assert.deepEqual(dom.cards, ['90.0 MiB', '90.0 MiB', '0 B', '? (needs root)', '1.6 MiB', '88.5 MiB', '-', '25.60', '25.6 %', '9']);
 
       const png = PNG.sync.read(await page.locator('#savings-chart').screenshot());
       assert.equal(png.width, 880);
@@ -154,12 +155,17 @@ test('report --html live: two VMs merged with each other show in the table and t
         const html = readFileSync(out, 'utf8');
         for (const vm of [a, b]) {
           const name = vm === a ? 'pf-html-a' : 'pf-html-b';
-          // 40 merging pages, 40 rmap items: 40 × 4096 − 40 × 64 = 161280 B = 158 KiB.
-          assert.match(html, new RegExp(`<tr><td>${vm.pid}</td><td>${name} \\(VM\\)</td><td>158 KiB</td><td>40</td><td>0</td><td>40</td></tr>`));
+          // 40 pages shared 2 ways: each guest's share is 20 pages (80 KiB); 40 rmap items (2.5 KiB); the
+          // kernel's profit counts all 40 in each: 40 × 4096 − 40 × 64 = 161280 B = 158 KiB.
+          assert.match(
+            html,
+            new RegExp(`<tr><td>${vm.pid}</td><td>${name} \\(VM\\)</td><td>80\\.0 KiB</td><td>[^<]+</td><td>80\\.0 KiB</td><td>0 B</td><td>0 B</td><td>40</td><td>2\\.5 KiB</td><td>158 KiB</td></tr>`),
+          );
         }
         assert.match(html, /<svg id="sharing-heatmap"/);
-        assert.match(html, /<title>pf-html-a × pf-html-b: 40 contents in common<\/title>/);
-        assert.match(html, /<title>pf-html-b × pf-html-a: 40 contents in common<\/title>/);
+        assert.match(html, /<title>pf-html-a × pf-html-b: 40 duplicate pages \(contents both hold\)<\/title>/);
+        assert.match(html, /<title>pf-html-b × pf-html-a: 40 duplicate pages \(contents both hold\)<\/title>/);
+        assert.match(html, /<text class="cell-n"[^>]*>40<\/text>/, 'the heat map shows its numbers');
       } finally {
         await Promise.all([a.stop(), b.stop()]);
       }
