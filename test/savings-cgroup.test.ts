@@ -66,7 +66,7 @@ test('THP workload in a memory cgroup: saved figure, per-VM shares and the scan 
         // MADV_HUGEPAGE memory: ksmd splits the huge pages holding image or zero subpages.
         w = await Workload.start({ processes: 3, imagePages: 3000, zeroPages: 1500, uniquePages: 1500, hugepages: 'always', cgroup: cg.dir, seed: 31 });
         const pids = new Set(w.pids);
-        const source = new HostSource({ nodes: async () => undefined, tunerStatePath: '/nonexistent' });
+        const source = new HostSource({ nodes: async () => undefined, tunerStatePath: '/nonexistent', footprintMaxAgeMs: 0 });
         const read = async (): Promise<Figures> => figures(await source.read());
         await new Promise((r) => setTimeout(r, 500)); // the children's start-up allocations settle
         const predicted = await scan(w.pids.map((pid) => ({ pid })));

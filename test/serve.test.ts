@@ -80,12 +80,14 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         assert.equal(one(families, 'pagefuse_process_merging_pages', labels), 64);
         assert.equal(one(families, 'pagefuse_process_rmap_items', labels), 64);
         assert.equal(one(families, 'pagefuse_process_zero_pages', labels), 0);
-        assert.equal(one(families, 'pagefuse_process_profit_bytes', labels), 64 * 4096 - 64 * 64);
+        assert.equal(one(families, 'pagefuse_process_kernel_profit_bytes', labels), 64 * 4096 - 64 * 64);
         assert.ok(one(families, 'node_ksmd_pages_sharing') >= 63, 'the host counts at least this VM');
-        // One snapshot behind all of them: merged = (pages_sharing + ksm_zero_pages) × 4096, profit = merged − metadata.
-        const merged = one(families, 'pagefuse_ksm_merged_bytes');
+        // One snapshot behind all of them: the saved parts are the kernel's counters in bytes, and the
+        // processes' shares add up to them.
+        const merged = one(families, 'pagefuse_saved_bytes', { part: 'ksm_pages' }) + one(families, 'pagefuse_saved_bytes', { part: 'ksm_zero_pages' });
         assert.equal(merged, (one(families, 'node_ksmd_pages_sharing') + one(families, 'pagefuse_ksm_zero_pages')) * 4096);
-        assert.equal(one(families, 'pagefuse_ksm_profit_bytes'), merged - one(families, 'pagefuse_ksm_metadata_bytes'));
+        const shares = families.get('pagefuse_process_saved_bytes')?.samples.filter((s) => s.labels.part === 'ksm_pages').reduce((a, s) => a + s.value, 0);
+        assert.equal(shares, one(families, 'pagefuse_saved_bytes', { part: 'ksm_pages' }));
         assert.ok(one(families, 'pagefuse_ksmd_cpu_seconds_total') > 0);
         assert.equal(one(families, 'pagefuse_node_ksm_pages', { node: '0' }), one(families, 'node_ksmd_pages_shared'), 'one node holds every KSM page');
 
@@ -105,7 +107,7 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         for (const fam of families.values()) {
           assert.doesNotMatch(fam.name, /hash|content|digest|checksum/);
           for (const s of fam.samples) {
-            for (const k of Object.keys(s.labels)) assert.ok(['pid', 'name', 'vm', 'node', 'policy', 'knob', 'dry_run'].includes(k), k);
+            for (const k of Object.keys(s.labels)) assert.ok(['pid', 'name', 'vm', 'node', 'policy', 'knob', 'dry_run', 'part'].includes(k), k);
           }
         }
 

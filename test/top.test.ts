@@ -30,22 +30,24 @@ function checkRun(r: PtyRun): void {
   assert.equal(r.code, 0);
   assert.ok(r.output.startsWith('\x1b[?1049h\x1b[?25l'), 'entered the alternate screen and hid the cursor');
   assert.ok(r.output.endsWith('\x1b[?25h\x1b[?1049l'), 'showed the cursor and left the alternate screen last');
-  assert.match(r.output, /saved -?[\d.]+ \S*B net \(/);
+  assert.match(r.output, /saved [\d.]+ \S*B = KSM pages [\d.]+ \S*B \+ KSM zero pages [\d.]+ \S*B \+ THP-split zero pages /);
+  assert.match(r.output, /would save /);
   assert.match(r.output, /KSM run=\d pages_to_scan=\d+ sleep_millisecs=\d+/);
   assert.equal(r.raw_while_running, true, 'raw mode while running, so q needs no Enter');
   assert.equal(r.canonical_after, true, 'canonical mode back after exit');
   assert.equal(r.echo_after, true, 'echo back after exit');
 }
 
-test('top in a pseudo-terminal renders a VM by name with its profit, refreshes, and quits on q restoring the terminal', async (t) => {
+test('top in a pseudo-terminal renders a VM by name with its saved share, refreshes, and quits on q restoring the terminal', async (t) => {
   await withKsm(t, async () => {
     const vm = await startMergedChild(32, 'pf-top-vm');
     try {
       await waitMerging(vm.pid, 32);
       const r = inPty(['top', '--interval', '0.2'], 'q', ['pagefuse top', 'merge rate +', 'pf-top-vm [vm]']);
       checkRun(r);
-      // 32 pages merged, 32 rmap items: 32 × 4096 − 32 × 64 = 129024 B = 126 KiB.
-      assert.match(r.output, new RegExp(`\\n${vm.pid} +pf-top-vm \\[vm\\] +126 KiB +32 +0 +32\\x1b\\[K`));
+      // 32 pages merged into one KSM page: 31 saved, all this VM's share (124 KiB); 32 rmap items
+      // (2.0 KiB); the kernel's profit 32 × 4096 − 32 × 64 = 129024 B = 126 KiB.
+      assert.match(r.output, new RegExp(`\\n${vm.pid} +pf-top-vm \\[vm\\] +124 KiB +[\\d.]+ \\S+ +31 +0 +0 +32 +2\\.0 KiB +126 KiB\\x1b\\[K`));
     } finally {
       await vm.stop();
     }

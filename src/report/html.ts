@@ -181,7 +181,7 @@ export function reportHtml(page: ReportPage): string {
   const sharing = page.history.sharing ?? f.sharing;
   const decisions = page.history.decisions;
   const parts = [
-    summary(f, points, page.history.estimate?.savedBytes),
+    summary(f, points, page.history.estimate?.savedBytes ?? f.wouldSave?.bytes),
     `<h2>Savings and ksmd CPU over time</h2>`,
     `<p class="legend"><span><i class="sw" style="background:#2563eb"></i>saved: KSM pages + KSM zero pages + THP-split zero pages (left)</span><span><i class="sw" style="background:#ea580c"></i>ksmd CPU, % of one CPU (right)</span>${decisions.length > 0 ? '<span><i class="sw" style="background:#7c3aed"></i>tuner decision</span>' : ''}</p>`,
     chartSvg(points, decisions),

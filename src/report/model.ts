@@ -52,6 +52,8 @@ export interface DecisionRecord {
   writtenAt?: number;
   /** Set by the reader: whether that process still runs. A decision of a tuner that exited is not in force. */
   running?: boolean;
+  /** The latest would-save estimate of the tuner's scans (docs/savings.md), bytes; absent before its first scan. */
+  estimatedBytes?: number;
 }
 
 /** Pages shared between scan targets (scan()'s `sharing` matrix), for the heat map. */
@@ -75,6 +77,17 @@ export interface Snapshot {
   sharing?: SharingMatrix;
   /** /proc/meminfo in bytes, for the un-share exposure. */
   mem?: MemInfo;
+  /** A would-save estimate from a scan made with this snapshot (report's duplicate scan). */
+  estimate?: WouldSave;
+}
+
+/** What merging would give back, from the latest scan (docs/savings.md). */
+export interface WouldSave {
+  /** ms since the epoch */
+  at: number;
+  bytes: number;
+  /** Who scanned: the tuner daemon, or a scan made for this output. */
+  source: 'tuner' | 'scan';
 }
 
 /** sizeof(struct ksm_stable_node) on 64-bit kernels: one per KSM page (and per chain head). */
@@ -202,6 +215,8 @@ export interface Figures {
   host: HostSavings;
   /** Why the processes' shares do not sum to host.saved, or null when they do. */
   sharesNote: string | null;
+  /** The latest would-save estimate, or null when nothing has scanned. */
+  wouldSave: WouldSave | null;
   /** ksmd's cumulative CPU seconds, or null when ksmd cannot be found. */
   ksmdCpuSeconds: number | null;
   rates: Rates | null;
@@ -224,7 +239,8 @@ export function figures(cur: Snapshot, prev?: Snapshot): Figures {
   const ps = cur.pageSize;
   const listed = cur.processes.filter((p) => p.rmapItems > 0 || p.mergingPages > 0 || p.zeroPages > 0 || p.registered === true || p.vm === true);
   const split = listed.map(thpSplitOf);
-  const splitKnown = listed.length > 0 && split.every((v) => v !== undefined);
+  // With nobody listed the part is 0 only if KSM holds nothing either (otherwise: unreadable, not root).
+  const splitKnown = listed.length > 0 ? split.every((v) => v !== undefined) : savedPages(cur.counters) === 0;
   const host = hostSavings(cur.counters, ps, splitKnown ? split.reduce<number>((a, v) => a + (v ?? 0), 0) : undefined);
   // Shares: pages_sharing by each process's exact (k − 1)/k weight where known for all, else by its
   // merging pages; ksm_zero_pages by its own zero pages (so a read racing the counters still sums).
@@ -264,6 +280,9 @@ export function figures(cur: Snapshot, prev?: Snapshot): Figures {
     counters: cur.counters,
     host,
     sharesNote,
+    wouldSave:
+      cur.estimate ??
+      (cur.tuner?.estimatedBytes === undefined ? null : { at: cur.tuner.at, bytes: cur.tuner.estimatedBytes, source: 'tuner' }),
     ksmdCpuSeconds: cur.ksmdCpuSeconds ?? null,
     rates: prev === undefined ? null : rates(prev, cur),
     processes,

@@ -48,6 +48,11 @@ const SPECS: Spec[] = [
       ...(f.host.thpSplitKnown ? [[{ part: 'thp_split_zero_pages' }, f.host.saved.thpSplitZeroPages * f.pageSize] as [Labels, number]] : []),
     ],
   },
+  {
+    name: 'pagefuse_would_save_bytes',
+    help: "What merging would give back by the latest scan's estimate (same parts as pagefuse_saved_bytes; the tuner daemon's scans): absent until something has scanned.",
+    value: (f) => f.wouldSave?.bytes,
+  },
   { name: 'pagefuse_ksm_profit_bytes', help: "The kernel's general_profit: (pages_sharing + ksm_zero_pages) x page size - rmap_items x 64 B. Misses THP-split zero pages; see pagefuse_saved_bytes.", value: (f) => f.host.kernelProfitBytes },
   { name: 'pagefuse_ksm_metadata_bytes', help: "KSM's own kernel memory, a host cost not charged to the processes: rmap_items x 64 B + (pages_shared + stable_node_chains) x 64 B (stable nodes).", value: (f) => f.host.metadataBytes },
   { name: 'pagefuse_ksm_sharing_ratio', help: 'pages_sharing / pages_shared (0 with no KSM pages).', value: (f) => f.host.sharingRatio ?? undefined },

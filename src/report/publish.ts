@@ -28,7 +28,7 @@ export interface PublishOptions {
 export function decisionRecord(d: TuneDecision): DecisionRecord {
   const settings: Record<string, number> = {};
   for (const [k, v] of Object.entries(d.knobs)) if (typeof v === 'number') settings[k] = v;
-  return {
+  const rec: DecisionRecord = {
     at: d.at,
     policy: d.policy,
     settings,
@@ -38,6 +38,8 @@ export function decisionRecord(d: TuneDecision): DecisionRecord {
     dryRun: d.dryRun,
     writtenAt: Date.now(),
   };
+  if (d.estimatedBytes !== null) rec.estimatedBytes = d.estimatedBytes;
+  return rec;
 }
 
 /**

@@ -38,6 +38,12 @@ export function headerLines(f: Figures): string[] {
       `  pages_shared ${c.pages_shared} pages_sharing ${c.pages_sharing}` +
       `  ratio ${h.sharingRatio === null ? '-' : h.sharingRatio.toFixed(2)}`,
   ];
+  const w = f.wouldSave;
+  lines.push(
+    w === null
+      ? 'would save -  (no scan yet: pagefuse tune scans the VMs; pagefuse scan --vms estimates once)'
+      : `would save ${formatBytes(w.bytes)}  (${w.source === 'tuner' ? "tuner's scan" : 'scan'} ${ago(f.at - w.at)}; saved now ${formatBytes(h.savedBytes)})`,
+  );
   const r = f.rates;
   lines.push(
     r === null

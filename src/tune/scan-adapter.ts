@@ -21,7 +21,9 @@ export function createTunerScan(): ScanFn {
       targets: result.targets.map((t) => ({
         ...(t.pid === undefined ? {} : { pid: t.pid }),
         pages: t.pages,
-        mergingPages: t.mergingPages + t.zeroPages - t.thpZeroPages,
+        // What ksm_stat will count: merging pages (zero pages merged as one KSM page included) plus
+        // the zero pages KSM maps to the zero page itself (use_zero_pages=1).
+        mergingPages: t.mergingPages + t.estimate.ksmZeroPages,
         volatilePages: t.volatilePages,
       })),
     };
