@@ -24,12 +24,16 @@ test('the savings model computes host savings without the addon', () => {
 const counters = { pages_shared: 10, pages_sharing: 30, pages_unshared: 5, pages_volatile: 5, full_scans: 3, ksm_zero_pages: 2 };
 process.stdout.write(JSON.stringify(hostSavings(counters, 4096)));`;
   // rmap items ≈ 10 + 30 + 5 + 5 = 50; profit = (30 + 2) × 4096 − 50 × 64.
+  // Metadata: the rmap items and 10 stable nodes of 64 B.
   assert.deepEqual(runWithoutAddon(script), {
-    profitBytes: 32 * 4096 - 50 * 64,
-    grossBytes: 32 * 4096,
-    metadataBytes: 50 * 64,
-    sharingRatio: 3,
+    saved: { ksmPages: 30, ksmZeroPages: 2, thpSplitZeroPages: 0 },
     savedPages: 32,
+    savedBytes: 32 * 4096,
+    thpSplitKnown: false,
+    metadataBytes: 50 * 64 + 10 * 64,
+    netBytes: 32 * 4096 - 60 * 64,
+    kernelProfitBytes: 32 * 4096 - 50 * 64,
+    sharingRatio: 3,
     profitSource: 'computed',
   });
 });

@@ -4,10 +4,9 @@
 
 import { unshareExposure, type Exposure } from '../safety/exposure.js';
 import type { MemInfo } from '../host/meminfo.js';
-import { profitFromCounters, savedPages, type KnownKsmCounters } from '../ksm/counters.js';
+import { RMAP_ITEM_BYTES, profitFromCounters, savedPages, type KnownKsmCounters } from '../ksm/counters.js';
 import type { KsmSettings } from '../ksm/knobs.js';
 import { apportion, sharingShares, totalSavedPages, type SavedPages } from '../ksm/savings.js';
-import { RMAP_ITEM_BYTES } from '../ksm/counters.js';
 import { invalidNumber } from '../errors.js';
 
 /** One process's /proc/<pid>/ksm_stat, with its name (the VM's name when it is a guest). */
