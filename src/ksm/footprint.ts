@@ -3,7 +3,7 @@
 // of its mergeable areas mapped to the kernel's zero page and its exact share of pages_sharing.
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PAGE_SIZE } from '../region.js';
+import { PAGE_SIZE } from '../host/page-size.js';
 
 export interface Footprint {
   pid: number;

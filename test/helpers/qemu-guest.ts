@@ -26,6 +26,8 @@ export interface GuestOptions {
   image?: number;
   /** How long to wait for every guest's "filled" line. */
   timeoutMs?: number;
+  /** A memory cgroup directory each QEMU joins before it starts (so the cgroup is charged for its RAM). */
+  cgroup?: string;
 }
 
 export interface QemuGuests {
@@ -82,12 +84,13 @@ export async function startQemuGuests(o: GuestOptions): Promise<QemuGuests> {
       o.names.map((name, i) => {
         const append = `seed=${i + 1} image=${o.image ?? 12345} common=${o.commonPages} unique=${o.uniquePages} zero=${o.zeroPages}`;
         // setpriv --pdeathsig: QEMU is killed if this process dies without stopping it.
-        const child = spawn(
-          'setpriv',
-          ['--pdeathsig', 'SIGKILL', QEMU, '-name', `guest=${name}`, '-accel', 'tcg', '-m', String(o.memMiB),
-            '-nodefaults', '-display', 'none', '-serial', 'stdio', '-no-reboot', '-kernel', kernel, '-append', append],
-          { stdio: ['ignore', 'pipe', 'pipe'] },
-        );
+        const argv = ['--pdeathsig', 'SIGKILL', QEMU, '-name', `guest=${name}`, '-accel', 'tcg', '-m', String(o.memMiB),
+            '-nodefaults', '-display', 'none', '-serial', 'stdio', '-no-reboot', '-kernel', kernel, '-append', append];
+        // The shell joins the cgroup, then becomes setpriv and QEMU (same pid).
+        const child =
+          o.cgroup === undefined
+            ? spawn('setpriv', argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+            : spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec setpriv "$@"', o.cgroup, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
         children.push(child);
         return new Promise<string>((resolve, reject) => {
           let out = '';
