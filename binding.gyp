@@ -1,6 +1,6 @@
 {
   "variables": {
-    "xxhash_dir": "<!(node -p \"require('path').join(require('path').dirname(require.resolve('xxhash-addon/package.json')), 'xxHash')\")"
+    "xxhash_dir": "<!(node scripts/xxhash-include.cjs)"
   },
   "target_defaults": {
     "cflags!": ["-fno-exceptions", "-O2"],

@@ -150,24 +150,43 @@ export interface NativeAddon {
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
+const SOURCE_BUILD =
+  "no prebuilt addon matches this host (the package ships linux-x64 glibc, N-API 9); build it from source: " +
+  "install g++, make and python3, then 'npm install xxhash-addon@2.1.0 --ignore-scripts' (its xxhash.h header) " +
+  "and 'npm rebuild pagefuse'";
+
+/** Where the addon is looked for, in node-gyp-build's order, and why a place has none. */
+function candidates(): { paths: string[]; failures: string[] } {
+  const require = createRequire(import.meta.url);
+  const paths: string[] = [];
+  const failures: string[] = [];
+  if (process.env.PAGEFUSE_ADDON) paths.push(process.env.PAGEFUSE_ADDON);
+  try {
+    const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+    paths.push(nodeGypBuild.resolve(packageRoot));
+  } catch (err) {
+    failures.push(`${packageRoot}/build/Release, build/Debug and prebuilds/: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return { paths, failures };
+}
+
+/**
+ * The addon: PAGEFUSE_ADDON if set; else build/Release, which exists only in a development checkout or
+ * after a build from source (the install script builds only when no prebuild loads); else the prebuild
+ * for this platform, arch and libc under prebuilds/.
+ */
 function load(): NativeAddon {
   const require = createRequire(import.meta.url);
-  const candidates = [
-    process.env.PAGEFUSE_ADDON,
-    join(packageRoot, 'build', 'Release', 'pagefuse.node'),
-    join(packageRoot, 'build', 'Debug', 'pagefuse.node'),
-  ].filter((p): p is string => typeof p === 'string' && p.length > 0);
-  const failures: string[] = [];
-  for (const path of candidates) {
+  const { paths, failures } = candidates();
+  for (const path of paths) {
     try {
       return require(path) as NativeAddon;
     } catch (err) {
       failures.push(`${path}: ${(err as Error).message.split('\n')[0]}`);
     }
   }
-  throw new Error(
-    `pagefuse: the native addon could not be loaded; run 'npm install' (or 'npm run build') in ${packageRoot}. Tried:\n  ${failures.join('\n  ')}`,
-  );
+  // One line, so the CLI's one-line error keeps the paths tried.
+  throw new Error(`pagefuse: the native addon could not be loaded (tried ${failures.join('; ')}); ${SOURCE_BUILD}, or in a checkout 'npm install'`);
 }
 
 let addon: NativeAddon | undefined;
@@ -183,6 +202,6 @@ export const native: NativeAddon = new Proxy({} as NativeAddon, {
   },
 });
 
-/** Path of the pagefuse-exec helper built next to the addon. */
-export const execHelperPath = join(packageRoot, 'build', 'Release', 'pagefuse-exec');
+/** Path of the pagefuse-exec helper: the one built or prebuilt next to the addon (found, not loaded). */
+export const execHelperPath = join(dirname(candidates().paths[0] ?? join(packageRoot, 'build', 'Release', 'pagefuse.node')), 'pagefuse-exec');
 export { packageRoot };
