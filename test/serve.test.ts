@@ -10,10 +10,11 @@ import { CLI, REPO as ROOT, runCliAsync } from './helpers/cli.js';
 import { parseExposition, type Family } from './helpers/prom-text.js';
 import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
 import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
-import { METRIC_NAMES } from '../src/report/prometheus.js';
+import { METRIC_NAMES, NODE_KSMD_NAMES, TUNER_STALE_SECONDS } from '../src/report/prometheus.js';
 
 const NODE_EXPORTER = [
   ['node_ksmd_full_scans_total', 'counter'],
+  ['node_ksmd_general_profit_bytes', 'gauge'],
   ['node_ksmd_merge_across_nodes', 'gauge'],
   ['node_ksmd_pages_shared', 'gauge'],
   ['node_ksmd_pages_sharing', 'gauge'],
@@ -24,8 +25,8 @@ const NODE_EXPORTER = [
   ['node_ksmd_sleep_seconds', 'gauge'],
 ] as const;
 
-async function startServe(listen: string, env: NodeJS.ProcessEnv = process.env): Promise<{ url: string; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, [...CLI, 'serve', '--listen', listen], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
+async function startServe(listen: string, env: NodeJS.ProcessEnv = process.env, extra: string[] = []): Promise<{ url: string; stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, [...CLI, 'serve', '--listen', listen, ...extra], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = (await once(child.stdout, 'data')) as [Buffer];
   const m = /listening on (http:\/\/\S+)\n/.exec(line.toString());
   assert.ok(m, `serve printed its address: ${line.toString()}`);
@@ -76,7 +77,10 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         assert.deepEqual([...families.keys()].sort(), [...METRIC_NAMES].sort(), 'every family and no other');
 
         // The test's VM, named by VM discovery: 64 identical pages merged into one KSM page, 64 rmap items of 64 B.
-        const labels = { pid: String(vm.pid), name: 'pf-test-vm', vm: 'true' };
+        // Its series carry the name only (they survive a restart); the pid is in pagefuse_process_info.
+        const labels = { name: 'pf-test-vm', vm: 'true' };
+        assert.equal(one(families, 'pagefuse_process_info', { ...labels, pid: String(vm.pid) }), 1);
+        assert.equal(families.get('pagefuse_process_merging_pages')?.samples.some((s) => 'pid' in s.labels), false);
         assert.equal(one(families, 'pagefuse_process_merging_pages', labels), 64);
         assert.equal(one(families, 'pagefuse_process_rmap_items', labels), 64);
         assert.equal(one(families, 'pagefuse_process_zero_pages', labels), 0);
@@ -96,6 +100,9 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         assert.equal(one(families, 'pagefuse_tuner_setting', { policy: 'adaptive', knob: 'sleep_millisecs' }), 0);
         assert.equal(one(families, 'pagefuse_tuner_decision_timestamp_seconds', { policy: 'adaptive' }), 1_700_000_000);
         assert.equal(one(families, 'pagefuse_tuner_overcommit_risk', { policy: 'adaptive' }), 1);
+        assert.equal(one(families, 'pagefuse_tuner_up'), 0, 'a decision from 2023 is a tuner that is down');
+        // This kernel has general_profit: node_exporter's name and pagefuse's profit are the same figure.
+        assert.equal(one(families, 'node_ksmd_general_profit_bytes'), one(families, 'pagefuse_ksm_profit_bytes'));
 
         // The overcommit guard: what comes back if every merged page is written, against MemAvailable + SwapFree.
         assert.equal(one(families, 'pagefuse_unshare_exposure_bytes'), merged);
@@ -114,7 +121,7 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
         // Values are read at scrape time: the next scrape sees the VM gone.
         await vm.stop();
         const after = parseExposition(await (await fetch(serve.url)).text());
-        assert.equal(after.get('pagefuse_process_merging_pages')?.samples.some((s) => s.labels.pid === String(vm.pid)), false);
+        assert.equal(after.get('pagefuse_process_info')?.samples.some((s) => s.labels.pid === String(vm.pid)), false);
         assert.equal((await fetch(serve.url.replace('/metrics', '/nope'))).status, 404);
       } finally {
         assert.equal(await serve.stop(), 0, 'SIGTERM shuts serve down cleanly');
@@ -129,15 +136,50 @@ test('serve answers a real scrape on loopback with valid exposition text, a VM s
 test('serve binds to loopback by default', async () => {
   const r = await runCliAsync(['serve', '--help']);
   assert.equal(r.status, 0);
-  assert.match(r.stdout, /default 127\.0\.0\.1:9464/);
+  assert.match(r.stdout, /127\.0\.0\.1:10452 by default \(loopback only\)/);
+});
+
+test('serve --listen :PORT binds every address of the host', async () => {
+  const serve = await startServe(':0');
+  try {
+    assert.match(serve.url, /^http:\/\/(\[::\]|0\.0\.0\.0):\d+\/metrics$/);
+    const port = new URL(serve.url).port;
+    assert.equal((await fetch(`http://127.0.0.1:${port}/metrics`)).status, 200);
+  } finally {
+    assert.equal(await serve.stop(), 0);
+  }
+});
+
+test('serve --no-node-ksmd exports every family but the node_ksmd_* ones', async () => {
+  const serve = await startServe('127.0.0.1:0', { ...process.env, PAGEFUSE_TUNER_STATE: '/nonexistent/tuner.json' }, ['--no-node-ksmd']);
+  try {
+    const families = parseExposition(await (await fetch(serve.url)).text());
+    assert.deepEqual([...families.keys()].sort(), METRIC_NAMES.filter((n) => !NODE_KSMD_NAMES.includes(n)).sort());
+    assert.equal(NODE_KSMD_NAMES.length, 10, "node_exporter's nine ksmd series and general_profit");
+  } finally {
+    assert.equal(await serve.stop(), 0);
+  }
+});
+
+test('pagefuse_tuner_up is 1 while the tuner state is fresher than the stale limit', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-serve-'));
+  const state = join(dir, 'tuner.json');
+  writeFileSync(state, JSON.stringify({ at: Date.now() - (TUNER_STALE_SECONDS - 60) * 1000, policy: 'adaptive', settings: {}, reason: 'steady' }));
+  const serve = await startServe('127.0.0.1:0', { ...process.env, PAGEFUSE_TUNER_STATE: state });
+  try {
+    assert.equal(one(parseExposition(await (await fetch(serve.url)).text()), 'pagefuse_tuner_up'), 1);
+  } finally {
+    assert.equal(await serve.stop(), 0);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('serve: a bad --listen address is a usage error (exit 2), one line', async () => {
-  for (const bad of ['nonsense', '127.0.0.1', '127.0.0.1:99999', 'example.com:80', '[127.0.0.1]:80', '1.2.3:80', ':80']) {
+  for (const bad of ['nonsense', '127.0.0.1', '127.0.0.1:99999', 'example.com:80', '[127.0.0.1]:80', '1.2.3:80', ':', ':99999']) {
     const r = await runCliAsync(['serve', '--listen', bad]);
     assert.equal(r.status, 2, `${bad}: ${r.stderr}`);
     assert.equal(r.stderr.trim().split('\n').length, 1);
-    assert.match(r.stderr, /^pagefuse serve: --listen must be HOST:PORT/);
+    assert.match(r.stderr, /^pagefuse serve: --listen must be HOST:PORT, \[IPv6\]:PORT or :PORT/);
   }
   const r = await runCliAsync(['serve', '--bogus']);
   assert.equal(r.status, 2);

@@ -10,41 +10,53 @@ import { explain } from '../errors.js';
 import { fleetServeOptions, FLEET_SERVE_FLAGS, FLEET_SERVE_HELP } from './serve-fleet.js';
 import { SKETCH_PATH } from '../fleet/endpoint.js';
 
-const HELP = `usage: pagefuse serve [--listen HOST:PORT] [fleet options]
+/** pagefuse serve's default port: outside the Prometheus exporters' range 9100-9999, which is fully
+ * allocated (node_exporter 9100, libvirt exporters 9177, OpenTelemetry's Prometheus exporter 9464), and
+ * below Linux's ephemeral ports; see the README. */
+export const DEFAULT_PORT = 10452;
 
-Serves Prometheus metrics at http://HOST:PORT/metrics: node_exporter's node_ksmd_* host series, and
-pagefuse_* savings, per-process (pid, name), per-NUMA-node and tuner series, all read at scrape time.
-Only counts are exported, never page contents or hashes.
+const HELP = `usage: pagefuse serve [--listen ADDRESS] [--no-node-ksmd] [fleet options]
 
-  --listen HOST:PORT   address to bind (default 127.0.0.1:9464, loopback only); [::1]:PORT for IPv6;
-                       port 0 picks a free port. The bound address is printed on stdout.
+Serves Prometheus metrics at http://ADDRESS/metrics: node_exporter's node_ksmd_* host series, and
+pagefuse_* savings, per-process (by name; pids in pagefuse_process_info), per-NUMA-node and tuner
+series, all read at scrape time. Only counts are exported, never page contents or hashes.
+
+  --listen ADDRESS   HOST:PORT to bind: 127.0.0.1:${DEFAULT_PORT} by default (loopback only); [::1]:PORT for
+                     IPv6; :PORT for every address of the host. Port 0 picks a free port; the bound
+                     address is printed on stdout.
+  --no-node-ksmd     leave out the node_ksmd_* series, where node_exporter's ksmd collector (or
+                     another exporter) already exports them
 ${FLEET_SERVE_HELP}`;
 
-export function parseListen(value: string): { host: string; port: number } {
+/** HOST:PORT, [IPV6]:PORT, or :PORT (host undefined: every address, IPv6 and IPv4). */
+export function parseListen(value: string): { host: string | undefined; port: number } {
+  const all = /^:(\d{1,5})$/.exec(value);
+  if (all !== null && Number(all[1]) <= 65535) return { host: undefined, port: Number(all[1]) };
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
   const host = m?.[1] ?? m?.[2];
   const port = Number(m?.[3]);
   const ok = m !== null && host !== undefined && port <= 65535 && (m[1] !== undefined ? isIP(host) === 6 : host === 'localhost' || isIP(host) === 4);
   if (!ok) {
     throw new UsageError(
-      `pagefuse serve: --listen must be HOST:PORT with an IPv4 address, [IPv6] or localhost and a port 0-65535, got '${value}'`,
+      `pagefuse serve: --listen must be HOST:PORT, [IPv6]:PORT or :PORT, with an IPv4 address or localhost as HOST and a port 0-65535, got '${value}'`,
     );
   }
   return { host, port };
 }
 
-function listen(server: Server | HttpsServer, host: string, port: number): Promise<void> {
+function listen(server: Server | HttpsServer, host: string | undefined, port: number): Promise<void> {
+  const where = host ?? 'every address';
   return new Promise((resolve, reject) => {
     server.once('error', (err) => {
       const code = (err as NodeJS.ErrnoException).code;
       const why =
         code === 'EADDRINUSE'
-          ? `port ${port} on ${host} is already in use; pick another with --listen`
+          ? `port ${port} on ${where} is already in use; pick another with --listen`
           : code === 'EADDRNOTAVAIL'
             ? `${host} is not an address of this host`
             : code === 'EACCES'
               ? `binding port ${port} needs privileges; use a port above 1023`
-              : `cannot listen on ${host}:${port}: ${err.message}`;
+              : `cannot listen on ${where} port ${port}: ${err.message}`;
       reject(explain(err, why));
     });
     server.listen(port, host, () => resolve());
@@ -52,15 +64,17 @@ function listen(server: Server | HttpsServer, host: string, port: number): Promi
 }
 
 export async function run(args: string[]): Promise<number> {
-  const { values } = parse('serve', args, { options: { listen: { type: 'string' }, help: { type: 'boolean', short: 'h' }, ...FLEET_SERVE_FLAGS } });
+  const { values } = parse('serve', args, {
+    options: { listen: { type: 'string' }, 'no-node-ksmd': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...FLEET_SERVE_FLAGS },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
   }
-  const { host, port } = parseListen(values.listen ?? '127.0.0.1:9464');
+  const { host, port } = parseListen(values.listen ?? `127.0.0.1:${DEFAULT_PORT}`);
   const fleet = await fleetServeOptions(values);
   const sampler = new Sampler(hostSource(), { capacity: 2 });
-  const registry = metricsRegistry(() => sampler.sampleNow());
+  const registry = metricsRegistry(() => sampler.sampleNow(), { nodeKsmd: values['no-node-ksmd'] !== true });
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -81,7 +95,7 @@ export async function run(args: string[]): Promise<number> {
   const server = fleet.tls === undefined ? createServer(handler) : createTlsServer(fleet.tls, handler);
   await listen(server, host, port);
   const addr = server.address();
-  const bound = typeof addr === 'object' && addr !== null ? addr : { address: host, port, family: 'IPv4' };
+  const bound = typeof addr === 'object' && addr !== null ? addr : { address: host ?? '::', port, family: 'IPv6' };
   const shown = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
   const scheme = fleet.tls === undefined ? 'http' : 'https';
   process.stdout.write(`pagefuse serve: listening on ${scheme}://${shown}:${bound.port}/metrics\n`);

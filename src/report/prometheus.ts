@@ -23,17 +23,36 @@ interface Spec {
 const sleepSeconds = (f: Figures): number | undefined =>
   f.settings.sleep_millisecs === undefined ? undefined : f.settings.sleep_millisecs / 1000;
 
+/** A tuner state older than this counts as a tuner that is down (its decisions come every few seconds to a minute). */
+export const TUNER_STALE_SECONDS = 600;
+
+/** Per-process values summed over the processes that share a name (a VM keeps its name across restarts; pids do not). */
+function perName(f: Figures, get: (p: Figures['processes'][number]) => number): [Labels, number][] {
+  const sums = new Map<string, [Labels, number]>();
+  for (const p of f.processes) {
+    const vm = p.vm ? 'true' : 'false';
+    const key = `${vm}\0${p.name}`;
+    const entry = sums.get(key) ?? [{ name: p.name, vm }, 0];
+    entry[1] += get(p);
+    sums.set(key, entry);
+  }
+  return [...sums.values()];
+}
+
 const SPECS: Spec[] = [
-  // node_exporter's ksmd collector (collector/ksmd_linux.go), same names, units and types.
-  { name: 'node_ksmd_full_scans_total', help: 'ksmd number of full scans (/sys/kernel/mm/ksm/full_scans).', counter: true, value: (f) => f.counters.full_scans },
-  { name: 'node_ksmd_merge_across_nodes', help: 'ksmd merge_across_nodes knob.', value: (f) => f.settings.merge_across_nodes },
-  { name: 'node_ksmd_pages_shared', help: 'ksmd pages_shared: KSM pages in use.', value: (f) => f.counters.pages_shared },
-  { name: 'node_ksmd_pages_sharing', help: 'ksmd pages_sharing: page mappings saved by sharing.', value: (f) => f.counters.pages_sharing },
-  { name: 'node_ksmd_pages_to_scan', help: 'ksmd pages_to_scan knob.', value: (f) => f.settings.pages_to_scan },
-  { name: 'node_ksmd_pages_unshared', help: 'ksmd pages_unshared: unique pages checked repeatedly.', value: (f) => f.counters.pages_unshared },
-  { name: 'node_ksmd_pages_volatile', help: 'ksmd pages_volatile: pages changing too fast to merge.', value: (f) => f.counters.pages_volatile },
-  { name: 'node_ksmd_run', help: 'ksmd run knob (0 stopped, 1 running, 2 unmerged).', value: (f) => f.settings.run },
-  { name: 'node_ksmd_sleep_seconds', help: 'ksmd sleep_millisecs knob, in seconds.', value: sleepSeconds },
+  // node_exporter's ksmd collector (collector/ksmd_linux.go, and general_profit from its PR #3778): same
+  // names, units and types, so its dashboards carry over; --no-node-ksmd leaves these out where
+  // node_exporter's collector already exports them.
+  { name: 'node_ksmd_full_scans_total', help: 'Full scans ksmd has completed: /sys/kernel/mm/ksm/full_scans.', counter: true, value: (f) => f.counters.full_scans },
+  { name: 'node_ksmd_general_profit_bytes', help: 'Bytes KSM saves net of its metadata, as the kernel computes it: /sys/kernel/mm/ksm/general_profit = (pages_sharing + ksm_zero_pages) x page size - all rmap_items x sizeof(rmap_item).', value: (f) => f.counters.general_profit },
+  { name: 'node_ksmd_merge_across_nodes', help: 'Knob /sys/kernel/mm/ksm/merge_across_nodes (1: pages of different NUMA nodes may merge).', value: (f) => f.settings.merge_across_nodes },
+  { name: 'node_ksmd_pages_shared', help: 'KSM pages in use (each holds one content): /sys/kernel/mm/ksm/pages_shared.', value: (f) => f.counters.pages_shared },
+  { name: 'node_ksmd_pages_sharing', help: 'Page mappings pointing at a KSM page beyond the first, i.e. pages saved: /sys/kernel/mm/ksm/pages_sharing.', value: (f) => f.counters.pages_sharing },
+  { name: 'node_ksmd_pages_to_scan', help: 'Knob /sys/kernel/mm/ksm/pages_to_scan: pages ksmd scans per wake-up.', value: (f) => f.settings.pages_to_scan },
+  { name: 'node_ksmd_pages_unshared', help: 'Unique pages ksmd checks again on each pass: /sys/kernel/mm/ksm/pages_unshared.', value: (f) => f.counters.pages_unshared },
+  { name: 'node_ksmd_pages_volatile', help: 'Pages changing too fast to merge: /sys/kernel/mm/ksm/pages_volatile.', value: (f) => f.counters.pages_volatile },
+  { name: 'node_ksmd_run', help: 'Knob /sys/kernel/mm/ksm/run (0 stopped, 1 running, 2 stopped and every KSM page split).', value: (f) => f.settings.run },
+  { name: 'node_ksmd_sleep_seconds', help: 'Knob /sys/kernel/mm/ksm/sleep_millisecs / 1000: seconds ksmd sleeps between wake-ups.', value: sleepSeconds },
   // pagefuse's savings model.
   // What the merged processes got back (docs/savings.md); the parts sum to the total.
   {
@@ -92,18 +111,29 @@ const SPECS: Spec[] = [
   ).map(([suffix, help, get]): Spec => ({
     name: `pagefuse_process_${suffix}`,
     help,
-    labels: ['pid', 'name', 'vm'],
-    value: (f) => f.processes.map((p) => [{ pid: p.pid, name: p.name, vm: p.vm ? 'true' : 'false' }, get(p)]),
+    labels: ['name', 'vm'],
+    value: (f) => perName(f, get),
   })),
   {
+    name: 'pagefuse_process_info',
+    help: 'Always 1: which pid carries each name now (join on name and vm).',
+    labels: ['name', 'vm', 'pid'],
+    value: (f) => f.processes.map((p) => [{ name: p.name, vm: p.vm ? 'true' : 'false', pid: p.pid }, 1]),
+  },
+  {
     name: 'pagefuse_node_ksm_pages',
-    help: 'KSM pages resident on each NUMA node.',
+    help: 'KSM pages resident on each NUMA node: pages_shared on a one-node host; with several nodes, KPF_KSM frames in /proc/kpageflags by node (root only, cached 10 s).',
     labels: ['node'],
     value: (f) => f.nodes.map((n) => [{ node: n.id }, n.ksmPages]),
   },
   {
+    name: 'pagefuse_tuner_up',
+    help: `1 when a pagefuse tune (not a dry run) still runs and published a decision in the last ${TUNER_STALE_SECONDS} s (its state file, PAGEFUSE_TUNER_STATE), else 0; always present, for alerting.`,
+    value: (f) => (tunerInForce(f.tuner) && (f.at - f.tuner.at) / 1000 <= TUNER_STALE_SECONDS ? 1 : 0),
+  },
+  {
     name: 'pagefuse_tuner_setting',
-    help: 'Knob values the running tuner last chose (none from a dry run or a tuner that exited).',
+    help: 'Knob values the running tuner last chose, by knob (what it wrote to /sys/kernel/mm/ksm/KNOB; none from a dry run or a tuner that exited).',
     labels: ['policy', 'knob'],
     value: (f) =>
       !tunerInForce(f.tuner)
@@ -114,17 +144,17 @@ const SPECS: Spec[] = [
   },
   // The overcommit guard (pagefuse audit's unshare-exposure, canAdmit): alert on the margin.
   { name: 'pagefuse_unshare_exposure_bytes', help: 'Bytes that would be allocated again if every merged page were written: (pages_sharing + ksm_zero_pages) x page size.', value: (f) => f.exposure?.exposureBytes },
-  { name: 'pagefuse_unshare_available_bytes', help: 'MemAvailable + SwapFree: what the host can still hand out.', value: (f) => f.exposure?.availableBytes },
-  { name: 'pagefuse_unshare_margin_bytes', help: 'Available minus un-share exposure; negative means the host would run out if every merged page were written.', value: (f) => f.exposure?.marginBytes },
+  { name: 'pagefuse_unshare_available_bytes', help: 'What the host can still hand out: MemAvailable + SwapFree from /proc/meminfo.', value: (f) => f.exposure?.availableBytes },
+  { name: 'pagefuse_unshare_margin_bytes', help: 'unshare_available_bytes - unshare_exposure_bytes; negative means the host would run out if every merged page were written.', value: (f) => f.exposure?.marginBytes },
   {
     name: 'pagefuse_tuner_overcommit_risk',
-    help: "1 when the tuner's overcommit guard saw the un-share margin under its threshold at its last decision.",
+    help: "1 when the tuner's overcommit guard saw the un-share margin under its threshold (10 % of MemTotal) at its last decision.",
     labels: ['policy'],
     value: (f) => (!tunerInForce(f.tuner) || f.tuner.atRisk === undefined ? [] : [[{ policy: f.tuner.policy }, f.tuner.atRisk ? 1 : 0]]),
   },
   {
     name: 'pagefuse_tuner_decision_timestamp_seconds',
-    help: "When the tuner last decided, in seconds since the epoch.",
+    help: 'When the tuner last decided, in seconds since the epoch.',
     labels: ['policy'],
     value: (f) => (!tunerInForce(f.tuner) ? [] : [[{ policy: f.tuner.policy }, f.tuner.at / 1000]]),
   },
@@ -159,11 +189,20 @@ function define(registry: Registry, spec: Spec, scrape: Scrape): void {
   }
 }
 
+export interface RegistryOptions {
+  /** Export node_exporter's node_ksmd_* series too (default true); false where its ksmd collector runs. */
+  nodeKsmd?: boolean;
+}
+
+const isNodeKsmd = (name: string): boolean => name.startsWith('node_ksmd_');
+
 /** A registry whose every metric is read through `scrape` when Prometheus asks. */
-export function metricsRegistry(scrape: Scrape): Registry {
+export function metricsRegistry(scrape: Scrape, options: RegistryOptions = {}): Registry {
   const registry = new Registry();
-  for (const spec of SPECS) define(registry, spec, scrape);
+  for (const spec of SPECS) if (options.nodeKsmd !== false || !isNodeKsmd(spec.name)) define(registry, spec, scrape);
   return registry;
 }
 
 export const METRIC_NAMES: readonly string[] = SPECS.map((s) => s.name);
+/** The node_ksmd_* names, which node_exporter's ksmd collector also exports. */
+export const NODE_KSMD_NAMES: readonly string[] = METRIC_NAMES.filter(isNodeKsmd);
