@@ -2,25 +2,43 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO, runCli } from './helpers/cli.js';
+import { durationFlag } from '../src/cli/common.js';
+import { EXIT_CODES } from '../src/cli/main.js';
 
-test('a flag value that starts with a dash: one usage line that says to write --flag=-VALUE, exit 2', () => {
-  for (const [args, flag] of [
-    [['status', '--top', '-1'], 'top'],
-    [['unmerge', '--timeout', '-5'], 'timeout'],
-    [['top', '--interval', '-1'], 'interval'],
+test("a negative value after a flag: that flag's range error, not 'argument is ambiguous', exit 2", () => {
+  for (const [args, line] of [
+    [['status', '--top', '-1'], "pagefuse status: --top must be a whole number from 0 to 1000000, got '-1'"],
+    [['unmerge', '--timeout', '-5'], "pagefuse unmerge: --timeout must be a duration from 0ms to 24h (seconds, or with ms, s, m or h), got '-5'"],
+    [['top', '--interval', '-1'], "pagefuse top: --interval must be a duration from 50ms to 24h (seconds, or with ms, s, m or h), got '-1'"],
   ] as const) {
     const r = runCli([...args]);
     assert.equal(r.status, 2, args.join(' '));
     assert.equal(r.stdout, '');
-    assert.equal(
-      r.stderr,
-      `pagefuse ${args[0]}: Option '--${flag}' argument is ambiguous: to specify an option argument starting with a dash use '--${flag}=-XYZ'\n`,
-    );
+    assert.equal(r.stderr, `${line}\n`);
   }
+});
+
+test('durations are seconds everywhere, with ms, s, m and h accepted', () => {
+  const r = runCli(['top', '--interval', '2x']);
+  assert.equal(r.stderr, "pagefuse top: --interval must be a duration from 50ms to 24h (seconds, or with ms, s, m or h), got '2x'\n");
+  for (const [value, seconds] of [['1.5', 1.5], ['500ms', 0.5], ['30s', 30], ['2m', 120], ['1h', 3600]] as const) {
+    assert.equal(durationFlag('x', 'interval', value, { min: 0, max: 86_400 }), seconds, value);
+  }
+});
+
+test('--version prints the package version, and --help the exit statuses', () => {
+  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+  const v = runCli(['--version']);
+  assert.equal(v.status, 0);
+  assert.equal(v.stdout, `pagefuse ${pkg.version}\n`);
+  const h = runCli(['--help']);
+  assert.equal(h.status, 0);
+  assert.ok(h.stdout.endsWith(EXIT_CODES), 'the exit-status table ends the top-level help');
+  for (const code of ['0', '1', '2', '125', '126', '127']) assert.match(EXIT_CODES, new RegExp(`\\b${code}\\b`));
 });
 
 test('tune without root: one line that says the tuner lock needs root, not a bare EACCES', (t) => {

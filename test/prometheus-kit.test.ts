@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, ROOT } from './helpers/report-cli.js';
+import { CLI, REPO as ROOT } from './helpers/cli.js';
 import { parseExposition } from './helpers/prom-text.js';
 
 const KIT = join(ROOT, 'contrib');

@@ -22,8 +22,30 @@ export function parse<T extends { options: Options; allowPositionals?: boolean }
   args: string[],
   config: T,
 ): ReturnType<typeof parseArgs<Strict<T>>> {
+  // A negative number after a flag that takes a value ('--top -1') is that flag's value, so its range
+  // check names the flag and the range, rather than parseArgs's "argument is ambiguous".
+  const valued = new Map<string, string>();
+  for (const [name, o] of Object.entries(config.options)) {
+    if (o.type !== 'string') continue;
+    valued.set(`--${name}`, name);
+    if (o.short !== undefined) valued.set(`-${o.short}`, name);
+  }
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const next = args[i + 1];
+    if (args[i] === '--') {
+      joined.push(...args.slice(i));
+      break;
+    }
+    if (valued.has(args[i]) && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`--${valued.get(args[i])}=${next}`);
+      i++;
+    } else {
+      joined.push(args[i]);
+    }
+  }
   try {
-    return parseArgs({ ...config, args, strict: true } as Strict<T>);
+    return parseArgs({ ...config, args: joined, strict: true } as Strict<T>);
   } catch (err) {
     const lines = (err as Error).message.split('\n');
     let message = lines[0].replace(/\. To specify a positional.*$/, '');
@@ -42,6 +64,32 @@ export function intFlag(command: string, flag: string, value: string | undefined
     throw new UsageError(`pagefuse ${command}: --${flag} must be a whole number from ${min} to ${max}, got '${value}'`);
   }
   return n;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 };
+
+/**
+ * A duration flag in seconds: a plain number is seconds (fractions allowed); 500ms, 30s, 2m and 1h are
+ * accepted too. Out of [min, max] or malformed, a UsageError names the flag, the unit and the range.
+ */
+export function durationFlag(command: string, flag: string, value: string | undefined, range: { min: number; max: number }): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$/.exec(value);
+  const seconds = m === null ? NaN : Number(m[1]) * DURATION_UNITS[m[2] ?? 's'];
+  if (!Number.isFinite(seconds) || seconds < range.min || seconds > range.max) {
+    throw new UsageError(
+      `pagefuse ${command}: --${flag} must be a duration from ${formatDuration(range.min)} to ${formatDuration(range.max)} (seconds, or with ms, s, m or h), got '${value}'`,
+    );
+  }
+  return seconds;
+}
+
+/** Seconds as the shortest of 500ms, 30s, 2m, 1h. */
+export function formatDuration(seconds: number): string {
+  if (seconds < 1) return `${Math.round(seconds * 1000)}ms`;
+  if (seconds < 120 || seconds % 60 !== 0) return `${Number(seconds.toFixed(3))}s`;
+  if (seconds < 7200 || seconds % 3600 !== 0) return `${seconds / 60}m`;
+  return `${seconds / 3600}h`;
 }
 
 export function printJson(value: unknown): void {

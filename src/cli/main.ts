@@ -1,11 +1,27 @@
 // pagefuse CLI: one file per command under src/cli/, each exporting run(args) → exit code.
+import { readFileSync } from 'node:fs';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './common.js';
 import { COMMANDS } from './commands.js';
 import { escapeTerminal } from '../report/escape.js';
 
+/** The exit statuses every command keeps to; the README's table is the same. */
+export const EXIT_CODES = `exit status:
+  0    success (audit: no finding at or above --fail-on)
+  1    runtime failure: KSM missing, not root, a process gone, a write refused; audit: findings
+  2    bad usage: an unknown command or option, a value out of range (the flag is named)
+  exec the command's own status, or 125 a setting (merge, NUMA) could not be
+       applied, 126 the command is not executable, 127 it was not found, 128+N it died of signal N
+`;
+
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
-  return `usage: pagefuse <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun 'pagefuse <command> --help' for a command's options.\n`;
+  return `usage: pagefuse <command> [options]\n       pagefuse --version\n\ncommands:\n${lines.join('\n')}\n\nRun 'pagefuse <command> --help' for a command's options.\nDurations are seconds; 500ms, 30s, 2m and 1h are accepted too.\n\n${EXIT_CODES}`;
+}
+
+function version(): string {
+  // dist/cli/main.js and src/cli/main.ts both sit two levels under the package root.
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return `pagefuse ${pkg.version}\n`;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -14,6 +30,10 @@ export async function main(argv: string[]): Promise<number> {
     // No command is a usage error: the usage goes where errors go.
     process.stderr.write(usage());
     return EXIT_USAGE;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(version());
+    return 0;
   }
   if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage());

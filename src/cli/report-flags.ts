@@ -1,12 +1,7 @@
 // Flags shared by the reporting commands (top, serve, report, bench).
-import { UsageError } from './common.js';
+import { durationFlag } from './common.js';
 
-/** A positive number of seconds (fractions allowed), or a UsageError naming the flag. */
+/** A duration in seconds (500ms, 2m… accepted) from 0.05 s to max, or a UsageError naming the flag. */
 export function secondsFlag(command: string, flag: string, value: string | undefined, fallback: number, max = 86_400): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0.05 || n > max) {
-    throw new UsageError(`pagefuse ${command}: --${flag} must be a number of seconds from 0.05 to ${max}, got '${value}'`);
-  }
-  return n;
+  return durationFlag(command, flag, value, { min: 0.05, max }) ?? fallback;
 }

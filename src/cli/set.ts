@@ -2,9 +2,9 @@
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { InvalidSettingError, TUNABLE_NAMES, parseSetting, type KsmSettingsInput } from '../ksm/knobs.js';
 import { KnobGuard, recoverKnobs } from '../ksm/snapshot.js';
-import { EXIT_OK, UsageError, parse, intFlag } from './common.js';
+import { EXIT_OK, UsageError, parse, durationFlag } from './common.js';
 
-const HELP = `usage: pagefuse set KEY=VALUE… [--unmerge-first] [--timeout MS]
+const HELP = `usage: pagefuse set KEY=VALUE… [--unmerge-first] [--timeout S]
 
 Writes KSM knobs (/sys/kernel/mm/ksm, as root) with the kernel's names, e.g.
   pagefuse set pages_to_scan=2000 sleep_millisecs=10
@@ -17,7 +17,7 @@ that died had found are put back before anything is written (said on stderr).
 knobs: ${TUNABLE_NAMES.join(', ')}
 
   --unmerge-first   allow merge_across_nodes / max_page_sharing changes while pages are shared
-  --timeout MS      how long to wait for the unmerge (default 60000)
+  --timeout S       how long to wait for the unmerge (default 60s; 500ms, 2m… accepted)
 `;
 
 /** KEY=VALUE words → settings, refusing anything malformed as a usage error (exit 2, nothing written). */
@@ -53,7 +53,8 @@ export async function run(args: string[]): Promise<number> {
     return EXIT_OK;
   }
   const settings = parseAssignments(positionals);
-  const timeoutMs = intFlag('set', 'timeout', values.timeout, 0);
+  const timeoutS = durationFlag('set', 'timeout', values.timeout, { min: 0, max: 86_400 });
+  const timeoutMs = timeoutS === undefined ? undefined : timeoutS * 1000;
   const ksm = new Ksm(ksmOptionsFromEnv());
   const unmergeFirst = values['unmerge-first'] === true;
   // A dead writer's record first: otherwise a later start would put its knobs back over these.

@@ -1,7 +1,7 @@
 // pagefuse tune — the tuner daemon: decides, logs each decision with its reasons, restores the knobs on exit.
 import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { formatBytes, parse, UsageError } from './common.js';
+import { durationFlag, formatBytes, parse, UsageError } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { findOtherTuners, tuneLockPath } from '../host/lock.js';
@@ -18,7 +18,7 @@ Drives ksmd like ksmtuned, but scans first and merges second.
   --policy P       ${POLICIES.join(' | ')} (default adaptive, or PAGEFUSE_POLICY in the config)
   --cpu-budget F   CPUs ksmd may use, above 0 and at most the number of CPUs (default 0.25)
   --config FILE    ksmtuned.conf-style KEY=VALUE file (ksmtuned's KSM_* keys and PAGEFUSE_* keys)
-  --interval S     seconds between decisions (default: ksmtuned KSM_MONITOR_INTERVAL, else 2)
+  --interval S     time between decisions: seconds, or 500ms, 2m… (default: ksmtuned KSM_MONITOR_INTERVAL, else 2s)
   --dry-run        decide and log, write nothing
   --once           make one decision, apply it, keep the knobs and exit
   --json           one JSON object per line
@@ -158,12 +158,7 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
   } catch (err) {
     throw new UsageError(`pagefuse tune: ${(err as Error).message.replace(/^unknown policy/, '--policy: unknown policy')}`);
   }
-  if (values.interval !== undefined) {
-    interval = Number(values.interval);
-    if (values.interval.trim() === '' || !Number.isFinite(interval) || interval <= 0) {
-      throw new UsageError(`pagefuse tune: --interval must be a number of seconds above 0, got '${values.interval}'`);
-    }
-  }
+  interval = durationFlag('tune', 'interval', values.interval, { min: 0.05, max: 86_400 });
   const configFile = values.config;
   let config: TuneConfig = configFile === undefined ? defaultConfig() : await loadConfig(configFile);
   if (config.cpuBudget !== undefined && budget === undefined) checkCpuBudget(config.cpuBudget, cpus, `${configFile}: PAGEFUSE_CPU_BUDGET`);

@@ -1,14 +1,14 @@
 // pagefuse unmerge: run=2, every KSM page in the system is split again.
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
-import { EXIT_OK, intFlag, parse } from './common.js';
+import { EXIT_OK, durationFlag, parse } from './common.js';
 
-const HELP = `usage: pagefuse unmerge [--timeout MS]
+const HELP = `usage: pagefuse unmerge [--timeout S]
 
 Stops ksmd and splits every KSM page in the system (run=2, as root), waiting until pages_shared and
 pages_sharing read 0. Needs as much free memory as KSM was saving. ksmd stays stopped (run=2) until
 'pagefuse start'; memory registered as mergeable stays registered.
 
-  --timeout MS   how long to wait (default 60000)
+  --timeout S    how long to wait (default 60s; 500ms, 2m… accepted)
 `;
 
 export async function run(args: string[]): Promise<number> {
@@ -19,7 +19,8 @@ export async function run(args: string[]): Promise<number> {
     process.stdout.write(HELP);
     return EXIT_OK;
   }
-  const timeoutMs = intFlag('unmerge', 'timeout', values.timeout, 0);
+  const timeoutS = durationFlag('unmerge', 'timeout', values.timeout, { min: 0, max: 86_400 });
+  const timeoutMs = timeoutS === undefined ? undefined : timeoutS * 1000;
   const ksm = new Ksm(ksmOptionsFromEnv());
   const before = await ksm.read();
   await ksm.unmergeAll(timeoutMs === undefined ? {} : { timeoutMs });
