@@ -20,7 +20,8 @@ Reports the risks of running KSM on this host, each with a severity:
 
 Exit status: 0 when no finding is at or above --fail-on (default critical); 3 when one is; 1 when the
 audit itself failed (it could not read the host); 2 for bad usage; 141 when stdout was closed.
-Only counts and pids are printed: no page content or hash ever leaves the process.
+Processes are named (a VM by its name) with their pid; only counts, names and pids are printed,
+no page content or hash ever leaves the process.
 
   --json              machine-readable: { findings: [{ id, severity, message }], exposure_bytes,
                       margin_bytes, available_bytes, isolation }

@@ -1,18 +1,8 @@
 // Plain-text formatting shared by the text outputs, the HTML report, the bench tables and the CLI.
 import { displayWidth, escapeTerminal, padEndColumns, padStartColumns } from './escape.js';
 
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-
-export function formatBytes(bytes: number): string {
-  let v = Math.abs(bytes);
-  let u = 0;
-  while (v >= 1024 && u < UNITS.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  const s = u === 0 ? String(v) : v.toFixed(v >= 100 ? 0 : 1);
-  return `${bytes < 0 ? '-' : ''}${s} ${UNITS[u]}`;
-}
+// Bytes in human units: src/units.ts, below every layer, so the policies' reasons use it too.
+export { formatBytes } from '../units.js';
 
 /**
  * Left-aligned first column, right-aligned others. Every cell is escaped for the terminal (names come from

@@ -83,12 +83,17 @@ export function evaluateAudit(s: AuditSnapshot): AuditResult {
     else add('unshare-exposure', 'info', `${base}: margin ${fmt(marginBytes)}`);
   }
 
+  // Processes by name (a VM's name: registered, else found by VM discovery), the pid alongside.
+  const names = new Map<number, string>(s.processes.map((p) => [p.pid, p.name]));
+  for (const r of s.registrations) if (r.name !== undefined) names.set(r.pid, r.name);
+  const who = (pid: number): string => (names.has(pid) ? `${names.get(pid)} (pid ${pid})` : `pid ${pid}`);
+
   const mergingPids = new Set(s.processes.filter((p) => p.mergeAny || p.mergeable).map((p) => p.pid));
   const liveMerging = s.registrations.filter((r) => r.merge && mergingPids.has(r.pid));
   const tenants = mergingTenants(liveMerging);
   const named = [...tenants.keys()].filter((t) => t !== '(none)');
   if (named.length > 1) {
-    const list = named.map((t) => `${t} (pid ${tenants.get(t)!.join(', ')})`).join('; ');
+    const list = named.map((t) => `${t}: ${tenants.get(t)!.map(who).join(', ')}`).join('; ');
     add(
       'multiple-tenants',
       s.isolation === 'host' ? 'warning' : 'critical',
@@ -97,8 +102,8 @@ export function evaluateAudit(s: AuditSnapshot): AuditResult {
   }
 
   if (s.isolation === 'zero-only' && (s.run === 1 || mergingPids.size > 0)) {
-    const pids = [...mergingPids].slice(0, 10).join(', ');
-    add('zero-only-violated', 'critical', `isolation is zero-only, yet ${s.run === 1 ? 'ksmd is running' : ''}${s.run === 1 && pids ? ' and ' : ''}${pids ? `processes are mergeable (pid ${pids})` : ''}`);
+    const list = [...mergingPids].slice(0, 10).map(who).join(', ');
+    add('zero-only-violated', 'critical', `isolation is zero-only, yet ${s.run === 1 ? 'ksmd is running' : ''}${s.run === 1 && list ? ' and ' : ''}${list ? `processes are mergeable: ${list}${mergingPids.size > 10 ? ', …' : ''}` : ''}`);
   }
 
   const numa = mergeAcrossNodesWarning(s.topology, s.mergeAcrossNodes === 1);
@@ -112,13 +117,13 @@ export function evaluateAudit(s: AuditSnapshot): AuditResult {
 
   const qemus = s.processes.filter((p) => isQemu(p) && (p.mergeable || p.mergeAny) && qemuMemMergeOn(p.cmdline));
   if (qemus.length > 0) {
-    add('qemu-mem-merge', 'info', `QEMU marks guest RAM mergeable by default (mem-merge=on) in pid ${qemus.map((p) => p.pid).join(', ')}; pass -machine mem-merge=off to keep a guest out of KSM`);
+    add('qemu-mem-merge', 'info', `QEMU marks guest RAM mergeable by default (mem-merge=on) in ${qemus.map((p) => who(p.pid)).join(', ')}; pass -machine mem-merge=off to keep a guest out of KSM`);
   }
 
   const registered = new Set(s.registrations.map((r) => r.pid));
   const strays = s.processes.filter((p) => p.mergeAny && !registered.has(p.pid));
   if (strays.length > 0) {
-    const list = strays.slice(0, 10).map((p) => `${p.pid} (${p.name})`).join(', ');
+    const list = strays.slice(0, 10).map((p) => who(p.pid)).join(', ');
     add('unregistered-merge-any', 'warning', `${strays.length} process(es) merge all their memory (ksm_merge_any) without being registered with pagefuse: ${list}${strays.length > 10 ? ', …' : ''}`);
   }
 

@@ -3,6 +3,10 @@
 // (the script's awk printed 3e+09 past 2 TiB and killed its loop).
 import type { KsmtunedSettings } from '../config.js';
 import type { Observation, PolicyFn } from '../types.js';
+import { formatBytes } from '../../units.js';
+
+/** KiB (the script's unit, /proc/meminfo's) in human units. */
+const kib = (n: number): string => formatBytes(n * 1024);
 
 export interface KsmtunedState {
   /** Computed at the first step and never again, as the script does at start-up (a retune keeps them). */
@@ -45,26 +49,30 @@ export const ksmtuned: PolicyFn<KsmtunedState, KsmtunedSettings> = (observation,
     if (sleep <= 10) sleep = 10;
     thres = Math.floor((total * s.KSM_THRES_COEF) / 100);
     if (s.KSM_THRES_CONST > thres) thres = s.KSM_THRES_CONST;
-    reasons.push(`total ${total}`, `sleep ${sleep}`, `thres ${thres}`);
+    reasons.push(`total ${kib(total)}, sleep ${sleep} ms, threshold ${kib(thres)}`);
   }
   const free = freeKiB(observation);
   const committed = committedKiB(observation);
-  reasons.push(`committed ${committed} free ${free} (${observation.vms.length} VMM processes)`);
+  reasons.push(`committed ${kib(committed)}, free ${kib(free)} (${observation.vms.length} VMM processes)`);
   const fixed = { total, sleep, thres };
   if (committed + thres < total && free > thres) {
-    reasons.push(`${committed + thres} < ${total} and free > ${thres}, stop ksm`);
+    reasons.push(`committed + threshold ${kib(committed + thres)} < total ${kib(total)} and free ${kib(free)} > threshold ${kib(thres)}: stop ksm`);
     return { decision: { knobs: { run: 0 }, rescan: [] }, reasons, nextState: { ...fixed, npages: state.npages } };
   }
-  reasons.push(`${committed + thres} > ${total}, start ksm`);
+  reasons.push(
+    committed + thres >= total
+      ? `committed + threshold ${kib(committed + thres)} ≥ total ${kib(total)}: start ksm`
+      : `free ${kib(free)} ≤ threshold ${kib(thres)}: start ksm`,
+  );
   let npages: number;
   if (free < thres) {
     npages = clampNpages(state.npages + s.KSM_NPAGES_BOOST, s);
-    reasons.push(`${free} < ${thres}, boost`);
+    reasons.push(`free ${kib(free)} < threshold ${kib(thres)}: boost pages_to_scan by ${s.KSM_NPAGES_BOOST}`);
   } else {
     npages = clampNpages(state.npages + s.KSM_NPAGES_DECAY, s);
-    reasons.push(`${free} > ${thres}, decay`);
+    reasons.push(`free ${kib(free)} ≥ threshold ${kib(thres)}: decay pages_to_scan by ${-s.KSM_NPAGES_DECAY}`);
   }
-  reasons.push(`KSMCTL start ${npages} ${sleep}`);
+  reasons.push(`ksmd: pages_to_scan ${npages}, sleep ${sleep} ms`);
   return {
     decision: { knobs: { pages_to_scan: npages, sleep_millisecs: sleep, run: 1 }, rescan: [] },
     reasons,
