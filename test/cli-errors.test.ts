@@ -46,7 +46,7 @@ test('tune without root: one line that says the tuner lock needs root, not a bar
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lock-')); // 0700, root's
   try {
     const lock = join(dir, 'tune.lock');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'tune', '--once', '--dry-run', '--force'], {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'tune', '--once', '--force'], {
       cwd: REPO,
       encoding: 'utf8',
       uid: 65534,

@@ -42,7 +42,7 @@ test('bad flags are usage errors (exit 2, one line naming the flag and value)', 
   assert.equal(r.status, 2);
   assert.match(r.stderr, new RegExp(`got ${cpus + 1}\\n$`));
   r = cli(['--interval=-3']);
-  assert.deepEqual([r.status, r.stderr], [2, "pagefuse tune: --interval must be a number of seconds above 0, got '-3'\n"]);
+  assert.deepEqual([r.status, r.stderr], [2, "pagefuse tune: --interval must be a duration from 50ms to 24h (seconds, or with ms, s, m or h), got '-3'\n"]);
   r = cli(['--frobnicate']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /^pagefuse tune: Unknown option '--frobnicate'/);

@@ -19,7 +19,8 @@ Drives ksmd like ksmtuned, but scans first and merges second.
   --cpu-budget F   CPUs ksmd may use, above 0 and at most the number of CPUs (default 0.25)
   --config FILE    ksmtuned.conf-style KEY=VALUE file (ksmtuned's KSM_* keys and PAGEFUSE_* keys)
   --interval S     time between decisions: seconds, or 500ms, 2m… (default: ksmtuned KSM_MONITOR_INTERVAL, else 2s)
-  --dry-run        decide and log, write nothing
+  --dry-run        decide and log each change as old → new, write nothing: no knob, no lock, no tuner
+                   state (needs no root)
   --once           make one decision, apply it, keep the knobs and exit
   --json           one JSON object per line
   --keep-knobs     on exit leave the knobs as set (default: put back the ones found at start)
@@ -44,6 +45,7 @@ function snake(d: TuneDecision): Record<string, unknown> {
     policy: d.policy,
     knobs: d.knobs,
     changed: d.changed,
+    previous: d.previous,
     dry_run: d.dryRun,
     reasons: d.reasons,
     rescan: d.rescan,
@@ -51,6 +53,12 @@ function snake(d: TuneDecision): Record<string, unknown> {
     estimated_bytes: d.estimatedBytes,
     vms: d.vms,
   };
+}
+
+/** Each change as old → new: 'pages_to_scan 100 → 2000, run 0 → 1'. */
+function changeText(d: TuneDecision): string {
+  const parts = Object.entries(d.changed).map(([key, v]) => `${key} ${String((d.previous as Record<string, unknown>)[key] ?? '?')} → ${v}`);
+  return parts.length === 0 ? 'no change' : parts.join(', ');
 }
 
 function knobText(k: object): string {
@@ -159,6 +167,7 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
     throw new UsageError(`pagefuse tune: ${(err as Error).message.replace(/^unknown policy/, '--policy: unknown policy')}`);
   }
   interval = durationFlag('tune', 'interval', values.interval, { min: 0.05, max: 86_400 });
+  if (values['dry-run'] && values.history !== undefined) throw new UsageError('pagefuse tune: --history records what a tuner did; a --dry-run does nothing to record');
   const configFile = values.config;
   let config: TuneConfig = configFile === undefined ? defaultConfig() : await loadConfig(configFile);
   if (config.cpuBudget !== undefined && budget === undefined) checkCpuBudget(config.cpuBudget, cpus, `${configFile}: PAGEFUSE_CPU_BUDGET`);
@@ -200,12 +209,16 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
       lock: { path: tuneLockPath(), force: values.force === true },
     });
 
+  // A decision is logged when it writes something, or when what it would write or why differs from the
+  // last one logged: a dry run, which writes nothing, would otherwise repeat itself at every interval.
   let lastLogged: string | undefined;
   const onDecision = (d: TuneDecision, always = false) => {
     const headline = d.reasons[d.reasons.length - 1] ?? '';
-    if (!always && config.debug === undefined && Object.keys(d.changed).length === 0 && headline === lastLogged) return;
-    lastLogged = headline;
-    log(snake(d), `${d.policy}: ${d.dryRun ? '(dry run) ' : ''}${knobText(d.changed)} — ${d.reasons.join('; ')}`);
+    const signature = `${JSON.stringify(d.changed)}\0${headline}`;
+    const wrote = !d.dryRun && Object.keys(d.changed).length > 0;
+    if (!always && config.debug === undefined && !wrote && signature === lastLogged) return;
+    lastLogged = signature;
+    log(snake(d), `${d.policy}: ${d.dryRun ? '(dry run, nothing written) ' : ''}${changeText(d)} — ${d.reasons.join('; ')}`);
   };
 
   const logRecovered = (recovered: RecoveredKnobs[]) => {
@@ -243,9 +256,17 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
           : `overcommit risk cleared: margin ${formatBytes(r.marginBytes)}`,
       ),
     );
+    const vmNames = new Map<number, string>();
     tuner.on('vms', ({ added, removed }) => {
-      for (const vm of added) log({ event: 'vm_added', pid: vm.pid, vmm: vm.vmm, name: vm.name, rss_bytes: vm.rssBytes }, `VM ${vm.name} (${vm.vmm}, pid ${vm.pid}) appeared`);
-      for (const pid of removed) log({ event: 'vm_removed', pid }, `VM pid ${pid} exited`);
+      for (const vm of added) {
+        vmNames.set(vm.pid, vm.name);
+        log({ event: 'vm_added', pid: vm.pid, vmm: vm.vmm, name: vm.name, rss_bytes: vm.rssBytes }, `VM ${vm.name} (${vm.vmm}, pid ${vm.pid}, ${formatBytes(vm.rssBytes)} resident) appeared`);
+      }
+      for (const pid of removed) {
+        const name = vmNames.get(pid);
+        vmNames.delete(pid);
+        log({ event: 'vm_removed', pid, name: name ?? null }, `VM ${name === undefined ? '' : `${name} `}(pid ${pid}) exited`);
+      }
     });
     await tuner.start();
     const unpublish = publishTuner(tuner, values.history === undefined ? {} : { historyPath: values.history }, (err) =>

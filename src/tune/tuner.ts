@@ -96,6 +96,8 @@ export interface TuneDecision {
   knobs: Partial<KsmKnobs>;
   /** The knobs that were (or, with dryRun, would have been) written because they differed. */
   changed: Partial<KsmKnobs>;
+  /** The values those knobs had before: changed[k] replaced previous[k]. */
+  previous: Partial<KsmKnobs>;
   dryRun: boolean;
   reasons: string[];
   rescan: number[];
@@ -747,6 +749,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
     if (changed.pages_to_scan !== undefined && o.knobs.advisor_mode === 'scan-time' && d.knobs.advisor_mode === undefined) {
       changed.advisor_mode = 'none';
     }
+    const previous: Partial<KsmKnobs> = {};
+    for (const key of Object.keys(changed) as (keyof KsmKnobs)[]) (previous as Record<string, unknown>)[key] = o.knobs[key];
     if (!this.dryRun && Object.keys(changed).length > 0) {
       for (const key of Object.keys(changed) as (keyof KsmKnobs)[]) this.touched.add(key);
       // Recorded before written: a SIGKILL from here on is undone by the next start.
@@ -758,6 +762,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
       at: Date.now(),
       knobs: d.knobs,
       changed,
+      previous,
       dryRun: this.dryRun,
       reasons,
       rescan: d.rescan,
