@@ -7,7 +7,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { CLI, REPO as ROOT, runCliAsync } from './helpers/cli.js';
 import { lockKsm } from './helpers/lock.js';
-import type { BenchResult, TunerResult } from '../src/bench/bench.js';
+import { vmsInTheWay, type BenchResult, type TunerResult } from '../src/bench/bench.js';
+import { ProcTree } from './helpers/proc-tree.js';
 import type { HashingResult } from '../src/bench/hashing.js';
 import type { EstimateResult } from '../src/bench/estimate.js';
 
@@ -38,7 +39,8 @@ test('bench --quick --json names every figure; the KSM parts run as root and put
   try {
     const before = knobs();
     const page = join(dir, 'bench.html');
-    const r = await runCliAsync(['bench', '--quick', '--json', '--html', page], { timeoutMs: 180_000 });
+    // --force: the KSM test lock keeps other tests' guests off ksmd, but a VM of another run may be alive.
+    const r = await runCliAsync(['bench', '--quick', '--json', '--html', page, '--force'], { timeoutMs: 180_000 });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(knobs(), before, 'run, pages_to_scan and sleep_millisecs are as they were');
     const b = JSON.parse(r.stdout) as BenchResult;
@@ -154,5 +156,22 @@ test('bench: unknown flag exits 2; an unwritable --html fails at once with exit 
     assert.deepEqual(readdirSync(dir), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bench leaves ksmd alone while a VM runs: the reason names the VM and says --force', async () => {
+  const tree = new ProcTree().add({
+    pid: 4242,
+    argv: ['/usr/bin/qemu-system-x86_64', '-name', 'guest=web01', '-m', '1G'],
+    exe: '/usr/bin/qemu-system-x86_64',
+    rssKiB: 1000,
+  });
+  const empty = new ProcTree();
+  try {
+    assert.equal(await vmsInTheWay(tree.root), '1 VM is running (web01): the bench would drive ksmd under them; pass --force to run it anyway');
+    assert.equal(await vmsInTheWay(empty.root), undefined);
+  } finally {
+    tree.dispose();
+    empty.dispose();
   }
 });

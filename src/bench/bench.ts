@@ -3,7 +3,9 @@
 import { cpus, release, totalmem } from 'node:os';
 import { readCpuInfo } from '../host/procfs.js';
 import { benchHashing, type HashingResult } from './hashing.js';
-import { benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } from './estimate.js';
+import { BENCH_KNOBS, benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } from './estimate.js';
+import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
+import { discoverVms } from '../vm/discover.js';
 import { benchTuner, type TunerResult } from './tuner.js';
 
 export type { TunerResult, TunerRow } from './tuner.js';
@@ -29,6 +31,10 @@ export interface BenchResult {
 
 export interface BenchOptions {
   quick: boolean;
+  /** Drive ksmd even while VMs run on this host (default false: the KSM parts are skipped then). */
+  force?: boolean;
+  /** /proc to look for VMs in (tests). */
+  procRoot?: string;
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
 }
@@ -83,7 +89,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     estimate: { skipped: '' },
     tuner: { skipped: '' },
   };
-  const noKsm = await ksmUnavailable();
+  const noKsm = (await ksmUnavailable()) ?? (options.force ? undefined : await vmsInTheWay(options.procRoot));
+  if (noKsm === undefined) log(await knobsNotice());
   if (noKsm !== undefined) {
     log(`bench: skipping the KSM parts (scan estimate vs ksmd, tuner policies): ${noKsm}`);
     result.estimate = { skipped: noKsm };
@@ -94,6 +101,24 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   }
   result.seconds = Number(((performance.now() - t0) / 1000).toFixed(1));
   return result;
+}
+
+/**
+ * Why the bench must not drive ksmd here: VMs are running, and the bench would change the pace at which
+ * their memory merges (and unmerge nothing, but stop ksmd between its runs). Undefined with no VM.
+ */
+export async function vmsInTheWay(procRoot?: string): Promise<string | undefined> {
+  const vms = (await discoverVms(procRoot === undefined ? {} : { procRoot })).filter((vm) => vm.vmm !== 'registered');
+  if (vms.length === 0) return undefined;
+  const names = vms.slice(0, 5).map((vm) => vm.name).join(', ');
+  return `${vms.length} VM${vms.length === 1 ? ' is' : 's are'} running (${names}${vms.length > 5 ? ', …' : ''}): the bench would drive ksmd under them; pass --force to run it anyway`;
+}
+
+/** What the KSM parts change and how they put it back, with the values found. */
+async function knobsNotice(): Promise<string> {
+  const found = (await new Ksm(ksmOptionsFromEnv()).read()).settings as Record<string, unknown>;
+  const now = BENCH_KNOBS.filter((k) => found[k] !== undefined).map((k) => `${k}=${String(found[k])}`).join(' ');
+  return `bench: the KSM parts set ${BENCH_KNOBS.join(', ')} while they run, and put back the values found (${now}) when they end, on SIGINT, SIGTERM and SIGHUP too`;
 }
 
 function isSkipped(v: object): v is Skipped {

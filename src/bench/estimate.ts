@@ -61,6 +61,9 @@ export function benchBaseline(found: Record<string, unknown>): KsmSettingsInput 
   return out;
 }
 
+/** The knobs the bench's KSM parts write (every writable knob is snapshot and put back). */
+export const BENCH_KNOBS = ['run', 'pages_to_scan', 'sleep_millisecs', 'advisor_mode', 'use_zero_pages'] as const;
+
 /**
  * Snapshots every writable knob (recorded, so a bench that is killed is undone by the next start of
  * the bench, a tuner, or 'pagefuse tune --restore'), then sets the bench's baseline (advisor_mode none,

@@ -9,7 +9,7 @@ import { Sampler } from '../report/sampler.js';
 import { writeFileAtomic } from '../host/atomic.js';
 import { explain } from '../errors.js';
 
-const HELP = `usage: pagefuse bench [--quick] [--json] [--html FILE]
+const HELP = `usage: pagefuse bench [--quick] [--json] [--html FILE] [--force]
 
 Measures, in one run on this host:
   - page hashing: pagefuse's exact and fast scans against the fastest native read of the same memory
@@ -17,16 +17,20 @@ Measures, in one run on this host:
     node:crypto sha1 per page, and @node-rs/xxhash per page when it is installed; with the CPU flags;
   - the scan estimate against what ksmd actually merges on generated guests (root only);
   - the tuner policies side by side on a generated workload (root only).
-Without root the KSM parts are skipped with the reason, and the rest runs.
+Without root, or while VMs run on this host, the KSM parts are skipped with the reason and the rest
+runs. They set ksmd's run, pages_to_scan, sleep_millisecs, advisor_mode and use_zero_pages while they
+run, and put back the values found when they end (on SIGINT, SIGTERM and SIGHUP too); the values are
+printed on stderr first.
 
   --quick       small sizes: about a minute
   --json        print the figures as JSON (snake_case) instead of tables
   --html FILE   also write a self-contained page with charts (written whole or not at all)
+  --force       drive ksmd even while VMs are running (their merging pace changes meanwhile)
 `;
 
 export async function run(args: string[]): Promise<number> {
   const { values } = parse('bench', args, {
-    options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, html: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, html: { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help) {
     process.stdout.write(HELP);
@@ -46,7 +50,7 @@ export async function run(args: string[]): Promise<number> {
   sampler?.start();
   let result;
   try {
-    result = await runBench({ quick: values.quick === true, log: (line) => process.stderr.write(`${line}\n`) });
+    result = await runBench({ quick: values.quick === true, force: values.force === true, log: (line) => process.stderr.write(`${line}\n`) });
   } finally {
     sampler?.stop();
   }
