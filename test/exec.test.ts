@@ -256,3 +256,18 @@ test('pagefuse-exec speaks numactl: --membind, --cpunodebind, --preferred, --int
   usage(['--merge'], "missing '--' before the command");
   usage(['--frobnicate', '--', 'true'], "unknown option '--frobnicate'; run 'pagefuse-exec --help'");
 });
+
+test("pagefuse exec takes numactl's -m/-N/-p/-i and passes them to the command; conflicting ones are exit 2, one line", () => {
+  const node = numaTopology().nodes[0];
+  const show = ['--', 'sh', '-c', 'head -1 /proc/self/numa_maps | cut -d" " -f2; grep Cpus_allowed_list /proc/self/status | cut -f2'];
+  const cpus = formatIdList(node.cpus);
+  const ok = (args: string[], out: string) => assert.deepEqual(cli(['exec', ...args, ...show]), { status: 0, stdout: out, stderr: '' });
+  ok(['-m', String(node.id), '-N', String(node.id)], `bind:${node.id}\n${cpus}\n`);
+  ok(['--preferred', String(node.id)], `prefer:${node.id}\n${cpus}\n`);
+  ok(['-i', 'all', '--cpunodebind=all'], `interleave:${formatIdList(numaTopology().nodes.filter((n) => n.memTotal > 0).map((n) => n.id))}\n${cpus}\n`);
+  const usage = (args: string[], line: string) => assert.deepEqual(cli(['exec', ...args, '--', 'true']), { status: 2, stdout: '', stderr: `pagefuse exec: ${line}\n` });
+  usage(['-m', '0', '-i', '0'], '--membind and --interleave cannot be combined: a command has one memory policy');
+  usage(['--node', '0', '-N', '0'], '--node sets both the memory policy and the CPUs; use --membind/--preferred/--interleave with --cpunodebind instead');
+  usage(['-m', 'x'], "--membind must be a node list such as 0-3,5 or all, got 'x'");
+  usage(['-p', '0,1'], "--preferred must be a whole number from 0 to 1023, got '0,1'");
+});

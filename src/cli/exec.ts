@@ -4,18 +4,24 @@ import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { intFlag, parse, UsageError } from './common.js';
 import { nodesProblem } from '../numa/topology.js';
-import { spawnMerged } from '../launch/spawn.js';
+import { numaConflict, spawnMerged, type NumaPolicyOptions } from '../launch/spawn.js';
 import { checkTenant } from '../safety/registry.js';
 
-const HELP = `usage: pagefuse exec [--node N] [--merge] [--tenant ID] [--name NAME] [--force] -- COMMAND [ARGS...]
+const HELP = `usage: pagefuse exec [--merge] [--node N | NUMACTL OPTIONS] [--tenant ID] [--name NAME] [--force]
+                     -- COMMAND [ARGS...]
 
 Runs COMMAND with KSM merging all its anonymous memory (--merge: prctl PR_SET_MEMORY_MERGE, kept
-across exec since Linux 6.7) and/or its memory and CPUs bound to NUMA node N (as numactl
---membind=N --cpunodebind=N), even if COMMAND never calls madvise: a VMM such as Firecracker,
-Cloud Hypervisor or crosvm. stdio, signals and the exit status are COMMAND's own; 127 means the
-command was not found and 126 that it could not be executed, as in a shell.
+across exec since Linux 6.7) and/or its memory and CPUs bound to NUMA nodes (numactl's options),
+even if COMMAND never calls madvise: a VMM such as Firecracker, Cloud Hypervisor or crosvm. stdio,
+signals and the exit status are COMMAND's own; 127 means the command was not found, 126 that it
+could not be executed (as in a shell), 125 that a setting could not be applied.
 
-  --node N    memory and CPUs of NUMA node N ('pagefuse numa' lists them)
+  --node N    memory and CPUs of NUMA node N (numactl --membind=N --cpunodebind=N; 'pagefuse numa'
+              lists the nodes)
+  -m, --membind LIST      allocate only on these nodes          (numactl's; LIST is 0-3,5 or all)
+  -p, --preferred N       allocate on node N first
+  -i, --interleave LIST   interleave allocations over these nodes
+  -N, --cpunodebind LIST  run only on the CPUs of these nodes
   --merge     let KSM merge all of the command's memory
   --tenant ID the tenant the command (a VM) belongs to; under isolation 'tenant' (PAGEFUSE_ISOLATION
               or ISOLATION= in /etc/pagefuse/pagefuse.conf) a second tenant's --merge is refused,
@@ -23,7 +29,9 @@ command was not found and 126 that it could not be executed, as in a shell.
   --name NAME a readable name for status and reports
   --force     merge although another tenant's VMs are mergeable (isolation 'tenant' only)
 
-The command is registered with pagefuse (its tenant, name and merge flag) while it runs.
+The command is registered with pagefuse (its tenant, name and merge flag) while it runs, and this
+process stays as its parent to do so. Where no parent may stay (a libvirt <emulator> wrapper, say),
+use the pagefuse-exec command instead: the same options, and it execs the command in its own place.
 `;
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -32,11 +40,15 @@ export async function run(args: string[]): Promise<number> {
   const dashes = args.indexOf('--');
   const own = dashes < 0 ? args : args.slice(0, dashes);
   if (dashes < 0 && !own.includes('--help') && !own.includes('-h')) {
-    throw new UsageError("pagefuse exec: missing '--' before the command: pagefuse exec [--node N] [--merge] [--tenant ID] [--name NAME] [--force] -- COMMAND [ARGS...]");
+    throw new UsageError("pagefuse exec: missing '--' before the command: pagefuse exec [--merge] [--node N | -m LIST | -p N | -i LIST] [-N LIST] [--tenant ID] [--name NAME] [--force] -- COMMAND [ARGS...]");
   }
   const { values } = parse('exec', own, {
     options: {
       node: { type: 'string' },
+      membind: { type: 'string', short: 'm' },
+      preferred: { type: 'string', short: 'p' },
+      interleave: { type: 'string', short: 'i' },
+      cpunodebind: { type: 'string', short: 'N' },
       merge: { type: 'boolean' },
       tenant: { type: 'string' },
       name: { type: 'string' },
@@ -56,6 +68,18 @@ export async function run(args: string[]): Promise<number> {
     if (why !== undefined) throw new UsageError(`pagefuse exec: --node ${node}: ${why}`);
   }
 
+  const numa: NumaPolicyOptions = {};
+  for (const key of ['membind', 'interleave', 'cpunodebind'] as const) {
+    const v = values[key];
+    if (v === undefined) continue;
+    if (!/^(all|\d+(-\d+)?(,\d+(-\d+)?)*)$/.test(v)) throw new UsageError(`pagefuse exec: --${key} must be a node list such as 0-3,5 or all, got '${v}'`);
+    numa[key] = v;
+  }
+  const preferred = intFlag('exec', 'preferred', values.preferred, 0, 1023);
+  if (preferred !== undefined) numa.preferred = preferred;
+  const conflict = numaConflict(node, numa);
+  if (conflict !== undefined) throw new UsageError(`pagefuse exec: ${conflict}`);
+
   if (values.tenant !== undefined) {
     try {
       checkTenant(values.tenant);
@@ -65,6 +89,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const child = spawnMerged(cmd, cmdArgs, {
     node,
+    numa,
     mergeAny: values.merge ?? false,
     stdio: 'inherit',
     ...(values.tenant === undefined ? {} : { tenant: values.tenant }),

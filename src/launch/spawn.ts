@@ -10,9 +10,23 @@ import { Registry } from '../safety/registry.js';
 import { readIsolation, type Isolation } from '../safety/isolation.js';
 import { admit } from '../safety/admission.js';
 
+/** numactl's node options, as numactl spells them: a node list is '0-3,5' or 'all'. */
+export interface NumaPolicyOptions {
+  /** Allocate only on these nodes (numactl -m/--membind, MPOL_BIND). */
+  membind?: string;
+  /** Allocate on this node first (numactl -p/--preferred, MPOL_PREFERRED). */
+  preferred?: number;
+  /** Interleave allocations over these nodes (numactl -i/--interleave, MPOL_INTERLEAVE). */
+  interleave?: string;
+  /** Run only on the CPUs of these nodes (numactl -N/--cpunodebind). */
+  cpunodebind?: string;
+}
+
 export interface SpawnMergedOptions extends SpawnOptions {
   /** Bind the command's memory and CPUs to this node (numactl --membind=N --cpunodebind=N). */
   node?: number;
+  /** numactl's finer policies; combine at most one memory policy with cpunodebind, and none with node. */
+  numa?: NumaPolicyOptions;
   /** prctl(PR_SET_MEMORY_MERGE, 1) for the command: KSM may merge all its anonymous memory. Default true. */
   mergeAny?: boolean;
   /** The tenant the command (a VM) belongs to, kept in the registry and checked against isolation. */
@@ -59,12 +73,27 @@ export function assertMergeSurvivesExec(): void {
 }
 
 /** The helper's arguments for these options, up to and including '--'. */
-export function execHelperArgs(options: { node?: number | undefined; mergeAny?: boolean | undefined }): string[] {
+export function execHelperArgs(options: { node?: number | undefined; mergeAny?: boolean | undefined; numa?: NumaPolicyOptions | undefined }): string[] {
   const args: string[] = [];
   if (options.mergeAny ?? true) args.push('--merge');
   if (options.node !== undefined) args.push('--node', String(options.node));
+  const numa = options.numa ?? {};
+  if (numa.membind !== undefined) args.push(`--membind=${numa.membind}`);
+  if (numa.preferred !== undefined) args.push(`--preferred=${numa.preferred}`);
+  if (numa.interleave !== undefined) args.push(`--interleave=${numa.interleave}`);
+  if (numa.cpunodebind !== undefined) args.push(`--cpunodebind=${numa.cpunodebind}`);
   args.push('--');
   return args;
+}
+
+/** Why these NUMA options cannot go together (as numactl refuses them), or undefined. */
+export function numaConflict(node: number | undefined, numa: NumaPolicyOptions = {}): string | undefined {
+  const memory = (['membind', 'preferred', 'interleave'] as const).filter((k) => numa[k] !== undefined);
+  if (memory.length > 1) return `--${memory[0]} and --${memory[1]} cannot be combined: a command has one memory policy`;
+  if (node !== undefined && (memory.length > 0 || numa.cpunodebind !== undefined)) {
+    return `--node sets both the memory policy and the CPUs; use --membind/--preferred/--interleave with --cpunodebind instead`;
+  }
+  return undefined;
 }
 
 /**
@@ -82,7 +111,7 @@ export function spawnMerged(cmd: string, args: readonly string[] = [], options: 
   if (options === null || typeof options !== 'object') {
     throw invalidArgType(`spawnMerged: options must be an object`, options);
   }
-  const { node, mergeAny, tenant, name, isolation, force, registry: registryOption, ...spawnOptions } = options;
+  const { node, numa, mergeAny, tenant, name, isolation, force, registry: registryOption, ...spawnOptions } = options;
   if (spawnOptions.shell) {
     throw invalidUse('spawnMerged: the shell option is not supported; spawn the shell itself as cmd');
   }
@@ -90,6 +119,8 @@ export function spawnMerged(cmd: string, args: readonly string[] = [], options: 
     throw invalidArgType(`spawnMerged: mergeAny must be a boolean`, mergeAny);
   }
   if (node !== undefined) assertNodes('spawnMerged', [node], { memory: true, cpus: true });
+  const conflict = numaConflict(node, numa);
+  if (conflict !== undefined) throw new TypeError(`spawnMerged: ${conflict.replace(/--(\w+)/g, '$1')}`);
   const merge = mergeAny ?? true;
   const registry = registryOption === false ? undefined : (registryOption ?? new Registry());
   const admitted = admit(registry ?? new Registry(), {
@@ -102,7 +133,7 @@ export function spawnMerged(cmd: string, args: readonly string[] = [], options: 
   registry?.prepare();
   const helper = helperPath();
   if (merge) assertMergeSurvivesExec();
-  const child = spawn(helper, [...execHelperArgs({ node, mergeAny }), cmd, ...args], spawnOptions);
+  const child = spawn(helper, [...execHelperArgs({ node, mergeAny, numa }), cmd, ...args], spawnOptions);
   const pid = child.pid;
   if (registry !== undefined && pid !== undefined) {
     // The helper execs the command in place: same pid, same start time.
