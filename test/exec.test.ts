@@ -215,7 +215,7 @@ test('pagefuse exec: bad input is exit 2 with one line, a missing command 127, a
   assert.deepEqual(cli(['exec', '--merge', 'true']), {
     status: 2,
     stdout: '',
-    stderr: "pagefuse exec: missing '--' before the command: pagefuse exec [--node N] [--merge] [--tenant ID] [--name NAME] [--force] -- COMMAND [ARGS...]\n",
+    stderr: "pagefuse exec: missing '--' before the command: pagefuse exec [--merge] [--node N | -m LIST | -p N | -i LIST] [-N LIST] [--tenant ID] [--name NAME] [--force] -- COMMAND [ARGS...]\n",
   });
   assert.deepEqual(cli(['exec', '--']), { status: 2, stdout: '', stderr: "pagefuse exec: missing the command after '--'\n" });
   assert.deepEqual(cli(['exec', '--node', 'one', '--', 'true']), {
@@ -236,7 +236,7 @@ test('pagefuse exec: bad input is exit 2 with one line, a missing command 127, a
   });
   const help = cli(['exec', '--help']);
   assert.equal(help.status, 0);
-  assert.match(help.stdout, /^usage: pagefuse exec \[--node N\] \[--merge\] \[--tenant ID\] \[--name NAME\] \[--force\] -- COMMAND/);
+  assert.match(help.stdout, /^usage: pagefuse exec \[--merge\] \[--node N \| NUMACTL OPTIONS\] \[--tenant ID\] \[--name NAME\] \[--force\]\n\s+-- COMMAND/);
 });
 
 test('pagefuse-exec speaks numactl: --membind, --cpunodebind, --preferred, --interleave, and refuses nonsense with 2', () => {
