@@ -89,8 +89,9 @@ test('audit: several tenants mergeable at once, NUMA, ksmtuned, QEMU mem-merge a
     'info:ksm-enabled-at-boot',
     'info:qemu-mem-merge',
   ]);
-  assert.match(r.findings.find((f) => f.id === 'multiple-tenants')!.message, /acme \(pid 10\); globex \(pid 11\)/);
-  assert.match(r.findings.find((f) => f.id === 'unregistered-merge-any')!.message, /12 \(node\)/);
+  assert.match(r.findings.find((f) => f.id === 'multiple-tenants')!.message, /acme: qemu-system-x86 \(pid 10\); globex: qemu-system-x86 \(pid 11\)/);
+  assert.match(r.findings.find((f) => f.id === 'unregistered-merge-any')!.message, /: node \(pid 12\)/);
+  assert.match(r.findings.find((f) => f.id === 'qemu-mem-merge')!.message, / in qemu-system-x86 \(pid 10\), qemu-system-x86 \(pid 11\);/);
   assert.equal(auditExitCode(r, 'warning'), 3);
   assert.equal(auditExitCode(r, 'critical'), 0);
   assert.equal(qemuMemMergeOn(['qemu-system-x86_64', '-machine', 'pc,mem-merge=off']), false);

@@ -2,7 +2,7 @@
 // answer kube-scheduler's prioritize calls as a scheduler extender.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import { parse, UsageError, intFlag, printJson, formatBytes } from './common.js';
+import { durationFlag, parse, UsageError, intFlag, printJson, formatBytes } from './common.js';
 import { parseListen } from './serve.js';
 import { readFleetKey } from '../fleet/key.js';
 import { readTargets, fetchSketches, type FetchOptions, type HostFailure } from '../fleet/fetch.js';
@@ -30,7 +30,7 @@ Hosts:
   --token FILE          bearer token sent to the hosts
   --tls-ca FILE         CA that signed the hosts' certificates
   --tls-cert FILE --tls-key FILE   client certificate for hosts that require one
-  --timeout MS          per host, whole exchange (default 10000)
+  --timeout S           per host, whole exchange (default 10s; 500ms, 2m… accepted)
   --concurrency N       hosts read at once (default 32)
 
 Plan:
@@ -46,7 +46,7 @@ Plan:
 Scheduler extender (--extender): answers POST …/prioritize with a HostPriorityList (scores 0-10) for
 virt-launcher pods, by what the VM shares with the VMs on each node; configure it 'ignorable: true'.
   HOST:PORT             address to listen on (default 127.0.0.1:8888)
-  --refresh SECONDS     re-read the sketches this often (default 300)
+  --refresh S           re-read the sketches this often (default 5m; seconds, or 30s, 10m…)
   --template-label KEY  pod label naming a VM's template (default vm.kubevirt.io/template)
   --exemplar T=VM       a running VM that stands for template T (for VMs not running yet); repeatable
 `;
@@ -154,12 +154,12 @@ export async function run(args: string[]): Promise<number> {
   }
   const options: FetchOptions & { scheme?: string } = {
     scheme,
-    timeoutMs: intFlag('plan', 'timeout', values.timeout, 1, 3_600_000) ?? 10_000,
+    timeoutMs: (durationFlag('plan', 'timeout', values.timeout, { min: 0.001, max: 3600 }) ?? 10) * 1000,
     concurrency: intFlag('plan', 'concurrency', values.concurrency, 1, 4096) ?? 32,
   };
   const maxMoves = intFlag('plan', 'max-moves', values['max-moves'], 0);
   const minSaving = intFlag('plan', 'min-saving', values['min-saving'], 0);
-  const refresh = intFlag('plan', 'refresh', values.refresh, 1, 86_400) ?? 300;
+  const refresh = durationFlag('plan', 'refresh', values.refresh, { min: 1, max: 86_400 }) ?? 300;
   const listen = values.extender ? parseListen(positionals[0] ?? '127.0.0.1:8888') : undefined;
   const token = await secret('token', values.token);
   if (token !== undefined) options.token = token;
@@ -218,7 +218,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
 }
 
 async function extender(
-  listen: { host: string; port: number },
+  listen: { host: string | undefined; port: number },
   source: { hosts?: string; httpSd?: string },
   options: FetchOptions & { scheme?: string },
   refreshSeconds: number,
@@ -258,11 +258,11 @@ async function extender(
       .catch((err: Error) => res.writeHead(400, { 'content-type': 'text/plain' }).end(`${err.message}\n`));
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(explain(err, `cannot listen on ${listen.host}:${listen.port}: ${err.message}`)));
+    server.once('error', (err) => reject(explain(err, `cannot listen on ${listen.host ?? 'every address'} port ${listen.port}: ${err.message}`)));
     server.listen(listen.port, listen.host, resolve);
   });
   const addr = server.address();
-  const bound = typeof addr === 'object' && addr !== null ? addr : { address: listen.host, port: listen.port, family: 'IPv4' };
+  const bound = typeof addr === 'object' && addr !== null ? addr : { address: listen.host ?? '::', port: listen.port, family: 'IPv6' };
   process.stdout.write(`pagefuse plan: extender listening on http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}/prioritize\n`);
   return new Promise<number>((resolve) => {
     const stop = (): void => {

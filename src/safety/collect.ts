@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Ksm, type KsmOptions } from '../ksm/ksm.js';
 import { listKsmProcesses } from '../ksm/process.js';
 import { numaTopology } from '../numa/topology.js';
+import { discoverVms } from '../vm/discover.js';
 import { PAGE_SIZE } from '../region.js';
 import { evaluateAudit, type AuditResult, type AuditSnapshot } from './audit.js';
 import { admission, unshareExposure, type Admission, type Exposure } from './exposure.js';
@@ -73,6 +74,8 @@ export async function collectAuditSnapshot(options: HostOptions = {}): Promise<A
   const mem = await readMemInfo(procRoot);
   const registry = options.registry ?? new Registry({ procRoot });
   const { processes } = await listKsmProcesses({ procRoot, includeRegistered: true });
+  // A VM by its guest name (-name guest=web1, --id…), as top, serve and the scan name it.
+  const vmNames = new Map((await discoverVms({ procRoot })).map((vm) => [vm.pid, vm.name]));
   const settings = state?.settings ?? {};
   return {
     ksmAvailable: available,
@@ -90,7 +93,7 @@ export async function collectAuditSnapshot(options: HostOptions = {}): Promise<A
     processes: await Promise.all(
       processes.map(async (p) => ({
         pid: p.pid,
-        name: p.name,
+        name: vmNames.get(p.pid) ?? p.name,
         mergeAny: p.mergeAny === true,
         mergeable: p.mergeable === true || p.mergingPages > 0,
         mergingPages: p.mergingPages,
