@@ -71,8 +71,8 @@ test('the shipped example config parses and the systemd unit runs flags the comm
   const conf = await loadConfig(new URL('../systemd/pagefuse-tune.conf', import.meta.url).pathname);
   assert.equal(conf.ksmtuned.KSM_MONITOR_INTERVAL, 60);
   const unit = readFileSync(new URL('../systemd/pagefuse-tune.service', import.meta.url), 'utf8');
-  const exec = /^ExecStart=\/usr\/bin\/env pagefuse tune (.*)$/m.exec(unit);
-  assert.ok(exec, 'ExecStart runs pagefuse tune');
+  const exec = /^ExecStart=\/usr\/local\/bin\/pagefuse tune (.*)$/m.exec(unit);
+  assert.ok(exec, 'ExecStart runs pagefuse tune by its absolute path');
   for (const flag of exec[1].match(/--[a-z-]+/g) ?? []) assert.match(cli(['--help']).stdout, new RegExp(`  ${flag} `));
   assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
   assert.match(unit, /^ExecStopPost=\/usr\/bin\/env pagefuse tune --restore$/m);
