@@ -37,7 +37,7 @@ test('plan with a host list that names no reachable host fails with one line per
   try {
     const list = join(dir, 'hosts');
     writeFileSync(list, '# nothing listens on port 9 here\n127.0.0.1:9\n');
-    const r = runCli(['plan', '--hosts', list, '--timeout', '2000']);
+    const r = runCli(['plan', '--hosts', list, '--timeout', '2s']);
     assert.equal(r.status, 1);
     assert.equal(r.stderr, 'pagefuse plan: host "127.0.0.1:9" left out: connect ECONNREFUSED 127.0.0.1:9\npagefuse plan: no host answered with a usable sketch (1 asked)\n');
   } finally {

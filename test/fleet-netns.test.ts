@@ -179,7 +179,7 @@ before(async () => {
     const garbage = await listenLocal(createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html>hello</html>')));
     const list = join(dir, 'hosts.txt');
     writeFileSync(list, [...configs.map((c) => c.listen), `127.0.0.1:${silent}`, `127.0.0.1:${garbage}`, ''].join('\n'));
-    const r = await runPlan(['--hosts', list, '--fleet-key', key, '--token', token, '--timeout', '3000', '--overlaps']);
+    const r = await runPlan(['--hosts', list, '--fleet-key', key, '--token', token, '--timeout', '3s', '--overlaps']);
     planStderr = r.stderr;
     assert.equal(r.status, 0, r.stderr);
     plan = JSON.parse(r.stdout);
@@ -254,7 +254,7 @@ test('a host that answers garbage is reported as not a sketch', () => {
 });
 
 test('the extender scores the nodes of a virt-launcher pod by what its VM shares there', async () => {
-  const cp = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'plan', '--extender', '127.0.0.1:0', '--hosts', plan.listFile, '--fleet-key', plan.keyFile, '--token', plan.tokenFile, '--timeout', '3000'], {
+  const cp = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'plan', '--extender', '127.0.0.1:0', '--hosts', plan.listFile, '--fleet-key', plan.keyFile, '--token', plan.tokenFile, '--timeout', '3s'], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'ignore'],
   });
