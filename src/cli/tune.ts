@@ -19,8 +19,8 @@ Drives ksmd like ksmtuned, but scans first and merges second.
   --cpu-budget F   CPUs ksmd may use, above 0 and at most the number of CPUs (default 0.25)
   --config FILE    ksmtuned.conf-style KEY=VALUE file (ksmtuned's KSM_* keys and PAGEFUSE_* keys)
   --interval S     time between decisions: seconds, or 500ms, 2m… (default: ksmtuned KSM_MONITOR_INTERVAL, else 2s)
-  --dry-run        decide and log each change as old → new, write nothing: no knob, no lock, no tuner
-                   state (needs no root)
+  --dry-run        decide and log each change as old → new, write no knob and take no lock (needs no
+                   root); its decisions go beside the tuner state, never over it
   --once           make one decision, apply it, keep the knobs and exit
   --json           one JSON object per line
   --keep-knobs     on exit leave the knobs as set (default: put back the ones found at start)
@@ -167,7 +167,6 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
     throw new UsageError(`pagefuse tune: ${(err as Error).message.replace(/^unknown policy/, '--policy: unknown policy')}`);
   }
   interval = durationFlag('tune', 'interval', values.interval, { min: 0.05, max: 86_400 });
-  if (values['dry-run'] && values.history !== undefined) throw new UsageError('pagefuse tune: --history records what a tuner did; a --dry-run does nothing to record');
   const configFile = values.config;
   let config: TuneConfig = configFile === undefined ? defaultConfig() : await loadConfig(configFile);
   if (config.cpuBudget !== undefined && budget === undefined) checkCpuBudget(config.cpuBudget, cpus, `${configFile}: PAGEFUSE_CPU_BUDGET`);
