@@ -161,10 +161,10 @@ test('serve --no-node-ksmd exports every family but the node_ksmd_* ones', async
   }
 });
 
-test('pagefuse_tuner_up is 1 while the tuner state is fresher than the stale limit', async () => {
+test('pagefuse_tuner_up is 1 while the tuner that published the state runs and its decision is fresher than the stale limit', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-serve-'));
   const state = join(dir, 'tuner.json');
-  writeFileSync(state, JSON.stringify({ at: Date.now() - (TUNER_STALE_SECONDS - 60) * 1000, policy: 'adaptive', settings: {}, reason: 'steady' }));
+  writeFileSync(state, JSON.stringify({ at: Date.now() - (TUNER_STALE_SECONDS - 60) * 1000, policy: 'adaptive', settings: {}, reason: 'steady', pid: process.pid }));
   const serve = await startServe('127.0.0.1:0', { ...process.env, PAGEFUSE_TUNER_STATE: state });
   try {
     assert.equal(one(parseExposition(await (await fetch(serve.url)).text()), 'pagefuse_tuner_up'), 1);

@@ -64,8 +64,10 @@ test('after tune --dry-run exits, /metrics exports no tuner series', async () =>
     serve.stdout.on('data', (d: Buffer) => (out += d.toString()));
     for (let i = 0; i < 600 && !/:(\d+)\/metrics/.test(out); i++) await sleep(50);
     const families = parseExposition(await (await fetch(`http://127.0.0.1:${/:(\d+)\/metrics/.exec(out)![1]}/metrics`)).text());
-    const tunerSamples = [...families.values()].filter((f) => f.name.startsWith('pagefuse_tuner_')).flatMap((f) => f.samples);
+    // pagefuse_tuner_up is always there, for alerting: 0, no tuner at work. No other tuner series.
+    const tunerSamples = [...families.values()].filter((f) => f.name.startsWith('pagefuse_tuner_') && f.name !== 'pagefuse_tuner_up').flatMap((f) => f.samples);
     assert.deepEqual(tunerSamples, []);
+    assert.deepEqual(families.get('pagefuse_tuner_up')?.samples.map((x) => x.value), [0]);
   } finally {
     serve.kill('SIGTERM');
   }
