@@ -41,7 +41,9 @@ function vmJson(s: RegisteredSavings) {
 }
 
 const vms: ChildProcess[] = [];
-const tuner = new Tuner({ policy: 'adaptive', cpuBudget: 0.5 });
+// This manager stops on SIGINT/SIGTERM itself (below), so the Tuner leaves those signals to it; it still
+// puts the knobs back on exit and on an uncaught exception.
+const tuner = new Tuner({ policy: 'adaptive', cpuBudget: 0.5, handleSignals: false });
 const shutdown = new AbortController();
 let server: Server | undefined;
 
