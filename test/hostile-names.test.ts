@@ -94,7 +94,7 @@ test('a process and a VM named with terminal escapes', async (t) => {
 
       await t.test('the scrape parses strictly and carries the exact name', async () => {
         const families = parseExposition(await scrape());
-        const names = families.get('pagefuse_process_profit_bytes')!.samples.map((s) => s.labels.name);
+        const names = families.get('pagefuse_process_kernel_profit_bytes')!.samples.map((s) => s.labels.name);
         assert.ok(names.includes(HOSTILE), JSON.stringify(names));
         assert.ok(names.includes(`${HOSTILE}1`), JSON.stringify(names));
       });

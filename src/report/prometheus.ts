@@ -27,12 +27,12 @@ const sleepSeconds = (f: Figures): number | undefined =>
 export const TUNER_STALE_SECONDS = 600;
 
 /** Per-process values summed over the processes that share a name (a VM keeps its name across restarts; pids do not). */
-function perName(f: Figures, get: (p: Figures['processes'][number]) => number): [Labels, number][] {
+function perName(f: Figures, get: (p: Figures['processes'][number]) => number, extra: Labels = {}): [Labels, number][] {
   const sums = new Map<string, [Labels, number]>();
   for (const p of f.processes) {
     const vm = p.vm ? 'true' : 'false';
     const key = `${vm}\0${p.name}`;
-    const entry = sums.get(key) ?? [{ name: p.name, vm }, 0];
+    const entry = sums.get(key) ?? [{ name: p.name, vm, ...extra }, 0];
     entry[1] += get(p);
     sums.set(key, entry);
   }
@@ -84,22 +84,18 @@ const SPECS: Spec[] = [
   {
     name: 'pagefuse_process_saved_bytes',
     help: "This process's share of pagefuse_saved_bytes, by part: a KSM page mapped k times credits (k-1)/k page to each mapping, so the processes sum to the host.",
-    labels: ['pid', 'name', 'vm', 'part'],
-    value: (f) =>
-      f.processes.flatMap((p) => {
-        const l = { pid: p.pid, name: p.name, vm: p.vm ? 'true' : 'false' };
-        return [
-          [{ ...l, part: 'ksm_pages' }, p.saved.ksmPages * f.pageSize],
-          [{ ...l, part: 'ksm_zero_pages' }, p.saved.ksmZeroPages * f.pageSize],
-          ...(f.host.thpSplitKnown ? [[{ ...l, part: 'thp_split_zero_pages' }, p.saved.thpSplitZeroPages * f.pageSize] as [Labels, number]] : []),
-        ] as [Labels, number][];
-      }),
+    labels: ['name', 'vm', 'part'],
+    value: (f) => [
+      ...perName(f, (p) => p.saved.ksmPages * f.pageSize, { part: 'ksm_pages' }),
+      ...perName(f, (p) => p.saved.ksmZeroPages * f.pageSize, { part: 'ksm_zero_pages' }),
+      ...(f.host.thpSplitKnown ? perName(f, (p) => p.saved.thpSplitZeroPages * f.pageSize, { part: 'thp_split_zero_pages' }) : []),
+    ],
   },
   {
     name: 'pagefuse_process_pss_bytes',
     help: 'Proportional set size of this process (smaps Pss): what it costs now, a page shared k ways counting 1/k.',
-    labels: ['pid', 'name', 'vm'],
-    value: (f) => f.processes.flatMap((p) => (p.pssBytes === null ? [] : [[{ pid: p.pid, name: p.name, vm: p.vm ? 'true' : 'false' }, p.pssBytes] as [Labels, number]])),
+    labels: ['name', 'vm'],
+    value: (f) => perName({ ...f, processes: f.processes.filter((p) => p.pssBytes !== null) }, (p) => p.pssBytes!),
   },
   ...(
     [
