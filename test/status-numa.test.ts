@@ -87,6 +87,8 @@ function fakeProc(): string {
     join(proc, 'kpageflags'),
     Array.from({ length: 32 }, (_, pfn): [number, bigint] => [pfn, pfn === 9 ? SLAB_FLAGGED_KSM : [3, 12, 17, 20].includes(pfn) ? KSM : 1n << 5n]),
   );
+  // Every host has meminfo: status reads it for the un-share exposure.
+  writeFileSync(join(proc, 'meminfo'), 'MemTotal:       24576000 kB\nMemFree:        20000000 kB\nMemAvailable:   21000000 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n');
   const dir = join(proc, String(PID));
   mkdirSync(dir, { mode: 0o755 });
   const fields = ['S', ...Array<string>(18).fill('0'), String(START_TIME), '0', '0'];
