@@ -4,6 +4,7 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../host/page-size.js';
+import { readPageEntries } from '../host/page-entries.js';
 
 export interface Footprint {
   pid: number;
@@ -52,17 +53,6 @@ export function parseSmaps(text: string): { pssBytes: number; mergeable: [number
   return { pssBytes: pssKb * 1024, mergeable };
 }
 
-async function readWords(fh: FileHandle, firstEntry: number, count: number): Promise<Uint32Array> {
-  const buf = Buffer.alloc(count * 8);
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesRead } = await fh.read(buf, done, buf.length - done, firstEntry * 8 + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return new Uint32Array(buf.buffer, buf.byteOffset, Math.floor(done / 8) * 2);
-}
-
 /** Frame numbers of the present, not exclusively mapped pages in `ranges` (bit 56 clear: KSM, zero page or fork-shared). */
 async function sharedFrames(pagemap: FileHandle, ranges: [number, number][]): Promise<{ frames: number[]; hidden: boolean }> {
   const frames: number[] = [];
@@ -71,7 +61,7 @@ async function sharedFrames(pagemap: FileHandle, ranges: [number, number][]): Pr
     const first = start / PAGE_SIZE;
     const count = (end - start) / PAGE_SIZE;
     for (let done = 0; done < count; done += CHUNK) {
-      const w = await readWords(pagemap, first + done, Math.min(CHUNK, count - done));
+      const w = await readPageEntries(pagemap, first + done, Math.min(CHUNK, count - done));
       for (let i = 0; i < w.length; i += 2) {
         const high = w[i + 1];
         if ((high & 0x80000000) === 0) continue; // bit 63: present
@@ -100,7 +90,7 @@ export class FrameInfo {
     try {
       const ksm: number[] = [];
       await clusters(todo, async (first, n, members) => {
-        const w = await readWords(kpf, first, n);
+        const w = await readPageEntries(kpf, first, n);
         for (const f of members) {
           const low = w[(f - first) * 2] ?? 0;
           this.flags.set(f, low);
@@ -111,7 +101,7 @@ export class FrameInfo {
       const kpc = await open(join(this.procRoot, 'kpagecount'), 'r');
       try {
         await clusters(Float64Array.from(ksm), async (first, n, members) => {
-          const w = await readWords(kpc, first, n);
+          const w = await readPageEntries(kpc, first, n);
           for (const f of members) this.counts.set(f, w[(f - first) * 2] ?? 0);
         });
       } finally {

@@ -5,6 +5,7 @@
 import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../host/page-size.js';
+import { readPageEntries } from '../host/page-entries.js';
 import { explain, isSystemError, PagefuseError, invalidArgType, invalidNumber, throwIfAborted } from '../errors.js';
 
 export interface KsmNodeOptions {
@@ -101,18 +102,6 @@ async function openRoot(path: string): Promise<FileHandle> {
   }
 }
 
-/** Reads `count` 8-byte entries from `position` as (low, high) 32-bit word pairs; short at EOF. */
-async function readEntries(fh: FileHandle, firstEntry: number, count: number): Promise<Uint32Array> {
-  const buf = Buffer.alloc(count * 8);
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesRead } = await fh.read(buf, done, buf.length - done, firstEntry * 8 + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return new Uint32Array(buf.buffer, buf.byteOffset, Math.floor(done / 8) * 2);
-}
-
 /** The [start, end) address ranges of the VMAs KSM may merge (smaps VmFlags "mg"). */
 export function mergeableRanges(smaps: string): [number, number][] {
   const ranges: [number, number][] = [];
@@ -144,7 +133,7 @@ async function presentPages(pagemapPath: string, ranges: [number, number][], sig
       const count = (end - start) / PAGE_SIZE;
       for (let done = 0; done < count; done += CHUNK_ENTRIES) {
         throwIfAborted(signal);
-        const words = await readEntries(fh, first + done, Math.min(CHUNK_ENTRIES, count - done));
+        const words = await readPageEntries(fh, first + done, Math.min(CHUNK_ENTRIES, count - done));
         for (let i = 0; i < words.length; i += 2) {
           const high = words[i + 1];
           if ((high & 0x80000000) === 0) continue; // bit 63: present
@@ -197,7 +186,7 @@ export async function ksmFrames(frames: readonly number[], options: KsmNodeOptio
         if (pfn < lo) lo = pfn;
         if (pfn > hi) hi = pfn;
       }
-      const words = await readEntries(fh, lo, hi - lo + 1);
+      const words = await readPageEntries(fh, lo, hi - lo + 1);
       for (const pfn of list) {
         const i = (pfn - lo) * 2;
         if (i < words.length && isKsm(words[i])) ksm.add(pfn);
@@ -275,7 +264,7 @@ export async function ksmPagesByNode(options: KsmNodeOptions = {}): Promise<Node
   try {
     for (const [block, node] of [...blocks.nodeOfBlock].sort((a, b) => a[0] - b[0])) {
       for (let done = 0; done < blocks.blockPages; done += CHUNK_ENTRIES) {
-        const words = await readEntries(fh, block * blocks.blockPages + done, Math.min(CHUNK_ENTRIES, blocks.blockPages - done));
+        const words = await readPageEntries(fh, block * blocks.blockPages + done, Math.min(CHUNK_ENTRIES, blocks.blockPages - done));
         let ksm = 0;
         for (let i = 0; i < words.length; i += 2) if (isKsm(words[i])) ksm++;
         counts.set(node, (counts.get(node) ?? 0) + ksm);
