@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { spawnMerged, processKsm, Registry, canAdmit, PAGE_SIZE, Tuner, type OvercommitRisk } from '../src/index.js';
+import { spawnMerged, processKsm, Registry, Region, canAdmit, PAGE_SIZE, Tuner, type OvercommitRisk } from '../src/index.js';
+import { collectAuditSnapshot } from '../src/safety/collect.js';
 import { withKsm, mergeAndWait } from './helpers/ksm.js';
 import { runCli } from './helpers/cli.js';
 import { readyPid as ready, stopChildren as stop } from './helpers/children.js';
@@ -168,6 +169,22 @@ test('tenant isolation: a second tenant is refused under tenant, allowed under h
     rmSync(stateDir, { recursive: true, force: true });
   }
   assert.equal(registry.list().length, 0, 'an exited child leaves no registration');
+});
+
+test('audit names a registered process by its registered name, as status and top do', async () => {
+  const stateDir = mkdtempSync(join(tmpdir(), 'pf-audit-names-'));
+  const region = Region.alloc(16 * PAGE_SIZE, { hugepages: 'never' });
+  try {
+    new Uint8Array(region.buffer).fill(7);
+    region.advise('mergeable');
+    const registry = new Registry({ stateDir });
+    registry.add({ pid: process.pid, name: 'cache1', merge: true, via: 'register' });
+    const snapshot = await collectAuditSnapshot({ registry });
+    assert.equal(snapshot.processes.find((p) => p.pid === process.pid)?.name, 'cache1');
+  } finally {
+    region.dispose();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
 });
 
 test('audit refuses bad flags with one line and exit 2', () => {

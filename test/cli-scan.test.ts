@@ -2,16 +2,23 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Workload } from '../src/workload/workload.js';
+import { Registry } from '../src/safety/registry.js';
 import { holdKsmLockForFile } from './helpers/hold-lock.js';
 
 holdKsmLockForFile(); // the workload children hold mergeable memory
 
 const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
 
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+function cli(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+function cli(first: string | Record<string, string>, ...rest: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [env, args] = typeof first === 'string' ? [{}, [first, ...rest]] : [first, rest];
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', BIN, 'scan', ...args], (err, stdout, stderr) => {
+    execFile(process.execPath, ['--import', 'tsx', BIN, 'scan', ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
@@ -65,6 +72,20 @@ test('pagefuse scan --json: the per-process merging and would-save columns sum t
     assert.equal(sum('estimated_saved_pages'), out.estimated_saved_pages);
   } finally {
     await w.stop();
+  }
+});
+
+test('pagefuse scan names a registered process by its registered name, as status and top do', async () => {
+  const w = await Workload.start({ processes: 1, imagePages: 16, zeroPages: 0, uniquePages: 0, seed: 79 });
+  const stateDir = mkdtempSync(join(tmpdir(), 'pf-scan-names-'));
+  try {
+    new Registry({ stateDir }).add({ pid: w.pids[0], name: 'db1', merge: true, via: 'register' });
+    const r = await cli({ PAGEFUSE_STATE_DIR: stateDir }, '--pid', String(w.pids[0]), '--json');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).targets[0].name, 'db1');
+  } finally {
+    await w.stop();
+    rmSync(stateDir, { recursive: true, force: true });
   }
 });
 

@@ -18,6 +18,8 @@ import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';
 import { publishTuner } from '../src/report/publish.js';
 import { readHistoryFile } from '../src/report/history-file.js';
 import { EventEmitter } from 'node:events';
+import { Region } from '../src/region.js';
+import { Registry } from '../src/safety/registry.js';
 
 const PAGE = 4096;
 
@@ -322,6 +324,34 @@ test('publishTuner writes each decision to the state file and keeps the history 
     assert.deepEqual(h.snapshots.map((s) => s.counters.pages_sharing).slice(0, 3), [100, 200, 300]);
     assert.deepEqual(h.decisions.map((d) => d.reason), ['new VM 4242: scan first, merge second']);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('publishTuner\'s history names a registered process by its registered name, as top and status do', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-publish-names-'));
+  const stateBefore = process.env.PAGEFUSE_STATE_DIR;
+  process.env.PAGEFUSE_STATE_DIR = dir; // the registry the default source reads
+  const region = Region.alloc(16 * PAGE, { hugepages: 'never' });
+  try {
+    new Uint8Array(region.buffer).fill(7);
+    region.advise('mergeable'); // so this process is listed with KSM state
+    new Registry({ stateDir: dir }).add({ pid: process.pid, name: 'web1', merge: true, via: 'register' });
+    const historyPath = join(dir, 'history.json');
+    const stop = publishTuner(new EventEmitter(), { statePath: join(dir, 'tuner.json'), historyPath, sampleMs: 20 }, (err) => assert.fail(err));
+    let names: string[] = [];
+    for (let i = 0; i < 200 && names.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      const h = await readHistoryFile(historyPath).catch(() => undefined);
+      names = (h?.snapshots ?? []).flatMap((s) => s.processes.filter((p) => p.pid === process.pid).map((p) => p.name));
+    }
+    stop();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(names[0], 'web1');
+  } finally {
+    if (stateBefore === undefined) delete process.env.PAGEFUSE_STATE_DIR;
+    else process.env.PAGEFUSE_STATE_DIR = stateBefore;
+    region.dispose();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -5,7 +5,7 @@ import { PagefuseError } from '../errors.js';
 import { ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { scan, type ScanMode, type ScanResult, type TargetScan } from '../scan/scan.js';
 import { readablePids } from '../scan/pids.js';
-import { discoverVms } from '../vm/discover.js';
+import { discoverVms } from '../safety/vms.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
 
 const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--threads N] [--json]
@@ -164,7 +164,7 @@ function printTable(r: ScanResult, now: (KsmNow | undefined)[], pageSize: number
     `${formatTable(['process', 'scanned', 'zero', 'dup inside', 'shared w/ others', 'merging (est.)', 'would save', 'ksm now (merging+zero)'], rows)}\n\n`,
   );
   if (r.targets.length > 1 && r.targets.length <= 16) {
-    const names = r.targets.map((t) => String(t.pid));
+    const names = r.targets.map(label);
     const matrix = r.sharing.map((row, i) => [names[i], ...row.map((v) => v)]);
     process.stdout.write(
       `duplicate pages between processes (off the diagonal: distinct contents both hold; on it: duplicate pages inside the process):\n${formatTable(['', ...names], matrix)}\n\n`,
@@ -228,8 +228,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const { procRoot } = ksmOptionsFromEnv();
   const listed = values.pid !== undefined;
-  // --vms: the VMMs discovery finds (src/vm/), each named as its VMM names it (QEMU's -name guest=…).
-  const vms = values.vms ? await discoverVms(procRoot === undefined ? {} : { procRoot }) : [];
+  // --vms: the VMs discovery finds (VMMs in /proc and registered processes). Every target that is a VM
+  // is named as status and top name it: registered name, else the VMM's (QEMU's -name guest=…).
+  const vms = await discoverVms(procRoot === undefined ? {} : { procRoot });
   const names = new Map(vms.map((vm) => [vm.pid, vm.name]));
   const pids = listed ? parsePids(values.pid ?? [], positionals) : values.vms ? vms.map((vm) => vm.pid) : readablePids(procRoot);
   if (pids.length === 0) {

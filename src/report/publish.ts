@@ -3,7 +3,7 @@
 import type { DecisionRecord } from './model.js';
 import { tunerStatePath, writeTunerState } from './tuner-state.js';
 import { writeHistoryFile } from './history-file.js';
-import { HostSource, type SnapshotSource } from './source.js';
+import { hostSource, type SnapshotSource } from './source.js';
 import { Sampler } from './sampler.js';
 import type { TuneDecision } from '../tune/tuner.js';
 
@@ -21,6 +21,7 @@ export interface PublishOptions {
   sampleMs?: number;
   /** Snapshots kept in the history file (default 8640: a day at 10 s). */
   capacity?: number;
+  /** Default: this host, with VMs named as top and status name them (hostSource()). */
   source?: SnapshotSource;
 }
 
@@ -49,8 +50,10 @@ export function decisionRecord(d: TuneDecision): DecisionRecord {
 export function publishTuner(tuner: DecisionSource, options: PublishOptions = {}, onError: (err: Error) => void = () => undefined): () => void {
   const decisions: DecisionRecord[] = [];
   let sampler: Sampler | undefined;
+  let stopped = false;
   const saveHistory = (): void => {
-    if (options.historyPath === undefined || sampler === undefined) return;
+    // A sample still being read when stop() was called is not written after it.
+    if (stopped || options.historyPath === undefined || sampler === undefined) return;
     writeHistoryFile(options.historyPath, { snapshots: sampler.history.toArray(), decisions }).catch(onError);
   };
   const onDecision = (d: TuneDecision): void => {
@@ -61,7 +64,7 @@ export function publishTuner(tuner: DecisionSource, options: PublishOptions = {}
   };
   tuner.on('decision', onDecision);
   if (options.historyPath !== undefined) {
-    sampler = new Sampler(options.source ?? new HostSource({ tunerStatePath: tunerStatePath(options.statePath) }), {
+    sampler = new Sampler(options.source ?? hostSource({ tunerStatePath: tunerStatePath(options.statePath) }), {
       intervalMs: options.sampleMs ?? 10_000,
       capacity: options.capacity ?? 8640,
     });
@@ -70,6 +73,7 @@ export function publishTuner(tuner: DecisionSource, options: PublishOptions = {}
     sampler.start();
   }
   return () => {
+    stopped = true;
     tuner.off('decision', onDecision);
     sampler?.stop();
   };

@@ -12,7 +12,7 @@ import { listKsmProcesses } from '../ksm/process.js';
 import { FrameInfo, readFootprint, type Footprint } from '../ksm/footprint.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
-import { discoverVms } from '../safety/vms.js';
+import { vmNames as discoverVmNames } from '../safety/vms.js';
 
 export interface SnapshotSource {
   read(): Promise<Snapshot>;
@@ -143,8 +143,7 @@ function footprintFields(fp: Footprint | undefined): { pssBytes?: number; zeroMa
 
 /** VM discovery as the report needs it: pid → guest name, for VMMs and registered processes (by their registered name). */
 export async function vmNames(procRoot?: string): Promise<Map<number, string>> {
-  const vms = await discoverVms(procRoot === undefined ? {} : { procRoot });
-  return new Map(vms.map((v) => [v.pid, v.name]));
+  return discoverVmNames(procRoot === undefined ? {} : { procRoot });
 }
 
 /** This host, with VM names from VM discovery. */

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { Ksm, type KsmOptions } from '../ksm/ksm.js';
 import { listKsmProcesses } from '../ksm/process.js';
 import { numaTopology } from '../numa/topology.js';
-import { discoverVms } from '../vm/discover.js';
 import { PAGE_SIZE } from '../region.js';
 import { evaluateAudit, type AuditResult, type AuditSnapshot } from './audit.js';
 import { admission, unshareExposure, type Admission, type Exposure } from './exposure.js';
@@ -12,6 +11,7 @@ import { readMemInfo } from '../host/meminfo.js';
 import { findKsmtuned, ksmBootSwitches } from '../host/ksm-services.js';
 import { readIsolation, type Isolation } from './isolation.js';
 import { Registry } from './registry.js';
+import { vmNames as discoverVmNames } from './vms.js';
 import { invalidNumber, throwIfAborted } from '../errors.js';
 
 export interface HostOptions extends KsmOptions {
@@ -74,8 +74,8 @@ export async function collectAuditSnapshot(options: HostOptions = {}): Promise<A
   const mem = await readMemInfo(procRoot);
   const registry = options.registry ?? new Registry({ procRoot });
   const { processes } = await listKsmProcesses({ procRoot, includeRegistered: true });
-  // A VM by its guest name (-name guest=web1, --id…), as top, serve and the scan name it.
-  const vmNames = new Map((await discoverVms({ procRoot })).map((vm) => [vm.pid, vm.name]));
+  // A VM by its registered name, else its guest name (-name guest=web1, --id…), as top, serve and the scan name it.
+  const vmNames = await discoverVmNames({ procRoot, registry });
   const settings = state?.settings ?? {};
   return {
     ksmAvailable: available,

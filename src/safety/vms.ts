@@ -17,3 +17,12 @@ export async function discoverVms(options: DiscoverVmsOptions = {}): Promise<VmI
   const registered = source === false ? [] : source.list();
   return discoverInProc({ ...rest, registered: [...registered, ...(rest.registered ?? [])] });
 }
+
+/**
+ * The one naming of VMs every output uses (status, top, serve, report, the tuner's history, audit, scan):
+ * pid → the name it was registered under, else QEMU's -name guest=… (or the VMM's own id), for the
+ * processes discovery finds. Processes that are no VM keep their command name (comm), which callers add.
+ */
+export async function vmNames(options: DiscoverVmsOptions = {}): Promise<Map<number, string>> {
+  return new Map((await discoverVms(options)).map((vm) => [vm.pid, vm.name]));
+}
