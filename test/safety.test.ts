@@ -137,6 +137,19 @@ test('the registry lists live processes with their tenant and forgets exited one
   });
 });
 
+test('a registry read under another proc root leaves the host\'s registrations in place', async () => {
+  await withRegistry(async (registry, stateDir) => {
+    registry.add({ pid: process.pid, tenant: 'acme', merge: true, via: 'register' });
+    const emptyProc = await mkdtemp(join(tmpdir(), 'pf-proc-'));
+    try {
+      assert.deepEqual(new Registry({ stateDir, procRoot: emptyProc }).list(), []);
+      assert.deepEqual(registry.list().map((x) => x.pid), [process.pid]);
+    } finally {
+      await rm(emptyProc, { recursive: true, force: true });
+    }
+  });
+});
+
 test('registering a process that does not exist is ESRCH', async () => {
   await withRegistry((registry) => {
     assert.throws(() => registry.add({ pid: 999999999, merge: true, via: 'x' }), { code: 'ESRCH' });

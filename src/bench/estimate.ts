@@ -1,10 +1,10 @@
 // The scan estimate against what ksmd actually merges: guests sharing a common image (plus unique and
 // zero-filled pages) are scanned, then ksmd merges them at full speed, and the two are compared.
 // Needs root (it drives ksmd); every knob it touches is put back.
-import { randomFillSync } from 'node:crypto';
 import { access, constants, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Region } from '../region.js';
+import type { Region } from '../region.js';
+import { guestRegions, type GuestSizes } from '../workload/layout.js';
 import { scan } from '../scan/scan.js';
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { parseKsmStat } from '../ksm/process.js';
@@ -14,12 +14,7 @@ import { findOtherTuners } from '../host/lock.js';
 import { savedPages } from '../ksm/counters.js';
 import { KnobGuard } from '../ksm/snapshot.js';
 
-export interface GuestSizes {
-  guests: number;
-  commonMiB: number;
-  uniqueMiB: number;
-  zeroMiB: number;
-}
+export type { GuestSizes } from '../workload/layout.js';
 
 export interface EstimateResult {
   guests: number;
@@ -111,32 +106,9 @@ function errorPercent(predicted: number, actual: number): number {
   return actual === 0 ? (predicted === 0 ? 0 : 100) : Number(((Math.abs(predicted - actual) / actual) * 100).toFixed(2));
 }
 
-/** Fills guest regions: the same common image in each, then unique pages, then written zero pages. */
-export function makeGuests(sizes: GuestSizes): Region[] {
-  const MiB = 1024 * 1024;
-  const image = new Uint8Array(sizes.commonMiB * MiB);
-  randomFillSync(image);
-  const regions: Region[] = [];
-  try {
-    for (let g = 0; g < sizes.guests; g++) {
-      const bytes = (sizes.commonMiB + sizes.uniqueMiB + sizes.zeroMiB) * MiB;
-      const r = Region.alloc(bytes, { hugepages: 'never' });
-      regions.push(r);
-      const view = new Uint8Array(r.buffer);
-      view.set(image, 0);
-      randomFillSync(view, image.length, sizes.uniqueMiB * MiB);
-      view.fill(0, image.length + sizes.uniqueMiB * MiB);
-    }
-  } catch (err) {
-    for (const r of regions) r.dispose();
-    throw err;
-  }
-  return regions;
-}
-
 export async function benchEstimate(sizes: GuestSizes, timeoutS: number): Promise<EstimateResult> {
   const ksm = new Ksm(ksmOptionsFromEnv());
-  const regions = makeGuests(sizes);
+  const regions = guestRegions(sizes);
   const restore = await holdKnobs(ksm);
   try {
     const estimate = await scan(regions, { mode: 'exact' });

@@ -7,7 +7,8 @@ import { PAGE_SIZE, type Region } from '../region.js';
 import { scan } from '../scan/scan.js';
 import { Tuner } from '../tune/tuner.js';
 import { defaultConfig } from '../tune/config.js';
-import { benchBaseline, disposeGuests, holdKnobs, makeGuests, selfMergingPages, type GuestSizes } from './estimate.js';
+import { benchBaseline, disposeGuests, holdKnobs, selfMergingPages } from './estimate.js';
+import { guestRegions, type GuestSizes } from '../workload/layout.js';
 import { savedPages } from '../ksm/counters.js';
 import { KsmdClock } from '../host/ksmd.js';
 
@@ -74,7 +75,7 @@ function drivers(quick: boolean): Driver[] {
 
 async function runDriver(ksm: Ksm, driver: Driver, sizes: GuestSizes, capS: number): Promise<TunerRow> {
   await ksm.configure({ ...benchBaseline((await ksm.read()).settings), run: 0, pages_to_scan: 100, sleep_millisecs: 20 });
-  const guests = makeGuests(sizes);
+  const guests = guestRegions(sizes);
   try {
     const estimate = await scan(guests, { mode: 'exact' });
     const predicted = estimate.mergingPages;

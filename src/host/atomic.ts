@@ -4,8 +4,12 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { explain } from '../errors.js';
 
+let tempSerial = 0;
+
+/** A temp name no other write can hold: the pid keeps processes apart, the serial keeps this one's writes apart. */
 function tempBeside(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
+  tempSerial += 1;
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${tempSerial.toString(36)}.tmp`);
 }
 
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {

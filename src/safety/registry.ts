@@ -68,7 +68,7 @@ export class Registry {
 
   constructor(options: RegistryOptions = {}) {
     this.stateDir = options.stateDir ?? defaultStateDir();
-    this.procRoot = options.procRoot ?? '/proc';
+    this.procRoot = options.procRoot ?? DEFAULT_PROC_ROOT;
   }
 
   private get dir(): string {
@@ -132,6 +132,9 @@ export class Registry {
         continue; // removed or being replaced meanwhile
       }
       if (processStartTime(reg.pid, this.procRoot) !== reg.startTime) {
+        // Only the host's own /proc can say a registered process is gone; under another root (a fixture,
+        // a container's view) the entry is just not listed, never deleted.
+        if (this.procRoot !== DEFAULT_PROC_ROOT) continue;
         try {
           this.remove(reg.pid);
         } catch {

@@ -2,10 +2,14 @@
 // tuner: each child holds a common "guest image" shared by all, zero pages, pages of its own, and
 // pages it rewrites at a chosen rate. Children are stopped with stop(), and die with their parent.
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PAGE_SIZE } from '../region.js';
 import { PagefuseError, invalidNumber } from '../errors.js';
 import { mix } from './content.js';
+import { achievablePages, layoutPages, type GuestLayout } from './layout.js';
 
 export interface WorkloadSpec {
   /** Number of child processes. */
@@ -34,18 +38,17 @@ export interface WorkloadSpec {
    * allocates, so the cgroup is charged for the workload's memory (root).
    */
   cgroup?: string;
+  /**
+   * Start each child as a VM monitor is seen: through a `qemu-system-x86_64` symlink to node, with
+   * `-name guest=<namePrefix><i>` (i from 1) and `-m <MiB>` on its command line, so VM discovery, the
+   * tuner and the daemon find it. Default: plain node children (found only when registered).
+   */
+  asQemu?: { namePrefix: string };
 }
 
-/** @internal The spec each child gets. */
-export interface ChildSpec {
-  imagePages: number;
-  layers?: { seed: number; pages: number }[];
-  zeroPages: number;
-  uniquePages: number;
-  volatilePages: number;
+/** @internal The spec each child gets: its layout, and how to run it. */
+export interface ChildSpec extends GuestLayout {
   rewriteIntervalMs: number;
-  imageSeed: number;
-  seed: number;
   mergeable: boolean;
   hugepages: 'default' | 'never' | 'always';
   cgroup?: string;
@@ -70,6 +73,8 @@ export interface WorkloadExpectation {
   duplicatePages: number;
   /** Pages of contents present twice or more (what Σ ksm_merging_pages reaches, zero pages aside). */
   mergingPages: number;
+  /** Pages KSM saves once every stable page has merged, use_zero_pages=0: duplicates plus all zero pages but one. */
+  achievablePages: number;
 }
 
 export interface WorkloadChild {
@@ -100,12 +105,14 @@ export class Workload {
   readonly children: readonly WorkloadChild[];
   readonly expected: WorkloadExpectation;
   private readonly procs: ChildProcess[];
+  private readonly cleanup: () => void;
   private stopped = false;
 
-  private constructor(procs: ChildProcess[], children: WorkloadChild[], expected: WorkloadExpectation) {
+  private constructor(procs: ChildProcess[], children: WorkloadChild[], expected: WorkloadExpectation, cleanup: () => void) {
     this.procs = procs;
     this.children = children;
     this.expected = expected;
+    this.cleanup = cleanup;
   }
 
   get pids(): number[] {
@@ -139,9 +146,18 @@ export class Workload {
     const entry = childEntry();
     const procs: ChildProcess[] = [];
     const ready: Promise<ChildReady>[] = [];
+    // A directory holding the qemu-system-x86_64 symlink, removed by stop() (or here on failure).
+    const qemuDir = spec.asQemu === undefined ? undefined : mkdtempSync(join(tmpdir(), 'pagefuse-guests-'));
+    const execPath = qemuDir === undefined ? process.execPath : join(qemuDir, 'qemu-system-x86_64');
+    if (qemuDir !== undefined) symlinkSync(process.execPath, execPath);
+    const removeQemuDir = (): void => {
+      if (qemuDir !== undefined) rmSync(qemuDir, { recursive: true, force: true });
+    };
     for (let i = 0; i < n; i++) {
       const mine: ChildSpec = { ...child, seed: mix(spec.seed ?? 1, i + 1) };
-      const cp = fork(entry.path, [JSON.stringify(mine)], { execArgv: entry.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      const vmArgs =
+        spec.asQemu === undefined ? [] : ['-name', `guest=${spec.asQemu.namePrefix}${i + 1}`, '-m', String(Math.ceil((layoutPages(mine) * PAGE_SIZE) / 2 ** 20))];
+      const cp = fork(entry.path, [JSON.stringify(mine), ...vmArgs], { execPath, execArgv: entry.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       live.add(cp);
       cp.once('exit', () => live.delete(cp));
       procs.push(cp);
@@ -170,10 +186,12 @@ export class Workload {
         uniquePages: I + n * child.uniquePages,
         duplicatePages: (n - 1) * I,
         mergingPages: n > 1 ? n * I : 0,
+        achievablePages: achievablePages(child, n),
       };
-      return new Workload(procs, reports.map((r) => ({ pid: r.pid, pages: r.pages })), expected);
+      return new Workload(procs, reports.map((r) => ({ pid: r.pid, pages: r.pages })), expected, removeQemuDir);
     } catch (err) {
       for (const cp of procs) cp.kill('SIGKILL');
+      removeQemuDir();
       throw err;
     } finally {
       clearTimeout(timer);
@@ -194,6 +212,7 @@ export class Workload {
           }),
       ),
     );
+    this.cleanup();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
