@@ -1,37 +1,19 @@
-// pagefuse status / set / start / stop / unmerge, run as a user would (node --import tsx src/cli/bin.ts):
-// output checked against sysfs, and every refused call leaves every knob as it was.
+// pagefuse status / set / start / stop / unmerge, run as an install runs them (helpers/cli.ts, the built
+// CLI): output checked against sysfs, and every refused call leaves every knob as it was.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ksm, Region, PAGE_SIZE, processKsm } from '../src/index.js';
+import { builtBin, runCliAsync, type CliOptions, type CliResult } from './helpers/cli.js';
 import { mergeAndWait, selfKsm, withKsm } from './helpers/ksm.js';
 
-const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
+const bin = builtBin();
+const cli = (args: string[], options: CliOptions = {}): Promise<CliResult> => runCliAsync(args, { ...options, bin });
+const nobody = { uid: 65534, gid: 65534 };
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], options: { env?: Record<string, string>; uid?: number; gid?: number } = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', BIN, ...args],
-      { env: { ...process.env, ...options.env }, uid: options.uid, gid: options.gid, timeout: 60_000 },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-function oneLine(r: Result, pattern: RegExp): void {
+function oneLine(r: CliResult, pattern: RegExp): void {
   const lines = r.stderr.trimEnd().split('\n');
   assert.equal(lines.length, 1, `one line on stderr, got:\n${r.stderr}`);
   assert.match(lines[0], pattern);
@@ -49,7 +31,7 @@ test('status --json has the documented shape with the values sysfs and /proc giv
     await mergeAndWait(ksm, r);
     await ksm.stop(); // hold the counters still while both sides read them
     const r1 = await cli(['status', '--json']);
-    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(r1.status, 0, r1.stderr);
     const out = JSON.parse(r1.stdout);
     const state = await ksm.read();
     assert.deepEqual(Object.keys(out).slice(0, 3), ['ksm', 'savings', 'processes']);
@@ -79,14 +61,14 @@ test('status --json has the documented shape with the values sysfs and /proc giv
   });
 });
 
-test('status for people: run state, savings, ratio, knobs, counters and the process table; --top limits it', async (t) => {
+test('status prints the run state, savings, sharing ratio, knobs, counters and the process table', async (t) => {
   await withKsm(t, async (ksm) => {
     using r = mergedRegion(24, 0x22);
     await mergeAndWait(ksm, r);
     await ksm.stop();
     const { counters } = await ksm.read();
     const r1 = await cli(['status']);
-    assert.equal(r1.code, 0, r1.stderr);
+    assert.equal(r1.status, 0, r1.stderr);
     assert.match(r1.stdout, /^KSM: stopped \(run=0; merged pages stay merged\)\n/);
     const ratio = (counters.pages_sharing! / counters.pages_shared!).toFixed(2);
     assert.match(r1.stdout, /\nsaved .* = KSM pages .* \+ KSM zero pages .* \+ THP-split zero pages .*\n/);
@@ -95,80 +77,103 @@ test('status for people: run state, savings, ratio, knobs, counters and the proc
     assert.match(r1.stdout, new RegExp(`\\n {2}pages_sharing +${counters.pages_sharing}\\n`));
     assert.match(r1.stdout, /\nPID +NAME +SAVED +PSS +MERGING +ZERO +KERNEL_PROFIT\n/);
     assert.match(r1.stdout, new RegExp(`\\n${process.pid} +\\S+ +[\\d.]+ KiB +[\\d.]+ MiB +24 +0 +[\\d.]+ KiB\\n`));
-    const r0 = await cli(['status', '--top', '0']);
-    assert.equal(r0.code, 0);
-    assert.doesNotMatch(r0.stdout, /\nPID /);
-    assert.match(r0.stdout, /processes with KSM state or mergeable memory, most saved first \(top 0 of \d+\):/);
   });
 });
 
-test('status refuses a bad --top, and says when KSM is absent (exit 1, available:false in JSON)', async () => {
+test('status --top 0 leaves the process table out and says how many there were', async () => {
+  const r0 = await cli(['status', '--top', '0']);
+  assert.equal(r0.status, 0, r0.stderr);
+  assert.doesNotMatch(r0.stdout, /\nPID /);
+  assert.match(r0.stdout, /processes with KSM state or mergeable memory, most saved first \(top 0 of \d+\):/);
+});
+
+test('status refuses a bad --top and an unknown flag with one line, exit 2', async () => {
   for (const args of [['--top', 'x'], ['--top=-1'], ['--top', '1.5'], ['--bogus']]) {
     const r = await cli(['status', ...args]);
-    assert.equal(r.code, 2, args.join(' '));
+    assert.equal(r.status, 2, args.join(' '));
     oneLine(r, /^pagefuse status: /);
     assert.equal(r.stdout, '');
   }
-  const env = { PAGEFUSE_KSM_SYSFS: '/nonexistent/ksm' };
-  const human = await cli(['status'], { env });
-  assert.equal(human.code, 1);
+});
+
+const noKsm = { env: { PAGEFUSE_KSM_SYSFS: '/nonexistent/ksm' } };
+
+test('status without KSM in the kernel says so on one line, exit 1', async () => {
+  const human = await cli(['status'], noKsm);
+  assert.equal(human.status, 1);
   oneLine(human, /^pagefuse status: KSM is not available: \/nonexistent\/ksm does not exist/);
-  const json = await cli(['status', '--json'], { env });
-  assert.equal(json.code, 1);
+});
+
+test('status --json without KSM in the kernel prints available: false, exit 1', async () => {
+  const json = await cli(['status', '--json'], noKsm);
+  assert.equal(json.status, 1);
   assert.deepEqual(JSON.parse(json.stdout), {
     ksm: { available: false, settings: {}, counters: {}, profit_bytes: 0 },
     processes: [],
   });
-  const help = await cli(['status', '--help']);
-  assert.equal(help.code, 0);
-  assert.match(help.stdout, /^usage: pagefuse status \[--json\] \[--top N\]/);
 });
 
-test('status works without root (read-only); set without root says it needs root and changes nothing', async (t) => {
+test('status, set, start, stop and unmerge --help print their usage on stdout, exit 0', async () => {
+  for (const [cmd, usage] of [['status', 'status [--json] [--top N]'], ['set', 'set'], ['start', 'start'], ['stop', 'stop'], ['unmerge', 'unmerge']]) {
+    const h = await cli([cmd, '--help']);
+    assert.equal(h.status, 0, cmd);
+    assert.ok(h.stdout.startsWith(`usage: pagefuse ${usage}`), h.stdout);
+  }
+});
+
+test('status works without root and reads the knobs; root-owned processes are counted, not shown', async (t) => {
   await withKsm(t, async (ksm) => {
-    const nobody = { uid: 65534, gid: 65534 };
     const r = await cli(['status', '--json'], nobody);
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout);
     assert.deepEqual(out.ksm.settings, (await ksm.read()).settings);
     assert.ok(out.processes_unreadable > 0, 'root-owned processes are counted, not shown');
+  });
+});
+
+test('set without root says it needs root on one line, exit 1, and changes nothing', async (t) => {
+  await withKsm(t, async (ksm) => {
     const before = (await ksm.read()).settings;
     const s = await cli(['set', 'sleep_millisecs=9'], nobody);
-    assert.equal(s.code, 1);
+    assert.equal(s.status, 1);
     oneLine(s, /^pagefuse set: needs root: writing \/sys\/kernel\/mm\/ksm\/sleep_millisecs$/);
     assert.deepEqual((await ksm.read()).settings, before);
   });
 });
 
-test('set writes knobs and prints what they read back; start, stop and unmerge drive run', async (t) => {
+test('set writes knobs and prints what they read back', async (t) => {
   await withKsm(t, async (ksm) => {
     const r = await cli(['set', 'sleep_millisecs=7', 'pages_to_scan=1234', 'use_zero_pages=on']);
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'sleep_millisecs=7 pages_to_scan=1234 use_zero_pages=1\n');
     const s = (await ksm.read()).settings;
     assert.deepEqual([s.sleep_millisecs, s.pages_to_scan, s.use_zero_pages], [7, 1234, 1]);
+  });
+});
 
-    assert.equal((await cli(['start'])).code, 0);
+test('start sets run=1 and stop sets run=0', async (t) => {
+  await withKsm(t, async (ksm) => {
+    const start = await cli(['start']);
+    assert.equal(start.status, 0, start.stderr);
     assert.equal(await ksm.get('run'), 1);
     const stop = await cli(['stop']);
-    assert.equal(stop.code, 0);
+    assert.equal(stop.status, 0, stop.stderr);
     assert.match(stop.stdout, /^ksmd stopped \(run=0\)/);
     assert.equal(await ksm.get('run'), 0);
+  });
+});
 
+test('unmerge unmerges every KSM page and leaves ksmd stopped with run=2', async (t) => {
+  await withKsm(t, async (ksm) => {
     using region = mergedRegion(16, 0x23);
     await mergeAndWait(ksm, region);
     assert.equal((await selfKsm()).mergingPages, 16);
     const u = await cli(['unmerge']);
-    assert.equal(u.code, 0, u.stderr);
+    assert.equal(u.status, 0, u.stderr);
     assert.match(u.stdout, /^unmerged every KSM page \(pages_sharing was \d+\); ksmd stays stopped \(run=2\)/);
     const { settings, counters } = await ksm.read();
     assert.deepEqual([settings.run, counters.pages_shared, counters.pages_sharing], [2, 0, 0]);
     assert.equal((await selfKsm()).mergingPages, 0);
-    for (const cmd of ['set', 'start', 'stop', 'unmerge']) {
-      const h = await cli([cmd, '--help']);
-      assert.equal(h.code, 0);
-      assert.match(h.stdout, new RegExp(`^usage: pagefuse ${cmd}`));
-    }
   });
 });
 
@@ -192,7 +197,7 @@ test('set refuses bad input with one line and exit 2, writing nothing', async (t
     for (const [args, message] of cases) {
       const before = (await ksm.read()).settings;
       const r = await cli(['set', ...args]);
-      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       oneLine(r, /^pagefuse set: /);
       assert.match(r.stderr, message);
       assert.equal(r.stdout, '');
@@ -201,50 +206,56 @@ test('set refuses bad input with one line and exit 2, writing nothing', async (t
   });
 });
 
-test('set follows the scan-time advisor rule on the real kernel, writing advisor_mode=none first', async (t) => {
+test('set refuses pages_to_scan while advisor_mode=scan-time, on one line, exit 2, writing nothing', async (t) => {
   await withKsm(t, async (ksm) => {
-    assert.equal((await cli(['set', 'advisor_mode=scan-time'])).code, 0);
+    await ksm.configure({ advisor_mode: 'scan-time' });
     const before = (await ksm.read()).settings;
-    assert.equal(before.advisor_mode, 'scan-time');
     const refused = await cli(['set', 'pages_to_scan=5000']);
-    assert.equal(refused.code, 2);
+    assert.equal(refused.status, 2);
     oneLine(refused, /pages_to_scan=5000 is refused while advisor_mode=scan-time .*set advisor_mode=none in the same call/);
     assert.deepEqual((await ksm.read()).settings, before);
+  });
+});
+
+test('set pages_to_scan with advisor_mode=none leaves scan-time first, so pages_to_scan holds', async (t) => {
+  await withKsm(t, async (ksm) => {
+    await ksm.configure({ advisor_mode: 'scan-time' });
     // The kernel resets pages_to_scan to 100 when the advisor is switched off: written in the other
     // order, this would end at 100 (or fail with EINVAL).
     const r = await cli(['set', 'pages_to_scan=5000', 'advisor_mode=none']);
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.status, 0, r.stderr);
     const after = (await ksm.read()).settings;
     assert.deepEqual([after.advisor_mode, after.pages_to_scan], ['none', 5000]);
   });
 });
 
-test('a kernel refusal: exit 1, one line, every knob as it was', async (t) => {
+test('set merge_across_nodes while pages are shared: the kernel refuses, exit 1, one line, every knob as it was', async (t) => {
   await withKsm(t, async (ksm) => {
     using r = mergedRegion(16, 0x24);
     await mergeAndWait(ksm, r);
     await ksm.stop();
     const before = (await ksm.read()).settings;
     const busy = await cli(['set', 'sleep_millisecs=3', 'merge_across_nodes=0']);
-    assert.equal(busy.code, 1);
+    assert.equal(busy.status, 1);
     oneLine(busy, /^pagefuse set: cannot change merge_across_nodes while KSM pages are shared \(pages_shared=\d+\); pages are shared; unmerge first \(pagefuse set merge_across_nodes=0 --unmerge-first/);
     assert.deepEqual((await ksm.read()).settings, before);
-
-    // A write the kernel refuses half-way (a read-only attribute in a fake tree): the first is put back.
-    const dir = await mkdtemp(join(tmpdir(), 'pagefuse-cli-ksm-'));
-    try {
-      for (const [f, v] of Object.entries({ run: '0', sleep_millisecs: '20', pages_to_scan: '100' })) await writeFile(join(dir, f), `${v}\n`);
-      await symlink('/sys/kernel/mm/ksm/pages_shared', join(dir, 'stable_node_chains_prune_millisecs'));
-      const half = await cli(['set', 'sleep_millisecs=3', 'stable_node_chains_prune_millisecs=5'], {
-        env: { PAGEFUSE_KSM_SYSFS: dir },
-      });
-      assert.equal(half.code, 1);
-      oneLine(half, new RegExp(`^pagefuse set: needs root: writing ${dir}/stable_node_chains_prune_millisecs$`));
-      assert.equal(await readFile(join(dir, 'sleep_millisecs'), 'utf8'), '20\n');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
   });
+});
+
+test('set refused half-way (a read-only knob in a fake tree) puts the knobs it wrote back', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'pagefuse-cli-ksm-'));
+  try {
+    for (const [f, v] of Object.entries({ run: '0', sleep_millisecs: '20', pages_to_scan: '100' })) await writeFile(join(dir, f), `${v}\n`);
+    await symlink('/sys/kernel/mm/ksm/pages_shared', join(dir, 'stable_node_chains_prune_millisecs'));
+    const half = await cli(['set', 'sleep_millisecs=3', 'stable_node_chains_prune_millisecs=5'], {
+      env: { PAGEFUSE_KSM_SYSFS: dir },
+    });
+    assert.equal(half.status, 1);
+    oneLine(half, new RegExp(`^pagefuse set: needs root: writing ${dir}/stable_node_chains_prune_millisecs$`));
+    assert.equal(await readFile(join(dir, 'sleep_millisecs'), 'utf8'), '20\n');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('set merge_across_nodes=0 --unmerge-first switches while pages are shared and puts run back', async (t) => {
@@ -256,7 +267,7 @@ test('set merge_across_nodes=0 --unmerge-first switches while pages are shared a
     // ksmd re-merges two passes after run comes back: slow it so the unmerge can be seen.
     await ksm.configure({ sleep_millisecs: 500 });
     const off = await cli(['set', 'merge_across_nodes=0', '--unmerge-first']);
-    assert.equal(off.code, 0, off.stderr);
+    assert.equal(off.status, 0, off.stderr);
     assert.equal(off.stdout, 'merge_across_nodes=0\n');
     assert.equal(await ksm.get('merge_across_nodes'), 0);
     assert.equal(await ksm.get('run'), 1);
@@ -265,7 +276,7 @@ test('set merge_across_nodes=0 --unmerge-first switches while pages are shared a
     await mergeAndWait(ksm, undefined, { scans: 2 });
     assert.equal((await selfKsm()).mergingPages, 16);
     const on = await cli(['set', 'merge_across_nodes=1', '--unmerge-first']);
-    assert.equal(on.code, 0, on.stderr);
+    assert.equal(on.status, 0, on.stderr);
     assert.equal(await ksm.get('merge_across_nodes'), 1);
     assert.equal(await ksm.get('run'), 1);
   });
