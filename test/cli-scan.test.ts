@@ -1,7 +1,7 @@
-// pagefuse scan, run as a user would (node --import tsx src/cli/bin.ts).
-import { test } from 'node:test';
+// pagefuse scan, run as an install runs it (helpers/cli.ts, the built CLI).
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { builtBin, runCliAsync, type CliResult } from './helpers/cli.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,59 +11,58 @@ import { holdKsmLockForFile } from './helpers/hold-lock.js';
 
 holdKsmLockForFile(); // the workload children hold mergeable memory
 
-const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
+const bin = builtBin();
+const cli = (...args: string[]): Promise<CliResult> => runCliAsync(['scan', ...args], { bin });
+const cliWithEnv = (env: Record<string, string>, ...args: string[]): Promise<CliResult> => runCliAsync(['scan', ...args], { bin, env });
 
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
-function cli(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
-function cli(first: string | Record<string, string>, ...rest: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [env, args] = typeof first === 'string' ? [{}, [first, ...rest]] : [first, rest];
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', BIN, 'scan', ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+// Two processes: 512 identical image pages each, 10 zero pages each, 100 pages of their own.
+let w: Workload;
+before(async () => {
+  w = await Workload.start({ processes: 2, imagePages: 512, zeroPages: 10, uniquePages: 100, seed: 77 });
+});
+after(async () => {
+  await w?.stop();
+});
 
 test('pagefuse scan --pid prints a table per process, the sharing matrix and the estimate', async () => {
-  const w = await Workload.start({ processes: 2, imagePages: 512, zeroPages: 10, uniquePages: 100, seed: 77 });
-  try {
-    const r = await cli('--pid', String(w.pids[0]), '--pid', String(w.pids[1]));
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, new RegExp(`node\\[${w.pids[0]}\\]`));
-    assert.match(r.stdout, /duplicate pages between processes/);
-    assert.match(r.stdout, /estimate: merging would give back .* \(531 pages\)/);
-    assert.match(r.stdout, /  531 pages merged by KSM \(pages_sharing: 512 duplicate pages \+ 19 zero pages merged into one\)/);
-    assert.match(r.stdout, /merged so far: \d+/);
+  const r = await cli('--pid', String(w.pids[0]), '--pid', String(w.pids[1]));
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`node\\[${w.pids[0]}\\]`));
+  assert.match(r.stdout, /duplicate pages between processes/);
+  assert.match(r.stdout, /estimate: merging would give back .* \(531 pages\)/);
+  assert.match(r.stdout, /  531 pages merged by KSM \(pages_sharing: 512 duplicate pages \+ 19 zero pages merged into one\)/);
+  assert.match(r.stdout, /merged so far: \d+/);
+});
 
-    const j = await cli('--pid', w.pids.join(','), '--json', '--mode', 'fast');
-    assert.equal(j.code, 0, j.stderr);
-    const out = JSON.parse(j.stdout);
-    assert.equal(out.mode, 'fast');
-    assert.equal(out.pages, w.expected.pages);
-    assert.equal(out.zero_pages, 20);
-    assert.equal(out.duplicate_pages, 512);
-    assert.equal(out.unique_pages, w.expected.uniquePages);
-    assert.deepEqual(out.sharing, [[0, 512], [512, 0]]);
-    assert.equal(out.targets[0].pid, w.pids[0]);
-    assert.equal(out.targets[0].shared_with_others, 512);
-    assert.equal(typeof out.estimated_saved_bytes, 'number');
-    assert.equal(typeof out.bytes_per_second, 'number');
-    assert.equal(typeof out.targets[0].ksm_merging_pages, 'number');
+test('pagefuse scan --json --mode fast counts zero, duplicate and unique pages and the sharing matrix exactly', async () => {
+  const j = await cli('--pid', w.pids.join(','), '--json', '--mode', 'fast');
+  assert.equal(j.status, 0, j.stderr);
+  const out = JSON.parse(j.stdout);
+  assert.equal(out.mode, 'fast');
+  assert.equal(out.pages, w.expected.pages);
+  assert.equal(out.zero_pages, 20);
+  assert.equal(out.duplicate_pages, 512);
+  assert.equal(out.unique_pages, w.expected.uniquePages);
+  assert.deepEqual(out.sharing, [[0, 512], [512, 0]]);
+  assert.equal(out.targets[0].pid, w.pids[0]);
+  assert.equal(out.targets[0].shared_with_others, 512);
+  assert.equal(typeof out.estimated_saved_bytes, 'number');
+  assert.equal(typeof out.bytes_per_second, 'number');
+  assert.equal(typeof out.targets[0].ksm_merging_pages, 'number');
+});
 
-    const all = await cli('--all', '--json');
-    assert.equal(all.code, 0, all.stderr);
-    const pids = JSON.parse(all.stdout).targets.map((t: { pid: number }) => t.pid);
-    for (const pid of w.pids) assert.ok(pids.includes(pid), `--all lists ${pid}`);
-  } finally {
-    await w.stop();
-  }
+test('pagefuse scan --all --json lists every process it can read, the workload\'s among them', async () => {
+  const all = await cli('--all', '--json');
+  assert.equal(all.status, 0, all.stderr);
+  const pids = JSON.parse(all.stdout).targets.map((t: { pid: number }) => t.pid);
+  for (const pid of w.pids) assert.ok(pids.includes(pid), `--all lists ${pid}`);
 });
 
 test('pagefuse scan --json: the per-process merging and would-save columns sum to the totals', async () => {
   const w = await Workload.start({ processes: 3, imagePages: 300, zeroPages: 7, uniquePages: 50, seed: 78 });
   try {
     const j = await cli('--pid', w.pids.join(','), '--json');
-    assert.equal(j.code, 0, j.stderr);
+    assert.equal(j.status, 0, j.stderr);
     const out = JSON.parse(j.stdout);
     const sum = (k: string): number => out.targets.reduce((a: number, t: Record<string, number>) => a + t[k], 0);
     assert.equal(out.merging_pages, 3 * 300 + 21);
@@ -76,29 +75,34 @@ test('pagefuse scan --json: the per-process merging and would-save columns sum t
 });
 
 test('pagefuse scan names a registered process by its registered name, as status and top do', async () => {
-  const w = await Workload.start({ processes: 1, imagePages: 16, zeroPages: 0, uniquePages: 0, seed: 79 });
   const stateDir = mkdtempSync(join(tmpdir(), 'pf-scan-names-'));
   try {
     new Registry({ stateDir }).add({ pid: w.pids[0], name: 'db1', merge: true, via: 'register' });
-    const r = await cli({ PAGEFUSE_STATE_DIR: stateDir }, '--pid', String(w.pids[0]), '--json');
-    assert.equal(r.code, 0, r.stderr);
+    const r = await cliWithEnv({ PAGEFUSE_STATE_DIR: stateDir }, '--pid', String(w.pids[0]), '--json');
+    assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).targets[0].name, 'db1');
   } finally {
-    await w.stop();
     rmSync(stateDir, { recursive: true, force: true });
   }
 });
 
-test('pagefuse scan: usage errors exit 2, a missing process exits 1 with one line', async () => {
+test('pagefuse scan: usage errors are one line, exit 2', async () => {
   for (const args of [[], ['--all', '--vms'], ['--pid', 'abc'], ['--all', '--mode', 'slow'], ['--all', '--sample-rate', '3'], ['--all', 'extra']]) {
     const r = await cli(...args);
-    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.match(r.stderr, /^pagefuse scan: /);
   }
+});
+
+test('pagefuse scan of a process that does not exist is one line, exit 1', async () => {
   const gone = await cli('--pid', '4194000');
-  assert.equal(gone.code, 1);
+  assert.equal(gone.status, 1);
   assert.match(gone.stderr, /^pagefuse scan: process 4194000 does not exist \(or exited before it could be read\)\n$/);
+});
+
+test('pagefuse scan --help prints the usage on stdout, exit 0', async () => {
   const help = await cli('--help');
-  assert.equal(help.code, 0);
-  assert.match(help.stdout, /usage: pagefuse scan/);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /^usage: pagefuse scan/);
 });
