@@ -1,13 +1,15 @@
 // What a user sees on a mistake: one line on stderr that says what to write, and the exit status.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO, runCli } from './helpers/cli.js';
+import { REPO, builtBin, runCli as runSourceCli, type CliOptions } from './helpers/cli.js';
 import { durationFlag } from '../src/cli/common.js';
 import { EXIT_CODES } from '../src/cli/main.js';
+
+const bin = builtBin();
+const runCli = (args: string[], options: CliOptions = {}) => runSourceCli(args, { ...options, bin });
 
 test("a negative value after a flag: that flag's range error, not 'argument is ambiguous', exit 2", () => {
   for (const [args, line] of [
@@ -22,21 +24,30 @@ test("a negative value after a flag: that flag's range error, not 'argument is a
   }
 });
 
-test('durations are seconds everywhere, with ms, s, m and h accepted', () => {
+test('a duration with an unknown unit is refused with the units it takes, exit 2', () => {
   const r = runCli(['top', '--interval', '2x']);
+  assert.equal(r.status, 2);
   assert.equal(r.stderr, "pagefuse top: --interval must be a duration from 50ms to 24h (seconds, or with ms, s, m or h), got '2x'\n");
+});
+
+test('durations are seconds, with ms, s, m and h accepted', () => {
   for (const [value, seconds] of [['1.5', 1.5], ['500ms', 0.5], ['30s', 30], ['2m', 120], ['1h', 3600]] as const) {
     assert.equal(durationFlag('x', 'interval', value, { min: 0, max: 86_400 }), seconds, value);
   }
 });
 
-test('--version prints the package version, and --help the exit statuses', () => {
+test('--version prints the package version', () => {
   const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
   const v = runCli(['--version']);
   assert.equal(v.status, 0);
   assert.equal(v.stdout, `pagefuse ${pkg.version}\n`);
+});
+
+test('--help prints the usage on stdout, ending with the exit-status table, exit 0', () => {
   const h = runCli(['--help']);
   assert.equal(h.status, 0);
+  assert.equal(h.stderr, '');
+  assert.match(h.stdout, /^usage: pagefuse <command> \[options\]\n/);
   assert.ok(h.stdout.endsWith(EXIT_CODES), 'the exit-status table ends the top-level help');
   for (const code of ['0', '1', '2', '125', '126', '127']) assert.match(EXIT_CODES, new RegExp(`\\b${code}\\b`));
 });
@@ -46,14 +57,7 @@ test('tune without root: one line that says the tuner lock needs root, not a bar
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lock-')); // 0700, root's
   try {
     const lock = join(dir, 'tune.lock');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'tune', '--once', '--force'], {
-      cwd: REPO,
-      encoding: 'utf8',
-      uid: 65534,
-      gid: 65534,
-      env: { ...process.env, PAGEFUSE_TUNE_LOCK: lock },
-      timeout: 30_000,
-    });
+    const r = runCli(['tune', '--once', '--force'], { uid: 65534, gid: 65534, env: { PAGEFUSE_TUNE_LOCK: lock }, timeoutMs: 30_000 });
     assert.equal(r.status, 1, r.stderr);
     assert.equal(r.stderr, `pagefuse tune: needs root: creating the tuner lock ${lock} (PAGEFUSE_TUNE_LOCK names another file)\n`);
   } finally {
@@ -61,15 +65,11 @@ test('tune without root: one line that says the tuner lock needs root, not a bar
   }
 });
 
-test('no command: the usage on stderr, nothing on stdout, exit 2; --help: on stdout, exit 0', () => {
+test('no command: the usage on stderr, nothing on stdout, exit 2', () => {
   const none = runCli([]);
   assert.equal(none.status, 2);
   assert.equal(none.stdout, '');
   assert.match(none.stderr, /^usage: pagefuse <command> \[options\]\n/);
-  const help = runCli(['--help']);
-  assert.equal(help.status, 0);
-  assert.equal(help.stderr, '');
-  assert.match(help.stdout, /^usage: pagefuse <command> \[options\]\n/);
 });
 
 test('scan --sample-rate without --mode sampled is refused rather than ignored', () => {
