@@ -1,31 +1,28 @@
 // pagefuse exec, spawnMerged and the pagefuse-exec helper, for real on this machine.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { spawnMerged, numaTopology, processMergingByNode, ksmPagesByNode, PAGE_SIZE } from '../src/index.js';
+import { spawnMerged, numaTopology, PAGE_SIZE } from '../src/index.js';
 import { execHelperPath } from '../src/native.js';
 import { assertMergeSurvivesExec } from '../src/launch/spawn.js';
 import { mergeablePages, ksmFrames } from '../src/numa/ksm-nodes.js';
 import { formatIdList } from '../src/numa/topology.js';
+import { builtBin, runCli, startCli, type CliProcess, type CliResult } from './helpers/cli.js';
 import { withKsm } from './helpers/ksm.js';
 import { readyPid } from './helpers/children.js';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
 const FILL = fileURLToPath(new URL('./fixtures/fill-pages.mjs', import.meta.url));
 const KSM = '/sys/kernel/mm/ksm';
 const NO_SUCH = 'no-such-command-pagefuse';
+const bin = builtBin();
 
-function cliArgs(...args: string[]): string[] {
-  return ['--import', 'tsx', 'src/cli/bin.ts', ...args];
-}
-
-function cli(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, cliArgs(...args), { cwd: repo, encoding: 'utf8', input: input ?? '' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+function cli(args: string[], input?: string): Omit<CliResult, 'signal'> {
+  const { status, stdout, stderr } = runCli(args, { bin, input });
+  return { status, stdout, stderr };
 }
 
 function helper(args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -68,16 +65,20 @@ async function framesAt(pid: number, addresses: number[]): Promise<number[]> {
   return addresses.map((a) => frameOf.get(a) ?? 0);
 }
 
-test('pagefuse exec --merge: the child has ksm_merge_any, its identical pages merge without madvise, its exit code comes back', async (t) => {
+/** `pagefuse exec ARGS…` started; resolves once the command has printed a line matching `ready`. */
+async function startExec(args: string[], ready: RegExp, stdin = false): Promise<{ cli: CliProcess; line: string }> {
+  const c = startCli(['exec', ...args], { bin, stdin });
+  const line = await c.next((l) => ready.test(String(l.text)), 30_000, `a line matching ${ready}`);
+  return { cli: c, line: String(line.text) };
+}
+
+test('pagefuse exec --merge: the command has ksm_merge_any and its identical pages merge without madvise', async (t) => {
   await withKsm(t, async () => {
     const PAGES = 200;
     const BYTE = 0xa7;
-    const child = spawn(process.execPath, cliArgs('exec', '--merge', '--', process.execPath, FILL, String(PAGES), String(BYTE)), {
-      cwd: repo,
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    const { cli: c, line } = await startExec(['--merge', '--', process.execPath, FILL, String(PAGES), String(BYTE)], /^ready \d+$/, true);
     try {
-      const pid = await readyPid(child);
+      const pid = Number(line.split(' ')[1]);
       const stat = await ksmStat(pid);
       assert.equal(stat.ksm_merge_any, 'yes');
       assert.equal(stat.ksm_mergeable, 'yes');
@@ -94,29 +95,20 @@ test('pagefuse exec --merge: the child has ksm_merge_any, its identical pages me
         frames = await framesAt(pid, filled);
         ksm = await ksmFrames(frames);
       }
-      await writeFile(`${KSM}/run`, '0'); // hold the counters still while they are compared
-
-      // All 200 pages are one KSM page now; the child's count includes them (and whatever else of
-      // its memory happened to be identical), and the per-node report places them all on node 0.
+      await writeFile(`${KSM}/run`, '0');
+      // All 200 pages are one KSM page now; the child's count includes them (and whatever else of its
+      // memory happened to be identical). Where they sit per node: status-numa's real-child test.
       const merging = Number((await ksmStat(pid)).ksm_merging_pages);
       assert.ok(merging >= PAGES, `ksm_merging_pages ${merging}`);
-      const byNode = await processMergingByNode(pid);
-      const node0 = numaTopology().nodes[0].id;
-      assert.equal(byNode.mergingPages, merging, 'pagemap + kpageflags count what the kernel counts');
-      assert.deepEqual(byNode.nodes, [{ node: node0, mergingPages: merging }]);
-      assert.equal(byNode.unknownNodePages, 0);
-      const shared = Number((await readFile(`${KSM}/pages_shared`, 'utf8')).trim());
-      assert.deepEqual(await ksmPagesByNode(), [{ node: node0, ksmPages: shared }]);
-
-      child.stdin!.write('exit 7\n');
-      assert.deepEqual(await exitOf(child), [7, null]);
+      c.child.stdin!.end('exit 7\n');
+      assert.deepEqual(await c.exited, { status: 7, signal: null });
     } finally {
-      child.kill('SIGKILL');
+      c.kill('SIGKILL');
     }
   }, { settings: { pages_to_scan: 5000, sleep_millisecs: 10 }, fast: false });
 });
 
-test('spawnMerged: node binding, CPU affinity and the merge flag reach the command itself', async () => {
+test('spawnMerged with a node: the command runs bound to its memory and CPUs, with the merge flag', async () => {
   const node = numaTopology().nodes[0];
   const child = spawnMerged(process.execPath, [FILL, '1', '1'], { node: node.id, stdio: ['pipe', 'pipe', 'inherit'] });
   try {
@@ -132,15 +124,21 @@ test('spawnMerged: node binding, CPU affinity and the merge flag reach the comma
   } finally {
     child.kill('SIGKILL');
   }
-
-  const plain = spawnMerged(process.execPath, [FILL, '1', '1'], { mergeAny: false, stdio: ['pipe', 'pipe', 'inherit'] });
-  const pid = await readyPid(plain);
-  assert.equal((await ksmStat(pid)).ksm_merge_any, 'no');
-  plain.stdin!.end('exit 0\n');
-  assert.deepEqual(await exitOf(plain), [0, null]);
 });
 
-test('spawnMerged refuses bad input before starting anything, and reports a missing command as a shell would', async () => {
+test('spawnMerged with mergeAny: false starts the command without the merge flag', async () => {
+  const plain = spawnMerged(process.execPath, [FILL, '1', '1'], { mergeAny: false, stdio: ['pipe', 'pipe', 'inherit'] });
+  try {
+    const pid = await readyPid(plain);
+    assert.equal((await ksmStat(pid)).ksm_merge_any, 'no');
+    plain.stdin!.end('exit 0\n');
+    assert.deepEqual(await exitOf(plain), [0, null]);
+  } finally {
+    plain.kill('SIGKILL');
+  }
+});
+
+test('spawnMerged refuses bad input by throwing, before starting anything', () => {
   const nodes = numaTopology().nodes.map((n) => n.id);
   const missing = nodes.at(-1)! + 1;
   assert.throws(() => spawnMerged('true', [], { node: missing }), {
@@ -152,59 +150,63 @@ test('spawnMerged refuses bad input before starting anything, and reports a miss
   assert.throws(() => spawnMerged('true', [1 as unknown as string]), { name: 'TypeError' });
   assert.throws(() => spawnMerged('true', [], { shell: true }), { name: 'TypeError', message: /shell/ });
   assert.throws(() => spawnMerged('true', [], { mergeAny: 'yes' as unknown as boolean }), { name: 'TypeError' });
+});
 
+test('spawnMerged of a missing command exits 127 with a shell\'s "command not found" line', async () => {
   const child = spawnMerged(NO_SUCH, ['x'], { stdio: ['ignore', 'ignore', 'pipe'] });
   const closed = once(child, 'close');
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += String(d)));
   assert.deepEqual(await closed, [127, null]);
   assert.equal(stderr, `pagefuse-exec: ${NO_SUCH}: command not found\n`);
-  assert.doesNotThrow(() => assertMergeSurvivesExec(), 'Linux 6.7+ keeps the merge flag across exec');
 });
 
-test('pagefuse exec passes stdio and the exit status through', () => {
+test('this kernel keeps the merge flag across exec (Linux 6.7+), as spawnMerged requires', () => {
+  assert.doesNotThrow(() => assertMergeSurvivesExec());
+});
+
+test('pagefuse exec passes stdin, stdout, stderr and the exit status through', () => {
   const r = cli(['exec', '--', 'sh', '-c', 'cat; echo to-stderr >&2; exit 42'], 'hello\n');
   assert.deepEqual(r, { status: 42, stdout: 'hello\n', stderr: 'to-stderr\n' });
+});
+
+test('pagefuse exec --node N --merge: the command has the merge flag and its memory bound to N', () => {
   const node0 = numaTopology().nodes[0].id;
   const bound = cli(['exec', '--node', String(node0), '--merge', '--', 'sh', '-c', 'grep merge_any /proc/self/ksm_stat; head -1 /proc/self/numa_maps | cut -d" " -f2']);
   assert.deepEqual(bound, { status: 0, stdout: `ksm_merge_any: yes\nbind:${node0}\n`, stderr: '' });
-  const unmerged = cli(['exec', '--', 'grep', 'merge_any', '/proc/self/ksm_stat']);
-  assert.equal(unmerged.stdout, 'ksm_merge_any: no\n');
 });
 
-/** Starts `pagefuse exec -- CMD…`, waits for the command to print "ready". */
-async function startCli(args: string[]): Promise<{ cli: ChildProcess; output: () => string }> {
-  const child = spawn(process.execPath, cliArgs('exec', '--', ...args), { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += String(d)));
-  const deadline = Date.now() + 20_000;
-  while (!out.includes('ready')) {
-    assert.ok(Date.now() < deadline && child.exitCode === null, `no 'ready' from the command: ${out}`);
-    await sleep(20);
-  }
-  return { cli: child, output: () => out };
-}
+test('pagefuse exec without --merge: the command has no merge flag', () => {
+  const unmerged = cli(['exec', '--', 'grep', 'merge_any', '/proc/self/ksm_stat']);
+  assert.deepEqual(unmerged, { status: 0, stdout: 'ksm_merge_any: no\n', stderr: '' });
+});
 
-test('pagefuse exec forwards SIGTERM, SIGINT and SIGHUP, and dies of the signal that killed the command', async () => {
-  const handled = await startCli([
+test('pagefuse exec forwards SIGHUP to the command, which handles it', async () => {
+  const { cli: handled } = await startExec([
+    '--',
     process.execPath,
     '-e',
     "for (const s of ['SIGTERM','SIGINT','SIGHUP']) process.on(s, () => { console.log('got ' + s); process.exit(5); }); console.log('ready'); setInterval(() => {}, 1000);",
-  ]);
-  handled.cli.kill('SIGHUP');
-  assert.deepEqual(await exitOf(handled.cli), [5, null]);
-  assert.match(handled.output(), /got SIGHUP/);
-
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    const { cli: c } = await startCli(['sh', '-c', 'echo ready; exec sleep 30']);
-    c.kill(signal);
-    assert.deepEqual(await exitOf(c), [null, signal]);
-  }
-  const { cli: killed } = await startCli(['sh', '-c', 'echo ready; kill -KILL $$']);
-  assert.deepEqual(await exitOf(killed), [null, 'SIGKILL']);
+  ], /^ready$/);
+  handled.kill('SIGHUP');
+  assert.deepEqual(await handled.exited, { status: 5, signal: null });
+  assert.deepEqual(handled.lines.map((l) => l.text), ['ready', 'got SIGHUP']);
 });
 
-test('pagefuse exec: bad input is exit 2 with one line, a missing command 127, a non-executable one 126', () => {
+test('pagefuse exec forwards SIGTERM and SIGINT, and dies of the signal that killed the command', async () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const { cli: c } = await startExec(['--', 'sh', '-c', 'echo ready; exec sleep 30'], /^ready$/);
+    c.kill(signal);
+    assert.deepEqual(await c.exited, { status: null, signal }, signal);
+  }
+});
+
+test('pagefuse exec of a command that dies of SIGKILL dies of SIGKILL too', async () => {
+  const { cli: killed } = await startExec(['--', 'sh', '-c', 'echo ready; kill -KILL $$'], /^ready$/);
+  assert.deepEqual(await killed.exited, { status: null, signal: 'SIGKILL' });
+});
+
+test('pagefuse exec: bad input is one line, exit 2', () => {
   const nodes = numaTopology().nodes.map((n) => n.id);
   const missing = nodes.at(-1)! + 1;
   assert.deepEqual(cli(['exec', '--node', String(missing), '--', 'true']), {
@@ -223,30 +225,48 @@ test('pagefuse exec: bad input is exit 2 with one line, a missing command 127, a
     stdout: '',
     stderr: "pagefuse exec: --node must be a whole number from 0 to 1023, got 'one'\n",
   });
+});
+
+test('pagefuse exec of a missing command is one line, exit 127, as a shell says it', () => {
   assert.deepEqual(cli(['exec', '--', NO_SUCH, 'arg']), {
     status: 127,
     stdout: '',
     stderr: `pagefuse-exec: ${NO_SUCH}: command not found\n`,
   });
-  assert.deepEqual(cli(['exec', '--', FILL]), { status: 126, stdout: '', stderr: `pagefuse-exec: ${FILL}: Permission denied\n` });
   assert.deepEqual(cli(['exec', '--', '/nonexistent/vmm']), {
     status: 127,
     stdout: '',
     stderr: 'pagefuse-exec: /nonexistent/vmm: No such file or directory\n',
   });
+});
+
+test('pagefuse exec of a file that is not executable is one line, exit 126', () => {
+  assert.deepEqual(cli(['exec', '--', FILL]), { status: 126, stdout: '', stderr: `pagefuse-exec: ${FILL}: Permission denied\n` });
+});
+
+test('pagefuse exec --help prints the usage on stdout, exit 0', () => {
   const help = cli(['exec', '--help']);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /^usage: pagefuse exec \[--merge\] \[--node N \| NUMACTL OPTIONS\] \[--tenant ID\] \[--name NAME\] \[--force\]\n\s+-- COMMAND/);
 });
 
-test('pagefuse-exec speaks numactl: --membind, --cpunodebind, --preferred, --interleave, and refuses nonsense with 2', () => {
+const SHOW_POLICY = ['--', 'sh', '-c', 'head -1 /proc/self/numa_maps | cut -d" " -f2; grep Cpus_allowed_list /proc/self/status | cut -f2'];
+const memoryNodes = () => formatIdList(numaTopology().nodes.filter((n) => n.memTotal > 0).map((n) => n.id));
+
+test('pagefuse-exec applies numactl\'s --membind, --cpunodebind, --preferred and --interleave to the command', () => {
   const node = numaTopology().nodes[0];
-  const show = ['--', 'sh', '-c', 'head -1 /proc/self/numa_maps | cut -d" " -f2; grep Cpus_allowed_list /proc/self/status | cut -f2'];
   const cpus = formatIdList(node.cpus);
-  assert.equal(helper([`--membind=${node.id}`, '--cpunodebind', String(node.id), ...show]).stdout, `bind:${node.id}\n${cpus}\n`);
-  assert.equal(helper(['-p', String(node.id), ...show]).stdout, `prefer:${node.id}\n${cpus}\n`);
-  assert.equal(helper(['--interleave', 'all', ...show]).stdout, `interleave:${formatIdList(numaTopology().nodes.filter((n) => n.memTotal > 0).map((n) => n.id))}\n${cpus}\n`);
+  assert.equal(helper([`--membind=${node.id}`, '--cpunodebind', String(node.id), ...SHOW_POLICY]).stdout, `bind:${node.id}\n${cpus}\n`);
+  assert.equal(helper(['-p', String(node.id), ...SHOW_POLICY]).stdout, `prefer:${node.id}\n${cpus}\n`);
+  assert.equal(helper(['--interleave', 'all', ...SHOW_POLICY]).stdout, `interleave:${memoryNodes()}\n${cpus}\n`);
+});
+
+test('pagefuse-exec --check exits 0 with no output when the settings can be applied', () => {
+  const node = numaTopology().nodes[0];
   assert.deepEqual(helper(['--check', '--merge', `--node=${node.id}`]), { status: 0, stdout: '', stderr: '' });
+});
+
+test('pagefuse-exec refuses conflicting and malformed options with one line, exit 2', () => {
   const usage = (args: string[], line: string) => assert.deepEqual(helper(args), { status: 2, stdout: '', stderr: `pagefuse-exec: ${line}\n` });
   usage(['--membind', '0', '--interleave', '0', '--', 'true'], '--interleave and --membind cannot be combined');
   usage(['--membind', 'x', '--', 'true'], "--membind 'x' is not a node list such as 0-3,5 or all");
@@ -257,14 +277,16 @@ test('pagefuse-exec speaks numactl: --membind, --cpunodebind, --preferred, --int
   usage(['--frobnicate', '--', 'true'], "unknown option '--frobnicate'; run 'pagefuse-exec --help'");
 });
 
-test("pagefuse exec takes numactl's -m/-N/-p/-i and passes them to the command; conflicting ones are exit 2, one line", () => {
+test("pagefuse exec takes numactl's -m/-N/-p/-i and passes them to the command", () => {
   const node = numaTopology().nodes[0];
-  const show = ['--', 'sh', '-c', 'head -1 /proc/self/numa_maps | cut -d" " -f2; grep Cpus_allowed_list /proc/self/status | cut -f2'];
   const cpus = formatIdList(node.cpus);
-  const ok = (args: string[], out: string) => assert.deepEqual(cli(['exec', ...args, ...show]), { status: 0, stdout: out, stderr: '' });
+  const ok = (args: string[], out: string) => assert.deepEqual(cli(['exec', ...args, ...SHOW_POLICY]), { status: 0, stdout: out, stderr: '' });
   ok(['-m', String(node.id), '-N', String(node.id)], `bind:${node.id}\n${cpus}\n`);
   ok(['--preferred', String(node.id)], `prefer:${node.id}\n${cpus}\n`);
-  ok(['-i', 'all', '--cpunodebind=all'], `interleave:${formatIdList(numaTopology().nodes.filter((n) => n.memTotal > 0).map((n) => n.id))}\n${cpus}\n`);
+  ok(['-i', 'all', '--cpunodebind=all'], `interleave:${memoryNodes()}\n${cpus}\n`);
+});
+
+test("pagefuse exec refuses conflicting or malformed numactl options with one line, exit 2", () => {
   const usage = (args: string[], line: string) => assert.deepEqual(cli(['exec', ...args, '--', 'true']), { status: 2, stdout: '', stderr: `pagefuse exec: ${line}\n` });
   usage(['-m', '0', '-i', '0'], '--membind and --interleave cannot be combined: a command has one memory policy');
   usage(['--node', '0', '-N', '0'], '--node sets both the memory policy and the CPUs; use --membind/--preferred/--interleave with --cpunodebind instead');

@@ -3,7 +3,8 @@
 //   runCli(args, options)       wait for it: { status, signal, stdout, stderr }
 //   runCliAsync(args, options)  the same as a Promise (the test's event loop keeps running)
 //   startCli(args, options)     a long-running command (tune, serve…): its stdout lines as they come,
-//                               parsed as JSON with json: true, next(pred) to wait for one, signals, exit
+//                               parsed as JSON with json: true, next(pred) to wait for one, signals, exit;
+//                               stdin: true gives it a pipe (child.stdin) instead of /dev/null
 //   cliArgv(args)               the argv the others run (for a pty, setpriv, or a spawn of your own)
 //   builtBin()                  dist/cli/bin.js, compiled first when src/ is newer (options.bin takes it)
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -103,6 +104,13 @@ export function runCliAsync(args: string[], options: CliOptions = {}): Promise<C
 
 export type Line = Record<string, unknown>;
 
+export interface StartOptions extends CliOptions {
+  /** Parse each stdout line as JSON. */
+  json?: boolean;
+  /** A pipe for stdin (child.stdin) instead of /dev/null. */
+  stdin?: boolean;
+}
+
 /** A running command: stdout line by line (JSON objects with json: true, else { text }). */
 export class CliProcess {
   readonly child: ChildProcess;
@@ -112,9 +120,9 @@ export class CliProcess {
   private waiters: { pred: (l: Line) => boolean; resolve: (l: Line) => void }[] = [];
   private seen = 0;
 
-  constructor(args: string[], options: CliOptions & { json?: boolean } = {}) {
+  constructor(args: string[], options: StartOptions = {}) {
     const [node, ...argv] = cliArgv(args, options.bin);
-    this.child = spawn(node, argv, { ...spawnOptions(options), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(node, argv, { ...spawnOptions(options), stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     let buf = '';
     this.child.stdout!.on('data', (b: Buffer) => {
       buf += b.toString();
@@ -163,6 +171,6 @@ export class CliProcess {
   }
 }
 
-export function startCli(args: string[], options: CliOptions & { json?: boolean } = {}): CliProcess {
+export function startCli(args: string[], options: StartOptions = {}): CliProcess {
   return new CliProcess(args, options);
 }
