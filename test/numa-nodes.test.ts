@@ -1,16 +1,15 @@
 // Per-node KSM pages against fake procfs and sysfs trees of two and four nodes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { processMergingByNode, ksmPagesByNode, PAGE_SIZE } from '../src/index.js';
 import { requireRoot } from './helpers/root.js';
+import { builtBin, runCli } from './helpers/cli.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
-const repo = fileURLToPath(new URL('..', import.meta.url));
 
 const KPF_LRU = 1n << 5n;
 const KPF_SLAB = 1n << 7n;
@@ -158,12 +157,10 @@ test('a kernel without memory blocks in sysfs is ENOTSUP naming block_size_bytes
   }
 });
 
-function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', ...args], { cwd: repo, encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const bin = builtBin();
+const cli = (...args: string[]) => runCli(args, { bin });
 
-test('pagefuse numa --json on fake trees: nodes, KSM pages per node, distances and the warning', () => {
+test('pagefuse numa --json on a two-node tree: each node\'s CPUs, memory and KSM pages, the distances and the merge_across_nodes warning', () => {
   const two = cli('numa', '--json', '--sysfs-root', fixture('sysfs-2node'), '--proc-root', proc);
   assert.equal(two.status, 0, two.stderr);
   const json = JSON.parse(two.stdout);
@@ -179,8 +176,11 @@ test('pagefuse numa --json on fake trees: nodes, KSM pages per node, distances a
   assert.equal(json.source, 'sysfs');
   assert.equal(json.warnings.length, 1);
   assert.match(json.warnings[0], /^merge_across_nodes=1 on a host with 2 memory nodes/);
+});
 
+test('pagefuse numa --json on a four-node tree with merge_across_nodes=0: KSM pages per node and no warning', () => {
   const four = cli('numa', '--json', '--sysfs-root', fixture('sysfs-4node'), '--proc-root', proc);
+  assert.equal(four.status, 0, four.stderr);
   const j4 = JSON.parse(four.stdout);
   assert.deepEqual(
     j4.nodes.map((n: { id: number; ksm_pages: number }) => [n.id, n.ksm_pages]),
@@ -195,7 +195,7 @@ test('pagefuse numa --json on fake trees: nodes, KSM pages per node, distances a
   assert.deepEqual(j4.warnings, []);
 });
 
-test('pagefuse numa prints a table with the warning, and refuses unknown options', () => {
+test('pagefuse numa prints the nodes and distances as tables, then the warning', () => {
   const r = cli('numa', '--sysfs-root', fixture('sysfs-2node'), '--proc-root', proc);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(
@@ -213,9 +213,16 @@ test('pagefuse numa prints a table with the warning, and refuses unknown options
     ].join('\n'),
   );
   assert.match(r.stdout, /\nwarning: merge_across_nodes=1 on a host with 2 memory nodes/);
+});
+
+test('pagefuse numa refuses an unknown option with one line, exit 2', () => {
   const bad = cli('numa', '--nodes');
   assert.equal(bad.status, 2);
+  assert.equal(bad.stdout, '');
   assert.equal(bad.stderr, "pagefuse numa: Unknown option '--nodes'\n");
+});
+
+test('pagefuse numa --help prints the usage on stdout, exit 0', () => {
   const help = cli('numa', '--help');
   assert.equal(help.status, 0);
   assert.match(help.stdout, /^usage: pagefuse numa/);

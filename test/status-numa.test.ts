@@ -3,7 +3,7 @@
 // sysfs/procfs trees; one real child started with spawnMerged, merged by ksmd, on this one-node host.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,27 +11,17 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PAGE_SIZE, Registry, mergeAcrossNodesWarning, numaTopology, parseKsmStat, processKsm, registeredSavings, spawnMerged } from '../src/index.js';
 import { mergeAndWait, withKsm } from './helpers/ksm.js';
-import { REPO } from './helpers/cli.js';
+import { builtBin, runCli, type CliResult } from './helpers/cli.js';
 import { readyPid, stopChildren } from './helpers/children.js';
 import { requireRoot } from './helpers/root.js';
 
 const TWO_NODES = fileURLToPath(new URL('./fixtures/sysfs-2node', import.meta.url));
 const FILL = fileURLToPath(new URL('./fixtures/fill-pages.mjs', import.meta.url));
 
-interface Result {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+const bin = builtBin();
 
-function status(args: string[], env: Record<string, string> = {}, user?: { uid: number; gid: number }): Result {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'status', ...args], {
-    cwd: REPO,
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-    ...user,
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+function status(args: string[], env: Record<string, string> = {}, user?: { uid: number; gid: number }): CliResult {
+  return runCli(['status', ...args], { bin, env, ...user });
 }
 
 const dirs: string[] = [];
@@ -121,14 +111,23 @@ type StatusJson = {
   processes: { pid: number }[];
 };
 
-test('two nodes with merge_across_nodes=1: status warns (human and JSON), per-node totals and registered pages', async () => {
+/** A two-node host with merge_across_nodes=1 and one process (4242, vm-a of tenant acme) registered through pagefuse. */
+function twoNodeHost(): { proc: string; stateDir: string; env: Record<string, string>; warning: string } {
   const proc = fakeProc();
   const stateDir = tempDir('pagefuse-status-state-');
   new Registry({ stateDir, procRoot: proc }).add({ pid: PID, tenant: 'acme', name: 'vm-a', merge: true, via: 'exec' });
   const warning = mergeAcrossNodesWarning(numaTopology({ sysfsRoot: TWO_NODES }), true)!;
-  assert.match(warning, /^merge_across_nodes=1 on a host with 2 memory nodes: .*node distance up to 21 against 10/);
   const env = { PAGEFUSE_KSM_SYSFS: fakeKsm(1), PAGEFUSE_SYS_ROOT: TWO_NODES, PAGEFUSE_PROC: proc, PAGEFUSE_STATE_DIR: stateDir };
+  return { proc, stateDir, env, warning };
+}
 
+test('the merge_across_nodes warning names the node count and the distances', () => {
+  const { warning } = twoNodeHost();
+  assert.match(warning, /^merge_across_nodes=1 on a host with 2 memory nodes: .*node distance up to 21 against 10/);
+});
+
+test('status --json on two nodes with merge_across_nodes=1: the warning, KSM pages per node (no slab page), registered pages per node', () => {
+  const { env, warning } = twoNodeHost();
   const json = status(['--json'], env);
   assert.equal(json.status, 0, json.stderr);
   const out = JSON.parse(json.stdout) as StatusJson;
@@ -136,6 +135,10 @@ test('two nodes with merge_across_nodes=1: status warns (human and JSON), per-no
   assert.deepEqual(out.nodes, [{ id: 0, ksm_pages: 2 }, { id: 1, ksm_pages: 2 }], 'two nodes: counted without --nodes; the slab page is not');
   assert.deepEqual(out.registered, [{ pid: PID, name: 'vm-a', tenant: 'acme', merge_any: true, merging_pages: 4, nodes: { 0: 3, 1: 1 } }]);
   assert.deepEqual(out.processes.map((p) => p.pid), [PID]);
+});
+
+test('registeredSavings places a registered process\'s merged pages on the nodes of their frames', async () => {
+  const { proc, stateDir } = twoNodeHost();
   assert.deepEqual(await registeredSavings({ procRoot: proc, sysfsRoot: TWO_NODES, registry: new Registry({ stateDir, procRoot: proc }) }), [
     {
       pid: PID, name: 'vm-a', tenant: 'acme', merge: true, via: 'exec',
@@ -143,21 +146,28 @@ test('two nodes with merge_across_nodes=1: status warns (human and JSON), per-no
       nodes: [{ node: 0, mergingPages: 3 }, { node: 1, mergingPages: 1 }], nodesUnavailable: null,
     },
   ]);
+});
 
+test('status on two nodes prints the warning, KSM pages per node and the registered processes with theirs', () => {
+  const { env, warning } = twoNodeHost();
   const human = status([], env);
   assert.equal(human.status, 0, human.stderr);
   assert.match(human.stdout, new RegExp(`\\n\\nwarnings:\\n  ${warning.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n\\nsettings:\\n`));
   assert.match(human.stdout, /\nKSM pages per node: 0:2 1:2\n/);
   assert.match(human.stdout, /\nregistered through pagefuse:\nPID +NAME +TENANT +MERGING +NODES\n4242 +vm-a +acme +4 +0:3 1:1\n$/);
+});
 
-  // merge_across_nodes=0: nothing to warn about; the rest is unchanged.
+test('status on two nodes with merge_across_nodes=0 warns of nothing; the per-node figures are the same', () => {
+  const { env } = twoNodeHost();
   const off = { ...env, PAGEFUSE_KSM_SYSFS: fakeKsm(0) };
   const quiet = JSON.parse(status(['--json'], off).stdout) as StatusJson;
   assert.deepEqual(quiet.warnings, []);
-  assert.deepEqual(quiet.registered, out.registered);
+  assert.deepEqual(quiet.registered, [{ pid: PID, name: 'vm-a', tenant: 'acme', merge_any: true, merging_pages: 4, nodes: { 0: 3, 1: 1 } }]);
   assert.doesNotMatch(status([], off).stdout, /warnings:|merge_across_nodes=1 on/);
+});
 
-  // One node (the real host's topology): no warning even with merge_across_nodes=1, no per-node totals unless --nodes.
+test('status on one node (this host\'s topology) warns of nothing and counts KSM pages per node only with --nodes', () => {
+  const { env } = twoNodeHost();
   const single = JSON.parse(status(['--json'], { ...env, PAGEFUSE_SYS_ROOT: '/sys' }).stdout) as StatusJson;
   assert.deepEqual(single.warnings, []);
   assert.equal('nodes' in single, false);
