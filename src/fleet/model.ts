@@ -32,15 +32,94 @@ function keysOf(values: BigUint64Array, modulus: number): Float64Array {
   return out.subarray(0, n);
 }
 
-function lowerBound(a: Float64Array, x: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (a[mid] < x) lo = mid + 1;
-    else hi = mid;
+/** Slot of key k in an open-addressed table of `mask + 1` slots (keys are keyed hashes: their top bits are uniform). */
+function slot(k: number, mask: number): number {
+  return Math.floor(k / 2 ** 21) & mask;
+}
+
+function tableSize(n: number): number {
+  let size = 1024;
+  while (size < 2 * n) size *= 2;
+  return size;
+}
+
+/**
+ * The contents two VMs or more hold, ascending, and each VM's as ids into them (ascending too, as
+ * the VMs' keys are). The keys are split by their top bits into parts that are counted one at a
+ * time in a hash table small enough to stay in cache (sorting 20 million keys took seconds).
+ */
+function sharedContents(keys: Float64Array[]): { sharedKeys: Float64Array; shared: Int32Array[] } {
+  let total = 0;
+  for (const k of keys) total += k.length;
+  const PARTS = 64;
+  const partOf = (k: number): number => Math.floor(k / 2 ** 47); // keys are below 2^53
+  const start = new Int32Array(PARTS + 1);
+  for (const k of keys) for (let i = 0; i < k.length; i++) start[partOf(k[i]) + 1]++;
+  for (let p = 0; p < PARTS; p++) start[p + 1] += start[p];
+  const parts = new Float64Array(total);
+  const fill = start.slice(0, PARTS);
+  for (const k of keys) for (let i = 0; i < k.length; i++) parts[fill[partOf(k[i])]++] = k[i];
+  let largest = 0;
+  for (let p = 0; p < PARTS; p++) largest = Math.max(largest, start[p + 1] - start[p]);
+  const size = tableSize(largest);
+  const mask = size - 1;
+  const table = new Float64Array(size);
+  const count = new Uint8Array(size);
+  const found: number[] = [];
+  for (let p = 0; p < PARTS; p++) {
+    table.fill(-1);
+    count.fill(0);
+    for (let i = start[p]; i < start[p + 1]; i++) {
+      const k = parts[i];
+      let j = slot(k, mask);
+      for (;;) {
+        const t = table[j];
+        if (t === k) {
+          if (count[j] === 1) {
+            count[j] = 2;
+            found.push(k);
+          }
+          break;
+        }
+        if (t === -1) {
+          table[j] = k;
+          count[j] = 1;
+          break;
+        }
+        j = (j + 1) & mask;
+      }
+    }
   }
-  return lo;
+  const sharedKeys = Float64Array.from(found).sort();
+  // Key → id, then every VM's keys looked up.
+  const idSize = tableSize(sharedKeys.length);
+  const idMask = idSize - 1;
+  const idKeys = new Float64Array(idSize).fill(-1);
+  const ids = new Int32Array(idSize);
+  sharedKeys.forEach((k, id) => {
+    let j = slot(k, idMask);
+    while (idKeys[j] !== -1) j = (j + 1) & idMask;
+    idKeys[j] = k;
+    ids[j] = id;
+  });
+  const buf = new Int32Array(keys.reduce((n, k) => Math.max(n, k.length), 0));
+  const shared = keys.map((k) => {
+    let n = 0;
+    for (let i = 0; i < k.length; i++) {
+      let j = slot(k[i], idMask);
+      for (;;) {
+        const t = idKeys[j];
+        if (t === k[i]) {
+          buf[n++] = ids[j];
+          break;
+        }
+        if (t === -1) break;
+        j = (j + 1) & idMask;
+      }
+    }
+    return buf.slice(0, n);
+  });
+  return { sharedKeys, shared };
 }
 
 export class FleetModel {
@@ -49,6 +128,8 @@ export class FleetModel {
   readonly vms: ModelVm[];
   /** Bytes of VM memory on each host. */
   readonly used: Float64Array;
+  /** The VMs on each host. */
+  private readonly members: number[][];
   /** Sampled contents of each VM that another VM of the fleet holds too (ids, ascending). */
   private readonly shared: Int32Array[];
   /** Sampled distinct contents of each VM (shared or not). */
@@ -61,8 +142,33 @@ export class FleetModel {
   private readonly S: number;
   /** row[v·H + h]: sampled contents v shares with the VMs on h (for h = v's host: with the others there). */
   readonly row: Int32Array;
+  /** The VMs whose rows the last move changed (`changedCount` of them), and a per-VM stamp that dedupes them. */
+  private readonly changedList: Int32Array;
+  private changedCount = 0;
+  private readonly stamp: Uint32Array;
+  private epoch = 0;
 
-  constructor(sketches: HostSketch[]) {
+  constructor(sketches: HostSketch[]);
+  constructor(sketches: HostSketch[], from: FleetModel);
+  constructor(sketches: HostSketch[], from?: FleetModel) {
+    if (from !== undefined) {
+      // A copy to plan on: what moves change is copied, what they never change is shared.
+      this.modulus = from.modulus;
+      this.hosts = from.hosts;
+      this.vms = from.vms.map((v) => ({ ...v }));
+      this.used = from.used.slice();
+      this.members = from.members.map((m) => m.slice());
+      this.shared = from.shared;
+      this.sampled = from.sampled;
+      this.holderStart = from.holderStart;
+      this.holders = from.holders;
+      this.onHost = from.onHost.slice();
+      this.S = from.S;
+      this.row = from.row.slice();
+      this.changedList = new Int32Array(this.vms.length);
+      this.stamp = new Uint32Array(this.vms.length);
+      return;
+    }
     this.modulus = Math.max(1, ...sketches.map((s) => s.modulus));
     this.hosts = sketches.map((s) => ({ name: s.host, capacityBytes: s.capacityBytes }));
     this.vms = [];
@@ -76,36 +182,16 @@ export class FleetModel {
     const V = this.vms.length;
     const H = this.hosts.length;
     this.used = new Float64Array(H);
-    for (const v of this.vms) this.used[v.host] += v.memoryBytes;
+    this.members = Array.from({ length: H }, () => []);
+    this.vms.forEach((v, i) => {
+      this.used[v.host] += v.memoryBytes;
+      this.members[v.host].push(i);
+    });
     this.sampled = Int32Array.from(keys, (k) => k.length);
 
-    // Contents held by two VMs or more: sort every key once, keep those that repeat.
-    let total = 0;
-    for (const k of keys) total += k.length;
-    const all = new Float64Array(total);
-    let at = 0;
-    for (const k of keys) {
-      all.set(k, at);
-      at += k.length;
-    }
-    all.sort();
-    let s = 0;
-    for (let i = 0; i < total; ) {
-      let j = i + 1;
-      while (j < total && all[j] === all[i]) j++;
-      if (j - i >= 2) all[s++] = all[i];
-      i = j;
-    }
-    const sharedKeys = all.slice(0, s);
-    this.shared = keys.map((k) => {
-      const ids: number[] = [];
-      let from = 0;
-      for (let i = 0; i < k.length && from < sharedKeys.length; i++) {
-        from = lowerBound(sharedKeys, k[i]);
-        if (from < sharedKeys.length && sharedKeys[from] === k[i]) ids.push(from);
-      }
-      return Int32Array.from(ids);
-    });
+    // Contents held by two VMs or more.
+    const { sharedKeys, shared } = sharedContents(keys);
+    this.shared = shared;
     const S = sharedKeys.length;
     this.holderStart = new Int32Array(S + 1);
     for (const ids of this.shared) for (const x of ids) this.holderStart[x + 1]++;
@@ -119,83 +205,142 @@ export class FleetModel {
     this.onHost = new Uint16Array(H * S);
     for (let x = 0; x < S; x++) for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) this.onHost[this.vms[this.holders[i]].host * S + x]++;
     this.row = new Int32Array(V * H);
+    this.changedList = new Int32Array(V);
+    this.stamp = new Uint32Array(V);
     this.buildRows();
   }
 
+  /** A copy of the model to plan on (moves on the copy leave this one as it is). */
+  clone(): FleetModel {
+    return new FleetModel([], this);
+  }
+
   /**
-   * Fills `row`. Contents are grouped by the set of hosts holding them, so a template's pages,
-   * present on the same hosts, are added to a VM's row once per group rather than once per page;
-   * a group on most hosts is added as "everywhere but these".
+   * Fills `row` from the contents' host sets (see hostIndex). VMs are visited in an order that puts
+   * VMs holding nearly the same contents next to each other, and a VM's row is the previous VM's
+   * row plus the host sets of the contents only it holds, minus those of the contents only the
+   * previous one held: for siblings of a template that is a few contents instead of all of them.
    */
   private buildRows(): void {
     const H = this.hosts.length;
-    const S = this.holderStart.length - 1;
-    const classOf = new Int32Array(S);
-    const classes = new Map<string, number>();
-    const classHosts: Int32Array[] = [];
+    const { start, list, most } = this.hostIndex();
+    // acc[h] + base: contents of the current VM some VM on h holds (the VM itself included).
+    const acc = new Int32Array(H);
+    let base = 0;
+    const add = (x: number, sign: number): void => {
+      if (most[x] === 1) {
+        base += sign;
+        for (let i = start[x]; i < start[x + 1]; i++) acc[list[i]] -= sign;
+      } else {
+        for (let i = start[x]; i < start[x + 1]; i++) acc[list[i]] += sign;
+      }
+    };
+    const cost = (x: number): number => start[x + 1] - start[x] + 1;
+    let prev: Int32Array | null = null;
+    for (const v of this.similarOrder()) {
+      const cur = this.shared[v];
+      // The previous row is worth starting from when the contents that differ cost less than all of cur's.
+      let full = 0;
+      for (let i = 0; i < cur.length; i++) full += cost(cur[i]);
+      let delta = 0;
+      if (prev !== null) {
+        for (let i = 0, j = 0; (i < cur.length || j < prev.length) && delta < full; ) {
+          if (j >= prev.length || (i < cur.length && cur[i] < prev[j])) delta += cost(cur[i++]);
+          else if (i >= cur.length || prev[j] < cur[i]) delta += cost(prev[j++]);
+          else {
+            i++;
+            j++;
+          }
+        }
+      }
+      if (prev === null || delta >= full) {
+        acc.fill(0);
+        base = 0;
+        for (let i = 0; i < cur.length; i++) add(cur[i], 1);
+      } else {
+        for (let i = 0, j = 0; i < cur.length || j < prev.length; ) {
+          if (j >= prev.length || (i < cur.length && cur[i] < prev[j])) add(cur[i++], 1);
+          else if (i >= cur.length || prev[j] < cur[i]) add(prev[j++], -1);
+          else {
+            i++;
+            j++;
+          }
+        }
+      }
+      prev = cur;
+      const at = v * H;
+      for (let h = 0; h < H; h++) this.row[at + h] = acc[h] + base;
+      // At a VM's own host, count only what another VM there holds.
+      const home = this.vms[v].host;
+      let own = 0;
+      for (let i = 0; i < cur.length; i++) if (this.onHost[home * this.S + cur[i]] >= 2) own++;
+      this.row[at + home] = own;
+    }
+  }
+
+  /**
+   * The hosts holding each shared content (CSR over `start`/`list`), written as the hosts that do
+   * not hold it when that is the shorter list (`most[x]` = 1): a content of a popular OS is on
+   * nearly every host, and costs nothing to add to a row then.
+   */
+  private hostIndex(): { start: Int32Array; list: Int32Array; most: Uint8Array } {
+    const H = this.hosts.length;
+    const S = this.S;
+    const start = new Int32Array(S + 1);
+    const most = new Uint8Array(S);
     const mark = new Int32Array(H).fill(-1);
-    const hostsBuf: number[] = [];
     for (let x = 0; x < S; x++) {
-      hostsBuf.length = 0;
+      let n = 0;
       for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
         const h = this.vms[this.holders[i]].host;
         if (mark[h] !== x) {
           mark[h] = x;
-          hostsBuf.push(h);
+          n++;
         }
       }
-      hostsBuf.sort((a, b) => a - b);
-      const key = hostsBuf.join(',');
-      let c = classes.get(key);
-      if (c === undefined) {
-        c = classHosts.length;
-        classes.set(key, c);
-        classHosts.push(Int32Array.from(hostsBuf));
-      }
-      classOf[x] = c;
+      most[x] = n * 2 > H ? 1 : 0;
+      start[x + 1] = start[x] + (most[x] === 1 ? H - n : n);
     }
-    const C = classHosts.length;
-    const perClass = new Int32Array(C);
-    const touched: number[] = [];
-    const inClass = new Uint8Array(H);
-    for (let v = 0; v < this.vms.length; v++) {
-      const base = v * H;
-      touched.length = 0;
-      for (const x of this.shared[v]) {
-        const c = classOf[x];
-        if (perClass[c]++ === 0) touched.push(c);
-      }
-      let everywhere = 0;
-      for (const c of touched) {
-        const k = perClass[c];
-        perClass[c] = 0;
-        const hs = classHosts[c];
-        if (hs.length * 2 <= H) {
-          for (const h of hs) this.row[base + h] += k;
-        } else {
-          everywhere += k;
-          for (const h of hs) inClass[h] = 1;
-          for (let h = 0; h < H; h++) {
-            if (inClass[h] === 0) this.row[base + h] -= k;
-            else inClass[h] = 0;
+    const list = new Int32Array(start[S]);
+    mark.fill(-1);
+    for (let x = 0; x < S; x++) {
+      let at = start[x];
+      if (most[x] === 0) {
+        for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
+          const h = this.vms[this.holders[i]].host;
+          if (mark[h] !== x) {
+            mark[h] = x;
+            list[at++] = h;
           }
         }
+      } else {
+        for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) mark[this.vms[this.holders[i]].host] = x;
+        for (let h = 0; h < H; h++) if (mark[h] !== x) list[at++] = h;
       }
-      if (everywhere !== 0) for (let h = 0; h < H; h++) this.row[base + h] += everywhere;
-      this.row[base + this.vms[v].host] = 0;
     }
-    // At a VM's own host, count only what another VM there holds.
-    const onHost = new Int32Array(H);
-    for (let x = 0; x < S; x++) {
-      const a = this.holderStart[x];
-      const b = this.holderStart[x + 1];
-      for (let i = a; i < b; i++) onHost[this.vms[this.holders[i]].host]++;
-      for (let i = a; i < b; i++) {
-        const v = this.holders[i];
-        if (onHost[this.vms[v].host] >= 2) this.row[v * H + this.vms[v].host]++;
-      }
-      for (let i = a; i < b; i++) onHost[this.vms[this.holders[i]].host] = 0;
+    return { start, list, most };
+  }
+
+  /**
+   * VMs ordered so that those holding nearly the same contents come together: by the smallest id
+   * among each VM's rarest contents (held by at most twice as many VMs as its rarest one: the
+   * contents that tell a template's siblings from the rest), then by its smallest id overall. Only
+   * speed depends on this order, never a result.
+   */
+  private similarOrder(): Int32Array {
+    const V = this.vms.length;
+    const rare = new Float64Array(V);
+    const first = new Float64Array(V);
+    for (let v = 0; v < V; v++) {
+      const ids = this.shared[v];
+      let fewest = Infinity;
+      for (let i = 0; i < ids.length; i++) fewest = Math.min(fewest, this.holderStart[ids[i] + 1] - this.holderStart[ids[i]]);
+      let r = -1;
+      for (let i = 0; i < ids.length && r < 0; i++) if (this.holderStart[ids[i] + 1] - this.holderStart[ids[i]] <= 2 * fewest) r = ids[i];
+      rare[v] = r;
+      first[v] = ids.length > 0 ? ids[0] : -1;
     }
+    return Int32Array.from({ length: V }, (_, v) => v).sort((a, b) => rare[a] - rare[b] || first[a] - first[b] || a - b);
   }
 
   /** Sampled contents v shares with the other VMs of its own host. */
@@ -215,6 +360,12 @@ export class FleetModel {
 
   /** The one VM other than `except` on host h holding x (when countOn says there is exactly one). */
   private oneOn(x: number, h: number, except: number): number {
+    const on = this.members[h];
+    if (this.holderStart[x + 1] - this.holderStart[x] > 8 * on.length) {
+      // A content many VMs hold (an OS page): ask the few VMs on h instead of walking its holders.
+      for (const u of on) if (u !== except && this.holds(u, x)) return u;
+      return -1;
+    }
     for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
       const u = this.holders[i];
       if (u !== except && this.vms[u].host === h) return u;
@@ -315,54 +466,74 @@ export class FleetModel {
     return loss;
   }
 
+  /** Records that u's row changed in the current move (once per VM). */
+  private touch(u: number): void {
+    if (this.stamp[u] !== this.epoch) {
+      this.stamp[u] = this.epoch;
+      this.changedList[this.changedCount++] = u;
+    }
+  }
+
   /**
-   * Moves VM v to host `to`, updating every row it changes; returns the VMs whose rows changed.
-   * Exact: a VM leaving is a subtraction of its contents, arriving an addition.
+   * Moves VM v to host `to`, updating every row it changes; returns the VMs whose rows changed
+   * (a view valid until the next move). Exact: a VM leaving is a subtraction of its contents,
+   * arriving an addition.
    */
-  move(v: number, to: number): Set<number> {
+  move(v: number, to: number): Int32Array {
     const H = this.hosts.length;
+    const S = this.S;
     const from = this.vms[v].host;
-    const changed = new Set<number>([v]);
+    if (++this.epoch === 0xffffffff) {
+      this.stamp.fill(0);
+      this.epoch = 1;
+    }
+    this.changedCount = 0;
+    this.touch(v);
     const ownBefore = this.row[v * H + from];
     const sharesAtTarget = this.row[v * H + to];
-    for (const x of this.shared[v]) {
-      const left = this.countOn(x, from, v);
+    const ids = this.shared[v];
+    for (let k = 0; k < ids.length; k++) {
+      const x = ids[k];
+      const left = this.onHost[from * S + x] - 1;
       if (left === 0) {
         // x is gone from `from`: everyone holding it elsewhere shares one content less with `from`.
         for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
           const u = this.holders[i];
           if (u !== v) {
             this.row[u * H + from]--;
-            changed.add(u);
+            this.touch(u);
           }
         }
       } else if (left === 1) {
         const one = this.oneOn(x, from, v);
         this.row[one * H + from]--; // the last holder on `from` no longer shares it there
-        changed.add(one);
+        this.touch(one);
       }
-      const there = this.countOn(x, to, v);
+      const there = this.onHost[to * S + x];
       if (there === 0) {
         for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
           const u = this.holders[i];
           if (u !== v) {
             this.row[u * H + to]++;
-            changed.add(u);
+            this.touch(u);
           }
         }
       } else if (there === 1) {
         const one = this.oneOn(x, to, v);
         this.row[one * H + to]++;
-        changed.add(one);
+        this.touch(one);
       }
-      this.onHost[from * this.S + x]--;
-      this.onHost[to * this.S + x]++;
+      this.onHost[from * S + x]--;
+      this.onHost[to * S + x]++;
     }
     this.row[v * H + from] = ownBefore;
     this.row[v * H + to] = sharesAtTarget;
     this.used[from] -= this.vms[v].memoryBytes;
     this.used[to] += this.vms[v].memoryBytes;
     this.vms[v].host = to;
-    return changed;
+    const left = this.members[from];
+    left.splice(left.indexOf(v), 1);
+    this.members[to].push(v);
+    return this.changedList.subarray(0, this.changedCount);
   }
 }

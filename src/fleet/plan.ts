@@ -94,7 +94,7 @@ class Planner {
     return m.used[h] - freed + m.vms[v].memoryBytes <= m.hosts[h].capacityBytes;
   }
 
-  record(v: number, to: number, swapWith?: number): Set<number> {
+  record(v: number, to: number, swapWith?: number): Int32Array {
     const { model, M, z, pageSize } = this;
     const from = model.vms[v].host;
     const d = model.difference(v, to);
@@ -211,7 +211,22 @@ class Planner {
     const V = model.vms.length;
     const target = new Int32Array(V).fill(-1);
     const potential = new Float64Array(V).fill(-Infinity);
+    // A VM whose step was not taken stays out until something its step depends on changes (see below).
+    // STUCK_NO_ROOM: no swap and no host with room gained clearly; room freed on a host may change that.
+    const STUCK = 1;
+    const STUCK_NO_ROOM = 2;
     const stuck = new Uint8Array(V);
+    // The VMs whose rows the step's migrations changed (marked, and listed to clear the marks).
+    const isChanged = new Uint8Array(V);
+    const changed: number[] = [];
+    const mark = (list: Int32Array): void => {
+      for (const u of list) {
+        if (isChanged[u] === 0) {
+          isChanged[u] = 1;
+          changed.push(u);
+        }
+      }
+    };
     const rate = (v: number): void => {
       target[v] = -1;
       potential[v] = -Infinity;
@@ -235,7 +250,8 @@ class Planner {
       if (v < 0) break;
       const a = model.vms[v].host;
       let b = target[v];
-      const changed = new Set<number>();
+      for (const u of changed) isChanged[u] = 0;
+      changed.length = 0;
       let partner = -1;
       if (potential[v] === 0) {
         // Move together with the VM on a that shares most with v, when the pair gains clearly.
@@ -256,20 +272,20 @@ class Planner {
           const dp = model.difference(p, b);
           model.move(v, a);
           if (this.clear({ plus: dv.plus + dp.plus, minus: dv.minus + dp.minus })) {
-            for (const u of this.record(v, b)) changed.add(u);
-            for (const u of this.record(p, b)) changed.add(u);
+            mark(this.record(v, b));
+            mark(this.record(p, b));
             taken = true;
           }
         }
         if (!taken) {
-          stuck[v] = 1;
+          stuck[v] = STUCK;
           continue;
         }
       } else if (this.fits(v, b) && !this.clear(model.difference(v, b))) {
-        stuck[v] = 1;
+        stuck[v] = STUCK;
         continue;
       }
-      if (changed.size === 0 && !this.fits(v, b)) {
+      if (changed.length === 0 && !this.fits(v, b)) {
         // Trade places with the VM on b whose swap saves most, if both fit afterwards.
         let best = 0;
         for (let w = 0; w < V; w++) {
@@ -296,18 +312,20 @@ class Planner {
             }
           }
           if (b < 0) {
-            stuck[v] = 1;
+            stuck[v] = STUCK_NO_ROOM;
             continue;
           }
         }
       }
-      if (changed.size === 0) {
+      if (changed.length === 0) {
         if (this.moves.length + (partner >= 0 ? 2 : 1) > this.maxMoves) break;
-        for (const u of this.record(v, b, partner >= 0 ? partner : undefined)) changed.add(u);
-        if (partner >= 0) for (const u of this.record(partner, a, v)) changed.add(u);
+        mark(this.record(v, b, partner >= 0 ? partner : undefined));
+        if (partner >= 0) mark(this.record(partner, a, v));
       }
       // Only columns a and b of the rows changed, and room on a and b: VMs on them or aiming at them
       // are rated again in full; the others compare a and b with their best so far.
+      // A VM stuck elsewhere stays stuck: its step depends only on its own row, the hosts it is on
+      // and aims at, and the VMs there (unchanged), except that room freed on a or b may now take it.
       for (let u = 0; u < V; u++) {
         const h = model.vms[u].host;
         if (h === a || h === b || target[u] === a || target[u] === b) {
@@ -315,8 +333,12 @@ class Planner {
           rate(u);
           continue;
         }
+        if (stuck[u] === STUCK_NO_ROOM) {
+          const own = model.own(u);
+          if ((this.fits(u, a) && model.shares(u, a) > own) || (this.fits(u, b) && model.shares(u, b) > own)) stuck[u] = 0;
+        }
+        if (isChanged[u] === 0) continue;
         stuck[u] = 0;
-        if (!changed.has(u)) continue;
         const own = model.own(u);
         for (const c of [a, b]) {
           const g = model.shares(u, c) - own;
@@ -335,6 +357,7 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
   const pageSize = sketches[0]?.pageSize ?? 4096;
   const minGain = (options.minSavingBytes ?? 0) / pageSize;
   const first = new FleetModel(sketches);
+  const second = first.clone();
   const M = first.modulus;
   const maxMoves = options.maxMoves ?? 4 * first.vms.length;
   const H = first.hosts.length;
@@ -354,7 +377,7 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
   // regrouping template siblings first, polished by the local search (Sindelar).
   const alone = new Planner(first, z, pageSize, minGain / M, maxMoves);
   alone.search();
-  const grouped = new Planner(new FleetModel(sketches), z, pageSize, minGain / M, maxMoves);
+  const grouped = new Planner(second, z, pageSize, minGain / M, maxMoves);
   grouped.regroup();
   grouped.search();
   const best = grouped.totalPages > alone.totalPages ? grouped : alone;
