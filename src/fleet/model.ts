@@ -3,6 +3,7 @@
 // Built once from the hosts' sketches (exact: no estimate here, only counts of sampled values),
 // then kept up to date move by move.
 import type { HostSketch } from './sketch.js';
+import { HolderIndex } from './holders.js';
 
 export interface ModelHost {
   name: string;
@@ -130,6 +131,8 @@ export class FleetModel {
   readonly used: Float64Array;
   /** The VMs on each host. */
   private readonly members: number[][];
+  /** Each VM's host (as vms[v].host, in a typed array for the planner's scans). */
+  readonly hostOf: Int32Array;
   /** Sampled contents of each VM that another VM of the fleet holds too (ids, ascending). */
   private readonly shared: Int32Array[];
   /** Sampled distinct contents of each VM (shared or not). */
@@ -147,6 +150,15 @@ export class FleetModel {
   private changedCount = 0;
   private readonly stamp: Uint32Array;
   private epoch = 0;
+  /** Each content's holders by group (shared by clones: holders never change). */
+  private readonly index: HolderIndex;
+  /** A move's scratch: per VM, the change to its row at the source and the target; per group, how many of its contents arrive or leave. */
+  private readonly dFrom: Int32Array;
+  private readonly dTo: Int32Array;
+  private readonly inD: Uint8Array;
+  private readonly dList: Int32Array;
+  private readonly kFrom: Int32Array;
+  private readonly kTo: Int32Array;
 
   constructor(sketches: HostSketch[]);
   constructor(sketches: HostSketch[], from: FleetModel);
@@ -158,6 +170,7 @@ export class FleetModel {
       this.vms = from.vms.map((v) => ({ ...v }));
       this.used = from.used.slice();
       this.members = from.members.map((m) => m.slice());
+      this.hostOf = from.hostOf.slice();
       this.shared = from.shared;
       this.sampled = from.sampled;
       this.holderStart = from.holderStart;
@@ -167,6 +180,8 @@ export class FleetModel {
       this.row = from.row.slice();
       this.changedList = new Int32Array(this.vms.length);
       this.stamp = new Uint32Array(this.vms.length);
+      this.index = from.index;
+      [this.dFrom, this.dTo, this.inD, this.dList, this.kFrom, this.kTo] = this.scratch();
       return;
     }
     this.modulus = Math.max(1, ...sketches.map((s) => s.modulus));
@@ -183,9 +198,11 @@ export class FleetModel {
     const H = this.hosts.length;
     this.used = new Float64Array(H);
     this.members = Array.from({ length: H }, () => []);
+    this.hostOf = new Int32Array(V);
     this.vms.forEach((v, i) => {
       this.used[v.host] += v.memoryBytes;
       this.members[v.host].push(i);
+      this.hostOf[i] = v.host;
     });
     this.sampled = Int32Array.from(keys, (k) => k.length);
 
@@ -207,7 +224,15 @@ export class FleetModel {
     this.row = new Int32Array(V * H);
     this.changedList = new Int32Array(V);
     this.stamp = new Uint32Array(V);
+    this.index = new HolderIndex(this.holderStart, this.holders, V);
+    [this.dFrom, this.dTo, this.inD, this.dList, this.kFrom, this.kTo] = this.scratch();
     this.buildRows();
+  }
+
+  private scratch(): [Int32Array, Int32Array, Uint8Array, Int32Array, Int32Array, Int32Array] {
+    const V = this.vms.length;
+    const G = this.index.groupStart.length - 1;
+    return [new Int32Array(V), new Int32Array(V), new Uint8Array(V), new Int32Array(V), new Int32Array(G), new Int32Array(G)];
   }
 
   /** A copy of the model to plan on (moves on the copy leave this one as it is). */
@@ -341,6 +366,11 @@ export class FleetModel {
       first[v] = ids.length > 0 ? ids[0] : -1;
     }
     return Int32Array.from({ length: V }, (_, v) => v).sort((a, b) => rare[a] - rare[b] || first[a] - first[b] || a - b);
+  }
+
+  /** The VMs on host h, ascending. */
+  on(h: number): number[] {
+    return this.members[h].slice().sort((a, b) => a - b);
   }
 
   /** Sampled contents v shares with the other VMs of its own host. */
@@ -477,60 +507,98 @@ export class FleetModel {
   /**
    * Moves VM v to host `to`, updating every row it changes; returns the VMs whose rows changed
    * (a view valid until the next move). Exact: a VM leaving is a subtraction of its contents,
-   * arriving an addition.
+   * arriving an addition. When v takes the last copy of content x away from `from`, every other
+   * holder of x shares one content less with `from`; when it brings the first copy to `to`, one
+   * more. Those changes are summed per VM first, by group (see HolderIndex), then applied.
    */
   move(v: number, to: number): Int32Array {
     const H = this.hosts.length;
     const S = this.S;
     const from = this.vms[v].host;
-    if (++this.epoch === 0xffffffff) {
-      this.stamp.fill(0);
-      this.epoch = 1;
-    }
-    this.changedCount = 0;
-    this.touch(v);
+    const { groupOf, groupStart, groupVms, missStart, missVms } = this.index;
+    const { dFrom, dTo, inD, dList, kFrom, kTo } = this;
+    let dCount = 0;
+    const groups: number[] = [];
+    const note = (u: number): void => {
+      if (inD[u] === 0) {
+        inD[u] = 1;
+        dList[dCount++] = u;
+      }
+    };
+    // Adds `sign` to d[u] for every holder u of x (v included: its own cells are set apart below).
+    const spread = (x: number, d: Int32Array, k: Int32Array, sign: number): void => {
+      const g = groupOf[x];
+      if (g < 0) {
+        for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
+          const u = this.holders[i];
+          d[u] += sign;
+          note(u);
+        }
+        return;
+      }
+      if (kFrom[g] === 0 && kTo[g] === 0) groups.push(g);
+      k[g] += sign;
+      for (let i = missStart[x]; i < missStart[x + 1]; i++) {
+        const u = missVms[i];
+        d[u] -= sign;
+        note(u);
+      }
+    };
     const ownBefore = this.row[v * H + from];
     const sharesAtTarget = this.row[v * H + to];
     const ids = this.shared[v];
     for (let k = 0; k < ids.length; k++) {
       const x = ids[k];
       const left = this.onHost[from * S + x] - 1;
-      if (left === 0) {
-        // x is gone from `from`: everyone holding it elsewhere shares one content less with `from`.
-        for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
-          const u = this.holders[i];
-          if (u !== v) {
-            this.row[u * H + from]--;
-            this.touch(u);
-          }
-        }
-      } else if (left === 1) {
-        const one = this.oneOn(x, from, v);
-        this.row[one * H + from]--; // the last holder on `from` no longer shares it there
-        this.touch(one);
+      if (left === 0) spread(x, dFrom, kFrom, -1);
+      else if (left === 1) {
+        const one = this.oneOn(x, from, v); // the last holder on `from` no longer shares it there
+        dFrom[one]--;
+        note(one);
       }
       const there = this.onHost[to * S + x];
-      if (there === 0) {
-        for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
-          const u = this.holders[i];
-          if (u !== v) {
-            this.row[u * H + to]++;
-            this.touch(u);
-          }
-        }
-      } else if (there === 1) {
+      if (there === 0) spread(x, dTo, kTo, 1);
+      else if (there === 1) {
         const one = this.oneOn(x, to, v);
-        this.row[one * H + to]++;
-        this.touch(one);
+        dTo[one]++;
+        note(one);
       }
       this.onHost[from * S + x]--;
       this.onHost[to * S + x]++;
+    }
+    for (const g of groups) {
+      const a = kFrom[g];
+      const b = kTo[g];
+      kFrom[g] = kTo[g] = 0;
+      for (let i = groupStart[g]; i < groupStart[g + 1]; i++) {
+        const u = groupVms[i];
+        dFrom[u] += a;
+        dTo[u] += b;
+        note(u);
+      }
+    }
+    if (++this.epoch === 0xffffffff) {
+      this.stamp.fill(0);
+      this.epoch = 1;
+    }
+    this.changedCount = 0;
+    this.touch(v);
+    for (let i = 0; i < dCount; i++) {
+      const u = dList[i];
+      inD[u] = 0;
+      if (u !== v && (dFrom[u] !== 0 || dTo[u] !== 0)) {
+        this.row[u * H + from] += dFrom[u];
+        this.row[u * H + to] += dTo[u];
+        this.touch(u);
+      }
+      dFrom[u] = dTo[u] = 0;
     }
     this.row[v * H + from] = ownBefore;
     this.row[v * H + to] = sharesAtTarget;
     this.used[from] -= this.vms[v].memoryBytes;
     this.used[to] += this.vms[v].memoryBytes;
     this.vms[v].host = to;
+    this.hostOf[v] = to;
     const left = this.members[from];
     left.splice(left.indexOf(v), 1);
     this.members[to].push(v);

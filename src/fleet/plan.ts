@@ -257,8 +257,8 @@ class Planner {
         // Move together with the VM on a that shares most with v, when the pair gains clearly.
         let p = -1;
         let most = 0;
-        for (let w = 0; w < V; w++) {
-          if (w === v || model.vms[w].host !== a) continue;
+        for (const w of model.on(a)) {
+          if (w === v) continue;
           const c = model.common(v, w);
           if (c > most) {
             most = c;
@@ -288,8 +288,8 @@ class Planner {
       if (changed.length === 0 && !this.fits(v, b)) {
         // Trade places with the VM on b whose swap saves most, if both fit afterwards.
         let best = 0;
-        for (let w = 0; w < V; w++) {
-          if (model.vms[w].host !== b || !this.fits(v, b, model.vms[w].memoryBytes) || !this.fits(w, a, model.vms[v].memoryBytes)) continue;
+        for (const w of model.on(b)) {
+          if (!this.fits(v, b, model.vms[w].memoryBytes) || !this.fits(w, a, model.vms[v].memoryBytes)) continue;
           const g = model.shares(v, b) - model.own(v) + model.shares(w, a) - model.own(w) - model.swapLoss(v, w);
           if (g <= best) continue;
           const dv = model.difference(v, b, w);
@@ -327,7 +327,7 @@ class Planner {
       // A VM stuck elsewhere stays stuck: its step depends only on its own row, the hosts it is on
       // and aims at, and the VMs there (unchanged), except that room freed on a or b may now take it.
       for (let u = 0; u < V; u++) {
-        const h = model.vms[u].host;
+        const h = model.hostOf[u];
         if (h === a || h === b || target[u] === a || target[u] === b) {
           stuck[u] = 0;
           rate(u);
