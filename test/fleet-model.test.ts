@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FleetModel } from '../src/fleet/model.js';
+import { HolderIndex } from '../src/fleet/holders.js';
 import { SKETCH_FORMAT, type HostSketch } from '../src/fleet/sketch.js';
 
 // A fleet built like a real one: 3 OS layers that most hosts hold (the model's index keeps those as
@@ -98,4 +99,20 @@ test('migrations on a clone leave the model it was copied from unchanged', () =>
   copy.move(3, (copy.vms[3].host + 1) % HOSTS);
   assert.deepEqual(model.row, before);
   assert.notDeepEqual(copy.row, before);
+});
+
+test('the holder index gives every shared content exactly its holders, by group or listed', () => {
+  const { contents } = fleet();
+  const holdersOf = new Map<number, number[]>();
+  contents.forEach((set, v) => set.forEach((x) => holdersOf.set(x, [...(holdersOf.get(x) ?? []), v])));
+  const sharedHolders = [...holdersOf.values()].filter((h) => h.length >= 2);
+  const holderStart = new Int32Array(sharedHolders.length + 1);
+  sharedHolders.forEach((h, x) => (holderStart[x + 1] = holderStart[x] + h.length));
+  const index = new HolderIndex(holderStart, Int32Array.from(sharedHolders.flat()), VMS);
+  assert.deepEqual(
+    sharedHolders.map((_, x) => index.holdersOf(x)),
+    sharedHolders,
+  );
+  // Both ways of writing holders are in use on this fleet.
+  assert.ok(index.groupOf.some((g) => g >= 0) && index.groupOf.some((g) => g < 0));
 });

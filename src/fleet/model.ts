@@ -220,7 +220,7 @@ export class FleetModel {
     });
     this.S = S;
     this.onHost = new Uint16Array(H * S);
-    for (let x = 0; x < S; x++) for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) this.onHost[this.vms[this.holders[i]].host * S + x]++;
+    for (let x = 0; x < S; x++) for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) this.onHost[this.hostOf[this.holders[i]] * S + x]++;
     this.row = new Int32Array(V * H);
     this.changedList = new Int32Array(V);
     this.stamp = new Uint32Array(V);
@@ -296,7 +296,7 @@ export class FleetModel {
       const at = v * H;
       for (let h = 0; h < H; h++) this.row[at + h] = acc[h] + base;
       // At a VM's own host, count only what another VM there holds.
-      const home = this.vms[v].host;
+      const home = this.hostOf[v];
       let own = 0;
       for (let i = 0; i < cur.length; i++) if (this.onHost[home * this.S + cur[i]] >= 2) own++;
       this.row[at + home] = own;
@@ -317,7 +317,7 @@ export class FleetModel {
     for (let x = 0; x < S; x++) {
       let n = 0;
       for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
-        const h = this.vms[this.holders[i]].host;
+        const h = this.hostOf[this.holders[i]];
         if (mark[h] !== x) {
           mark[h] = x;
           n++;
@@ -332,14 +332,14 @@ export class FleetModel {
       let at = start[x];
       if (most[x] === 0) {
         for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
-          const h = this.vms[this.holders[i]].host;
+          const h = this.hostOf[this.holders[i]];
           if (mark[h] !== x) {
             mark[h] = x;
             list[at++] = h;
           }
         }
       } else {
-        for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) mark[this.vms[this.holders[i]].host] = x;
+        for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) mark[this.hostOf[this.holders[i]]] = x;
         for (let h = 0; h < H; h++) if (mark[h] !== x) list[at++] = h;
       }
     }
@@ -375,7 +375,7 @@ export class FleetModel {
 
   /** Sampled contents v shares with the other VMs of its own host. */
   own(v: number): number {
-    return this.row[v * this.hosts.length + this.vms[v].host];
+    return this.row[v * this.hosts.length + this.hostOf[v]];
   }
 
   /** Sampled contents v shares with the VMs on host h (other than v). */
@@ -385,7 +385,7 @@ export class FleetModel {
 
   /** How many VMs other than `except` (which holds x) on host h hold content x. */
   private countOn(x: number, h: number, except: number): number {
-    return this.onHost[h * this.S + x] - (this.vms[except].host === h ? 1 : 0);
+    return this.onHost[h * this.S + x] - (this.hostOf[except] === h ? 1 : 0);
   }
 
   /** The one VM other than `except` on host h holding x (when countOn says there is exactly one). */
@@ -398,7 +398,7 @@ export class FleetModel {
     }
     for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
       const u = this.holders[i];
-      if (u !== except && this.vms[u].host === h) return u;
+      if (u !== except && this.hostOf[u] === h) return u;
     }
     return -1;
   }

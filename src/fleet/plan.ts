@@ -227,21 +227,27 @@ class Planner {
         }
       }
     };
+    // fresh[v]: v's row has not changed since rate(v) last ran, so running it again would answer the same.
+    const fresh = new Uint8Array(V);
     const rate = (v: number): void => {
-      target[v] = -1;
-      potential[v] = -Infinity;
-      const own = model.own(v);
-      const home = model.vms[v].host;
+      const row = model.row;
+      const at = v * H;
+      const home = model.hostOf[v];
+      const own = row[at + home];
+      let best = -Infinity;
+      let to = -1;
       for (let h = 0; h < H; h++) {
         if (h === home) continue;
-        const g = model.shares(v, h) - own;
-        if (g > potential[v]) {
-          potential[v] = g;
-          target[v] = h;
+        const g = row[at + h] - own;
+        if (g > best) {
+          best = g;
+          to = h;
         }
       }
+      target[v] = to;
       // A move that gains nothing alone may gain with a companion (a plateau): kept, ranked last.
-      if (potential[v] < 0 || (potential[v] === 0 && own === 0)) potential[v] = -Infinity;
+      potential[v] = best < 0 || (best === 0 && own === 0) ? -Infinity : best;
+      fresh[v] = 1;
     };
     for (let v = 0; v < V; v++) rate(v);
     while (this.moves.length < this.maxMoves) {
@@ -322,15 +328,23 @@ class Planner {
         mark(this.record(v, b, partner >= 0 ? partner : undefined));
         if (partner >= 0) mark(this.record(partner, a, v));
       }
-      // Only columns a and b of the rows changed, and room on a and b: VMs on them or aiming at them
-      // are rated again in full; the others compare a and b with their best so far.
-      // A VM stuck elsewhere stays stuck: its step depends only on its own row, the hosts it is on
-      // and aims at, and the VMs there (unchanged), except that room freed on a or b may now take it.
+      // Only columns a and b of the rows changed, and room on a and b: VMs on them are rated again in
+      // full, and so are VMs aiming at them whose rows changed since they were last rated; the others
+      // compare a and b with their best so far. A VM whose step was refused is tried again only when
+      // something that step depends on changed: its host or target is a or b, it now aims at a or b,
+      // or room freed on a or b could take it (a step depends on the VM's row, its host and target,
+      // the VMs there, and room on them; a swap's fallback on room anywhere).
       for (let u = 0; u < V; u++) {
+        if (isChanged[u] === 1) fresh[u] = 0;
         const h = model.hostOf[u];
-        if (h === a || h === b || target[u] === a || target[u] === b) {
+        if (h === a || h === b) {
           stuck[u] = 0;
           rate(u);
+          continue;
+        }
+        if (target[u] === a || target[u] === b) {
+          stuck[u] = 0;
+          if (fresh[u] === 0) rate(u);
           continue;
         }
         if (stuck[u] === STUCK_NO_ROOM) {
@@ -338,13 +352,13 @@ class Planner {
           if ((this.fits(u, a) && model.shares(u, a) > own) || (this.fits(u, b) && model.shares(u, b) > own)) stuck[u] = 0;
         }
         if (isChanged[u] === 0) continue;
-        stuck[u] = 0;
         const own = model.own(u);
         for (const c of [a, b]) {
           const g = model.shares(u, c) - own;
           if ((g > 0 || (g === 0 && own > 0)) && g > potential[u]) {
             potential[u] = g;
             target[u] = c;
+            stuck[u] = 0;
           }
         }
       }
