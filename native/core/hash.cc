@@ -13,9 +13,8 @@ const HashKernels* Avx2AesKernels();
 const HashKernels* Avx2Kernels();
 const HashKernels* BaselineAesKernels();
 
-// Preferred first. XXH3 leads: on an AMD EPYC with AVX-512 and VAES a whole exact scan measured the same
-// with either hash (docs/scan.md, Speed), and the AES hash once produced a 64-bit collision on the
-// fixed workload of test/scan-kernels.test.ts, which XXH3 never has; the AES sets are there to be named.
+// Preferred first. XXH3 leads: on an AMD EPYC with AVX-512 and VAES a whole exact scan is not faster
+// with the AES hash (docs/scan.md, Speed). The AES sets are there to be named.
 const char* const kKernelNames[] = {"avx512+xxh3", "avx512+vaes", "avx2+xxh3", "avx2+vaes", "avx2+aes",
                                     "sse2+xxh3",   "sse2+aes",    "scalar+xxh3", nullptr};
 
