@@ -213,6 +213,37 @@ test('adaptive: volatile pages dominating back off for a while, then ksmd is tri
   assert.equal(step({ time: 36000, counters: { full_scans: 5, pages_sharing: 5000 } }).decision.knobs.run, 1);
 });
 
+/** A run started at t=0 (ksmd CPU clock 5 s), then one 2 s interval at 2667 pages / 20 ms with `scanned` pages and `cpu` CPU-seconds. */
+function afterOneInterval(scanned: number, cpu: number) {
+  const knobs = { run: 1, pages_to_scan: 2667, sleep_millisecs: 20, advisor_mode: 'none', advisor_max_cpu: 70 } as const;
+  const first = adaptive(obs({ vms: VMS, estimate: est(400), time: 0, counters: { full_scans: 10, pages_scanned: 1_000_000 }, ksmdCpuSeconds: 5 }), initialAdaptiveState(), CFG);
+  return adaptive(
+    obs({ vms: VMS, estimate: est(400), time: 2000, knobs, counters: { full_scans: 10, pages_scanned: 1_000_000 + scanned }, ksmdCpuSeconds: 5 + cpu }),
+    first.nextState,
+    CFG,
+  );
+}
+
+test('adaptive pace: a run over its CPU budget so far gets smaller batches, to bring its average back to the budget', () => {
+  // 1 CPU-second in 2 s is 0.5 CPU against 0.25: aim at 0.25 − 0.5 / 4 = 0.125 CPU at the learnt 1 M pages per CPU-second.
+  const r = afterOneInterval(1_000_000, 1);
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 2857, sleep_millisecs: 20, run: 1 });
+  assert.match(r.reasons.at(-1)!, /for 0\.125 CPU \(budget 0\.25, 0\.500 CPU so far this run\)/);
+});
+
+test('adaptive pace: a run under its CPU budget so far gets larger batches, to bring its average up to the budget', () => {
+  // 0.25 CPU-s in 2 s is 0.125 CPU: aim at 0.25 + 0.25 / 4 = 0.3125 CPU at 4 M pages per CPU-second.
+  const r = afterOneInterval(1_000_000, 0.25);
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 36364, sleep_millisecs: 20, run: 1 });
+});
+
+test("adaptive pace: ksmd's time off the CPU per batch is learnt from the interval (sleep rounded to jiffies, waiting for a CPU)", () => {
+  // 50 batches of 2667 pages took 2 s of wall time and 0.5 CPU-s: 30 ms off the CPU per batch, not 20.
+  const r = afterOneInterval(50 * 2667, 0.5);
+  assert.equal(r.nextState.offSecondsPerBatch, 0.03);
+  assert.match(r.reasons.at(-1)!, /, 30\.0 ms off the CPU per batch/);
+});
+
 test('adaptive pace: duty cycle within the budget, unthrottled from one CPU up', () => {
   assert.deepEqual(paceFor(0.25, 480_000), { pages_to_scan: 3200, sleep_millisecs: 20, pagesPerSecond: 120_000 });
   assert.deepEqual(paceFor(0.5, 480_000).pages_to_scan, 9600);

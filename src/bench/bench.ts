@@ -6,9 +6,9 @@ import { benchHashing, type HashingResult } from './hashing.js';
 import { BENCH_KNOBS, benchEstimate, ksmUnavailable, type EstimateResult, type GuestSizes } from './estimate.js';
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { discoverVms } from '../vm/discover.js';
-import { benchTuner, type TunerResult } from './tuner.js';
+import { benchTuner, type TunerBenchOptions, type TunerResult } from './tuner.js';
 
-export type { TunerResult, TunerRow } from './tuner.js';
+export type { BudgetCheck, TunerResult, TunerRow } from './tuner.js';
 import { chartSvg, htmlPage } from '../report/html.js';
 import { escapeHtml } from '../report/escape.js';
 import { series, type Snapshot } from '../report/model.js';
@@ -37,6 +37,8 @@ export interface BenchOptions {
   procRoot?: string;
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void;
+  /** The tuner section's own options (budgets, rows, ksmtuned's interval). */
+  tuner?: Omit<TunerBenchOptions, 'quick' | 'log'>;
 }
 
 /** The CPU flags that decide which scan kernels run (hash.cc's KernelsFor). */
@@ -67,23 +69,28 @@ async function section<T>(name: string, log: (l: string) => void, run: () => Pro
   }
 }
 
+/** The machine a bench ran on: CPU model and count, the scan kernels' CPU flags, memory, kernel, Node. */
+export async function machineFigures(): Promise<BenchResult['machine']> {
+  const cpuList = cpus();
+  const flags = new Set((await readCpuInfo())?.flags ?? []);
+  return {
+    cpu: cpuList[0]?.model ?? 'unknown',
+    cpus: cpuList.length,
+    mem_total_bytes: totalmem(),
+    kernel: release(),
+    node: process.version,
+    cpu_flags: KERNEL_FLAGS.filter((f) => flags.has(f)),
+  };
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? (() => undefined);
   const sizes = options.quick ? QUICK : FULL;
   const t0 = performance.now();
-  const cpuList = cpus();
-  const flags = new Set((await readCpuInfo())?.flags ?? []);
   const result: BenchResult = {
     quick: options.quick,
     date: new Date().toISOString(),
-    machine: {
-      cpu: cpuList[0]?.model ?? 'unknown',
-      cpus: cpuList.length,
-      mem_total_bytes: totalmem(),
-      kernel: release(),
-      node: process.version,
-      cpu_flags: KERNEL_FLAGS.filter((f) => flags.has(f)),
-    },
+    machine: await machineFigures(),
     seconds: 0,
     hashing: await section('page hashing', log, () => benchHashing(sizes.hashing)),
     estimate: { skipped: '' },
@@ -97,7 +104,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     result.tuner = { skipped: noKsm };
   } else {
     result.estimate = await section('scan estimate vs ksmd', log, () => benchEstimate(sizes.estimate, sizes.estimateTimeoutS));
-    result.tuner = await section('tuner policies', log, () => benchTuner({ quick: options.quick, log }));
+    result.tuner = await section('tuner policies', log, () => benchTuner({ ...options.tuner, quick: options.quick, log }));
   }
   result.seconds = Number(((performance.now() - t0) / 1000).toFixed(1));
   return result;
@@ -121,7 +128,7 @@ async function knobsNotice(): Promise<string> {
   return `bench: the KSM parts set ${BENCH_KNOBS.join(', ')} while they run, and put back the values found (${now}) when they end, on SIGINT, SIGTERM and SIGHUP too`;
 }
 
-function isSkipped(v: object): v is Skipped {
+export function isSkipped(v: object): v is Skipped {
   return 'skipped' in v;
 }
 
@@ -181,17 +188,47 @@ export function benchText(r: BenchResult): string {
   const t = r.tuner;
   if (isSkipped(t)) out.push(`  skipped: ${t.skipped}`);
   else {
-    out.push(
-      `  ${t.workload}`,
-      formatTable(
-        ['policy', 's to 95 %', 'ksmd CPU-s', 'saved', 'achievable'],
-        t.rows.map((row) => [row.policy, row.seconds_to_95 ?? 'not reached', row.ksmd_cpu_seconds, `${(row.saved_bytes / MiB).toFixed(0)} MiB`, `${(row.achievable_bytes / MiB).toFixed(0)} MiB`]),
-      ),
-    );
+    out.push(`  ${t.workload}; load average ${t.load_average[0]} before, ${t.load_average[1]} after`, tunerTable(t));
+    if (t.budgets.length > 0) out.push('', budgetTable(t));
   }
   out.push('', `total ${r.seconds} s`);
   return `${out.join('\n')}\n`;
 }
+
+/** The tuner rows: time to 95 %, ksmd's CPU and its average share of a CPU beside the budget given. */
+export function tunerRows(t: TunerResult): [string[], (string | number)[][]] {
+  return [
+    ['policy', 'budget', 's to 95 %', 'ksmd CPU-s', 'ksmd avg CPU', 'ksmd waiting for a CPU, s', 'saved', 'achievable'],
+    t.rows.map((row) => [
+      row.policy,
+      row.budget ?? '—',
+      row.seconds_to_95 ?? 'not reached',
+      row.ksmd_cpu_seconds,
+      row.ksmd_cpu_average,
+      row.ksmd_wait_seconds ?? '—',
+      `${(row.saved_bytes / MiB).toFixed(1)} MiB`,
+      `${(row.achievable_bytes / MiB).toFixed(1)} MiB`,
+    ]),
+  ];
+}
+
+/** Each budgeted row against its targets: average within ±10 % of the budget, time within 1.2 × unthrottled CPU-s ÷ budget. */
+export function budgetRows(t: TunerResult): [string[], (string | number)[][]] {
+  return [
+    ['policy', 'avg CPU vs budget', 'within ±10 %', 's to 95 % bound', 'within bound', 'time ÷ unthrottled (≤ 1.3 at 1 CPU)'],
+    t.budgets.map((b) => [
+      b.policy,
+      `${b.budget_error_percent > 0 ? '+' : ''}${b.budget_error_percent} %`,
+      b.within_budget ? 'yes' : 'NO',
+      b.bound_seconds,
+      b.within_bound ? 'yes' : 'NO',
+      b.vs_unthrottled ?? '—',
+    ]),
+  ];
+}
+
+export const tunerTable = (t: TunerResult): string => formatTable(...tunerRows(t));
+export const budgetTable = (t: TunerResult): string => formatTable(...budgetRows(t));
 
 /** Horizontal bars of page-hashing speed, GB/s. */
 function hashingBars(h: HashingResult): string {

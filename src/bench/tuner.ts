@@ -1,6 +1,8 @@
-// The tuner policies side by side on the same generated workload: fresh guests (a common image, unique and
-// zero pages, marked mergeable as QEMU marks guest RAM) for each driver, timed until 95 % of what the scan
-// says can merge has merged, with ksmd's CPU over that time. Every knob is put back afterwards.
+// The tuner policies side by side on the same generated workload: fresh guests (src/workload's layout:
+// a common image, unique and zero pages, marked mergeable as QEMU marks guest RAM) for each driver, timed
+// until 95 % of what the scan says can merge has merged, with ksmd's CPU over that time. The first row is
+// ksmd unthrottled (20000 pages / 0 ms): the reference each budgeted row is held to. Every knob is put back.
+import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { PAGE_SIZE, type Region } from '../region.js';
@@ -9,36 +11,80 @@ import { Tuner } from '../tune/tuner.js';
 import { defaultConfig } from '../tune/config.js';
 import { benchBaseline, disposeGuests, holdKnobs, selfMergingPages } from './estimate.js';
 import { guestRegions, type GuestSizes } from '../workload/layout.js';
-import { savedPages } from '../ksm/counters.js';
-import { KsmdClock } from '../host/ksmd.js';
+import { readFile } from 'node:fs/promises';
+import { readFootprint } from '../ksm/footprint.js';
+import { parseKsmStat } from '../ksm/process.js';
+import { totalSavedPages, type SavedPages } from '../ksm/savings.js';
+import { findKsmd } from '../host/ksmd.js';
+import { readProcText } from '../host/procfs.js';
 
 export interface TunerRow {
   policy: string;
+  /** The CPU budget the policy was given (adaptive, kernel-advisor), or null. */
+  budget: number | null;
   seconds_to_95: number | null;
+  /** ksmd's CPU time from the driver's start to 95 % (or the end of its time). */
   ksmd_cpu_seconds: number;
+  /** ksmd_cpu_seconds ÷ that wall time: the share of a CPU ksmd used over the run. */
+  ksmd_cpu_average: number;
+  /** Time ksmd spent runnable but waiting for a CPU over the run (schedstat): how contended the host was. */
+  ksmd_wait_seconds: number | null;
   /** ksm_merging_pages of the guests when the policy reached 95 % (or its time ran out). */
   merging_pages: number;
   predicted_merging_pages: number;
-  /** Growth of pages_sharing + ksm_zero_pages over the run, in bytes. */
+  /** What the guests got back when the row ended, src/ksm/savings.ts's definition (savedParts), in bytes. */
   saved_bytes: number;
+  saved_parts_pages: SavedPages;
   /** What the scan says merging frees. */
   achievable_bytes: number;
 }
 
+/** The budget targets (issue 14): each budgeted row against the unthrottled row of the same run. */
+export interface BudgetCheck {
+  policy: string;
+  budget: number;
+  /** ksmd's average CPU over budget, minus one, in % (target within ±10 %). */
+  budget_error_percent: number;
+  /** 1.2 × unthrottled ksmd CPU-s ÷ budget: the most time to 95 % may take. */
+  bound_seconds: number;
+  within_budget: boolean;
+  within_bound: boolean;
+  /** At budget 1 only: time to 95 % ÷ the unthrottled time (target ≤ 1.3). */
+  vs_unthrottled: number | null;
+}
+
 export interface TunerResult {
   workload: string;
+  /** /proc/loadavg's 1-minute figure before and after the section: this host may be shared. */
+  load_average: [number, number];
   rows: TunerRow[];
+  budgets: BudgetCheck[];
+}
+
+export interface TunerBenchOptions {
+  quick: boolean;
+  log: (line: string) => void;
+  /** Budgets the adaptive policy runs at (default: 0.25 under --quick, else 0.1, 0.25 and 1). */
+  budgets?: number[];
+  /** Rows to run, by the start of their label (default all): 'unthrottled', 'kernel defaults', 'ksmtuned', 'kernel-advisor', 'adaptive'. */
+  only?: string[];
+  /** Divides ksmtuned's 60 s monitor interval (default 10 under --quick, else 1); this favours ksmtuned. */
+  timeScale?: number;
+  /** Guests and sizes (default 4 × 16/4/1 MiB under --quick, 4 × 256/64/8 MiB). */
+  sizes?: GuestSizes;
 }
 
 interface Driver {
   policy: string;
+  budget: number | null;
   /** Starts driving ksmd over the guests; returns how to stop. */
   start(ksm: Ksm, guests: Region[]): Promise<() => Promise<void>>;
 }
 
-function tunerDriver(label: string, make: () => Tuner): Driver {
+function tunerDriver(label: string, budget: number | null, make: () => Tuner): Driver {
   return {
     policy: label,
+    budget,
     async start(_ksm, guests) {
       const t = make();
       t.on('error', () => undefined); // a failed decision shows as a slower row, not a crash
@@ -49,65 +95,101 @@ function tunerDriver(label: string, make: () => Tuner): Driver {
   };
 }
 
-function drivers(quick: boolean): Driver[] {
+const fixedPace = (policy: string, pages: number, ms: number): Driver => ({
+  policy,
+  budget: null,
+  async start(ksm) {
+    await ksm.configure({ pages_to_scan: pages, sleep_millisecs: ms, run: 1 });
+    return async () => undefined;
+  },
+});
+
+function drivers(quick: boolean, budgets: number[], timeScale: number): Driver[] {
   // ksmtuned only starts ksmd when free memory is under KSM_THRES_COEF % of RAM; 100 declares the host
-  // loaded so it runs at all. Its 60 s monitor interval is divided by 10 under --quick (this favours it).
-  const timeScale = quick ? 10 : 1;
+  // loaded so it runs at all.
   const ksmtuned = defaultConfig();
   ksmtuned.ksmtuned.KSM_THRES_COEF = 100;
   // pagefuse's policies leave ksmd stopped below minSavingsBytes (64 MiB): the quick workload offers 52 MiB.
-  const scanFirst = { ...defaultConfig(), minSavingsBytes: (quick ? 16 : 64) * 1024 * 1024 };
+  const minMiB = quick ? 16 : 64;
+  const scanFirst = { ...defaultConfig(), minSavingsBytes: minMiB * 1024 * 1024 };
   return [
-    {
-      policy: 'kernel defaults (100 pages / 20 ms)',
-      async start(ksm) {
-        await ksm.configure({ pages_to_scan: 100, sleep_millisecs: 20, run: 1 });
-        return async () => undefined;
-      },
-    },
-    tunerDriver(`ksmtuned (KSM_THRES_COEF=100, interval ${60 / timeScale} s)`, () =>
+    fixedPace('unthrottled ksmd (20000 pages / 0 ms)', 20000, 0),
+    fixedPace('kernel defaults (100 pages / 20 ms)', 100, 20),
+    tunerDriver(`ksmtuned (KSM_THRES_COEF=100, interval ${60 / timeScale} s)`, null, () =>
       new Tuner({ policy: 'ksmtuned', config: ksmtuned, intervalMs: 60_000 / timeScale }),
     ),
-    tunerDriver(`kernel-advisor (scan-time, min ${quick ? 16 : 64} MiB)`, () => new Tuner({ policy: 'kernel-advisor', config: scanFirst })),
-    tunerDriver(`adaptive (0.25 CPU, min ${quick ? 16 : 64} MiB)`, () => new Tuner({ policy: 'adaptive', config: scanFirst })),
+    tunerDriver(`kernel-advisor (scan-time, min ${minMiB} MiB)`, 0.25, () => new Tuner({ policy: 'kernel-advisor', config: scanFirst, cpuBudget: 0.25 })),
+    ...budgets.map((b) => tunerDriver(`adaptive (${b} CPU, min ${minMiB} MiB)`, b, () => new Tuner({ policy: 'adaptive', config: scanFirst, cpuBudget: b }))),
   ];
 }
 
-async function runDriver(ksm: Ksm, driver: Driver, sizes: GuestSizes, capS: number): Promise<TunerRow> {
+/** ksmd's CPU time and its time runnable but waiting for a CPU (schedstat's first two fields), in seconds. */
+async function ksmdTimes(pid: number | undefined): Promise<{ cpu: number; wait: number | undefined }> {
+  if (pid === undefined) return { cpu: 0, wait: undefined };
+  const text = await readProcText('/proc', pid, 'schedstat');
+  const f = text?.trim().split(/\s+/).map(Number) ?? [];
+  return { cpu: (f[0] ?? 0) / 1e9, wait: f[1] === undefined ? undefined : f[1] / 1e9 };
+}
+
+/**
+ * What the guests (this process's memory) got back, by src/ksm/savings.ts's definition: this process's
+ * exact share of pages_sharing (Σ (k − 1)/k over its mappings of KSM pages, from pagemap and kpagecount),
+ * its ksm_zero_pages, and no THP-split zero subpages (the guests have no huge pages). The host-wide
+ * counters would also count whatever else on the host merged meanwhile.
+ */
+async function savedParts(): Promise<SavedPages> {
+  const fp = await readFootprint(process.pid);
+  if (fp?.sharingWeight === null || fp === undefined) throw new Error('the bench cannot read its own pagemap and kpagecount (needs root)');
+  const stat = parseKsmStat(await readFile('/proc/self/ksm_stat', 'utf8'));
+  return { ksmPages: Math.round(fp.sharingWeight), ksmZeroPages: stat.zeroPages ?? 0, thpSplitZeroPages: 0 };
+}
+
+async function runDriver(ksm: Ksm, driver: Driver, sizes: GuestSizes, capS: number, ksmdPid: number | undefined): Promise<TunerRow> {
   await ksm.configure({ ...benchBaseline((await ksm.read()).settings), run: 0, pages_to_scan: 100, sleep_millisecs: 20 });
   const guests = guestRegions(sizes);
   try {
     const estimate = await scan(guests, { mode: 'exact' });
     const predicted = estimate.mergingPages;
-    const base = savedPages((await ksm.read()).counters);
     for (const g of guests) g.advise('mergeable');
-    const clock = new KsmdClock();
-    const cpu0 = (await clock.cpuSeconds()) ?? 0;
+    const t0Times = await ksmdTimes(ksmdPid);
     const t0 = performance.now();
     const stop = await driver.start(ksm, guests);
     let at95: number | null = null;
     let merging = 0;
+    let end = { cpu: 0, wait: undefined as number | undefined };
+    let endAt = t0;
     try {
       while ((performance.now() - t0) / 1000 < capS) {
         await sleep(100);
         merging = await selfMergingPages();
         if (merging >= 0.95 * predicted) {
-          at95 = (performance.now() - t0) / 1000;
+          endAt = performance.now();
+          end = await ksmdTimes(ksmdPid);
+          at95 = (endAt - t0) / 1000;
           break;
         }
+      }
+      if (at95 === null) {
+        endAt = performance.now();
+        end = await ksmdTimes(ksmdPid);
       }
     } finally {
       await stop();
     }
-    const cpu = ((await clock.cpuSeconds()) ?? 0) - cpu0;
-    const saved = savedPages((await ksm.read()).counters) - base;
+    const parts = await savedParts();
+    const cpu = end.cpu - t0Times.cpu;
+    const wall = (endAt - t0) / 1000;
     return {
       policy: driver.policy,
-      seconds_to_95: at95 === null ? null : Number(at95.toFixed(1)),
+      budget: driver.budget,
+      seconds_to_95: at95 === null ? null : Number(at95.toFixed(2)),
       ksmd_cpu_seconds: Number(cpu.toFixed(3)),
+      ksmd_cpu_average: Number((wall > 0 ? cpu / wall : 0).toFixed(3)),
+      ksmd_wait_seconds: end.wait === undefined || t0Times.wait === undefined ? null : Number((end.wait - t0Times.wait).toFixed(3)),
       merging_pages: merging,
       predicted_merging_pages: predicted,
-      saved_bytes: saved * PAGE_SIZE,
+      saved_bytes: totalSavedPages(parts) * PAGE_SIZE,
+      saved_parts_pages: parts,
       achievable_bytes: estimate.estimatedSavedBytes,
     };
   } finally {
@@ -115,18 +197,47 @@ async function runDriver(ksm: Ksm, driver: Driver, sizes: GuestSizes, capS: numb
   }
 }
 
-export async function benchTuner(options: { quick: boolean; log: (line: string) => void }): Promise<TunerResult> {
-  const sizes: GuestSizes = options.quick
-    ? { guests: 4, commonMiB: 16, uniqueMiB: 4, zeroMiB: 1 }
-    : { guests: 4, commonMiB: 256, uniqueMiB: 64, zeroMiB: 8 };
+/** Each adaptive row's budget figures against the unthrottled row (none without one). */
+export function budgetChecks(rows: readonly TunerRow[]): BudgetCheck[] {
+  const free = rows.find((r) => r.policy.startsWith('unthrottled'));
+  if (free === undefined || free.seconds_to_95 === null) return [];
+  return rows
+    .filter((r) => r.policy.startsWith('adaptive') && r.budget !== null)
+    .map((r) => {
+      const budget = r.budget!;
+      const errorPct = (r.ksmd_cpu_average / Math.min(budget, 1) - 1) * 100;
+      const bound = (1.2 * free.ksmd_cpu_seconds) / Math.min(budget, 1);
+      return {
+        policy: r.policy,
+        budget,
+        budget_error_percent: Number(errorPct.toFixed(1)),
+        bound_seconds: Number(bound.toFixed(2)),
+        within_budget: Math.abs(errorPct) <= 10,
+        within_bound: r.seconds_to_95 !== null && r.seconds_to_95 <= bound,
+        vs_unthrottled: budget >= 1 && r.seconds_to_95 !== null ? Number((r.seconds_to_95 / free.seconds_to_95!).toFixed(2)) : null,
+      };
+    });
+}
+
+export async function benchTuner(options: TunerBenchOptions): Promise<TunerResult> {
+  const sizes: GuestSizes =
+    options.sizes ?? (options.quick ? { guests: 4, commonMiB: 16, uniqueMiB: 4, zeroMiB: 1 } : { guests: 4, commonMiB: 256, uniqueMiB: 64, zeroMiB: 8 });
   const capS = options.quick ? 12 : 300;
+  const budgets = options.budgets ?? (options.quick ? [0.25] : [0.1, 0.25, 1]);
+  const timeScale = options.timeScale ?? (options.quick ? 10 : 1);
+  const only = options.only;
+  const chosen = drivers(options.quick, budgets, timeScale).filter((d) => only === undefined || only.some((o) => d.policy.startsWith(o)));
   const ksm = new Ksm(ksmOptionsFromEnv());
+  const ksmdPid = await findKsmd();
+  const load0 = loadavg()[0];
   const restore = await holdKnobs(ksm);
   const rows: TunerRow[] = [];
   try {
-    for (const d of drivers(options.quick)) {
-      const row = await runDriver(ksm, d, sizes, capS);
-      options.log(`bench:   ${row.policy}: ${row.seconds_to_95 === null ? `not at 95 % in ${capS} s` : `95 % in ${row.seconds_to_95} s`}, ksmd ${row.ksmd_cpu_seconds} CPU-s`);
+    for (const d of chosen) {
+      const row = await runDriver(ksm, d, sizes, capS, ksmdPid);
+      options.log(
+        `bench:   ${row.policy}: ${row.seconds_to_95 === null ? `not at 95 % in ${capS} s` : `95 % in ${row.seconds_to_95} s`}, ksmd ${row.ksmd_cpu_seconds} CPU-s (${row.ksmd_cpu_average} CPU), load ${loadavg()[0].toFixed(2)}`,
+      );
       rows.push(row);
     }
   } finally {
@@ -135,6 +246,8 @@ export async function benchTuner(options: { quick: boolean; log: (line: string) 
   const total = sizes.commonMiB + sizes.uniqueMiB + sizes.zeroMiB;
   return {
     workload: `${sizes.guests} guests × (${sizes.commonMiB} MiB common + ${sizes.uniqueMiB} MiB unique + ${sizes.zeroMiB} MiB zero) = ${sizes.guests * total} MiB, up to ${capS} s per policy`,
+    load_average: [Number(load0.toFixed(2)), Number(loadavg()[0].toFixed(2))],
     rows,
+    budgets: budgetChecks(rows),
   };
 }

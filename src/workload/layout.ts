@@ -2,6 +2,7 @@
 // in this process (guestRegions, for the benches that compare a scan of their own memory with ksmd):
 // a common image (then shared layers), zero pages, pages of its own, then volatile pages. Which pages
 // are equal is known exactly from the keys (content.ts), so tests and benches know what can merge.
+import { randomInt } from 'node:crypto';
 import { PAGE_SIZE, Region } from '../region.js';
 import { KIND_IMAGE, KIND_UNIQUE, KIND_VOLATILE, mix, writePage } from './content.js';
 
@@ -52,25 +53,30 @@ export interface GuestSizes {
   zeroMiB: number;
 }
 
-/** The layout of the i-th (0-based) of a set of guests with these sizes (Workload's seeds: image 1, own mix(1, i + 1)). */
-export function guestLayout(sizes: Omit<GuestSizes, 'guests'> & { volatileMiB?: number }, i: number): GuestLayout {
+/** The layout of the i-th (0-based) of a set of guests with these sizes (Workload's seeds: image `seed`, own mix(seed, i + 1)). */
+export function guestLayout(sizes: Omit<GuestSizes, 'guests'> & { volatileMiB?: number }, i: number, seed: number): GuestLayout {
   const pages = (mib: number): number => Math.round((mib * 1024 * 1024) / PAGE_SIZE);
   return {
     imagePages: pages(sizes.commonMiB),
     zeroPages: pages(sizes.zeroMiB),
     uniquePages: pages(sizes.uniqueMiB),
     volatilePages: pages(sizes.volatileMiB ?? 0),
-    imageSeed: 1,
-    seed: mix(1, i + 1),
+    imageSeed: seed,
+    seed: mix(seed, i + 1),
   };
 }
 
-/** Guests in this process's memory (no THP, not yet mergeable): the caller advises and disposes them. */
-export function guestRegions(sizes: GuestSizes): Region[] {
+/**
+ * Guests in this process's memory (no THP, not yet mergeable): the caller advises and disposes them.
+ * The seed is drawn at random unless given: ksmd merges across processes, so guests whose contents
+ * another generated workload on the host also holds (Workload's default seed is 1) would merge with
+ * it, and this process's ksm_stat would no longer match a scan of its own memory.
+ */
+export function guestRegions(sizes: GuestSizes, seed = randomInt(2, 2 ** 31)): Region[] {
   const regions: Region[] = [];
   try {
     for (let g = 0; g < sizes.guests; g++) {
-      const layout = guestLayout(sizes, g);
+      const layout = guestLayout(sizes, g, seed);
       const r = Region.alloc(Math.max(1, layoutPages(layout)) * PAGE_SIZE, { hugepages: 'never' });
       regions.push(r);
       fillGuest(new Uint32Array(r.buffer), layout);

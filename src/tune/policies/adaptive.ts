@@ -25,6 +25,11 @@ export interface AdaptiveState {
   /** ksmd's throughput on this host, pages per CPU-second: a guess until learnt. */
   pagesPerCpuSecond: number;
   learnt: boolean;
+  /**
+   * ksmd's time off the CPU per batch while throttled, in seconds: its sleep as the kernel rounds it to
+   * jiffies, plus time waiting for a CPU on a busy host. Learnt like the throughput; sleep_millisecs until then.
+   */
+  offSecondsPerBatch?: number;
   prev?: Mark;
   running: boolean;
   /** Where the current run started, and the last time full_scans moved during it. */
@@ -48,6 +53,12 @@ const REACHED_SHARE = 0.95;
 const MAX_MARKS = 8;
 const MIN_CPU_SAMPLE_SECONDS = 0.02;
 const HOLD_MS = 30_000;
+/** A throttled ksmd never runs more than this share of a CPU, nor longer than MAX_BATCH_SECONDS a batch. */
+const MAX_DUTY = 0.95;
+const MAX_BATCH_SECONDS = 0.25;
+const MAX_OFF_SECONDS = 1;
+/** The run's average is judged from this long into it. */
+const MIN_RUN_SECONDS = 1;
 const MAX_HOLD_MS = 600_000;
 
 export function initialAdaptiveState(): AdaptiveState {
@@ -58,6 +69,44 @@ function mark(o: Observation): Mark {
   const m: Mark = { time: o.time, fullScans: o.counters.full_scans, saved: vmSavedPages(o), cpuSeconds: o.ksmdCpuSeconds };
   if (o.counters.pages_scanned !== undefined) m.pagesScanned = o.counters.pages_scanned;
   return m;
+}
+
+/**
+ * Folds the last interval's wall time, ksmd CPU time and batches (pages_scanned ÷ pages_to_scan, at the
+ * knobs in force during it) into ksmd's learnt time off the CPU per batch. Only while throttled and running.
+ */
+function learnOff(state: AdaptiveState, now: Mark, o: Observation): number | undefined {
+  const prev = state.prev;
+  const k = o.knobs;
+  if (!state.running || prev?.pagesScanned === undefined || now.pagesScanned === undefined || prev.cpuSeconds === null || now.cpuSeconds === null) {
+    return state.offSecondsPerBatch;
+  }
+  if (k.run !== 1 || !(k.sleep_millisecs > 0) || !(k.pages_to_scan > 0)) return state.offSecondsPerBatch;
+  const cpu = now.cpuSeconds - prev.cpuSeconds;
+  const wall = (now.time - prev.time) / 1000;
+  const batches = (now.pagesScanned - prev.pagesScanned) / k.pages_to_scan;
+  if (cpu < MIN_CPU_SAMPLE_SECONDS || batches < 2 || !(wall > cpu)) return state.offSecondsPerBatch;
+  const sample = Math.min(Math.max((wall - cpu) / batches, k.sleep_millisecs / 1000), MAX_OFF_SECONDS);
+  return state.offSecondsPerBatch === undefined ? sample : 0.5 * state.offSecondsPerBatch + 0.5 * sample;
+}
+
+/**
+ * The share of a CPU ksmd should use over the next interval so that its average over the whole run comes
+ * back to the budget: the budget, plus what the run is short of it (or minus what it is over), made up
+ * over two intervals; within [budget ÷ 4, min(3 × budget, 0.95)]. The budget itself at the start of a
+ * run, when ksmd was not running as set (run=0 in sysfs) or its CPU clock is unreadable.
+ */
+export function dutyFor(budget: number, o: Observation, state: AdaptiveState, prevTime: number | undefined): { duty: number; runAverage?: number } {
+  if (budget >= 1) return { duty: 1 };
+  const start = state.running ? state.runStart : undefined;
+  const cpu = o.ksmdCpuSeconds;
+  if (start === undefined || start.cpuSeconds === null || cpu === null || o.knobs.run !== 1) return { duty: budget };
+  const elapsed = (o.time - start.time) / 1000;
+  if (!(elapsed >= MIN_RUN_SECONDS)) return { duty: budget };
+  const spent = cpu - start.cpuSeconds;
+  const horizon = 2 * Math.max(1, prevTime === undefined ? 2 : (o.time - prevTime) / 1000);
+  const duty = budget + (budget * elapsed - spent) / horizon;
+  return { duty: Math.min(Math.max(duty, budget / 4), Math.min(3 * budget, MAX_DUTY)), runAverage: spent / elapsed };
 }
 
 /** Folds the latest pages_scanned / CPU-time delta into the learnt throughput. */
@@ -96,16 +145,20 @@ export interface Pace {
   pagesPerSecond: number;
 }
 
-/** pages_to_scan / sleep_millisecs that keep ksmd at `budget` CPUs given its throughput. */
-export function paceFor(budget: number, pagesPerCpuSecond: number): Pace {
+/**
+ * pages_to_scan / sleep_millisecs that keep ksmd at `budget` CPUs given its throughput and its time off
+ * the CPU per batch (sleep_millisecs until learnt).
+ */
+export function paceFor(budget: number, pagesPerCpuSecond: number, offSecondsPerBatch = BATCH_SLEEP_MS / 1000): Pace {
   if (budget >= 1) {
     const pages = Math.max(100, Math.round(pagesPerCpuSecond * 0.05));
     return { pages_to_scan: pages, sleep_millisecs: 0, pagesPerSecond: pagesPerCpuSecond };
   }
-  // A batch of n pages costs n/P CPU-seconds, then ksmd sleeps s: duty = (n/P) / (n/P + s) = budget.
-  const sleepS = BATCH_SLEEP_MS / 1000;
-  const pages = Math.max(1, Math.round((pagesPerCpuSecond * budget * sleepS) / (1 - budget)));
-  return { pages_to_scan: pages, sleep_millisecs: BATCH_SLEEP_MS, pagesPerSecond: Math.round(pages / (pages / pagesPerCpuSecond + sleepS)) };
+  // A batch of n pages costs n/P CPU-seconds, then ksmd is off the CPU for s: duty = (n/P) / (n/P + s) = budget.
+  const off = offSecondsPerBatch;
+  const wanted = Math.round((pagesPerCpuSecond * budget * off) / (1 - budget));
+  const pages = Math.max(1, Math.min(wanted, Math.round(pagesPerCpuSecond * MAX_BATCH_SECONDS)));
+  return { pages_to_scan: pages, sleep_millisecs: BATCH_SLEEP_MS, pagesPerSecond: Math.round(pages / (pages / pagesPerCpuSecond + off)) };
 }
 
 const MiB = 1024 * 1024;
@@ -122,7 +175,9 @@ export interface Gate {
 export function gate(o: Observation, state: AdaptiveState, c: AdaptiveConfig): Gate {
   const now = mark(o);
   const { rate, learnt } = learn(state, now);
+  const off = learnOff(state, now, o);
   const base: AdaptiveState = { ...state, pagesPerCpuSecond: rate, learnt, prev: now };
+  if (off !== undefined) base.offSecondsPerBatch = off;
   const reasons: string[] = [];
   const tight = memoryTight(o, c);
   const est = o.estimate;
@@ -211,11 +266,15 @@ export const adaptive: PolicyFn<AdaptiveState, AdaptiveConfig> = (o, state, c): 
   const g = gate(o, state, c);
   if (!g.run) return { decision: { knobs: { run: 0 }, rescan: g.rescan }, reasons: g.reasons, nextState: g.nextState };
   const budget = Math.min(c.cpuBudget, 1);
-  const pace = paceFor(budget, g.nextState.pagesPerCpuSecond);
+  const { duty, runAverage } = dutyFor(budget, o, g.nextState, state.prev?.time);
+  const off = g.nextState.offSecondsPerBatch;
+  const pace = paceFor(duty, g.nextState.pagesPerCpuSecond, off);
   const perPass = o.estimate?.pages ?? 0;
   const eta = perPass > 0 ? ` (one pass over ${perPass} pages ≈ ${(perPass / pace.pagesPerSecond).toFixed(1)} s)` : '';
+  const share = runAverage === undefined ? `${budget} CPU` : `${duty.toFixed(3)} CPU (budget ${budget}, ${runAverage.toFixed(3)} CPU so far this run)`;
+  const offText = off === undefined || budget >= 1 ? '' : `, ${(off * 1000).toFixed(1)} ms off the CPU per batch`;
   g.reasons.push(
-    `pace ${pace.pages_to_scan} pages / ${pace.sleep_millisecs} ms for ${budget} CPU at ${Math.round(g.nextState.pagesPerCpuSecond)} pages per CPU-second (${g.nextState.learnt ? 'learnt' : 'initial guess'})${eta}`,
+    `pace ${pace.pages_to_scan} pages / ${pace.sleep_millisecs} ms for ${share} at ${Math.round(g.nextState.pagesPerCpuSecond)} pages per CPU-second (${g.nextState.learnt ? 'learnt' : 'initial guess'})${offText}${eta}`,
   );
   return {
     decision: { knobs: { pages_to_scan: pace.pages_to_scan, sleep_millisecs: pace.sleep_millisecs, run: 1 }, rescan: g.rescan },
