@@ -13,7 +13,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lockKsm } from './helpers/lock.js';
-import { REPO } from './helpers/cli.js';
+import { REPO, builtBin, runCliAsync, startCli, type CliResult } from './helpers/cli.js';
 import { plantedVm, type PlantedLayers } from '../src/workload/planted.js';
 import type { FleetHostConfig } from './helpers/fleet-host.js';
 
@@ -92,15 +92,11 @@ function listenLocal(server: Server | NetServer): Promise<number> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
 }
 
-function runPlan(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const cp = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'plan', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    cp.stdout.on('data', (d) => (stdout += d));
-    cp.stderr.on('data', (d) => (stderr += d));
-    cp.on('exit', (status) => resolve({ status, stdout, stderr }));
-  });
+/** The built CLI: every simulated host starts a serve, so tsx's start-up cost would count nine times. */
+const bin = builtBin();
+
+function runPlan(args: string[]): Promise<CliResult> {
+  return runCliAsync(['plan', ...args], { bin, timeoutMs: 120_000 });
 }
 
 function cleanup(): void {
@@ -164,6 +160,7 @@ before(async () => {
         modulus: 8,
         capacityBytes: (PER_HOST + 1) * VM_PAGES * PAGE,
         truthFile: join(dir, `truth-${h}.json`),
+        bin,
         guests,
       });
     }
@@ -254,20 +251,10 @@ test('a host that answers garbage is reported as not a sketch', () => {
 });
 
 test('the extender scores the nodes of a virt-launcher pod by what its VM shares there', async () => {
-  const cp = spawn(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', 'plan', '--extender', '127.0.0.1:0', '--hosts', plan.listFile, '--fleet-key', plan.keyFile, '--token', plan.tokenFile, '--timeout', '3s'], {
-    cwd: REPO,
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  launchers.push(cp);
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    cp.stdout!.on('data', (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    cp.once('exit', (code) => reject(new Error(`extender exited (${code})`)));
-  });
+  const extender = startCli(['plan', '--extender', '127.0.0.1:0', '--hosts', plan.listFile, '--fleet-key', plan.keyFile, '--token', plan.tokenFile, '--timeout', '3s'], { bin });
+  launchers.push(extender.child);
+  const listening = await extender.next((l) => /listening on \S+/.test(String(l.text)), 60_000, 'the extender listening');
+  const url = /listening on (\S+)/.exec(String(listening.text))![1];
   // ExtenderArgs as kube-scheduler sends it (no nodeCacheCapable: Nodes is a v1.NodeList).
   const args = {
     Pod: { metadata: { name: 'virt-launcher-f0-1-abcde', namespace: 'default', labels: { 'kubevirt.io': 'virt-launcher' }, annotations: { 'kubevirt.io/domain': 'f0-1' } } },
@@ -275,7 +262,7 @@ test('the extender scores the nodes of a virt-launcher pod by what its VM shares
   };
   const res = await fetch(url, { method: 'POST', body: JSON.stringify(args), headers: { 'content-type': 'application/json' } });
   const list = (await res.json()) as { Host: string; Score: number }[];
-  cp.kill('SIGTERM');
+  extender.kill('SIGTERM');
   assert.equal(res.status, 200);
   assert.deepEqual(list.map((p) => Object.keys(p)), Array.from({ length: HOSTS }, () => ['Host', 'Score']));
   assert.deepEqual(list.map((p) => p.Host), args.Nodes.items.map((n) => n.metadata.name));

@@ -3,13 +3,12 @@
 // guests' full keyed hash sets (M = 1, the truth the test checks estimates against), then runs a
 // real `pagefuse serve` with the fleet key and waits. When it dies, the kernel kills everything in
 // its PID namespace.
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { Workload } from '../../src/workload/workload.js';
 import { Registry } from '../../src/safety/registry.js';
 import { native } from '../../src/native.js';
 import { readFleetKey } from '../../src/fleet/key.js';
-import { REPO } from './cli.js';
+import { startCli } from './cli.js';
 
 export interface FleetHostConfig {
   listen: string;
@@ -20,6 +19,8 @@ export interface FleetHostConfig {
   modulus: number;
   capacityBytes: number;
   truthFile: string;
+  /** The CLI to run (helpers/cli.ts builtBin(), compiled once by the test, not by each host). */
+  bin: string;
   guests: { name: string; seed: number; layers: { seed: number; pages: number }[]; ownPages: number }[];
 }
 
@@ -37,13 +38,11 @@ for (const [i, g] of config.guests.entries()) {
   truth[g.name] = Array.from(full.values, (v) => v.toString(16));
 }
 writeFileSync(config.truthFile, JSON.stringify(truth));
-const serve = spawn(
-  process.execPath,
-  ['--import', 'tsx', 'src/cli/bin.ts', 'serve', '--listen', config.listen, '--fleet-key', config.keyFile, '--fleet-token', config.tokenFile,
+const serve = startCli(
+  ['serve', '--listen', config.listen, '--fleet-key', config.keyFile, '--fleet-token', config.tokenFile,
     '--fleet-modulus', String(config.modulus), '--fleet-node', config.node, '--fleet-capacity', String(config.capacityBytes)],
-  { cwd: REPO, env: { ...process.env, PAGEFUSE_STATE_DIR: config.stateDir }, stdio: ['ignore', 'pipe', 'inherit'] },
+  { bin: config.bin, env: { PAGEFUSE_STATE_DIR: config.stateDir } },
 );
-serve.stdout.on('data', (d: Buffer) => {
-  if (d.toString().includes('fleet sketches at')) process.stdout.write('READY\n');
-});
-serve.on('exit', (code) => process.exit(code ?? 1));
+serve.child.stderr!.pipe(process.stderr);
+void serve.next((l) => String(l.text).includes('fleet sketches at'), 24 * 3600_000, 'serve publishing sketches').then(() => process.stdout.write('READY\n'));
+void serve.exited.then(({ status }) => process.exit(status ?? 1));
