@@ -77,11 +77,13 @@ test('host savings follow the kernel formula when general_profit is absent', () 
   });
 });
 
-test('profit can be negative and the sharing ratio is null with no KSM pages', () => {
-  const h = hostSavings(counters({ pages_unshared: 1000 }), PAGE);
-  assert.equal(h.kernelProfitBytes, -64000);
-  assert.equal(h.sharingRatio, null);
+test('the kernel profit can be negative, by the formula or from general_profit', () => {
+  assert.equal(hostSavings(counters({ pages_unshared: 1000 }), PAGE).kernelProfitBytes, -64000);
   assert.equal(hostSavings(counters({ general_profit: -12800 }), PAGE).kernelProfitBytes, -12800);
+});
+
+test('the sharing ratio is null with no KSM pages', () => {
+  assert.equal(hostSavings(counters({ pages_unshared: 1000 }), PAGE).sharingRatio, null);
 });
 
 test('rates: merge rate, ksmd CPU fraction, scan rate and full scans between two snapshots', () => {
@@ -100,7 +102,8 @@ test('rates: merge rate, ksmd CPU fraction, scan rate and full scans between two
   assert.equal(rates(snap(0, {}), snap(1000, {}))?.ksmdCpu, null, 'unknown ksmd CPU stays unknown');
 });
 
-test('figures sort processes by saved share, drop those without KSM state, and scale nodes', () => {
+/** Four processes (one idle, one a VM, one with negative profit) over two nodes. */
+function fourProcesses(): Snapshot {
   const s = snap(1, { pages_shared: 1, pages_sharing: 3 });
   s.processes = [
     { pid: 10, name: 'small', rmapItems: 10, zeroPages: 0, mergingPages: 1, profitBytes: 4096 - 640 },
@@ -109,7 +112,11 @@ test('figures sort processes by saved share, drop those without KSM state, and s
     { pid: 13, name: 'loser', rmapItems: 1000, zeroPages: 0, mergingPages: 0, profitBytes: -64000 },
   ];
   s.nodes = [{ id: 0, ksmPages: 3 }, { id: 1, ksmPages: 0 }];
-  const f = figures(s);
+  return s;
+}
+
+test('figures list processes most saved first and leave out those without KSM state', () => {
+  const f = figures(fourProcesses());
   assert.deepEqual(
     f.processes.map((p) => [p.pid, p.name, p.vm, p.saved.ksmPages, p.kernelProfitBytes]),
     [
@@ -118,7 +125,14 @@ test('figures sort processes by saved share, drop those without KSM state, and s
       [13, 'loser', false, 0, -64000],
     ],
   );
-  assert.deepEqual(f.nodes, [{ id: 0, ksmPages: 3, bytes: 12288 }, { id: 1, ksmPages: 0, bytes: 0 }]);
+});
+
+test('figures give each node\'s KSM pages in bytes too', () => {
+  assert.deepEqual(figures(fourProcesses()).nodes, [{ id: 0, ksmPages: 3, bytes: 12288 }, { id: 1, ksmPages: 0, bytes: 0 }]);
+});
+
+test('figures of a single snapshot have no rates and, without a state file, no tuner', () => {
+  const f = figures(fourProcesses());
   assert.equal(f.rates, null);
   assert.equal(f.tuner, null);
 });
@@ -236,13 +250,22 @@ test('HostSource reads a fake host: knobs vs counters, VM names, ksmd CPU, no tu
   }
 });
 
-test('tuner state round-trips through its file; a malformed file reads as no tuner', async () => {
+test('tuner state round-trips through its file, a running tuner marked running', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-tuner-'));
   try {
     const path = join(dir, 'run', 'tuner.json');
     const d = { at: 5, policy: 'adaptive', settings: { pages_to_scan: 2000 }, reason: 'new VM 1234', pid: process.pid };
     await writeTunerState(d, path);
     assert.deepEqual(await readTunerState(path), { ...d, running: true });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a malformed tuner state file reads as no tuner', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-tuner-'));
+  try {
+    const path = join(dir, 'tuner.json');
     writeFileSync(path, '{"at": "soon"}');
     assert.equal(await readTunerState(path), undefined);
   } finally {
@@ -250,7 +273,11 @@ test('tuner state round-trips through its file; a malformed file reads as no tun
   }
 });
 
-test('Sampler polls without overlapping reads, keeps history, and stops', async () => {
+/**
+ * A Sampler every 5 ms over a source whose reads take 15 ms, run until `samples` samples (however long a
+ * loaded machine takes: no fixed sleep), then stopped; what it did, 60 ms after the stop.
+ */
+async function runSampler(samples: number) {
   let reads = 0;
   let concurrent = 0;
   let maxConcurrent = 0;
@@ -266,20 +293,38 @@ test('Sampler polls without overlapping reads, keeps history, and stops', async 
   };
   const sampler = new Sampler(src, { intervalMs: 5, capacity: 4 });
   const seen: number[] = [];
-  sampler.on('sample', (f) => seen.push(f.counters.pages_sharing));
-  sampler.start();
-  await new Promise((r) => setTimeout(r, 200));
+  const keepAlive = setInterval(() => {}, 1000); // the Sampler's own timer is unref'd
+  await new Promise<void>((resolve) => {
+    sampler.on('sample', (f) => {
+      seen.push(f.counters.pages_sharing);
+      if (seen.length === samples) resolve();
+    });
+    sampler.start();
+  });
+  clearInterval(keepAlive);
   sampler.stop();
-  const after = reads;
+  const readsAtStop = reads;
   await new Promise((r) => setTimeout(r, 60));
-  assert.ok(reads >= 4, `at least 4 reads in 200 ms, got ${reads}`);
-  assert.ok(reads <= after + 1, 'no reads after stop beyond the one in flight');
+  return { sampler, seen, reads, readsAtStop, maxConcurrent };
+}
+
+test('Sampler never starts a read while the last is in flight', async () => {
+  const { maxConcurrent, seen } = await runSampler(6);
   assert.equal(maxConcurrent, 1);
+  assert.deepEqual(seen.slice(0, 6), [10, 20, 30, 40, 50, 60]);
+});
+
+test('Sampler keeps the newest snapshots up to its capacity, with rates between the last two', async () => {
+  const { sampler } = await runSampler(6);
   assert.equal(sampler.history.size, 4);
-  assert.equal(seen[0], 10);
   const latest = sampler.latest();
   assert.equal(latest?.rates?.mergePagesPerSecond, 10);
   assert.ok(Math.abs((latest?.rates?.ksmdCpu ?? 0) - 0.1) < 1e-9);
+});
+
+test('Sampler.stop() ends the polling: no read after it but the one in flight', async () => {
+  const { reads, readsAtStop } = await runSampler(6);
+  assert.ok(reads <= readsAtStop + 1, `${reads} reads, ${readsAtStop} at the stop`);
 });
 
 test('publishTuner writes each decision to the state file and keeps the history file', async () => {
