@@ -7,7 +7,7 @@
 export type ArgumentErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_OUT_OF_RANGE';
 
 /** Conditions of pagefuse's own. */
-export type PagefuseOwnCode = 'ERR_REGION_DISPOSED' | 'ERR_ISOLATION' | 'ERR_TUNER_STOPPED' | 'ENOKSM';
+export type PagefuseOwnCode = 'ERR_REGION_DISPOSED' | 'ERR_ISOLATION' | 'ERR_TUNER_STOPPED' | 'ERR_USAGE' | 'ENOKSM';
 
 /** The errno names pagefuse's errors carry (from the kernel, or chosen to say the same thing). */
 export type SystemErrorCode =

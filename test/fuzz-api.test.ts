@@ -1,6 +1,6 @@
 // Property-based tests (fast-check) of the public API with generated arguments: Region.alloc/advise/bind,
 // Ksm.configure against a fake sysfs root, processKsm, scan targets and options, the Tuner's options and
-// register, and the CLI's flag helpers. Each case ends in a result or in an Error with a string `code`;
+// register, spawnMerged's options, and the CLI's flag helpers. Each case ends in a result or in an Error with a string `code`;
 // none in another exception or a native abort, and the host's real KSM knobs are the same before and after
 // (read under the machine-wide KSM test lock, so no other test moves them meanwhile).
 // Runs per property: PAGEFUSE_FUZZ_RUNS (default 1000; the costlier properties run a fifth of that).
@@ -13,6 +13,7 @@ import fc from 'fast-check';
 import { Ksm, Region, processKsm, Registry, TUNABLES } from '../src/index.js';
 import { scan } from '../src/scan/scan.js';
 import { Tuner } from '../src/tune/tuner.js';
+import { spawnMerged } from '../src/launch/spawn.js';
 import { intFlag, parse } from '../src/cli/common.js';
 import { parseListen } from '../src/cli/serve.js';
 import { lockKsm } from './helpers/lock.js';
@@ -154,7 +155,55 @@ test('new Tuner and register settle for any options, and register records nothin
   );
 });
 
-test('the CLI flag layer: parse, intFlag and parseListen end in values or UsageErrors', () => {
+test('spawnMerged settles for any command, arguments and options: a child that exits (its errors coded) or a coded error, and the registry left empty', async () => {
+  const registry = new Registry({ stateDir: join(DIR, 'spawn-registry') });
+  const defined = weird.filter((v) => v !== undefined);
+  const numaValue = fc.oneof(fc.constantFrom('0', '0-1', '1', 'all', ''), weird);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(fc.constantFrom('true', '/bin/true', '/nonexistent/vmm', '/etc/hostname', 'x\0y'), weird),
+      fc.oneof(fc.array(fc.string({ maxLength: 6 }), { maxLength: 3 }), weird),
+      fc.record(
+        {
+          node: fc.oneof(fc.constant(0), weird),
+          numa: fc.oneof(fc.record({ membind: numaValue, preferred: fc.oneof(fc.constant(0), weird), interleave: numaValue, cpunodebind: numaValue }, { requiredKeys: [] }), weird),
+          mergeAny: fc.oneof(fc.boolean(), weird),
+          tenant: fc.oneof(fc.constantFrom('t1', 'vm.a@b'), weird),
+          name: fc.oneof(fc.string({ maxLength: 8 }), weird),
+          isolation: fc.oneof(fc.constantFrom('host', 'tenant', 'zero-only'), weird),
+          force: weird,
+          // Never the host's registry (undefined): the cases must not show up beside real VMs.
+          registry: fc.oneof(fc.constant(registry as unknown), fc.constant(false), defined),
+          cwd: fc.oneof(fc.constantFrom(DIR, '/nonexistent'), weird),
+          env: fc.oneof(fc.constant({ PATH: process.env.PATH }), weird),
+          shell: weird,
+        },
+        { requiredKeys: ['registry'] },
+      ),
+      async (cmd, args, options) => {
+        countCases();
+        let child: ReturnType<typeof spawnMerged>;
+        try {
+          child = spawnMerged(cmd as never, args as never, { ...(options as object), stdio: 'ignore' } as never);
+        } catch (err) {
+          assertCodedError(err);
+          return;
+        }
+        await new Promise<void>((resolve) => {
+          child.once('error', (err) => {
+            assertCodedError(err);
+            resolve();
+          });
+          child.once('exit', () => resolve());
+        });
+        assert.deepEqual(registry.list().map((r) => r.pid), [], 'an exited child is no longer registered');
+      },
+    ),
+    fewer,
+  );
+});
+
+test('the CLI flag layer: parse, intFlag and parseListen end in values or UsageErrors (code ERR_USAGE)', () => {
   const options = { json: { type: 'boolean' as const }, top: { type: 'string' as const }, listen: { type: 'string' as const }, help: { type: 'boolean' as const, short: 'h' } };
   const token = fc.oneof(fc.constantFrom('--json', '--top', '--listen', '-h', '--', '--top=-1', '--nope', '-x', '--json=1'), fc.string({ maxLength: 10 }));
   fc.assert(
@@ -165,6 +214,7 @@ test('the CLI flag layer: parse, intFlag and parseListen end in values or UsageE
           f();
         } catch (err) {
           assert.equal((err as Error).name, 'UsageError', (err as Error).stack);
+          assert.equal((err as Error & { code?: unknown }).code, 'ERR_USAGE');
           assert.ok(!(err as Error).message.includes('\n'), 'one line');
         }
       }

@@ -1,14 +1,15 @@
 // What every CLI command shares: usage errors, output helpers, exit codes.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { PagefuseError } from '../errors.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
-/** A mistake in how the command was called: one line on stderr, exit 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
+/** A mistake in how the command was called: one line on stderr, exit 2. Its code is ERR_USAGE. */
+export class UsageError extends PagefuseError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('ERR_USAGE', message, options);
     this.name = 'UsageError';
   }
 }
@@ -52,7 +53,7 @@ export function parse<T extends { options: Options; allowPositionals?: boolean }
     // "--top -1": parseArgs's first line alone ("argument is ambiguous.") does not say what to write.
     const dash = lines.find((l) => l.startsWith('To specify an option argument starting with a dash'));
     if (dash !== undefined) message = `${message.replace(/\.$/, '')}: ${dash.charAt(0).toLowerCase()}${dash.slice(1).replace(/\.$/, '')}`;
-    throw new UsageError(`pagefuse ${command}: ${message}`);
+    throw new UsageError(`pagefuse ${command}: ${message}`, { cause: err });
   }
 }
 

@@ -4,10 +4,10 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { execHelperPath } from '../native.js';
-import { PagefuseError, invalidArgType, invalidUse } from '../errors.js';
+import { PagefuseError, invalidArgType, invalidArgValue, invalidUse } from '../errors.js';
 import { assertNodes } from '../numa/topology.js';
 import { Registry } from '../safety/registry.js';
-import { readIsolation, type Isolation } from '../safety/isolation.js';
+import { ISOLATIONS, readIsolation, type Isolation } from '../safety/isolation.js';
 import { admit } from '../safety/admission.js';
 
 /** numactl's node options, as numactl spells them: a node list is '0-3,5' or 'all'. */
@@ -96,6 +96,21 @@ export function numaConflict(node: number | undefined, numa: NumaPolicyOptions =
   return undefined;
 }
 
+/** numa: undefined or an object whose node lists are strings and whose preferred node is a node id. */
+function checkNumaOptions(numa: unknown): asserts numa is NumaPolicyOptions | undefined {
+  if (numa === undefined) return;
+  if (numa === null || typeof numa !== 'object' || Array.isArray(numa)) throw invalidArgType('spawnMerged: numa must be an object', numa);
+  const o = numa as Record<string, unknown>;
+  for (const key of ['membind', 'interleave', 'cpunodebind'] as const) {
+    const v = o[key];
+    // The helper parses the list as numactl does and refuses a bad one with 125; only the type is checked here.
+    if (v !== undefined && (typeof v !== 'string' || v === '' || v.includes('\0'))) {
+      throw (typeof v === 'string' ? invalidArgValue : invalidArgType)(`spawnMerged: numa.${key} must be a node list such as '0-3,5' or 'all'`, v);
+    }
+  }
+  if (o.preferred !== undefined) assertNodes('spawnMerged: numa.preferred', [o.preferred as number]);
+}
+
 /**
  * spawn() through pagefuse-exec. stdio, the exit status and signals are the command's own, except
  * that the helper reports its own failures as a shell would: 127 (command not found) or 126 (not
@@ -119,8 +134,17 @@ export function spawnMerged(cmd: string, args: readonly string[] = [], options: 
     throw invalidArgType(`spawnMerged: mergeAny must be a boolean`, mergeAny);
   }
   if (node !== undefined) assertNodes('spawnMerged', [node], { memory: true, cpus: true });
+  checkNumaOptions(numa);
   const conflict = numaConflict(node, numa);
-  if (conflict !== undefined) throw new TypeError(`spawnMerged: ${conflict.replace(/--(\w+)/g, '$1')}`);
+  if (conflict !== undefined) throw invalidUse(`spawnMerged: ${conflict.replace(/--(\w+)/g, '$1')}`);
+  if (name !== undefined && typeof name !== 'string') throw invalidArgType('spawnMerged: name must be a string', name);
+  if (force !== undefined && typeof force !== 'boolean') throw invalidArgType('spawnMerged: force must be a boolean', force);
+  if (isolation !== undefined && !(ISOLATIONS as readonly unknown[]).includes(isolation)) {
+    throw (typeof isolation === 'string' ? invalidArgValue : invalidArgType)(`spawnMerged: isolation must be one of ${ISOLATIONS.join(', ')}`, isolation);
+  }
+  if (registryOption !== undefined && registryOption !== false && !(registryOption instanceof Registry)) {
+    throw invalidArgType('spawnMerged: registry must be a Registry or false', registryOption);
+  }
   const merge = mergeAny ?? true;
   const registry = registryOption === false ? undefined : (registryOption ?? new Registry());
   const admitted = admit(registry ?? new Registry(), {
