@@ -11,7 +11,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -175,6 +175,47 @@ test('tune: SIGUSR1 before the tuner starts, while it runs and while it stops op
     assertNoInspector(run);
     assert.deepEqual(result, { code: 0, signal: null }, run.stderr);
   } finally {
+    release();
+  }
+});
+
+/** Whether `pid` has a SIGUSR1 still pending, not yet taken by its handler (/proc/<pid>/status). */
+function usr1Pending(pid: number): boolean {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const bit = 1n << 9n; // SIGUSR1 is signal 10
+  return ['SigPnd', 'ShdPnd'].some((k) => (BigInt(`0x${new RegExp(`^${k}:\\s*([0-9a-f]+)`, 'm').exec(status)![1]}`) & bit) !== 0n);
+}
+
+test('tune: a SIGUSR1 that comes while the CLI is still loading is queued, and the tuner retunes for it once it runs', async () => {
+  const release = await lockKsm();
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-signals-'));
+  const marker = join(dir, 'loading');
+  try {
+    const run = new Run(['tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '3600'], {
+      NODE_OPTIONS: `--import=${join(REPO, 'test/fixtures/hold-tune-load.mjs')}`,
+      PAGEFUSE_TEST_LOAD_MARKER: marker,
+      PAGEFUSE_TUNER_STATE: join(dir, 'tuner.json'),
+      PAGEFUSE_STATE_DIR: dir,
+    });
+    try {
+      for (const deadline = Date.now() + 20_000; !existsSync(marker); await sleep(10)) {
+        assert.ok(Date.now() < deadline && run.alive(), `tune's module never started loading; stderr: ${run.stderr}`);
+      }
+      run.child.kill('SIGUSR1');
+      while (usr1Pending(run.pid)) await sleep(5);
+      writeFileSync(`${marker}.go`, '');
+      await run.waitFor('"event":"start"');
+      await sleep(300); // a queued retune is played as the tuner starts running
+      run.child.kill('SIGTERM');
+      assert.deepEqual(await run.exited, { code: 0, signal: null }, run.stderr);
+      const events = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; signal?: string });
+      const after = events.slice(events.findIndex((e) => e.event === 'start'));
+      assert.deepEqual(after.filter((e) => e.event === 'signal'), [{ event: 'signal', signal: 'SIGUSR1' }]);
+    } finally {
+      run.child.kill('SIGKILL');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
     release();
   }
 });

@@ -1,14 +1,16 @@
 // pagefuse tune's refusals: bad flags and configs (exit 2 or 1 with one line), other tuners, the host lock.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findOtherTuners, isPagefuseTune, lockTuner } from '../src/host/lock.js';
 import { loadConfig } from '../src/tune/config.js';
 import { lockKsm } from './helpers/lock.js';
+import { runCli } from './helpers/cli.js';
+import { requireRoot } from './helpers/root.js';
 
 const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
 const HOLD_LOCK = new URL('./fixtures/hold-tune-lock.ts', import.meta.url).pathname;
@@ -16,11 +18,11 @@ const HOLD_LOCK = new URL('./fixtures/hold-tune-lock.ts', import.meta.url).pathn
 // A fake ksmtuned or pagefuse tune, or a real run of the CLI's tune, is seen by every test run on the
 // machine (findOtherTuners, /run/pagefuse/tune.lock): a daemon test elsewhere would refuse to start.
 // Such tests hold the machine-wide KSM test lock, as the daemon tests do.
-function locked(fn: () => Promise<void> | void): () => Promise<void> {
-  return async () => {
+function locked(fn: (t: TestContext) => Promise<void> | void): (t: TestContext) => Promise<void> {
+  return async (t) => {
     const release = await lockKsm();
     try {
-      await fn();
+      await fn(t);
     } finally {
       release();
     }
@@ -178,4 +180,33 @@ test('--once --dry-run --json: one decision line and the host lock released (dry
   const lock = await lockTuner();
   assert.equal(lock.held, true, 'the lock is free again');
   lock.release();
+}));
+
+test('a dry run takes no tuner lock: it decides while another process holds the lock', locked(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lock-'));
+  const path = join(dir, 'tune.lock');
+  const holder = await lockHolder(path);
+  try {
+    const r = runCli(['tune', '--dry-run', '--once', '--json', '--policy', 'ksmtuned'], { env: { PAGEFUSE_TUNE_LOCK: path, PAGEFUSE_STATE_DIR: dir } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l).dry_run), [true]);
+  } finally {
+    holder.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}));
+
+test('tune --dry-run as nobody (uid 65534) needs no root: one decision, exit 0, nothing on stderr', locked(async (t) => {
+  if (!requireRoot(t, 'runs the CLI as uid 65534')) return;
+  // root's, 0755 like /run/pagefuse: nobody reads the (empty) registry in it, and cannot create a lock there.
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lock-'));
+  chmodSync(dir, 0o755);
+  try {
+    const env = { PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock'), PAGEFUSE_STATE_DIR: dir, PAGEFUSE_TUNER_STATE: join(dir, 'tuner.json') };
+    const r = runCli(['tune', '--dry-run', '--once', '--policy', 'ksmtuned'], { env, uid: 65534, gid: 65534 });
+    assert.deepEqual([r.status, r.stderr], [0, '']);
+    assert.match(r.stdout, /^\S+Z ksmtuned: \(dry run, nothing written\) [^\n]+\n$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }));

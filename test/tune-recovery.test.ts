@@ -142,44 +142,47 @@ test('SIGTERM or SIGINT at a random moment of pagefuse tune (starting, running, 
   );
 });
 
-test('50 rounds of two concurrent tune starts against a stale lock, one from an install path and one from a checkout: exactly one runs', async () => {
+test('50 rounds of two concurrent tune starts against a stale lock, one from an install path and one from a checkout: exactly one runs', async (t) => {
   const bin = builtBin();
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-lockrace-'));
-  try {
-    // An install's layout (…/node_modules/pagefuse/dist/cli/bin.js) beside the checkout's own dist/.
-    mkdirSync(join(dir, 'lib', 'node_modules'), { recursive: true });
-    symlinkSync(REPO, join(dir, 'lib', 'node_modules', 'pagefuse'));
-    const bins = [bin, join(dir, 'lib', 'node_modules', 'pagefuse', 'dist', 'cli', 'bin.js')];
-    // A stale lock: it names a process that has exited.
-    const gone = spawn(process.execPath, ['-e', '0']);
-    await once(gone, 'exit');
-    const round = async (n: number) => {
-      const sub = join(dir, `round-${n}`);
-      mkdirSync(sub);
-      const lock = join(sub, 'tune.lock');
-      writeFileSync(lock, `${gone.pid}\n`);
-      const env = { PAGEFUSE_STATE_DIR: sub, PAGEFUSE_TUNE_LOCK: lock, PAGEFUSE_TUNER_STATE: join(sub, 'tuner.json') };
-      // --dry-run: the lock is the same, and nothing is written to the knobs.
-      const both = bins.map((b) => startCli(['tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '3600'], { bin: b, env, json: true }));
-      try {
-        const first = await Promise.race(both.map((p, i) => p.exited.then(() => i)));
-        const loser = both[first];
-        const winner = both[1 - first];
-        assert.deepEqual(await loser.exited, { status: 1, signal: null }, `round ${n}`);
-        // (the pid when the winner has written it already: it locks first, then writes)
-        assert.match(loser.stderr, new RegExp(`^pagefuse tune: another pagefuse tuner (\\(pid ${winner.pid}\\) )?holds ${lock}: stop it first, or pass --force\\n$`), `round ${n}`);
-        await winner.next(event('start'), 20_000, `round ${n}: the winner's start line`);
-        winner.kill('SIGTERM');
-        assert.deepEqual(await winner.exited, { status: 0, signal: null }, `round ${n}: ${winner.stderr}`);
-      } finally {
-        for (const p of both) p.kill('SIGKILL');
-      }
-    };
-    // Five locks at a time, 50 rounds in all.
-    for (let n = 0; n < 50; n += 5) await Promise.all([0, 1, 2, 3, 4].map((i) => round(n + i)));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  // Real tuners (a dry run takes no lock), under the KSM test lock: ksmtuned's rule on this roomy host
+  // keeps ksmd stopped, so with run=0 they write nothing, and they would put back what they wrote.
+  await withKsm(t, async () => {
+    try {
+      // An install's layout (…/node_modules/pagefuse/dist/cli/bin.js) beside the checkout's own dist/.
+      mkdirSync(join(dir, 'lib', 'node_modules'), { recursive: true });
+      symlinkSync(REPO, join(dir, 'lib', 'node_modules', 'pagefuse'));
+      const bins = [bin, join(dir, 'lib', 'node_modules', 'pagefuse', 'dist', 'cli', 'bin.js')];
+      // A stale lock: it names a process that has exited.
+      const gone = spawn(process.execPath, ['-e', '0']);
+      await once(gone, 'exit');
+      const round = async (n: number) => {
+        const sub = join(dir, `round-${n}`);
+        mkdirSync(sub);
+        const lock = join(sub, 'tune.lock');
+        writeFileSync(lock, `${gone.pid}\n`);
+        const env = { PAGEFUSE_STATE_DIR: sub, PAGEFUSE_TUNE_LOCK: lock, PAGEFUSE_TUNER_STATE: join(sub, 'tuner.json') };
+        const both = bins.map((b) => startCli(['tune', '--json', '--policy', 'ksmtuned', '--interval', '3600'], { bin: b, env, json: true }));
+        try {
+          const first = await Promise.race(both.map((p, i) => p.exited.then(() => i)));
+          const loser = both[first];
+          const winner = both[1 - first];
+          assert.deepEqual(await loser.exited, { status: 1, signal: null }, `round ${n}`);
+          // (the pid when the winner has written it already: it locks first, then writes)
+          assert.match(loser.stderr, new RegExp(`^pagefuse tune: another pagefuse tuner (\\(pid ${winner.pid}\\) )?holds ${lock}: stop it first, or pass --force\\n$`), `round ${n}`);
+          await winner.next(event('start'), 20_000, `round ${n}: the winner's start line`);
+          winner.kill('SIGTERM');
+          assert.deepEqual(await winner.exited, { status: 0, signal: null }, `round ${n}: ${winner.stderr}`);
+        } finally {
+          for (const p of both) p.kill('SIGKILL');
+        }
+      };
+      // Five locks at a time, 50 rounds in all.
+      for (let n = 0; n < 50; n += 5) await Promise.all([0, 1, 2, 3, 4].map((i) => round(n + i)));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, { settings: START, fast: false });
 });
 
 test('tune --restore with no record says there is nothing to put back and exits 0', () => {

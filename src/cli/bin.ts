@@ -4,8 +4,12 @@
 // life of the process (removing the last listener would make SIGUSR1 fatal); `tune` adds its own to retune.
 // Nothing is imported statically, because ESM imports are loaded before a module's first line runs.
 // Node handles SIGUSR1 itself from startup until this line: docs/signals.md gives that window as measured,
-// and how to close it on Node >= 22.14 (--disable-sigusr1).
-process.on('SIGUSR1', () => {});
+// and how to close it on Node >= 22.14 (--disable-sigusr1). The signals that come before the command
+// is loaded are counted: `tune` retunes for them (a VM start hook's SIGUSR1 is not lost).
+let earlyUsr1: number | undefined = 0;
+process.on('SIGUSR1', () => {
+  if (earlyUsr1 !== undefined) earlyUsr1++;
+});
 
 // A closed stdout (`pagefuse audit | head -1`) ends the command quietly with 141, what a shell reports for a
 // command killed by SIGPIPE (Node ignores SIGPIPE, so writes fail with EPIPE instead). A command that holds
@@ -22,7 +26,13 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 process.stderr.on('error', () => {}); // nowhere left to say anything
 
 const { main } = await import('./main.js');
-const code = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2), {
+  takeEarlyUsr1() {
+    const n = earlyUsr1 ?? 0;
+    earlyUsr1 = undefined; // from here on the command's own handler answers; this listener keeps it harmless
+    return n;
+  },
+});
 await new Promise((resolve) => setImmediate(resolve)); // a failed last write reports its EPIPE first
 // Exit here rather than let the event loop drain: while Node tears the loop down it closes the signal
 // handles and SIGUSR1 falls back to its default action, so a signal in those last moments killed a command

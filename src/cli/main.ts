@@ -1,7 +1,7 @@
 // pagefuse CLI: one file per command under src/cli/, each exporting run(args) → exit code.
 import { readFileSync } from 'node:fs';
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './common.js';
-import { COMMANDS } from './commands.js';
+import { COMMANDS, type CliContext } from './commands.js';
 import { escapeTerminal } from '../report/escape.js';
 
 /** The exit statuses every command keeps to; the README's table is the same. */
@@ -24,7 +24,7 @@ function version(): string {
   return `pagefuse ${pkg.version}\n`;
 }
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], context?: CliContext): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined) {
     // No command is a usage error: the usage goes where errors go.
@@ -43,7 +43,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (entry === undefined) throw new UsageError(`pagefuse: unknown command '${name}'; run 'pagefuse --help'`);
     const command = await entry.load();
-    return await command.run(rest);
+    return await command.run(rest, context);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`${escapeTerminal(err.message)}\n`);

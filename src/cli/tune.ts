@@ -2,6 +2,7 @@
 import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { durationFlag, formatBytes, parse, UsageError } from './common.js';
+import type { CliContext } from './commands.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { findOtherTuners, tuneLockPath } from '../host/lock.js';
@@ -37,6 +38,9 @@ SIGTERM/SIGINT stop and restore the knobs, at any moment. One tuner per host: th
 /run/pagefuse/tune.lock) is flock(2)ed while it runs. Before its first write the tuner records the
 knobs it found; a start after a crash (SIGKILL, OOM kill) puts those back first and says so.
 `;
+
+/** How long an error the tuner keeps meeting goes unrepeated in the log. */
+const ERROR_REPEAT_MS = 60_000;
 
 function snake(d: TuneDecision): Record<string, unknown> {
   return {
@@ -93,11 +97,13 @@ class TuneSignals {
     else this.reloadQueued = true;
   };
 
-  install(): void {
+  /** Listens from now on; `earlyUsr1` SIGUSR1s that came before (while the CLI loaded) are queued. */
+  install(earlyUsr1 = 0): void {
     process.on('SIGTERM', this.onStop);
     process.on('SIGINT', this.onStop);
     process.on('SIGUSR1', this.onUsr1);
     process.on('SIGHUP', this.onHup);
+    if (earlyUsr1 > 0) this.retuneQueued = true;
   }
 
   uninstall(): void {
@@ -124,9 +130,9 @@ class TuneSignals {
   }
 }
 
-export async function run(args: string[]): Promise<number> {
+export async function run(args: string[], context?: CliContext): Promise<number> {
   const signals = new TuneSignals();
-  signals.install();
+  signals.install(context?.takeEarlyUsr1() ?? 0);
   try {
     return await runTune(args, signals);
   } finally {
@@ -172,6 +178,7 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
   if (config.cpuBudget !== undefined && budget === undefined) checkCpuBudget(config.cpuBudget, cpus, `${configFile}: PAGEFUSE_CPU_BUDGET`);
 
   const json = values.json === true;
+  const dryRun = values['dry-run'] === true;
   const log = (obj: Record<string, unknown>, text: string) => {
     // The text form names VMs from their argv: escaped for the terminal; JSON keeps them exact.
     const line = json ? JSON.stringify(obj) : `${new Date().toISOString()} ${escapeTerminal(text)}`;
@@ -183,6 +190,26 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
         process.stderr.write(`pagefuse tune: cannot append to LOGFILE ${config.logFile}: ${(err as Error).message}\n`);
       }
     }
+  };
+
+  // The tuner's own errors recur at every interval while their cause lasts (a VM a dry run as another
+  // user cannot read, a state directory it cannot write): each distinct one is logged once a minute,
+  // with how often it came back meanwhile.
+  const errorsSeen = new Map<string, { at: number; repeats: number }>();
+  const logError = (message: string) => {
+    const now = Date.now();
+    const seen = errorsSeen.get(message);
+    if (seen !== undefined && now - seen.at < ERROR_REPEAT_MS) {
+      seen.repeats++;
+      return;
+    }
+    if (errorsSeen.size >= 256) for (const [m, e] of errorsSeen) if (now - e.at >= ERROR_REPEAT_MS) errorsSeen.delete(m);
+    errorsSeen.set(message, { at: now, repeats: 0 });
+    const repeats = seen?.repeats ?? 0;
+    log(
+      { event: 'error', message, ...(repeats > 0 ? { repeated: repeats } : {}) },
+      `error: ${message}${repeats > 0 ? ` (${repeats} more time${repeats === 1 ? '' : 's'} since it was last logged)` : ''}`,
+    );
   };
 
   if (!values.force) {
@@ -200,12 +227,13 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
       ...(policy === undefined ? {} : { policy }),
       ...(budget === undefined ? {} : { cpuBudget: budget }),
       ...(interval === undefined ? {} : { intervalMs: interval * 1000 }),
-      dryRun: values['dry-run'] === true,
+      dryRun,
       keepKnobs: values['keep-knobs'] === true,
       immediate: true,
       // This command handles SIGINT/SIGTERM itself (below), to log and exit 0 once the knobs are back.
       handleSignals: false,
-      lock: { path: tuneLockPath(), force: values.force === true },
+      // A dry run writes no knob, so it takes no lock: it runs beside the daemon, and without root.
+      lock: dryRun ? false : { path: tuneLockPath(), force: values.force === true },
     });
 
   // A decision is logged when it writes something, or when what it would write or why differs from the
@@ -231,7 +259,7 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
 
   if (values.once) {
     const tuner = makeTuner();
-    tuner.on('error', (err) => log({ event: 'error', message: err.message }, `error: ${err.message}`));
+    tuner.on('error', (err) => logError(err.message));
     const d = await tuner.tuneOnce();
     logRecovered(tuner.recovered);
     if (d !== undefined) onDecision(d, true);
@@ -246,7 +274,7 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
   let stopPublishing = (): void => undefined;
   try {
     tuner.on('decision', (d) => onDecision(d));
-    tuner.on('error', (err) => log({ event: 'error', message: err.message }, `error: ${err.message}`));
+    tuner.on('error', (err) => logError(err.message));
     tuner.on('risk', (r) =>
       log(
         { event: 'risk', at_risk: r.atRisk, exposure_bytes: r.exposureBytes, available_bytes: r.availableBytes, margin_bytes: r.marginBytes, threshold_bytes: r.thresholdBytes },
@@ -268,9 +296,7 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
       }
     });
     await tuner.start();
-    const unpublish = publishTuner(tuner, values.history === undefined ? {} : { historyPath: values.history }, (err) =>
-      log({ event: 'error', message: `publishing the decision: ${err.message}` }, `error: publishing the decision: ${err.message}`),
-    );
+    const unpublish = publishTuner(tuner, values.history === undefined ? {} : { historyPath: values.history }, (err) => logError(`publishing the decision: ${err.message}`));
     stopPublishing = unpublish;
     logRecovered(tuner.recovered);
     log(
