@@ -49,7 +49,15 @@ test('--help prints the usage on stdout, ending with the exit-status table, exit
   assert.equal(h.stderr, '');
   assert.match(h.stdout, /^usage: pagefuse <command> \[options\]\n/);
   assert.ok(h.stdout.endsWith(EXIT_CODES), 'the exit-status table ends the top-level help');
-  for (const code of ['0', '1', '2', '125', '126', '127']) assert.match(EXIT_CODES, new RegExp(`\\b${code}\\b`));
+  for (const code of ['0', '1', '2', '3', '125', '126', '127', '141']) assert.match(EXIT_CODES, new RegExp(`\\b${code}\\b`));
+});
+
+test("the README's exit-status table lists the statuses --help lists", () => {
+  const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+  const table = readme.slice(readme.indexOf('Exit statuses (also at the end of `pagefuse --help`)')).split('\n\n')[1];
+  const inReadme = [...table.matchAll(/^\| (\d+) \|/gm)].map((m) => m[1]);
+  const inHelp = [...EXIT_CODES.matchAll(/^ {2}(\d+) /gm)].map((m) => m[1]).concat([...EXIT_CODES.matchAll(/\b(12[5-7])\b/g)].map((m) => m[1]));
+  assert.deepEqual(inReadme.sort(), inHelp.sort());
 });
 
 test('tune without root: one line that says the tuner lock needs root, not a bare EACCES', (t) => {

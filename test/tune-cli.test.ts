@@ -210,3 +210,25 @@ test('tune --dry-run as nobody (uid 65534) needs no root: one decision, exit 0, 
     rmSync(dir, { recursive: true, force: true });
   }
 }));
+
+test('an error that recurs at every decision is logged once (here: a state file that cannot be written)', locked(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-errors-'));
+  try {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+    // Decisions every 100 ms for about 2 s: each one fails to publish under a path through a regular file.
+    const env = { PAGEFUSE_TUNER_STATE: join(file, 'tuner.json'), PAGEFUSE_STATE_DIR: dir, PAGEFUSE_DEBUG: '' };
+    const child = spawn(process.execPath, ['--import', 'tsx', BIN, 'tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '0.1'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    while (!out.includes('"event":"start"')) await once(child.stdout!, 'data');
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+    const errors = out.trim().split('\n').map((l) => JSON.parse(l) as { event: string; message?: string }).filter((l) => l.event === 'error');
+    assert.equal(errors.length, 1, JSON.stringify(errors));
+    assert.match(errors[0].message!, /^publishing the decision: /);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}));

@@ -7,8 +7,10 @@ import { escapeTerminal } from '../report/escape.js';
 /** The exit statuses every command keeps to; the README's table is the same. */
 export const EXIT_CODES = `exit status:
   0    success (audit: no finding at or above --fail-on)
-  1    runtime failure: KSM missing, not root, a process gone, a write refused; audit: findings
+  1    runtime failure: KSM missing, not root, a process gone, a write refused (audit: it could not read the host)
   2    bad usage: an unknown command or option, a value out of range (the flag is named)
+  3    audit: a finding at or above --fail-on (default critical)
+  141  stdout was closed ('pagefuse audit | head -1'): the command stopped quietly, as on SIGPIPE
   exec the command's own status, or 125 a setting (merge, NUMA) could not be
        applied, 126 the command is not executable, 127 it was not found, 128+N it died of signal N
 `;

@@ -15,7 +15,7 @@ import { readFileSync, readdirSync, statSync, unlinkSync, writeFileSync, mkdirSy
 import { join } from 'node:path';
 import { PagefuseError } from '../errors.js';
 import { writeFileAtomicSync } from '../host/atomic.js';
-import { parseStat } from '../host/procfs.js';
+import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
 import { parseKnobText, type KnobValue } from './knobs.js';
 
 export const DEFAULT_KSM_SYSFS = '/sys/kernel/mm/ksm';
@@ -167,7 +167,7 @@ export function recordDir(env: NodeJS.ProcessEnv = process.env): string {
 
 function startTimeOf(pid: number): number | undefined {
   try {
-    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.startTime;
+    return readProcStatSync(DEFAULT_PROC_ROOT, pid)?.startTime;
   } catch {
     return undefined;
   }
