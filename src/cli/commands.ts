@@ -1,15 +1,8 @@
 // The command table: one entry per command, each module loaded only when it runs.
+import type { CliContext } from './common.js';
+
 export interface Command {
   run(args: string[], context?: CliContext): Promise<number>;
-}
-
-/** What the entry point (bin.ts) saw before the command was loaded. */
-export interface CliContext {
-  /**
-   * The SIGUSR1s that came while the command's modules loaded (bin.ts ignores the signal from its first
-   * line so Node opens no inspector): how many, and from then on none. `tune` retunes for them.
-   */
-  takeEarlyUsr1(): number;
 }
 
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {

@@ -14,6 +14,15 @@ export class UsageError extends PagefuseError {
   }
 }
 
+/** What the entry point (bin.ts) saw before the command was loaded. */
+export interface CliContext {
+  /**
+   * The SIGUSR1s that came while the command's modules loaded (bin.ts ignores the signal from its first
+   * line so Node opens no inspector): how many, and from then on none. `tune` retunes for them.
+   */
+  takeEarlyUsr1(): number;
+}
+
 export type Options = NonNullable<ParseArgsConfig['options']>;
 type Strict<T> = T & { args: string[]; strict: true };
 

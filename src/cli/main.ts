@@ -1,7 +1,7 @@
 // pagefuse CLI: one file per command under src/cli/, each exporting run(args) → exit code.
 import { readFileSync } from 'node:fs';
-import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './common.js';
-import { COMMANDS, type CliContext } from './commands.js';
+import { EXIT_FAILURE, EXIT_USAGE, UsageError, type CliContext } from './common.js';
+import { COMMANDS } from './commands.js';
 import { escapeTerminal } from '../report/escape.js';
 
 /** The exit statuses every command keeps to; the README's table is the same. */

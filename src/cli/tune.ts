@@ -1,8 +1,7 @@
 // pagefuse tune — the tuner daemon: decides, logs each decision with its reasons, restores the knobs on exit.
 import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { durationFlag, formatBytes, parse, UsageError } from './common.js';
-import type { CliContext } from './commands.js';
+import { durationFlag, formatBytes, parse, UsageError, type CliContext } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { findOtherTuners, tuneLockPath } from '../host/lock.js';
