@@ -97,6 +97,12 @@ test('audit: several tenants mergeable at once, NUMA, ksmtuned, QEMU mem-merge a
   assert.equal(qemuMemMergeOn(['qemu-system-x86_64', '-machine', 'pc,mem-merge=off']), false);
 });
 
+test('audit: processes it could not read make it a warning that the audit is incomplete', () => {
+  const r = evaluateAudit(snapshot({ processesUnreadable: 7 }));
+  assert.deepEqual(r.findings.map((f) => `${f.severity}:${f.id}`), ['warning:audit-incomplete']);
+  assert.match(r.findings[0].message, /^7 processes could not be read .*run as root to audit every process$/);
+});
+
 test('audit: zero-only with ksmd running is critical', () => {
   const r = evaluateAudit(snapshot({ isolation: 'zero-only', run: 1 }));
   assert.equal(r.findings[0].id, 'zero-only-violated');

@@ -17,6 +17,7 @@ Reports the risks of running KSM on this host, each with a severity:
   ksm-enabled-at-boot     a service or setting that switches KSM on at boot
   qemu-mem-merge          QEMU guests merged because mem-merge is on by default
   unregistered-merge-any  processes merging all their memory that pagefuse does not know
+  audit-incomplete        processes this user may not read (run without root) were left out
 
 Exit status: 0 when no finding is at or above --fail-on (default critical); 3 when one is; 1 when the
 audit itself failed (it could not read the host); 2 for bad usage; 141 when stdout was closed.

@@ -6,6 +6,7 @@ import { mergingTenants } from './isolation.js';
 import type { Registration } from './registry.js';
 import type { NumaTopology } from '../numa/topology.js';
 import { mergeAcrossNodesWarning } from '../numa/warnings.js';
+import { formatBytes } from '../units.js';
 
 export type Severity = 'info' | 'warning' | 'critical';
 export const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
@@ -42,6 +43,8 @@ export interface AuditSnapshot {
   ksmtuned: { pids: number[]; pidFile?: string };
   /** Distro switches that turn KSM on at boot (e.g. systemd ksm.service enabled, KSM_ENABLED=AUTO). */
   bootSwitches: string[];
+  /** Processes whose KSM state this user may not read (another user's, without root): not audited. */
+  processesUnreadable?: number;
 }
 
 export interface AuditResult {
@@ -52,8 +55,8 @@ export interface AuditResult {
   isolation: Isolation;
 }
 
-const GiB = 1024 ** 3;
-const fmt = (b: number): string => `${(b / GiB).toFixed(2)} GiB`;
+// The same units as the rest of pagefuse's output (the header above the findings shows these figures too).
+const fmt = formatBytes;
 
 /** A margin below this share of MemTotal is thin. */
 
@@ -70,6 +73,14 @@ export function evaluateAudit(s: AuditSnapshot): AuditResult {
   const findings: Finding[] = [];
   const add = (id: string, severity: Severity, message: string) => findings.push({ id, severity, message });
   const { exposureBytes, availableBytes, marginBytes } = s.exposure;
+
+  if ((s.processesUnreadable ?? 0) > 0) {
+    add(
+      'audit-incomplete',
+      'warning',
+      `${s.processesUnreadable} processes could not be read (another user's ksm_stat and smaps need root): tenants, strays and QEMU's mem-merge were checked only on the rest; run as root to audit every process`,
+    );
+  }
 
   if (!s.ksmAvailable) {
     add('ksm-absent', 'info', 'KSM is not available on this kernel (/sys/kernel/mm/ksm is missing): nothing is merged');

@@ -73,7 +73,7 @@ export async function collectAuditSnapshot(options: HostOptions = {}): Promise<A
   const state = available ? await ksm.read() : undefined;
   const mem = await readMemInfo(procRoot);
   const registry = options.registry ?? new Registry({ procRoot });
-  const { processes } = await listKsmProcesses({ procRoot, includeRegistered: true });
+  const { processes, unreadable } = await listKsmProcesses({ procRoot, includeRegistered: true });
   // A VM by its registered name, else its guest name (-name guest=web1, --id…), as top, serve and the scan name it.
   const vmNames = await discoverVmNames({ procRoot, registry });
   const settings = state?.settings ?? {};
@@ -105,6 +105,7 @@ export async function collectAuditSnapshot(options: HostOptions = {}): Promise<A
     isolation: options.isolation ?? readIsolation(),
     ksmtuned: await findKsmtuned({ procRoot, ...(options.rootDir === undefined ? {} : { rootDir: options.rootDir }) }),
     bootSwitches: await ksmBootSwitches(options.rootDir === undefined ? {} : { rootDir: options.rootDir }),
+    processesUnreadable: unreadable,
   };
 }
 
