@@ -89,6 +89,13 @@ test('argv recognised as another pagefuse tune, installed or run from a checkout
   assert.equal(isPagefuseTune(['vim', 'tune']), false);
 });
 
+test('argv of a dry run (or --restore, --help) is not another tuner: it drives no ksmd', () => {
+  assert.equal(isPagefuseTune(['/usr/bin/node', '/usr/lib/node_modules/pagefuse/dist/cli/bin.js', 'tune', '--dry-run', '--json']), false);
+  assert.equal(isPagefuseTune(['node', '/usr/local/bin/pagefuse', 'tune', '--restore']), false);
+  assert.equal(isPagefuseTune(['node', '/usr/local/bin/pagefuse', 'tune', '--policy', 'ksmtuned', '-h']), false);
+  assert.equal(isPagefuseTune(['node', '/usr/local/bin/pagefuse', 'tune', '--once']), true);
+});
+
 test('a running ksmtuned (its process, or a live pid in its pid file) makes the daemon refuse unless --force', locked(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-ksmtuned-'));
   const fake = join(dir, 'ksmtuned');

@@ -19,12 +19,19 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Whether argv is `pagefuse tune …` (the installed bin, or node running the CLI's bin script). */
+/**
+ * Whether argv is a `pagefuse tune …` that drives ksmd (the installed bin, or node running the CLI's bin
+ * script). A dry run, `--restore` and `--help` write no knob while they run, and are not counted.
+ */
 export function isPagefuseTune(argv: readonly string[]): boolean {
   for (let i = 0; i < argv.length - 1; i++) {
     const a = argv[i];
     const isCli = basename(a) === 'pagefuse' || /(^|[/\\])(dist|src)[/\\]cli[/\\]bin\.[jt]s$/.test(a);
-    if (isCli) return argv.slice(i + 1).find((x) => !x.startsWith('-')) === 'tune';
+    if (!isCli) continue;
+    const rest = argv.slice(i + 1);
+    const command = rest.findIndex((x) => !x.startsWith('-'));
+    if (command < 0 || rest[command] !== 'tune') return false;
+    return !rest.slice(command + 1).some((x) => x === '--dry-run' || x === '--restore' || x === '--help' || x === '-h');
   }
   return false;
 }
