@@ -19,10 +19,14 @@ Keys: q or Ctrl-C quits. When stdout is not a terminal, prints one report (two s
 const ENTER = '\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J';
 const LEAVE = '\x1b[?25h\x1b[?1049l';
 
+/** Without root, other users' processes (every VM of a root VMM) cannot be read: said under the table. */
+const NOT_ROOT = "(not root: other users' processes are not listed; run as root to see every process)";
+const notRoot = (): boolean => process.getuid?.() !== 0;
+
 async function oneShot(sampler: Sampler, intervalMs: number): Promise<number> {
   await sampler.sampleNow();
   await new Promise((r) => setTimeout(r, intervalMs));
-  process.stdout.write(summaryText(await sampler.sampleNow()));
+  process.stdout.write(summaryText(await sampler.sampleNow()) + (notRoot() ? `${NOT_ROOT}\n` : ''));
   return 0;
 }
 
@@ -34,7 +38,9 @@ function live(sampler: Sampler, intervalSeconds: number): Promise<number> {
     let done = false;
     const draw = (): void => {
       if (last === null || done) return;
-      const lines = topScreen(last, { columns: out.columns || 80, rows: out.rows || 24, intervalSeconds });
+      const rows = out.rows || 24;
+      const lines = topScreen(last, { columns: out.columns || 80, rows, intervalSeconds });
+      if (notRoot()) lines.splice(Math.min(lines.length, rows - 1), lines.length, NOT_ROOT.slice(0, out.columns || 80));
       out.write(`\x1b[H${lines.map((l) => `${l}\x1b[K`).join('\n')}\x1b[J`);
     };
     const finish = (code: number): void => {
