@@ -26,7 +26,12 @@ const release = await lockKsm();
 try {
   const result = await runBench({ quick, log: (line) => process.stderr.write(`${line}\n`) });
   process.stdout.write(json ? `${JSON.stringify(result, null, 2)}\n` : benchText(result));
-  if (writeDocs) {
+  const skipped = (['hashing', 'estimate', 'tuner'] as const).filter((k) => 'skipped' in result[k]);
+  if (writeDocs && skipped.length > 0) {
+    // The docs show one whole run: a run with a section skipped would leave its tables from another one.
+    process.stderr.write(`bench: --write-docs: not writing the docs, this run skipped ${skipped.join(', ')}\n`);
+    process.exitCode = 1;
+  } else if (writeDocs) {
     const sections = benchSections(result);
     for (const file of docs) {
       const path = join(repo, file);

@@ -11,7 +11,9 @@ import { parseKsmStat } from '../ksm/process.js';
 import type { KsmSettingsInput } from '../ksm/knobs.js';
 import { KsmdClock } from '../host/ksmd.js';
 import { findOtherTuners } from '../host/lock.js';
-import { savedPages } from '../ksm/counters.js';
+import { totalSavedPages, type SavedPages } from '../ksm/savings.js';
+import { readFootprint } from '../ksm/footprint.js';
+import { PagefuseError } from '../errors.js';
 import { KnobGuard } from '../ksm/snapshot.js';
 
 export type { GuestSizes } from '../workload/layout.js';
@@ -24,7 +26,7 @@ export interface EstimateResult {
   /** What /proc/self/ksm_stat showed when ksmd stopped making progress. */
   ksmd_merging_pages: number;
   merging_error_percent: number;
-  /** scan()'s estimatedSavedPages against the growth of pages_sharing + ksm_zero_pages. */
+  /** scan()'s estimatedSavedPages against what the guests got back (ownSavedPages: the one definition of saved). */
   predicted_saved_pages: number;
   ksmd_saved_pages: number;
   saved_error_percent: number;
@@ -86,6 +88,19 @@ export async function holdKnobs(ksm: Ksm): Promise<() => Promise<void>> {
   };
 }
 
+/**
+ * What this process's memory (the bench's guests) got back, by src/ksm/savings.ts's definition: its exact
+ * share of pages_sharing (Σ (k − 1)/k over its mappings of KSM pages, from pagemap and kpagecount), its
+ * ksm_zero_pages, and no THP-split zero subpages (the benches' guests have no huge pages). The host-wide
+ * counters would also count whatever else on the host merged meanwhile.
+ */
+export async function ownSavedPages(): Promise<SavedPages> {
+  const fp = await readFootprint(process.pid);
+  if (fp === undefined || fp.sharingWeight === null) throw new PagefuseError('EACCES', 'the bench cannot read its own pagemap and kpagecount (needs root)');
+  const stat = parseKsmStat(await readFile('/proc/self/ksm_stat', 'utf8'));
+  return { ksmPages: Math.round(fp.sharingWeight), ksmZeroPages: stat.zeroPages ?? 0, thpSplitZeroPages: 0 };
+}
+
 export async function selfMergingPages(): Promise<number> {
   return parseKsmStat(await readFile('/proc/self/ksm_stat', 'utf8')).mergingPages ?? 0;
 }
@@ -114,7 +129,6 @@ export async function benchEstimate(sizes: GuestSizes, timeoutS: number): Promis
     const estimate = await scan(regions, { mode: 'exact' });
     const clock = new KsmdClock();
     const cpu0 = await clock.cpuSeconds();
-    const base = savedPages((await ksm.read()).counters);
     for (const r of regions) r.advise('mergeable');
     await ksm.configure({ pages_to_scan: 20000, sleep_millisecs: 0, run: 1 });
     const t0 = performance.now();
@@ -136,7 +150,7 @@ export async function benchEstimate(sizes: GuestSizes, timeoutS: number): Promis
       }
     }
     const ksmdSeconds = (lastChange - t0) / 1000;
-    const saved = savedPages((await ksm.read()).counters) - base;
+    const saved = totalSavedPages(await ownSavedPages());
     const cpu1 = await clock.cpuSeconds();
     return {
       guests: sizes.guests,

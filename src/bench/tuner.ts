@@ -9,11 +9,8 @@ import { PAGE_SIZE, type Region } from '../region.js';
 import { scan } from '../scan/scan.js';
 import { Tuner } from '../tune/tuner.js';
 import { defaultConfig } from '../tune/config.js';
-import { benchBaseline, disposeGuests, holdKnobs, selfMergingPages } from './estimate.js';
+import { benchBaseline, disposeGuests, holdKnobs, ownSavedPages, selfMergingPages } from './estimate.js';
 import { guestRegions, type GuestSizes } from '../workload/layout.js';
-import { readFile } from 'node:fs/promises';
-import { readFootprint } from '../ksm/footprint.js';
-import { parseKsmStat } from '../ksm/process.js';
 import { totalSavedPages, type SavedPages } from '../ksm/savings.js';
 import { findKsmd } from '../host/ksmd.js';
 import { readProcText } from '../host/procfs.js';
@@ -32,7 +29,7 @@ export interface TunerRow {
   /** ksm_merging_pages of the guests when the policy reached 95 % (or its time ran out). */
   merging_pages: number;
   predicted_merging_pages: number;
-  /** What the guests got back when the row ended, src/ksm/savings.ts's definition (savedParts), in bytes. */
+  /** What the guests got back when the row ended, src/ksm/savings.ts's definition (ownSavedPages), in bytes. */
   saved_bytes: number;
   saved_parts_pages: SavedPages;
   /** What the scan says merging frees. */
@@ -131,19 +128,6 @@ async function ksmdTimes(pid: number | undefined): Promise<{ cpu: number; wait: 
   return { cpu: (f[0] ?? 0) / 1e9, wait: f[1] === undefined ? undefined : f[1] / 1e9 };
 }
 
-/**
- * What the guests (this process's memory) got back, by src/ksm/savings.ts's definition: this process's
- * exact share of pages_sharing (Σ (k − 1)/k over its mappings of KSM pages, from pagemap and kpagecount),
- * its ksm_zero_pages, and no THP-split zero subpages (the guests have no huge pages). The host-wide
- * counters would also count whatever else on the host merged meanwhile.
- */
-async function savedParts(): Promise<SavedPages> {
-  const fp = await readFootprint(process.pid);
-  if (fp?.sharingWeight === null || fp === undefined) throw new Error('the bench cannot read its own pagemap and kpagecount (needs root)');
-  const stat = parseKsmStat(await readFile('/proc/self/ksm_stat', 'utf8'));
-  return { ksmPages: Math.round(fp.sharingWeight), ksmZeroPages: stat.zeroPages ?? 0, thpSplitZeroPages: 0 };
-}
-
 async function runDriver(ksm: Ksm, driver: Driver, sizes: GuestSizes, capS: number, ksmdPid: number | undefined): Promise<TunerRow> {
   await ksm.configure({ ...benchBaseline((await ksm.read()).settings), run: 0, pages_to_scan: 100, sleep_millisecs: 20 });
   const guests = guestRegions(sizes);
@@ -176,7 +160,7 @@ async function runDriver(ksm: Ksm, driver: Driver, sizes: GuestSizes, capS: numb
     } finally {
       await stop();
     }
-    const parts = await savedParts();
+    const parts = await ownSavedPages();
     const cpu = end.cpu - t0Times.cpu;
     const wall = (endAt - t0) / 1000;
     return {
