@@ -48,6 +48,11 @@ export interface BudgetCheck {
   within_bound: boolean;
   /** At budget 1 only: time to 95 % ÷ the unthrottled time (target ≤ 1.3). */
   vs_unthrottled: number | null;
+  /**
+   * ksmd CPU-seconds to 95 % ÷ the unthrottled row's: the time bound per CPU-second (≤ 1.2 is the bound
+   * met had ksmd got all of its budget), which holds where a busy host keeps ksmd below its budget.
+   */
+  cpu_vs_unthrottled: number;
 }
 
 export interface TunerResult {
@@ -199,6 +204,7 @@ export function budgetChecks(rows: readonly TunerRow[]): BudgetCheck[] {
         within_budget: Math.abs(errorPct) <= 10,
         within_bound: r.seconds_to_95 !== null && r.seconds_to_95 <= bound,
         vs_unthrottled: budget >= 1 && r.seconds_to_95 !== null ? Number((r.seconds_to_95 / free.seconds_to_95!).toFixed(2)) : null,
+        cpu_vs_unthrottled: Number((r.ksmd_cpu_seconds / free.ksmd_cpu_seconds).toFixed(2)),
       };
     });
 }
