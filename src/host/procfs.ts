@@ -1,6 +1,6 @@
 // Readers for /proc files, with the proc root injectable so tests can use fixture trees. Every other
 // module reads a process's comm, cmdline, stat and status through these.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -23,6 +23,20 @@ export async function readProcText(procRoot: string, ...parts: (string | number)
   }
 }
 
+/**
+ * readProcText without a trip through the thread pool, for small files read often (stat, uptime): a
+ * promise read costs four pool round trips. Not for files whose read takes the target's mmap lock
+ * (cmdline, smaps), which can block behind it.
+ */
+export function readProcTextSync(procRoot: string, ...parts: (string | number)[]): string | undefined {
+  try {
+    return readFileSync(join(procRoot, ...parts.map(String)), 'utf8');
+  } catch (err) {
+    if (vanished(err)) return undefined;
+    throw err;
+  }
+}
+
 export async function readProcLink(procRoot: string, ...parts: (string | number)[]): Promise<string | undefined> {
   try {
     return await readlink(join(procRoot, ...parts.map(String)));
@@ -34,7 +48,15 @@ export async function readProcLink(procRoot: string, ...parts: (string | number)
 
 /** Every numeric entry of the proc root: the pids alive right now. */
 export async function listPids(procRoot: string): Promise<number[]> {
-  const names = await readdir(procRoot);
+  return pidsOf(await readdir(procRoot));
+}
+
+/** listPids for a caller that looks often (the tuner's VM watch): one getdents pass, no pool round trip. */
+export function listPidsSync(procRoot: string): number[] {
+  return pidsOf(readdirSync(procRoot));
+}
+
+function pidsOf(names: string[]): number[] {
   const pids: number[] = [];
   for (const name of names) {
     if (/^[1-9][0-9]*$/.test(name)) pids.push(Number(name));
@@ -64,6 +86,9 @@ export interface ProcStat {
   comm: string;
   state: string;
   ppid: number;
+  /** Page faults the process took that needed no I/O (minflt) and that did (majflt). */
+  minflt: number;
+  majflt: number;
   /** Clock ticks (USER_HZ) in user and system mode. */
   utime: number;
   stime: number;
@@ -83,6 +108,8 @@ export function parseStat(text: string): ProcStat | undefined {
     comm: text.slice(open + 1, close),
     state: rest[0] ?? '?',
     ppid: field(4),
+    minflt: field(10),
+    majflt: field(12),
     utime: field(14),
     stime: field(15),
     startTime: field(22),
@@ -97,14 +124,8 @@ export async function readProcStat(procRoot: string, pid: number | 'self'): Prom
 
 /** readProcStat for callers that must not yield (spawnMerged registers its child before it returns). */
 export function readProcStatSync(procRoot: string, pid: number | 'self'): ProcStat | undefined {
-  let text: string;
-  try {
-    text = readFileSync(join(procRoot, String(pid), 'stat'), 'utf8');
-  } catch (err) {
-    if (vanished(err)) return undefined;
-    throw err;
-  }
-  return parseStat(text);
+  const text = readProcTextSync(procRoot, pid, 'stat');
+  return text === undefined ? undefined : parseStat(text);
 }
 
 /** The command name (/proc/<pid>/comm, at most 15 bytes, set by the process itself: untrusted). */

@@ -55,13 +55,24 @@ export class OvercommitGuard {
   }
 
   assess(counters: { pages_sharing: number; ksm_zero_pages?: number }, mem: MemInfo, pageSize: number): { risk: OvercommitRisk; changed: boolean } {
+    const risk = this.reading(counters, mem, pageSize);
+    const changed = risk.atRisk !== this.atRisk;
+    this.atRisk = risk.atRisk;
+    return { risk, changed };
+  }
+
+  /** Whether assess() with these figures would enter or leave the risk zone; nothing is recorded. */
+  wouldChange(counters: { pages_sharing: number; ksm_zero_pages?: number }, mem: MemInfo, pageSize: number): boolean {
+    return this.reading(counters, mem, pageSize).atRisk !== this.atRisk;
+  }
+
+  private reading(counters: { pages_sharing: number; ksm_zero_pages?: number }, mem: MemInfo, pageSize: number): OvercommitRisk {
     const exposure = unshareExposure({ pagesSharing: counters.pages_sharing, ksmZeroPages: counters.ksm_zero_pages ?? 0, pageSize, mem });
     const thresholdBytes = this.thresholdBytes ?? Math.round(THIN_MARGIN_FRACTION * mem.memTotal);
     const atRisk = exposure.exposureBytes > 0 && exposure.marginBytes < thresholdBytes;
-    const changed = atRisk !== this.atRisk;
-    this.atRisk = atRisk;
-    return { risk: { at: Date.now(), ...exposure, thresholdBytes, atRisk }, changed };
+    return { at: Date.now(), ...exposure, thresholdBytes, atRisk };
   }
+
 }
 
 export interface Admission extends Exposure {

@@ -1,7 +1,7 @@
 // Processes started or registered through pagefuse, with their tenant, kept host-wide in a state
 // directory so the CLI, the daemon and embedding VM managers all see the same list.
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, unlinkSync, watch } from 'node:fs';
 import { writeFileAtomicSync } from '../host/atomic.js';
 import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
 import { join } from 'node:path';
@@ -111,6 +111,26 @@ export class Registry {
       return;
     }
     changes.emit('change', pid);
+  }
+
+  /**
+   * Calls `listener()` when any process (this one or another: pagefuse exec, an embedding VM manager)
+   * adds or removes a registration, through inotify on the registry directory (created if missing).
+   * Returns the function that stops watching, or undefined when the directory cannot be watched (the
+   * caller then reads the list on its own schedule). `onError` is told when a watch breaks later.
+   */
+  watch(listener: () => void, onError: (err: Error) => void = () => undefined): (() => void) | undefined {
+    try {
+      this.prepare();
+      const watcher = watch(this.dir, { persistent: false }, () => listener());
+      watcher.on('error', (err) => {
+        watcher.close();
+        onError(err);
+      });
+      return () => watcher.close();
+    } catch {
+      return undefined;
+    }
   }
 
   /** Live registrations; entries of exited processes (or of a reused pid) are dropped on the way. */

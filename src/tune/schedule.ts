@@ -38,6 +38,10 @@ export interface VmRecord {
   scans: number;
   /** Successive scans that found (almost) the same: each doubles the wait before the next one. */
   steadyScans: number;
+  /** The VM's page faults and RSS when it was scanned (VmInfo.faults, rssBytes): unchanged since, its memory is
+   *  taken as unchanged. */
+  faults?: number;
+  rssBytes: number;
 }
 
 export interface SchedulerOptions {
@@ -55,6 +59,13 @@ export interface SchedulerOptions {
 /** A rescan that moved the estimate by less than this share of the VM's pages counts as steady. */
 const STEADY_SHARE = 0.01;
 const MAX_STEADY_DOUBLINGS = 4;
+/**
+ * A VM that took no page fault and kept its RSS since its last scan is rescanned this often at most: no page
+ * came in, none was swapped in, no merged page was written. Writes to pages already resident and unmerged
+ * fault nothing, and can still make new duplicates (a guest zeroing memory it freed): this bounds how long
+ * those go unseen.
+ */
+export const UNCHANGED_RESCAN_MS = 30 * 60_000;
 
 /** Scan time that may be spent at once before the budget makes the scheduler wait (ms). */
 const BURST_MS = 2_000;
@@ -107,7 +118,9 @@ export class ScanScheduler {
     const urgent = ranked.some(({ vm, p }) => p === Infinity || wanted.has(vm.pid));
     const stale = ranked.some(({ vm }) => {
       const r = this.records.get(vm.pid);
-      return r === undefined || t - r.at >= this.rescanMs * 2 ** Math.min(r.steadyScans, MAX_STEADY_DOUBLINGS);
+      if (r === undefined) return true;
+      const unchanged = vm.faults !== undefined && r.faults === vm.faults && r.rssBytes === vm.rssBytes;
+      return t - r.at >= (unchanged ? UNCHANGED_RESCAN_MS : this.rescanMs * 2 ** Math.min(r.steadyScans, MAX_STEADY_DOUBLINGS));
     });
     if (ranked.length === 0 || (!urgent && !stale) || this.tokensMs <= 0) return [];
     const chosen: VmInfo[] = [];
@@ -163,6 +176,8 @@ export class ScanScheduler {
         volatility: same ? Math.min(1, 0.5 * prev.volatility + 0.5 * change) : 0,
         scans: same ? prev.scans + 1 : 1,
         steadyScans: same && change < STEADY_SHARE && Math.abs(t.mergingPages - prev.mergingPages) < STEADY_SHARE * Math.max(1, t.pages) ? prev.steadyScans + 1 : 0,
+        rssBytes: vm.rssBytes,
+        ...(vm.faults === undefined ? {} : { faults: vm.faults }),
       });
     }
   }

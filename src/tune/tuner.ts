@@ -17,7 +17,9 @@ import { checkCpuBudget, checkPolicy, defaultConfig, type PolicyName, type TuneC
 import { Observer, knobsFrom, type KsmControl } from './observe.js';
 import { ScanScheduler, type ScanFn } from './schedule.js';
 import { createTunerScan } from './scan-adapter.js';
-import { adaptive, initialAdaptiveState, type AdaptiveConfig, type AdaptiveState } from './policies/adaptive.js';
+import { adaptive, initialAdaptiveState, memoryTight, type AdaptiveConfig, type AdaptiveState } from './policies/adaptive.js';
+import { readMemInfo } from '../host/meminfo.js';
+import { readMemoryPressure } from '../host/pressure.js';
 import { kernelAdvisor } from './policies/kernel-advisor.js';
 import { initialKsmtunedState, ksmtuned, type KsmtunedState } from './policies/ksmtuned.js';
 import type { Decision, KsmKnobs, Observation } from './types.js';
@@ -29,8 +31,15 @@ import { admit } from '../safety/admission.js';
 
 export const DEFAULT_CPU_BUDGET = 0.25;
 const DEFAULT_ADAPTIVE_INTERVAL_MS = 2_000;
-// Half a second: an exit is seen within a second even when the poll waits behind a decision.
+// Half a second: an exit is seen within a second even when the poll waits behind a decision. A poll reads
+// /proc's directory and what is new in it; the VMs' figures are read at decisions.
 const VM_POLL_MS = 500;
+/**
+ * While ksmd is stopped and nothing changes, a decision is made this often at most (ksmtuned's own interval
+ * is 60 s). Decisions come sooner when a VM comes or goes, a scan ends, memory turns tight or eases, a
+ * hold ends, or on SIGUSR1; while ksmd runs, one comes every interval.
+ */
+const IDLE_DECIDE_MS = 60_000;
 
 export interface TunerOptions {
   policy?: PolicyName;
@@ -63,7 +72,7 @@ export interface TunerOptions {
   /** The scan engine (default: pagefuse's scan()). */
   scan?: ScanFn;
   procRoot?: string;
-  /** ms between looks at /proc for VMs coming and going (default 500). */
+  /** ms between looks at /proc's directory for VMs coming and going (default 500). */
   pollMs?: number;
   /** Run the first decision at once even for ksmtuned (which waits one interval, as the script does). */
   immediate?: boolean;
@@ -239,6 +248,15 @@ export class Tuner extends EventEmitter<TunerEvents> {
   private readonly reportedMerged = new Map<number, number>();
   private readonly stopWaiters = new Set<(err: Error) => void>();
   private unsubscribeRegistry: (() => void) | undefined;
+  /** Stops the inotify watch on the registry; while none runs, every poll reads the registry. */
+  private unwatchRegistry: (() => void) | undefined;
+  private registryDirty = true;
+  /** The run value of the last decision, when (Date.now()) it was made, and whether memory was tight then. */
+  private lastRun: number | undefined;
+  private lastDecided = 0;
+  private lastTight: boolean | undefined;
+  /** The last decision's observation: while ksmd is stopped its counters stand (only CoW writes lower them). */
+  private lastObservation: Observation | undefined;
   /** When /proc was last looked at: the time of a vanished VM's last figures. */
   private lastLook = Date.now();
 
@@ -398,7 +416,10 @@ export class Tuner extends EventEmitter<TunerEvents> {
    * watched as this tuner's own registrations are, under their registered names; an unregistered
    * one is no longer watched (unless it is a VMM).
    */
-  private syncRegistry(): void {
+  private syncRegistry(force: boolean): void {
+    // Watched: read only after a change notice (or at a decision, which also drops dead entries).
+    if (!force && !this.registryDirty && this.unwatchRegistry !== undefined) return;
+    this.registryDirty = false;
     try {
       this.watcher.setRegistered(this.registry.list());
     } catch (err) {
@@ -410,11 +431,11 @@ export class Tuner extends EventEmitter<TunerEvents> {
    * Looks at /proc and the registry: 'vms' for what came and went, 'vm-exited' with the last figures
    * of what went. Every decision starts with one, so none lists a process that has exited.
    */
-  private async refresh(): Promise<VmsChange> {
+  private async refresh(withFigures = true): Promise<VmsChange> {
     const before = new Map(this.watcher.vms.map((vm) => [vm.pid, vm]));
     const lastLook = this.lastLook;
-    this.syncRegistry();
-    const { added, removed } = await this.watcher.poll();
+    this.syncRegistry(withFigures);
+    const { added, removed } = await this.watcher.poll(Date.now(), { figures: withFigures });
     this.lastLook = Date.now();
     if (added.length === 0 && removed.length === 0) return { added, removed };
     this.scheduler?.prune(this.watcher.vms);
@@ -437,9 +458,23 @@ export class Tuner extends EventEmitter<TunerEvents> {
     if (this.running) return;
     await this.prepare(options.signal);
     // Registrations and exits in this process (spawnMerged children) are seen at once, others at the next poll.
-    this.unsubscribeRegistry = onRegistryChange(() => this.pollVms());
+    this.unsubscribeRegistry = onRegistryChange(() => {
+      this.registryDirty = true;
+      this.pollVms();
+    });
+    // Other processes' registrations (pagefuse exec, another embedder) are seen at once through inotify.
+    this.unwatchRegistry = this.registry.watch(
+      () => {
+        this.registryDirty = true;
+        this.pollVms();
+      },
+      (err) => {
+        this.unwatchRegistry = undefined;
+        this.fail(err);
+      },
+    );
     this.pollTimer = setInterval(() => this.pollVms(), this.pollMs);
-    this.decideTimer = setInterval(() => void this.retune(), this.intervalMs);
+    this.decideTimer = setInterval(() => this.tick(), this.intervalMs);
     if (this.policy !== 'ksmtuned' || this.immediate) void this.retune();
   }
 
@@ -513,6 +548,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.running = false;
     this.unsubscribeRegistry?.();
     this.unsubscribeRegistry = undefined;
+    this.unwatchRegistry?.();
+    this.unwatchRegistry = undefined;
     for (const reject of this.stopWaiters) reject(new PagefuseError('ERR_TUNER_STOPPED', 'waitForConvergence: the tuner stopped before merging converged'));
     this.convergedAt = undefined;
     clearInterval(this.pollTimer);
@@ -555,7 +592,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
     if (this.running) {
       // The decision interval may have changed.
       clearInterval(this.decideTimer);
-      this.decideTimer = setInterval(() => void this.retune(), this.intervalMs);
+      this.decideTimer = setInterval(() => this.tick(), this.intervalMs);
+      this.lastDecided = 0; // the new thresholds apply at the next tick
     }
   }
 
@@ -633,7 +671,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
       this.pollQueued = false;
       if (!this.running) return;
       try {
-        const { added, removed } = await this.refresh();
+        const { added, removed } = await this.refresh(false);
         // ksmtuned decides on its interval only, as the script does.
         if ((added.length > 0 || removed.length > 0) && this.policy !== 'ksmtuned') this.enqueueDecide();
         this.maybeScan();
@@ -672,6 +710,35 @@ export class Tuner extends EventEmitter<TunerEvents> {
     return run;
   }
 
+  /**
+   * The decision timer: while ksmd runs (or for ksmtuned, which decides on its interval) a decision; while
+   * it is stopped, only a look at whether memory turned tight or eased, or the overcommit guard would flip
+   * (meminfo and PSI: two small reads), unless a hold ended or IDLE_DECIDE_MS passed since the last decision.
+   */
+  private tick(): void {
+    const hold = (this.state as AdaptiveState).holdUntil;
+    const due =
+      this.policy === 'ksmtuned' ||
+      this.lastRun !== 0 ||
+      Date.now() - this.lastDecided >= IDLE_DECIDE_MS ||
+      (hold !== undefined && performance.now() >= hold);
+    if (due) {
+      void this.retune();
+      return;
+    }
+    this.chain = this.chain.then(async () => {
+      if (!this.running) return;
+      try {
+        const [memory, pressure] = await Promise.all([readMemInfo(this.procRoot), readMemoryPressure(this.procRoot)]);
+        const last = this.lastObservation;
+        const tight = memoryTight({ memory, pressure }, this.adaptiveConfig) !== undefined;
+        if (tight !== this.lastTight || (last !== undefined && this.guard.wouldChange(last.counters, memory, last.pageSize))) await this.decide();
+      } catch (err) {
+        this.fail(err);
+      }
+    });
+  }
+
   private enqueueDecide(): void {
     this.chain = this.chain.then(async () => {
       await this.decide();
@@ -694,6 +761,10 @@ export class Tuner extends EventEmitter<TunerEvents> {
         result.reasons.push('isolation is zero-only: KSM content merging stays off, so ksmd is not run');
       }
       const decision = await this.apply(o, result.decision, result.reasons);
+      this.lastRun = decision.knobs.run ?? o.knobs.run;
+      this.lastDecided = Date.now();
+      this.lastTight = memoryTight(o, this.adaptiveConfig) !== undefined;
+      this.lastObservation = o;
       this.checkConvergence(o, decision);
       this.emit('savings', {
         at: Date.now(),

@@ -2,11 +2,14 @@
 import { classifyVmm, configuredMemory, vmName, type Vmm } from './identify.js';
 import {
   DEFAULT_PROC_ROOT,
-  listPids,
+  listPidsSync,
   parseKeyValues,
   parseStat,
   readProcLink,
+  readProcStat,
+  readProcStatSync,
   readProcText,
+  readProcTextSync,
   splitCmdline,
   USER_HZ,
 } from '../host/procfs.js';
@@ -22,6 +25,11 @@ export interface VmInfo {
   startTime: number;
   /** Resident memory (VmRSS): counts merged pages once per process, so it never falls when pages merge. */
   rssBytes: number;
+  /**
+   * Page faults it has taken (minflt + majflt, /proc/<pid>/stat): memory newly touched, swapped in, or a
+   * merged page written (copy on write) since the last look. Absent where the stat lacks them.
+   */
+  faults?: number;
   /** Guest RAM the command line asks for, when it says. */
   memoryBytes?: number;
   /** /proc/<pid>/ksm_stat, or null where the kernel has none. */
@@ -55,23 +63,30 @@ async function identify(procRoot: string, pid: number): Promise<Identity | undef
   return { vmm: classifyVmm(argv, exe), argv, comm: stat.comm, startTime: stat.startTime };
 }
 
+function nameOf(pid: number, id: Identity, registered: string | null | undefined): string {
+  return registered ?? (id.vmm === undefined ? id.comm : vmName(id.vmm, id.argv, pid));
+}
+
 /** registered: undefined when not registered, else the name it was registered under (null: none). */
 async function describe(procRoot: string, pid: number, id: Identity, registered: string | null | undefined): Promise<VmInfo | undefined> {
   const vmm = id.vmm ?? (registered !== undefined ? 'registered' : undefined);
   if (vmm === undefined) return undefined;
-  const [status, ksmStat] = await Promise.all([
+  const [status, ksmStat, stat] = await Promise.all([
     readProcText(procRoot, pid, 'status'),
     readProcText(procRoot, pid, 'ksm_stat'),
+    readProcStat(procRoot, pid),
   ]);
   if (status === undefined) return undefined; // exited meanwhile
   const info: VmInfo = {
     pid,
     vmm,
-    name: registered ?? (id.vmm === undefined ? id.comm : vmName(id.vmm, id.argv, pid)),
+    name: nameOf(pid, id, registered),
     startTime: id.startTime,
     rssBytes: (parseKeyValues(status).VmRSS ?? 0) * 1024,
     ksm: ksmStat === undefined ? null : parseKsmStat(ksmStat),
   };
+  const faults = stat === undefined ? NaN : stat.minflt + stat.majflt;
+  if (Number.isSafeInteger(faults)) info.faults = faults;
   const memory = id.vmm === undefined ? undefined : configuredMemory(id.vmm, id.argv);
   if (memory !== undefined) info.memoryBytes = memory;
   return info;
@@ -90,6 +105,14 @@ interface Seen {
   firstSeen: number;
 }
 
+export interface PollOptions {
+  /**
+   * Read again the figures (RSS, faults, ksm_stat) of the VMs already known (default true). With false a
+   * poll reads /proc's directory and only what is new in it: VMs that stay keep their last figures.
+   */
+  figures?: boolean;
+}
+
 export interface VmChanges {
   vms: VmInfo[];
   added: VmInfo[];
@@ -97,8 +120,9 @@ export interface VmChanges {
 }
 
 /**
- * Discovery that polls cheaply: one readdir of /proc per poll, and the argv of a process is read only
- * while it is new, so polling every second costs little even with thousands of processes.
+ * Discovery that polls cheaply: one readdir of /proc per poll; the argv of a process is read when it is
+ * new, and again while it is young only if its comm changed (it exec'd); with `figures: false` a VM
+ * already known costs nothing more, so polling twice a second costs little even with thousands of processes.
  */
 export class VmWatcher {
   readonly procRoot: string;
@@ -132,8 +156,12 @@ export class VmWatcher {
     return [...this.current.values()];
   }
 
-  async poll(now = Date.now()): Promise<VmChanges> {
-    const [pids, uptime] = await Promise.all([listPids(this.procRoot), readProcText(this.procRoot, 'uptime')]);
+  async poll(now = Date.now(), options: PollOptions = {}): Promise<VmChanges> {
+    const figures = options.figures !== false;
+    // The directory and the small files read at every poll are read synchronously: each promise read is
+    // four thread-pool round trips, which is most of what an idle watch would cost.
+    const pids = listPidsSync(this.procRoot);
+    const uptime = readProcTextSync(this.procRoot, 'uptime');
     const uptimeTicks = uptime === undefined ? undefined : Number.parseFloat(uptime) * USER_HZ;
     // Young by its start time when /proc/uptime says, else by when this watcher first saw it.
     const young = (seen: Seen) =>
@@ -148,13 +176,26 @@ export class VmWatcher {
     await Promise.all(
       pids.map(async (pid) => {
         let seen = this.seen.get(pid);
-        if (seen === undefined || (seen.id?.vmm === undefined && young(seen))) {
-          seen = { id: await identify(this.procRoot, pid), firstSeen: seen?.firstSeen ?? now };
+        if (seen !== undefined && seen.id?.vmm === undefined && young(seen)) {
+          // A young process that is no VMM may be about to exec one (libvirt forks, then execs qemu):
+          // its stat is read again, and its argv only when its comm changed, as exec changes it.
+          const stat = readProcStatSync(this.procRoot, pid);
+          if (stat === undefined) return; // exited meanwhile
+          if (seen.id === undefined || stat.comm !== seen.id.comm || stat.startTime !== seen.id.startTime) seen = undefined;
+        }
+        if (seen === undefined) {
+          seen = { id: await identify(this.procRoot, pid), firstSeen: this.seen.get(pid)?.firstSeen ?? now };
           this.seen.set(pid, seen);
         }
         const id = seen.id;
         if (id === undefined) return;
         if (id.vmm === undefined && !this.registered.has(pid)) return;
+        const known = this.current.get(pid);
+        if (!figures && known !== undefined && known.startTime === id.startTime) {
+          const name = nameOf(pid, id, this.registered.get(pid));
+          next.set(pid, known.name === name ? known : { ...known, name });
+          return;
+        }
         const info = await describe(this.procRoot, pid, id, this.registered.get(pid));
         if (info !== undefined) next.set(pid, info);
       }),

@@ -129,7 +129,7 @@ function learn(state: AdaptiveState, now: Mark): { rate: number; learnt: boolean
 }
 
 /** Memory is tight when little is available or tasks stall on memory (PSI). */
-export function memoryTight(o: Observation, c: Pick<AdaptiveConfig, 'availablePercent' | 'pressureAvg10'>): string | undefined {
+export function memoryTight(o: Pick<Observation, 'memory' | 'pressure'>, c: Pick<AdaptiveConfig, 'availablePercent' | 'pressureAvg10'>): string | undefined {
   const availablePct = (100 * o.memory.memAvailable) / o.memory.memTotal;
   if (availablePct < c.availablePercent) return `MemAvailable is ${availablePct.toFixed(1)}% of MemTotal (< ${c.availablePercent}%)`;
   if (o.pressure !== null && o.pressure.someAvg10 >= c.pressureAvg10) {
