@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tuner, type TuneDecision, type VmFigures, type VmsChange } from '../src/tune/tuner.js';
@@ -295,6 +295,76 @@ test('registeredSavings and canAdmit take an AbortSignal: an aborted one rejects
     await assert.rejects(canAdmit(1 << 30, { procRoot: s.tree.root, signal: AbortSignal.abort(reason) }), { code: 'ABORT_ERR', cause: reason });
     await assert.rejects(canAdmit(1 << 30, { signal: 'x' as unknown as AbortSignal }), { code: 'ERR_INVALID_ARG_TYPE' });
   } finally {
+    s.dispose();
+  }
+});
+
+/** A scan engine that finds nothing to merge: the adaptive policy stops ksmd and stays stopped. */
+const scanNothing: ScanFn = async (targets) => ({
+  pages: targets.length * PAGES,
+  estimatedSavedBytes: 0,
+  targets: targets.map((t) => ({ pid: (t as { pid: number }).pid, pages: PAGES, mergingPages: 0 })),
+});
+
+/** Starts a Tuner deciding every 50 ms over two VMs with nothing to merge; resolves once it has decided so. */
+async function stoppedTuner(s: ReturnType<typeof setup>): Promise<{ t: Tuner; decisions: TuneDecision[] }> {
+  s.tree.add(QEMU(300, 'a')).add(QEMU(301, 'b'));
+  const t = new Tuner({ ksm: new FakeKsm(), scan: scanNothing, procRoot: s.tree.root, config: s.config, registry: s.registry, isolation: 'host', pollMs: 60_000, intervalMs: 50 });
+  const decisions: TuneDecision[] = [];
+  const settled = new Promise<void>((resolve) =>
+    t.on('decision', (d) => {
+      decisions.push(d);
+      if (d.estimatedBytes !== null) resolve();
+    }),
+  );
+  await t.start();
+  await settled;
+  return { t, decisions };
+}
+
+test('while ksmd is stopped and nothing changes, no decision is made at each interval', async () => {
+  const s = setup();
+  const { t, decisions } = await stoppedTuner(s);
+  try {
+    const before = decisions.length;
+    await new Promise((resolve) => setTimeout(resolve, 600)); // 12 intervals
+    assert.deepEqual(decisions.slice(before), []);
+  } finally {
+    await t.stop();
+    s.dispose();
+  }
+});
+
+test('while ksmd is stopped, memory turning tight brings a decision at the next interval', async () => {
+  const s = setup();
+  const { t, decisions } = await stoppedTuner(s);
+  try {
+    const before = decisions.length;
+    s.tree.write('meminfo', 'MemTotal:       16777216 kB\nMemFree:           65536 kB\nMemAvailable:     102400 kB\nBuffers:               0 kB\nCached:                0 kB\n');
+    for (let i = 0; i < 40 && decisions.length === before; i++) await new Promise((resolve) => setTimeout(resolve, 25));
+    assert.match(decisions[before]?.reasons.join('\n') ?? '', /MemAvailable is 0\.6% of MemTotal/);
+  } finally {
+    await t.stop();
+    s.dispose();
+  }
+});
+
+test("another process's registration is seen through the registry's change notice, before any poll", async () => {
+  const s = setup();
+  s.tree.add({ pid: 400, argv: ['/usr/bin/worker'], comm: 'worker', startTime: 400, rssKiB: 1024 });
+  const t = new Tuner({ ksm: new FakeKsm(), scan, procRoot: s.tree.root, config: s.config, registry: s.registry, isolation: 'host', pollMs: 60_000, intervalMs: 60_000 });
+  try {
+    await t.start();
+    const added = new Promise<VmsChange>((resolve) => t.on('vms', resolve));
+    // Written as pagefuse exec in another process writes it: this process's change emitter never hears of it.
+    const other = new Registry({ stateDir: s.registry.stateDir, procRoot: s.tree.root });
+    const dir = join(other.stateDir, 'processes');
+    writeFileSync(join(dir, '400.json.tmp'), JSON.stringify({ pid: 400, startTime: 400, merge: true, via: 'exec', name: 'vm-w', registeredAt: new Date().toISOString() }));
+    renameSync(join(dir, '400.json.tmp'), join(dir, '400.json'));
+    const change = await Promise.race([added, new Promise<undefined>((resolve) => setTimeout(resolve, 2000))]);
+    assert.deepEqual(change?.added.map((vm) => [vm.pid, vm.name]), [[400, 'vm-w']]);
+  } finally {
+    await t.stop();
     s.dispose();
   }
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ScanScheduler, type ScanFn } from '../src/tune/schedule.js';
+import { ScanScheduler, UNCHANGED_RESCAN_MS, type ScanFn } from '../src/tune/schedule.js';
 import type { VmInfo } from '../src/vm/discover.js';
 
 const PAGE = 4096;
@@ -173,4 +173,22 @@ test('a scan that finds something else resets the pace', async () => {
   advance(240_000);
   await s.run([a]);
   assert.equal(s.records.get(1)?.steadyScans, 0);
+});
+
+test('a VM that took no page fault and kept its RSS since its last scan is rescanned only after 30 minutes', async () => {
+  let now = 0;
+  const scan: ScanFn = async (targets) => ({
+    pages: 1000,
+    estimatedSavedBytes: 400 * PAGE,
+    targets: targets.map((t) => ({ pid: (t as { pid: number }).pid, pages: 1000, mergingPages: 500 })),
+  });
+  const s = new ScanScheduler({ scan, scanCpuBudget: 1, pageSize: PAGE, now: () => now });
+  const idle = { ...vm(1, 4), faults: 5000 };
+  await s.run([idle]);
+  now = UNCHANGED_RESCAN_MS - 1000;
+  assert.deepEqual(s.due([idle]), [], 'unchanged: not due at 15 s nor at any doubling up to 30 min');
+  assert.deepEqual(s.due([{ ...idle, faults: 5001 }]).map((v) => v.pid), [1], 'one fault more: due');
+  assert.deepEqual(s.due([{ ...idle, rssBytes: idle.rssBytes + PAGE }]).map((v) => v.pid), [1], 'RSS moved: due');
+  now = UNCHANGED_RESCAN_MS;
+  assert.deepEqual(s.due([idle]).map((v) => v.pid), [1], 'unchanged, 30 min later: due');
 });
