@@ -7,7 +7,8 @@
 // time (utime + stime of all its threads, children included, from /proc/<pid>/stat) and its RSS (VmRSS from
 // /proc/<pid>/status, sampled every second) are measured over SECONDS.
 //   node --import tsx scripts/idle-cost.ts [SECONDS=600] [--vms N=4] [--warmup S=30] [--mib M=16]
-//        [--profile DIR] [--bin dist/cli/bin.js of another build] [--log FILE] [--json] [-- extra tune flags]
+//        [--profile DIR] [--bin dist/cli/bin.js of another build] [--log FILE] [--node-args 'FLAGS'] [--host]
+//        [--json] [-- extra tune flags]
 // By default the run happens in a PID namespace of its own with its own /proc (unshare(1), root), so the
 // daemon sees only these VMs and not the other processes and VMs of a shared machine; --host measures
 // it against the host's /proc instead.
@@ -36,6 +37,7 @@ const { values, positionals } = parseArgs({
     bin: { type: 'string' },
     log: { type: 'string' },
     host: { type: 'boolean', default: false },
+    'node-args': { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -137,7 +139,7 @@ try {
   const tStart = performance.now();
   guests = vmCount > 0 ? await startIdleVms(vmCount, mib) : undefined;
   const startS = (performance.now() - tStart) / 1000;
-  const nodeArgs = values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile];
+  const nodeArgs = [...values['node-args'].split(' ').filter(Boolean), ...(values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile])];
   tune = spawn(process.execPath, [...nodeArgs, BIN, 'tune', '--dry-run', '--force', '--json', ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, PAGEFUSE_TUNER_STATE: join(dir, 'tuner.json'), PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock'), PAGEFUSE_STATE_DIR: dir },
