@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --json] [-- --write-docs]: every section of src/bench in one run, as
+// npm run bench [-- --quick] [-- --json] [-- --write-docs] [-- --force]: every section of src/bench in one run, as
 // `pagefuse bench` runs them (hashing against the native read baseline, the scan estimate against ksmd,
 // the tuner policies). Holds the machine-wide KSM lock (src/host/ksm-lock.ts) so no KSM test or other
 // bench drives ksmd meanwhile. --write-docs rewrites the blocks between `<!-- bench:NAME -->` markers in
@@ -10,21 +10,23 @@ import { benchText, runBench } from '../src/bench/bench.js';
 import { benchSections, rewriteMarkers } from '../src/bench/markdown.js';
 import { lockKsm } from '../src/host/ksm-lock.js';
 
-const known = new Set(['--quick', '--json', '--write-docs']);
+const known = new Set(['--quick', '--json', '--write-docs', '--force']);
 const unknown = process.argv.slice(2).filter((a) => !known.has(a));
 if (unknown.length > 0) {
-  process.stderr.write(`bench/run.ts: unknown option ${unknown[0]} (takes --quick, --json, --write-docs)\n`);
+  process.stderr.write(`bench/run.ts: unknown option ${unknown[0]} (takes --quick, --json, --write-docs, --force)\n`);
   process.exit(2);
 }
 const quick = process.argv.includes('--quick');
 const json = process.argv.includes('--json');
 const writeDocs = process.argv.includes('--write-docs');
+// --force: drive ksmd even while VMs run on this host, as `pagefuse bench --force`.
+const force = process.argv.includes('--force');
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const docs = ['README.md', ...readdirSync(join(repo, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
 
 const release = await lockKsm();
 try {
-  const result = await runBench({ quick, log: (line) => process.stderr.write(`${line}\n`) });
+  const result = await runBench({ quick, force, log: (line) => process.stderr.write(`${line}\n`) });
   process.stdout.write(json ? `${JSON.stringify(result, null, 2)}\n` : benchText(result));
   const skipped = (['hashing', 'estimate', 'tuner'] as const).filter((k) => 'skipped' in result[k]);
   if (writeDocs && skipped.length > 0) {
