@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLI, REPO as ROOT, runCliAsync } from './helpers/cli.js';
+import { CLI, REPO as ROOT, builtBin, runCliAsync } from './helpers/cli.js';
 import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
 import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
 import { requireRoot } from './helpers/root.js';
@@ -95,7 +95,7 @@ test('top refuses an unknown flag and a bad interval with one line, exit 2', asy
 
 test("top without root says under the report that other users' processes are not listed", async (t) => {
   if (!requireRoot(t, 'runs the CLI as uid 65534')) return;
-  const r = await runCliAsync(['top', '--interval', '0.1'], { uid: 65534, gid: 65534 });
+  const r = await runCliAsync(['top', '--interval', '0.1'], { uid: 65534, gid: 65534, bin: builtBin() });
   assert.deepEqual([r.status, r.stderr], [0, '']);
   assert.ok(r.stdout.endsWith("\n(not root: other users' processes are not listed; run as root to see every process)\n"), r.stdout);
 });

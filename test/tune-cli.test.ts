@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { findOtherTuners, isPagefuseTune, lockTuner } from '../src/host/lock.js';
 import { loadConfig } from '../src/tune/config.js';
 import { lockKsm } from './helpers/lock.js';
-import { runCli } from './helpers/cli.js';
+import { builtBin, runCli } from './helpers/cli.js';
 import { requireRoot } from './helpers/root.js';
 
 const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
@@ -194,7 +194,7 @@ test('a dry run takes no tuner lock: it decides while another process holds the 
   const path = join(dir, 'tune.lock');
   const holder = await lockHolder(path);
   try {
-    const r = runCli(['tune', '--dry-run', '--once', '--json', '--policy', 'ksmtuned'], { env: { PAGEFUSE_TUNE_LOCK: path, PAGEFUSE_STATE_DIR: dir } });
+    const r = runCli(['tune', '--dry-run', '--once', '--json', '--policy', 'ksmtuned'], { env: { PAGEFUSE_TUNE_LOCK: path, PAGEFUSE_STATE_DIR: dir }, bin: builtBin() });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l).dry_run), [true]);
   } finally {
@@ -210,7 +210,7 @@ test('tune --dry-run as nobody (uid 65534) needs no root: one decision, exit 0, 
   chmodSync(dir, 0o755);
   try {
     const env = { PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock'), PAGEFUSE_STATE_DIR: dir, PAGEFUSE_TUNER_STATE: join(dir, 'tuner.json') };
-    const r = runCli(['tune', '--dry-run', '--once', '--policy', 'ksmtuned'], { env, uid: 65534, gid: 65534 });
+    const r = runCli(['tune', '--dry-run', '--once', '--policy', 'ksmtuned'], { env, uid: 65534, gid: 65534, bin: builtBin() });
     assert.deepEqual([r.status, r.stderr], [0, '']);
     assert.match(r.stdout, /^\S+Z ksmtuned: \(dry run, nothing written\) [^\n]+\n$/);
   } finally {
@@ -225,7 +225,7 @@ test('an error that recurs at every decision is logged once (here: a state file 
     writeFileSync(file, '');
     // Decisions every 100 ms for about 2 s: each one fails to publish under a path through a regular file.
     const env = { PAGEFUSE_TUNER_STATE: join(file, 'tuner.json'), PAGEFUSE_STATE_DIR: dir, PAGEFUSE_DEBUG: '' };
-    const child = spawn(process.execPath, ['--import', 'tsx', BIN, 'tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '0.1'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [builtBin(), 'tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '0.1'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     while (!out.includes('"event":"start"')) await once(child.stdout!, 'data');
