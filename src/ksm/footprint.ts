@@ -14,7 +14,11 @@ export interface Footprint {
    * Root only (null otherwise): pages of its mergeable areas mapped to the kernel's 4 KiB zero page,
    * less the ones KSM put there (ksm_zero_pages is subtracted by the caller). When ksmd splits a
    * transparent huge page to merge a subpage, the split maps every zero-filled subpage to the zero
-   * page and frees it; a page only ever read, never written, maps it too (no memory was behind it).
+   * page and frees it. A page only ever read, never written, maps it too, though no memory was ever
+   * behind it (real guests have thousands: 13240 in three QEMU guests before anything merged), so only
+   * zero-page mappings in a 2 MiB chunk whose 512 pages are all present are counted: a split maps every
+   * subpage, memory only partly touched leaves pages absent. (Not "a chunk holding a KSM page": a huge
+   * page of zeros, split to merge one of them, maps all 512 to the zero page and keeps no KSM page.)
    */
   zeroMappedPages: number | null;
   /**
@@ -27,6 +31,8 @@ export interface Footprint {
 const KPF_KSM = 1 << 21;
 const KPF_THP = 1 << 22;
 const KPF_ZERO_PAGE = 1 << 24;
+/** 4 KiB pages per 2 MiB (a PMD-sized huge page on x86-64). */
+const PAGES_PER_CHUNK = (2 * 1024 * 1024) / PAGE_SIZE;
 /** Pagemap entries (8 bytes each) per read. */
 const CHUNK = 64 * 1024;
 /** Frames closer than this are read in one kpageflags/kpagecount read. */
@@ -53,9 +59,17 @@ export function parseSmaps(text: string): { pssBytes: number; mergeable: [number
   return { pssBytes: pssKb * 1024, mergeable };
 }
 
-/** Frame numbers of the present, not exclusively mapped pages in `ranges` (bit 56 clear: KSM, zero page or fork-shared). */
-async function sharedFrames(pagemap: FileHandle, ranges: [number, number][]): Promise<{ frames: number[]; hidden: boolean }> {
+/**
+ * Frame numbers of the present, not exclusively mapped pages in `ranges` (bit 56 clear: KSM, zero page
+ * or fork-shared), with the 2 MiB chunk (virtual address ÷ 2 MiB) each is mapped in.
+ */
+async function sharedFrames(
+  pagemap: FileHandle,
+  ranges: [number, number][],
+): Promise<{ frames: number[]; chunks: number[]; fullChunks: Set<number>; hidden: boolean }> {
   const frames: number[] = [];
+  const chunks: number[] = [];
+  const present = new Map<number, number>();
   let hidden = false;
   for (const [start, end] of ranges) {
     const first = start / PAGE_SIZE;
@@ -65,14 +79,20 @@ async function sharedFrames(pagemap: FileHandle, ranges: [number, number][]): Pr
       for (let i = 0; i < w.length; i += 2) {
         const high = w[i + 1];
         if ((high & 0x80000000) === 0) continue; // bit 63: present
+        const chunk = Math.floor((first + done + i / 2) / PAGES_PER_CHUNK);
+        present.set(chunk, (present.get(chunk) ?? 0) + 1);
         if ((high & 0x01000000) !== 0) continue; // bit 56: exclusively mapped
         const pfn = (high & 0x7fffff) * 2 ** 32 + w[i];
         if (pfn === 0) hidden = true;
-        else frames.push(pfn);
+        else {
+          frames.push(pfn);
+          chunks.push(chunk);
+        }
       }
     }
   }
-  return { frames, hidden };
+  const fullChunks = new Set([...present].filter(([, n]) => n === PAGES_PER_CHUNK).map(([c]) => c));
+  return { frames, chunks, fullChunks, hidden };
 }
 
 /** Low words of kpageflags / kpagecount entries, looked up per frame with one read per cluster of frames. */
@@ -154,10 +174,14 @@ export async function readFootprint(pid: number, options: { procRoot?: string; f
     return out;
   }
   let frames: number[];
+  let chunks: number[];
+  let fullChunks: Set<number>;
   try {
     const shared = await sharedFrames(pagemap, mergeable);
     if (shared.hidden && shared.frames.length === 0) return out; // frame numbers are shown to root only
     frames = shared.frames;
+    chunks = shared.chunks;
+    fullChunks = shared.fullChunks;
   } catch {
     return out;
   } finally {
@@ -171,13 +195,14 @@ export async function readFootprint(pid: number, options: { procRoot?: string; f
   }
   let zero = 0;
   let weight = 0;
-  for (const f of frames) {
-    const flags = info.flagsOf(f);
-    // The huge zero page (a read fault in a huge-page area) is left out: it never held memory.
+  for (let i = 0; i < frames.length; i++) {
+    const flags = info.flagsOf(frames[i]);
+    // Zero-page mappings in split chunks: every page of the 2 MiB present (a split maps all 512). The
+    // huge zero page (a read fault in a huge-page area) is left out: it never held memory.
     if ((flags & KPF_ZERO_PAGE) !== 0) {
-      if ((flags & KPF_THP) === 0) zero++;
+      if ((flags & KPF_THP) === 0 && fullChunks.has(chunks[i])) zero++;
     } else if ((flags & KPF_KSM) !== 0) {
-      const k = info.countOf(f);
+      const k = info.countOf(frames[i]);
       if (k > 1) weight += (k - 1) / k;
     }
   }
