@@ -11,7 +11,6 @@ import { parseKsmStat } from '../ksm/process.js';
 import type { KsmSettingsInput } from '../ksm/knobs.js';
 import { KsmdClock } from '../host/ksmd.js';
 import { findOtherTuners } from '../host/lock.js';
-import { readProcText } from '../host/procfs.js';
 import { totalSavedPages, type SavedPages } from '../ksm/savings.js';
 import { readFootprint } from '../ksm/footprint.js';
 import { PagefuseError } from '../errors.js';
@@ -46,12 +45,8 @@ export async function ksmUnavailable(ksm = new Ksm(ksmOptionsFromEnv())): Promis
     return `needs root: writing ${ksm.sysfsRoot}/run`;
   }
   // The bench writes ksmd's knobs: a tuner writing them too would spoil both.
-  // A dry run (`tune --dry-run`) writes no knob, so it does not spoil the bench.
-  const others = [];
-  for (const o of await findOtherTuners()) {
-    const argv = o.kind === 'pagefuse tune' ? ((await readProcText('/proc', o.pid, 'cmdline')) ?? '').split('\0') : [];
-    if (!argv.includes('--dry-run')) others.push(o);
-  }
+  // (A dry run, --restore or --help is not one: host/lock.ts isPagefuseTune.)
+  const others = await findOtherTuners();
   if (others.length > 0) return `another tuner drives ksmd (${others.map((o) => `${o.what}, pid ${o.pid}`).join('; ')}): stop it first`;
   return undefined;
 }
