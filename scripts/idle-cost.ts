@@ -1,12 +1,9 @@
 // The tuner daemon's own idle cost: `pagefuse tune` (the built CLI, --dry-run so no knob changes and no
-// lock) runs beside N idle VMs whose pages are all unique, so there is nothing to merge. Each VM is a
-// python3 process that fills M MiB of anonymous memory with random bytes and then sleeps in pause(),
-// started with argv[0] qemu-system-x86_64 and -name guest=idle-N -m M, so discovery takes it for QEMU. An
-// idle QEMU guest takes no page faults; a Node process (src/workload's guests) keeps faulting as its heap
-// is collected, so it would never look idle. After a warm-up, the daemon's CPU
+// lock) runs beside N idle VMs (scripts/sim-vms.ts: python3 processes seen as QEMU, M MiB of random
+// bytes each, so there is nothing to merge, then asleep). After a warm-up, the daemon's CPU
 // time (utime + stime of all its threads, children included, from /proc/<pid>/stat) and its RSS (VmRSS from
 // /proc/<pid>/status, sampled every second) are measured over SECONDS.
-//   node --import tsx scripts/idle-cost.ts [SECONDS=600] [--vms N=4] [--warmup S=30] [--mib M=16]
+//   node --import tsx scripts/idle-cost.ts [SECONDS=600] [--vms N=4] [--warmup S=30] [--mib M=64]
 //        [--profile DIR] [--bin dist/cli/bin.js of another build] [--log FILE] [--node-args 'FLAGS'] [--host]
 //        [--json] [-- extra tune flags]
 // By default the run happens in a PID namespace of its own with its own /proc (unshare(1), root), so the
@@ -15,7 +12,7 @@
 // --profile DIR passes --cpu-prof to the daemon (the profile is written when it stops) and prints the
 // functions and files where its CPU time went. Exits 1 when the target (≤ 0.3 % of a CPU, ≤ 60 MiB RSS)
 // is missed.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { USER_HZ } from '../src/host/procfs.js';
+import { inOwnPidNamespace, startSimVms, type SimVms } from './sim-vms.js';
 
 const TARGET_CPU = 0.003;
 const TARGET_RSS = 60 * 1024 * 1024;
@@ -32,7 +30,7 @@ const { values, positionals } = parseArgs({
   options: {
     vms: { type: 'string', default: '4' },
     warmup: { type: 'string', default: '30' },
-    mib: { type: 'string', default: '16' },
+    mib: { type: 'string', default: '64' },
     profile: { type: 'string' },
     bin: { type: 'string' },
     log: { type: 'string' },
@@ -51,14 +49,7 @@ if (!(seconds > 0) || !(Number.isInteger(vmCount) && vmCount >= 0) || !(warmup >
   process.exit(2);
 }
 
-if (!values.host && process.env.PAGEFUSE_IDLE_NS === undefined) {
-  // Again, inside a new PID namespace with its own /proc.
-  const inner = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, PAGEFUSE_IDLE_NS: '1' },
-  });
-  process.exit(inner.status ?? 1);
-}
+inOwnPidNamespace(values.host);
 
 const BIN = values.bin ?? fileURLToPath(new URL('../dist/cli/bin.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'pagefuse-idle-'));
@@ -92,52 +83,12 @@ function threadTicks(pid: number): Map<string, number> {
 }
 const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
-interface IdleVms {
-  pids: number[];
-  stop(): Promise<void>;
-}
-
-const GUEST = `import mmap, os, signal, sys
-n = int(sys.argv[sys.argv.index('-m') + 1]) << 20
-m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-for off in range(0, n, 1 << 20):
-    m[off:off + (1 << 20)] = os.urandom(1 << 20)
-print('ready', flush=True)
-signal.pause()
-`;
-
-async function startIdleVms(n: number, sizeMiB: number): Promise<IdleVms> {
-  const children = Array.from({ length: n }, (_, i) =>
-    spawn('python3', ['-c', GUEST, '-name', `guest=idle-${i + 1}`, '-m', String(sizeMiB)], { argv0: 'qemu-system-x86_64', stdio: ['ignore', 'pipe', 'inherit'] }),
-  );
-  const stop = async () => {
-    await Promise.all(
-      children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => (c.once('exit', r), c.kill('SIGKILL'))))),
-    );
-  };
-  try {
-    await Promise.all(
-      children.map(
-        (c) =>
-          new Promise<void>((resolve, reject) => {
-            c.stdout!.once('data', () => resolve());
-            c.once('exit', (code) => reject(new Error(`an idle VM exited early (${code})`)));
-          }),
-      ),
-    );
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { pids: children.map((c) => c.pid!), stop };
-}
-
-let guests: IdleVms | undefined;
+let guests: SimVms | undefined;
 const events = new Map<string, number>();
 let tune: ReturnType<typeof spawn> | undefined;
 try {
   const tStart = performance.now();
-  guests = vmCount > 0 ? await startIdleVms(vmCount, mib) : undefined;
+  guests = vmCount > 0 ? await startSimVms(Array.from({ length: vmCount }, (_, i) => `idle-${i + 1}`), mib) : undefined;
   const startS = (performance.now() - tStart) / 1000;
   const nodeArgs = [...values['node-args'].split(' ').filter(Boolean), ...(values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile])];
   tune = spawn(process.execPath, [...nodeArgs, BIN, 'tune', '--dry-run', '--force', '--json', ...extra], {

@@ -1,25 +1,41 @@
-// Soak of the tuner daemon: `pagefuse tune` (the built CLI, --dry-run so no knob changes) runs while a VM
-// (a generated guest, src/workload, seen as qemu-system-x86_64 with -name guest=soak-N) starts every second
-// (or as fast as guests can start) and the oldest stops while more than three run. Every VM must be seen (a vm_added line), and the daemon's fds and RSS must
-// not grow.
-//   node --import tsx scripts/soak-tune.ts [SECONDS=600]
+// Soak of the tuner daemon: `pagefuse tune` (the built CLI, --dry-run so no knob changes, --interval 1)
+// runs while a VM (scripts/sim-vms.ts: a python3 process seen as qemu-system-x86_64 -name guest=soak-N,
+// 1 MiB) starts every second and the oldest stops while more than three run. Every VM must be seen coming
+// (a vm_added line) and going (vm_removed); after a warm-up, the daemon's fds must not grow and its RSS
+// must stay flat (the last half's peak at most 2 MiB above the first half's). Runs in a PID namespace of
+// its own (as scripts/idle-cost.ts does) unless --host. Prints the RSS series, the fds and what the fds
+// that came or went point at.
+//   node --import tsx scripts/soak-tune.ts [SECONDS=600] [--warmup S=60] [--host]
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startGuests, type Guests } from '../test/helpers/tune-guests.js';
-import { processUse, type ProcessUse } from '../bench/serve-load.js';
+import { inOwnPidNamespace, startSimVms, type SimVms } from './sim-vms.js';
 
-const seconds = Number(process.argv[2] ?? 600);
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { warmup: { type: 'string', default: '60' }, host: { type: 'boolean', default: false } },
+});
+const seconds = Number(positionals[0] ?? 600);
+const warmup = Number(values.warmup);
+if (!(seconds > warmup && warmup >= 0)) {
+  process.stderr.write('usage: soak-tune.ts [SECONDS > warm-up] [--warmup S] [--host]\n');
+  process.exit(2);
+}
+inOwnPidNamespace(values.host);
+
 const BIN = fileURLToPath(new URL('../dist/cli/bin.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'pagefuse-soak-'));
 const tune = spawn(process.execPath, [BIN, 'tune', '--dry-run', '--force', '--json', '--interval', '1'], {
   stdio: ['ignore', 'pipe', 'inherit'],
-  env: { ...process.env, PAGEFUSE_TUNER_STATE: join(dir, 'tuner.json'), PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock') },
+  env: { ...process.env, PAGEFUSE_TUNER_STATE: join(dir, 'tuner.json'), PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock'), PAGEFUSE_STATE_DIR: dir },
 });
-const seen = new Set<number>();
+let daemonUp = false;
+const added = new Set<number>();
+const removed = new Set<number>();
 let buf = '';
 tune.stdout.on('data', (d: Buffer) => {
   buf += d.toString();
@@ -27,41 +43,98 @@ tune.stdout.on('data', (d: Buffer) => {
   while ((nl = buf.indexOf('\n')) >= 0) {
     const line = JSON.parse(buf.slice(0, nl)) as { event: string; pid?: number };
     buf = buf.slice(nl + 1);
-    if (line.event === 'vm_added' && line.pid !== undefined) seen.add(line.pid);
+    if (line.event === 'start') daemonUp = true;
+    if (line.event === 'vm_added' && line.pid !== undefined) added.add(line.pid);
+    if (line.event === 'vm_removed' && line.pid !== undefined) removed.add(line.pid);
   }
 });
 
-const started: number[] = [];
-const alive: Guests[] = [];
-const samples: { at: number; use: ProcessUse }[] = [];
-const t0 = Date.now();
-try {
-  await sleep(3000); // the daemon's first decision
-  let n = 0;
-  while (Date.now() - t0 < seconds * 1000) {
-    const tick = Date.now();
-    const g = await startGuests(1, { commonMiB: 1, uniqueMiB: 1, zeroMiB: 0, changingMiB: 0 }, `soak-${++n}-`);
-    started.push(...g.pids);
-    alive.push(g);
-    if (alive.length > 3) await alive.shift()!.stop();
-    if (n % 10 === 0) samples.push({ at: (Date.now() - t0) / 1000, use: processUse(tune.pid!) });
-    await sleep(Math.max(0, 1000 - (Date.now() - tick)));
+interface Sample {
+  at: number;
+  rss: number;
+  fds: Map<string, string>;
+}
+function sample(pid: number, at: number): Sample {
+  const rss = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+  const fds = new Map<string, string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      fds.set(fd, readlinkSync(`/proc/${pid}/fd/${fd}`));
+    } catch {
+      // closed meanwhile
+    }
   }
-  for (const g of alive.splice(0)) await g.stop();
+  return { at, rss, fds };
+}
+
+const started: number[] = [];
+const stopped: number[] = [];
+const alive: { pid: number; vm: SimVms }[] = [];
+const samples: Sample[] = [];
+const t0 = performance.now();
+const elapsed = () => (performance.now() - t0) / 1000;
+const load0 = loadavg();
+try {
+  while (!daemonUp) {
+    if (tune.exitCode !== null) throw new Error(`pagefuse tune exited (${tune.exitCode}) before it started`);
+    await sleep(100);
+  }
+  let n = 0;
+  let nextSample = 0;
+  while (elapsed() < seconds) {
+    const tick = performance.now();
+    const vm = await startSimVms([`soak-${++n}`], 1);
+    started.push(vm.pids[0]);
+    alive.push({ pid: vm.pids[0], vm });
+    if (alive.length > 3) {
+      const old = alive.shift()!;
+      await old.vm.stop();
+      stopped.push(old.pid);
+    }
+    if (elapsed() >= nextSample) {
+      samples.push(sample(tune.pid!, elapsed()));
+      nextSample += 10;
+    }
+    await sleep(Math.max(0, 1000 - (performance.now() - tick)));
+  }
+  for (const old of alive.splice(0)) {
+    await old.vm.stop();
+    stopped.push(old.pid);
+  }
   await sleep(2500);
 } finally {
-  for (const g of alive) await g.stop();
+  for (const a of alive) await a.vm.stop();
   tune.kill('SIGTERM');
+  await new Promise((resolve) => tune.once('exit', resolve));
+  rmSync(dir, { recursive: true, force: true });
 }
-const missed = started.filter((pid) => !seen.has(pid));
+
 const mib = (b: number) => (b / 1048576).toFixed(1);
+const missedAdded = started.filter((pid) => !added.has(pid));
+const missedRemoved = stopped.filter((pid) => !removed.has(pid));
+const warm = samples.filter((s) => s.at >= warmup);
+const half = Math.floor(warm.length / 2);
+const peak = (ss: Sample[]) => Math.max(...ss.map((s) => s.rss));
+const firstWarm = warm[0];
+const last = warm[warm.length - 1];
+const rssFlat = warm.length >= 2 && peak(warm.slice(half)) <= peak(warm.slice(0, half)) + 2 * 1048576;
+const fdsFlat = firstWarm !== undefined && last !== undefined && last.fds.size <= firstWarm.fds.size;
+const diff = (a: Sample, b: Sample) => {
+  const gone = [...a.fds].filter(([fd, target]) => b.fds.get(fd) !== target).map(([fd, t]) => `-${fd}:${t}`);
+  const came = [...b.fds].filter(([fd, target]) => a.fds.get(fd) !== target).map(([fd, t]) => `+${fd}:${t}`);
+  return [...gone, ...came].join(' ') || 'none';
+};
 const first = samples[0];
-const last = samples[samples.length - 1];
 process.stdout.write(
-  `pagefuse tune soak: ${seconds} s, ${started.length} VMs started (${(started.length / seconds).toFixed(2)} a second; a guest takes a while to start on a loaded machine), ${started.length - missed.length} seen, ${missed.length} missed\n` +
-    (first && last
-      ? `  tune RSS ${mib(first.use.rssBytes)} MiB at ${first.at.toFixed(0)} s → ${mib(last.use.rssBytes)} MiB at ${last.at.toFixed(0)} s; ` +
-        `fds ${first.use.fds} → ${last.use.fds}; max RSS ${mib(Math.max(...samples.map((s) => s.use.rssBytes)))} MiB\n`
-      : ''),
+  `pagefuse tune soak: ${elapsed().toFixed(0)} s, ${started.length} VMs started (${(started.length / seconds).toFixed(2)} a second), ` +
+    `${started.length - missedAdded.length} seen coming, ${stopped.length - missedRemoved.length} of ${stopped.length} seen going` +
+    `${missedAdded.length + missedRemoved.length > 0 ? ` (missed: added ${missedAdded.join(',')} removed ${missedRemoved.join(',')})` : ''}\n` +
+    `  RSS every 60 s (MiB): ${samples.filter((_, i) => i % 6 === 0).map((s) => `${s.at.toFixed(0)}s ${mib(s.rss)}`).join(', ')}\n` +
+    (firstWarm && last && first
+      ? `  after the ${warmup} s warm-up: RSS ${mib(firstWarm.rss)} → ${mib(last.rss)} MiB, peak first half ${mib(peak(warm.slice(0, half)))}, last half ${mib(peak(warm.slice(half)))} (${rssFlat ? 'flat' : 'GROWING'}); ` +
+        `fds ${first.fds.size} at ${first.at.toFixed(0)} s, ${firstWarm.fds.size} → ${last.fds.size} (${fdsFlat ? 'flat' : 'GROWING'})\n` +
+        `  fds changed before the warm-up ended: ${diff(first, firstWarm)}; after: ${diff(firstWarm, last)}\n`
+      : '') +
+    `  load ${load0.map((l) => l.toFixed(2)).join(' ')} → ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`,
 );
-process.exitCode = missed.length === 0 && last !== undefined && first !== undefined && last.use.fds <= first.use.fds ? 0 : 1;
+process.exitCode = missedAdded.length === 0 && missedRemoved.length === 0 && rssFlat && fdsFlat ? 0 : 1;
