@@ -65,6 +65,46 @@ function bytes(e: Estimate, pageSize: number): EstimateBytes {
   return { bytes: e.pages * pageSize, bound_bytes: e.bound * pageSize };
 }
 
+/** A max-heap of numbers (the local search's queue of VMs by expected gain). */
+class MaxHeap {
+  private a = new Float64Array(1024);
+  size = 0;
+
+  push(k: number): void {
+    if (this.size === this.a.length) {
+      const b = new Float64Array(this.a.length * 2);
+      b.set(this.a);
+      this.a = b;
+    }
+    const a = this.a;
+    let i = this.size++;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p] >= k) break;
+      a[i] = a[p];
+      i = p;
+    }
+    a[i] = k;
+  }
+
+  pop(): number {
+    const a = this.a;
+    const top = a[0];
+    const k = a[--this.size];
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= this.size) break;
+      if (c + 1 < this.size && a[c + 1] > a[c]) c++;
+      if (a[c] <= k) break;
+      a[i] = a[c];
+      i = c;
+    }
+    a[i] = k;
+    return top;
+  }
+}
+
 /** One way of planning, on its own copy of the fleet model. */
 class Planner {
   readonly moves: PlannedMove[] = [];
@@ -249,10 +289,31 @@ class Planner {
       potential[v] = best < 0 || (best === 0 && own === 0) ? -Infinity : best;
       fresh[v] = 1;
     };
-    for (let v = 0; v < V; v++) rate(v);
+    // The next VM to try: the largest potential, the lowest index among equals, not stuck. Kept in a
+    // heap of keys potential·2^24 + (2^24 − 1 − v); an entry whose key is no longer the VM's (its
+    // potential changed, or it is stuck) is skipped when it comes up. A VM is pushed again whenever
+    // it becomes free or its potential changes.
+    const SLOTS = 2 ** 24;
+    if (V >= SLOTS) throw new RangeError(`the planner takes at most ${SLOTS - 1} VMs`);
+    const keyOf = (u: number): number => potential[u] * SLOTS + (SLOTS - 1 - u);
+    const queue = new MaxHeap();
+    const enqueue = (u: number): void => {
+      if (stuck[u] === 0 && potential[u] > -Infinity) queue.push(keyOf(u));
+    };
+    for (let v = 0; v < V; v++) {
+      rate(v);
+      enqueue(v);
+    }
     while (this.moves.length < this.maxMoves) {
       let v = -1;
-      for (let u = 0; u < V; u++) if (stuck[u] === 0 && potential[u] > -Infinity && (v < 0 || potential[u] > potential[v])) v = u;
+      while (queue.size > 0) {
+        const k = queue.pop();
+        const u = SLOTS - 1 - (k % SLOTS);
+        if (stuck[u] === 0 && potential[u] > -Infinity && keyOf(u) === k) {
+          v = u;
+          break;
+        }
+      }
       if (v < 0) break;
       const a = model.vms[v].host;
       let b = target[v];
@@ -340,27 +401,32 @@ class Planner {
         if (h === a || h === b) {
           stuck[u] = 0;
           rate(u);
+          enqueue(u);
           continue;
         }
+        const wasStuck = stuck[u];
+        const before = potential[u];
         if (target[u] === a || target[u] === b) {
           stuck[u] = 0;
           if (fresh[u] === 0) rate(u);
-          continue;
-        }
-        if (stuck[u] === STUCK_NO_ROOM) {
-          const own = model.own(u);
-          if ((this.fits(u, a) && model.shares(u, a) > own) || (this.fits(u, b) && model.shares(u, b) > own)) stuck[u] = 0;
-        }
-        if (isChanged[u] === 0) continue;
-        const own = model.own(u);
-        for (const c of [a, b]) {
-          const g = model.shares(u, c) - own;
-          if ((g > 0 || (g === 0 && own > 0)) && g > potential[u]) {
-            potential[u] = g;
-            target[u] = c;
-            stuck[u] = 0;
+        } else {
+          if (stuck[u] === STUCK_NO_ROOM) {
+            const own = model.own(u);
+            if ((this.fits(u, a) && model.shares(u, a) > own) || (this.fits(u, b) && model.shares(u, b) > own)) stuck[u] = 0;
+          }
+          if (isChanged[u] === 1) {
+            const own = model.own(u);
+            for (const c of [a, b]) {
+              const g = model.shares(u, c) - own;
+              if ((g > 0 || (g === 0 && own > 0)) && g > potential[u]) {
+                potential[u] = g;
+                target[u] = c;
+                stuck[u] = 0;
+              }
+            }
           }
         }
+        if (wasStuck !== 0 || before !== potential[u]) enqueue(u);
       }
     }
   }
