@@ -256,6 +256,38 @@ class Planner {
     const STUCK = 1;
     const STUCK_NO_ROOM = 2;
     const stuck = new Uint8Array(V);
+    // The VMs aiming at each host, and the VMs stuck for want of room: the VMs a step can concern
+    // besides those on its two hosts and those whose rows it changed (see the end of a step).
+    const aiming: number[][] = Array.from({ length: H }, () => []);
+    const aimAt = new Int32Array(V).fill(-1);
+    const noRoom: number[] = [];
+    const noRoomAt = new Int32Array(V).fill(-1);
+    const drop = (list: number[], at: Int32Array, u: number): void => {
+      const i = at[u];
+      const last = list.pop()!;
+      if (last !== u) {
+        list[i] = last;
+        at[last] = i;
+      }
+      at[u] = -1;
+    };
+    const setTarget = (u: number, h: number): void => {
+      if (target[u] === h) return;
+      if (target[u] >= 0) drop(aiming[target[u]], aimAt, u);
+      target[u] = h;
+      if (h >= 0) {
+        aimAt[u] = aiming[h].length;
+        aiming[h].push(u);
+      }
+    };
+    const setStuck = (u: number, why: number): void => {
+      if (stuck[u] === STUCK_NO_ROOM && why !== STUCK_NO_ROOM) drop(noRoom, noRoomAt, u);
+      else if (why === STUCK_NO_ROOM && stuck[u] !== STUCK_NO_ROOM) {
+        noRoomAt[u] = noRoom.length;
+        noRoom.push(u);
+      }
+      stuck[u] = why;
+    };
     // The VMs whose rows the step's migrations changed (marked, and listed to clear the marks).
     const isChanged = new Uint8Array(V);
     const changed: number[] = [];
@@ -284,7 +316,7 @@ class Planner {
           to = h;
         }
       }
-      target[v] = to;
+      setTarget(v, to);
       // A move that gains nothing alone may gain with a companion (a plateau): kept, ranked last.
       potential[v] = best < 0 || (best === 0 && own === 0) ? -Infinity : best;
       fresh[v] = 1;
@@ -293,6 +325,8 @@ class Planner {
     // heap of keys potential·2^24 + (2^24 − 1 − v); an entry whose key is no longer the VM's (its
     // potential changed, or it is stuck) is skipped when it comes up. A VM is pushed again whenever
     // it becomes free or its potential changes.
+    const seen = new Int32Array(V);
+    let step = 0;
     const SLOTS = 2 ** 24;
     if (V >= SLOTS) throw new RangeError(`the planner takes at most ${SLOTS - 1} VMs`);
     const keyOf = (u: number): number => potential[u] * SLOTS + (SLOTS - 1 - u);
@@ -345,11 +379,11 @@ class Planner {
           }
         }
         if (!taken) {
-          stuck[v] = STUCK;
+          setStuck(v, STUCK);
           continue;
         }
       } else if (this.fits(v, b) && !this.clear(model.difference(v, b))) {
-        stuck[v] = STUCK;
+        setStuck(v, STUCK);
         continue;
       }
       if (changed.length === 0 && !this.fits(v, b)) {
@@ -379,7 +413,7 @@ class Planner {
             }
           }
           if (b < 0) {
-            stuck[v] = STUCK_NO_ROOM;
+            setStuck(v, STUCK_NO_ROOM);
             continue;
           }
         }
@@ -395,11 +429,21 @@ class Planner {
       // something that step depends on changed: its host or target is a or b, it now aims at a or b,
       // or room freed on a or b could take it (a step depends on the VM's row, its host and target,
       // the VMs there, and room on them; a swap's fallback on room anywhere).
-      for (let u = 0; u < V; u++) {
+      // Every other VM is left as it is (the loop below would change nothing for it).
+      step++;
+      const concerned: number[] = [];
+      const concern = (u: number): void => {
+        if (seen[u] !== step) {
+          seen[u] = step;
+          concerned.push(u);
+        }
+      };
+      for (const list of [model.on(a), model.on(b), aiming[a], aiming[b], changed, noRoom]) for (const u of list) concern(u);
+      for (const u of concerned) {
         if (isChanged[u] === 1) fresh[u] = 0;
         const h = model.hostOf[u];
         if (h === a || h === b) {
-          stuck[u] = 0;
+          setStuck(u, 0);
           rate(u);
           enqueue(u);
           continue;
@@ -407,12 +451,12 @@ class Planner {
         const wasStuck = stuck[u];
         const before = potential[u];
         if (target[u] === a || target[u] === b) {
-          stuck[u] = 0;
+          setStuck(u, 0);
           if (fresh[u] === 0) rate(u);
         } else {
           if (stuck[u] === STUCK_NO_ROOM) {
             const own = model.own(u);
-            if ((this.fits(u, a) && model.shares(u, a) > own) || (this.fits(u, b) && model.shares(u, b) > own)) stuck[u] = 0;
+            if ((this.fits(u, a) && model.shares(u, a) > own) || (this.fits(u, b) && model.shares(u, b) > own)) setStuck(u, 0);
           }
           if (isChanged[u] === 1) {
             const own = model.own(u);
@@ -420,8 +464,8 @@ class Planner {
               const g = model.shares(u, c) - own;
               if ((g > 0 || (g === 0 && own > 0)) && g > potential[u]) {
                 potential[u] = g;
-                target[u] = c;
-                stuck[u] = 0;
+                setTarget(u, c);
+                setStuck(u, 0);
               }
             }
           }
