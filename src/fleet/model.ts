@@ -422,20 +422,30 @@ export class FleetModel {
    * `without`: a VM on `to` that leaves it at the same time (a swap).
    */
   difference(v: number, to: number, without = -1): { plus: number; minus: number } {
-    const from = this.vms[v].host;
-    const gone = without >= 0 && this.vms[without].host === to;
+    const S = this.S;
+    const from = this.hostOf[v];
+    const gone = without >= 0 && this.hostOf[without] === to;
+    // The contents of `without`, walked beside v's (both ascending), to tell which of v's it holds.
+    const w = gone ? this.shared[without] : null;
+    let j = 0;
     let plus = 0;
     let minus = 0;
-    for (const x of this.shared[v]) {
-      let n = this.onHost[to * this.S + x];
-      if (gone && n > 0 && this.holds(without, x)) n--;
+    const ids = this.shared[v];
+    for (let i = 0; i < ids.length; i++) {
+      const x = ids[i];
+      let n = this.onHost[to * S + x];
+      if (w !== null) {
+        while (j < w.length && w[j] < x) j++;
+        if (n > 0 && j < w.length && w[j] === x) n--;
+      }
       const there = n > 0;
-      const here = this.countOn(x, from, v) > 0;
+      const here = this.onHost[from * S + x] > 1; // v itself is one of those on `from`
       if (there && !here) plus++;
       else if (here && !there) minus++;
     }
     return { plus, minus };
   }
+
 
   /**
    * VMs that hold nearly everything v shares (at least `fraction` of the smaller of the two shared
