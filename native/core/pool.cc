@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -70,20 +71,25 @@ int DefaultThreads() {
 
 void ParallelRun(int threads, const std::function<void(int)>& fn) {
   // Every share runs on a pool thread, the caller (a libuv worker) only waits: all hashing then
-  // runs at the pool's batch scheduling class.
-  std::mutex mu;
-  std::condition_variable cv;
-  int remaining = threads < 1 ? 1 : threads;
-  const int n = remaining;
+  // runs at the pool's batch scheduling class. The join state is shared with every task, so a pool
+  // thread still inside its last unlock never touches a mutex the returning caller has destroyed.
+  struct Join {
+    std::mutex mu;
+    std::condition_variable cv;
+    int remaining;
+  };
+  const int n = threads < 1 ? 1 : threads;
+  auto join = std::make_shared<Join>();
+  join->remaining = n;
   for (int i = 0; i < n; i++) {
-    ThePool().Submit([&, i] {
+    ThePool().Submit([join, &fn, i] {
       fn(i);
-      std::lock_guard<std::mutex> lock(mu);
-      if (--remaining == 0) cv.notify_one();
+      std::lock_guard<std::mutex> lock(join->mu);
+      if (--join->remaining == 0) join->cv.notify_one();
     });
   }
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return remaining == 0; });
+  std::unique_lock<std::mutex> lock(join->mu);
+  join->cv.wait(lock, [&] { return join->remaining == 0; });
 }
 
 }  // namespace pagefuse
