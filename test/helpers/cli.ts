@@ -1,12 +1,15 @@
-// The one way tests run the CLI, as a user would: `node --import tsx src/cli/bin.ts ARGS…` from the
-// repo root (no build step needed), or the built dist/cli/bin.js where a test needs the installed form.
+// The one way tests run the CLI, as an install runs it: `node dist/cli/bin.js ARGS…` from the repo root,
+// compiled first when any file under src/ is newer (npm test builds it just before the tests). The built
+// CLI starts on about a quarter of the CPU tsx needs (0.26 against 0.97 CPU-s here), and the suite starts
+// the CLI hundreds of times. options.bin runs another bin.js (an install's); SOURCE_CLI runs src/ through tsx.
 //   runCli(args, options)       wait for it: { status, signal, stdout, stderr }
 //   runCliAsync(args, options)  the same as a Promise (the test's event loop keeps running)
 //   startCli(args, options)     a long-running command (tune, serve…): its stdout lines as they come,
 //                               parsed as JSON with json: true, next(pred) to wait for one, signals, exit;
 //                               stdin: true gives it a pipe (child.stdin) instead of /dev/null
 //   cliArgv(args)               the argv the others run (for a pty, setpriv, or a spawn of your own)
-//   builtBin()                  dist/cli/bin.js, compiled first when src/ is newer (options.bin takes it)
+//   CLI                         node's arguments for the CLI: [dist/cli/bin.js]
+//   builtBin()                  dist/cli/bin.js, compiled first when src/ is newer
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,8 +17,8 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
-/** node's arguments that run the CLI from source. */
-export const CLI = ['--import', 'tsx', BIN];
+/** node's arguments that run the CLI from source, through tsx. */
+export const SOURCE_CLI = ['--import', 'tsx', BIN];
 
 function newest(dir: string): number {
   let t = 0;
@@ -43,6 +46,9 @@ export function builtBin(): string {
   return bin;
 }
 
+/** node's arguments that run the CLI as the tests do: the built one. */
+export const CLI = [builtBin()];
+
 export interface CliResult {
   status: number | null;
   signal: NodeJS.Signals | null;
@@ -59,13 +65,13 @@ export interface CliOptions {
   gid?: number;
   /** Killed with SIGKILL after this long (default 60 s). */
   timeoutMs?: number;
-  /** Another bin.js (the built dist, or an install's path) instead of src/cli/bin.ts through tsx. */
+  /** Another bin.js (an install's) instead of the built dist/cli/bin.js; BIN runs src/cli/bin.ts through tsx. */
   bin?: string;
 }
 
 /** [node, …args] for `pagefuse ARGS…`. */
 export function cliArgv(args: string[], bin?: string): string[] {
-  return [process.execPath, ...(bin === undefined ? CLI : [bin]), ...args];
+  return [process.execPath, ...(bin === undefined ? CLI : bin === BIN ? SOURCE_CLI : [bin]), ...args];
 }
 
 function spawnOptions(options: CliOptions) {
