@@ -1,7 +1,7 @@
 // pagefuse tune's refusals: bad flags and configs (exit 2 or 1 with one line), other tuners, the host lock.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -9,10 +9,9 @@ import { join } from 'node:path';
 import { findOtherTuners, isPagefuseTune, lockTuner } from '../src/host/lock.js';
 import { loadConfig } from '../src/tune/config.js';
 import { lockKsm } from './helpers/lock.js';
-import { builtBin, runCli } from './helpers/cli.js';
+import { runCli, startCli } from './helpers/cli.js';
 import { requireRoot } from './helpers/root.js';
 
-const BIN = new URL('../src/cli/bin.ts', import.meta.url).pathname;
 const HOLD_LOCK = new URL('./fixtures/hold-tune-lock.ts', import.meta.url).pathname;
 
 // A fake ksmtuned or pagefuse tune, or a real run of the CLI's tune, is seen by every test run on the
@@ -30,8 +29,8 @@ function locked(fn: (t: TestContext) => Promise<void> | void): (t: TestContext) 
 }
 
 function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', BIN, 'tune', ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  const { status, stdout, stderr } = runCli(['tune', ...args], { env, timeoutMs: 30_000 });
+  return { status, stdout, stderr };
 }
 
 test('bad flags are usage errors (exit 2, one line naming the flag and value)', () => {
@@ -194,7 +193,7 @@ test('a dry run takes no tuner lock: it decides while another process holds the 
   const path = join(dir, 'tune.lock');
   const holder = await lockHolder(path);
   try {
-    const r = runCli(['tune', '--dry-run', '--once', '--json', '--policy', 'ksmtuned'], { env: { PAGEFUSE_TUNE_LOCK: path, PAGEFUSE_STATE_DIR: dir }, bin: builtBin() });
+    const r = runCli(['tune', '--dry-run', '--once', '--json', '--policy', 'ksmtuned'], { env: { PAGEFUSE_TUNE_LOCK: path, PAGEFUSE_STATE_DIR: dir } });
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l).dry_run), [true]);
   } finally {
@@ -210,7 +209,7 @@ test('tune --dry-run as nobody (uid 65534) needs no root: one decision, exit 0, 
   chmodSync(dir, 0o755);
   try {
     const env = { PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock'), PAGEFUSE_STATE_DIR: dir, PAGEFUSE_TUNER_STATE: join(dir, 'tuner.json') };
-    const r = runCli(['tune', '--dry-run', '--once', '--policy', 'ksmtuned'], { env, uid: 65534, gid: 65534, bin: builtBin() });
+    const r = runCli(['tune', '--dry-run', '--once', '--policy', 'ksmtuned'], { env, uid: 65534, gid: 65534 });
     assert.deepEqual([r.status, r.stderr], [0, '']);
     assert.match(r.stdout, /^\S+Z ksmtuned: \(dry run, nothing written\) [^\n]+\n$/);
   } finally {
@@ -225,14 +224,13 @@ test('an error that recurs at every decision is logged once (here: a state file 
     writeFileSync(file, '');
     // Decisions every 100 ms for about 2 s: each one fails to publish under a path through a regular file.
     const env = { PAGEFUSE_TUNER_STATE: join(file, 'tuner.json'), PAGEFUSE_STATE_DIR: dir, PAGEFUSE_DEBUG: '' };
-    const child = spawn(process.execPath, [builtBin(), 'tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '0.1'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    while (!out.includes('"event":"start"')) await once(child.stdout!, 'data');
+    const tune = startCli(['tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '0.1'], { env, json: true });
+    await tune.next((l) => l.event === 'start', 30_000, 'the start line');
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    child.kill('SIGTERM');
-    await once(child, 'exit');
-    const errors = out.trim().split('\n').map((l) => JSON.parse(l) as { event: string; message?: string }).filter((l) => l.event === 'error');
+    tune.kill('SIGTERM');
+    await tune.exited;
+    assert.deepEqual(tune.lines.filter((l) => l.notJson), [], 'every line is JSON');
+    const errors = (tune.lines as { event: string; message?: string }[]).filter((l) => l.event === 'error');
     assert.equal(errors.length, 1, JSON.stringify(errors));
     assert.match(errors[0].message!, /^publishing the decision: /);
   } finally {
