@@ -250,6 +250,42 @@ test('HostSource reads a fake host: knobs vs counters, VM names, ksmd CPU, no tu
   }
 });
 
+test('HostSource counts a process\'s zero-page mappings from its first merge on, not those it had before', async () => {
+  const { dir, sysfs, proc } = fakeHost();
+  try {
+    // pid 300: one mergeable area of two 2 MiB chunks at 1 GiB.
+    const base = 0x40000000;
+    mkdirSync(join(proc, '300'));
+    writeFileSync(join(proc, '300', 'comm'), 'qemu-system-x86\n');
+    writeFileSync(join(proc, '300', 'smaps'), `${base.toString(16)}-${(base + 4 * 1024 * 1024).toString(16)} rw-p 00000000 00:00 0\nPss:  4096 kB\nVmFlags: rd wr mg\n`);
+    const flags = Buffer.alloc(101 * 8);
+    flags.writeBigUInt64LE(1n << 24n, 50 * 8); // pfn 50: the zero page
+    flags.writeBigUInt64LE(1n << 21n, 100 * 8); // pfn 100: a KSM page
+    writeFileSync(join(proc, 'kpageflags'), flags);
+    const counts = Buffer.alloc(101 * 8);
+    counts.writeBigUInt64LE(2n, 100 * 8);
+    writeFileSync(join(proc, 'kpagecount'), counts);
+    const state = (merging: number, chunk1: boolean): void => {
+      writeFileSync(join(proc, '300', 'ksm_stat'), `ksm_rmap_items ${merging}\nksm_zero_pages 0\nksm_merging_pages ${merging}\nksm_process_profit 0\nksm_mergeable yes\n`);
+      const map = Buffer.alloc((base / 4096 + 1024) * 8);
+      const present = 1n << 63n;
+      // Chunk 0: a huge page of zeros the kernel split before ksmd ran: 512 zero-page mappings.
+      for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | 50n, (base / 4096 + i) * 8);
+      // Chunk 1, once ksmd has run: it merged one page and split the huge page, 511 zero subpages.
+      if (chunk1) for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | (i === 0 ? 100n : 50n), (base / 4096 + 512 + i) * 8);
+      writeFileSync(join(proc, '300', 'pagemap'), map);
+    };
+    const src = new HostSource({ sysfsRoot: sysfs, procRoot: proc, pageSize: PAGE, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs: 0 });
+    const zeroMapped = async (): Promise<number | null | undefined> => (await src.read()).processes.find((p) => p.pid === 300)?.zeroMappedPages;
+    state(0, false);
+    const before = await zeroMapped();
+    state(1, true);
+    assert.deepEqual([before, await zeroMapped()], [0, 511]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('tuner state round-trips through its file, a running tuner marked running', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-tuner-'));
   try {

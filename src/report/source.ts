@@ -69,6 +69,12 @@ export class HostSource implements SnapshotSource {
   private readonly ksm: Ksm;
   private readonly nodes: (pagesShared: number) => Promise<NodeSample[] | undefined>;
   private footprintCache: { at: number; byPid: Map<number, Footprint> } | undefined;
+  /**
+   * Per process, its zero-page mappings while KSM had merged none of its pages: huge pages of zeros the
+   * kernel split before ksmd ran look exactly like ksmd's own splits (docs/savings.md), so they are
+   * subtracted once it merges. Only processes seen before their first merge have one.
+   */
+  private readonly zeroBaseline = new Map<number, number>();
 
   constructor(private readonly options: HostSourceOptions = {}) {
     this.clock = new KsmdClock(options.procRoot);
@@ -95,6 +101,17 @@ export class HostSource implements SnapshotSource {
     return byPid;
   }
 
+  /** Zero-page mappings beyond those the process had before KSM first merged its pages (0 until then). */
+  private sinceFirstMerge(pid: number, unmerged: boolean, zeroMapped: number | null): number | null {
+    if (zeroMapped === null) return null;
+    if (unmerged) {
+      this.zeroBaseline.set(pid, zeroMapped);
+      return 0;
+    }
+    const base = this.zeroBaseline.get(pid);
+    return base === undefined ? zeroMapped : Math.max(0, zeroMapped - base);
+  }
+
   async read(): Promise<Snapshot> {
     const o = this.options;
     const [ksm, list, cpu, vms, tuner, mem] = await Promise.all([
@@ -115,6 +132,7 @@ export class HostSource implements SnapshotSource {
       counters,
       processes: list.processes.map((p) => {
         const vm = vms.get(p.pid);
+        const fp = footprints.get(p.pid);
         return {
           pid: p.pid,
           name: vm ?? p.name,
@@ -124,10 +142,12 @@ export class HostSource implements SnapshotSource {
           mergingPages: p.mergingPages,
           profitBytes: p.profitBytes,
           registered: (p.rmapItems ?? 0) > 0 || p.mergeable === true || p.mergeAny === true,
-          ...footprintFields(footprints.get(p.pid)),
+          ...footprintFields(fp, this.sinceFirstMerge(p.pid, p.mergingPages + p.zeroPages === 0, fp?.zeroMappedPages ?? null)),
         };
       }),
     };
+    const listed = new Set(list.processes.map((p) => p.pid));
+    for (const pid of this.zeroBaseline.keys()) if (!listed.has(pid)) this.zeroBaseline.delete(pid);
     if (cpu !== undefined) snapshot.ksmdCpuSeconds = cpu;
     if (nodes !== undefined) snapshot.nodes = nodes;
     if (tuner !== undefined) snapshot.tuner = tuner;
@@ -136,9 +156,9 @@ export class HostSource implements SnapshotSource {
   }
 }
 
-function footprintFields(fp: Footprint | undefined): { pssBytes?: number; zeroMappedPages: number | null; sharingWeight: number | null } {
+function footprintFields(fp: Footprint | undefined, zeroMapped: number | null): { pssBytes?: number; zeroMappedPages: number | null; sharingWeight: number | null } {
   if (fp === undefined) return { zeroMappedPages: null, sharingWeight: null };
-  return { pssBytes: fp.pssBytes, zeroMappedPages: fp.zeroMappedPages, sharingWeight: fp.sharingWeight };
+  return { pssBytes: fp.pssBytes, zeroMappedPages: zeroMapped, sharingWeight: fp.sharingWeight };
 }
 
 /** VM discovery as the report needs it: pid → guest name, for VMMs and registered processes (by their registered name). */
