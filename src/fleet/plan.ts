@@ -391,7 +391,11 @@ class Planner {
         let best = 0;
         for (const w of model.on(b)) {
           if (!this.fits(v, b, model.vms[w].memoryBytes) || !this.fits(w, a, model.vms[v].memoryBytes)) continue;
-          const g = model.shares(v, b) - model.own(v) + model.shares(w, a) - model.own(w) - model.swapLoss(v, w);
+          // What the two would share at their new hosts, less what they lose by leaving each other
+          // (never negative: the rows alone bound the gain, and most candidates stop there).
+          const most = model.shares(v, b) - model.own(v) + model.shares(w, a) - model.own(w);
+          if (most <= best) continue;
+          const g = most - model.swapLoss(v, w);
           if (g <= best) continue;
           const dv = model.difference(v, b, w);
           const dw = model.difference(w, a, v);
