@@ -52,11 +52,11 @@ interface Identity {
 }
 
 async function identify(procRoot: string, pid: number): Promise<Identity | undefined> {
-  const [statText, cmdline, exe] = await Promise.all([
-    readProcText(procRoot, pid, 'stat'),
-    readProcText(procRoot, pid, 'cmdline'),
-    readProcLink(procRoot, pid, 'exe'),
-  ]);
+  // The stat (its comm) before the argv: a process that execs in between then has the old comm and the
+  // new argv, and is looked at again as its comm changes. Read the other way round, a comm from after the
+  // exec beside an argv from before it would never change again, and the VMM it became would go unseen.
+  const statText = await readProcText(procRoot, pid, 'stat');
+  const [cmdline, exe] = await Promise.all([readProcText(procRoot, pid, 'cmdline'), readProcLink(procRoot, pid, 'exe')]);
   const stat = statText === undefined ? undefined : parseStat(statText);
   if (stat === undefined || cmdline === undefined) return undefined;
   const argv = splitCmdline(cmdline);
