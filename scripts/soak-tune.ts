@@ -53,6 +53,19 @@ interface Sample {
   at: number;
   rss: number;
   fds: Map<string, string>;
+  /** Resident kB by mapping: glibc's main heap, anonymous mappings (V8's heap, thread arenas), files. */
+  kinds: { heap: number; anon: number; file: number };
+}
+function kinds(pid: number): Sample['kinds'] {
+  const out = { heap: 0, anon: 0, file: 0 };
+  let kind: keyof Sample['kinds'] = 'anon';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const m = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) kind = m[1] === '[heap]' ? 'heap' : m[1] === '' || m[1].startsWith('[anon') ? 'anon' : 'file';
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) out[kind] += Number(rss[1]);
+  }
+  return out;
 }
 function sample(pid: number, at: number): Sample {
   const rss = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
@@ -64,7 +77,7 @@ function sample(pid: number, at: number): Sample {
       // closed meanwhile
     }
   }
-  return { at, rss, fds };
+  return { at, rss, fds, kinds: kinds(pid) };
 }
 
 const started: number[] = [];
@@ -133,6 +146,7 @@ process.stdout.write(
     (firstWarm && last && first
       ? `  after the ${warmup} s warm-up: RSS ${mib(firstWarm.rss)} → ${mib(last.rss)} MiB, peak first half ${mib(peak(warm.slice(0, half)))}, last half ${mib(peak(warm.slice(half)))} (${rssFlat ? 'flat' : 'GROWING'}); ` +
         `fds ${first.fds.size} at ${first.at.toFixed(0)} s, ${firstWarm.fds.size} → ${last.fds.size} (${fdsFlat ? 'flat' : 'GROWING'})\n` +
+        `  resident MiB by mapping (glibc heap / anonymous / files): ${[firstWarm, last].map((x) => `${mib(x.kinds.heap * 1024)} / ${mib(x.kinds.anon * 1024)} / ${mib(x.kinds.file * 1024)}`).join(' → ')}\n` +
         `  fds changed before the warm-up ended: ${diff(first, firstWarm)}; after: ${diff(firstWarm, last)}\n`
       : '') +
     `  load ${load0.map((l) => l.toFixed(2)).join(' ')} → ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`,
