@@ -1,6 +1,6 @@
 // /proc/meminfo in bytes: the one memory reading the tuner's policies, the un-share exposure and the
 // reports share.
-import { parseKeyValues, readProcText } from './procfs.js';
+import { parseKeyValues, readProcText, readProcTextSync } from './procfs.js';
 
 /** /proc/meminfo's fields pagefuse uses, in bytes. */
 export interface MemInfo {
@@ -28,6 +28,13 @@ export function parseMemInfo(text: string): MemInfo {
     swapTotal: bytes('SwapTotal'),
     swapFree: bytes('SwapFree'),
   };
+}
+
+/** readMemInfo without a thread-pool round trip, for a caller that looks often (the idle tuner's memory check). */
+export function readMemInfoSync(procRoot = '/proc'): MemInfo {
+  const text = readProcTextSync(procRoot, 'meminfo');
+  if (text === undefined) throw new Error(`cannot read ${procRoot}/meminfo`);
+  return parseMemInfo(text);
 }
 
 export async function readMemInfo(procRoot = '/proc'): Promise<MemInfo> {

@@ -18,8 +18,8 @@ import { Observer, knobsFrom, type KsmControl } from './observe.js';
 import { ScanScheduler, type ScanFn } from './schedule.js';
 import { createTunerScan } from './scan-adapter.js';
 import { adaptive, initialAdaptiveState, memoryTight, type AdaptiveConfig, type AdaptiveState } from './policies/adaptive.js';
-import { readMemInfo } from '../host/meminfo.js';
-import { readMemoryPressure } from '../host/pressure.js';
+import { readMemInfoSync } from '../host/meminfo.js';
+import { readMemoryPressureSync } from '../host/pressure.js';
 import { kernelAdvisor } from './policies/kernel-advisor.js';
 import { initialKsmtunedState, ksmtuned, type KsmtunedState } from './policies/ksmtuned.js';
 import type { Decision, KsmKnobs, Observation } from './types.js';
@@ -729,7 +729,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.chain = this.chain.then(async () => {
       if (!this.running) return;
       try {
-        const [memory, pressure] = await Promise.all([readMemInfo(this.procRoot), readMemoryPressure(this.procRoot)]);
+        const memory = readMemInfoSync(this.procRoot);
+        const pressure = readMemoryPressureSync(this.procRoot);
         const last = this.lastObservation;
         const tight = memoryTight({ memory, pressure }, this.adaptiveConfig) !== undefined;
         if (tight !== this.lastTight || (last !== undefined && this.guard.wouldChange(last.counters, memory, last.pageSize))) await this.decide();
