@@ -83,14 +83,20 @@ test('top shows the tuner daemon\'s latest decision from its state file', async 
   }
 });
 
-test('top refuses an unknown flag and a bad interval with one line, exit 2', async () => {
-  for (const args of [['--bogus'], ['--interval', '0'], ['--interval', 'soon'], ['extra']]) {
-    const r = await runCliAsync(['top', ...args]);
+async function checkUsageError(args: string[]): Promise<void> {
+  const r = await runCliAsync(['top', ...args]);
   assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
   assert.equal(r.stdout, '');
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   assert.match(r.stderr, /^pagefuse top: /);
-  }
+}
+
+test('top refuses an unknown flag or an extra argument with one line, exit 2', async () => {
+  for (const args of [['--bogus'], ['extra']]) await checkUsageError(args);
+});
+
+test('top refuses a bad --interval with one line, exit 2', async () => {
+  for (const args of [['--interval', '0'], ['--interval', 'soon']]) await checkUsageError(args);
 });
 
 test("top without root says under the report that other users' processes are not listed", async (t) => {
