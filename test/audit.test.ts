@@ -134,36 +134,56 @@ test('audit finds exposure, two tenants, a stray merge-any process and ksmtuned,
   }
 });
 
-test('tenant isolation: a second tenant is refused under tenant, allowed under host; zero-only refuses all', async () => {
+test('tenant isolation: one tenant merged, then exec and spawnMerged under each isolation mode', async (t) => {
   const stateDir = mkdtempSync(join(tmpdir(), 'pf-tenant-'));
   const registry = new Registry({ stateDir });
   const env = { PAGEFUSE_STATE_DIR: stateDir };
   const acme = spawnMerged(process.execPath, [FILL, '1', '1'], { stdio: ['pipe', 'pipe', 'inherit'], tenant: 'acme', isolation: 'tenant', registry });
   try {
     const pid = await ready(acme);
-    assert.deepEqual(registry.list().map((r) => [r.pid, r.tenant, r.merge, r.via]), [[pid, 'acme', true, 'spawn']]);
+    await t.test('a merged child is registered with its tenant', () => {
+      assert.deepEqual(registry.list().map((r) => [r.pid, r.tenant, r.merge, r.via]), [[pid, 'acme', true, 'spawn']]);
+    });
 
-    const refused = runCli(['exec', '--merge', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } });
-    assert.equal(refused.status, 1);
-    assert.equal(refused.stderr, `pagefuse exec: isolation is tenant: tenant 'acme' already has mergeable VMs (pid ${pid}); refusing to make tenant 'globex' mergeable on the same host (use --force to override)\n`);
-    assert.throws(() => spawnMerged('true', [], { tenant: 'globex', isolation: 'tenant', registry }), { code: 'ERR_ISOLATION' });
+    await t.test('a second tenant is refused under tenant isolation, by exec and by spawnMerged', () => {
+      const refused = runCli(['exec', '--merge', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } });
+      assert.equal(refused.status, 1);
+      assert.equal(refused.stderr, `pagefuse exec: isolation is tenant: tenant 'acme' already has mergeable VMs (pid ${pid}); refusing to make tenant 'globex' mergeable on the same host (use --force to override)\n`);
+      assert.throws(() => spawnMerged('true', [], { tenant: 'globex', isolation: 'tenant', registry }), { code: 'ERR_ISOLATION' });
+    });
 
-    assert.equal(runCli(['exec', '--merge', '--tenant', 'acme', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } }).status, 0);
-    assert.equal(runCli(['exec', '--merge', '--tenant', 'globex', '--force', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } }).status, 0);
-    assert.equal(runCli(['exec', '--merge', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'host' } }).status, 0);
-    // Without --merge nothing is merged, so no tenant rule applies.
-    assert.equal(runCli(['exec', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } }).status, 0);
+    await t.test('the same tenant is allowed under tenant isolation', () => {
+      assert.equal(runCli(['exec', '--merge', '--tenant', 'acme', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } }).status, 0);
+    });
 
-    // zero-only: no process gets content merging, forced or not; the child's flag stays off.
-    for (const extra of [[], ['--force']]) {
-      const z = runCli(['exec', '--merge', ...extra, '--tenant', 'acme', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'zero-only' } });
-      assert.equal(z.status, 1);
-      assert.match(z.stderr, /^pagefuse exec: isolation is zero-only: KSM content merging is off on this host/);
-    }
-    const plain = runCli(['exec', '--', 'sh', '-c', 'grep ksm_merge_any /proc/self/ksm_stat'], { env: { ...env, PAGEFUSE_ISOLATION: 'zero-only' } });
-    assert.equal(plain.stdout, 'ksm_merge_any: no\n');
-    // After the runs, only acme is registered: the others were removed when they exited.
-    assert.deepEqual(registry.list().map((r) => r.pid), [pid]);
+    await t.test('--force allows a second tenant under tenant isolation', () => {
+      assert.equal(runCli(['exec', '--merge', '--tenant', 'globex', '--force', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } }).status, 0);
+    });
+
+    await t.test('a second tenant is allowed under host isolation', () => {
+      assert.equal(runCli(['exec', '--merge', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'host' } }).status, 0);
+    });
+
+    await t.test('without --merge no tenant rule applies', () => {
+      assert.equal(runCli(['exec', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } }).status, 0);
+    });
+
+    await t.test('zero-only refuses content merging, forced or not', () => {
+      for (const extra of [[], ['--force']]) {
+        const z = runCli(['exec', '--merge', ...extra, '--tenant', 'acme', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'zero-only' } });
+        assert.equal(z.status, 1);
+        assert.match(z.stderr, /^pagefuse exec: isolation is zero-only: KSM content merging is off on this host/);
+      }
+    });
+
+    await t.test("zero-only leaves a plain exec child's merge-any flag off", () => {
+      const plain = runCli(['exec', '--', 'sh', '-c', 'grep ksm_merge_any /proc/self/ksm_stat'], { env: { ...env, PAGEFUSE_ISOLATION: 'zero-only' } });
+      assert.equal(plain.stdout, 'ksm_merge_any: no\n');
+    });
+
+    await t.test('exec runs that exited are no longer registered', () => {
+      assert.deepEqual(registry.list().map((r) => r.pid), [pid]);
+    });
   } finally {
     await stop([acme]);
     rmSync(stateDir, { recursive: true, force: true });
@@ -187,10 +207,13 @@ test('audit names a registered process by its registered name, as status and top
   }
 });
 
-test('audit refuses bad flags with one line and exit 2', () => {
+test('audit refuses a bad --fail-on level with one line and exit 2', () => {
   const r = runCli(['audit', '--fail-on', 'loud']);
   assert.equal(r.status, 2);
   assert.equal(r.stderr, "pagefuse audit: --fail-on must be info, warning or critical, got 'loud'\n");
+});
+
+test('audit refuses an unknown flag with one line and exit 2', () => {
   const u = runCli(['audit', '--bogus']);
   assert.equal(u.status, 2);
   assert.equal(u.stderr.split('\n').length, 2);
