@@ -181,12 +181,15 @@ test('serve: a bad --listen address is a usage error (exit 2), one line', async 
     assert.equal(r.stderr.trim().split('\n').length, 1);
     assert.match(r.stderr, /^pagefuse serve: --listen must be HOST:PORT, \[IPv6\]:PORT or :PORT/);
   }
+});
+
+test('serve: an unknown flag is a usage error (exit 2)', async () => {
   const r = await runCliAsync(['serve', '--bogus']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /^pagefuse serve: Unknown option '--bogus'/);
 });
 
-test('serve: a port in use, or an address this host lacks, is a runtime error (exit 1), one line', async () => {
+test('serve: a port in use is a runtime error (exit 1), one line', async () => {
   const blocker = createServer();
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   const port = (blocker.address() as { port: number }).port;
@@ -198,6 +201,9 @@ test('serve: a port in use, or an address this host lacks, is a runtime error (e
   } finally {
     blocker.close();
   }
+});
+
+test('serve: an address this host lacks is a runtime error (exit 1), one line', async () => {
   // TEST-NET-1 (RFC 5737) is never assigned to a host: binding fails locally, nothing is sent.
   const r = await runCliAsync(['serve', '--listen', '192.0.2.1:9464']);
   assert.equal(r.status, 1);
