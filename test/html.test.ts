@@ -200,10 +200,11 @@ test('report --html samples live when no history is given, and --save writes a h
   }
 });
 
-test('report: bad input is one line; usage errors exit 2, runtime errors exit 1, nothing half-written', async () => {
+test('report: bad input is one line and leaves nothing half-written', async (t) => {
   const dir = workdir();
   try {
     writeFileSync(join(dir, 'history.json'), JSON.stringify(history()));
+    await t.test('usage errors exit 2 with one line', async () => {
     const usage: string[][] = [
       ['--bogus'],
       [],
@@ -216,6 +217,9 @@ test('report: bad input is one line; usage errors exit 2, runtime errors exit 1,
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, /^pagefuse report: /);
     }
+    });
+
+    await t.test('a target that is a directory is a runtime error (exit 1), one line', async () => {
     // The target is a directory: the rename fails after the temp file was written; neither is left behind.
     mkdirSync(join(dir, 'taken.html'));
     writeFileSync(join(dir, 'taken.html', 'keep'), 'x');
@@ -223,10 +227,16 @@ test('report: bad input is one line; usage errors exit 2, runtime errors exit 1,
     assert.equal(isDir.status, 1);
     assert.match(isDir.stderr, /^pagefuse report: cannot write .*taken\.html: /);
     assert.equal(isDir.stderr.split('\n').length, 2);
+    });
+
+    await t.test('a target in a missing directory is a runtime error (exit 1)', async () => {
     // No such directory.
     const missing = await runCliAsync(['report', '--html', join(dir, 'no', 'such', 'x.html'), '--from', join(dir, 'history.json')]);
     assert.equal(missing.status, 1);
     assert.equal(missing.stderr, `pagefuse report: cannot write ${join(dir, 'no', 'such', 'x.html')}: ENOENT creating a file in ${join(dir, 'no', 'such')}\n`);
+    });
+
+    await t.test('a bad history file is a runtime error (exit 1) that leaves an existing page as it was', async () => {
     // A bad history leaves an existing page as it was.
     writeFileSync(join(dir, 'old.html'), 'old page');
     writeFileSync(join(dir, 'bad.json'), '{"version": 1, "samples": []}');
@@ -234,13 +244,19 @@ test('report: bad input is one line; usage errors exit 2, runtime errors exit 1,
     assert.equal(bad.status, 1);
     assert.equal(bad.stderr, `pagefuse report: ${join(dir, 'bad.json')} is not a pagefuse history file: it has no samples\n`);
     assert.equal(readFileSync(join(dir, 'old.html'), 'utf8'), 'old page');
+    });
+
+    await t.test('a missing history file is a runtime error (exit 1)', async () => {
     const gone = await runCliAsync(['report', '--html', join(dir, 'x.html'), '--from', join(dir, 'nope.json')]);
     assert.equal(gone.status, 1);
     assert.equal(gone.stderr, `pagefuse report: cannot read ${join(dir, 'nope.json')}: ENOENT\n`);
+    });
 
+    await t.test('no failed run leaves a temporary or partial file behind', () => {
     assert.deepEqual(readdirSync(dir).sort(), ['bad.json', 'history.json', 'old.html', 'taken.html']);
     assert.deepEqual(readdirSync(join(dir, 'taken.html')), ['keep']);
     assert.equal(existsSync(join(dir, 'x.html')), false);
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
