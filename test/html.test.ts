@@ -140,7 +140,7 @@ test('report --html from a tuner history renders in headless chromium: chart dra
   }
 });
 
-test('report --html live: two VMs merged with each other show in the table and the heat map', async (t) => {
+test('report --html live on two VMs merged with each other', async (t) => {
   const dir = workdir();
   try {
     await withKsm(t, async () => {
@@ -153,6 +153,7 @@ test('report --html live: two VMs merged with each other show in the table and t
         const r = await runCliAsync(['report', '--html', out, '--duration', '0.5', '--interval', '0.25']);
         assert.equal(r.status, 0, r.stderr);
         const html = readFileSync(out, 'utf8');
+        await t.test('each VM shows in the table with its share of the merged pages', () => {
         for (const vm of [a, b]) {
           const name = vm === a ? 'pf-html-a' : 'pf-html-b';
           // 40 pages shared 2 ways: each guest's share is 20 pages (80 KiB); 40 rmap items (2.5 KiB); the
@@ -162,10 +163,14 @@ test('report --html live: two VMs merged with each other show in the table and t
             new RegExp(`<tr><td>${vm.pid}</td><td>${name} \\(VM\\)</td><td>80\\.0 KiB</td><td>[^<]+</td><td>80\\.0 KiB</td><td>0 B</td><td>0 B</td><td>40</td><td>2\\.5 KiB</td><td>158 KiB</td></tr>`),
           );
         }
+        });
+
+        await t.test('the heat map shows the 40 pages the two VMs share', () => {
         assert.match(html, /<svg id="sharing-heatmap"/);
         assert.match(html, /<title>pf-html-a × pf-html-b: 40 duplicate pages \(contents both hold\)<\/title>/);
         assert.match(html, /<title>pf-html-b × pf-html-a: 40 duplicate pages \(contents both hold\)<\/title>/);
         assert.match(html, /<text class="cell-n"[^>]*>40<\/text>/, 'the heat map shows its numbers');
+        });
       } finally {
         await Promise.all([a.stop(), b.stop()]);
       }
@@ -175,26 +180,34 @@ test('report --html live: two VMs merged with each other show in the table and t
   }
 });
 
-test('report --html samples live when no history is given, and --save writes a history it can redraw', async () => {
+test('report --html live with --save', async (t) => {
   const dir = workdir();
   try {
     const out = join(dir, 'live.html');
     const saved = join(dir, 'live.json');
     const r = await runCliAsync(['report', '--html', out, '--duration', '1', '--interval', '0.25', '--save', saved]);
     assert.equal(r.status, 0, r.stderr);
+    const n = Number(/\((\d+) samples\)/.exec(r.stdout)?.[1]);
+    await t.test('samples live when no history is given', () => {
     // One sample at the start, then one per interval until the second is over; the history keeps
     // ⌈1 / 0.25⌉ + 2 at most. How many a loaded machine manages is the sampler's speed, a bench figure
     // (bench/responsiveness.ts), not a pass mark here.
-    const n = Number(/\((\d+) samples\)/.exec(r.stdout)?.[1]);
     assert.ok(n >= 1 && n <= 6, r.stdout);
     const html = readFileSync(out, 'utf8');
     assert.match(html, /<svg id="savings-chart"/);
     assert.match(html, /sampled live for 1 s every 0\.25 s/);
+    });
+
+    await t.test('--save writes the samples as a history', () => {
     const h = JSON.parse(readFileSync(saved, 'utf8')) as HistoryJson;
     assert.equal(h.samples.length, n);
     assert.equal(typeof h.samples[0].counters.pages_sharing, 'number');
+    });
+
+    await t.test('a saved history redraws', async () => {
     const again = await runCliAsync(['report', '--html', join(dir, 'again.html'), '--from', saved]);
     assert.equal(again.status, 0, again.stderr);
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
