@@ -52,7 +52,7 @@ function workdir(): string {
   return mkdtempSync(join(tmpdir(), 'pagefuse-html-'));
 }
 
-test('report --html from a tuner history renders in headless chromium: chart drawn, table, heat map, nothing fetched', async () => {
+test('report --html from a tuner history, rendered in headless chromium', async (t) => {
   const dir = workdir();
   const profile = mkdtempSync(join(tmpdir(), 'pagefuse-chromium-'));
   try {
@@ -62,8 +62,12 @@ test('report --html from a tuner history renders in headless chromium: chart dra
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, `pagefuse report: wrote ${out} (10 samples)\n`);
     const html = readFileSync(out, 'utf8');
+    await t.test('the page holds no script, stylesheet, image or url() to fetch', () => {
     assert.doesNotMatch(html, /<script|<link|<img|@import|url\(/i, 'no script, stylesheet, image or url() to fetch');
+    });
+    await t.test('a process name cannot inject markup', () => {
     assert.equal(html.includes(EVIL), false, 'a process name cannot inject markup');
+    });
 
     const context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -77,7 +81,9 @@ test('report --html from a tuner history renders in headless chromium: chart dra
       const requests: string[] = [];
       page.on('request', (req) => requests.push(req.url()));
       await page.goto(pathToFileURL(out).href);
+      await t.test('the page fetches nothing but itself', () => {
       assert.deepEqual(requests, [pathToFileURL(out).href], 'the page fetches nothing but itself');
+      });
 
       const dom = await page.evaluate(() => {
         const line = document.querySelector<SVGPathElement>('#profit-line')!;
@@ -96,22 +102,33 @@ test('report --html from a tuner history renders in headless chromium: chart dra
           cards: Array.from(document.querySelectorAll('.card .v'), (e) => e.textContent),
         };
       });
+      await t.test('the savings chart is drawn', () => {
       assert.equal(dom.chart, 880);
       assert.ok(dom.profitBox.width > 700, `the savings line spans the time axis (${dom.profitBox.width}px)`);
       assert.ok(dom.profitBox.height > 200, `and climbs the plot (${dom.profitBox.height}px)`);
       assert.ok(dom.profitLength > 750 && dom.cpuLength > 750, JSON.stringify(dom));
       assert.equal(dom.decisions, 2);
+      });
+      await t.test('the heat map has a cell per VM pair', () => {
       assert.equal(dom.cells, 9);
+      });
+      await t.test('the DOM holds no script', () => {
       assert.equal(dom.scripts, 0);
+      });
+      await t.test('the VM table lists each VM with its figures', () => {
       assert.deepEqual(dom.rows, [
         ['4242', 'guest-web (VM)', '90.0 MiB', '-', '90.0 MiB', '0 B', '?', '23040', '1.5 MiB', '88.5 MiB'],
         ['77', EVIL, '0 B', '-', '0 B', '0 B', '?', '0', '640 B', '-640 B'],
       ]);
+      });
+      await t.test('the summary cards show the last sample', () => {
       // Last sample: 23040 pages sharing (90 MiB, all of it guest-web's share), 24940 rmap items + 900
       // stable nodes (1.6 MiB), general_profit 88.5 MiB, ratio 23040 / 900; no THP figures in a history
       // without them, no scan estimate; ksmd used 2.3 CPU-seconds over 9 s.
       assert.deepEqual(dom.cards, ['90.0 MiB', '90.0 MiB', '0 B', '? (needs root)', '1.6 MiB', '88.5 MiB', '-', '25.60', '25.6 %', '9']);
+      });
 
+      await t.test('the screenshot shows the savings line in blue and the ksmd CPU line in orange', async () => {
       const png = PNG.sync.read(await page.locator('#savings-chart').screenshot());
       assert.equal(png.width, 880);
       assert.ok(png.height === 320 || png.height === 321, `320 px tall, +1 when laid out at a fractional y (${png.height})`);
@@ -127,10 +144,13 @@ test('report --html from a tuner history renders in headless chromium: chart dra
       assert.ok(blue > 1500, `the savings line is drawn in blue (${blue} px)`);
       assert.ok(orange > 1000, `the ksmd CPU line is drawn in orange (${orange} px)`);
       assert.ok(nonWhite > png.width * png.height * 0.3, `the chart is not blank (${nonWhite} non-white px)`);
+      });
 
+      await t.test('the whole page is laid out', async () => {
       const full = PNG.sync.read(await page.screenshot({ fullPage: true }));
       assert.equal(full.width, 1000);
       assert.ok(full.height > 1200, `the whole page is laid out (${full.height}px tall)`);
+      });
     } finally {
       await context.close();
     }
