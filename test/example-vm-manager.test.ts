@@ -14,7 +14,7 @@ const EXAMPLE = new URL('../examples/vm-manager/vm-manager.ts', import.meta.url)
 const IMAGE_MIB = 48;
 const OWN_MIB = 4;
 
-test('examples/vm-manager converges, serves each VM by name with its merged pages, and puts the knobs back on SIGTERM', async (t) => {
+test('examples/vm-manager as the README runs it', async (t) => {
   await withKsm(t, async (ksm) => {
     const before = (await ksm.read()).settings;
     const stateDir = mkdtempSync(join(tmpdir(), 'pf-vm-manager-'));
@@ -40,16 +40,26 @@ test('examples/vm-manager converges, serves each VM by name with its merged page
         });
         void exited.then((code) => reject(new Error(`exited with ${code} before listening: ${stderr}`)));
       });
-      assert.ok(lines.some((l) => /^converged: merging flattened/.test(l)), lines.join('\n'));
-      assert.deepEqual(lines.filter((l) => / pages merged$/.test(l)).map((l) => l.split(':')[0]).sort(), ['vm-1', 'vm-2', 'vm-3']);
+      await t.test('it prints that merging converged', () => {
+        assert.ok(lines.some((l) => /^converged: merging flattened/.test(l)), lines.join('\n'));
+      });
+      await t.test('it prints each VM by name once its pages merged', () => {
+        assert.deepEqual(lines.filter((l) => / pages merged$/.test(l)).map((l) => l.split(':')[0]).sort(), ['vm-1', 'vm-2', 'vm-3']);
+      });
       const vms = (await (await fetch(url)).json()) as { name: string; pid: number; merging_pages: number }[];
-      assert.deepEqual(vms.map((v) => v.name).sort(), ['vm-1', 'vm-2', 'vm-3']);
-      // Every page of the common image is merged in each VM, and so are its zero pages (use_zero_pages=0).
-      const floor = ((IMAGE_MIB + OWN_MIB) * 1024 * 1024) / 4096;
-      for (const v of vms) assert.ok(v.merging_pages >= floor, `${v.name}: ${v.merging_pages} merged pages, expected at least ${floor}`);
-      child.kill('SIGTERM');
-      assert.equal(await exited, 0, stderr);
-      assert.deepEqual((await ksm.read()).settings, before, 'the Tuner put back every knob it found');
+      await t.test('GET /vms lists the three VMs by name', () => {
+        assert.deepEqual(vms.map((v) => v.name).sort(), ['vm-1', 'vm-2', 'vm-3']);
+      });
+      await t.test("GET /vms gives each VM's merged pages: its whole image and its zero pages", () => {
+        // Every page of the common image is merged in each VM, and so are its zero pages (use_zero_pages=0).
+        const floor = ((IMAGE_MIB + OWN_MIB) * 1024 * 1024) / 4096;
+        for (const v of vms) assert.ok(v.merging_pages >= floor, `${v.name}: ${v.merging_pages} merged pages, expected at least ${floor}`);
+      });
+      await t.test('SIGTERM ends it with exit 0 and every knob the Tuner found put back', async () => {
+        child.kill('SIGTERM');
+        assert.equal(await exited, 0, stderr);
+        assert.deepEqual((await ksm.read()).settings, before, 'the Tuner put back every knob it found');
+      });
     } finally {
       child.kill('SIGKILL');
       await exited;

@@ -39,16 +39,18 @@ function checkRun(r: PtyRun): void {
   assert.equal(r.echo_after, true, 'echo back after exit');
 }
 
-test('top in a pseudo-terminal renders a VM by name with its saved share, refreshes, and quits on q restoring the terminal', async (t) => {
+test('top in a pseudo-terminal beside a merged VM', async (t) => {
   await withKsm(t, async () => {
     const vm = await startMergedChild(32, 'pf-top-vm');
     try {
       await waitMerging(vm.pid, 32);
       const r = inPty(['top', '--interval', '0.2'], 'q', ['pagefuse top', 'merge rate +', 'pf-top-vm [vm]']);
-      checkRun(r);
-      // 32 pages merged into one KSM page: 31 saved, all this VM's share (124 KiB); 32 rmap items
-      // (2.0 KiB); the kernel's profit 32 × 4096 − 32 × 64 = 129024 B = 126 KiB.
-      assert.match(r.output, new RegExp(`\\n${vm.pid} +pf-top-vm \\[vm\\] +124 KiB +[\\d.]+ \\S+ +31 +0 +0 +32 +2\\.0 KiB +126 KiB\\x1b\\[K`));
+      await t.test('it refreshes, quits on q with exit 0 and gives the terminal back as it was', () => checkRun(r));
+      await t.test('its VM row names the VM and gives its saved share, PSS, pages, metadata and kernel profit', () => {
+        // 32 pages merged into one KSM page: 31 saved, all this VM's share (124 KiB); 32 rmap items
+        // (2.0 KiB); the kernel's profit 32 × 4096 − 32 × 64 = 129024 B = 126 KiB.
+        assert.match(r.output, new RegExp(`\\n${vm.pid} +pf-top-vm \\[vm\\] +124 KiB +[\\d.]+ \\S+ +31 +0 +0 +32 +2\\.0 KiB +126 KiB\\x1b\\[K`));
+      });
     } finally {
       await vm.stop();
     }
