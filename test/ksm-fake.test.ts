@@ -309,7 +309,7 @@ test('setMergeAcrossNodes with unmergeFirst on an unmerged tree switches and put
   });
 });
 
-test('waitForFullScans counts across a reset to 0, times out with ETIMEDOUT, and checks n', async () => {
+test('waitForFullScans counts across a reset of full_scans to 0', async () => {
   const dir = await fakeSysfs(KERNEL_6_18, { full_scans: '10' });
   const ksm = new Ksm({ sysfsRoot: dir });
   const file = join(dir, 'full_scans');
@@ -321,10 +321,20 @@ test('waitForFullScans counts across a reset to 0, times out with ETIMEDOUT, and
   }, 40);
   assert.equal(await ksm.waitForFullScans(2, { timeoutMs: 5_000 }), 1);
   clearInterval(timer);
+});
+
+test('waitForFullScans times out with ETIMEDOUT naming what ksmd did', async () => {
+  const dir = await fakeSysfs(KERNEL_6_18, { full_scans: '1' });
+  const ksm = new Ksm({ sysfsRoot: dir });
   await assert.rejects(ksm.waitForFullScans(1, { timeoutMs: 30 }), {
     code: 'ETIMEDOUT',
     message: /^ksmd completed 0 of 1 full scans in 30 ms \(run=1\)/,
   });
+});
+
+test('waitForFullScans checks its arguments: n = 0 returns at once, a negative or fractional n is a RangeError, an aborted signal an AbortError', async () => {
+  const dir = await fakeSysfs(KERNEL_6_18, { full_scans: '1' });
+  const ksm = new Ksm({ sysfsRoot: dir });
   assert.equal(await ksm.waitForFullScans(0), 1);
   await assert.rejects(ksm.waitForFullScans(-1), RangeError);
   await assert.rejects(ksm.waitForFullScans(1.5), RangeError);

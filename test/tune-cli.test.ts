@@ -68,9 +68,12 @@ test('a config with an unknown key or a bad value is refused with file:line and 
   }
 });
 
-test('the shipped example config parses and the systemd unit runs flags the command has', async () => {
+test('the shipped example config parses', async () => {
   const conf = await loadConfig(new URL('../systemd/pagefuse-tune.conf', import.meta.url).pathname);
   assert.equal(conf.ksmtuned.KSM_MONITOR_INTERVAL, 60);
+});
+
+test('the tune unit runs pagefuse by its absolute path with flags the command has, reloads by SIGHUP and restores after stop', () => {
   const unit = readFileSync(new URL('../systemd/pagefuse-tune.service', import.meta.url), 'utf8');
   const exec = /^ExecStart=\/usr\/local\/bin\/pagefuse tune (.*)$/m.exec(unit);
   assert.ok(exec, 'ExecStart runs pagefuse tune by its absolute path');
