@@ -8,7 +8,7 @@ import type { NodeSample, Snapshot } from './model.js';
 import { readTunerState } from './tuner-state.js';
 import { Ksm } from '../ksm/ksm.js';
 import { knownCounters } from '../ksm/counters.js';
-import { listKsmProcesses } from '../ksm/process.js';
+import { listKsmProcesses, processKsm } from '../ksm/process.js';
 import { FrameInfo, readFootprint, type Footprint } from '../ksm/footprint.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
@@ -125,6 +125,18 @@ export class HostSource implements SnapshotSource {
     const counters = knownCounters(ksm.counters);
     const nodes = await this.nodes(counters.pages_shared);
     const footprints = o.footprints === false ? new Map<number, Footprint>() : await this.footprints(list.processes.map((p) => p.pid));
+    // ksm_stat was read before the footprints: a process that ksmd began to merge in between (a THP split
+    // maps zero subpages first) would set its baseline from a footprint that already counts ksmd's work.
+    // It is a baseline only if it still shows nothing merged now that its footprint has been read.
+    const unmergedNow = new Set<number>();
+    await Promise.all(
+      list.processes
+        .filter((p) => p.mergingPages + p.zeroPages === 0 && footprints.has(p.pid))
+        .map(async (p) => {
+          const again = await processKsm(p.pid, o.procRoot === undefined ? {} : { procRoot: o.procRoot }).catch(() => undefined);
+          if (again !== undefined && again.mergingPages + again.zeroPages === 0) unmergedNow.add(p.pid);
+        }),
+    );
     const snapshot: Snapshot = {
       at: Date.now(),
       pageSize: o.pageSize ?? PAGE_SIZE,
@@ -142,7 +154,7 @@ export class HostSource implements SnapshotSource {
           mergingPages: p.mergingPages,
           profitBytes: p.profitBytes,
           registered: (p.rmapItems ?? 0) > 0 || p.mergeable === true || p.mergeAny === true,
-          ...footprintFields(fp, this.sinceFirstMerge(p.pid, p.mergingPages + p.zeroPages === 0, fp?.zeroMappedPages ?? null)),
+          ...footprintFields(fp, this.sinceFirstMerge(p.pid, unmergedNow.has(p.pid), fp?.zeroMappedPages ?? null)),
         };
       }),
     };
