@@ -5,6 +5,7 @@
 // then hard-linked into place): an empty lock file read by a waiter would look ownerless and be taken over.
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { processAlive } from './procfs.js';
 
 const LOCK_PATH = '/tmp/pagefuse-ksm-tests.lock';
 
@@ -13,16 +14,6 @@ function lockOwner(): number | undefined {
     return Number(readFileSync(LOCK_PATH, 'utf8').trim());
   } catch {
     return undefined; // just removed: look again
-  }
-}
-
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -50,7 +41,7 @@ export async function lockKsm(timeoutMs = 15 * 60_000): Promise<() => void> {
       unlinkSync(aside);
     }
     const owner = lockOwner();
-    if (owner !== undefined && !alive(owner)) {
+    if (owner !== undefined && !processAlive(owner)) {
       // Taken over only while it still names the dead owner: another waiter may have done it first.
       if (lockOwner() === owner) {
         try {

@@ -5,19 +5,10 @@ import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } fr
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PagefuseError, explain } from '../errors.js';
-import { listPids, parseStat, readProcText, splitCmdline } from './procfs.js';
+import { listPids, parseStat, processAlive, readProcText, splitCmdline } from './procfs.js';
 
 export const DEFAULT_LOCK_PATH = '/run/pagefuse/tune.lock';
 export const KSMTUNED_PID_FILES = ['/run/ksmtune.pid', '/var/run/ksmtune.pid'];
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Whether argv is a `pagefuse tune …` that drives ksmd (the installed bin, or node running the CLI's bin
@@ -51,7 +42,7 @@ export async function findOtherTuners(procRoot = '/proc', pidFiles = KSMTUNED_PI
   for (const file of pidFiles) {
     const text = await readFile(file, 'utf8').catch(() => undefined);
     const pid = Number(text?.trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) found.push({ pid, what: `ksmtuned (pid file ${file})`, kind: 'ksmtuned', pidFile: file });
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) found.push({ pid, what: `ksmtuned (pid file ${file})`, kind: 'ksmtuned', pidFile: file });
   }
   for (const pid of await listPids(procRoot)) {
     if (pid === process.pid || found.some((f) => f.pid === pid)) continue;
@@ -95,7 +86,7 @@ function holderPid(fd: number): number | undefined {
     const n = readSync(fd, buf, 0, buf.length, 0);
     const pid = Number(buf.subarray(0, n).toString().trim());
     // The holder writes its pid just after it locks: until then the file may name a dead one.
-    return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
+    return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : undefined;
   } catch {
     return undefined;
   }

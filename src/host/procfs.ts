@@ -65,6 +65,20 @@ function pidsOf(names: string[]): number[] {
 }
 
 /** /proc/<pid>/cmdline: NUL-separated arguments (the last one NUL-terminated). */
+/**
+ * Whether a process with this pid exists (one of another user included: EPERM means it does). A pid that is
+ * not a positive integer is never alive: kill(0) and kill(-1) would signal whole groups.
+ */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export function splitCmdline(raw: string): string[] {
   if (raw.length === 0) return [];
   const args = raw.split('\0');

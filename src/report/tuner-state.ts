@@ -6,6 +6,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { DecisionRecord } from './model.js';
 import { writeFileAtomic } from '../host/atomic.js';
+import { processAlive } from '../host/procfs.js';
 
 export const DEFAULT_TUNER_STATE_PATH = '/run/pagefuse/tuner.json';
 
@@ -30,15 +31,6 @@ function isDecision(v: unknown): v is DecisionRecord {
 export function dryRunStatePath(path?: string): string {
   const target = tunerStatePath(path);
   return target.endsWith('.json') ? `${target.slice(0, -'.json'.length)}.dry-run.json` : `${target}.dry-run`;
-}
-
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
@@ -69,7 +61,7 @@ async function readStateFile(file: string): Promise<DecisionRecord | undefined> 
   }
   if (!isDecision(v)) return undefined;
   const pid = Number.isSafeInteger(v.pid) && v.pid! > 0 ? v.pid : undefined;
-  return { ...v, running: pid !== undefined && processRuns(pid) };
+  return { ...v, running: pid !== undefined && processAlive(pid) };
 }
 
 /** Whether a published decision holds now: its tuner still runs and applied it (it was not a dry run). */
