@@ -65,15 +65,23 @@ export interface NativeTargetResult {
   denied: boolean;
   flagsKnown: boolean;
   volatilityChecked: boolean;
-  density: {
-    address: Float64Array;
-    pages: Uint32Array;
-    duplicatePages: Uint32Array;
-    thpPages: Uint32Array;
-    thpZeroPages: Uint32Array;
-    thpDuplicatePages: Uint32Array;
-  };
+  density: NativeDensity;
   state?: unknown;
+}
+
+/** Pages per 2 MiB chunk of a target, as the addon counts them (scan.ts's DensityMap adds the chunk size). */
+export interface NativeDensity {
+  /** Start of each chunk: byte offset in the target (memory) or virtual address (process). */
+  address: Float64Array;
+  pages: Uint32Array;
+  /** Pages whose content occurs more than once (zero pages included). */
+  duplicatePages: Uint32Array;
+  /** Pages inside transparent huge pages (known as root only). */
+  thpPages: Uint32Array;
+  /** Zero-filled pages inside transparent huge pages. */
+  thpZeroPages: Uint32Array;
+  /** Non-zero pages inside transparent huge pages whose content occurs more than once. */
+  thpDuplicatePages: Uint32Array;
 }
 
 export interface NativeScanResult {

@@ -2,7 +2,7 @@
 // Pages are hashed natively off the event loop; this file turns targets into native specs and the
 // native counts into the estimate, and keeps each target's page checksums for volatility.
 import { readFileSync } from 'node:fs';
-import { native, type NativeScanResult, type NativeScanTargetSpec, type NativeTargetResult } from '../native.js';
+import { native, type NativeDensity, type NativeScanResult, type NativeScanTargetSpec, type NativeTargetResult } from '../native.js';
 import { Region, regionOf } from '../region.js';
 import { PagefuseError, abortError, explain, invalidArgType, invalidNumber, invalidArgValue, invalidUse, throwIfAborted } from '../errors.js';
 import { DEFAULT_PROC_ROOT, readCommSync } from '../host/procfs.js';
@@ -53,36 +53,17 @@ export interface ScanOptions {
   hashBits?: number;
 }
 
-/** Pages duplicated per 2 MiB chunk of a target, for targeted madvise. */
-export interface DensityMap {
+/** Pages duplicated per 2 MiB chunk of a target, for targeted madvise: the addon's counts and the chunk size. */
+export interface DensityMap extends NativeDensity {
   chunkBytes: number;
-  /** Start of each chunk: byte offset in the target (memory) or virtual address (process). */
-  address: Float64Array;
-  pages: Uint32Array;
-  /** Pages whose content occurs more than once (zero pages included). */
-  duplicatePages: Uint32Array;
-  /** Pages inside transparent huge pages (known as root only). */
-  thpPages: Uint32Array;
-  /** Zero-filled pages inside transparent huge pages. */
-  thpZeroPages: Uint32Array;
-  /** Non-zero pages inside transparent huge pages whose content occurs more than once. */
-  thpDuplicatePages: Uint32Array;
   /** JSON.stringify() writes the arrays as plain arrays of numbers. */
   toJSON(): DensityMapJSON;
 }
 
 /** A DensityMap as JSON: the same fields, plain arrays. */
-export interface DensityMapJSON {
-  chunkBytes: number;
-  address: number[];
-  pages: number[];
-  duplicatePages: number[];
-  thpPages: number[];
-  thpZeroPages: number[];
-  thpDuplicatePages: number[];
-}
+export type DensityMapJSON = { chunkBytes: number } & { [K in keyof NativeDensity]: number[] };
 
-function densityMap(d: NativeTargetResult['density']): DensityMap {
+function densityMap(d: NativeDensity): DensityMap {
   const map = { chunkBytes: CHUNK_BYTES, ...d } as DensityMap;
   Object.defineProperty(map, 'toJSON', {
     value: (): DensityMapJSON => ({
