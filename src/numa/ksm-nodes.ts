@@ -6,6 +6,7 @@ import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../host/page-size.js';
 import { readPageEntries } from '../host/page-entries.js';
+import { parseSmaps } from '../ksm/footprint.js';
 import { explain, isSystemError, PagefuseError, invalidArgType, invalidNumber, throwIfAborted } from '../errors.js';
 
 export interface KsmNodeOptions {
@@ -102,19 +103,9 @@ async function openRoot(path: string): Promise<FileHandle> {
   }
 }
 
-/** The [start, end) address ranges of the VMAs KSM may merge (smaps VmFlags "mg"). */
+/** The [start, end) address ranges of the VMAs KSM may merge (smaps VmFlags "mg"), by the one smaps parser. */
 export function mergeableRanges(smaps: string): [number, number][] {
-  const ranges: [number, number][] = [];
-  let current: [number, number] | undefined;
-  for (const line of smaps.split('\n')) {
-    const header = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
-    if (header) {
-      current = [Number.parseInt(header[1], 16), Number.parseInt(header[2], 16)];
-    } else if (line.startsWith('VmFlags:') && current && line.split(/\s+/).includes('mg')) {
-      ranges.push(current);
-    }
-  }
-  return ranges;
+  return parseSmaps(smaps).mergeable;
 }
 
 /** The present pages of a process's mergeable ranges: their addresses and page frame numbers. */
