@@ -14,7 +14,8 @@
 //       [--json]
 // Every QEMU is killed when the script ends (and by pdeathsig if the script dies). no_timer_check: under
 // load a TCG guest fails the kernel's IO-APIC timer check and panics (seen here at load 16).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { open } from 'node:fs/promises';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,8 @@ import { KnobGuard } from '../src/ksm/snapshot.js';
 import { scan } from '../src/scan/scan.js';
 import { figures, type Figures } from '../src/report/model.js';
 import { hostSource } from '../src/report/source.js';
+import { parseSmaps } from '../src/ksm/footprint.js';
+import { readPageEntries } from '../src/host/page-entries.js';
 import { KsmdClock } from '../src/host/ksmd.js';
 import { lockKsm } from '../src/host/ksm-lock.js';
 import { stopChildren } from '../test/helpers/children.js';
@@ -41,6 +44,7 @@ const { values: a } = parseArgs({
     'use-zero-pages': { type: 'string', default: '0' },
     'pages-to-scan': { type: 'string', default: '5000' },
     'sleep-ms': { type: 'string', default: '10' },
+    'premerge-scans': { type: 'string', default: '0' },
     kernel: { type: 'string' },
     busybox: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -62,6 +66,7 @@ const ZERO = int('zero-mib');
 const CONTROL_S = int('control');
 const TIMEOUT_S = int('timeout');
 const USE_ZERO = int('use-zero-pages');
+const PREMERGE = int('premerge-scans');
 if (USE_ZERO > 1) {
   process.stderr.write(`savings-qemu: --use-zero-pages must be 0 or 1, got ${USE_ZERO}\n`);
   process.exit(2);
@@ -155,6 +160,68 @@ function startGuest(name: string, initrd: string, cgroup: string): Guest {
 function vmstat(key: string): number {
   return Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(readFileSync('/proc/vmstat', 'utf8'))?.[1] ?? NaN);
 }
+const SPLIT_KEYS = ['thp_split_page', 'thp_split_page_failed', 'thp_underused_split_page', 'thp_deferred_split_page', 'thp_migration_split', 'thp_fault_alloc', 'thp_collapse_alloc'] as const;
+function splitCounters(): Record<string, number> {
+  return Object.fromEntries(SPLIT_KEYS.map((k) => [k, vmstat(k)]));
+}
+function deltas(from: Record<string, number>, to: Record<string, number>): string {
+  return SPLIT_KEYS.map((k) => `${k} +${to[k] - from[k]}`).join(', ');
+}
+/**
+ * The guests' 4 KiB zero-page mappings in fully present 2 MiB chunks of their mergeable memory, by what
+ * else the chunk holds: wholly zero, a KSM page, an exclusive page still at its huge-page slot (frame ≡
+ * index mod 512: the chunk was one huge page), or none of these. Diagnostic for the THP-split part.
+ */
+async function zeroChunkClasses(pids: number[]): Promise<Record<string, number>> {
+  const out: Record<string, number> = { whollyZero: 0, withKsm: 0, atSlot: 0, other: 0 };
+  const kpf = await open('/proc/kpageflags', 'r');
+  try {
+    for (const pid of pids) {
+      const { mergeable } = parseSmaps(readFileSync(`/proc/${pid}/smaps`, 'utf8'));
+      const pm = await open(`/proc/${pid}/pagemap`, 'r');
+      try {
+        for (const [start, end] of mergeable) {
+          for (let c = Math.ceil(start / (2 * MiB)) * 2 * MiB; c + 2 * MiB <= end; c += 2 * MiB) {
+            const w = await readPageEntries(pm, c / 4096, 512);
+            let present = 0, zero = 0, ksm = 0, slot = 0;
+            for (let i = 0; i < 512; i++) {
+              const high = w[2 * i + 1];
+              if ((high & 0x80000000) === 0) continue;
+              present++;
+              const pfn = (high & 0x7fffff) * 2 ** 32 + w[2 * i];
+              if ((high & 0x01000000) !== 0) {
+                if (pfn % 512 === i) slot++;
+                continue;
+              }
+              const f = await readPageEntries(kpf, pfn, 1);
+              if ((f[0] & (1 << 24)) !== 0 && (f[0] & (1 << 22)) === 0) zero++;
+              else if ((f[0] & (1 << 21)) !== 0) ksm++;
+            }
+            if (present < 512 || zero === 0) continue;
+            out[zero === 512 ? 'whollyZero' : ksm > 0 ? 'withKsm' : slot > 0 ? 'atSlot' : 'other'] += zero;
+          }
+        }
+      } finally {
+        await pm.close();
+      }
+    }
+  } finally {
+    await kpf.close();
+  }
+  return out;
+}
+/**
+ * A one-shot `pagefuse status --json` (from src/, through tsx) with its state dir in `stateDir`: saved
+ * bytes, the THP-split part in pages, and whether status calls that part an upper bound.
+ */
+function statusOnce(stateDir: string): { savedBytes: number; thpSplitPages: number; upperBound: boolean } {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../src/cli/bin.ts'), 'status', '--json'], {
+    env: { ...process.env, PAGEFUSE_STATE_DIR: stateDir },
+    encoding: 'utf8',
+  });
+  const s = (JSON.parse(out) as { savings: { saved_bytes: number; parts_pages: { thp_split_zero_pages: number }; thp_split_upper_bound: boolean } }).savings;
+  return { savedBytes: s.saved_bytes, thpSplitPages: s.parts_pages.thp_split_zero_pages, upperBound: s.thp_split_upper_bound };
+}
 function anonHuge(pid: number): number {
   return Number(/^AnonHugePages:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0) * 1024;
 }
@@ -179,13 +246,22 @@ const t0 = Date.now();
 try {
   mkdirSync(cgroup);
   const usage = (): number => Number(readFileSync(join(cgroup, 'memory.usage_in_bytes'), 'utf8'));
+  // The KSM lock and the guard before the guests boot: no other test's ksmd may merge (and split) their
+  // memory before the measurement. ksmd stays stopped through the boot, the control and the scan.
+  release = await lockKsm();
+  guard = KnobGuard.begin('savings-qemu');
+  const ksm = new Ksm();
+  await ksm.unmergeAll({ timeoutMs: 60_000 });
+  await ksm.configure({ run: 0, use_zero_pages: USE_ZERO === 1, pages_to_scan: int('pages-to-scan'), sleep_millisecs: int('sleep-ms'), ...('advisor_mode' in guard.found ? { advisor_mode: 'none' } : {}) });
+  const v0 = splitCounters();
   const initrd = buildInitramfs(dir);
   log(`initramfs ${(readFileSync(initrd).length / MiB).toFixed(1)} MiB; booting ${VMS} × ${MEM} MiB guests (TCG), kernel ${kernel}`);
   for (let i = 0; i < VMS; i++) guests.push(startGuest(`vm${i + 1}`, initrd, cgroup));
   const pids = guests.map((g) => g.child.pid!);
   const filledLines = await Promise.race([
     Promise.all(guests.map((g) => g.filled)),
-    sleep(TIMEOUT_S * 1000).then(() => {
+    // Unref'd: the timer must not keep the script alive for TIMEOUT_S after it is done.
+    sleep(TIMEOUT_S * 1000, undefined, { ref: false }).then(() => {
       throw new Error(`the guests did not fill their memory within ${TIMEOUT_S} s`);
     }),
   ]);
@@ -193,18 +269,24 @@ try {
   log(`all filled after ${bootS.toFixed(0)} s: ${filledLines.join(' | ')}`);
   await sleep(5000); // the guests settle into sleep
 
-  // The KSM lock and the guard before ksmd is touched; ksmd stays stopped through the control and the scan.
-  release = await lockKsm();
-  guard = KnobGuard.begin('savings-qemu');
-  const ksm = new Ksm();
-  await ksm.unmergeAll({ timeoutMs: 60_000 });
-  await ksm.configure({ run: 0, use_zero_pages: USE_ZERO === 1, pages_to_scan: int('pages-to-scan'), sleep_millisecs: int('sleep-ms'), ...('advisor_mode' in guard.found ? { advisor_mode: 'none' } : {}) });
+  const vBooted = splitCounters();
+  const zeroBooted = await zeroChunkClasses(pids);
+  log(`after boot: ${deltas(v0, vBooted)}; zero-page mappings in full chunks ${JSON.stringify(zeroBooted)}`);
 
   // 1. Control: ksmd stopped, the same guests, CONTROL_S seconds.
   const c0 = { usage: usage(), pss: pids.reduce((s, p) => s + pss(p), 0) };
   await sleep(CONTROL_S * 1000);
   const c1 = { usage: usage(), pss: pids.reduce((s, p) => s + pss(p), 0) };
   log(`control (${CONTROL_S} s, ksmd stopped): cgroup ${((c0.usage - c1.usage) / MiB).toFixed(2)} MiB, PSS ${((c0.pss - c1.pss) / MiB).toFixed(2)} MiB`);
+
+  // 1b. Optionally, huge pages split before pagefuse first looks: ksmd merges for a few full scans and
+  // unmerges (run=2). The splits' zero subpages stay mapped to the zero page, as after any earlier split.
+  if (PREMERGE > 0) {
+    await ksm.start();
+    await ksm.waitForFullScans(PREMERGE, { timeoutMs: TIMEOUT_S * 1000 });
+    await ksm.unmergeAll({ timeoutMs: 120_000 });
+    log(`premerge: ${PREMERGE} full scans, then unmerged; zero-page mappings in full chunks ${JSON.stringify(await zeroChunkClasses(pids))}`);
+  }
 
   // 2. The prediction, before merging.
   const predicted = await scan(pids.map((pid) => ({ pid })));
@@ -214,7 +296,11 @@ try {
   const source = hostSource({ footprintMaxAgeMs: 0, nodes: async () => undefined, tunerStatePath: '/nonexistent' });
   const read = async (): Promise<Figures> => figures(await source.read());
   const before = { usage: usage(), pss: pids.reduce((s, p) => s + pss(p), 0), thpSplit: vmstat('thp_split_page'), anonHuge: pids.reduce((s, p) => s + anonHuge(p), 0) };
+  const vBefore = splitCounters();
   const f0 = await read(); // with ksmd stopped and nothing merged, saved must read 0
+  // `pagefuse status` run once before merging, with its own state dir: it records the guests' baselines.
+  const watchedDir = join(dir, 'state-watched');
+  statusOnce(watchedDir);
   const clock = new KsmdClock();
   const cpu0 = (await clock.cpuSeconds()) ?? NaN;
   const m0 = Date.now();
@@ -233,6 +319,13 @@ try {
     last = saved;
   }
   await ksm.stop();
+  const vAfter = splitCounters();
+  const zeroAfter = await zeroChunkClasses(pids);
+  log(`merging: ${deltas(vBefore, vAfter)}; zero-page mappings in full chunks ${JSON.stringify(zeroAfter)}`);
+  // One-shot `pagefuse status` after merging: with an empty state dir (nothing saw the guests unmerged:
+  // as on main before the shared baselines), and with the one the status before merging wrote to.
+  const cold = statusOnce(join(dir, 'state-cold'));
+  const watchedStatus = statusOnce(watchedDir);
   const mergeS = (Date.now() - m0) / 1000;
   const ksmdCpu = ((await clock.cpuSeconds()) ?? NaN) - cpu0;
   after = await read();
@@ -249,6 +342,11 @@ try {
     ['– KSM zero pages (ksm_zero_pages)', share('ksmZeroPages'), false],
     ['– zero subpages freed by THP splits', share('thpSplitZeroPages'), false],
     ['pagefuse saved, host', after.host.savedBytes, true],
+    ['one-shot `status` after merging, nothing seen before (main before this change)', cold.savedBytes, true,
+      `THP-split part ${cold.thpSplitPages} pages${cold.upperBound ? ', labelled an upper bound (≤)' : ''}`],
+    ['one-shot `status` after merging, a `status` ran before merging', watchedStatus.savedBytes, true,
+      `THP-split part ${watchedStatus.thpSplitPages} pages${watchedStatus.upperBound ? ', labelled an upper bound (≤)' : ''}`],
+
     ['KSM metadata (host cost, not in the cgroup)', after.host.metadataBytes, false],
     [`kernel general_profit (${after.host.profitSource})`, after.host.kernelProfitBytes, true],
     ['scan prediction before merging', predicted.estimatedSavedBytes, true,
@@ -265,13 +363,16 @@ try {
     cpu: `${cpus()[0]?.model ?? '?'} (${flags.join(' ')})`, cores: cpus().length, loadavg: loadavg().map((l) => l.toFixed(2)),
     bootSeconds: bootS, mergeSeconds: mergeS, ksmdCpuSeconds: ksmdCpu, fullScans,
     anonHugeBeforeMiB: before.anonHuge / MiB, thpSplitPage: end.thpSplit - before.thpSplit,
-    sharesNote: after.sharesNote,
+    sharesNote: after.sharesNote, premergeScans: PREMERGE,
+    vmstatBoot: deltas(v0, vBooted), vmstatMerge: deltas(vBefore, vAfter), zeroBooted, zeroAfter,
     rows: rows.map(([figure, bytes, total, note]) => ({ figure, bytes, mib: bytes / MiB, vsCgroup: total ? pct(bytes) : '', ...(note ? { note } : {}) })),
   };
   if (a.json) process.stdout.write(`${JSON.stringify(out)}\n`);
   else {
     process.stdout.write(`${VMS} QEMU guests (TCG) × ${MEM} MiB, Debian kernel ${kernel}, image ${IMAGE} MiB + own ${OWN} MiB + zero ${ZERO} MiB each, use_zero_pages=${USE_ZERO}\n`);
-    process.stdout.write(`CPU ${out.cpu}, ${out.cores} cores, load ${out.loadavg.join(' ')}; boot ${bootS.toFixed(0)} s; ksmd to convergence ${mergeS.toFixed(0)} s, ${ksmdCpu.toFixed(1)} CPU-s, ${fullScans} full scans; AnonHugePages before ${out.anonHugeBeforeMiB.toFixed(0)} MiB, thp_split_page +${out.thpSplitPage}\n\n`);
+    process.stdout.write(`CPU ${out.cpu}, ${out.cores} cores, load ${out.loadavg.join(' ')}; boot ${bootS.toFixed(0)} s; ksmd to convergence ${mergeS.toFixed(0)} s, ${ksmdCpu.toFixed(1)} CPU-s, ${fullScans} full scans; AnonHugePages before ${out.anonHugeBeforeMiB.toFixed(0)} MiB, thp_split_page +${out.thpSplitPage}\n`);
+    process.stdout.write(`premerge full scans ${PREMERGE}; /proc/vmstat during boot: ${out.vmstatBoot}; during merging: ${out.vmstatMerge}\n`);
+    process.stdout.write(`zero-page mappings in full 2 MiB chunks, by chunk: after boot ${JSON.stringify(zeroBooted)}, after merging ${JSON.stringify(zeroAfter)}\n\n`);
     process.stdout.write(`| figure | MiB | vs cgroup fall | |\n|---|---|---|---|\n`);
     for (const r of out.rows) process.stdout.write(`| ${r.figure} | ${r.mib.toFixed(1)} | ${r.vsCgroup} | ${r.note ?? ''} |\n`);
     if (out.sharesNote !== null) process.stdout.write(`\nshares: ${out.sharesNote}\n`);
