@@ -12,6 +12,8 @@ import {
   type Snapshot,
 } from '../src/report/model.js';
 import { HostSource } from '../src/report/source.js';
+import { readZeroBaselines, writeZeroBaselines } from '../src/report/zero-baselines.js';
+import { savedLines } from '../src/report/text.js';
 import { RMAP_ITEM_BYTES, type KnownKsmCounters } from '../src/ksm/counters.js';
 import { Sampler } from '../src/report/sampler.js';
 import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';
@@ -50,6 +52,7 @@ test('host savings use general_profit when the kernel has it', () => {
     savedPages: 1024,
     savedBytes: 4194304,
     thpSplitKnown: false,
+    thpSplitUpperBound: false,
     // 3000 rmap items × 64 B, plus 250 stable nodes × 64 B.
     metadataBytes: 192000 + 16000,
     netBytes: 4194304 - 208000,
@@ -68,6 +71,7 @@ test('host savings follow the kernel formula when general_profit is absent', () 
     savedPages: 90,
     savedBytes: 368640,
     thpSplitKnown: false,
+    thpSplitUpperBound: false,
     // rmap items, plus 10 stable nodes × 64 B.
     metadataBytes: 33280 + 640,
     netBytes: 368640 - 33920,
@@ -250,40 +254,133 @@ test('HostSource reads a fake host: knobs vs counters, VM names, ksmd CPU, no tu
   }
 });
 
+/**
+ * Adds pid 300 (started at tick 4242) to a fake host: one mergeable area of two 2 MiB chunks at 1 GiB.
+ * Chunk 0 is a huge page of zeros split before ksmd ran (512 zero-page mappings); `state(merging, true)`
+ * also has chunk 1 split by ksmd to merge one page (511 zero subpages, one KSM page).
+ */
+function splitGuest(proc: string): (merging: number, chunk1: boolean) => void {
+  const base = 0x40000000;
+  mkdirSync(join(proc, '300'));
+  writeFileSync(join(proc, '300', 'comm'), 'qemu-system-x86\n');
+  writeFileSync(join(proc, '300', 'stat'), '300 (qemu-system-x86) S 1 300 300 0 -1 4194560 0 0 0 0 5 7 0 0 20 0 1 0 4242 0 0\n');
+  writeFileSync(join(proc, '300', 'smaps'), `${base.toString(16)}-${(base + 4 * 1024 * 1024).toString(16)} rw-p 00000000 00:00 0\nPss:  4096 kB\nVmFlags: rd wr mg\n`);
+  const flags = Buffer.alloc(101 * 8);
+  flags.writeBigUInt64LE(1n << 24n, 50 * 8); // pfn 50: the zero page
+  flags.writeBigUInt64LE(1n << 21n, 100 * 8); // pfn 100: a KSM page
+  writeFileSync(join(proc, 'kpageflags'), flags);
+  const counts = Buffer.alloc(101 * 8);
+  counts.writeBigUInt64LE(2n, 100 * 8);
+  writeFileSync(join(proc, 'kpagecount'), counts);
+  return (merging, chunk1) => {
+    writeFileSync(join(proc, '300', 'ksm_stat'), `ksm_rmap_items ${merging}\nksm_zero_pages 0\nksm_merging_pages ${merging}\nksm_process_profit 0\nksm_mergeable yes\n`);
+    const map = Buffer.alloc((base / 4096 + 1024) * 8);
+    const present = 1n << 63n;
+    for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | 50n, (base / 4096 + i) * 8);
+    if (chunk1) for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | (i === 0 ? 100n : 50n), (base / 4096 + 512 + i) * 8);
+    writeFileSync(join(proc, '300', 'pagemap'), map);
+  };
+}
+
+function splitGuestSource(dir: string, sysfs: string, proc: string, zeroBaselines: string | false = false): HostSource {
+  return new HostSource({ sysfsRoot: sysfs, procRoot: proc, pageSize: PAGE, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs: 0, zeroBaselines });
+}
+
+async function guest300(src: HostSource) {
+  return (await src.read()).processes.find((p) => p.pid === 300);
+}
+
 test('HostSource counts a process\'s zero-page mappings from its first merge on, not those it had before', async () => {
   const { dir, sysfs, proc } = fakeHost();
   try {
-    // pid 300: one mergeable area of two 2 MiB chunks at 1 GiB.
-    const base = 0x40000000;
-    mkdirSync(join(proc, '300'));
-    writeFileSync(join(proc, '300', 'comm'), 'qemu-system-x86\n');
-    writeFileSync(join(proc, '300', 'smaps'), `${base.toString(16)}-${(base + 4 * 1024 * 1024).toString(16)} rw-p 00000000 00:00 0\nPss:  4096 kB\nVmFlags: rd wr mg\n`);
-    const flags = Buffer.alloc(101 * 8);
-    flags.writeBigUInt64LE(1n << 24n, 50 * 8); // pfn 50: the zero page
-    flags.writeBigUInt64LE(1n << 21n, 100 * 8); // pfn 100: a KSM page
-    writeFileSync(join(proc, 'kpageflags'), flags);
-    const counts = Buffer.alloc(101 * 8);
-    counts.writeBigUInt64LE(2n, 100 * 8);
-    writeFileSync(join(proc, 'kpagecount'), counts);
-    const state = (merging: number, chunk1: boolean): void => {
-      writeFileSync(join(proc, '300', 'ksm_stat'), `ksm_rmap_items ${merging}\nksm_zero_pages 0\nksm_merging_pages ${merging}\nksm_process_profit 0\nksm_mergeable yes\n`);
-      const map = Buffer.alloc((base / 4096 + 1024) * 8);
-      const present = 1n << 63n;
-      // Chunk 0: a huge page of zeros the kernel split before ksmd ran: 512 zero-page mappings.
-      for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | 50n, (base / 4096 + i) * 8);
-      // Chunk 1, once ksmd has run: it merged one page and split the huge page, 511 zero subpages.
-      if (chunk1) for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | (i === 0 ? 100n : 50n), (base / 4096 + 512 + i) * 8);
-      writeFileSync(join(proc, '300', 'pagemap'), map);
-    };
-    const src = new HostSource({ sysfsRoot: sysfs, procRoot: proc, pageSize: PAGE, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs: 0 });
-    const zeroMapped = async (): Promise<number | null | undefined> => (await src.read()).processes.find((p) => p.pid === 300)?.zeroMappedPages;
+    const state = splitGuest(proc);
+    const src = splitGuestSource(dir, sysfs, proc);
     state(0, false);
-    const before = await zeroMapped();
+    const before = (await guest300(src))?.zeroMappedPages;
     state(1, true);
-    assert.deepEqual([before, await zeroMapped()], [0, 511]);
+    assert.deepEqual([before, (await guest300(src))?.zeroMappedPages], [0, 511]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a reader that first sees a process merged counts from the baseline another reader shared before its first merge', async () => {
+  const { dir, sysfs, proc } = fakeHost();
+  try {
+    const state = splitGuest(proc);
+    const file = join(dir, 'state', 'zero-baselines.json');
+    state(0, false);
+    await guest300(splitGuestSource(dir, sysfs, proc, file)); // e.g. serve, or a status run before merging
+    state(1, true);
+    const p = await guest300(splitGuestSource(dir, sysfs, proc, file)); // a one-shot status after merging
+    assert.deepEqual([p?.zeroMappedPages, p?.thpSplitUpperBound], [511, undefined]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a shared baseline of an exited process is not applied to a new process with its pid: its THP-split part is an upper bound', async () => {
+  const { dir, sysfs, proc } = fakeHost();
+  try {
+    const state = splitGuest(proc);
+    const file = join(dir, 'zero-baselines.json');
+    writeFileSync(file, JSON.stringify({ processes: { 300: { start: 1111, zeroMappedPages: 512 } } }));
+    state(1, true);
+    const p = await guest300(splitGuestSource(dir, sysfs, proc, file));
+    assert.deepEqual([p?.zeroMappedPages, p?.thpSplitUpperBound], [1023, true]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a malformed zero-baselines file keeps only its well-formed entries', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-baselines-'));
+  try {
+    const file = join(dir, 'zero-baselines.json');
+    const entries = { 1: { start: 5, zeroMappedPages: 7 }, 2: { start: -1, zeroMappedPages: 7 }, 3: { start: 5, zeroMappedPages: '7' }, '04': { start: 5, zeroMappedPages: 7 }, x: {}, 5: null };
+    writeFileSync(file, JSON.stringify({ processes: entries }));
+    const read = await readZeroBaselines(file);
+    writeFileSync(file, '{"processes": [1, 2]}');
+    const asArray = await readZeroBaselines(file);
+    writeFileSync(file, 'not json');
+    assert.deepEqual([[...read], asArray.size, (await readZeroBaselines(file)).size], [[[1, { start: 5, zeroMappedPages: 7 }]], 0, 0]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('writing zero baselines keeps the other readers\' entries and drops those of processes that no longer run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-baselines-'));
+  try {
+    const file = join(dir, 'zero-baselines.json');
+    writeFileSync(file, JSON.stringify({ processes: { 10: { start: 1, zeroMappedPages: 3 }, 11: { start: 2, zeroMappedPages: 4 }, 12: { start: 3, zeroMappedPages: 5 } } }));
+    const running = new Map([[10, 1], [11, 99], [20, 8]]); // 11: its pid reused; 12: exited
+    const failed = await writeZeroBaselines(file, new Map([[20, { start: 8, zeroMappedPages: 6 }]]), async (pid) => running.get(pid));
+    assert.deepEqual([failed, [...(await readZeroBaselines(file))]], [undefined, [[10, { start: 1, zeroMappedPages: 3 }], [20, { start: 8, zeroMappedPages: 6 }]]]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('figures mark the saved figure an upper bound when a process with THP-split zero pages has no baseline', () => {
+  const s = snap(1, { pages_shared: 1, pages_sharing: 1 });
+  s.processes = [
+    { pid: 1, name: 'a', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 100, sharingWeight: 0.5, thpSplitUpperBound: true },
+    { pid: 2, name: 'b', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 0, sharingWeight: 0.5, thpSplitUpperBound: true },
+    { pid: 3, name: 'c', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 7, sharingWeight: 0 },
+  ];
+  const f = figures(s);
+  const bound = Object.fromEntries(f.processes.map((p) => [p.name, p.thpSplitUpperBound]));
+  assert.deepEqual([f.host.thpSplitUpperBound, f.host.saved.thpSplitZeroPages, bound], [true, 107, { a: true, b: false, c: false }]);
+});
+
+test('the saved line says "≤" and why when the THP-split part is an upper bound', () => {
+  const s = snap(1, { pages_shared: 1, pages_sharing: 1 });
+  s.processes = [{ pid: 1, name: 'a', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 256, sharingWeight: 0.5, thpSplitUpperBound: true }];
+  assert.deepEqual(savedLines(figures(s)), [
+    'saved ≤ 1.0 MiB = KSM pages 4.0 KiB + KSM zero pages 0 B + THP-split zero pages ≤ 1.0 MiB',
+    '  (upper bound: 1 process was first seen already merged, so huge pages split before (by the kernel or an earlier ksmd run) count too; a pagefuse reader running before they merge (status, top, serve, tune --history) records their baseline)',
+  ]);
 });
 
 test('tuner state round-trips through its file, a running tuner marked running', async () => {

@@ -7,7 +7,7 @@ import { mergeAcrossNodesWarning } from '../numa/warnings.js';
 import { registeredSavings, type RegisteredSavings } from '../report/registered.js';
 import { figures, type Figures, type ProcessFigures } from '../report/model.js';
 import { HostSource, vmNames } from '../report/source.js';
-import { savedLine } from '../report/text.js';
+import { savedLines } from '../report/text.js';
 import { Registry } from '../safety/registry.js';
 import { hostOptionsFromEnv } from './audit.js';
 import { EXIT_FAILURE, EXIT_OK, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
@@ -71,6 +71,7 @@ function savingsJson(f: Figures) {
   return {
     saved_bytes: h.savedBytes,
     parts_pages: { ksm_pages: h.saved.ksmPages, ksm_zero_pages: h.saved.ksmZeroPages, thp_split_zero_pages: h.thpSplitKnown ? h.saved.thpSplitZeroPages : null },
+    thp_split_upper_bound: h.thpSplitKnown ? h.thpSplitUpperBound : null,
     metadata_bytes: h.metadataBytes,
     net_bytes: h.netBytes,
     kernel_profit_bytes: h.kernelProfitBytes,
@@ -194,7 +195,7 @@ export async function run(args: string[]): Promise<number> {
   const run = state.settings.run;
   const lines = [
     `KSM: ${RUN_STATES[run ?? -1] ?? `run=${run}`}`,
-    savedLine(f),
+    ...savedLines(f),
     `KSM metadata ${formatBytes(f.host.metadataBytes)} (host cost); kernel general_profit ${formatBytes(f.host.kernelProfitBytes)}` +
       `${ratio === null ? '' : `; sharing ratio ${ratio.toFixed(2)} (pages_sharing / pages_shared)`}`,
     '',

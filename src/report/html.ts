@@ -4,6 +4,7 @@ import { figures, series, type Figures, type SeriesPoint, type SharingMatrix, ty
 import type { HistoryRecord } from './history-file.js';
 import { formatBytes } from './format.js';
 import { escapeHtml } from './escape.js';
+import { thpSplitBoundNote } from './text.js';
 
 export interface ReportPage {
   title?: string;
@@ -133,10 +134,10 @@ function summary(f: Figures, points: readonly SeriesPoint[], wouldSave: number |
   const h = f.host;
   const ps = f.pageSize;
   const cards: [string, string][] = [
-    ['saved', formatBytes(h.savedBytes)],
+    ['saved', `${h.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(h.savedBytes)}`],
     ['KSM pages', formatBytes(h.saved.ksmPages * ps)],
     ['KSM zero pages', formatBytes(h.saved.ksmZeroPages * ps)],
-    ['THP-split zero pages', h.thpSplitKnown ? formatBytes(h.saved.thpSplitZeroPages * ps) : '? (needs root)'],
+    ['THP-split zero pages', h.thpSplitKnown ? `${h.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(h.saved.thpSplitZeroPages * ps)}` : '? (needs root)'],
     ['KSM metadata (host cost)', formatBytes(h.metadataBytes)],
     ['kernel general_profit', formatBytes(h.kernelProfitBytes)],
     ['would save (last scan)', wouldSave === undefined ? '-' : formatBytes(wouldSave)],
@@ -190,6 +191,7 @@ export function reportHtml(page: ReportPage): string {
       ? `${table(['PID', 'name', 'saved (share)', 'PSS (cost)', 'KSM pages', 'KSM zero pages', 'THP-split zero', 'merging pages', 'metadata', 'kernel profit'], vmRows, 'vm-table')}` +
         `<p class="sub" id="vm-legend">saved (share): what this process got back; a KSM page mapped k times credits (k−1)/k of a page to each mapping, so the rows sum to the host's saved ${escapeHtml(formatBytes(f.host.savedBytes))}` +
         `${f.sharesNote === null ? '' : ` — here they do not: ${escapeHtml(f.sharesNote)}`}. PSS (cost): what it costs now. ` +
+        `${f.host.thpSplitUpperBound ? `THP-split zero is an ${escapeHtml(thpSplitBoundNote(f) ?? '')}. ` : ''}` +
         'KSM pages: its share of pages_sharing. KSM zero pages: pages KSM mapped to the zero page. THP-split zero: zero-filled subpages freed when ksmd split its huge pages (root only). ' +
         "metadata: KSM's rmap items for it, kernel memory (a host cost, not in PSS). kernel profit: the kernel's ksm_process_profit, which counts a shared page in every process that maps it (does not sum to the host).</p>"
       : '<p id="vm-table">No process had KSM state or mergeable memory at the last sample.</p>',

@@ -28,6 +28,12 @@ export interface ProcessSample {
   zeroMappedPages?: number | null;
   /** Root: Σ (k − 1)/k over its mappings of KSM pages shared k ways; null unknown. */
   sharingWeight?: number | null;
+  /**
+   * Set when zeroMappedPages has no baseline from before KSM first merged this process's pages (it was
+   * first seen already merged): it then counts huge pages split before too, by the kernel or an earlier
+   * ksmd run, and is an upper bound (docs/savings.md).
+   */
+  thpSplitUpperBound?: boolean;
 }
 
 /** KSM pages held on one NUMA node. */
@@ -104,6 +110,11 @@ export interface HostSavings {
   savedBytes: number;
   /** Whether the THP-split part was measured (root reads pagemap/kpageflags); 0 in `saved` when not. */
   thpSplitKnown: boolean;
+  /**
+   * Whether the THP-split part (and so savedPages) is an upper bound: part of it comes from processes
+   * first seen already merged, which have no baseline (docs/savings.md).
+   */
+  thpSplitUpperBound: boolean;
   /** KSM's own kernel memory: rmap_items × 64 B + stable nodes (pages_shared + chains) × 64 B. Not charged to the processes. */
   metadataBytes: number;
   /** savedBytes − metadataBytes: what the host as a whole is better off. */
@@ -119,7 +130,7 @@ export interface HostSavings {
  * Host-wide savings. `thpSplitZeroPages` is measured per process (root: zero-page mappings in the
  * mergeable areas, less ksm_zero_pages) and summed by figures(); undefined when unknown.
  */
-export function hostSavings(counters: KnownKsmCounters, pageSize: number, thpSplitZeroPages?: number): HostSavings {
+export function hostSavings(counters: KnownKsmCounters, pageSize: number, thpSplitZeroPages?: number, thpSplitUpperBound = false): HostSavings {
   const saved: SavedPages = {
     ksmPages: counters.pages_sharing,
     ksmZeroPages: counters.ksm_zero_pages ?? 0,
@@ -136,6 +147,7 @@ export function hostSavings(counters: KnownKsmCounters, pageSize: number, thpSpl
     savedPages: total,
     savedBytes: total * pageSize,
     thpSplitKnown: thpSplitZeroPages !== undefined,
+    thpSplitUpperBound: thpSplitZeroPages !== undefined && thpSplitUpperBound,
     metadataBytes,
     netBytes: total * pageSize - metadataBytes,
     kernelProfitBytes,
@@ -191,6 +203,8 @@ export interface ProcessFigures {
   /** This process's share of the host's saved pages (docs/savings.md); the rows sum to host.saved. */
   saved: SavedPages;
   savedBytes: number;
+  /** Its THP-split part is an upper bound: first seen already merged, it has no baseline. */
+  thpSplitUpperBound: boolean;
   /** PSS in bytes (what the process costs now), or null when it could not be read. */
   pssBytes: number | null;
   /** Its rmap_items × 64 B: KSM metadata spent on it (a host cost, not in pssBytes). */
@@ -240,7 +254,8 @@ export function figures(cur: Snapshot, prev?: Snapshot): Figures {
   const split = listed.map(thpSplitOf);
   // With nobody listed the part is 0 only if KSM holds nothing either (otherwise: unreadable, not root).
   const splitKnown = listed.length > 0 ? split.every((v) => v !== undefined) : savedPages(cur.counters) === 0;
-  const host = hostSavings(cur.counters, ps, splitKnown ? split.reduce<number>((a, v) => a + (v ?? 0), 0) : undefined);
+  const bounded = listed.map((p, i) => p.thpSplitUpperBound === true && (split[i] ?? 0) > 0);
+  const host = hostSavings(cur.counters, ps, splitKnown ? split.reduce<number>((a, v) => a + (v ?? 0), 0) : undefined, bounded.includes(true));
   // Shares: pages_sharing by each process's exact (k − 1)/k weight where known for all, else by its
   // merging pages; ksm_zero_pages by its own zero pages (so a read racing the counters still sums).
   const exact = listed.length > 0 && listed.every((p) => typeof p.sharingWeight === 'number');
@@ -258,6 +273,7 @@ export function figures(cur: Snapshot, prev?: Snapshot): Figures {
         rmapItems: p.rmapItems,
         saved,
         savedBytes: totalSavedPages(saved) * ps,
+        thpSplitUpperBound: splitKnown && bounded[i],
         pssBytes: p.pssBytes ?? null,
         metadataBytes: p.rmapItems * RMAP_ITEM_BYTES,
         kernelProfitBytes: p.profitBytes,

@@ -68,6 +68,13 @@ const SPECS: Spec[] = [
     ],
   },
   {
+    name: 'pagefuse_saved_upper_bound',
+    help:
+      '1 when pagefuse_saved_bytes{part="thp_split_zero_pages"} is an upper bound: some merged processes were first seen already merged ' +
+      '(no baseline from before), so zero subpages of huge pages split before (by the kernel or an earlier ksmd run) count too; 0 when it is exact. Absent without root.',
+    value: (f) => (f.host.thpSplitKnown ? (f.host.thpSplitUpperBound ? 1 : 0) : undefined),
+  },
+  {
     name: 'pagefuse_would_save_bytes',
     help: "What merging would give back by the latest scan's estimate (same parts as pagefuse_saved_bytes; the tuner daemon's scans): absent until something has scanned.",
     value: (f) => f.wouldSave?.bytes,

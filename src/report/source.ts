@@ -13,6 +13,8 @@ import { FrameInfo, readFootprint, type Footprint } from '../ksm/footprint.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
 import { vmNames as discoverVmNames } from '../safety/vms.js';
+import { readProcStat } from '../host/procfs.js';
+import { readZeroBaselines, writeZeroBaselines, zeroBaselinesPath, type ZeroBaseline } from './zero-baselines.js';
 
 export interface SnapshotSource {
   read(): Promise<Snapshot>;
@@ -35,6 +37,12 @@ export interface HostSourceOptions {
    * a millisecond per 100 MiB of mergeable memory. New processes are always read at once.
    */
   footprintMaxAgeMs?: number;
+  /**
+   * The file each process's zero-page baseline is shared through with pagefuse's other readers
+   * (zero-baselines.ts), so one that first sees a process already merged can use another's; false keeps
+   * them in this reader. Default: zeroBaselinesPath() on the live host, false with a procRoot.
+   */
+  zeroBaselines?: string | false;
 }
 
 /**
@@ -72,9 +80,13 @@ export class HostSource implements SnapshotSource {
   /**
    * Per process, its zero-page mappings while KSM had merged none of its pages: huge pages of zeros the
    * kernel split before ksmd ran look exactly like ksmd's own splits (docs/savings.md), so they are
-   * subtracted once it merges. Only processes seen before their first merge have one.
+   * subtracted once it merges. Only processes seen before their first merge (by this reader, or by one
+   * that shared it through the baselines file) have one.
    */
-  private readonly zeroBaseline = new Map<number, number>();
+  private readonly zeroBaseline = new Map<number, ZeroBaseline>();
+  private readonly baselinesPath: string | false;
+  /** The baselines as last written to the file, to write only when they change. */
+  private written = '[]';
 
   constructor(private readonly options: HostSourceOptions = {}) {
     this.clock = new KsmdClock(options.procRoot);
@@ -83,6 +95,7 @@ export class HostSource implements SnapshotSource {
     if (options.procRoot !== undefined) roots.procRoot = options.procRoot;
     this.ksm = new Ksm(roots);
     this.nodes = options.nodes ?? nodesSource();
+    this.baselinesPath = options.zeroBaselines ?? (options.procRoot === undefined ? zeroBaselinesPath() : false);
   }
 
   private async footprints(pids: number[]): Promise<Map<number, Footprint>> {
@@ -101,15 +114,49 @@ export class HostSource implements SnapshotSource {
     return byPid;
   }
 
-  /** Zero-page mappings beyond those the process had before KSM first merged its pages (0 until then). */
-  private sinceFirstMerge(pid: number, unmerged: boolean, zeroMapped: number | null): number | null {
-    if (zeroMapped === null) return null;
+  /**
+   * Zero-page mappings beyond those the process had before KSM first merged its pages (0 until then),
+   * and whether that is an upper bound: with no baseline (first seen already merged) every mapping is
+   * counted, huge pages split before among them.
+   */
+  private sinceFirstMerge(pid: number, start: number, unmerged: boolean, zeroMapped: number | null): { pages: number | null; upperBound: boolean } {
+    if (zeroMapped === null) return { pages: null, upperBound: false };
     if (unmerged) {
-      this.zeroBaseline.set(pid, zeroMapped);
-      return 0;
+      this.zeroBaseline.set(pid, { start, zeroMappedPages: zeroMapped });
+      return { pages: 0, upperBound: false };
     }
     const base = this.zeroBaseline.get(pid);
-    return base === undefined ? zeroMapped : Math.max(0, zeroMapped - base);
+    if (base === undefined || base.start !== start) return { pages: zeroMapped, upperBound: zeroMapped > 0 };
+    return { pages: Math.max(0, zeroMapped - base.zeroMappedPages), upperBound: false };
+  }
+
+  /**
+   * Start times of `pids` (−1 for one whose stat cannot be read: its baseline is kept here only), and the
+   * shared baselines of the merged ones this reader has none for.
+   */
+  private async baselinesFor(pids: number[], unmerged: Set<number>): Promise<Map<number, number>> {
+    const procRoot = this.options.procRoot ?? '/proc';
+    const starts = new Map<number, number>();
+    await Promise.all(pids.map(async (pid) => starts.set(pid, (await readProcStat(procRoot, pid))?.startTime ?? -1)));
+    const missing = pids.filter((pid) => !unmerged.has(pid) && this.zeroBaseline.get(pid)?.start !== starts.get(pid));
+    if (this.baselinesPath !== false && missing.length > 0) {
+      const shared = await readZeroBaselines(this.baselinesPath);
+      for (const pid of missing) {
+        const b = shared.get(pid);
+        if (b !== undefined && b.start === starts.get(pid)) this.zeroBaseline.set(pid, b);
+      }
+    }
+    return starts;
+  }
+
+  /** Shares this reader's baselines through the file when they changed since it last wrote them. */
+  private async shareBaselines(): Promise<void> {
+    if (this.baselinesPath === false) return;
+    const now = JSON.stringify([...this.zeroBaseline].sort((a, b) => a[0] - b[0]));
+    if (now === this.written) return;
+    const procRoot = this.options.procRoot ?? '/proc';
+    const failed = await writeZeroBaselines(this.baselinesPath, this.zeroBaseline, async (pid) => (await readProcStat(procRoot, pid))?.startTime);
+    if (failed === undefined) this.written = now;
   }
 
   async read(): Promise<Snapshot> {
@@ -137,6 +184,8 @@ export class HostSource implements SnapshotSource {
           if (again !== undefined && again.mergingPages + again.zeroPages === 0) unmergedNow.add(p.pid);
         }),
     );
+    const measured = list.processes.filter((p) => (footprints.get(p.pid)?.zeroMappedPages ?? null) !== null).map((p) => p.pid);
+    const starts = await this.baselinesFor(measured, unmergedNow);
     const snapshot: Snapshot = {
       at: Date.now(),
       pageSize: o.pageSize ?? PAGE_SIZE,
@@ -154,12 +203,13 @@ export class HostSource implements SnapshotSource {
           mergingPages: p.mergingPages,
           profitBytes: p.profitBytes,
           registered: (p.rmapItems ?? 0) > 0 || p.mergeable === true || p.mergeAny === true,
-          ...footprintFields(fp, this.sinceFirstMerge(p.pid, unmergedNow.has(p.pid), fp?.zeroMappedPages ?? null)),
+          ...footprintFields(fp, this.sinceFirstMerge(p.pid, starts.get(p.pid) ?? -1, unmergedNow.has(p.pid), fp?.zeroMappedPages ?? null)),
         };
       }),
     };
     const listed = new Set(list.processes.map((p) => p.pid));
     for (const pid of this.zeroBaseline.keys()) if (!listed.has(pid)) this.zeroBaseline.delete(pid);
+    await this.shareBaselines();
     if (cpu !== undefined) snapshot.ksmdCpuSeconds = cpu;
     if (nodes !== undefined) snapshot.nodes = nodes;
     if (tuner !== undefined) snapshot.tuner = tuner;
@@ -168,9 +218,12 @@ export class HostSource implements SnapshotSource {
   }
 }
 
-function footprintFields(fp: Footprint | undefined, zeroMapped: number | null): { pssBytes?: number; zeroMappedPages: number | null; sharingWeight: number | null } {
+function footprintFields(
+  fp: Footprint | undefined,
+  zero: { pages: number | null; upperBound: boolean },
+): { pssBytes?: number; zeroMappedPages: number | null; sharingWeight: number | null; thpSplitUpperBound?: true } {
   if (fp === undefined) return { zeroMappedPages: null, sharingWeight: null };
-  return { pssBytes: fp.pssBytes, zeroMappedPages: zeroMapped, sharingWeight: fp.sharingWeight };
+  return { pssBytes: fp.pssBytes, zeroMappedPages: zero.pages, sharingWeight: fp.sharingWeight, ...(zero.upperBound ? { thpSplitUpperBound: true as const } : {}) };
 }
 
 /** VM discovery as the report needs it: pid → guest name, for VMMs and registered processes (by their registered name). */

@@ -14,14 +14,30 @@ function ago(ms: number): string {
   return `${Math.round(s / 3600)}h ago`;
 }
 
-/** What the processes got back and its parts (docs/savings.md). */
-export function savedLine(f: Figures): string {
+/**
+ * Why the THP-split part is only an upper bound, or null when it is not: some processes were first seen
+ * already merged, so huge pages split before pagefuse looked count too (docs/savings.md).
+ */
+export function thpSplitBoundNote(f: Figures): string | null {
+  if (!f.host.thpSplitUpperBound) return null;
+  const n = f.processes.filter((p) => p.thpSplitUpperBound).length;
+  return (
+    `upper bound: ${n === 1 ? '1 process was' : `${n} processes were`} first seen already merged, so huge pages split before ` +
+    `(by the kernel or an earlier ksmd run) count too; a pagefuse reader running before they merge (status, top, serve, tune --history) records their baseline`
+  );
+}
+
+/** What the processes got back and its parts (docs/savings.md); a second line says why when it is an upper bound. */
+export function savedLines(f: Figures): string[] {
   const h = f.host;
   const ps = f.pageSize;
-  return (
-    `saved ${formatBytes(h.savedBytes)} = KSM pages ${formatBytes(h.saved.ksmPages * ps)} + KSM zero pages ${formatBytes(h.saved.ksmZeroPages * ps)}` +
-    ` + THP-split zero pages ${h.thpSplitKnown ? formatBytes(h.saved.thpSplitZeroPages * ps) : '? (needs root)'}`
-  );
+  const le = h.thpSplitUpperBound ? '≤ ' : '';
+  const note = thpSplitBoundNote(f);
+  return [
+    `saved ${le}${formatBytes(h.savedBytes)} = KSM pages ${formatBytes(h.saved.ksmPages * ps)} + KSM zero pages ${formatBytes(h.saved.ksmZeroPages * ps)}` +
+      ` + THP-split zero pages ${h.thpSplitKnown ? `${le}${formatBytes(h.saved.thpSplitZeroPages * ps)}` : '? (needs root)'}`,
+    ...(note === null ? [] : [`  (${note})`]),
+  ];
 }
 
 /** The header lines: knobs, host savings, rates, the tuner's decision and the per-node split. */
@@ -33,7 +49,7 @@ export function headerLines(f: Figures): string[] {
     `KSM run=${s.run} pages_to_scan=${s.pages_to_scan} sleep_millisecs=${s.sleep_millisecs}` +
       (s.merge_across_nodes === undefined ? '' : ` merge_across_nodes=${s.merge_across_nodes}`) +
       `  full_scans ${c.full_scans}`,
-    savedLine(f),
+    ...savedLines(f),
     `  KSM metadata ${formatBytes(h.metadataBytes)} (host cost, kernel memory)  kernel general_profit ${formatBytes(h.kernelProfitBytes)}` +
       `  pages_shared ${c.pages_shared} pages_sharing ${c.pages_sharing}` +
       `  ratio ${h.sharingRatio === null ? '-' : h.sharingRatio.toFixed(2)}`,
