@@ -116,3 +116,30 @@ test('the holder index gives every shared content exactly its holders, by group 
   // Both ways of writing holders are in use on this fleet.
   assert.ok(index.groupOf.some((g) => g >= 0) && index.groupOf.some((g) => g < 0));
 });
+
+test("after migrations each VM's own count and best other host equal those from the full content sets", () => {
+  const { sketches, contents, hostOf } = fleet();
+  const model = new FleetModel(sketches);
+  const at = indexOf(model);
+  // Asked once before, so the moves below have to keep every VM's answer up to date.
+  for (let v = 0; v < VMS; v++) model.bestElsewhere(v);
+  const r = random(11);
+  for (let i = 0; i < 40; i++) {
+    const v = Math.floor(r() * VMS);
+    let to = Math.floor(r() * HOSTS);
+    if (to === hostOf[v]) to = (to + 1) % HOSTS;
+    model.move(at.get(`vm-${v}`)!, to);
+    hostOf[v] = to;
+  }
+  const counts = truth(contents, hostOf);
+  const expected = counts.map((row, v) => {
+    let best = -1;
+    for (let h = 0; h < HOSTS; h++) if (h !== hostOf[v] && (best < 0 || row[h] > row[best])) best = h;
+    return { own: row[hostOf[v]], best };
+  });
+  const actual = Array.from({ length: VMS }, (_, v) => {
+    const m = at.get(`vm-${v}`)!;
+    return { own: model.own(m), best: model.bestElsewhere(m) };
+  });
+  assert.deepEqual(actual, expected);
+});

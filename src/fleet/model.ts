@@ -145,6 +145,15 @@ export class FleetModel {
   private readonly S: number;
   /** row[v·H + h]: sampled contents v shares with the VMs on h (for h = v's host: with the others there). */
   readonly row: Int32Array;
+  /** ownOf[v] = row[v·H + v's host], kept apart so the planner reads it without touching the row (a cache miss per VM a move concerns). */
+  private readonly ownOf: Int32Array;
+  /**
+   * Each VM's best other host: the h ≠ its host with the largest row[v·H + h], the lowest such h on
+   * ties (-1 when there is no other host), kept up to date by moves; `bestStale[v]` when a move
+   * lowered that column or moved v, so the next `bestElsewhere(v)` scans the row again.
+   */
+  private readonly bestHost: Int32Array;
+  private readonly bestStale: Uint8Array;
   /** The VMs whose rows the last move changed (`changedCount` of them), and a per-VM stamp that dedupes them. */
   private readonly changedList: Int32Array;
   private changedCount = 0;
@@ -178,6 +187,9 @@ export class FleetModel {
       this.onHost = from.onHost.slice();
       this.S = from.S;
       this.row = from.row.slice();
+      this.ownOf = from.ownOf.slice();
+      this.bestHost = from.bestHost.slice();
+      this.bestStale = from.bestStale.slice();
       this.changedList = new Int32Array(this.vms.length);
       this.stamp = new Uint32Array(this.vms.length);
       this.index = from.index;
@@ -222,6 +234,9 @@ export class FleetModel {
     this.onHost = new Uint16Array(H * S);
     for (let x = 0; x < S; x++) for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) this.onHost[this.hostOf[this.holders[i]] * S + x]++;
     this.row = new Int32Array(V * H);
+    this.ownOf = new Int32Array(V);
+    this.bestHost = new Int32Array(V);
+    this.bestStale = new Uint8Array(V).fill(1);
     this.changedList = new Int32Array(V);
     this.stamp = new Uint32Array(V);
     this.index = new HolderIndex(this.holderStart, this.holders, V);
@@ -300,6 +315,7 @@ export class FleetModel {
       let own = 0;
       for (let i = 0; i < cur.length; i++) if (this.onHost[home * this.S + cur[i]] >= 2) own++;
       this.row[at + home] = own;
+      this.ownOf[v] = own;
     }
   }
 
@@ -375,7 +391,41 @@ export class FleetModel {
 
   /** Sampled contents v shares with the other VMs of its own host. */
   own(v: number): number {
-    return this.row[v * this.hosts.length + this.hostOf[v]];
+    return this.ownOf[v];
+  }
+
+  /** The host other than v's own whose VMs share most with v (the lowest index among equals), -1 when there is none. */
+  bestElsewhere(v: number): number {
+    if (this.bestStale[v] === 0) return this.bestHost[v];
+    const H = this.hosts.length;
+    const row = this.row;
+    const at = v * H;
+    const home = this.hostOf[v];
+    let best = -Infinity;
+    let to = -1;
+    for (let h = 0; h < H; h++) {
+      if (h !== home && row[at + h] > best) {
+        best = row[at + h];
+        to = h;
+      }
+    }
+    this.bestHost[v] = to;
+    this.bestStale[v] = 0;
+    return to;
+  }
+
+  /** Keeps u's best other host right after column h of its row changed by d (h is not u's host). */
+  private rebest(u: number, h: number, d: number): void {
+    if (this.bestStale[u] === 1) return;
+    const b = this.bestHost[u];
+    if (b === h) {
+      if (d < 0) this.bestStale[u] = 1;
+      return;
+    }
+    const H = this.hosts.length;
+    const value = this.row[u * H + h];
+    const top = this.row[u * H + b];
+    if (value > top || (value === top && h < b)) this.bestHost[u] = h;
   }
 
   /** Sampled contents v shares with the VMs on host h (other than v). */
@@ -597,14 +647,25 @@ export class FleetModel {
       const u = dList[i];
       inD[u] = 0;
       if (u !== v && (dFrom[u] !== 0 || dTo[u] !== 0)) {
-        this.row[u * H + from] += dFrom[u];
-        this.row[u * H + to] += dTo[u];
+        const home = this.hostOf[u];
+        if (dFrom[u] !== 0) {
+          this.row[u * H + from] += dFrom[u];
+          if (home === from) this.ownOf[u] += dFrom[u];
+          else this.rebest(u, from, dFrom[u]);
+        }
+        if (dTo[u] !== 0) {
+          this.row[u * H + to] += dTo[u];
+          if (home === to) this.ownOf[u] += dTo[u];
+          else this.rebest(u, to, dTo[u]);
+        }
         this.touch(u);
       }
       dFrom[u] = dTo[u] = 0;
     }
     this.row[v * H + from] = ownBefore;
     this.row[v * H + to] = sharesAtTarget;
+    this.ownOf[v] = sharesAtTarget;
+    this.bestStale[v] = 1;
     this.used[from] -= this.vms[v].memoryBytes;
     this.used[to] += this.vms[v].memoryBytes;
     this.vms[v].host = to;

@@ -302,20 +302,9 @@ class Planner {
     // fresh[v]: v's row has not changed since rate(v) last ran, so running it again would answer the same.
     const fresh = new Uint8Array(V);
     const rate = (v: number): void => {
-      const row = model.row;
-      const at = v * H;
-      const home = model.hostOf[v];
-      const own = row[at + home];
-      let best = -Infinity;
-      let to = -1;
-      for (let h = 0; h < H; h++) {
-        if (h === home) continue;
-        const g = row[at + h] - own;
-        if (g > best) {
-          best = g;
-          to = h;
-        }
-      }
+      const own = model.own(v);
+      const to = model.bestElsewhere(v);
+      const best = to < 0 ? -Infinity : model.shares(v, to) - own;
       setTarget(v, to);
       // A move that gains nothing alone may gain with a companion (a plateau): kept, ranked last.
       potential[v] = best < 0 || (best === 0 && own === 0) ? -Infinity : best;
