@@ -173,7 +173,6 @@ export function encodeHostSketch(h: HostSketch): SketchWire {
 export const MAX_VMS_PER_HOST = 4096;
 export const MAX_VALUES_PER_VM = 1 << 24;
 const NAME_RE = /^[\x21-\x7e][\x20-\x7e]{0,252}$/;
-const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 function bad(source: string, what: string): PagefuseError {
   return new PagefuseError('EBADMSG', `${source}: not a pagefuse sketch: ${what}`);
@@ -197,11 +196,20 @@ function time(o: Record<string, unknown>, key: string, source: string, where: st
   return v;
 }
 
+/**
+ * The bytes of canonical base64 (what Buffer writes), or null for anything else. Buffer.from skips
+ * what is not base64, so the bytes are written back and compared: natively, where a regular
+ * expression over every character cost 1.6 s across a 20,000-VM fleet.
+ */
+function base64(s: string): Buffer | null {
+  const b = Buffer.from(s, 'base64');
+  return b.toString('base64') === s ? b : null;
+}
+
 function decodeSample(values: unknown, repeats: unknown, modulus: bigint, source: string, where: string): Sample {
-  if (typeof values !== 'string' || !BASE64_RE.test(values) || typeof repeats !== 'string' || !BASE64_RE.test(repeats)) {
-    throw bad(source, `${where}values and repeats must be base64`);
-  }
-  const vb = Buffer.from(values, 'base64');
+  const vb = typeof values === 'string' ? base64(values) : null;
+  const rb = typeof repeats === 'string' ? base64(repeats) : null;
+  if (vb === null || rb === null) throw bad(source, `${where}values and repeats must be base64`);
   if (vb.length % 8 !== 0 || vb.length / 8 > MAX_VALUES_PER_VM) throw bad(source, `${where}values must be whole u64s, at most ${MAX_VALUES_PER_VM}`);
   const out = new BigUint64Array(vb.length / 8);
   new Uint8Array(out.buffer).set(vb);
@@ -219,7 +227,6 @@ function decodeSample(values: unknown, repeats: unknown, modulus: bigint, source
     }
   }
   const counts = new Uint32Array(out.length).fill(1);
-  const rb = Buffer.from(repeats, 'base64');
   if (rb.length % 8 !== 0) throw bad(source, `${where}repeats must be u32 pairs`);
   const pairs = new Uint32Array(rb.length / 4);
   new Uint8Array(pairs.buffer).set(rb);
