@@ -1,12 +1,13 @@
 // Fleet-scale planning from recorded sketches:
-//   node --import tsx bench/fleet.ts [--hosts 1000] [--vms 20000] [--modulus 256] [--gib 1] [--dir DIR] [--max-moves N]
+//   node --import tsx bench/fleet.ts [--hosts 1000] [--vms 20000] [--modulus 256] [--gib 1] [--dir DIR] [--max-moves N] [--out PLAN.json]
 // Generates a fleet of VMs built from templates (OS, version, application layers plus pages of their
 // own, each layer page resident with probability 0.95), scattered over hosts, and records every
 // host's sketch in the wire format /fleet/sketch serves. It then times, in this process, what
 // `pagefuse plan` does with them: decode and check every answer, build the fleet model, plan. The
 // figures (seconds, CPU seconds, peak RSS, load average) are printed as JSON; the targets are ≤ 30 s
 // and ≤ 2 GiB. A --dir that already holds sketches is planned as it is, without generating (and is kept).
-import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,7 +16,7 @@ import { planMigrations } from '../src/fleet/plan.js';
 import { mix } from '../src/workload/content.js';
 
 const { values } = parseArgs({
-  options: { hosts: { type: 'string' }, vms: { type: 'string' }, modulus: { type: 'string' }, gib: { type: 'string' }, dir: { type: 'string' }, 'max-moves': { type: 'string' } },
+  options: { hosts: { type: 'string' }, vms: { type: 'string' }, modulus: { type: 'string' }, gib: { type: 'string' }, dir: { type: 'string' }, 'max-moves': { type: 'string' }, out: { type: 'string' } },
 });
 const HOSTS = Number(values.hosts ?? 1000);
 const VMS = Number(values.vms ?? 20000);
@@ -52,6 +53,7 @@ function ownSample(seed: number, n: number): bigint[] {
 }
 
 const dir = values.dir ?? mkdtempSync(join(tmpdir(), 'pagefuse-fleet-bench-'));
+mkdirSync(dir, { recursive: true });
 // A --dir that already holds sketches is read as it is (a recorded fleet): nothing is generated.
 const recorded = readdirSync(dir).some((f) => f.endsWith('.json'));
 const t0 = performance.now();
@@ -110,6 +112,9 @@ const plan = planMigrations(sketches, values['max-moves'] === undefined ? {} : {
 const t3 = performance.now();
 const cpu3 = process.cpuUsage(cpu1);
 if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
+// The plan itself, to compare plans across changes (its sha256 is in the report either way).
+const planText = JSON.stringify(plan);
+if (values.out !== undefined) writeFileSync(values.out, planText);
 const report = {
   hosts: sketches.length,
   vms: sketches.reduce((n, s) => n + s.vms.length, 0),
@@ -125,6 +130,7 @@ const report = {
   moves: plan.moves.length,
   expected_saving_gib: +(plan.expected_saving_bytes / 2 ** 30).toFixed(1),
   bound_gib: +(plan.bound_bytes / 2 ** 30).toFixed(1),
+  plan_sha256: createHash('sha256').update(planText).digest('hex').slice(0, 16),
   load_average: loadavg().map((l) => +l.toFixed(1)),
 };
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
