@@ -333,6 +333,31 @@ test('a shared baseline of an exited process is not applied to a new process wit
   }
 });
 
+/** A reader that read the host at uptime 40 s (tick 4000), then pid 300 (started at tick 4242) merged before its next read. */
+async function firstSeenMergedAfterStart(hugeZeroPageAllocs: number) {
+  const { dir, sysfs, proc } = fakeHost();
+  try {
+    writeFileSync(join(proc, 'uptime'), '40.00 70.00\n');
+    writeFileSync(join(proc, 'vmstat'), `thp_split_page 9\nthp_zero_page_alloc ${hugeZeroPageAllocs}\nthp_swpout 0\n`);
+    const src = splitGuestSource(dir, sysfs, proc);
+    await src.read();
+    splitGuest(proc)(1, true);
+    return await guest300(src);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a reader watching since before a process started counts its zero-page mappings from its start when it first sees it merged', async () => {
+  const p = await firstSeenMergedAfterStart(0);
+  assert.deepEqual([p?.zeroMappedPages, p?.thpSplitUpperBound], [1023, undefined]);
+});
+
+test('a process started while a reader watched is still an upper bound once the huge zero page has been allocated', async () => {
+  const p = await firstSeenMergedAfterStart(1);
+  assert.deepEqual([p?.zeroMappedPages, p?.thpSplitUpperBound], [1023, true]);
+});
+
 test('a malformed zero-baselines file keeps only its well-formed entries', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-baselines-'));
   try {

@@ -13,7 +13,7 @@ import { FrameInfo, readFootprint, type Footprint } from '../ksm/footprint.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
 import { vmNames as discoverVmNames } from '../safety/vms.js';
-import { readProcStat } from '../host/procfs.js';
+import { USER_HZ, readProcStat, readProcText } from '../host/procfs.js';
 import { readZeroBaselines, writeZeroBaselines, zeroBaselinesPath, type ZeroBaseline } from './zero-baselines.js';
 
 export interface SnapshotSource {
@@ -87,6 +87,8 @@ export class HostSource implements SnapshotSource {
   private readonly baselinesPath: string | false;
   /** The baselines as last written to the file, to write only when they change. */
   private written = '[]';
+  /** When this reader first read the host, in clock ticks since boot (/proc/uptime); undefined before. */
+  private watchingSince: number | undefined;
 
   constructor(private readonly options: HostSourceOptions = {}) {
     this.clock = new KsmdClock(options.procRoot);
@@ -138,13 +140,22 @@ export class HostSource implements SnapshotSource {
     const procRoot = this.options.procRoot ?? '/proc';
     const starts = new Map<number, number>();
     await Promise.all(pids.map(async (pid) => starts.set(pid, (await readProcStat(procRoot, pid))?.startTime ?? -1)));
-    const missing = pids.filter((pid) => !unmerged.has(pid) && this.zeroBaseline.get(pid)?.start !== starts.get(pid));
-    if (this.baselinesPath !== false && missing.length > 0) {
+    const missing = (): number[] => pids.filter((pid) => !unmerged.has(pid) && this.zeroBaseline.get(pid)?.start !== starts.get(pid));
+    if (this.baselinesPath !== false && missing().length > 0) {
       const shared = await readZeroBaselines(this.baselinesPath);
-      for (const pid of missing) {
+      for (const pid of missing()) {
         const b = shared.get(pid);
         if (b !== undefined && b.start === starts.get(pid)) this.zeroBaseline.set(pid, b);
       }
+    }
+    // A process that started after this reader began watching had no zero-page mapping at its start (its
+    // memory was new), so that is its baseline even if ksmd merged it before this reader's next read: as
+    // exact as one taken before the first merge, which also counts every later mapping as ksmd's. Unless
+    // the huge zero page was ever allocated: a write to a huge zero page mapping splits it into 512
+    // zero-page mappings that never held memory (not on kernels that never map it; docs/kernel.md).
+    const young = missing().filter((pid) => this.watchingSince !== undefined && (starts.get(pid) ?? -1) > this.watchingSince);
+    if (young.length > 0 && (await vmstatCounter(procRoot, 'thp_zero_page_alloc')) === 0) {
+      for (const pid of young) this.zeroBaseline.set(pid, { start: starts.get(pid)!, zeroMappedPages: 0 });
     }
     return starts;
   }
@@ -161,6 +172,11 @@ export class HostSource implements SnapshotSource {
 
   async read(): Promise<Snapshot> {
     const o = this.options;
+    if (this.watchingSince === undefined) {
+      const uptime = await readProcText(o.procRoot ?? '/proc', 'uptime');
+      const seconds = uptime === undefined ? NaN : Number.parseFloat(uptime);
+      if (Number.isFinite(seconds)) this.watchingSince = Math.floor(seconds * USER_HZ);
+    }
     const [ksm, list, cpu, vms, tuner, mem] = await Promise.all([
       this.ksm.read(),
       listKsmProcesses(o.procRoot === undefined ? { includeRegistered: true } : { procRoot: o.procRoot, includeRegistered: true }),
@@ -216,6 +232,13 @@ export class HostSource implements SnapshotSource {
     snapshot.mem = mem;
     return snapshot;
   }
+}
+
+/** A /proc/vmstat counter, or undefined when it cannot be read or the kernel has none by that name. */
+async function vmstatCounter(procRoot: string, name: string): Promise<number | undefined> {
+  const text = await readProcText(procRoot, 'vmstat');
+  const m = text === undefined ? null : new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+  return m === null ? undefined : Number(m[1]);
 }
 
 function footprintFields(
