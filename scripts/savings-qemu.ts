@@ -254,6 +254,11 @@ try {
   await ksm.unmergeAll({ timeoutMs: 60_000 });
   await ksm.configure({ run: 0, use_zero_pages: USE_ZERO === 1, pages_to_scan: int('pages-to-scan'), sleep_millisecs: int('sleep-ms'), ...('advisor_mode' in guard.found ? { advisor_mode: 'none' } : {}) });
   const v0 = splitCounters();
+  // A daemon's reader (serve, tune --history) running from before the guests start, that reads once
+  // now and next only after merging: it first sees them merged, but knows they started after it.
+  const daemonDir = join(dir, 'state-daemon');
+  const daemon = hostSource({ footprintMaxAgeMs: 0, nodes: async () => undefined, tunerStatePath: '/nonexistent', zeroBaselines: join(daemonDir, 'zero-baselines.json') });
+  await daemon.read();
   const initrd = buildInitramfs(dir);
   log(`initramfs ${(readFileSync(initrd).length / MiB).toFixed(1)} MiB; booting ${VMS} × ${MEM} MiB guests (TCG), kernel ${kernel}`);
   for (let i = 0; i < VMS; i++) guests.push(startGuest(`vm${i + 1}`, initrd, cgroup));
@@ -326,6 +331,8 @@ try {
   // as on main before the shared baselines), and with the one the status before merging wrote to.
   const cold = statusOnce(join(dir, 'state-cold'));
   const watchedStatus = statusOnce(watchedDir);
+  await daemon.read();
+  const daemonStatus = statusOnce(daemonDir);
   const mergeS = (Date.now() - m0) / 1000;
   const ksmdCpu = ((await clock.cpuSeconds()) ?? NaN) - cpu0;
   after = await read();
@@ -346,6 +353,8 @@ try {
       `THP-split part ${cold.thpSplitPages} pages${cold.upperBound ? ', labelled an upper bound (≤)' : ''}`],
     ['one-shot `status` after merging, a `status` ran before merging', watchedStatus.savedBytes, true,
       `THP-split part ${watchedStatus.thpSplitPages} pages${watchedStatus.upperBound ? ', labelled an upper bound (≤)' : ''}`],
+    ['one-shot `status` after merging, a daemon watching since before the guests started', daemonStatus.savedBytes, true,
+      `THP-split part ${daemonStatus.thpSplitPages} pages${daemonStatus.upperBound ? ', labelled an upper bound (≤)' : ''}`],
 
     ['KSM metadata (host cost, not in the cgroup)', after.host.metadataBytes, false],
     [`kernel general_profit (${after.host.profitSource})`, after.host.kernelProfitBytes, true],

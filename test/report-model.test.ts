@@ -404,7 +404,7 @@ test('the saved line says "≤" and why when the THP-split part is an upper boun
   s.processes = [{ pid: 1, name: 'a', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 256, sharingWeight: 0.5, thpSplitUpperBound: true }];
   assert.deepEqual(savedLines(figures(s)), [
     'saved ≤ 1.0 MiB = KSM pages 4.0 KiB + KSM zero pages 0 B + THP-split zero pages ≤ 1.0 MiB',
-    '  (upper bound: 1 process was first seen already merged, so huge pages split before (by the kernel or an earlier ksmd run) count too; a pagefuse reader running before they merge (status, top, serve, tune --history) records their baseline)',
+    '  (upper bound: 1 process was first seen already merged, so huge pages split before (by the kernel or an earlier ksmd run) count too; a pagefuse reader that sees them before they merge (status, top, serve, tune --history) or runs from before they start records their baseline)',
   ]);
 });
 
