@@ -14,13 +14,16 @@ namespace {
 
 constexpr size_t kHuge = 2u << 20;
 
-size_t Mapped(size_t bytes) { return bytes >= kHuge / 4 ? (bytes + kHuge - 1) / kHuge * kHuge : bytes; }
+bool Huge(size_t bytes) { return bytes >= kHuge / 4; }
+size_t Mapped(size_t bytes) { return Huge(bytes) ? (bytes + kHuge - 1) / kHuge * kHuge : bytes; }
 
 }  // namespace
 
 void* MapZeroed(size_t bytes) {
   const size_t len = Mapped(bytes);
-  if (len == bytes) {
+  // (Not `len == bytes`: an array of a whole number of huge pages, such as the checksums of 2 GiB,
+  // took this path and was faulted in 4 KiB at a time, 6 ms per 2 MiB in this VM.)
+  if (!Huge(bytes)) {
     void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return nullptr;
     madvise(p, len, MADV_POPULATE_WRITE);  // a hint: older kernels fault the pages in on first use
