@@ -222,6 +222,52 @@ function statusOnce(stateDir: string): { savedBytes: number; thpSplitPages: numb
   const s = (JSON.parse(out) as { savings: { saved_bytes: number; parts_pages: { thp_split_zero_pages: number }; thp_split_upper_bound: boolean } }).savings;
   return { savedBytes: s.saved_bytes, thpSplitPages: s.parts_pages.thp_split_zero_pages, upperBound: s.thp_split_upper_bound };
 }
+/** Chunks the scan predicts ksmd will split (a THP holding a duplicate, or a zero page: docs/savings.md). */
+interface PredictedChunk {
+  pid: number;
+  address: number;
+  dup: number;
+  zero: number;
+}
+function predictedSplits(result: Awaited<ReturnType<typeof scan>>, pids: number[]): PredictedChunk[] {
+  const out: PredictedChunk[] = [];
+  result.targets.forEach((t, i) => {
+    const d = t.density;
+    for (let c = 0; c < d.address.length; c++) {
+      if (d.thpPages[c] > 0 && (d.thpDuplicatePages[c] > 0 || d.thpZeroPages[c] > 0)) {
+        out.push({ pid: pids[i], address: d.address[c], dup: d.thpDuplicatePages[c], zero: d.thpZeroPages[c] });
+      }
+    }
+  });
+  return out;
+}
+/** Of the predicted splits, the chunks still one huge page (first page present, KPF_THP), with their predicted parts. */
+async function stillWhole(chunks: PredictedChunk[]): Promise<{ whole: number; zero: number; dup: number; wholeZeroOnly: number; wholeWithDup: number }> {
+  const out = { whole: 0, zero: 0, dup: 0, wholeZeroOnly: 0, wholeWithDup: 0 };
+  const kpf = await open('/proc/kpageflags', 'r');
+  try {
+    for (const c of chunks) {
+      const pm = await open(`/proc/${c.pid}/pagemap`, 'r');
+      try {
+        const w = await readPageEntries(pm, Math.floor(c.address / 4096), 1);
+        if ((w[1] & 0x80000000) === 0) continue;
+        const pfn = (w[1] & 0x7fffff) * 2 ** 32 + w[0];
+        const f = await readPageEntries(kpf, pfn, 1);
+        if ((f[0] & (1 << 22)) === 0) continue;
+        out.whole++;
+        out.zero += c.zero;
+        out.dup += c.dup;
+        if (c.dup === 0) out.wholeZeroOnly++;
+        else out.wholeWithDup++;
+      } finally {
+        await pm.close();
+      }
+    }
+  } finally {
+    await kpf.close();
+  }
+  return out;
+}
 function anonHuge(pid: number): number {
   return Number(/^AnonHugePages:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0) * 1024;
 }
@@ -296,6 +342,7 @@ try {
   // 2. The prediction, before merging.
   const predicted = await scan(pids.map((pid) => ({ pid })));
   log(`scan predicts ${(predicted.estimatedSavedBytes / MiB).toFixed(1)} MiB (${predicted.thpSplitPages} THPs split) in ${predicted.seconds.toFixed(1)} s`);
+  const predictedChunks = predictedSplits(predicted, pids);
 
   // 3. ksmd to convergence.
   const source = hostSource({ footprintMaxAgeMs: 0, nodes: async () => undefined, tunerStatePath: '/nonexistent' });
@@ -327,6 +374,8 @@ try {
   const vAfter = splitCounters();
   const zeroAfter = await zeroChunkClasses(pids);
   log(`merging: ${deltas(vBefore, vAfter)}; zero-page mappings in full chunks ${JSON.stringify(zeroAfter)}`);
+  const unsplit = await stillWhole(predictedChunks);
+  log(`predicted splits still one huge page after merging: ${JSON.stringify(unsplit)} of ${predictedChunks.length}`);
   // One-shot `pagefuse status` after merging: with an empty state dir (nothing saw the guests unmerged:
   // as on main before the shared baselines), and with the one the status before merging wrote to.
   const cold = statusOnce(join(dir, 'state-cold'));
@@ -373,7 +422,7 @@ try {
     bootSeconds: bootS, mergeSeconds: mergeS, ksmdCpuSeconds: ksmdCpu, fullScans,
     anonHugeBeforeMiB: before.anonHuge / MiB, thpSplitPage: end.thpSplit - before.thpSplit,
     sharesNote: after.sharesNote, premergeScans: PREMERGE,
-    vmstatBoot: deltas(v0, vBooted), vmstatMerge: deltas(vBefore, vAfter), zeroBooted, zeroAfter,
+    vmstatBoot: deltas(v0, vBooted), vmstatMerge: deltas(vBefore, vAfter), zeroBooted, zeroAfter, predictedSplitChunks: predictedChunks.length, unsplit,
     rows: rows.map(([figure, bytes, total, note]) => ({ figure, bytes, mib: bytes / MiB, vsCgroup: total ? pct(bytes) : '', ...(note ? { note } : {}) })),
   };
   if (a.json) process.stdout.write(`${JSON.stringify(out)}\n`);
@@ -381,7 +430,8 @@ try {
     process.stdout.write(`${VMS} QEMU guests (TCG) × ${MEM} MiB, Debian kernel ${kernel}, image ${IMAGE} MiB + own ${OWN} MiB + zero ${ZERO} MiB each, use_zero_pages=${USE_ZERO}\n`);
     process.stdout.write(`CPU ${out.cpu}, ${out.cores} cores, load ${out.loadavg.join(' ')}; boot ${bootS.toFixed(0)} s; ksmd to convergence ${mergeS.toFixed(0)} s, ${ksmdCpu.toFixed(1)} CPU-s, ${fullScans} full scans; AnonHugePages before ${out.anonHugeBeforeMiB.toFixed(0)} MiB, thp_split_page +${out.thpSplitPage}\n`);
     process.stdout.write(`premerge full scans ${PREMERGE}; /proc/vmstat during boot: ${out.vmstatBoot}; during merging: ${out.vmstatMerge}\n`);
-    process.stdout.write(`zero-page mappings in full 2 MiB chunks, by chunk: after boot ${JSON.stringify(zeroBooted)}, after merging ${JSON.stringify(zeroAfter)}\n\n`);
+    process.stdout.write(`zero-page mappings in full 2 MiB chunks, by chunk: after boot ${JSON.stringify(zeroBooted)}, after merging ${JSON.stringify(zeroAfter)}\n`);
+    process.stdout.write(`huge pages predicted split ${predictedChunks.length}, still whole after merging ${JSON.stringify(unsplit)}\n\n`);
     process.stdout.write(`| figure | MiB | vs cgroup fall | |\n|---|---|---|---|\n`);
     for (const r of out.rows) process.stdout.write(`| ${r.figure} | ${r.mib.toFixed(1)} | ${r.vsCgroup} | ${r.note ?? ''} |\n`);
     if (out.sharesNote !== null) process.stdout.write(`\nshares: ${out.sharesNote}\n`);
