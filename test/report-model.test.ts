@@ -14,6 +14,7 @@ import {
 import { HostSource } from '../src/report/source.js';
 import { readZeroBaselines, writeZeroBaselines } from '../src/report/zero-baselines.js';
 import { savedLines } from '../src/report/text.js';
+import { metricsRegistry } from '../src/report/prometheus.js';
 import { RMAP_ITEM_BYTES, type KnownKsmCounters } from '../src/ksm/counters.js';
 import { Sampler } from '../src/report/sampler.js';
 import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';
@@ -397,6 +398,13 @@ test('figures mark the saved figure an upper bound when a process with THP-split
   const f = figures(s);
   const bound = Object.fromEntries(f.processes.map((p) => [p.name, p.thpSplitUpperBound]));
   assert.deepEqual([f.host.thpSplitUpperBound, f.host.saved.thpSplitZeroPages, bound], [true, 107, { a: true, b: false, c: false }]);
+});
+
+test('pagefuse_saved_upper_bound is 1 when the THP-split part is an upper bound', async () => {
+  const s = snap(1, { pages_shared: 1, pages_sharing: 1 });
+  s.processes = [{ pid: 1, name: 'a', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 256, sharingWeight: 0.5, thpSplitUpperBound: true }];
+  const text = await metricsRegistry(async () => figures(s)).metrics();
+  assert.deepEqual(text.split('\n').filter((l) => l.startsWith('pagefuse_saved_upper_bound')), ['pagefuse_saved_upper_bound 1']);
 });
 
 test('the saved line says "≤" and why when the THP-split part is an upper bound', () => {
