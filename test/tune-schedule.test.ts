@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { ScanScheduler, UNCHANGED_RESCAN_MS, type ScanFn } from '../src/tune/schedule.js';
+import { createTunerScan } from '../src/tune/scan-adapter.js';
 import type { VmInfo } from '../src/vm/discover.js';
 
 const PAGE = 4096;
@@ -191,4 +193,16 @@ test('a VM that took no page fault and kept its RSS since its last scan is resca
   assert.deepEqual(s.due([{ ...idle, rssBytes: idle.rssBytes + PAGE }]).map((v) => v.pid), [1], 'RSS moved: due');
   now = UNCHANGED_RESCAN_MS;
   assert.deepEqual(s.due([idle]).map((v) => v.pid), [1], 'unchanged, 30 min later: due');
+});
+
+test('a VM that exited before the scan read it leaves the round without figures, not an error', async () => {
+  // Its exit is the watcher's vm_removed; the tuner used to log 'scan: process N does not exist'.
+  const gone = spawnSync('true').pid!;
+  const s = new ScanScheduler({ scan: createTunerScan(), scanCpuBudget: 1, pageSize: PAGE });
+  const outcome = await s.run([vm(gone, 1)]);
+  assert.deepEqual(
+    outcome.targets.map((t) => ({ pid: t.pid, pages: t.pages, vanished: t.vanished })),
+    [{ pid: gone, pages: 0, vanished: true }],
+  );
+  assert.equal(s.records.has(gone), false);
 });

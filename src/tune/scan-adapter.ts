@@ -1,6 +1,7 @@
 // The scan engine as the scheduler calls it: one hashing thread (so scan wall time is scan CPU time,
 // which the scheduler budgets), and the previous result passed on so pages that changed in between
-// are counted as volatile and left out, as ksmd leaves them.
+// are counted as volatile and left out, as ksmd leaves them. A VM that exits before or while it is read
+// is a target without pages marked vanished (the VM watcher reports it gone), not a failed scan.
 import { scan, type ScanResult } from '../scan/scan.js';
 import type { ScanFn, ScanOutcome } from './schedule.js';
 
@@ -11,6 +12,7 @@ export function createTunerScan(): ScanFn {
     const result = await scan(targets, {
       mode: 'exact',
       threads: 1,
+      skipMissing: true,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
       ...(previous === undefined ? {} : { previous }),
     });
@@ -20,6 +22,7 @@ export function createTunerScan(): ScanFn {
       estimatedSavedBytes: result.estimatedSavedBytes,
       targets: result.targets.map((t) => ({
         ...(t.pid === undefined ? {} : { pid: t.pid }),
+        ...(t.vanished ? { vanished: true } : {}),
         pages: t.pages,
         // What ksm_stat will count: merging pages (zero pages merged as one KSM page included) plus
         // the zero pages KSM maps to the zero page itself (use_zero_pages=1).

@@ -12,6 +12,8 @@ export interface ScanTargetOutcome {
   mergingPages: number;
   /** Pages that changed since this target's previous scan, when the engine tracks them. */
   volatilePages?: number;
+  /** The process exited before or while it was read: it has no figures (and is not recorded). */
+  vanished?: boolean;
 }
 
 /** What the tuner needs of a scan result. */
@@ -160,7 +162,7 @@ export class ScanScheduler {
     this.extra = { savedPages: share(othersMerging), mergingPages: othersMerging, pages: others.reduce((s, x) => s + x.pages, 0) };
     for (const vm of vms) {
       const t = outcome.targets.find((x) => x.pid === vm.pid);
-      if (t === undefined) continue;
+      if (t === undefined || t.vanished === true) continue;
       // The joint saving is shared out in proportion to each VM's merging pages.
       const saved = share(t.mergingPages);
       const prev = this.records.get(vm.pid);
