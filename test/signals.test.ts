@@ -182,14 +182,18 @@ test('tune: SIGUSR1 before the tuner starts, while it runs and while it stops op
   }
 });
 
-/** Whether `pid` has a SIGUSR1 still pending, not yet taken by its handler (/proc/<pid>/status). */
-function usr1Pending(pid: number): boolean {
+/** Whether `pid` has signal `signo` still pending, not yet taken by its handler (/proc/<pid>/status). */
+function signalPending(pid: number, signo: number): boolean {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const bit = 1n << 9n; // SIGUSR1 is signal 10
+  const bit = 1n << BigInt(signo - 1);
   return ['SigPnd', 'ShdPnd'].some((k) => (BigInt(`0x${new RegExp(`^${k}:\\s*([0-9a-f]+)`, 'm').exec(status)![1]}`) & bit) !== 0n);
 }
 
-test('tune: a SIGUSR1 that comes while the CLI is still loading is queued, and the tuner retunes for it once it runs', async () => {
+/**
+ * Sends `signal` to `pagefuse tune` while its command module is held mid-load (test/fixtures/hold-tune-load.mjs),
+ * waits until the process has taken it, lets the load go on, and returns the events logged from 'start' on.
+ */
+async function signalWhileLoading(signal: 'SIGUSR1' | 'SIGHUP', signo: number): Promise<{ event: string; signal?: string; config?: null }[]> {
   const release = await lockKsm();
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-signals-'));
   const marker = join(dir, 'loading');
@@ -204,16 +208,15 @@ test('tune: a SIGUSR1 that comes while the CLI is still loading is queued, and t
       for (const deadline = Date.now() + 20_000; !existsSync(marker); await sleep(10)) {
         assert.ok(Date.now() < deadline && run.alive(), `tune's module never started loading; stderr: ${run.stderr}`);
       }
-      run.child.kill('SIGUSR1');
-      while (usr1Pending(run.pid)) await sleep(5);
+      run.child.kill(signal);
+      while (run.alive() && signalPending(run.pid, signo)) await sleep(5);
       writeFileSync(`${marker}.go`, '');
       await run.waitFor('"event":"start"');
-      await sleep(300); // a queued retune is played as the tuner starts running
+      await sleep(300); // what was queued is played as the tuner starts running
       run.child.kill('SIGTERM');
       assert.deepEqual(await run.exited, { code: 0, signal: null }, run.stderr);
-      const events = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; signal?: string });
-      const after = events.slice(events.findIndex((e) => e.event === 'start'));
-      assert.deepEqual(after.filter((e) => e.event === 'signal'), [{ event: 'signal', signal: 'SIGUSR1' }]);
+      const events = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; signal?: string; config?: null });
+      return events.slice(events.findIndex((e) => e.event === 'start'));
     } finally {
       run.child.kill('SIGKILL');
     }
@@ -221,4 +224,14 @@ test('tune: a SIGUSR1 that comes while the CLI is still loading is queued, and t
     rmSync(dir, { recursive: true, force: true });
     release();
   }
+}
+
+test('tune: a SIGUSR1 that comes while the CLI is still loading is queued, and the tuner retunes for it once it runs', async () => {
+  const after = await signalWhileLoading('SIGUSR1', 10);
+  assert.deepEqual(after.filter((e) => e.event === 'signal'), [{ event: 'signal', signal: 'SIGUSR1' }]);
+});
+
+test('tune: a SIGHUP that comes while the CLI is still loading is queued, and the tuner reloads its config once it runs', async () => {
+  const after = await signalWhileLoading('SIGHUP', 1);
+  assert.deepEqual(after.filter((e) => e.event === 'reload'), [{ event: 'reload', config: null }]);
 });

@@ -5,11 +5,21 @@
 // Nothing is imported statically, because ESM imports are loaded before a module's first line runs.
 // Node handles SIGUSR1 itself from startup until this line: docs/signals.md gives that window as measured,
 // and how to close it on Node >= 22.14 (--disable-sigusr1). The signals that come before the command
-// is loaded are counted: `tune` retunes for them (a VM start hook's SIGUSR1 is not lost).
+// is loaded are counted: `tune` retunes for them (a VM start hook's SIGUSR1 is not lost), and reloads for a
+// SIGHUP that came while it loaded.
 let earlyUsr1: number | undefined = 0;
 process.on('SIGUSR1', () => {
   if (earlyUsr1 !== undefined) earlyUsr1++;
 });
+// SIGHUP reloads tune's config, and until tune's modules are loaded its default action would end the
+// daemon (a `systemctl reload` right after a start): counted the same way, and tune reloads for them.
+// Every other command keeps the default (a hangup ends it).
+let earlyHup: number | undefined = 0;
+if (process.argv[2] === 'tune') {
+  process.on('SIGHUP', () => {
+    if (earlyHup !== undefined) earlyHup++;
+  });
+}
 
 // A closed stdout (`pagefuse audit | head -1`) ends the command quietly with 141, what a shell reports for a
 // command killed by SIGPIPE (Node ignores SIGPIPE, so writes fail with EPIPE instead). A command that holds
@@ -30,6 +40,11 @@ const code = await main(process.argv.slice(2), {
   takeEarlyUsr1() {
     const n = earlyUsr1 ?? 0;
     earlyUsr1 = undefined; // from here on the command's own handler answers; this listener keeps it harmless
+    return n;
+  },
+  takeEarlyHup() {
+    const n = earlyHup ?? 0;
+    earlyHup = undefined;
     return n;
   },
 });

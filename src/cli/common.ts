@@ -21,6 +21,8 @@ export interface CliContext {
    * line so Node opens no inspector): how many, and from then on none. `tune` retunes for them.
    */
   takeEarlyUsr1(): number;
+  /** The SIGHUPs that came while `tune`'s modules loaded (counted for `tune` only), and from then on none. */
+  takeEarlyHup?(): number;
 }
 
 export type Options = NonNullable<ParseArgsConfig['options']>;

@@ -96,13 +96,14 @@ class TuneSignals {
     else this.reloadQueued = true;
   };
 
-  /** Listens from now on; `earlyUsr1` SIGUSR1s that came before (while the CLI loaded) are queued. */
-  install(earlyUsr1 = 0): void {
+  /** Listens from now on; the SIGUSR1s and SIGHUPs that came before (while the CLI loaded) are queued. */
+  install(earlyUsr1 = 0, earlyHup = 0): void {
     process.on('SIGTERM', this.onStop);
     process.on('SIGINT', this.onStop);
     process.on('SIGUSR1', this.onUsr1);
     process.on('SIGHUP', this.onHup);
     if (earlyUsr1 > 0) this.retuneQueued = true;
+    if (earlyHup > 0) this.reloadQueued = true;
   }
 
   uninstall(): void {
@@ -131,7 +132,7 @@ class TuneSignals {
 
 export async function run(args: string[], context?: CliContext): Promise<number> {
   const signals = new TuneSignals();
-  signals.install(context?.takeEarlyUsr1() ?? 0);
+  signals.install(context?.takeEarlyUsr1() ?? 0, context?.takeEarlyHup?.() ?? 0);
   try {
     return await runTune(args, signals);
   } finally {
