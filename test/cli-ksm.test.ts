@@ -150,6 +150,26 @@ test('set without root says it needs root on one line, exit 1, and changes nothi
   });
 });
 
+test('set without root fails with needs root when the value already holds, and writes nothing', async (t) => {
+  await withKsm(t, async (ksm) => {
+    await ksm.configure({ sleep_millisecs: 9 });
+    const s = await cli(['set', 'sleep_millisecs=9'], nobody);
+    assert.equal(s.status, 1);
+    oneLine(s, /^pagefuse set: needs root: writing \/sys\/kernel\/mm\/ksm\/sleep_millisecs$/);
+    assert.equal(s.stdout, '');
+  });
+});
+
+test('start without root fails with needs root when ksmd runs already', async (t) => {
+  await withKsm(t, async (ksm) => {
+    await ksm.start();
+    const s = await cli(['start'], nobody);
+    assert.equal(s.status, 1);
+    oneLine(s, /^pagefuse start: needs root: writing \/sys\/kernel\/mm\/ksm\/run$/);
+    assert.equal(s.stdout, '');
+  });
+});
+
 test('set writes knobs and prints what they read back', async (t) => {
   await withKsm(t, async (ksm) => {
     const r = await cli(['set', 'sleep_millisecs=7', 'pages_to_scan=1234', 'use_zero_pages=on']);

@@ -1,6 +1,6 @@
 // ksmd's control files under /sys/kernel/mm/ksm: read every knob and counter the running kernel has,
 // write knobs all-or-nothing in an order the kernel accepts, and wait on ksmd's progress.
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { access, constants, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -205,7 +205,8 @@ export class Ksm {
   /**
    * Writes several knobs, all or nothing: every value is checked before the first write, writes go in
    * an order the kernel accepts, and on a failure what was already written is put back before throwing.
-   * Values equal to the current ones are not written. Resolves to the settings afterwards.
+   * Values equal to the current ones are not written, but must be writable by the caller: without root,
+   * configure({ run: 1 }) fails (EACCES) whether or not run is 1 already. Resolves to the settings afterwards.
    */
   async configure(input: KsmSettingsInput, options: ConfigureOptions = {}): Promise<KsmSettings> {
     if (input === null || typeof input !== 'object' || Array.isArray(input)) {
@@ -236,6 +237,16 @@ export class Ksm {
       );
     }
     const changes = new Map([...wanted].filter(([key, value]) => current[key] !== value));
+    // A value that holds already is not written, but a caller that could not have written it is told so
+    // (`pagefuse start` as nobody used to print 'ksmd started' because run was 1 already).
+    for (const [key, value] of wanted) {
+      if (changes.has(key)) continue;
+      try {
+        await access(this.path(key), constants.W_OK);
+      } catch (err) {
+        throw this.writeError(err, key, value);
+      }
+    }
     const needsUnmerged = NEEDS_UNMERGED.filter((k) => changes.has(k));
     const unmergesItself = changes.get('run') === 2;
     const unmergeFirst = options.unmergeFirst === true && needsUnmerged.length > 0 && !unmergesItself;
