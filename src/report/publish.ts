@@ -58,8 +58,11 @@ export function publishTuner(tuner: DecisionSource, options: PublishOptions = {}
   };
   const onDecision = (d: TuneDecision): void => {
     const rec = decisionRecord(d);
-    decisions.push(rec);
-    if (decisions.length > 1000) decisions.shift();
+    // Kept for the history file only: without one, a daemon deciding every second would hold the last 1000.
+    if (options.historyPath !== undefined) {
+      decisions.push(rec);
+      if (decisions.length > 1000) decisions.shift();
+    }
     writeTunerState(rec, options.statePath).catch(onError);
   };
   tuner.on('decision', onDecision);
