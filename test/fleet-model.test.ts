@@ -57,6 +57,11 @@ function truth(contents: Set<number>[], hostOf: number[]): number[][] {
   );
 }
 
+/** Every VM × host count of the model, by the model's own VM numbers. */
+function modelRows(model: FleetModel): number[][] {
+  return Array.from({ length: VMS }, (_, v) => Array.from({ length: HOSTS }, (_, h) => model.shares(v, h)));
+}
+
 function rows(model: FleetModel): number[][] {
   const at = indexOf(model);
   return Array.from({ length: VMS }, (_, v) => Array.from({ length: HOSTS }, (_, h) => model.shares(at.get(`vm-${v}`)!, h)));
@@ -85,20 +90,21 @@ test('after a sequence of migrations every VM × host count still equals the cou
 test('a migration reports the migrated VM and exactly the other VMs whose counts it changed', () => {
   const { sketches } = fleet();
   const model = new FleetModel(sketches);
-  const before = Int32Array.from(model.row);
+  const before = modelRows(model);
   const changed = [...model.move(0, (model.vms[0].host + 5) % HOSTS)].sort((a, b) => a - b);
-  const differing = Array.from({ length: VMS }, (_, v) => v).filter((v) => v === 0 || model.row.subarray(v * HOSTS, (v + 1) * HOSTS).some((c, h) => c !== before[v * HOSTS + h]));
+  const after = modelRows(model);
+  const differing = Array.from({ length: VMS }, (_, v) => v).filter((v) => v === 0 || after[v].some((c, h) => c !== before[v][h]));
   assert.deepEqual(changed, differing);
 });
 
 test('migrations on a clone leave the model it was copied from unchanged', () => {
   const { sketches } = fleet();
   const model = new FleetModel(sketches);
-  const before = Int32Array.from(model.row);
+  const before = modelRows(model);
   const copy = model.clone();
   copy.move(3, (copy.vms[3].host + 1) % HOSTS);
-  assert.deepEqual(model.row, before);
-  assert.notDeepEqual(copy.row, before);
+  assert.deepEqual(modelRows(model), before);
+  assert.notDeepEqual(modelRows(copy), before);
 });
 
 test('the holder index gives every shared content exactly its holders, by group or listed', () => {

@@ -143,16 +143,22 @@ export class FleetModel {
   /** onHost[h·S + x]: VMs on host h holding shared content x. */
   private readonly onHost: Uint16Array;
   private readonly S: number;
-  /** row[v·H + h]: sampled contents v shares with the VMs on h (for h = v's host: with the others there). */
-  readonly row: Int32Array;
-  /** ownOf[v] = row[v·H + v's host], kept apart so the planner reads it without touching the row (a cache miss per VM a move concerns). */
+  /**
+   * cell[h·V + v]: sampled contents v shares with the VMs on h (for h = v's host: with the others
+   * there): v's row is the cells v, V + v, 2V + v, … Stored host by host because a move changes
+   * two hosts' cells of the ~2,000 VMs it concerns, which then lie in two columns of 80 KB (at
+   * 20,000 VMs) instead of 4,000 places scattered over an 80 MB table.
+   */
+  private readonly cell: Int32Array;
+  /** ownOf[v] = cell[v's host·V + v], kept apart so the planner reads it without touching the table. */
   private readonly ownOf: Int32Array;
   /**
-   * Each VM's best other host: the h ≠ its host with the largest row[v·H + h], the lowest such h on
-   * ties (-1 when there is no other host), kept up to date by moves; `bestStale[v]` when a move
-   * lowered that column or moved v, so the next `bestElsewhere(v)` scans the row again.
+   * Each VM's best other host: the h ≠ its host with the most shared (bestCount), the lowest such h
+   * on ties (-1 when there is no other host), kept up to date by moves; `bestStale[v]` when a move
+   * lowered that host's count or moved v, so the next `bestElsewhere(v)` scans v's row again.
    */
   private readonly bestHost: Int32Array;
+  private readonly bestCount: Int32Array;
   private readonly bestStale: Uint8Array;
   /** The VMs whose rows the last move changed (`changedCount` of them), and a per-VM stamp that dedupes them. */
   private readonly changedList: Int32Array;
@@ -186,9 +192,10 @@ export class FleetModel {
       this.holders = from.holders;
       this.onHost = from.onHost.slice();
       this.S = from.S;
-      this.row = from.row.slice();
+      this.cell = from.cell.slice();
       this.ownOf = from.ownOf.slice();
       this.bestHost = from.bestHost.slice();
+      this.bestCount = from.bestCount.slice();
       this.bestStale = from.bestStale.slice();
       this.changedList = new Int32Array(this.vms.length);
       this.stamp = new Uint32Array(this.vms.length);
@@ -233,10 +240,11 @@ export class FleetModel {
     this.S = S;
     this.onHost = new Uint16Array(H * S);
     for (let x = 0; x < S; x++) for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) this.onHost[this.hostOf[this.holders[i]] * S + x]++;
-    this.row = new Int32Array(V * H);
+    this.cell = new Int32Array(V * H);
     this.ownOf = new Int32Array(V);
     this.bestHost = new Int32Array(V);
-    this.bestStale = new Uint8Array(V).fill(1);
+    this.bestCount = new Int32Array(V);
+    this.bestStale = new Uint8Array(V);
     this.changedList = new Int32Array(V);
     this.stamp = new Uint32Array(V);
     this.index = new HolderIndex(this.holderStart, this.holders, V);
@@ -256,13 +264,14 @@ export class FleetModel {
   }
 
   /**
-   * Fills `row` from the contents' host sets (see hostIndex). VMs are visited in an order that puts
+   * Fills the cells from the contents' host sets (see hostIndex). VMs are visited in an order that puts
    * VMs holding nearly the same contents next to each other, and a VM's row is the previous VM's
    * row plus the host sets of the contents only it holds, minus those of the contents only the
    * previous one held: for siblings of a template that is a few contents instead of all of them.
    */
   private buildRows(): void {
     const H = this.hosts.length;
+    const V = this.vms.length;
     const { start, list, most } = this.hostIndex();
     // acc[h] + base: contents of the current VM some VM on h holds (the VM itself included).
     const acc = new Int32Array(H);
@@ -308,13 +317,18 @@ export class FleetModel {
         }
       }
       prev = cur;
-      const at = v * H;
-      for (let h = 0; h < H; h++) this.row[at + h] = acc[h] + base;
-      // At a VM's own host, count only what another VM there holds.
       const home = this.hostOf[v];
+      let best = -1;
+      for (let h = 0; h < H; h++) {
+        this.cell[h * V + v] = acc[h] + base;
+        if (h !== home && (best < 0 || acc[h] > acc[best])) best = h;
+      }
+      this.bestHost[v] = best;
+      this.bestCount[v] = best < 0 ? 0 : acc[best] + base;
+      // At a VM's own host, count only what another VM there holds.
       let own = 0;
       for (let i = 0; i < cur.length; i++) if (this.onHost[home * this.S + cur[i]] >= 2) own++;
-      this.row[at + home] = own;
+      this.cell[home * V + v] = own;
       this.ownOf[v] = own;
     }
   }
@@ -398,39 +412,42 @@ export class FleetModel {
   bestElsewhere(v: number): number {
     if (this.bestStale[v] === 0) return this.bestHost[v];
     const H = this.hosts.length;
-    const row = this.row;
-    const at = v * H;
+    const V = this.vms.length;
+    const cell = this.cell;
     const home = this.hostOf[v];
     let best = -Infinity;
     let to = -1;
-    for (let h = 0; h < H; h++) {
-      if (h !== home && row[at + h] > best) {
-        best = row[at + h];
+    for (let h = 0, at = v; h < H; h++, at += V) {
+      if (h !== home && cell[at] > best) {
+        best = cell[at];
         to = h;
       }
     }
     this.bestHost[v] = to;
+    this.bestCount[v] = best;
     this.bestStale[v] = 0;
     return to;
   }
 
-  /** Keeps u's best other host right after column h of its row changed by d (h is not u's host). */
-  private rebest(u: number, h: number, d: number): void {
+  /** Keeps u's best other host right after its count at host h (not u's host) changed by d to `value`. */
+  private rebest(u: number, h: number, d: number, value: number): void {
     if (this.bestStale[u] === 1) return;
     const b = this.bestHost[u];
     if (b === h) {
       if (d < 0) this.bestStale[u] = 1;
+      else this.bestCount[u] = value;
       return;
     }
-    const H = this.hosts.length;
-    const value = this.row[u * H + h];
-    const top = this.row[u * H + b];
-    if (value > top || (value === top && h < b)) this.bestHost[u] = h;
+    const top = this.bestCount[u];
+    if (value > top || (value === top && h < b)) {
+      this.bestHost[u] = h;
+      this.bestCount[u] = value;
+    }
   }
 
   /** Sampled contents v shares with the VMs on host h (other than v). */
   shares(v: number, h: number): number {
-    return this.row[v * this.hosts.length + h];
+    return this.cell[h * this.vms.length + v];
   }
 
   /** How many VMs other than `except` (which holds x) on host h hold content x. */
@@ -604,8 +621,9 @@ export class FleetModel {
         note(u);
       }
     };
-    const ownBefore = this.row[v * H + from];
-    const sharesAtTarget = this.row[v * H + to];
+    const V = this.vms.length;
+    const ownBefore = this.cell[from * V + v];
+    const sharesAtTarget = this.cell[to * V + v];
     const ids = this.shared[v];
     for (let k = 0; k < ids.length; k++) {
       const x = ids[k];
@@ -649,21 +667,21 @@ export class FleetModel {
       if (u !== v && (dFrom[u] !== 0 || dTo[u] !== 0)) {
         const home = this.hostOf[u];
         if (dFrom[u] !== 0) {
-          this.row[u * H + from] += dFrom[u];
-          if (home === from) this.ownOf[u] += dFrom[u];
-          else this.rebest(u, from, dFrom[u]);
+          const value = (this.cell[from * V + u] += dFrom[u]);
+          if (home === from) this.ownOf[u] = value;
+          else this.rebest(u, from, dFrom[u], value);
         }
         if (dTo[u] !== 0) {
-          this.row[u * H + to] += dTo[u];
-          if (home === to) this.ownOf[u] += dTo[u];
-          else this.rebest(u, to, dTo[u]);
+          const value = (this.cell[to * V + u] += dTo[u]);
+          if (home === to) this.ownOf[u] = value;
+          else this.rebest(u, to, dTo[u], value);
         }
         this.touch(u);
       }
       dFrom[u] = dTo[u] = 0;
     }
-    this.row[v * H + from] = ownBefore;
-    this.row[v * H + to] = sharesAtTarget;
+    this.cell[from * V + v] = ownBefore;
+    this.cell[to * V + v] = sharesAtTarget;
     this.ownOf[v] = sharesAtTarget;
     this.bestStale[v] = 1;
     this.used[from] -= this.vms[v].memoryBytes;
