@@ -347,8 +347,10 @@ class Planner {
         // Move together with the VM on a that shares most with v, when the pair gains clearly.
         let p = -1;
         let most = 0;
+        const ownV = model.own(v);
         for (const w of model.on(a)) {
-          if (w === v) continue;
+          // What v and w (both on a) hold in common, each shares on a with the other: neither count is smaller.
+          if (w === v || Math.min(ownV, model.own(w)) <= most) continue;
           const c = model.common(v, w);
           if (c > most) {
             most = c;
