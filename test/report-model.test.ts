@@ -13,7 +13,7 @@ import {
 } from '../src/report/model.js';
 import { HostSource } from '../src/report/source.js';
 import { readZeroBaselines, writeZeroBaselines } from '../src/report/zero-baselines.js';
-import { savedLines } from '../src/report/text.js';
+import { processTable, savedLines } from '../src/report/text.js';
 import { metricsRegistry } from '../src/report/prometheus.js';
 import { RMAP_ITEM_BYTES, type KnownKsmCounters } from '../src/ksm/counters.js';
 import { Sampler } from '../src/report/sampler.js';
@@ -398,6 +398,17 @@ test('figures mark the saved figure an upper bound when a process with THP-split
   const f = figures(s);
   const bound = Object.fromEntries(f.processes.map((p) => [p.name, p.thpSplitUpperBound]));
   assert.deepEqual([f.host.thpSplitUpperBound, f.host.saved.thpSplitZeroPages, bound], [true, 107, { a: true, b: false, c: false }]);
+});
+
+test('the process table marks the THP_ZERO of a process without a baseline with "≤"', () => {
+  const s = snap(1, { pages_shared: 1, pages_sharing: 2 });
+  s.processes = [
+    { pid: 1, name: 'a', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 300, sharingWeight: 1, thpSplitUpperBound: true },
+    { pid: 2, name: 'b', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 200, sharingWeight: 1 },
+  ];
+  const [head, ...rows] = processTable(figures(s)).split('\n');
+  const at = head.indexOf('THP_ZERO') + 'THP_ZERO'.length; // the column is right-aligned
+  assert.deepEqual(rows.map((r) => r.slice(0, at).trim().split(/\s+/).at(-1)), ['≤300', '200']);
 });
 
 test('pagefuse_saved_upper_bound is 1 when the THP-split part is an upper bound', async () => {

@@ -174,7 +174,7 @@ export function reportHtml(page: ReportPage): string {
     p.pssBytes === null ? '-' : formatBytes(p.pssBytes),
     formatBytes(p.saved.ksmPages * ps),
     formatBytes(p.saved.ksmZeroPages * ps),
-    f.host.thpSplitKnown ? formatBytes(p.saved.thpSplitZeroPages * ps) : '?',
+    f.host.thpSplitKnown ? `${p.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(p.saved.thpSplitZeroPages * ps)}` : '?',
     String(p.mergingPages),
     formatBytes(p.metadataBytes),
     formatBytes(p.kernelProfitBytes),

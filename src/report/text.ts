@@ -102,7 +102,7 @@ export function processTable(f: Figures, maxRows = Infinity): string {
       p.pssBytes === null ? '-' : formatBytes(p.pssBytes),
       p.saved.ksmPages,
       p.saved.ksmZeroPages,
-      f.host.thpSplitKnown ? p.saved.thpSplitZeroPages : '-',
+      f.host.thpSplitKnown ? `${p.thpSplitUpperBound ? '≤' : ''}${p.saved.thpSplitZeroPages}` : '-',
       p.mergingPages,
       formatBytes(p.metadataBytes),
       formatBytes(p.kernelProfitBytes),
