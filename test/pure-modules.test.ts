@@ -30,6 +30,7 @@ process.stdout.write(JSON.stringify(hostSavings(counters, 4096)));`;
     savedPages: 32,
     savedBytes: 32 * 4096,
     thpSplitKnown: false,
+    thpSplitUpperBound: false,
     metadataBytes: 50 * 64 + 10 * 64,
     netBytes: 32 * 4096 - 60 * 64,
     kernelProfitBytes: 32 * 4096 - 50 * 64,
