@@ -345,7 +345,7 @@ try {
   const predictedChunks = predictedSplits(predicted, pids);
 
   // 3. ksmd to convergence.
-  const source = hostSource({ footprintMaxAgeMs: 0, nodes: async () => undefined, tunerStatePath: '/nonexistent' });
+  const source = hostSource({ footprintMaxAgeMs: 0, nodes: async () => undefined, tunerStatePath: '/nonexistent', zeroBaselines: false });
   const read = async (): Promise<Figures> => figures(await source.read());
   const before = { usage: usage(), pss: pids.reduce((s, p) => s + pss(p), 0), thpSplit: vmstat('thp_split_page'), anonHuge: pids.reduce((s, p) => s + anonHuge(p), 0) };
   const vBefore = splitCounters();
