@@ -400,15 +400,17 @@ test('figures mark the saved figure an upper bound when a process with THP-split
   assert.deepEqual([f.host.thpSplitUpperBound, f.host.saved.thpSplitZeroPages, bound], [true, 107, { a: true, b: false, c: false }]);
 });
 
-test('the process table marks the THP_ZERO of a process without a baseline with "≤"', () => {
+test('the process table marks the SAVED and THP_ZERO of a process without a baseline with "≤"', () => {
   const s = snap(1, { pages_shared: 1, pages_sharing: 2 });
   s.processes = [
     { pid: 1, name: 'a', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 300, sharingWeight: 1, thpSplitUpperBound: true },
     { pid: 2, name: 'b', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 200, sharingWeight: 1 },
   ];
   const [head, ...rows] = processTable(figures(s)).split('\n');
-  const at = head.indexOf('THP_ZERO') + 'THP_ZERO'.length; // the column is right-aligned
-  assert.deepEqual(rows.map((r) => r.slice(0, at).trim().split(/\s+/).at(-1)), ['≤300', '200']);
+  // Right-aligned columns: a cell runs from the end of the header before it to the end of its own.
+  const end = (col: string): number => head.indexOf(col) + col.length;
+  const cell = (r: string, before: string, col: string): string => r.slice(end(before), end(col)).trim();
+  assert.deepEqual(rows.map((r) => [cell(r, 'NAME', 'SAVED'), cell(r, 'KSM_ZERO', 'THP_ZERO')]), [['≤1.2 MiB', '≤300'], ['804 KiB', '200']]);
 });
 
 test('pagefuse_saved_upper_bound is 1 when the THP-split part is an upper bound', async () => {

@@ -216,7 +216,7 @@ export async function run(args: string[]): Promise<number> {
       lines.push(
         formatTable(
           ['PID', 'NAME', 'SAVED', 'PSS', 'MERGING', 'ZERO', 'KERNEL_PROFIT'],
-          shown.map((p) => [p.pid, p.vm ? `${p.name} [vm]` : p.name, formatBytes(p.savedBytes), p.pssBytes === null ? '-' : formatBytes(p.pssBytes), p.mergingPages, p.zeroPages, formatBytes(p.kernelProfitBytes)]),
+          shown.map((p) => [p.pid, p.vm ? `${p.name} [vm]` : p.name, `${p.thpSplitUpperBound ? '≤' : ''}${formatBytes(p.savedBytes)}`, p.pssBytes === null ? '-' : formatBytes(p.pssBytes), p.mergingPages, p.zeroPages, formatBytes(p.kernelProfitBytes)]),
         ),
       );
       lines.push('(SAVED: each process\'s share, summing to the host\'s; KERNEL_PROFIT: ksm_process_profit, which counts a shared page in every sharer)');

@@ -170,7 +170,7 @@ export function reportHtml(page: ReportPage): string {
   const vmRows = f.processes.map((p) => [
     String(p.pid),
     p.vm ? `${p.name} (VM)` : p.name,
-    formatBytes(p.savedBytes),
+    `${p.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(p.savedBytes)}`,
     p.pssBytes === null ? '-' : formatBytes(p.pssBytes),
     formatBytes(p.saved.ksmPages * ps),
     formatBytes(p.saved.ksmZeroPages * ps),

@@ -98,7 +98,7 @@ export function processTable(f: Figures, maxRows = Infinity): string {
     .map((p) => [
       p.pid,
       p.vm ? `${p.name} [vm]` : p.name,
-      formatBytes(p.savedBytes),
+      `${p.thpSplitUpperBound ? '≤' : ''}${formatBytes(p.savedBytes)}`,
       p.pssBytes === null ? '-' : formatBytes(p.pssBytes),
       p.saved.ksmPages,
       p.saved.ksmZeroPages,
