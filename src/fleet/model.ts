@@ -285,6 +285,16 @@ export class FleetModel {
       }
     };
     const cost = (x: number): number => start[x + 1] - start[x] + 1;
+    // Rows are gathered BATCH VMs at a time and written host by host: written one VM at a time,
+    // each of a row's H cells lands in another 80 KB column (a TLB miss each).
+    const BATCH = 64;
+    const batch = new Int32Array(BATCH * H);
+    const batchVms = new Int32Array(BATCH);
+    let inBatch = 0;
+    const flush = (): void => {
+      for (let h = 0; h < H; h++) for (let k = 0; k < inBatch; k++) this.cell[h * V + batchVms[k]] = batch[k * H + h];
+      inBatch = 0;
+    };
     let prev: Int32Array | null = null;
     for (const v of this.similarOrder()) {
       const cur = this.shared[v];
@@ -318,9 +328,11 @@ export class FleetModel {
       }
       prev = cur;
       const home = this.hostOf[v];
+      const at = inBatch * H;
+      batchVms[inBatch++] = v;
       let best = -1;
       for (let h = 0; h < H; h++) {
-        this.cell[h * V + v] = acc[h] + base;
+        batch[at + h] = acc[h] + base;
         if (h !== home && (best < 0 || acc[h] > acc[best])) best = h;
       }
       this.bestHost[v] = best;
@@ -328,9 +340,11 @@ export class FleetModel {
       // At a VM's own host, count only what another VM there holds.
       let own = 0;
       for (let i = 0; i < cur.length; i++) if (this.onHost[home * this.S + cur[i]] >= 2) own++;
-      this.cell[home * V + v] = own;
+      batch[at + home] = own;
       this.ownOf[v] = own;
+      if (inBatch === BATCH) flush();
     }
+    flush();
   }
 
   /**
