@@ -88,3 +88,8 @@ test('the plan realises at least 90 % of the best saving on a planted fleet', ()
   for (const h of plan.hosts) assert.ok(h.used_bytes_after <= h.capacity_bytes, `${h.host} over capacity`);
   assert.ok(gained >= 0.9 * possible, `plan gained ${gained} pages of ${possible} possible (${plan.moves.length} moves)`);
 });
+
+test('a plan made on two threads is the plan made on one', () => {
+  const { sketches } = fleet(16);
+  assert.deepEqual(planMigrations(sketches, { threads: true }), planMigrations(sketches, { threads: false }));
+});

@@ -5,7 +5,10 @@
 // is clear of its error bound and capacity holds after it; the fleet's state is updated exactly (a VM
 // leaving is a subtraction) before the next step, so every step is priced against the fleet as it
 // will be then.
+import { availableParallelism } from 'node:os';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { FleetModel } from './model.js';
+import { HolderIndex } from './holders.js';
 import { estimateFromSample, gainFromSamples, DEFAULT_Z, type Estimate } from './estimate.js';
 import type { HostSketch } from './sketch.js';
 
@@ -18,6 +21,11 @@ export interface PlanOptions {
   minSavingBytes?: number;
   /** Also list every VM's estimated overlap with every host (V × H rows: small fleets). */
   overlaps?: boolean;
+  /**
+   * Make the two plans on two threads (the same plan either way, sooner). Default: when the fleet
+   * has at least 4 million VM × host pairs and the machine more than one CPU.
+   */
+  threads?: boolean;
 }
 
 export interface EstimateBytes {
@@ -127,6 +135,19 @@ class Planner {
     const gain = d.plus - d.minus;
     if (gain <= 0 || gain < this.minGain) return false;
     return gain * this.M > gainFromSamples(d.plus, d.minus, this.M, this.z).bound;
+  }
+
+  /**
+   * `clear` for a step whose gain (plus − minus) is known and whose plus + minus is at most `most`,
+   * walking contents (`walk`) only when those two leave the answer open: the bound grows with
+   * plus + minus, which is at least the gain.
+   */
+  clearWithin(gain: number, most: number, walk: () => { plus: number; minus: number }): boolean {
+    if (gain <= 0 || gain < this.minGain) return false;
+    const { M, z } = this;
+    if (gain * M > gainFromSamples(most, 0, M, z).bound) return true;
+    if (gain * M <= gainFromSamples(gain, 0, M, z).bound) return false;
+    return this.clear(walk());
   }
 
   fits(v: number, h: number, freed = 0): boolean {
@@ -373,7 +394,7 @@ class Planner {
           setStuck(v, STUCK);
           continue;
         }
-      } else if (this.fits(v, b) && !this.clear(model.difference(v, b))) {
+      } else if (this.fits(v, b) && !this.clearWithin(model.shares(v, b) - model.own(v), model.shares(v, b) + model.own(v), () => model.difference(v, b))) {
         setStuck(v, STUCK);
         continue;
       }
@@ -388,9 +409,14 @@ class Planner {
           if (most <= best) continue;
           const g = most - model.swapLoss(v, w);
           if (g <= best) continue;
-          const dv = model.difference(v, b, w);
-          const dw = model.difference(w, a, v);
-          if (this.clear({ plus: dv.plus + dw.plus, minus: dv.minus + dw.minus })) {
+          // Each VM's plus + minus is at most what it shares at both ends.
+          const within = model.shares(v, b) + model.own(v) + model.shares(w, a) + model.own(w);
+          const both = (): { plus: number; minus: number } => {
+            const dv = model.difference(v, b, w);
+            const dw = model.difference(w, a, v);
+            return { plus: dv.plus + dw.plus, minus: dv.minus + dw.minus };
+          };
+          if (this.clearWithin(g, within, both)) {
             best = g;
             partner = w;
           }
@@ -402,7 +428,7 @@ class Planner {
           for (let h = 0; h < H; h++) {
             if (h === a || !this.fits(v, h)) continue;
             const g = model.shares(v, h) - model.own(v);
-            if (g > bestG && this.clear(model.difference(v, h))) {
+            if (g > bestG && this.clearWithin(g, model.shares(v, h) + model.own(v), () => model.difference(v, h))) {
               bestG = g;
               b = h;
             }
@@ -471,12 +497,89 @@ class Planner {
   }
 }
 
+/** What one way of planning leaves: its moves and totals, and where the VMs end up. */
+interface Outcome {
+  moves: PlannedMove[];
+  totalPages: number;
+  totalBound: number;
+  used: Float64Array;
+  hostOf: Int32Array;
+}
+
+function outcome(p: Planner): Outcome {
+  return { moves: p.moves, totalPages: p.totalPages, totalBound: p.totalBound, used: p.model.used, hostOf: p.model.hostOf };
+}
+
+/** The settings both ways of planning share. */
+interface SearchSettings {
+  z: number;
+  pageSize: number;
+  minGain: number;
+  maxMoves: number;
+}
+
+/** Fleets with at least this many VM × host counts plan their two ways on two threads (below it a thread costs more than it saves). */
+const THREAD_CELLS = 4_000_000;
+
+/**
+ * The local search alone, on a thread of its own (the worker side of `aloneOnThread`): the model
+ * arrives as a structured copy, so its prototypes are put back first. Answers on `port`, then
+ * raises `done[0]` for the planning thread, which waits for it without an event loop.
+ */
+export function searchOnThread(data: { model: FleetModel; settings: SearchSettings; port: MessagePort; done: Int32Array }): void {
+  const { model, settings, port, done } = data;
+  try {
+    Object.setPrototypeOf(model, FleetModel.prototype);
+    Object.setPrototypeOf((model as unknown as { index: HolderIndex }).index, HolderIndex.prototype);
+    const alone = new Planner(model, settings.z, settings.pageSize, settings.minGain, settings.maxMoves);
+    alone.search();
+    port.postMessage({ outcome: outcome(alone) });
+  } catch (err) {
+    port.postMessage({ error: String((err as Error)?.stack ?? err) });
+  } finally {
+    port.close();
+    Atomics.store(done, 0, 1);
+    Atomics.notify(done, 0);
+  }
+}
+
+/**
+ * Starts the local search alone on another thread, on a copy of `model` taken now; the returned
+ * function waits for it (blocking: planning stays synchronous) and gives its outcome. Both threads
+ * run the same deterministic code on the same counts, so the plan is the one a single thread makes.
+ */
+function aloneOnThread(model: FleetModel, settings: SearchSettings): () => Outcome {
+  const { port1, port2 } = new MessageChannel();
+  const done = new Int32Array(new SharedArrayBuffer(4));
+  // Run from the sources (tsx), this module is plan.ts: the thread registers tsx first, as the
+  // process did through --import (a worker's module loader does not have it).
+  const self = import.meta.url;
+  const loader = self.endsWith('.ts')
+    ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((api) => api.register())`
+    : 'Promise.resolve()';
+  const worker = new Worker(
+    `${loader}.then(() => import(${JSON.stringify(self)})).then((m) => m.searchOnThread(require('node:worker_threads').workerData), (err) => {
+       const { port, done } = require('node:worker_threads').workerData;
+       port.postMessage({ error: String(err && err.stack || err) }); port.close();
+       Atomics.store(done, 0, 1); Atomics.notify(done, 0);
+     });`,
+    { eval: true, workerData: { model, settings, port: port2, done }, transferList: [port2] },
+  );
+  worker.unref();
+  return () => {
+    while (Atomics.load(done, 0) === 0) Atomics.wait(done, 0, 0, 1000);
+    const answer = receiveMessageOnPort(port1)?.message as { outcome?: Outcome; error?: string } | undefined;
+    port1.close();
+    if (answer?.outcome === undefined) throw new Error(`the planning thread failed: ${answer?.error ?? 'no answer'}`);
+    return answer.outcome;
+  };
+}
+
 export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}): Plan {
   const z = options.z ?? DEFAULT_Z;
   const pageSize = sketches[0]?.pageSize ?? 4096;
   const minGain = (options.minSavingBytes ?? 0) / pageSize;
   const first = new FleetModel(sketches);
-  const second = first.clone();
   const M = first.modulus;
   const maxMoves = options.maxMoves ?? 4 * first.vms.length;
   const H = first.hosts.length;
@@ -493,16 +596,26 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
       )
     : undefined;
   // Two plans, kept the one expected to save more: the local search alone (Memory Buddies), and
-  // regrouping template siblings first, polished by the local search (Sindelar).
-  const alone = new Planner(first, z, pageSize, minGain / M, maxMoves);
-  alone.search();
-  const grouped = new Planner(second, z, pageSize, minGain / M, maxMoves);
+  // regrouping template siblings first, polished by the local search (Sindelar). On a large fleet
+  // the first runs on another thread while this one makes the second.
+  const settings: SearchSettings = { z, pageSize, minGain: minGain / M, maxMoves };
+  let alone: () => Outcome;
+  if (options.threads ?? (V * H >= THREAD_CELLS && availableParallelism() > 1)) {
+    alone = aloneOnThread(first, settings);
+  } else {
+    const p = new Planner(first.clone(), z, pageSize, settings.minGain, maxMoves);
+    p.search();
+    const o = outcome(p);
+    alone = () => o;
+  }
+  const grouped = new Planner(first, z, pageSize, settings.minGain, maxMoves);
   grouped.regroup();
   grouped.search();
-  const best = grouped.totalPages > alone.totalPages ? grouped : alone;
-  const model = best.model;
+  const a = alone();
+  const best = grouped.totalPages > a.totalPages ? outcome(grouped) : a;
+  const model = first;
   const countAfter = new Int32Array(H);
-  for (const v of model.vms) countAfter[v.host]++;
+  for (let v = 0; v < V; v++) countAfter[best.hostOf[v]]++;
   return {
     modulus: M,
     z,
@@ -510,7 +623,7 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
       host: h.name,
       capacity_bytes: h.capacityBytes,
       used_bytes_before: usedBefore[i],
-      used_bytes_after: model.used[i],
+      used_bytes_after: best.used[i],
       vms_before: countBefore[i],
       vms_after: countAfter[i],
     })),
