@@ -113,18 +113,18 @@ export class ScanScheduler {
   due(vms: VmInfo[], requested: readonly number[] = []): VmInfo[] {
     this.refill();
     const t = this.now();
-    const wanted = new Set(requested);
-    const ranked = vms
-      .map((vm) => ({ vm, p: this.priority(vm, t) }))
-      .sort((a, b) => b.p - a.p || b.vm.rssBytes - a.vm.rssBytes);
-    const urgent = ranked.some(({ vm, p }) => p === Infinity || wanted.has(vm.pid));
-    const stale = ranked.some(({ vm }) => {
+    // Asked at every look at /proc (twice a second): whether anything is due is settled before the VMs are
+    // ranked, so an idle tuner does not sort them each time.
+    const due = vms.some((vm) => {
       const r = this.records.get(vm.pid);
-      if (r === undefined) return true;
+      if (r === undefined || r.startTime !== vm.startTime || requested.includes(vm.pid)) return true; // new, or asked for
       const unchanged = vm.faults !== undefined && r.faults === vm.faults && r.rssBytes === vm.rssBytes;
       return t - r.at >= (unchanged ? UNCHANGED_RESCAN_MS : this.rescanMs * 2 ** Math.min(r.steadyScans, MAX_STEADY_DOUBLINGS));
     });
-    if (ranked.length === 0 || (!urgent && !stale) || this.tokensMs <= 0) return [];
+    if (!due || this.tokensMs <= 0) return [];
+    const ranked = vms
+      .map((vm) => ({ vm, p: this.priority(vm, t) }))
+      .sort((a, b) => b.p - a.p || b.vm.rssBytes - a.vm.rssBytes);
     const chosen: VmInfo[] = [];
     let pages = 0;
     for (const { vm } of ranked) {

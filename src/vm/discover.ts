@@ -103,6 +103,8 @@ const RECHECK_MS = 5_000;
 interface Seen {
   id: Identity | undefined;
   firstSeen: number;
+  /** The name last given to it, and the registered name it came from (argv is parsed once, not per poll). */
+  named?: { registered: string | null | undefined; name: string };
 }
 
 export interface PollOptions {
@@ -117,6 +119,8 @@ export interface VmChanges {
   vms: VmInfo[];
   added: VmInfo[];
   removed: number[];
+  /** The removed VMs as last seen (their figures from the last look that read them). */
+  gone: VmInfo[];
 }
 
 /**
@@ -172,40 +176,56 @@ export class VmWatcher {
     for (const pid of this.seen.keys()) if (!alive.has(pid)) this.seen.delete(pid);
     for (const pid of this.registered.keys()) if (!alive.has(pid)) this.registered.delete(pid);
 
-    const next = new Map<number, VmInfo>();
-    await Promise.all(
-      pids.map(async (pid) => {
-        let seen = this.seen.get(pid);
-        if (seen !== undefined && seen.id?.vmm === undefined && young(seen)) {
-          // A young process that is no VMM may be about to exec one (libvirt forks, then execs qemu):
-          // its stat is read again, and its argv only when its comm changed, as exec changes it.
-          const stat = readProcStatSync(this.procRoot, pid);
-          if (stat === undefined) return; // exited meanwhile
-          if (seen.id === undefined || stat.comm !== seen.id.comm || stat.startTime !== seen.id.startTime) seen = undefined;
-        }
-        if (seen === undefined) {
-          seen = { id: await identify(this.procRoot, pid), firstSeen: this.seen.get(pid)?.firstSeen ?? now };
-          this.seen.set(pid, seen);
-        }
+    // What each pid is, in pid order (the directory's): a VM already known costs nothing more here, and
+    // only what is new (or, with figures, every VM) takes a promise, so an idle poll allocates little.
+    const found: (VmInfo | undefined)[] = new Array(pids.length);
+    const reads: Promise<void>[] = [];
+    const look = async (i: number, pid: number, seen: Seen | undefined): Promise<void> => {
+      if (seen === undefined) {
+        seen = { id: await identify(this.procRoot, pid), firstSeen: this.seen.get(pid)?.firstSeen ?? now };
+        this.seen.set(pid, seen);
+      }
+      const id = seen.id;
+      if (id === undefined || (id.vmm === undefined && !this.registered.has(pid))) return;
+      found[i] = await describe(this.procRoot, pid, id, this.registered.get(pid));
+    };
+    for (let i = 0; i < pids.length; i++) {
+      const pid = pids[i];
+      let seen = this.seen.get(pid);
+      if (seen !== undefined && seen.id?.vmm === undefined && young(seen)) {
+        // A young process that is no VMM may be about to exec one (libvirt forks, then execs qemu):
+        // its stat is read again, and its argv only when its comm changed, as exec changes it.
+        const stat = readProcStatSync(this.procRoot, pid);
+        if (stat === undefined) continue; // exited meanwhile
+        if (seen.id === undefined || stat.comm !== seen.id.comm || stat.startTime !== seen.id.startTime) seen = undefined;
+      }
+      if (seen !== undefined) {
         const id = seen.id;
-        if (id === undefined) return;
-        if (id.vmm === undefined && !this.registered.has(pid)) return;
+        if (id === undefined || (id.vmm === undefined && !this.registered.has(pid))) continue;
         const known = this.current.get(pid);
         if (!figures && known !== undefined && known.startTime === id.startTime) {
-          const name = nameOf(pid, id, this.registered.get(pid));
-          next.set(pid, known.name === name ? known : { ...known, name });
-          return;
+          const registered = this.registered.get(pid);
+          if (seen.named?.registered !== registered || seen.named === undefined) seen.named = { registered, name: nameOf(pid, id, registered) };
+          const name = seen.named.name;
+          found[i] = known.name === name ? known : { ...known, name };
+          continue;
         }
-        const info = await describe(this.procRoot, pid, id, this.registered.get(pid));
-        if (info !== undefined) next.set(pid, info);
-      }),
-    );
-    const sorted = new Map([...next.entries()].sort((a, b) => a[0] - b[0]));
-    const added = [...sorted.values()].filter((vm) => this.current.get(vm.pid)?.startTime !== vm.startTime);
-    const removed = [...this.current.values()]
-      .filter((vm) => sorted.get(vm.pid)?.startTime !== vm.startTime)
-      .map((vm) => vm.pid);
-    this.current = sorted;
-    return { vms: this.vms, added, removed };
+      }
+      reads.push(look(i, pid, seen));
+    }
+    if (reads.length > 0) await Promise.all(reads);
+    const next = new Map<number, VmInfo>();
+    for (const info of found) if (info !== undefined) next.set(info.pid, info);
+    const added: VmInfo[] = [];
+    for (const vm of next.values()) if (this.current.get(vm.pid)?.startTime !== vm.startTime) added.push(vm);
+    const removed: number[] = [];
+    const gone: VmInfo[] = [];
+    for (const vm of this.current.values()) {
+      if (next.get(vm.pid)?.startTime === vm.startTime) continue;
+      removed.push(vm.pid);
+      gone.push(vm);
+    }
+    this.current = next;
+    return { vms: this.vms, added, removed, gone };
   }
 }
