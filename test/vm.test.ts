@@ -127,6 +127,22 @@ test('the watcher reports VMs that come and go, and a process that execs into qe
   }
 });
 
+test('a poll without figures reports the VMs gone as it last read them, and keeps the known ones as they were', async () => {
+  const tree = hostTree();
+  try {
+    const w = new VmWatcher({ procRoot: tree.root });
+    const first = await w.poll();
+    const web = first.vms.find((v) => v.pid === 101)!;
+    tree.add({ pid: 102, argv: ['/usr/libexec/qemu-kvm', '-name', 'db,,primary', '-m', '2G'], exe: '/usr/libexec/qemu-kvm', rssKiB: 1_500_000, startTime: 5001 });
+    tree.remove(101);
+    const r = await w.poll(Date.now(), { figures: false });
+    assert.deepEqual([r.removed, r.gone], [[101], [web]]);
+    assert.equal(r.vms.find((v) => v.pid === 102)!.rssBytes, 1_000_000 * 1024, 'the known VM keeps the figures of the last read');
+  } finally {
+    tree.dispose();
+  }
+});
+
 test("QEMU option strings: ',,' escapes a comma and a bare first value takes the implied key", () => {
   assert.deepEqual([...parseQemuOpts('guest=a,,b,debug-threads=on', 'guest')], [['guest', 'a,b'], ['debug-threads', 'on']]);
   assert.deepEqual([...parseQemuOpts('vm9,process=qemu:vm9', 'guest')], [['guest', 'vm9'], ['process', 'qemu:vm9']]);
