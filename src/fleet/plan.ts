@@ -8,7 +8,6 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { FleetModel } from './model.js';
-import { HolderIndex } from './holders.js';
 import { estimateFromSample, gainFromSamples, DEFAULT_Z, type Estimate } from './estimate.js';
 import type { HostSketch } from './sketch.js';
 
@@ -522,15 +521,15 @@ interface SearchSettings {
 const THREAD_CELLS = 4_000_000;
 
 /**
- * The local search alone, on a thread of its own (the worker side of `aloneOnThread`): the model
- * arrives as a structured copy, so its prototypes are put back first. Answers on `port`, then
- * raises `done[0]` for the planning thread, which waits for it without an event loop.
+ * The local search alone, on a thread of its own (the worker side of `aloneOnThread`): it builds
+ * its own model from the sketches while the planning thread builds the other. Answers on `port`,
+ * then raises `done[0]` for the planning thread, which waits for it without an event loop.
  */
-export function searchOnThread(data: { model: FleetModel; settings: SearchSettings; port: MessagePort; done: Int32Array }): void {
-  const { model, settings, port, done } = data;
+export function searchOnThread(data: { sketches: HostSketch[] | null; settings: SearchSettings; port: MessagePort; done: Int32Array }): void {
+  const { settings, port, done } = data;
   try {
-    Object.setPrototypeOf(model, FleetModel.prototype);
-    Object.setPrototypeOf((model as unknown as { index: HolderIndex }).index, HolderIndex.prototype);
+    const model = new FleetModel(data.sketches ?? []);
+    data.sketches = null; // the model holds what planning needs: the copy of the sketches can go
     const alone = new Planner(model, settings.z, settings.pageSize, settings.minGain, settings.maxMoves);
     alone.search();
     port.postMessage({ outcome: outcome(alone) });
@@ -544,11 +543,11 @@ export function searchOnThread(data: { model: FleetModel; settings: SearchSettin
 }
 
 /**
- * Starts the local search alone on another thread, on a copy of `model` taken now; the returned
+ * Starts the local search alone on another thread, from a copy of the sketches; the returned
  * function waits for it (blocking: planning stays synchronous) and gives its outcome. Both threads
  * run the same deterministic code on the same counts, so the plan is the one a single thread makes.
  */
-function aloneOnThread(model: FleetModel, settings: SearchSettings): () => Outcome {
+function aloneOnThread(sketches: HostSketch[], settings: SearchSettings): () => Outcome {
   const { port1, port2 } = new MessageChannel();
   const done = new Int32Array(new SharedArrayBuffer(4));
   // Run from the sources (tsx), this module is plan.ts: the thread registers tsx first, as the
@@ -563,7 +562,7 @@ function aloneOnThread(model: FleetModel, settings: SearchSettings): () => Outco
        port.postMessage({ error: String(err && err.stack || err) }); port.close();
        Atomics.store(done, 0, 1); Atomics.notify(done, 0);
      });`,
-    { eval: true, workerData: { model, settings, port: port2, done }, transferList: [port2] },
+    { eval: true, workerData: { sketches, settings, port: port2, done }, transferList: [port2] },
   );
   worker.unref();
   return () => {
@@ -579,11 +578,17 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
   const z = options.z ?? DEFAULT_Z;
   const pageSize = sketches[0]?.pageSize ?? 4096;
   const minGain = (options.minSavingBytes ?? 0) / pageSize;
+  const H = sketches.length;
+  const V = sketches.reduce((n, s) => n + s.vms.length, 0);
+  const M = Math.max(1, ...sketches.map((s) => s.modulus)); // as FleetModel's
+  const maxMoves = options.maxMoves ?? 4 * V;
+  // Two plans, kept the one expected to save more: the local search alone (Memory Buddies), and
+  // regrouping template siblings first, polished by the local search (Sindelar). On a large fleet
+  // the first is made on another thread, from its own model, while this one makes the second.
+  const settings: SearchSettings = { z, pageSize, minGain: minGain / M, maxMoves };
+  const threads = options.threads ?? (V * H >= THREAD_CELLS && availableParallelism() > 1);
+  const onThread = threads ? aloneOnThread(sketches, settings) : null;
   const first = new FleetModel(sketches);
-  const M = first.modulus;
-  const maxMoves = options.maxMoves ?? 4 * first.vms.length;
-  const H = first.hosts.length;
-  const V = first.vms.length;
   const usedBefore = Float64Array.from(first.used);
   const countBefore = new Int32Array(H);
   for (const v of first.vms) countBefore[v.host]++;
@@ -595,13 +600,9 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
         }),
       )
     : undefined;
-  // Two plans, kept the one expected to save more: the local search alone (Memory Buddies), and
-  // regrouping template siblings first, polished by the local search (Sindelar). On a large fleet
-  // the first runs on another thread while this one makes the second.
-  const settings: SearchSettings = { z, pageSize, minGain: minGain / M, maxMoves };
   let alone: () => Outcome;
-  if (options.threads ?? (V * H >= THREAD_CELLS && availableParallelism() > 1)) {
-    alone = aloneOnThread(first, settings);
+  if (onThread !== null) {
+    alone = onThread;
   } else {
     const p = new Planner(first.clone(), z, pageSize, settings.minGain, maxMoves);
     p.search();
