@@ -321,6 +321,8 @@ class Planner {
     };
     // fresh[v]: v's row has not changed since rate(v) last ran, so running it again would answer the same.
     const fresh = new Uint8Array(V);
+    // A swap candidate's bound on its gain (see the swap below).
+    const mostOf = new Int32Array(V);
     const rate = (v: number): void => {
       const own = model.own(v);
       const to = model.bestElsewhere(v);
@@ -398,16 +400,28 @@ class Planner {
         continue;
       }
       if (changed.length === 0 && !this.fits(v, b)) {
-        // Trade places with the VM on b whose swap saves most, if both fit afterwards.
+        // Trade places with the VM on b whose swap saves most, if both fit afterwards: of the clear
+        // swaps with the largest gain, the one with the lowest VM index. Candidates are tried by
+        // what the counts alone bound their gain to, largest first (the gain is never more: it
+        // lacks what the two lose by leaving each other), so the walks stop once no bound can win.
         let best = 0;
+        const candidates: number[] = [];
         for (const w of model.on(b)) {
           if (!this.fits(v, b, model.vms[w].memoryBytes) || !this.fits(w, a, model.vms[v].memoryBytes)) continue;
-          // What the two would share at their new hosts, less what they lose by leaving each other
-          // (never negative: the rows alone bound the gain, and most candidates stop there).
           const most = model.shares(v, b) - model.own(v) + model.shares(w, a) - model.own(w);
-          if (most <= best) continue;
+          if (most <= 0) continue;
+          candidates.push(w);
+          mostOf[w] = most;
+        }
+        candidates.sort((x, y) => mostOf[y] - mostOf[x] || x - y);
+        // A candidate beats the current one with a larger gain, or an equal gain and a lower index.
+        const beats = (g: number, w: number): boolean => g > best || (partner >= 0 && g === best && w < partner);
+        for (const w of candidates) {
+          const most = mostOf[w];
+          if (most < best) break;
+          if (!beats(most, w)) continue;
           const g = most - model.swapLoss(v, w);
-          if (g <= best) continue;
+          if (!beats(g, w)) continue;
           // Each VM's plus + minus is at most what it shares at both ends.
           const within = model.shares(v, b) + model.own(v) + model.shares(w, a) + model.own(w);
           const both = (): { plus: number; minus: number } => {
