@@ -28,6 +28,16 @@ class ZeroedArray {
     other.data_ = nullptr;
     other.bytes_ = 0;
   }
+  ZeroedArray& operator=(ZeroedArray&& other) noexcept {
+    if (this != &other) {
+      reset();
+      data_ = other.data_;
+      bytes_ = other.bytes_;
+      other.data_ = nullptr;
+      other.bytes_ = 0;
+    }
+    return *this;
+  }
   ~ZeroedArray() { reset(); }
 
   // Drops the current array, then maps one of n elements (none for n = 0).
