@@ -127,6 +127,20 @@ test('the watcher reports VMs that come and go, and a process that execs into qe
   }
 });
 
+test('a process seen mid-exec, with its new comm and no argv yet, is found as a VM once its argv is there', async () => {
+  const tree = new ProcTree();
+  try {
+    const w = new VmWatcher({ procRoot: tree.root });
+    tree.write('uptime', '100.00 150.00\n');
+    tree.add({ pid: 300, argv: [], exe: '/usr/bin/qemu-system-x86_64', comm: 'qemu-system-x86', startTime: 9950 });
+    assert.deepEqual((await w.poll(1000)).added, []);
+    tree.add({ pid: 300, argv: ['/usr/bin/qemu-system-x86_64', '-name', 'guest=late'], exe: '/usr/bin/qemu-system-x86_64', comm: 'qemu-system-x86', startTime: 9950 });
+    assert.deepEqual((await w.poll(1500)).added.map((v) => v.name), ['late']);
+  } finally {
+    tree.dispose();
+  }
+});
+
 test('a poll without figures reports the VMs gone as it last read them, and keeps the known ones as they were', async () => {
   const tree = hostTree();
   try {

@@ -58,7 +58,12 @@ async function identify(procRoot: string, pid: number): Promise<Identity | undef
   const statText = await readProcText(procRoot, pid, 'stat');
   const [cmdline, exe] = await Promise.all([readProcText(procRoot, pid, 'cmdline'), readProcLink(procRoot, pid, 'exe')]);
   const stat = statText === undefined ? undefined : parseStat(statText);
-  if (stat === undefined || cmdline === undefined) return undefined;
+  // An empty argv is one not set up yet: exec sets the new comm before the new argv's place in memory, so
+  // in between a process reads as its new comm with no arguments. Unknown, it is looked at again while
+  // young; taken for a non-VM, it would never be (its comm does not change again) and the VM goes unseen
+  // (the likely cause of 2 VMs of 599 missed by a soak at load 11). Kernel threads and zombies have no argv
+  // either: they cost a recheck while young.
+  if (stat === undefined || cmdline === undefined || cmdline === '') return undefined;
   const argv = splitCmdline(cmdline);
   return { vmm: classifyVmm(argv, exe), argv, comm: stat.comm, startTime: stat.startTime };
 }
