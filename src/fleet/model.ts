@@ -239,7 +239,11 @@ export class FleetModel {
     });
     this.S = S;
     this.onHost = new Uint16Array(H * S);
-    for (let x = 0; x < S; x++) for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) this.onHost[this.hostOf[this.holders[i]] * S + x]++;
+    // VM by VM (a host's VMs are numbered together, so this walks one host's counts at a time).
+    this.shared.forEach((ids, v) => {
+      const at = this.hostOf[v] * S;
+      for (let i = 0; i < ids.length; i++) this.onHost[at + ids[i]]++;
+    });
     this.cell = new Int32Array(V * H);
     this.ownOf = new Int32Array(V);
     this.bestHost = new Int32Array(V);
