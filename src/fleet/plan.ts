@@ -534,19 +534,27 @@ interface SearchSettings {
 /** Fleets with at least this many VM × host counts plan their two ways on two threads (below it a thread costs more than it saves). */
 const THREAD_CELLS = 4_000_000;
 
+/** The two ways of planning (see planMigrations). */
+type Way = 'alone' | 'grouped';
+
+function planOneWay(model: FleetModel, settings: SearchSettings, way: Way): Outcome {
+  const p = new Planner(model, settings.z, settings.pageSize, settings.minGain, settings.maxMoves);
+  if (way === 'grouped') p.regroup();
+  p.search();
+  return outcome(p);
+}
+
 /**
- * The local search alone, on a thread of its own (the worker side of `aloneOnThread`): it builds
- * its own model from the sketches while the planning thread builds the other. Answers on `port`,
- * then raises `done[0]` for the planning thread, which waits for it without an event loop.
+ * One way of planning on a thread of its own (the worker side of `planOnThread`): it builds its
+ * own model from the sketches while the planning thread builds the other. Answers on `port`, then
+ * raises `done[0]` for the planning thread, which waits for it without an event loop.
  */
-export function searchOnThread(data: { sketches: HostSketch[] | null; settings: SearchSettings; port: MessagePort; done: Int32Array }): void {
-  const { settings, port, done } = data;
+export function planOnThisThread(data: { sketches: HostSketch[] | null; settings: SearchSettings; way: Way; port: MessagePort; done: Int32Array }): void {
+  const { settings, way, port, done } = data;
   try {
     const model = new FleetModel(data.sketches ?? []);
     data.sketches = null; // the model holds what planning needs: the copy of the sketches can go
-    const alone = new Planner(model, settings.z, settings.pageSize, settings.minGain, settings.maxMoves);
-    alone.search();
-    port.postMessage({ outcome: outcome(alone) });
+    port.postMessage({ outcome: planOneWay(model, settings, way) });
   } catch (err) {
     port.postMessage({ error: String((err as Error)?.stack ?? err) });
   } finally {
@@ -556,14 +564,18 @@ export function searchOnThread(data: { sketches: HostSketch[] | null; settings: 
   }
 }
 
+const NO_COUNTS = new Uint32Array(0);
+
 /**
- * Starts the local search alone on another thread, from a copy of the sketches; the returned
- * function waits for it (blocking: planning stays synchronous) and gives its outcome. Both threads
- * run the same deterministic code on the same counts, so the plan is the one a single thread makes.
+ * Starts one way of planning on another thread, from a copy of the sketches (their sampled values:
+ * the model needs no more); the returned function waits for it (blocking: planning stays
+ * synchronous) and gives its outcome. Both threads run the same deterministic code on the same
+ * counts, so the plan is the one a single thread makes.
  */
-function aloneOnThread(sketches: HostSketch[], settings: SearchSettings): () => Outcome {
+function planOnThread(sketches: HostSketch[], settings: SearchSettings, way: Way): () => Outcome {
   const { port1, port2 } = new MessageChannel();
   const done = new Int32Array(new SharedArrayBuffer(4));
+  const lean = sketches.map((s) => ({ ...s, vms: s.vms.map((v) => ({ ...v, sample: { values: v.sample.values, counts: NO_COUNTS } })) }));
   // Run from the sources (tsx), this module is plan.ts: the thread registers tsx first, as the
   // process did through --import (a worker's module loader does not have it).
   const self = import.meta.url;
@@ -571,12 +583,12 @@ function aloneOnThread(sketches: HostSketch[], settings: SearchSettings): () => 
     ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((api) => api.register())`
     : 'Promise.resolve()';
   const worker = new Worker(
-    `${loader}.then(() => import(${JSON.stringify(self)})).then((m) => m.searchOnThread(require('node:worker_threads').workerData), (err) => {
+    `${loader}.then(() => import(${JSON.stringify(self)})).then((m) => m.planOnThisThread(require('node:worker_threads').workerData), (err) => {
        const { port, done } = require('node:worker_threads').workerData;
        port.postMessage({ error: String(err && err.stack || err) }); port.close();
        Atomics.store(done, 0, 1); Atomics.notify(done, 0);
      });`,
-    { eval: true, workerData: { sketches, settings, port: port2, done }, transferList: [port2] },
+    { eval: true, workerData: { sketches: lean, settings, way, port: port2, done }, transferList: [port2] },
   );
   worker.unref();
   return () => {
@@ -598,10 +610,11 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
   const maxMoves = options.maxMoves ?? 4 * V;
   // Two plans, kept the one expected to save more: the local search alone (Memory Buddies), and
   // regrouping template siblings first, polished by the local search (Sindelar). On a large fleet
-  // the first is made on another thread, from its own model, while this one makes the second.
+  // the second is made on another thread, from its own model, while this one makes the first (the
+  // regrouped plan is the shorter: the thread's start and copy of the sketches go on its side).
   const settings: SearchSettings = { z, pageSize, minGain: minGain / M, maxMoves };
   const threads = options.threads ?? (V * H >= THREAD_CELLS && availableParallelism() > 1);
-  const onThread = threads ? aloneOnThread(sketches, settings) : null;
+  const groupedOnThread = threads ? planOnThread(sketches, settings, 'grouped') : null;
   const first = new FleetModel(sketches);
   const usedBefore = Float64Array.from(first.used);
   const countBefore = new Int32Array(H);
@@ -614,21 +627,10 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
         }),
       )
     : undefined;
-  let alone: () => Outcome;
-  if (onThread !== null) {
-    alone = onThread;
-  } else {
-    const p = new Planner(first.clone(), z, pageSize, settings.minGain, maxMoves);
-    p.search();
-    const o = outcome(p);
-    alone = () => o;
-  }
-  const grouped = new Planner(first, z, pageSize, settings.minGain, maxMoves);
-  grouped.regroup();
-  grouped.search();
-  const a = alone();
-  const best = grouped.totalPages > a.totalPages ? outcome(grouped) : a;
   const model = first;
+  const alone = planOneWay(groupedOnThread === null ? first.clone() : first, settings, 'alone');
+  const grouped = groupedOnThread === null ? planOneWay(first, settings, 'grouped') : groupedOnThread();
+  const best = grouped.totalPages > alone.totalPages ? grouped : alone;
   const countAfter = new Int32Array(H);
   for (let v = 0; v < V; v++) countAfter[best.hostOf[v]]++;
   return {
