@@ -6,7 +6,6 @@ import {
   parseKeyValues,
   parseStat,
   readProcLink,
-  readProcStat,
   readProcStatSync,
   readProcText,
   readProcTextSync,
@@ -76,11 +75,11 @@ function nameOf(pid: number, id: Identity, registered: string | null | undefined
 async function describe(procRoot: string, pid: number, id: Identity, registered: string | null | undefined): Promise<VmInfo | undefined> {
   const vmm = id.vmm ?? (registered !== undefined ? 'registered' : undefined);
   if (vmm === undefined) return undefined;
-  const [status, ksmStat, stat] = await Promise.all([
-    readProcText(procRoot, pid, 'status'),
-    readProcText(procRoot, pid, 'ksm_stat'),
-    readProcStat(procRoot, pid),
-  ]);
+  // Three small files that take no lock of the VM's memory map: read synchronously, as a promise read is
+  // four thread-pool round trips (a decision beside 40 VMs made 480 of them).
+  const status = readProcTextSync(procRoot, pid, 'status');
+  const ksmStat = readProcTextSync(procRoot, pid, 'ksm_stat');
+  const stat = readProcStatSync(procRoot, pid);
   if (status === undefined) return undefined; // exited meanwhile
   const info: VmInfo = {
     pid,
