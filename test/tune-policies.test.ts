@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KSMTUNED_DEFAULTS } from '../src/tune/config.js';
 import { committedKiB, ksmtuned, initialKsmtunedState, type KsmtunedState } from '../src/tune/policies/ksmtuned.js';
-import { adaptive, initialAdaptiveState, paceFor, type AdaptiveConfig, type AdaptiveState } from '../src/tune/policies/adaptive.js';
+import { adaptive, initialAdaptiveState, paceFor, repace, type AdaptiveConfig, type AdaptiveState, type PaceSample } from '../src/tune/policies/adaptive.js';
 import { kernelAdvisor, advisorMaxCpu } from '../src/tune/policies/kernel-advisor.js';
 import type { Observation } from '../src/tune/types.js';
 import type { VmInfo } from '../src/vm/discover.js';
@@ -250,6 +250,48 @@ test('adaptive pace: duty cycle within the budget, unthrottled from one CPU up',
   assert.deepEqual(paceFor(2, 480_000), { pages_to_scan: 24_000, sleep_millisecs: 0, pagesPerSecond: 480_000 });
   const r = adaptive(obs({ vms: VMS, estimate: est(400) }), initialAdaptiveState(), { ...CFG, cpuBudget: 1 });
   assert.deepEqual(r.decision.knobs, { pages_to_scan: 20_000, sleep_millisecs: 0, run: 1 });
+});
+
+/** A running adaptive state whose run started at time 0 with ksmd's clock at 5 CPU-s, learnt at 1.3 M pages per CPU-second. */
+function runningState(): AdaptiveState {
+  const start = { time: 0, fullScans: 10, saved: 0, pagesScanned: 1_000_000, cpuSeconds: 5 };
+  return { ...initialAdaptiveState(), pagesPerCpuSecond: 1_300_000, learnt: true, running: true, runStart: start, passes: [start], prev: start };
+}
+const sample = (time: number, pagesScanned: number, ksmdCpuSeconds: number, pages_to_scan: number): PaceSample => ({
+  time,
+  pagesScanned,
+  ksmdCpuSeconds,
+  knobs: { run: 1, pages_to_scan, sleep_millisecs: 20 },
+});
+
+test('adaptive pacer: when ksmd turns from checksumming to merging, its tenfold lower pages per CPU-second cut pages_to_scan at once', () => {
+  // 250 ms in which ksmd spent 0.0625 CPU-s on 6250 pages (under one batch of 8667: too few to learn the off
+  // time): 100 k pages per CPU-second, taken as measured, so 0.25 CPU at 20 ms off is 100000 × 0.25 × 0.02 / 0.75.
+  const r = repace(runningState(), sample(500, 1_200_000, 5.125, 8667), sample(750, 1_206_250, 5.1875, 8667), 0.25);
+  assert.equal(r.used, true);
+  assert.equal(r.nextState.pagesPerCpuSecond, 100_000);
+  assert.deepEqual(r.pace, { pages_to_scan: 667, sleep_millisecs: 20, pagesPerSecond: 25_009 });
+});
+
+test("adaptive pacer: past the run's first second, it aims at the budget plus the run's shortfall, as decisions do", () => {
+  // 2 s into the run ksmd has spent 0.3125 CPU-s: aim at 0.25 + (0.5 − 0.3125) / 2 = 0.34375 CPU, at 200 k
+  // pages per CPU-second (12500 pages in 0.0625 CPU-s) and 30 ms off the CPU per batch, learnt from the window
+  // (6.25 batches of 2000 in 250 ms, 62.5 ms of it on the CPU): 200000 × 0.34375 × 0.03 / 0.65625 pages.
+  const r = repace(runningState(), sample(1750, 1_200_000, 5.25, 2000), sample(2000, 1_212_500, 5.3125, 2000), 0.25);
+  assert.equal(r.duty, 0.34375);
+  assert.equal(r.nextState.offSecondsPerBatch!.toFixed(9), '0.030000000');
+  assert.deepEqual(r.pace, { pages_to_scan: 3143, sleep_millisecs: 20, pagesPerSecond: 68_752 });
+});
+
+test('adaptive pacer: a window in which ksmd ran under 20 ms of CPU is not used', () => {
+  const r = repace(runningState(), sample(500, 1_200_000, 5.125, 8667), sample(750, 1_201_000, 5.140625, 8667), 0.25);
+  assert.equal(r.used, false);
+  assert.equal(r.pace, undefined);
+});
+
+test('adaptive pacer: from one CPU up it leaves the pace alone', () => {
+  const r = repace(runningState(), sample(500, 1_200_000, 5.125, 20000), sample(750, 1_206_250, 5.1875, 20000), 1);
+  assert.equal(r.used, false);
 });
 
 test('kernel-advisor: scan-time with advisor_max_cpu from the budget, the same run/stop judgement, ENOTSUP without an advisor', () => {

@@ -101,6 +101,39 @@ test('adaptive Tuner: scans, starts ksmd at the budgeted pace, sees a new VM wit
   }
 });
 
+test("adaptive Tuner: between decisions, the pacer cuts pages_to_scan as soon as ksmd's pages per CPU-second fall", async () => {
+  const { tree, ksm, config } = setup();
+  // While ksmd runs, each look at KSM finds 1250 more pages scanned and 31.25 ms more of ksmd's CPU time:
+  // 40 k pages per CPU-second, a tenth of the 400 k the first decision's pace assumed.
+  let cpuNs = 0;
+  const read = ksm.read.bind(ksm);
+  ksm.read = async () => {
+    if (ksm.settings.run === 1) {
+      ksm.counters.pages_scanned += 1250;
+      cpuNs += 31_250_000;
+      tree.write('37/schedstat', `${cpuNs} 0 0\n`);
+    }
+    return read();
+  };
+  const t = new Tuner({ ksm, scan, procRoot: tree.root, config, cpuBudget: 0.25, pollMs: 100, intervalMs: 60_000 });
+  const decisions: TuneDecision[] = [];
+  t.on('decision', (d) => decisions.push(d));
+  try {
+    const started = nextDecision(t, (d) => d.changed.run === 1);
+    await t.start();
+    await started;
+    const before = ksm.writes.length;
+    const paced = decisions.length;
+    for (let i = 0; i < 40 && ksm.writes.length === before; i++) await new Promise((r) => setTimeout(r, 50));
+    // 0.25 CPU at 20 ms off the CPU per batch (too few batches yet to learn it): 40000 × 0.25 × 0.02 / 0.75 pages.
+    assert.deepEqual(ksm.writes.slice(before, before + 1), [{ pages_to_scan: 267 }]);
+    assert.equal(decisions.length, paced, 'no decision in between: the pacer wrote it');
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
 test('kernel-advisor Tuner: hands over to scan-time, and stop puts back advisor_mode, advisor_max_cpu and pages_to_scan', async () => {
   const { tree, ksm, config } = setup();
   ksm.settings.pages_to_scan = 1234;

@@ -6,6 +6,7 @@ import { KsmdClock } from '../host/ksmd.js';
 import { knownCounters } from '../ksm/counters.js';
 import type { VmInfo } from '../vm/discover.js';
 import type { Estimate, KsmKnobs, Observation } from './types.js';
+import type { PaceSample } from './policies/adaptive.js';
 
 /** What the tuner needs of KSM control: the Ksm class fits it; tests may pass a fake sysfs through it. */
 export interface KsmControl {
@@ -53,6 +54,12 @@ export class Observer {
   /** ksmd's CPU time so far, seconds; null when ksmd is not found. */
   async ksmdCpu(): Promise<number | null> {
     return (await this.clock.cpuSeconds()) ?? null;
+  }
+
+  /** The pacer's light look between decisions: KSM's sysfs and ksmd's CPU clock, no /proc/meminfo, PSI or VMs. */
+  async paceSample(): Promise<PaceSample> {
+    const [state, ksmdCpuSeconds] = await Promise.all([this.options.ksm.read(), this.ksmdCpu()]);
+    return { time: this.now(), pagesScanned: num(state.counters.pages_scanned), ksmdCpuSeconds, knobs: knobsFrom(state.settings) };
   }
 
   async observe(vms: VmInfo[], estimate: Estimate | null): Promise<Observation> {

@@ -17,7 +17,7 @@ import { checkCpuBudget, checkPolicy, defaultConfig, type PolicyName, type TuneC
 import { Observer, knobsFrom, type KsmControl } from './observe.js';
 import { ScanScheduler, type ScanFn } from './schedule.js';
 import { createTunerScan } from './scan-adapter.js';
-import { adaptive, initialAdaptiveState, memoryTight, type AdaptiveConfig, type AdaptiveState } from './policies/adaptive.js';
+import { adaptive, initialAdaptiveState, memoryTight, PACE_MS, repace, type AdaptiveConfig, type AdaptiveState, type PaceSample } from './policies/adaptive.js';
 import { readMemInfoSync } from '../host/meminfo.js';
 import { readMemoryPressureSync } from '../host/pressure.js';
 import { kernelAdvisor } from './policies/kernel-advisor.js';
@@ -235,6 +235,9 @@ export class Tuner extends EventEmitter<TunerEvents> {
   private readonly touched = new Set<string>();
   private pollTimer: NodeJS.Timeout | undefined;
   private decideTimer: NodeJS.Timeout | undefined;
+  /** Corrects ksmd's pace every PACE_MS between decisions while it runs under a budget below one CPU. */
+  private paceTimer: NodeJS.Timeout | undefined;
+  private pacePrev: PaceSample | undefined;
   private pollQueued = false;
   private running = false;
   private chain: Promise<void> = Promise.resolve();
@@ -554,6 +557,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.convergedAt = undefined;
     clearInterval(this.pollTimer);
     clearInterval(this.decideTimer);
+    this.stopPacer();
     this.scanAbort?.abort();
     await this.scanDone;
     await this.chain;
@@ -740,6 +744,50 @@ export class Tuner extends EventEmitter<TunerEvents> {
     });
   }
 
+  /**
+   * After each decision: the pacer runs while the adaptive policy keeps ksmd running under a budget below
+   * one CPU (not in a dry run, which writes nothing), and starts each window afresh from the decision's knobs.
+   */
+  private updatePacer(run: number): void {
+    this.pacePrev = undefined;
+    const throttled = this.policy === 'adaptive' && !this.dryRun && this.budget < 1 && run === 1 && (this.state as AdaptiveState).running;
+    if (!throttled) this.stopPacer();
+    else this.paceTimer ??= setInterval(() => this.pace(), PACE_MS);
+  }
+
+  private stopPacer(): void {
+    clearInterval(this.paceTimer);
+    this.paceTimer = undefined;
+    this.pacePrev = undefined;
+  }
+
+  /** One pacer step (policies/adaptive.ts repace), in turn with decisions: pages_to_scan only. */
+  private pace(): void {
+    this.chain = this.chain.then(async () => {
+      if (!this.running || this.paceTimer === undefined) return;
+      try {
+        const now = await this.observer!.paceSample();
+        const prev = this.pacePrev;
+        if (prev === undefined || now.knobs.run !== 1) {
+          this.pacePrev = now;
+          return;
+        }
+        const r = repace(this.state as AdaptiveState, prev, now, this.budget);
+        if (!r.used) return; // too little CPU time in the window: keep its start, look again later
+        this.state = r.nextState;
+        const pages = r.pace!.pages_to_scan;
+        if (pages !== now.knobs.pages_to_scan) {
+          this.touched.add('pages_to_scan');
+          this.knobGuard?.cover(this.touched);
+          await this.ksm!.configure({ pages_to_scan: pages });
+        }
+        this.pacePrev = { ...now, knobs: { ...now.knobs, pages_to_scan: pages } };
+      } catch (err) {
+        this.fail(err);
+      }
+    });
+  }
+
   private enqueueDecide(): void {
     this.chain = this.chain.then(async () => {
       await this.decide();
@@ -763,6 +811,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
       }
       const decision = await this.apply(o, result.decision, result.reasons);
       this.lastRun = decision.knobs.run ?? o.knobs.run;
+      this.updatePacer(this.lastRun);
       this.lastDecided = Date.now();
       this.lastTight = memoryTight(o, this.adaptiveConfig) !== undefined;
       this.lastObservation = o;

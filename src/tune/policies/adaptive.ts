@@ -1,7 +1,7 @@
 // Scan first, merge second. ksmd runs only when the scan engine's estimate says enough can be saved (or
 // memory is tight), then as fast as the CPU budget allows, and stops once merging flattens out or
 // volatile pages dominate. ksmd's cost per page is learnt on this host from pages_scanned and its CPU time.
-import type { Observation, PolicyFn, PolicyResult } from '../types.js';
+import type { KsmKnobs, Observation, PolicyFn, PolicyResult } from '../types.js';
 import { vmSavedPages } from '../types.js';
 
 export interface AdaptiveConfig {
@@ -71,22 +71,44 @@ function mark(o: Observation): Mark {
   return m;
 }
 
+/** Where ksmd's clocks stood: a decision's mark, or the pacer's sample between decisions. */
+interface Clocks {
+  time: number;
+  pagesScanned?: number;
+  cpuSeconds: number | null;
+}
+
+/** ksmd's pages per CPU-second between two readings, clamped to what is plausible; undefined when too little ran. */
+function rateSample(prev: Clocks | undefined, now: Clocks): number | undefined {
+  if (prev?.pagesScanned === undefined || now.pagesScanned === undefined || prev.cpuSeconds === null || now.cpuSeconds === null) return undefined;
+  const cpu = now.cpuSeconds - prev.cpuSeconds;
+  const pages = now.pagesScanned - prev.pagesScanned;
+  if (cpu < MIN_CPU_SAMPLE_SECONDS || pages <= 0) return undefined;
+  return Math.min(Math.max(pages / cpu, 10_000), 20_000_000);
+}
+
 /**
- * Folds the last interval's wall time, ksmd CPU time and batches (pages_scanned ÷ pages_to_scan, at the
- * knobs in force during it) into ksmd's learnt time off the CPU per batch. Only while throttled and running.
+ * ksmd's time off the CPU per batch between two readings: wall time minus CPU time over the batches
+ * (pages_scanned ÷ pages_to_scan, at the knobs in force). Only while throttled (run=1, a sleep, a batch).
  */
-function learnOff(state: AdaptiveState, now: Mark, o: Observation): number | undefined {
-  const prev = state.prev;
-  const k = o.knobs;
-  if (!state.running || prev?.pagesScanned === undefined || now.pagesScanned === undefined || prev.cpuSeconds === null || now.cpuSeconds === null) {
-    return state.offSecondsPerBatch;
-  }
-  if (k.run !== 1 || !(k.sleep_millisecs > 0) || !(k.pages_to_scan > 0)) return state.offSecondsPerBatch;
+function offSample(prev: Clocks | undefined, now: Clocks, k: KsmKnobs): number | undefined {
+  if (prev?.pagesScanned === undefined || now.pagesScanned === undefined || prev.cpuSeconds === null || now.cpuSeconds === null) return undefined;
+  if (k.run !== 1 || !(k.sleep_millisecs > 0) || !(k.pages_to_scan > 0)) return undefined;
   const cpu = now.cpuSeconds - prev.cpuSeconds;
   const wall = (now.time - prev.time) / 1000;
   const batches = (now.pagesScanned - prev.pagesScanned) / k.pages_to_scan;
-  if (cpu < MIN_CPU_SAMPLE_SECONDS || batches < 2 || !(wall > cpu)) return state.offSecondsPerBatch;
-  const sample = Math.min(Math.max((wall - cpu) / batches, k.sleep_millisecs / 1000), MAX_OFF_SECONDS);
+  if (cpu < MIN_CPU_SAMPLE_SECONDS || batches < 2 || !(wall > cpu)) return undefined;
+  return Math.min(Math.max((wall - cpu) / batches, k.sleep_millisecs / 1000), MAX_OFF_SECONDS);
+}
+
+/**
+ * Folds the last interval's wall time, ksmd CPU time and batches into ksmd's learnt time off the CPU per
+ * batch. Only while running.
+ */
+function learnOff(state: AdaptiveState, now: Mark, o: Observation): number | undefined {
+  if (!state.running) return state.offSecondsPerBatch;
+  const sample = offSample(state.prev, now, o.knobs);
+  if (sample === undefined) return state.offSecondsPerBatch;
   return state.offSecondsPerBatch === undefined ? sample : 0.5 * state.offSecondsPerBatch + 0.5 * sample;
 }
 
@@ -96,7 +118,7 @@ function learnOff(state: AdaptiveState, now: Mark, o: Observation): number | und
  * over two intervals; within [budget ÷ 4, min(3 × budget, 0.95)]. The budget itself at the start of a
  * run, when ksmd was not running as set (run=0 in sysfs) or its CPU clock is unreadable.
  */
-export function dutyFor(budget: number, o: Observation, state: AdaptiveState, prevTime: number | undefined): { duty: number; runAverage?: number } {
+export function dutyFor(budget: number, o: Pick<Observation, 'time' | 'ksmdCpuSeconds' | 'knobs'>, state: AdaptiveState, prevTime: number | undefined): { duty: number; runAverage?: number } {
   if (budget >= 1) return { duty: 1 };
   const start = state.running ? state.runStart : undefined;
   const cpu = o.ksmdCpuSeconds;
@@ -109,21 +131,45 @@ export function dutyFor(budget: number, o: Observation, state: AdaptiveState, pr
   return { duty: Math.min(Math.max(duty, budget / 4), Math.min(3 * budget, MAX_DUTY)), runAverage: spent / elapsed };
 }
 
+/** What the pacer reads between decisions (Observer.paceSample): ksmd's clocks and the knobs in force. */
+export interface PaceSample {
+  /** The observer's monotonic ms clock, as Observation.time. */
+  time: number;
+  pagesScanned: number | undefined;
+  ksmdCpuSeconds: number | null;
+  knobs: KsmKnobs;
+}
+
+/** How often the Tuner's pacer corrects the pace between decisions while ksmd runs under a budget below one CPU. */
+export const PACE_MS = 250;
+
+/**
+ * The pacer's step between decisions, while a run goes on under a budget below one CPU. ksmd's pages per
+ * CPU-second change by an order of magnitude from a pass that only checksums pages to one that merges them
+ * (1.3 M against 50–150 k measured here; docs/kernel.md), faster than decisions every 2 s follow: a batch
+ * sized for the first pass then runs ksmd at two or three times its budget for seconds. So over each
+ * PACE_MS window the throughput is taken as measured (not smoothed), the time off the CPU per batch is
+ * learnt as at a decision, and pages_to_scan is set for the duty that brings the run's average back to the
+ * budget. `used` is false when the window held too little CPU time to learn from: the caller keeps its
+ * earlier sample and tries again with a longer window.
+ */
+export function repace(state: AdaptiveState, prev: PaceSample, now: PaceSample, budget: number): { used: boolean; nextState: AdaptiveState; pace?: Pace; duty?: number } {
+  if (!state.running || budget >= 1 || now.knobs.run !== 1) return { used: false, nextState: state };
+  const p = { time: prev.time, pagesScanned: prev.pagesScanned, cpuSeconds: prev.ksmdCpuSeconds };
+  const n = { time: now.time, pagesScanned: now.pagesScanned, cpuSeconds: now.ksmdCpuSeconds };
+  const rate = rateSample(p, n);
+  if (rate === undefined) return { used: false, nextState: state };
+  const next: AdaptiveState = { ...state, pagesPerCpuSecond: rate, learnt: true };
+  const off = offSample(p, n, prev.knobs);
+  if (off !== undefined) next.offSecondsPerBatch = state.offSecondsPerBatch === undefined ? off : 0.5 * state.offSecondsPerBatch + 0.5 * off;
+  const { duty } = dutyFor(budget, now, next, prev.time);
+  return { used: true, nextState: next, pace: paceFor(duty, rate, next.offSecondsPerBatch), duty };
+}
+
 /** Folds the latest pages_scanned / CPU-time delta into the learnt throughput. */
 function learn(state: AdaptiveState, now: Mark): { rate: number; learnt: boolean } {
-  const prev = state.prev;
-  if (
-    prev?.pagesScanned === undefined ||
-    now.pagesScanned === undefined ||
-    prev.cpuSeconds === null ||
-    now.cpuSeconds === null
-  ) {
-    return { rate: state.pagesPerCpuSecond, learnt: state.learnt };
-  }
-  const cpu = now.cpuSeconds - prev.cpuSeconds;
-  const pages = now.pagesScanned - prev.pagesScanned;
-  if (cpu < MIN_CPU_SAMPLE_SECONDS || pages <= 0) return { rate: state.pagesPerCpuSecond, learnt: state.learnt };
-  const sample = Math.min(Math.max(pages / cpu, 10_000), 20_000_000);
+  const sample = rateSample(state.prev, now);
+  if (sample === undefined) return { rate: state.pagesPerCpuSecond, learnt: state.learnt };
   const rate = state.learnt ? 0.5 * state.pagesPerCpuSecond + 0.5 * sample : sample;
   return { rate, learnt: true };
 }
