@@ -1,8 +1,7 @@
 // pagefuse tune — the tuner daemon: decides, logs each decision with its reasons, restores the knobs on exit.
 import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { setFlagsFromString } from 'node:v8';
-import { durationFlag, formatBytes, parse, UsageError, type CliContext } from './common.js';
+import { boundYoungGeneration, durationFlag, formatBytes, parse, UsageError, type CliContext } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { findOtherTuners, tuneLockPath } from '../host/lock.js';
@@ -129,20 +128,6 @@ class TuneSignals {
     }
     return this.stopped;
   }
-}
-
-/**
- * Keeps V8's young generation at the size it has (1–2 MiB a semi-space at this point) for the life of the
- * daemon. V8 doubles it whenever the bytes surviving its scavenges add up to its size, up to 16 MiB a
- * semi-space, and gives it back only while the process allocates under about 1 MB/s: with VMs coming and
- * going every second the daemon's RSS grew from 70 to 107 MiB in 10 minutes, the young generation's 2 × 16
- * MiB and, in glibc's heap, the ArrayBuffers (/proc reads, scan results) that waited longer for a
- * scavenge (scripts/soak-tune.ts; docs/architecture.md). Scavenges of a small young generation are short.
- * The flag is read at each growth step, so setting it now takes effect (Node 20's V8; a V8 that holds it at
- * 2 or more grows as before). Measured on Node 20: the same soak stayed at 61–65 MiB.
- */
-function boundYoungGeneration(): void {
-  setFlagsFromString('--semi-space-growth-factor=1');
 }
 
 export async function run(args: string[], context?: CliContext): Promise<number> {
