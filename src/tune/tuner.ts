@@ -777,9 +777,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
         this.state = r.nextState;
         const pages = r.pace!.pages_to_scan;
         if (pages !== now.knobs.pages_to_scan) {
-          this.touched.add('pages_to_scan');
-          this.knobGuard?.cover(this.touched);
-          await this.ksm!.configure({ pages_to_scan: pages });
+          await this.write({ pages_to_scan: pages });
         }
         this.pacePrev = { ...now, knobs: { ...now.knobs, pages_to_scan: pages } };
       } catch (err) {
@@ -861,6 +859,13 @@ export class Tuner extends EventEmitter<TunerEvents> {
     return risk;
   }
 
+  /** Writes knobs, each recorded as touched (and in the crash record) before it is written: a SIGKILL from here on is undone by the next start. */
+  private async write(changed: Partial<KsmKnobs>): Promise<void> {
+    for (const key of Object.keys(changed) as (keyof KsmKnobs)[]) this.touched.add(key);
+    this.knobGuard?.cover(this.touched);
+    await this.ksm!.configure(changed);
+  }
+
   private async apply(o: Observation, d: Decision, reasons: string[]): Promise<TuneDecision> {
     const changed: Partial<KsmKnobs> = {};
     for (const [key, value] of Object.entries(d.knobs) as [keyof KsmKnobs, KsmKnobs[keyof KsmKnobs]][]) {
@@ -873,10 +878,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     const previous: Partial<KsmKnobs> = {};
     for (const key of Object.keys(changed) as (keyof KsmKnobs)[]) (previous as Record<string, unknown>)[key] = o.knobs[key];
     if (!this.dryRun && Object.keys(changed).length > 0) {
-      for (const key of Object.keys(changed) as (keyof KsmKnobs)[]) this.touched.add(key);
-      // Recorded before written: a SIGKILL from here on is undone by the next start.
-      this.knobGuard?.cover(this.touched);
-      await this.ksm!.configure(changed);
+      await this.write(changed);
     }
     const decision: TuneDecision = {
       policy: this.policy,
