@@ -85,8 +85,9 @@ test('a sketch survives the wire format unchanged, repeated values included', ()
   assert.ok(sample.counts.every((c) => c === 2));
 });
 
-test('an answer whose values are not 0 modulo its modulus is refused as not a sketch', () => {
-  const wire = encodeHostSketch({
+/** A host of one VM whose sample holds the single value 3, at modulus 1, as it goes on the wire. */
+function oneValueWire() {
+  return encodeHostSketch({
     format: SKETCH_FORMAT,
     keyId: keyA.id,
     modulus: 1,
@@ -96,20 +97,15 @@ test('an answer whose values are not 0 modulo its modulus is refused as not a sk
     capacityBytes: 0,
     vms: [{ name: 'vm', pid: 1, vmm: 'qemu', memoryBytes: 0, pages: 0, zeroPages: 0, thpPages: 0, takenAt: '2026-11-30T12:00:00.000Z', sample: { values: new BigUint64Array([3n]), counts: new Uint32Array([1]) } }],
   });
+}
+
+test('an answer whose values are not 0 modulo its modulus is refused as not a sketch', () => {
+  const wire = oneValueWire();
   assert.throws(() => decodeHostSketch({ ...wire, modulus: 2 }, 'http://h:1'), { code: 'EBADMSG', message: 'http://h:1: not a pagefuse sketch: vms[0].a value is not 0 modulo the modulus' });
 });
 
 test('an answer whose values are not canonical base64 is refused as not a sketch', () => {
-  const wire = encodeHostSketch({
-    format: SKETCH_FORMAT,
-    keyId: keyA.id,
-    modulus: 1,
-    pageSize: PAGE,
-    host: 'n',
-    takenAt: '2026-11-30T12:00:00.000Z',
-    capacityBytes: 0,
-    vms: [{ name: 'vm', pid: 1, vmm: 'qemu', memoryBytes: 0, pages: 0, zeroPages: 0, thpPages: 0, takenAt: '2026-11-30T12:00:00.000Z', sample: { values: new BigUint64Array([3n]), counts: new Uint32Array([1]) } }],
-  });
+  const wire = oneValueWire();
   const vm = wire.vms[0];
   // A character base64 lacks, a line break, and an encoding whose padding bits are not zero.
   for (const values of [`${vm.values.slice(0, 4)}!${vm.values.slice(5)}`, `${vm.values}\n`, 'AwAAAAAAAAB=']) {
