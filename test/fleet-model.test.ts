@@ -72,11 +72,9 @@ test('every VM × host count of a freshly built model equals the count from the 
   assert.deepEqual(rows(new FleetModel(sketches)), truth(contents, hostOf));
 });
 
-test('after a sequence of migrations every VM × host count still equals the count from the content sets', () => {
-  const { sketches, contents, hostOf } = fleet();
-  const model = new FleetModel(sketches);
-  const at = indexOf(model);
-  const r = random(7);
+/** 40 migrations of random VMs to random other hosts (seeded), mirrored in hostOf. */
+function migrateAtRandom(model: FleetModel, at: Map<string, number>, hostOf: number[], seed: number): void {
+  const r = random(seed);
   for (let i = 0; i < 40; i++) {
     const v = Math.floor(r() * VMS);
     let to = Math.floor(r() * HOSTS);
@@ -84,6 +82,13 @@ test('after a sequence of migrations every VM × host count still equals the cou
     model.move(at.get(`vm-${v}`)!, to);
     hostOf[v] = to;
   }
+}
+
+test('after a sequence of migrations every VM × host count still equals the count from the content sets', () => {
+  const { sketches, contents, hostOf } = fleet();
+  const model = new FleetModel(sketches);
+  const at = indexOf(model);
+  migrateAtRandom(model, at, hostOf, 7);
   assert.deepEqual(rows(model), truth(contents, hostOf));
 });
 
@@ -129,14 +134,7 @@ test("after migrations each VM's own count and best other host equal those from 
   const at = indexOf(model);
   // Asked once before, so the moves below have to keep every VM's answer up to date.
   for (let v = 0; v < VMS; v++) model.bestElsewhere(v);
-  const r = random(11);
-  for (let i = 0; i < 40; i++) {
-    const v = Math.floor(r() * VMS);
-    let to = Math.floor(r() * HOSTS);
-    if (to === hostOf[v]) to = (to + 1) % HOSTS;
-    model.move(at.get(`vm-${v}`)!, to);
-    hostOf[v] = to;
-  }
+  migrateAtRandom(model, at, hostOf, 11);
   const counts = truth(contents, hostOf);
   const expected = counts.map((row, v) => {
     let best = -1;
