@@ -45,7 +45,7 @@ export type { DiscoverVmsOptions } from './safety/vms.js';
 export type { VmInfo, DiscoverOptions } from './vm/discover.js';
 export type { Vmm } from './vm/identify.js';
 export { scan, readUseZeroPages } from './scan/scan.js';
-export type { ScanMode, ScanTarget, ScanOptions, ScanResult, TargetScan, ProcessTarget, ScanProgress, DensityMap, DensityMapJSON } from './scan/scan.js';
+export type { ScanMode, ScanTarget, ScanOptions, ScanResult, TargetScan, TotalsScanResult, TotalsTargetScan, ProcessTarget, ScanProgress, DensityMap, DensityMapJSON } from './scan/scan.js';
 export { figures, hostSavings, rates, series, History } from './report/model.js';
 export type { Figures, Snapshot, HostSavings, Rates, ProcessSample, NodeSample, DecisionRecord, SharingMatrix } from './report/model.js';
 export { HostSource, hostSource } from './report/source.js';

@@ -42,6 +42,8 @@ export interface NativeScanOptions {
   sampleRate?: number;
   hashBits?: number;
   keepState?: boolean;
+  /** Keep a bitmask of targets per content (sharing matrix, per-target distinct contents). Default true. */
+  sharing?: boolean;
   skipMissing?: boolean;
   skipDenied?: boolean;
   procRoot?: string;
@@ -97,6 +99,7 @@ export interface NativeScanResult {
   sumSquares: number;
   pageSize: number;
   targets: NativeTargetResult[];
+  /** Empty when the scan ran with sharing: false. */
   sharing: number[][];
 }
 

@@ -51,6 +51,26 @@ test('pagefuse scan --json --mode fast counts zero, duplicate and unique pages a
   assert.equal(typeof out.targets[0].ksm_merging_pages, 'number');
 });
 
+test('pagefuse scan --totals prints the estimate without the per-process table or the sharing matrix', async () => {
+  const r = await cli('--pid', w.pids.join(','), '--totals');
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /dup inside|duplicate pages between processes/);
+  assert.match(r.stdout, /^estimate: merging would give back .* \(531 pages\)/);
+  assert.match(r.stdout, /  531 pages merged by KSM \(pages_sharing: 512 duplicate pages \+ 19 zero pages merged into one\)/);
+});
+
+test('pagefuse scan --totals --json gives the totals, and null for the per-process counts it did not make', async () => {
+  const j = await cli('--pid', w.pids.join(','), '--totals', '--json');
+  assert.equal(j.status, 0, j.stderr);
+  const out = JSON.parse(j.stdout);
+  assert.equal(out.duplicate_pages, 512);
+  assert.equal(out.sharing, null);
+  assert.deepEqual(out.targets.map((t: Record<string, unknown>) => [t.pid, t.duplicate_pages, t.unique_pages, t.shared_with_others, t.merging_pages]), [
+    [w.pids[0], null, null, null, 512 + 10],
+    [w.pids[1], null, null, null, 512 + 10],
+  ]);
+});
+
 test('pagefuse scan --all --json lists every process it can read, the workload\'s among them', async () => {
   const all = await cli('--all', '--json');
   assert.equal(all.status, 0, all.stderr);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Region, PAGE_SIZE, scan, type ScanResult } from '../src/index.js';
+import { Region, PAGE_SIZE, scan, type ScanResult, type TotalsScanResult } from '../src/index.js';
 
 // Page contents: 'u' unique, 'z' zero, a number n = the n-th shared content.
 type Kind = 'u' | 'z' | number;
@@ -145,6 +145,65 @@ test('one index across targets: per-target counts and the pairwise sharing matri
     b.dispose();
     c.dispose();
   }
+});
+
+/** 70 targets (two words of the per-target bitmask): 20 image pages in all, 10 layer pages per group of 4, 2 zero, 10 own. */
+function fleetBuffers(): Uint8Array[] {
+  return Array.from({ length: 70 }, (_, i) => {
+    const ks: Kind[] = [...Array.from({ length: 20 }, (_, p) => p), ...Array.from({ length: 10 }, (_, p) => 1000 + 10 * Math.floor(i / 4) + p), 'z', 'z', ...Array<Kind>(10).fill('u')];
+    const view = new Uint8Array(ks.length * PAGE_SIZE);
+    fill(view, ks);
+    return view;
+  });
+}
+
+/** What a scan says about the whole host, and each target's part of it that needs no per-target set of contents. */
+function hostTotals(r: ScanResult | TotalsScanResult) {
+  return {
+    pages: r.pages,
+    zeroPages: r.zeroPages,
+    uniquePages: r.uniquePages,
+    duplicatePages: r.duplicatePages,
+    estimatedSavedPages: r.estimatedSavedPages,
+    estimate: r.estimate,
+    mergingPages: r.mergingPages,
+    collisions: r.collisions,
+    sampling: r.sampling,
+    targets: r.targets.map((t) => [t.pages, t.zeroPages, t.mergingPages, t.estimatedSavedPages]),
+  };
+}
+
+test('without the per-target bitmask (sharing: false) the host totals are those of a scan with it, in exact, fast and sampled mode', async () => {
+  const fleet = fleetBuffers();
+  for (const mode of ['exact', 'fast', 'sampled'] as const) {
+    const options = { mode, sampleRate: 4, threads: 2, useZeroPages: false, keepState: false };
+    const withMask = await scan(fleet, options);
+    const without = await scan(fleet, { ...options, sharing: false });
+    assert.deepEqual(hostTotals(without), hostTotals(withMask), mode);
+    if (mode !== 'sampled') assert.equal(without.duplicatePages, 69 * 20 + 17 * 3 * 10 + 1 * 10, mode); // 17 groups of 4 and one of 2
+  }
+});
+
+test('without the per-target bitmask the index of 70 targets is the size of a one-target index over as many pages', async () => {
+  const fleet = fleetBuffers();
+  const one = new Uint8Array(fleet.reduce((a, v) => a + v.byteLength, 0));
+  let at = 0;
+  for (const v of fleet) {
+    one.set(v, at);
+    at += v.byteLength;
+  }
+  for (const mode of ['exact', 'sampled'] as const) {
+    const options = { mode, sampleRate: 4, keepState: false };
+    const without = await scan(fleet, { ...options, sharing: false });
+    assert.equal(without.indexBytes, (await scan(one, options)).indexBytes, mode);
+    assert.ok(without.indexBytes < (await scan(fleet, options)).indexBytes, `${mode}: smaller than with the bitmask`);
+  }
+});
+
+test('without the per-target bitmask the sharing matrix and the per-target duplicate, unique and shared counts are null', async () => {
+  const r = await scan(fleetBuffers().slice(0, 3), { sharing: false });
+  assert.equal(r.sharing, null);
+  assert.deepEqual(r.targets.map((t) => [t.duplicatePages, t.uniquePages, t.sharedWithOthers]), [[null, null, null], [null, null, null], [null, null, null]]);
 });
 
 test('sampled mode reports an estimate within its own error bound', async () => {
@@ -303,6 +362,10 @@ test('an unknown mode, zero threads or a sample rate that is no power of two is 
   await assert.rejects(scan(odd, { mode: 'quick' as 'fast' }), { name: 'RangeError', message: /quick/ });
   await assert.rejects(scan(odd, { threads: 0 }), { name: 'RangeError' });
   await assert.rejects(scan(odd, { mode: 'sampled', sampleRate: 3 }), { name: 'RangeError' });
+});
+
+test('a sharing option that is not a boolean is a TypeError', async () => {
+  await assert.rejects(scan(oddBuffer(), { sharing: 'no' as unknown as boolean }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /sharing/ });
 });
 
 test('no target, a string or a SharedArrayBuffer is a TypeError', async () => {

@@ -252,6 +252,8 @@ Napi::Value StartScan(const Napi::CallbackInfo& info) {
   job->options.hashBits = static_cast<int>(bits);
   Napi::Value keep = opts.Get("keepState");
   job->options.keepState = !keep.IsBoolean() || keep.As<Napi::Boolean>().Value();
+  Napi::Value sharing = opts.Get("sharing");
+  job->options.sharing = !sharing.IsBoolean() || sharing.As<Napi::Boolean>().Value();
   Napi::Value skip = opts.Get("skipMissing");
   job->options.skipMissing = skip.IsBoolean() && skip.As<Napi::Boolean>().Value();
   Napi::Value denied = opts.Get("skipDenied");

@@ -629,7 +629,9 @@ int Engine::Run(std::string* what) {
     sampleRoom = expect + 8 * static_cast<uint64_t>(std::sqrt(static_cast<double>(expect))) + 256;
     contents = sampleRoom;
   }
-  index_.reset(new ContentIndex(contents, sampled ? nullptr : lows_.get(), T, sampled, options_.threads > 1));
+  // Without `sharing` the index keeps no bitmask of targets: one target as far as it knows.
+  index_.reset(new ContentIndex(contents, sampled ? nullptr : lows_.get(), options_.sharing ? T : 1, sampled,
+                                options_.threads > 1));
   peak = std::max(peak, (sampled ? 0 : pages_ * 4) + (flags_ ? pages_ : 0) + index_->bytes());
   RunPass(Pass::kFull, &stats);
   if (control_.cancel.load()) return ECANCELED;
@@ -674,7 +676,7 @@ int Engine::Run(std::string* what) {
     result_->unconfirmed += s.unconfirmed;
   }
   // Global distinct contents, sharing between targets, and the sampled mode's spread.
-  result_->sharing.assign(T, std::vector<uint64_t>(T, 0));
+  if (options_.sharing) result_->sharing.assign(T, std::vector<uint64_t>(T, 0));
   std::vector<uint32_t> bits;
   // One target, exact or fast: the contents were counted as they were inserted.
   const bool walk = T > 1 || sampled;
@@ -725,7 +727,9 @@ int Engine::Run(std::string* what) {
   for (uint32_t t = 0; t < T; t++) {
     TargetResult& tr = result_->targets[t];
     if (T == 1 && !sampled) tr.distinct = result_->distinct;
-    result_->sharing[t][t] = (sampled ? tr.sampledPages : tr.indexedPages) - tr.distinct;
+    // Without the bitmask a content counted as distinct for the target that inserted it first only.
+    if (!options_.sharing && T > 1) tr.distinct = 0;
+    if (options_.sharing) result_->sharing[t][t] = (sampled ? tr.sampledPages : tr.indexedPages) - tr.distinct;
   }
   // Density per 2 MiB chunk.
   for (size_t c = 0; c < chunkAddress_.size(); c++) {

@@ -65,7 +65,8 @@ struct TargetResult {
   uint64_t zeroMappedPages = 0; // process targets: mapped to the shared zero page (root only)
   uint64_t indexedPages = 0;    // pages that went into the index (not zero, not volatile, readable)
   uint64_t sampledPages = 0;    // sampled mode: indexed pages whose hash fell in the sample
-  uint64_t distinct = 0;        // distinct non-zero contents in this target (sampled: in the sample)
+  uint64_t distinct = 0;        // distinct non-zero contents in this target (sampled: in the sample);
+                                // without options.sharing and with two targets or more, 0: not known
   uint64_t mergingPages = 0;    // pages of this target whose content occurs twice or more anywhere
   uint64_t sharedWithOthers = 0;// distinct contents also present in another target
   uint64_t tailBytes = 0;
@@ -83,6 +84,10 @@ struct ScanOptions {
   uint32_t sampleRate = 64;   // sampled mode: keep contents whose hash is 0 modulo this (a power of 2)
   int hashBits = 64;          // tests only: a narrow hash forces collisions the byte compare must catch
   bool keepState = true;
+  // Count contents per target with a bitmask of targets per content (8 bytes per index slot per 64
+  // targets, two targets or more): what targets share and each target's distinct contents. Without it
+  // only the totals and the counts that need no per-target set are made; `sharing` is left empty.
+  bool sharing = true;
   bool skipMissing = false;   // a process that does not exist is a vanished target, not an error
   bool skipDenied = false;    // a process we may not read is a denied target, not an error
   std::string procRoot = "/proc";
@@ -90,7 +95,8 @@ struct ScanOptions {
 
 struct ScanResult {
   std::vector<TargetResult> targets;
-  std::vector<std::vector<uint64_t>> sharing;  // [i][j]: distinct contents in both; [i][i]: duplicates inside i
+  // [i][j]: distinct contents in both; [i][i]: duplicates inside i. Empty without options.sharing.
+  std::vector<std::vector<uint64_t>> sharing;
   uint64_t distinct = 0;          // distinct non-zero contents overall (sampled: in the sample)
   uint64_t collisions = 0;        // equal hashes, different bytes: caught by the byte compare
   uint64_t changedDuringScan = 0; // a first copy changed between hashing and comparing

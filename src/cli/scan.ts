@@ -3,12 +3,12 @@ import { processKsm } from '../ksm/process.js';
 import { PAGE_SIZE } from '../region.js';
 import { PagefuseError } from '../errors.js';
 import { ksmOptionsFromEnv } from '../ksm/ksm.js';
-import { scan, type ScanMode, type ScanResult, type TargetScan } from '../scan/scan.js';
+import { scan, type ScanMode, type ScanResult, type TargetScan, type TotalsScanResult, type TotalsTargetScan } from '../scan/scan.js';
 import { readablePids } from '../scan/pids.js';
 import { discoverVms } from '../safety/vms.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
 
-const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--threads N] [--json]
+const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--sample-rate M] [--threads N] [--totals] [--json]
 
 Reads the private anonymous memory of processes (only what KSM would merge: mappings with
 MADV_MERGEABLE or PR_SET_MEMORY_MERGE, VmFlags "mg"), hashes every resident page and reports how
@@ -26,6 +26,10 @@ has merged so far. Reading another user's process needs root.
   --sample-rate M    sampled mode: keep contents whose hash is 0 modulo M (power of 2, default 64)
   --threads N        hashing threads (default: CPUs, at most 8)
   --unmergeable      include private anonymous memory not marked mergeable
+  --totals           only the totals: no per-process table or sharing matrix, and no bitmask of
+                     processes per content (8 bytes per index entry per 64 processes), for sampled
+                     scans of many VMs; in --json the per-process unique, duplicate and shared
+                     counts and the sharing matrix are null
   --json             machine-readable output (snake_case)
 
 The estimate is what merging would give back (docs/savings.md): pages merged by KSM (the predicted
@@ -83,7 +87,7 @@ async function ksmNow(pid: number | undefined, procRoot: string | undefined): Pr
   }
 }
 
-function targetJson(t: TargetScan, now: KsmNow | undefined) {
+function targetJson(t: TargetScan | TotalsTargetScan, now: KsmNow | undefined) {
   return {
     pid: t.pid,
     name: t.name,
@@ -106,7 +110,7 @@ function targetJson(t: TargetScan, now: KsmNow | undefined) {
   };
 }
 
-export function resultJson(r: ScanResult, now: (KsmNow | undefined)[]) {
+export function resultJson(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)[]) {
   const known = now.filter((n): n is KsmNow => n !== undefined);
   return {
     mode: r.mode,
@@ -145,11 +149,11 @@ export function resultJson(r: ScanResult, now: (KsmNow | undefined)[]) {
   };
 }
 
-function label(t: TargetScan): string {
+function label(t: TargetScan | TotalsTargetScan): string {
   return `${t.name ?? '?'}[${t.pid}]${t.vanished ? ' (exited)' : ''}`;
 }
 
-function printTable(r: ScanResult, now: (KsmNow | undefined)[], pageSize: number): void {
+function printTargets(r: ScanResult, now: (KsmNow | undefined)[], pageSize: number): void {
   const rows = r.targets.map((t, i) => [
     label(t),
     formatBytes(t.pages * pageSize),
@@ -170,6 +174,9 @@ function printTable(r: ScanResult, now: (KsmNow | undefined)[], pageSize: number
       `duplicate pages between processes (off the diagonal: distinct contents both hold; on it: duplicate pages inside the process):\n${formatTable(['', ...names], matrix)}\n\n`,
     );
   }
+}
+
+function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)[], pageSize: number): void {
   const known = now.filter((n): n is KsmNow => n !== undefined);
   const merged = known.reduce((a, n) => a + n.mergingPages + n.zeroPages, 0);
   const bound = r.sampling ? ` ± ${formatBytes(r.sampling.errorBoundPages * pageSize)}` : '';
@@ -200,6 +207,7 @@ export async function run(args: string[]): Promise<number> {
       'sample-rate': { type: 'string' },
       threads: { type: 'string' },
       unmergeable: { type: 'boolean' },
+      totals: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -241,7 +249,7 @@ export async function run(args: string[]): Promise<number> {
   const ac = new AbortController();
   const onSigint = (): void => ac.abort();
   process.once('SIGINT', onSigint);
-  let result: ScanResult;
+  let result: ScanResult | TotalsScanResult;
   try {
     result = await scan(
       pids.map((pid) => ({ pid, mergeableOnly, ...(names.has(pid) ? { name: names.get(pid)! } : {}) })),
@@ -251,6 +259,7 @@ export async function run(args: string[]): Promise<number> {
         skipMissing: !listed,
         skipDenied: !listed,
         keepState: false,
+        sharing: values.totals !== true,
         ...(threads === undefined ? {} : { threads }),
         ...(sampleRate === undefined ? {} : { sampleRate }),
         ...(procRoot === undefined ? {} : { procRoot }),
@@ -272,17 +281,21 @@ export async function run(args: string[]): Promise<number> {
   // --all and --vms list only processes that hold memory worth scanning.
   if (!listed) {
     const keep = result.targets.map((t) => t.pages > 0);
-    result = {
-      ...result,
-      targets: result.targets.filter((_, i) => keep[i]),
-      sharing: result.sharing.filter((_, i) => keep[i]).map((row) => row.filter((_, j) => keep[j])),
-    };
+    result =
+      result.sharing === null
+        ? { ...result, targets: result.targets.filter((_, i) => keep[i]) }
+        : {
+            ...result,
+            targets: result.targets.filter((_, i) => keep[i]),
+            sharing: result.sharing.filter((_, i) => keep[i]).map((row) => row.filter((_, j) => keep[j])),
+          };
   }
   const now = await Promise.all(result.targets.map((t) => ksmNow(t.pid, procRoot)));
   if (values.json) {
     printJson(resultJson(result, now));
   } else {
-    printTable(result, now, PAGE_SIZE);
+    if (result.sharing !== null) printTargets(result, now, PAGE_SIZE);
+    printTotals(result, now, PAGE_SIZE);
   }
   return EXIT_OK;
 }
