@@ -222,12 +222,16 @@ function statusOnce(stateDir: string): { savedBytes: number; thpSplitPages: numb
   const s = (JSON.parse(out) as { savings: { saved_bytes: number; parts_pages: { thp_split_zero_pages: number }; thp_split_upper_bound: boolean } }).savings;
   return { savedBytes: s.saved_bytes, thpSplitPages: s.parts_pages.thp_split_zero_pages, upperBound: s.thp_split_upper_bound };
 }
-/** Chunks the scan predicts ksmd will split (a THP holding a duplicate, or a zero page: docs/savings.md). */
+/**
+ * Chunks the scan predicts ksmd will split (docs/savings.md): a THP holding a duplicate, or a zero page;
+ * `slow` marks those ksmd splits one per full scan (zero subpages and no duplicate, use_zero_pages=0).
+ */
 interface PredictedChunk {
   pid: number;
   address: number;
   dup: number;
   zero: number;
+  slow: boolean;
 }
 function predictedSplits(result: Awaited<ReturnType<typeof scan>>, pids: number[]): PredictedChunk[] {
   const out: PredictedChunk[] = [];
@@ -235,15 +239,15 @@ function predictedSplits(result: Awaited<ReturnType<typeof scan>>, pids: number[
     const d = t.density;
     for (let c = 0; c < d.address.length; c++) {
       if (d.thpPages[c] > 0 && (d.thpDuplicatePages[c] > 0 || d.thpZeroPages[c] > 0)) {
-        out.push({ pid: pids[i], address: d.address[c], dup: d.thpDuplicatePages[c], zero: d.thpZeroPages[c] });
+        out.push({ pid: pids[i], address: d.address[c], dup: d.thpDuplicatePages[c], zero: d.thpZeroPages[c], slow: !result.useZeroPages && d.thpDuplicatePages[c] === 0 });
       }
     }
   });
   return out;
 }
 /** Of the predicted splits, the chunks still one huge page (first page present, KPF_THP), with their predicted parts. */
-async function stillWhole(chunks: PredictedChunk[]): Promise<{ whole: number; zero: number; dup: number; wholeZeroOnly: number; wholeWithDup: number }> {
-  const out = { whole: 0, zero: 0, dup: 0, wholeZeroOnly: 0, wholeWithDup: 0 };
+async function stillWhole(chunks: PredictedChunk[]): Promise<{ whole: number; zero: number; dup: number; wholeZeroOnly: number; wholeWithDup: number; slow: number; slowWhole: number; slowWholeZero: number }> {
+  const out = { whole: 0, zero: 0, dup: 0, wholeZeroOnly: 0, wholeWithDup: 0, slow: chunks.filter((c) => c.slow).length, slowWhole: 0, slowWholeZero: 0 };
   const kpf = await open('/proc/kpageflags', 'r');
   try {
     for (const c of chunks) {
@@ -259,6 +263,10 @@ async function stillWhole(chunks: PredictedChunk[]): Promise<{ whole: number; ze
         out.dup += c.dup;
         if (c.dup === 0) out.wholeZeroOnly++;
         else out.wholeWithDup++;
+        if (c.slow) {
+          out.slowWhole++;
+          out.slowWholeZero += c.zero;
+        }
       } finally {
         await pm.close();
       }
@@ -409,6 +417,8 @@ try {
     [`kernel general_profit (${after.host.profitSource})`, after.host.kernelProfitBytes, true],
     ['scan prediction before merging', predicted.estimatedSavedBytes, true,
       `${predicted.estimate.ksmPages} + ${predicted.estimate.ksmZeroPages} + ${predicted.estimate.thpSplitZeroPages} pages, ${predicted.thpSplitPages} THPs split`],
+    ['scan prediction with the THPs ksmd splits one a scan (all split)', predicted.estimatedSavedBytes + predicted.thpSlowSplitZeroPages * after.pageSize, true,
+      `+ ${predicted.thpSlowSplitZeroPages} pages of ${predicted.thpSlowSplitPages} THPs; ${unsplit.slow - unsplit.slowWhole} of them split by the end (${unsplit.slowWholeZero} zero subpages still in whole ones)`],
     ['pagefuse saved before merging (should be 0)', f0.host.savedBytes, false,
       `${f0.host.saved.ksmPages} + ${f0.host.saved.ksmZeroPages} + ${f0.host.saved.thpSplitZeroPages} pages`],
     [`control: cgroup fall over ${CONTROL_S} s without ksmd`, c0.usage - c1.usage, false],
@@ -418,6 +428,7 @@ try {
   const flags = ['sse2', 'avx2', 'avx512f', 'aes', 'vaes'].filter((f) => new RegExp(`\\b${f}\\b`).test(readFileSync('/proc/cpuinfo', 'utf8')));
   const out = {
     guests: VMS, memMiB: MEM, imageMiB: IMAGE, ownMiB: OWN, zeroMiB: ZERO, useZeroPages: USE_ZERO, kernel,
+    smartScan: readFileSync('/sys/kernel/mm/ksm/smart_scan', 'utf8').trim(),
     cpu: `${cpus()[0]?.model ?? '?'} (${flags.join(' ')})`, cores: cpus().length, loadavg: loadavg().map((l) => l.toFixed(2)),
     bootSeconds: bootS, mergeSeconds: mergeS, ksmdCpuSeconds: ksmdCpu, fullScans,
     anonHugeBeforeMiB: before.anonHuge / MiB, thpSplitPage: end.thpSplit - before.thpSplit,
@@ -427,7 +438,7 @@ try {
   };
   if (a.json) process.stdout.write(`${JSON.stringify(out)}\n`);
   else {
-    process.stdout.write(`${VMS} QEMU guests (TCG) × ${MEM} MiB, Debian kernel ${kernel}, image ${IMAGE} MiB + own ${OWN} MiB + zero ${ZERO} MiB each, use_zero_pages=${USE_ZERO}\n`);
+    process.stdout.write(`${VMS} QEMU guests (TCG) × ${MEM} MiB, Debian kernel ${kernel}, image ${IMAGE} MiB + own ${OWN} MiB + zero ${ZERO} MiB each, use_zero_pages=${USE_ZERO}, smart_scan=${out.smartScan}\n`);
     process.stdout.write(`CPU ${out.cpu}, ${out.cores} cores, load ${out.loadavg.join(' ')}; boot ${bootS.toFixed(0)} s; ksmd to convergence ${mergeS.toFixed(0)} s, ${ksmdCpu.toFixed(1)} CPU-s, ${fullScans} full scans; AnonHugePages before ${out.anonHugeBeforeMiB.toFixed(0)} MiB, thp_split_page +${out.thpSplitPage}\n`);
     process.stdout.write(`premerge full scans ${PREMERGE}; /proc/vmstat during boot: ${out.vmstatBoot}; during merging: ${out.vmstatMerge}\n`);
     process.stdout.write(`zero-page mappings in full 2 MiB chunks, by chunk: after boot ${JSON.stringify(zeroBooted)}, after merging ${JSON.stringify(zeroAfter)}\n`);

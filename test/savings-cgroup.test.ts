@@ -63,7 +63,10 @@ test('THP workload in a memory cgroup: saved figure, per-VM shares and the scan 
       let w: Workload | undefined;
       try {
         // Per process: 3000 image pages (shared by all), 1500 zero pages, 1500 pages of its own, in
-        // MADV_HUGEPAGE memory: ksmd splits the huge pages holding image or zero subpages.
+        // MADV_HUGEPAGE memory: ksmd splits the huge pages holding image subpages in its first scans, and
+        // those holding only zero subpages and own pages one per full scan (use_zero_pages=0: the scan
+        // keeps them apart as thpSlowSplit*, docs/savings.md). smart_scan=0 (below) has ksmd retry them
+        // every scan, so converge() waits until the last of them has split.
         w = await Workload.start({ processes: 3, imagePages: 3000, zeroPages: 1500, uniquePages: 1500, hugepages: 'always', cgroup: cg.dir, seed: 31 });
         const pids = new Set(w.pids);
         const source = new HostSource({ nodes: async () => undefined, tunerStatePath: '/nonexistent', footprintMaxAgeMs: 0 });
@@ -79,13 +82,16 @@ test('THP workload in a memory cgroup: saved figure, per-VM shares and the scan 
         const ours = f.processes.filter((p) => pids.has(p.pid));
         const reported = ours.reduce((a, p) => a + p.savedBytes, 0);
         const pssFall = pssBefore - pssOf(f);
+        const eventual = predicted.estimatedSavedBytes + predicted.thpSlowSplitZeroPages * 4096;
         t.diagnostic(
           `cgroup fall ${MiB(fall)}; saved ${MiB(reported)} = KSM pages ${MiB(f.host.saved.ksmPages * 4096)} + KSM zero ${MiB(f.host.saved.ksmZeroPages * 4096)}` +
             ` + THP-split zero ${MiB(f.host.saved.thpSplitZeroPages * 4096)}; metadata ${MiB(f.host.metadataBytes)}; general_profit ${MiB(f.host.kernelProfitBytes)};` +
-            ` predicted ${MiB(predicted.estimatedSavedBytes)} (${predicted.estimate.ksmPages} + ${predicted.estimate.ksmZeroPages} + ${predicted.estimate.thpSplitZeroPages} pages, ${predicted.thpSplitPages} huge pages split); summed PSS fell ${MiB(pssFall)}`,
+            ` predicted ${MiB(predicted.estimatedSavedBytes)} (${predicted.estimate.ksmPages} + ${predicted.estimate.ksmZeroPages} + ${predicted.estimate.thpSplitZeroPages} pages, ${predicted.thpSplitPages} huge pages split)` +
+            ` + ${predicted.thpSlowSplitZeroPages} pages of ${predicted.thpSlowSplitPages} huge pages split one a scan = ${MiB(eventual)}; summed PSS fell ${MiB(pssFall)}`,
         );
         assert.ok(fall > 40 * 2 ** 20, `the cgroup fell by only ${MiB(fall)}`);
         assert.ok(f.host.saved.thpSplitZeroPages > 0, 'the THP-split part is measured');
+        assert.ok(predicted.thpSlowSplitPages > 0, 'the layout holds huge pages of only zero subpages and own pages');
 
         await t.test('the reported saved figure is within 1 % of the fall in the cgroup usage', () => {
           assert.ok(Math.abs(reported - fall) <= 0.01 * fall, `reported ${MiB(reported)}, cgroup fell ${MiB(fall)}`);
@@ -97,8 +103,8 @@ test('THP workload in a memory cgroup: saved figure, per-VM shares and the scan 
             f.host.savedBytes,
           );
         });
-        await t.test('the scan made before merging predicts the fall within 1 %', () => {
-          assert.ok(Math.abs(predicted.estimatedSavedBytes - fall) <= 0.01 * fall, `predicted ${MiB(predicted.estimatedSavedBytes)}, cgroup fell ${MiB(fall)}`);
+        await t.test('the scan made before merging, with the huge pages ksmd splits one a scan, predicts the fall within 1 %', () => {
+          assert.ok(Math.abs(eventual - fall) <= 0.01 * fall, `predicted ${MiB(eventual)}, cgroup fell ${MiB(fall)}`);
         });
       } finally {
         await w?.stop();

@@ -117,3 +117,24 @@ test('zero pages inside transparent huge pages are told apart (root: kpageflags)
     await w.stop();
   }
 });
+
+test('without use_zero_pages, huge pages holding only zero subpages and unique data are kept out of the estimate as slow splits', async (t) => {
+  if (!requireRoot(t, 'reads /proc/kpageflags to tell huge pages apart')) return;
+  // 1024 pages of distinct (image) content, 2048 zero pages, 1024 own pages, in one 16 MiB MADV_HUGEPAGE
+  // mapping: however the mapping is aligned, its partial 2 MiB ends hold non-zero pages, so every zero page
+  // sits in a huge page that holds no duplicate. ksmd splits such huge pages one per full scan when zero
+  // pages have no KSM page to merge into (docs/savings.md, "The prediction").
+  const w = await Workload.start({ processes: 1, imagePages: 1024, zeroPages: 2048, uniquePages: 1024, hugepages: 'always', seed: 13 });
+  try {
+    const r = await scan({ pid: w.pids[0] }, { useZeroPages: false });
+    const tg = r.targets[0];
+    assert.equal(tg.thpZeroPages, 2048, 'every zero page is inside a huge page');
+    assert.deepEqual(r.estimate, { ksmPages: 0, ksmZeroPages: 0, thpSplitZeroPages: 0 });
+    assert.deepEqual(
+      [r.thpSplitPages, r.thpSlowSplitPages, r.thpSlowSplitZeroPages],
+      [0, tg.density.thpZeroPages.filter((z) => z > 0).length, 2048],
+    );
+  } finally {
+    await w.stop();
+  }
+});

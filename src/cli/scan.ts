@@ -96,6 +96,8 @@ function targetJson(t: TargetScan | TotalsTargetScan, now: KsmNow | undefined) {
     thp_zero_pages: t.thpZeroPages,
     thp_split_pages: t.thpSplitPages,
     thp_split_zero_pages: t.thpSplitZeroPages,
+    thp_slow_split_pages: t.thpSlowSplitPages,
+    thp_slow_split_zero_pages: t.thpSlowSplitZeroPages,
     estimated_saved_pages: t.estimatedSavedPages,
     unique_pages: t.uniquePages,
     duplicate_pages: t.duplicatePages,
@@ -128,6 +130,8 @@ export function resultJson(r: ScanResult | TotalsScanResult, now: (KsmNow | unde
     },
     thp_zero_pages: r.thpZeroPages,
     thp_split_pages: r.thpSplitPages,
+    thp_slow_split_pages: r.thpSlowSplitPages,
+    thp_slow_split_zero_pages: r.thpSlowSplitZeroPages,
     thp_known: r.thpKnown,
     merging_pages: r.mergingPages,
     zero_merged_pages: r.zeroMergedPages,
@@ -182,7 +186,7 @@ function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)
   const bound = r.sampling ? ` ± ${formatBytes(r.sampling.errorBoundPages * pageSize)}` : '';
   const e = r.estimate;
   const zeroKsm = r.zeroPages - r.thpZeroPages;
-  const unfreed = r.thpZeroPages - e.thpSplitZeroPages;
+  const unfreed = r.thpZeroPages - e.thpSplitZeroPages - r.thpSlowSplitZeroPages;
   process.stdout.write(
     `estimate: merging would give back ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned:\n` +
       `  ${e.ksmPages} pages merged by KSM (pages_sharing: ${r.duplicatePages} duplicate pages` +
@@ -190,6 +194,10 @@ function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)
       `  ${e.ksmZeroPages} zero pages mapped to the zero page by KSM (ksm_zero_pages; use_zero_pages=${r.useZeroPages ? 1 : 0})\n` +
       `  ${e.thpSplitZeroPages} zero subpages freed by splitting ${r.thpSplitPages} huge pages` +
       `${r.thpKnown ? '' : ' (huge pages are told apart only as root: their zero pages are counted as KSM zero pages here)'}\n` +
+      (r.thpSlowSplitPages > 0
+        ? `  not in the estimate: ${r.thpSlowSplitZeroPages} zero subpages (${formatBytes(r.thpSlowSplitZeroPages * pageSize)}) of ${r.thpSlowSplitPages} huge pages holding only zero subpages and unique data;` +
+          ` with use_zero_pages=0 ksmd splits those one per full scan (use_zero_pages=1 splits them in one): up to ${formatBytes((r.estimatedSavedPages + r.thpSlowSplitZeroPages) * pageSize)} in time\n`
+        : '') +
       `  zero pages: ${r.zeroPages}, of which ${r.thpZeroPages} inside huge pages` +
       `${unfreed > 0 ? ` (${unfreed} of them in huge pages ksmd will not split: not in the estimate)` : ''}\n` +
       `predicted ksm_merging_pages + ksm_zero_pages: ${r.mergingPages + r.zeroMergedPages}; merged so far: ${merged}\n` +

@@ -96,10 +96,20 @@ export interface TargetScan {
   zeroPages: number;
   /** Zero pages inside transparent huge pages: ksmd does not merge them (known as root only). */
   thpZeroPages: number;
-  /** Huge pages ksmd will split: those holding a subpage it will merge (a duplicate, or a zero page with a match). */
+  /**
+   * Huge pages ksmd will split in its first full scans: those holding a duplicated subpage, and with
+   * use_zero_pages those holding a zero subpage (docs/savings.md, "The prediction").
+   */
   thpSplitPages: number;
   /** Zero-filled subpages of those huge pages: the split maps them to the shared zero page, freeing them. */
   thpSplitZeroPages: number;
+  /**
+   * Without use_zero_pages, huge pages whose only merge candidates are zero subpages: ksmd splits them
+   * one per full scan (docs/savings.md), so they are not in the estimate.
+   */
+  thpSlowSplitPages: number;
+  /** Zero-filled subpages of those huge pages: freed only as ksmd gets to them, one huge page a scan. */
+  thpSlowSplitZeroPages: number;
   /**
    * This target's share of estimatedSavedPages: its own zero pages freed (by KSM or a THP split), and a
    * share of the merged pages in proportion to its merging pages (docs/savings.md); the shares sum to
@@ -151,8 +161,16 @@ export interface ScanResult {
   estimate: SavedPages;
   /** Zero pages inside transparent huge pages (a part of zeroPages). */
   thpZeroPages: number;
-  /** Huge pages ksmd is predicted to split. */
+  /** Huge pages ksmd is predicted to split in its first full scans. */
   thpSplitPages: number;
+  /**
+   * Without use_zero_pages, huge pages holding zero subpages and no duplicated subpage: ksmd splits one
+   * of them per full scan (the zero page it finds in its unstable tree goes stale when that huge page
+   * splits), unless a KSM page of zeros exists first. Not in the estimate; see docs/savings.md.
+   */
+  thpSlowSplitPages: number;
+  /** Zero subpages of those huge pages: what the estimate would gain once ksmd has split them all. */
+  thpSlowSplitZeroPages: number;
   /** Whether every target's page flags were readable (root): without them huge pages are not told apart. */
   thpKnown: boolean;
   /** Predicted Σ ksm_merging_pages of the targets once ksmd has converged. */
@@ -305,6 +323,8 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, ze
     thpZeroPages: t.thpZeroPages,
     thpSplitPages: 0,
     thpSplitZeroPages: 0,
+    thpSlowSplitPages: 0,
+    thpSlowSplitZeroPages: 0,
     estimatedSavedPages: 0,
     estimate: { ksmPages: 0, ksmZeroPages: 0, thpSplitZeroPages: 0 },
     volatilePages: t.volatilePages,
@@ -343,8 +363,14 @@ function buildResult(
   const duplicatePages = M > 1 ? (r.sampledPages - r.distinct) * M : indexed - r.distinct;
   // Zero pages inside huge pages are not merged by ksmd: they are freed when ksmd splits their huge
   // page to merge a neighbour (the split maps zero-filled subpages to the shared zero page). ksmd
-  // splits a huge page when it merges any subpage of it: a duplicate, or a zero page that has a match
-  // (the zero page itself with use_zero_pages, another zero page without).
+  // splits a huge page when it tries to merge any subpage of it: a duplicate, or a zero page that has a
+  // match. With use_zero_pages that match is the zero page itself, and every such huge page splits in
+  // one scan. Without, it is another zero page, found in the unstable tree or (once two zero pages
+  // outside huge pages have merged) the stable tree; but the split maps the tried zero subpage to the
+  // zero page, so a huge page's zero subpage never becomes a KSM page, and the unstable tree's zero entry
+  // goes stale when its own huge page splits, which ends every later zero page's search that scan
+  // (unstable_tree_search_insert gives up on a node it cannot map). So ksmd splits huge pages holding only
+  // zero subpages and unique data one per full scan (measured: docs/savings.md); they are kept apart.
   const thpZeroPages = sum((t) => t.thpZeroPages);
   const ksmZero = zeroPages - thpZeroPages;
   const zeroMatches = useZeroPages || zeroPages >= 2;
@@ -355,9 +381,12 @@ function buildResult(
     const d = r.targets[i].density;
     for (let c = 0; c < d.address.length; c++) {
       if (d.thpPages[c] === 0) continue;
-      if (d.thpDuplicatePages[c] > 0 || (d.thpZeroPages[c] > 0 && zeroMatches)) {
+      if (d.thpDuplicatePages[c] > 0 || (d.thpZeroPages[c] > 0 && useZeroPages)) {
         targets[i].thpSplitPages++;
         targets[i].thpSplitZeroPages += d.thpZeroPages[c];
+      } else if (d.thpZeroPages[c] > 0 && zeroMatches) {
+        targets[i].thpSlowSplitPages++;
+        targets[i].thpSlowSplitZeroPages += d.thpZeroPages[c];
       }
     }
   }
@@ -389,6 +418,8 @@ function buildResult(
     estimate,
     thpZeroPages,
     thpSplitPages: targets.reduce((a, t) => a + t.thpSplitPages, 0),
+    thpSlowSplitPages: targets.reduce((a, t) => a + t.thpSlowSplitPages, 0),
+    thpSlowSplitZeroPages: targets.reduce((a, t) => a + t.thpSlowSplitZeroPages, 0),
     thpKnown: r.targets.every((t) => t.flagsKnown || t.pages === 0),
     mergingPages: targets.reduce((a, t) => a + t.mergingPages, 0),
     zeroMergedPages: useZeroPages ? ksmZero : 0,
