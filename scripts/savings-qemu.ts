@@ -11,7 +11,7 @@
 //   apt-get install linux-image-amd64 busybox-static    # or pass --kernel / --busybox from extracted .debs
 //   node --import tsx scripts/savings-qemu.ts [--vms 3] [--mem-mib 512] [--image-mib 96] [--own-mib 32]
 //       [--zero-mib 32] [--control 30] [--timeout 900] [--use-zero-pages 0|1] [--kernel PATH] [--busybox PATH]
-//       [--json]
+//       [--smart-scan 0|1] [--json]
 // Every QEMU is killed when the script ends (and by pdeathsig if the script dies). no_timer_check: under
 // load a TCG guest fails the kernel's IO-APIC timer check and panics (seen here at load 16).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -45,6 +45,7 @@ const { values: a } = parseArgs({
     'pages-to-scan': { type: 'string', default: '5000' },
     'sleep-ms': { type: 'string', default: '10' },
     'premerge-scans': { type: 'string', default: '0' },
+    'smart-scan': { type: 'string' },
     kernel: { type: 'string' },
     busybox: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -67,6 +68,9 @@ const CONTROL_S = int('control');
 const TIMEOUT_S = int('timeout');
 const USE_ZERO = int('use-zero-pages');
 const PREMERGE = int('premerge-scans');
+// smart_scan left as the kernel has it unless given: 0 has ksmd retry the huge pages it splits one a
+// scan (docs/savings.md, "The prediction") every scan, so the run converges only once all are split.
+const SMART = a['smart-scan'] === undefined ? undefined : int('smart-scan');
 if (USE_ZERO > 1) {
   process.stderr.write(`savings-qemu: --use-zero-pages must be 0 or 1, got ${USE_ZERO}\n`);
   process.exit(2);
@@ -306,7 +310,10 @@ try {
   guard = KnobGuard.begin('savings-qemu');
   const ksm = new Ksm();
   await ksm.unmergeAll({ timeoutMs: 60_000 });
-  await ksm.configure({ run: 0, use_zero_pages: USE_ZERO === 1, pages_to_scan: int('pages-to-scan'), sleep_millisecs: int('sleep-ms'), ...('advisor_mode' in guard.found ? { advisor_mode: 'none' } : {}) });
+  await ksm.configure({
+    run: 0, use_zero_pages: USE_ZERO === 1, pages_to_scan: int('pages-to-scan'), sleep_millisecs: int('sleep-ms'),
+    ...('advisor_mode' in guard.found ? { advisor_mode: 'none' } : {}), ...(SMART === undefined ? {} : { smart_scan: SMART === 1 }),
+  });
   const v0 = splitCounters();
   // A daemon's reader (serve, tune --history) running from before the guests start, that reads once
   // now and next only after merging: it first sees them merged, but knows they started after it.
