@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Workload } from '../src/workload/workload.js';
 import { Registry } from '../src/safety/registry.js';
 import { holdKsmLockForFile } from './helpers/hold-lock.js';
+import { requireRoot } from './helpers/root.js';
 
 holdKsmLockForFile(); // the workload children hold mergeable memory
 
@@ -125,4 +126,21 @@ test('pagefuse scan --help prints the usage on stdout, exit 0', async () => {
   const help = await cli('--help');
   assert.equal(help.status, 0);
   assert.match(help.stdout, /^usage: pagefuse scan/);
+});
+
+test('pagefuse scan --json keeps huge pages of only zero subpages apart from the estimate with use_zero_pages=0', async (t) => {
+  if (!requireRoot(t, 'reads /proc/kpageflags to tell huge pages apart')) return;
+  // As in scan-pid's test: every zero page in a huge page that holds no duplicate (ksmd splits those one per full scan).
+  const z = await Workload.start({ processes: 1, imagePages: 1024, zeroPages: 2048, uniquePages: 1024, hugepages: 'always', seed: 13 });
+  try {
+    const j = await cli('--pid', String(z.pids[0]), '--json'); // use_zero_pages at its default 0 (this file holds the KSM lock)
+    assert.equal(j.status, 0, j.stderr);
+    const out = JSON.parse(j.stdout);
+    assert.deepEqual(
+      [out.use_zero_pages, out.estimate.thp_split_zero_pages, out.thp_slow_split_zero_pages, out.targets[0].thp_slow_split_zero_pages],
+      [false, 0, 2048, 2048],
+    );
+  } finally {
+    await z.stop();
+  }
 });

@@ -34,9 +34,11 @@ has merged so far. Reading another user's process needs root.
 
 The estimate is what merging would give back (docs/savings.md): pages merged by KSM (the predicted
 pages_sharing), zero pages KSM maps to the zero page (use_zero_pages=1), and the zero-filled subpages
-of the huge pages ksmd will split (it splits a huge page to merge any subpage of it, and the split
-frees the zero-filled subpages). The per-process "would save" column is each process's share of it
-and sums to the total.
+of the huge pages ksmd will split in its first full scans (it splits a huge page to merge any subpage
+of it, and the split frees the zero-filled subpages). With use_zero_pages=0, huge pages holding only
+zero subpages and unique data are split one per full scan: their zero subpages are printed apart, not
+in the estimate (thp_slow_split_* in --json). The per-process "would save" column is each process's
+share of the estimate and sums to the total.
 
 What a scan cannot see: pages that change between ksmd's passes (volatile) are merged by a
 scan's estimate but not by ksmd; scan twice (the API's previous option) to leave them out.
