@@ -128,11 +128,12 @@ test('without use_zero_pages, huge pages holding only zero subpages and unique d
   try {
     const r = await scan({ pid: w.pids[0] }, { useZeroPages: false });
     const tg = r.targets[0];
-    assert.equal(tg.thpZeroPages, 2048, 'every zero page is inside a huge page');
-    assert.deepEqual(r.estimate, { ksmPages: 0, ksmZeroPages: 0, thpSplitZeroPages: 0 });
+    // Where the kernel had no huge page to give, zero pages are 4 KiB pages and merge as such.
+    assert.ok(tg.thpZeroPages >= 3 * 512, `${tg.thpZeroPages} zero pages inside huge pages`);
+    assert.deepEqual(r.estimate.thpSplitZeroPages, 0);
     assert.deepEqual(
       [r.thpSplitPages, r.thpSlowSplitPages, r.thpSlowSplitZeroPages],
-      [0, tg.density.thpZeroPages.filter((z) => z > 0).length, 2048],
+      [0, tg.density.thpZeroPages.filter((z) => z > 0).length, tg.thpZeroPages],
     );
   } finally {
     await w.stop();
