@@ -9,8 +9,6 @@
 
 namespace pagefuse {
 
-constexpr int kMaxHashStreams = 4;
-
 struct HashKernels {
   // The instruction set and the page hash: "avx512+vaes", "avx512", "avx2+vaes", "avx2+aes", "avx2",
   // "sse2+aes", "sse2" ("scalar" off x86). A set without "+" hashes pages with XXH3-64.
@@ -23,10 +21,6 @@ struct HashKernels {
   // The same as hash(data, len, seed), while it pulls `next` (`len` bytes, or nullptr) into the
   // cache spread over the hashing: the page after this one, in a scan.
   uint64_t (*hashNext)(const void* data, size_t len, uint64_t seed, const void* next);
-  // The page hashes of n (1 to kMaxHashStreams) pages of `len` bytes, each equal to hash(pages[i], len,
-  // seed), computed side by side so that memory is read in n streams; nullptr in sets that hash one
-  // page at a time.
-  void (*hashPages)(const unsigned char* const* pages, int n, size_t len, uint64_t seed, uint64_t* out);
   // XXH3-64 of `len` bytes with `seed` in every set: the same value on every host (fleet sketches).
   uint64_t (*xxh3)(const void* data, size_t len, uint64_t seed);
   // XXH3-64 of four 64-byte lines at fixed offsets of a page of `len` bytes (len >= 256); sets

@@ -159,33 +159,5 @@ uint64_t AesHashNext(const void* data, size_t len, uint64_t seed, const void* ne
   return Finish(l, len, seed);
 }
 
-// The hashes of n (1 to kAesStreams) pages of `len` bytes at once, each equal to AesHash(pages[i]): one
-// block of each page per step, so the memory is read in n streams (measured: one stream reads about
-// 0.7 × as fast as four, the hardware prefetcher starting over at every page).
-constexpr int kAesStreams = 4;
-template <int S>
-void AesHashStreams(const unsigned char* const* pages, size_t len, uint64_t seed, uint64_t* out) {
-  Lane l[S][kLanes];
-  for (int s = 0; s < S; s++) Start(seed, l[s]);
-  const size_t blocks = len / kAesBlock;
-  for (size_t b = 0; b < blocks; b++) {
-    for (int s = 0; s < S; s++) Block(l[s], pages[s] + b * kAesBlock);
-  }
-  for (int s = 0; s < S; s++) {
-    Tail(l[s], pages[s] + blocks * kAesBlock, len % kAesBlock);
-    out[s] = Finish(l[s], len, seed);
-  }
-}
-
-void AesHashPages(const unsigned char* const* pages, int n, size_t len, uint64_t seed, uint64_t* out) {
-  switch (n) {
-    case 4: AesHashStreams<4>(pages, len, seed, out); break;
-    case 3: AesHashStreams<3>(pages, len, seed, out); break;
-    case 2: AesHashStreams<2>(pages, len, seed, out); break;
-    default:
-      for (int i = 0; i < n; i++) out[i] = AesHash(pages[i], len, seed);
-  }
-}
-
 }  // namespace PAGEFUSE_AES_NS
 }  // namespace

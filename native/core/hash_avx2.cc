@@ -35,15 +35,15 @@
 
 namespace pagefuse {
 const HashKernels* Avx2Kernels() {
-  static const HashKernels k{"avx2+xxh3", "avx2", KernelHash, KernelHashNext, nullptr, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"avx2+xxh3", "avx2", KernelHash, KernelHashNext, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
   return &k;
 }
 const HashKernels* Avx2VaesKernels() {
-  static const HashKernels k{"avx2+vaes", "avx2", aes256::AesHash, aes256::AesHashNext, aes256::AesHashPages, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"avx2+vaes", "avx2", aes256::AesHash, aes256::AesHashNext, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
   return &k;
 }
 const HashKernels* Avx2AesKernels() {
-  static const HashKernels k{"avx2+aes", "avx2", aes128::AesHash, aes128::AesHashNext, aes128::AesHashPages, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"avx2+aes", "avx2", aes128::AesHash, aes128::AesHashNext, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
   return &k;
 }
 }  // namespace pagefuse

@@ -34,11 +34,11 @@
 
 namespace pagefuse {
 const HashKernels* Avx512Kernels() {
-  static const HashKernels k{"avx512+xxh3", "avx512", KernelHash, KernelHashNext, nullptr, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"avx512+xxh3", "avx512", KernelHash, KernelHashNext, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
   return &k;
 }
 const HashKernels* Avx512VaesKernels() {
-  static const HashKernels k{"avx512+vaes", "avx512", aes512::AesHash, aes512::AesHashNext, aes512::AesHashPages, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"avx512+vaes", "avx512", aes512::AesHash, aes512::AesHashNext, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
   return &k;
 }
 }  // namespace pagefuse

@@ -23,9 +23,9 @@ namespace pagefuse {
 
 const HashKernels& BaselineKernels() {
 #if defined(__x86_64__)
-  static const HashKernels k{"sse2+xxh3", "sse2", KernelHash, KernelHashNext, nullptr, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"sse2+xxh3", "sse2", KernelHash, KernelHashNext, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
 #else
-  static const HashKernels k{"scalar+xxh3", "scalar", KernelHash, KernelHashNext, nullptr, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"scalar+xxh3", "scalar", KernelHash, KernelHashNext, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
 #endif
   return k;
 }
@@ -33,7 +33,7 @@ const HashKernels& BaselineKernels() {
 // Reached only on a CPU with AES-NI (KernelsFor checks).
 const HashKernels* BaselineAesKernels() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  static const HashKernels k{"sse2+aes", "sse2", aes128::AesHash, aes128::AesHashNext, aes128::AesHashPages, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
+  static const HashKernels k{"sse2+aes", "sse2", aes128::AesHash, aes128::AesHashNext, KernelHash, KernelPrefilter, KernelIsZero, KernelReadSum};
   return &k;
 #else
   return nullptr;

@@ -43,16 +43,6 @@ TEST(every_kernel_set_this_cpu_runs_hashes_as_its_reference) {
         CHECK_EQ(k.hashNext(data.data(), len, seed, nullptr), b.hash(data.data(), len, seed));
       }
     }
-    // hashPages, where a set has it, is the same hash of each page, for every stream count.
-    if (k.hashPages != nullptr) {
-      for (int n = 1; n <= kMaxHashStreams; n++) {
-        const unsigned char* pages[kMaxHashStreams];
-        uint64_t out[kMaxHashStreams];
-        for (int i = 0; i < n; i++) pages[i] = data.data() + 1000 * i;  // overlapping, unaligned
-        k.hashPages(pages, n, 4096, 42, out);
-        for (int i = 0; i < n; i++) CHECK_EQ(out[i], b.hash(pages[i], 4096, 42));
-      }
-    }
     bool z1 = true, z2 = true;
     CHECK_EQ(k.prefilter(data.data(), 4096, 7, &z1), BaselineKernels().prefilter(data.data(), 4096, 7, &z2));
     CHECK(!z1);
