@@ -101,6 +101,78 @@ test('adaptive Tuner: scans, starts ksmd at the budgeted pace, sees a new VM wit
   }
 });
 
+/** The scripted scan, taking `ms` and logging when each round began and which pids it held. */
+function slowScan(ms: number, log: { at: number; pids: number[] }[]): ScanFn {
+  return async (targets, options) => {
+    log.push({ at: performance.now(), pids: targets.map((t) => (t as { pid: number }).pid) });
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return scan(targets, options);
+  };
+}
+
+test('adaptive Tuner: the VMs found at start are scanned before the first decision is taken', async () => {
+  const { tree, ksm, config } = setup();
+  const rounds: { at: number; pids: number[] }[] = [];
+  const t = new Tuner({ ksm, scan: slowScan(150, rounds), procRoot: tree.root, config, pollMs: 100, intervalMs: 60_000 });
+  const decidedAt: number[] = [];
+  t.on('decision', () => decidedAt.push(performance.now()));
+  try {
+    const first = once(t, 'decision');
+    await t.start();
+    await first;
+    assert.deepEqual(rounds.map((r) => r.pids), [[300]]);
+    assert.ok(rounds[0].at < decidedAt[0], `the scan round began ${(rounds[0].at - decidedAt[0]).toFixed(1)} ms after the first decision`);
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
+test('adaptive Tuner: a decision taken while a VM is being scanned does not queue a second scan of it', async () => {
+  const { tree, ksm, config } = setup();
+  const rounds: { at: number; pids: number[] }[] = [];
+  const t = new Tuner({ ksm, scan: slowScan(150, rounds), procRoot: tree.root, config, pollMs: 100, intervalMs: 60_000 });
+  try {
+    const running = nextDecision(t, (d) => d.changed.run === 1);
+    await t.start();
+    await running;
+    await new Promise((resolve) => setTimeout(resolve, 500)); // five polls, each of which would start a due round
+    assert.deepEqual(rounds.map((r) => r.pids), [[300]]);
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
+test('adaptive Tuner: stop() while a decision that starts ksmd is writing leaves no pacer timer behind', async () => {
+  const { tree, ksm, config } = setup();
+  let release: () => void = () => undefined;
+  const writing = new Promise<void>((resolve) => {
+    const configure = ksm.configure.bind(ksm);
+    ksm.configure = async (w) => {
+      if (w.run === 1) {
+        resolve();
+        await new Promise<void>((r) => (release = r));
+      }
+      return configure(w);
+    };
+  });
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const before = timers();
+  const t = new Tuner({ ksm, scan, procRoot: tree.root, config, cpuBudget: 0.25, pollMs: 100, intervalMs: 60_000 });
+  try {
+    await t.start();
+    await writing;
+    const stopped = t.stop();
+    release();
+    await stopped;
+    assert.equal(timers(), before);
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
 test("adaptive Tuner: between decisions, the pacer cuts pages_to_scan as soon as ksmd's pages per CPU-second fall", async () => {
   const { tree, ksm, config } = setup();
   // While ksmd runs, each look at KSM finds 1250 more pages scanned and 31.25 ms more of ksmd's CPU time:

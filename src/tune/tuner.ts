@@ -239,9 +239,15 @@ export class Tuner extends EventEmitter<TunerEvents> {
   private paceTimer: NodeJS.Timeout | undefined;
   private pacePrev: PaceSample | undefined;
   private pollQueued = false;
+  private decideQueued = false;
+  /** Scan rounds ended, and the most of them a decision has read the estimate after. */
+  private roundsDone = 0;
+  private roundsSeen = 0;
   private running = false;
   private chain: Promise<void> = Promise.resolve();
   private pendingRescan: number[] = [];
+  /** The pids of the scan round in flight: a decision asking for them again waits for that round. */
+  private scanRound: ReadonlySet<number> = new Set();
   private scanAbort: AbortController | undefined;
   private scanDone: Promise<void> = Promise.resolve();
   readonly isolation: Isolation;
@@ -478,6 +484,10 @@ export class Tuner extends EventEmitter<TunerEvents> {
     );
     this.pollTimer = setInterval(() => this.pollVms(), this.pollMs);
     this.decideTimer = setInterval(() => this.tick(), this.intervalMs);
+    // The VMs found by prepare() are scanned from now, beside the first decision: that decision cannot run
+    // ksmd before an estimate anyway, and starting the scan only from its rescan list left ksmd idle for
+    // its length (0.1-0.25 s, an eighth of a 2 s run at budget 1).
+    this.maybeScan();
     if (this.policy !== 'ksmtuned' || this.immediate) void this.retune();
   }
 
@@ -692,21 +702,31 @@ export class Tuner extends EventEmitter<TunerEvents> {
     const vms = scheduler.due(this.scanVms(), this.pendingRescan);
     if (vms.length === 0 && !(this.regions.length > 0 && scheduler.estimate([]) === null)) return;
     this.pendingRescan = [];
+    this.scanRound = new Set(vms.map((vm) => vm.pid));
     const abort = new AbortController();
     this.scanAbort = abort;
     this.scanDone = scheduler
       .run(vms, this.regions, abort.signal)
       .then(() => {
-        if (this.running) this.enqueueDecide();
+        const round = ++this.roundsDone;
+        // A decision begun while the round ran may have read its estimate already (scan rounds end at any time).
+        if (this.running) this.enqueueDecide(() => this.roundsSeen < round);
       })
       .catch((err) => {
         if (!abort.signal.aborted) this.fail(err);
+      })
+      .finally(() => {
+        this.scanRound = new Set();
       });
   }
 
   /** Decides now (SIGUSR1): looks at /proc, asks the policy, writes what changed. Resolves to the decision. */
   retune(): Promise<TuneDecision | undefined> {
-    const run = this.chain.then(async () => (this.running ? this.decide() : undefined));
+    this.decideQueued = true;
+    const run = this.chain.then(async () => {
+      this.decideQueued = false;
+      return this.running ? this.decide() : undefined;
+    });
     this.chain = run.then(
       () => undefined,
       () => undefined,
@@ -750,7 +770,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
    */
   private updatePacer(run: number): void {
     this.pacePrev = undefined;
-    const throttled = this.policy === 'adaptive' && !this.dryRun && this.budget < 1 && run === 1 && (this.state as AdaptiveState).running;
+    // Not after stop(): a decision it waits for must not start the pacer again once stop() has stopped it.
+    const throttled = this.running && this.policy === 'adaptive' && !this.dryRun && this.budget < 1 && run === 1 && (this.state as AdaptiveState).running;
     if (!throttled) this.stopPacer();
     else this.paceTimer ??= setInterval(() => this.pace(), PACE_MS);
   }
@@ -786,9 +807,16 @@ export class Tuner extends EventEmitter<TunerEvents> {
     });
   }
 
-  private enqueueDecide(): void {
+  /**
+   * Queues a decision unless one is queued and not begun yet: that one will see what prompted this. `stale`
+   * is asked when the decision's turn comes: false skips it (a decision since has seen it all).
+   */
+  private enqueueDecide(stale: () => boolean = () => true): void {
+    if (this.decideQueued) return;
+    this.decideQueued = true;
     this.chain = this.chain.then(async () => {
-      await this.decide();
+      this.decideQueued = false;
+      if (stale()) await this.decide();
     });
   }
 
@@ -796,6 +824,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     if (!this.running) return undefined;
     try {
       await this.refresh().catch((err) => this.fail(err));
+      this.roundsSeen = this.roundsDone;
       const estimate = this.scheduler?.estimate(this.scanVms()) ?? null;
       const o = await this.observer!.observe(this.watcher.vms, estimate);
       const result =
@@ -822,7 +851,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
         fullScans: o.counters.full_scans,
       } satisfies TuneSavings);
       if (decision.rescan.length > 0) {
-        this.pendingRescan.push(...decision.rescan);
+        this.pendingRescan.push(...decision.rescan.filter((pid) => !this.scanRound.has(pid)));
         this.maybeScan();
       }
       return decision;
