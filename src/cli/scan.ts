@@ -8,7 +8,7 @@ import { readablePids } from '../scan/pids.js';
 import { discoverVms } from '../safety/vms.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
 
-const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--sample-rate M] [--threads N] [--totals] [--json]
+const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--sample-rate M] [--threads N] [--unmergeable] [--totals] [--json]
 
 Reads the private anonymous memory of processes (only what KSM would merge: mappings with
 MADV_MERGEABLE or PR_SET_MEMORY_MERGE, VmFlags "mg"), hashes every resident page and reports how
