@@ -447,8 +447,8 @@ void Engine::ProcessItem(const Item& item, Pass pass, ThreadStats& ts, unsigned 
   // hashed, and the item's first kTouchAhead pages' first lines at its start. The hardware
   // prefetcher stops at every 4 KiB page and a page's first touch waits for its address translation
   // (two-level in a VM): one early touch per page has both under way well before the hash gets there
-  // (measured, one thread: XXH3 0.68-0.75 to 0.80-0.89 × the read, AES 0.60-0.72 to 0.77-0.89; see
-  // docs/scan.md, Speed).
+  // (measured, one thread, 1 GiB: AES 0.60-0.72 to 0.77-0.89 × the read; XXH3 0.68-0.75 to 0.80-0.89
+  // at load 4, 0.80 to 0.82-0.86 on a quiet machine; see docs/scan.md, Speed).
   constexpr uint64_t kTouchAhead = 10;
   if (pass == Pass::kFull) {
     uint64_t pos0 = 0;
