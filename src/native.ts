@@ -128,6 +128,8 @@ export interface NativeAddon {
   RegionHandle: new (bytes: number, hugepages: number) => RegionHandle;
   setMergeAny(on: boolean): void;
   getMergeAny(): boolean;
+  /** malloc_trim(0): true when glibc handed memory back (false on musl). */
+  trimHeap(): boolean;
   reclaimZeroPages(region: RegionHandle, offset: number, length: number): { zeroPages: number; reclaimedPages: number };
   ownedPages(region: RegionHandle, offset: number, length: number): number;
   /** The host's topology (libnuma, else sysfs), or the sysfs tree under sysfsRoot. */

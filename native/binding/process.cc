@@ -1,3 +1,5 @@
+#include <malloc.h>
+
 #include "binding/errors.h"
 #include "binding/modules.h"
 #include "core/process.h"
@@ -17,7 +19,19 @@ static Napi::Value GetMergeAny(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), rc == 1);
 }
 
+// Hands the free memory of glibc's heaps back to the kernel (malloc_trim): a daemon's heap keeps pages freed
+// by Buffers and /proc reads resident until it grows past them again. False where nothing was released or
+// the C library has no malloc_trim (musl).
+static Napi::Value TrimHeap(const Napi::CallbackInfo& info) {
+#ifdef __GLIBC__
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) == 1);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("trimHeap", Napi::Function::New(env, TrimHeap, "trimHeap"));
   exports.Set("setMergeAny", Napi::Function::New(env, SetMergeAny, "setMergeAny"));
   exports.Set("getMergeAny", Napi::Function::New(env, GetMergeAny, "getMergeAny"));
 }

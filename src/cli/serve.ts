@@ -2,7 +2,7 @@
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as HttpsServer } from 'node:https';
 import { isIP } from 'node:net';
-import { boundHeap, parse, UsageError } from './common.js';
+import { boundMemory, parse, UsageError } from './common.js';
 import { hostSource } from '../report/source.js';
 import { Sampler } from '../report/sampler.js';
 import { metricsRegistry } from '../report/prometheus.js';
@@ -64,7 +64,7 @@ function listen(server: Server | HttpsServer, host: string | undefined, port: nu
 }
 
 export async function run(args: string[]): Promise<number> {
-  boundHeap();
+  boundMemory();
   const { values } = parse('serve', args, {
     options: { listen: { type: 'string' }, 'no-node-ksmd': { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, ...FLEET_SERVE_FLAGS },
   });

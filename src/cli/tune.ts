@@ -1,7 +1,7 @@
 // pagefuse tune — the tuner daemon: decides, logs each decision with its reasons, restores the knobs on exit.
 import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { boundHeap, durationFlag, formatBytes, parse, UsageError, type CliContext } from './common.js';
+import { boundMemory, durationFlag, formatBytes, parse, UsageError, type CliContext } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { findOtherTuners, tuneLockPath } from '../host/lock.js';
@@ -131,7 +131,7 @@ class TuneSignals {
 }
 
 export async function run(args: string[], context?: CliContext): Promise<number> {
-  boundHeap();
+  boundMemory();
   const signals = new TuneSignals();
   signals.install(context?.takeEarlyUsr1() ?? 0, context?.takeEarlyHup?.() ?? 0);
   try {
