@@ -5,9 +5,9 @@
 // fd 3, the process answers liveMemory() after two full collections: RSS, the live JS heap and external
 // memory then move only when something is kept. The preload is bench/live-memory-probe.mjs.
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
+import { readStatus } from '../src/host/procfs.js';
 
 const PROBE = fileURLToPath(new URL('./live-memory-probe.mjs', import.meta.url));
 
@@ -51,6 +51,6 @@ export async function liveMemory(child: ChildProcess, timeoutMs = 10_000): Promi
     channel.write('collect\n');
   });
   const { heapUsedBytes, externalBytes } = JSON.parse(answer) as { heapUsedBytes: number; externalBytes: number };
-  const rss = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-  return { rssBytes: Number(rss?.[1] ?? 0) * 1024, heapUsedBytes, externalBytes };
+  const status = await readStatus('/proc', child.pid!);
+  return { rssBytes: (status?.VmRSS ?? 0) * 1024, heapUsedBytes, externalBytes };
 }

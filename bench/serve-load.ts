@@ -5,9 +5,10 @@
 // one reading of a busy process swings by several MiB with the moment V8 last collected.
 // test/serve-load.test.ts holds fds flat and the collected RSS and live heap small with a shorter run.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { readStatus } from '../src/host/procfs.js';
 import { liveMemory, liveMemoryArgs, liveMemoryStdio, type LiveMemory } from './live-memory.js';
 
 const BIN = fileURLToPath(new URL('../dist/cli/bin.js', import.meta.url));
@@ -32,9 +33,9 @@ export interface ServeLoad {
   endLive: LiveMemory;
 }
 
-export function processUse(pid: number): ProcessUse {
-  const rss = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { rssBytes: Number(rss?.[1] ?? 0) * 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
+export async function processUse(pid: number): Promise<ProcessUse> {
+  const status = await readStatus('/proc', pid);
+  return { rssBytes: (status?.VmRSS ?? 0) * 1024, fds: readdirSync(`/proc/${pid}/fd`).length };
 }
 
 async function startServe(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
@@ -81,15 +82,15 @@ async function scrapeMany(url: string, count: number, concurrency: number, times
 export async function serveLoad(scrapes: number, concurrency: number, warmup = 1000, env: NodeJS.ProcessEnv = process.env): Promise<ServeLoad> {
   const { child, url } = await startServe(env);
   try {
-    const start = processUse(child.pid!);
+    const start = await processUse(child.pid!);
     await scrapeMany(url, warmup, concurrency, []);
     await sleep(200); // let idle keep-alive sockets close
-    const warm = processUse(child.pid!);
+    const warm = await processUse(child.pid!);
     const warmLive = await liveMemory(child);
     const times: number[] = [];
     const failures = await scrapeMany(url, scrapes, concurrency, times);
     await sleep(200);
-    const end = processUse(child.pid!);
+    const end = await processUse(child.pid!);
     const endLive = await liveMemory(child);
     times.sort((a, b) => a - b);
     const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))];
