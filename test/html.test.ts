@@ -11,6 +11,7 @@ import { runCliAsync } from './helpers/cli.js';
 import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
 import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
 import type { HistoryJson } from '../src/report/history-file.js';
+import { reportHtml } from '../src/report/html.js';
 
 // Debian's chromium, never a test tool's own download (.ci/run installs it).
 const CHROMIUM = '/usr/bin/chromium';
@@ -231,6 +232,19 @@ test('report --html live with --save', async (t) => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the would-save tile gives the estimate and, under it, the figure once ksmd has split the slow huge pages", () => {
+  const MiB = 1024 * 1024;
+  const tuner = { at: 5_000, policy: 'adaptive', settings: {}, reason: '', pid: process.pid, running: true, estimatedBytes: 600 * MiB, thpSlowSplitPages: 31, thpSlowSplitZeroBytes: 60 * MiB };
+  const counters = { pages_shared: 1, pages_sharing: 2, pages_unshared: 0, pages_volatile: 0, full_scans: 3 };
+  const html = reportHtml({ source: 'test', history: { snapshots: [{ at: 10_000, pageSize: 4096, settings: { run: 1 }, counters, processes: [], tuner }], decisions: [] } });
+  const card = /<div class="card"><div class="k">would save[^<]*<\/div>.*?<\/div><\/div>/.exec(html)?.[0];
+  assert.equal(
+    card,
+    '<div class="card"><div class="k">would save in ksmd&#39;s first full scans</div><div class="v">600 MiB</div>' +
+      '<div class="n">660 MiB once ksmd has split 31 more huge pages, at most one a full scan (+60.0 MiB of zero subpages)</div></div>',
+  );
 });
 
 test('report: bad input is one line and leaves nothing half-written', async (t) => {

@@ -13,12 +13,12 @@ import {
 } from '../src/report/model.js';
 import { HostSource } from '../src/report/source.js';
 import { readZeroBaselines, writeZeroBaselines } from '../src/report/zero-baselines.js';
-import { processTable, savedLines } from '../src/report/text.js';
+import { processTable, savedLines, wouldSaveLines } from '../src/report/text.js';
 import { metricsRegistry } from '../src/report/prometheus.js';
 import { RMAP_ITEM_BYTES, type KnownKsmCounters } from '../src/ksm/counters.js';
 import { Sampler } from '../src/report/sampler.js';
 import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';
-import { publishTuner } from '../src/report/publish.js';
+import { decisionRecord, publishTuner } from '../src/report/publish.js';
 import { readHistoryFile } from '../src/report/history-file.js';
 import { EventEmitter } from 'node:events';
 import { Region } from '../src/region.js';
@@ -426,6 +426,66 @@ test('the saved line says "≤" and why when the THP-split part is an upper boun
   assert.deepEqual(savedLines(figures(s)), [
     'saved ≤ 1.0 MiB = KSM pages 4.0 KiB + KSM zero pages 0 B + THP-split zero pages ≤ 1.0 MiB',
     '  (upper bound: 1 process was first seen already merged, so huge pages split before (by the kernel or an earlier ksmd run) count too; a pagefuse reader that sees them before they merge (status, top, serve, tune --history) or runs from before they start records their baseline)',
+  ]);
+});
+
+const MiB = 1024 * 1024;
+
+/** A snapshot at 10 s with the tuner's decision of 5 s before it: its estimate, and what it left to slow huge page splits (omitted when `slow` is null). */
+function withTunerEstimate(slow: { pages: number; bytes: number } | null): Snapshot {
+  const s = snap(10_000, { pages_shared: 1, pages_sharing: 2 });
+  s.tuner = { at: 5_000, policy: 'adaptive', settings: {}, reason: '', pid: process.pid, running: true, estimatedBytes: 600 * MiB };
+  if (slow !== null) Object.assign(s.tuner, { thpSlowSplitPages: slow.pages, thpSlowSplitZeroBytes: slow.bytes });
+  return s;
+}
+
+test("the tuner's state file record carries the huge pages ksmd splits one per full scan beside the estimate", () => {
+  const rec = decisionRecord({
+    policy: 'adaptive',
+    at: 1500,
+    knobs: { run: 1 },
+    changed: {},
+    previous: {},
+    dryRun: false,
+    reasons: ['estimate'],
+    rescan: [],
+    savedBytes: 0,
+    estimatedBytes: 600 * MiB,
+    thpSlowSplitPages: 31,
+    thpSlowSplitZeroBytes: 60 * MiB,
+    vms: [],
+    risk: { at: 1500, exposureBytes: 0, availableBytes: 1, marginBytes: 1, thresholdBytes: 0, atRisk: false },
+  });
+  assert.deepEqual([rec.estimatedBytes, rec.thpSlowSplitPages, rec.thpSlowSplitZeroBytes], [600 * MiB, 31, 60 * MiB]);
+});
+
+test("figures read the would-save figure and the slow huge page splits apart from the tuner's state", () => {
+  assert.deepEqual(figures(withTunerEstimate({ pages: 31, bytes: 60 * MiB })).wouldSave, {
+    at: 5_000,
+    bytes: 600 * MiB,
+    slowSplit: { hugePages: 31, bytes: 60 * MiB },
+    source: 'tuner',
+  });
+});
+
+test('pagefuse_would_save_slow_split_bytes is what the estimate in pagefuse_would_save_bytes leaves to slow huge page splits', async () => {
+  const text = await metricsRegistry(async () => figures(withTunerEstimate({ pages: 31, bytes: 60 * MiB }))).metrics();
+  assert.deepEqual(text.split('\n').filter((l) => l.startsWith('pagefuse_would_save')), [
+    `pagefuse_would_save_bytes ${600 * MiB}`,
+    `pagefuse_would_save_slow_split_bytes ${60 * MiB}`,
+  ]);
+});
+
+test("the would-save line gives what ksmd's first full scans free and, under it, the figure once the slow huge pages are split", () => {
+  assert.deepEqual(wouldSaveLines(figures(withTunerEstimate({ pages: 31, bytes: 60 * MiB }))), [
+    "would save 600 MiB in ksmd's first full scans  (tuner's scan 5s ago; saved now 8.0 KiB)",
+    '  660 MiB once ksmd has split 31 more huge pages, at most one a full scan (+60.0 MiB of zero subpages; use_zero_pages=1 frees them in one)',
+  ]);
+});
+
+test('the would-save line says when the slow huge page splits are unknown', () => {
+  assert.deepEqual(wouldSaveLines(figures(withTunerEstimate(null))), [
+    "would save 600 MiB in ksmd's first full scans, more later from huge pages it splits one a full scan: unknown (needs root)  (tuner's scan 5s ago; saved now 8.0 KiB)",
   ]);
 });
 

@@ -85,6 +85,26 @@ test('top shows the tuner daemon\'s latest decision from its state file', async 
   }
 });
 
+test("top's would-save lines give the tuner's estimate and, under it, the figure once ksmd has split the slow huge pages", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-top-'));
+  try {
+    const state = join(dir, 'tuner.json');
+    const MiB = 1024 * 1024;
+    writeFileSync(
+      state,
+      JSON.stringify({ at: Date.now() - 5 * 3600_000, policy: 'adaptive', settings: { run: 1 }, reason: 'estimate', pid: process.pid, estimatedBytes: 600 * MiB, thpSlowSplitPages: 31, thpSlowSplitZeroBytes: 60 * MiB }),
+    );
+    const r = await runCliAsync(['top', '--interval', '0.1'], { env: { ...process.env, PAGEFUSE_TUNER_STATE: state } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /\nwould save 600 MiB in ksmd's first full scans {2}\(tuner's scan 5h ago; saved now [^)]+\)\n {2}660 MiB once ksmd has split 31 more huge pages, at most one a full scan \(\+60\.0 MiB of zero subpages; use_zero_pages=1 frees them in one\)\n/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 async function checkUsageError(args: string[]): Promise<void> {
   const r = await runCliAsync(['top', ...args]);
   assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);

@@ -4,6 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { ScanScheduler, UNCHANGED_RESCAN_MS, type ScanFn } from '../src/tune/schedule.js';
 import { createTunerScan } from '../src/tune/scan-adapter.js';
 import type { VmInfo } from '../src/vm/discover.js';
+import { scan as scanEngine } from '../src/scan/scan.js';
+import { Workload } from '../src/workload/workload.js';
+import { requireRoot } from './helpers/root.js';
 
 const PAGE = 4096;
 const vm = (pid: number, rssMiB: number, merging = 0): VmInfo => ({
@@ -56,6 +59,57 @@ test('new VMs are due at once, the larger first', () => {
 test('the estimate adds up what the scans of the VMs alive now found', async () => {
   const { s, a, b } = await scannedTwo();
   assert.deepEqual(s.estimate([a, b]), { at: 20, savedPages: 800, mergingPages: 1000, pages: 2000, volatility: 0, complete: true });
+});
+
+/** A scan that finds, in VM pid, pid huge pages ksmd splits one per full scan holding 100 × pid zero subpages; none known for `unknown`. */
+function slowSplitScan(unknown: readonly number[] = []): ScanFn {
+  return async (targets) => {
+    const pids = targets.map((t) => (t as { pid: number }).pid);
+    return {
+      pages: pids.length * 1000,
+      estimatedSavedBytes: pids.length * 400 * PAGE,
+      targets: pids.map((pid) => ({
+        pid,
+        pages: 1000,
+        mergingPages: 500,
+        ...(unknown.includes(pid) ? {} : { thpSlowSplit: { hugePages: pid, zeroPages: 100 * pid } }),
+      })),
+    };
+  };
+}
+
+test('the estimate keeps the huge pages ksmd splits one per full scan apart, summed over the VMs alive now', async () => {
+  const s = new ScanScheduler({ scan: slowSplitScan(), scanCpuBudget: 1, pageSize: PAGE });
+  const [a, b] = [vm(1, 100), vm(2, 400)];
+  await s.run([a, b]);
+  const both = s.estimate([a, b]);
+  const onlyB = s.estimate([b]);
+  assert.deepEqual(
+    [both?.savedPages, both?.thpSlowSplit, onlyB?.savedPages, onlyB?.thpSlowSplit],
+    [800, { hugePages: 3, zeroPages: 300 }, 400, { hugePages: 2, zeroPages: 200 }],
+  );
+});
+
+test('an estimate covering a VM whose scan could not read page flags has no slow-split figure', async () => {
+  const s = new ScanScheduler({ scan: slowSplitScan([2]), scanCpuBudget: 1, pageSize: PAGE });
+  const [a, b] = [vm(1, 100), vm(2, 400)];
+  await s.run([a, b]);
+  assert.deepEqual([s.estimate([a])?.thpSlowSplit, 'thpSlowSplit' in s.estimate([a, b])!], [{ hugePages: 1, zeroPages: 100 }, false]);
+});
+
+test("the tuner's scan passes on each VM's huge pages that ksmd splits one per full scan", async (t) => {
+  if (!requireRoot(t, 'reads /proc/kpageflags to tell huge pages apart')) return;
+  // scan-pid's layout: every zero page of this 16 MiB MADV_HUGEPAGE mapping sits in a huge page with no duplicate.
+  const w = await Workload.start({ processes: 1, imagePages: 1024, zeroPages: 2048, uniquePages: 1024, hugepages: 'always', seed: 13 });
+  try {
+    const outcome = await createTunerScan()([{ pid: w.pids[0] }], {});
+    // The same scan as the tuner's (exact, one thread, the live use_zero_pages knob: 0 by default).
+    const r = await scanEngine({ pid: w.pids[0] }, { mode: 'exact', threads: 1 });
+    assert.ok(r.thpSlowSplitPages > 0, `${r.thpSlowSplitPages} slow huge pages (use_zero_pages=${r.useZeroPages ? 1 : 0})`);
+    assert.deepEqual(outcome.targets[0].thpSlowSplit, { hugePages: r.thpSlowSplitPages, zeroPages: r.thpSlowSplitZeroPages });
+  } finally {
+    await w.stop();
+  }
 });
 
 test('nothing is due right after a scan', async () => {

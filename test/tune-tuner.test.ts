@@ -101,6 +101,25 @@ test('adaptive Tuner: scans, starts ksmd at the budgeted pace, sees a new VM wit
   }
 });
 
+test("a decision publishes the scan's huge pages ksmd splits one per full scan beside the estimate, which leaves them out", async () => {
+  const { tree, ksm, config } = setup();
+  // VM a: 31 such huge pages holding 15281 zero subpages (the QEMU guests' figures, docs/savings.md).
+  const slow: ScanFn = async (targets, o) => {
+    const r = await scan(targets, o);
+    return { ...r, targets: r.targets.map((x) => ({ ...x, thpSlowSplit: { hugePages: 31, zeroPages: 15281 } })) };
+  };
+  const t = new Tuner({ ksm, scan: slow, procRoot: tree.root, config, pollMs: 100, intervalMs: 60_000 });
+  try {
+    const decided = nextDecision(t, (d) => d.estimatedBytes !== null);
+    await t.start();
+    const d = await decided;
+    assert.deepEqual([d.estimatedBytes, d.thpSlowSplitPages, d.thpSlowSplitZeroBytes], [131072 * 4096, 31, 15281 * 4096]);
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
 /** The scripted scan, taking `ms` and logging when each round began and which pids it held. */
 function slowScan(ms: number, log: { at: number; pids: number[] }[]): ScanFn {
   return async (targets, options) => {

@@ -54,6 +54,8 @@ function snake(d: TuneDecision): Record<string, unknown> {
     rescan: d.rescan,
     saved_bytes: d.savedBytes,
     estimated_bytes: d.estimatedBytes,
+    thp_slow_split_pages: d.thpSlowSplitPages,
+    thp_slow_split_zero_bytes: d.thpSlowSplitZeroBytes,
     vms: d.vms,
   };
 }

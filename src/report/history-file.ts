@@ -2,7 +2,7 @@
 // snake_case with the kernel's own names, like every JSON pagefuse writes. The tuner daemon (or anyone
 // holding a Sampler) writes it with writeHistoryFile.
 import { readFile } from 'node:fs/promises';
-import type { SharingMatrix, Snapshot, DecisionRecord } from './model.js';
+import type { SharingMatrix, Snapshot, DecisionRecord, WouldSave } from './model.js';
 import type { KnownKsmCounters } from '../ksm/counters.js';
 import type { KsmSettings } from '../ksm/knobs.js';
 import { writeFileAtomic } from '../host/atomic.js';
@@ -30,7 +30,7 @@ export interface HistoryRecord {
   /** Why there is no sharing matrix, when it is known. */
   sharingNote?: string;
   /** The would-save estimate of the duplicate scan that made the sharing matrix (docs/savings.md). */
-  estimate?: { at: number; savedBytes: number };
+  estimate?: WouldSave;
 }
 
 export function toHistoryJson(h: HistoryRecord): HistoryJson {

@@ -1,6 +1,6 @@
 // The HTML report: one self-contained page (inline CSS and SVG, no script, no fetch) with savings and
 // ksmd CPU over time, the per-VM table, KSM pages per node, the tuner's decisions and the sharing heat map.
-import { figures, series, type Figures, type SeriesPoint, type SharingMatrix, type DecisionRecord } from './model.js';
+import { figures, series, type Figures, type SeriesPoint, type SharingMatrix, type DecisionRecord, type WouldSave } from './model.js';
 import type { HistoryRecord } from './history-file.js';
 import { formatBytes } from './format.js';
 import { escapeHtml } from './escape.js';
@@ -128,30 +128,46 @@ function table(header: string[], rows: string[][], id: string): string {
     .join('')}</tbody></table>`;
 }
 
-function summary(f: Figures, points: readonly SeriesPoint[], wouldSave: number | undefined): string {
+/** The would-save tile: the estimate (ksmd's first full scans), and under it what the slow huge page splits add. */
+function wouldSaveCard(w: WouldSave | null): [string, string, string?] {
+  if (w === null) return ['would save (last scan)', '-'];
+  const k = "would save in ksmd's first full scans";
+  if (w.slowSplit === null) return [k, formatBytes(w.bytes), 'more from huge pages it splits one a full scan: unknown (needs root)'];
+  if (w.slowSplit.hugePages === 0) return [k, formatBytes(w.bytes)];
+  const n = w.slowSplit.hugePages;
+  return [
+    k,
+    formatBytes(w.bytes),
+    `${formatBytes(w.bytes + w.slowSplit.bytes)} once ksmd has split ${n} more huge page${n === 1 ? '' : 's'}, at most one a full scan (+${formatBytes(w.slowSplit.bytes)} of zero subpages)`,
+  ];
+}
+
+function summary(f: Figures, points: readonly SeriesPoint[], wouldSave: WouldSave | null): string {
   const cpus = points.map((p) => p.ksmd_cpu).filter((c): c is number => c !== null);
   const avgCpu = cpus.length > 0 ? `${((cpus.reduce((a, b) => a + b, 0) / cpus.length) * 100).toFixed(1)} %` : '-';
   const h = f.host;
   const ps = f.pageSize;
-  const cards: [string, string][] = [
+  const cards: [string, string, string?][] = [
     ['saved', `${h.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(h.savedBytes)}`],
     ['KSM pages', formatBytes(h.saved.ksmPages * ps)],
     ['KSM zero pages', formatBytes(h.saved.ksmZeroPages * ps)],
     ['THP-split zero pages', h.thpSplitKnown ? `${h.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(h.saved.thpSplitZeroPages * ps)}` : '? (needs root)'],
     ['KSM metadata (host cost)', formatBytes(h.metadataBytes)],
     ['kernel general_profit', formatBytes(h.kernelProfitBytes)],
-    ['would save (last scan)', wouldSave === undefined ? '-' : formatBytes(wouldSave)],
+    wouldSaveCard(wouldSave),
     ['sharing ratio', h.sharingRatio === null ? '-' : h.sharingRatio.toFixed(2)],
     ['ksmd CPU (mean)', avgCpu],
     ['full scans', String(f.counters.full_scans)],
   ];
-  return `<div class="cards">${cards.map(([k, v]) => `<div class="card"><div class="k">${escapeHtml(k)}</div><div class="v">${escapeHtml(v)}</div></div>`).join('')}</div>`;
+  return `<div class="cards">${cards
+    .map(([k, v, n]) => `<div class="card"><div class="k">${escapeHtml(k)}</div><div class="v">${escapeHtml(v)}</div>${n === undefined ? '' : `<div class="n">${escapeHtml(n)}</div>`}</div>`)
+    .join('')}</div>`;
 }
 
 const CSS = `body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:960px;color:#111827;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}.sub{color:#4b5563;margin:0 0 16px}
 .cards{display:flex;flex-wrap:wrap;gap:10px}.card{border:1px solid #d1d5db;border-radius:6px;padding:8px 12px;min-width:120px}
-.k{color:#6b7280;font-size:12px}text.cell-n{font-size:10px;fill:#111827}.v{font-size:18px;font-weight:600}
+.k{color:#6b7280;font-size:12px}.n{color:#4b5563;font-size:12px;max-width:260px}text.cell-n{font-size:10px;fill:#111827}.v{font-size:18px;font-weight:600}
 table{border-collapse:collapse;width:100%}th,td{padding:4px 8px;border-bottom:1px solid #e5e7eb;text-align:right}
 th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
 svg{display:block}svg text{font:11px system-ui,sans-serif;fill:#374151}.plot{fill:#f9fafb;stroke:#d1d5db}.grid{stroke:#e5e7eb}
@@ -182,7 +198,7 @@ export function reportHtml(page: ReportPage): string {
   const sharing = page.history.sharing ?? f.sharing;
   const decisions = page.history.decisions;
   const parts = [
-    summary(f, points, page.history.estimate?.savedBytes ?? f.wouldSave?.bytes),
+    summary(f, points, page.history.estimate ?? f.wouldSave),
     `<h2>Savings and ksmd CPU over time</h2>`,
     `<p class="legend"><span><i class="sw" style="background:#2563eb"></i>saved: KSM pages + KSM zero pages + THP-split zero pages (left)</span><span><i class="sw" style="background:#ea580c"></i>ksmd CPU, % of one CPU (right)</span>${decisions.length > 0 ? '<span><i class="sw" style="background:#7c3aed"></i>tuner decision</span>' : ''}</p>`,
     chartSvg(points, decisions),

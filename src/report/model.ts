@@ -59,6 +59,12 @@ export interface DecisionRecord {
   running?: boolean;
   /** The latest would-save estimate of the tuner's scans (docs/savings.md), bytes; absent before its first scan. */
   estimatedBytes?: number;
+  /**
+   * Beside it, what that estimate leaves out: the huge pages ksmd splits only one per full scan
+   * (use_zero_pages=0) and their zero subpages, bytes; absent when unknown (docs/savings.md).
+   */
+  thpSlowSplitPages?: number;
+  thpSlowSplitZeroBytes?: number;
 }
 
 /** Pages shared between scan targets (scan()'s `sharing` matrix), for the heat map. */
@@ -90,9 +96,25 @@ export interface Snapshot {
 export interface WouldSave {
   /** ms since the epoch */
   at: number;
+  /** What ksmd's first full scans give back: the scan's estimate. */
   bytes: number;
+  /**
+   * What comes later, not in `bytes`: with use_zero_pages=0, huge pages holding zero subpages and
+   * otherwise unique data, which ksmd splits only one per full scan, and the zero subpages that frees.
+   * bytes + slowSplit.bytes is what merging gives back once ksmd has split them all. null when the scan
+   * could not read page flags (not root) or the tuner's state file does not say.
+   */
+  slowSplit: { hugePages: number; bytes: number } | null;
   /** Who scanned: the tuner daemon, or a scan made for this output. */
   source: 'tuner' | 'scan';
+}
+
+/** The would-save figure a tuner published with its decision, or null when it has none. */
+function tunerWouldSave(t: DecisionRecord | undefined): WouldSave | null {
+  if (t?.estimatedBytes === undefined) return null;
+  const slowSplit =
+    t.thpSlowSplitPages === undefined || t.thpSlowSplitZeroBytes === undefined ? null : { hugePages: t.thpSlowSplitPages, bytes: t.thpSlowSplitZeroBytes };
+  return { at: t.at, bytes: t.estimatedBytes, slowSplit, source: 'tuner' };
 }
 
 /** sizeof(struct ksm_stable_node) on 64-bit kernels: one per KSM page (and per chain head). */
@@ -295,9 +317,7 @@ export function figures(cur: Snapshot, prev?: Snapshot): Figures {
     counters: cur.counters,
     host,
     sharesNote,
-    wouldSave:
-      cur.estimate ??
-      (cur.tuner?.estimatedBytes === undefined ? null : { at: cur.tuner.at, bytes: cur.tuner.estimatedBytes, source: 'tuner' }),
+    wouldSave: cur.estimate ?? tunerWouldSave(cur.tuner),
     ksmdCpuSeconds: cur.ksmdCpuSeconds ?? null,
     rates: prev === undefined ? null : rates(prev, cur),
     processes,

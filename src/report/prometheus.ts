@@ -76,8 +76,18 @@ const SPECS: Spec[] = [
   },
   {
     name: 'pagefuse_would_save_bytes',
-    help: "What merging would give back by the latest scan's estimate (same parts as pagefuse_saved_bytes; the tuner daemon's scans): absent until something has scanned.",
+    help:
+      "What merging would give back by the latest scan's estimate (same parts as pagefuse_saved_bytes; the tuner daemon's scans): what ksmd's first full scans free. " +
+      'Leaves out pagefuse_would_save_slow_split_bytes. Absent until something has scanned.',
     value: (f) => f.wouldSave?.bytes,
+  },
+  {
+    name: 'pagefuse_would_save_slow_split_bytes',
+    help:
+      'Zero-filled subpages of the huge pages ksmd splits at most one per full scan (use_zero_pages=0; huge pages holding zero subpages and otherwise unique data), ' +
+      'by the latest scan: not in pagefuse_would_save_bytes; the two summed are what merging gives back once ksmd has split them all, which can take hours. ' +
+      '0 with use_zero_pages=1. Absent until something has scanned, or when the scan could not read page flags (not root).',
+    value: (f) => f.wouldSave?.slowSplit?.bytes,
   },
   { name: 'pagefuse_ksm_profit_bytes', help: "The kernel's general_profit: (pages_sharing + ksm_zero_pages) x page size - rmap_items x 64 B. Misses THP-split zero pages; see pagefuse_saved_bytes.", value: (f) => f.host.kernelProfitBytes },
   { name: 'pagefuse_ksm_metadata_bytes', help: "KSM's own kernel memory, a host cost not charged to the processes: rmap_items x 64 B + (pages_shared + stable_node_chains) x 64 B (stable nodes).", value: (f) => f.host.metadataBytes },

@@ -40,6 +40,10 @@ export function decisionRecord(d: TuneDecision): DecisionRecord {
     writtenAt: Date.now(),
   };
   if (d.estimatedBytes !== null) rec.estimatedBytes = d.estimatedBytes;
+  if (d.thpSlowSplitPages !== null && d.thpSlowSplitZeroBytes !== null) {
+    rec.thpSlowSplitPages = d.thpSlowSplitPages;
+    rec.thpSlowSplitZeroBytes = d.thpSlowSplitZeroBytes;
+  }
   return rec;
 }
 

@@ -40,6 +40,27 @@ export function savedLines(f: Figures): string[] {
   ];
 }
 
+/**
+ * What merging would give back by the latest scan (docs/savings.md, "The prediction"): the estimate,
+ * which ksmd reaches in its first full scans, and on a second line what comes only later, the huge pages
+ * ksmd splits one per full scan (use_zero_pages=0), with the figure once all are split.
+ */
+export function wouldSaveLines(f: Figures): string[] {
+  const w = f.wouldSave;
+  if (w === null) return ['would save -  (no scan yet: pagefuse tune scans the VMs; pagefuse scan --vms estimates once)'];
+  const slow = w.slowSplit;
+  const first =
+    `would save ${formatBytes(w.bytes)} in ksmd's first full scans` +
+    (slow === null ? ', more later from huge pages it splits one a full scan: unknown (needs root)' : '') +
+    `  (${w.source === 'tuner' ? "tuner's scan" : 'scan'} ${ago(f.at - w.at)}; saved now ${formatBytes(f.host.savedBytes)})`;
+  if (slow === null || slow.hugePages === 0) return [first];
+  return [
+    first,
+    `  ${formatBytes(w.bytes + slow.bytes)} once ksmd has split ${slow.hugePages} more huge page${slow.hugePages === 1 ? '' : 's'}, at most one a full scan` +
+      ` (+${formatBytes(slow.bytes)} of zero subpages; use_zero_pages=1 frees them in one)`,
+  ];
+}
+
 /** The header lines: knobs, host savings, rates, the tuner's decision and the per-node split. */
 export function headerLines(f: Figures): string[] {
   const s = f.settings;
@@ -54,12 +75,7 @@ export function headerLines(f: Figures): string[] {
       `  pages_shared ${c.pages_shared} pages_sharing ${c.pages_sharing}` +
       `  ratio ${h.sharingRatio === null ? '-' : h.sharingRatio.toFixed(2)}`,
   ];
-  const w = f.wouldSave;
-  lines.push(
-    w === null
-      ? 'would save -  (no scan yet: pagefuse tune scans the VMs; pagefuse scan --vms estimates once)'
-      : `would save ${formatBytes(w.bytes)}  (${w.source === 'tuner' ? "tuner's scan" : 'scan'} ${ago(f.at - w.at)}; saved now ${formatBytes(h.savedBytes)})`,
-  );
+  lines.push(...wouldSaveLines(f));
   const r = f.rates;
   lines.push(
     r === null

@@ -28,6 +28,7 @@ export function createTunerScan(): ScanFn {
         // the zero pages KSM maps to the zero page itself (use_zero_pages=1).
         mergingPages: t.mergingPages + t.estimate.ksmZeroPages,
         volatilePages: t.volatilePages,
+        ...(result.thpKnown ? { thpSlowSplit: { hugePages: t.thpSlowSplitPages, zeroPages: t.thpSlowSplitZeroPages } } : {}),
       })),
     };
   };

@@ -1,7 +1,7 @@
 // Rescanning VMs with the scan engine within its own CPU budget, most promising first: new VMs, large VMs,
 // VMs whose estimate and merged pages disagree, and VMs whose estimate moves between scans (volatility).
 import type { VmInfo } from '../vm/discover.js';
-import type { Estimate } from './types.js';
+import type { Estimate, SlowSplit } from './types.js';
 import type { ScanTarget } from '../scan/scan.js';
 
 /** What the tuner needs of one scan target's result (the scan engine's `targets[]` entries). */
@@ -14,6 +14,11 @@ export interface ScanTargetOutcome {
   volatilePages?: number;
   /** The process exited before or while it was read: it has no figures (and is not recorded). */
   vanished?: boolean;
+  /**
+   * Its huge pages ksmd splits one per full scan (use_zero_pages=0) and their zero subpages, not in
+   * the estimate (the scan engine's thpSlowSplit*); absent when the scan could not read page flags.
+   */
+  thpSlowSplit?: SlowSplit;
 }
 
 /** What the tuner needs of a scan result. */
@@ -34,6 +39,8 @@ export interface VmRecord {
   mergingPages: number;
   /** This VM's share of the pages the joint scan says can be saved. */
   savedPages: number;
+  /** Its own huge pages ksmd splits one per full scan, not in savedPages; null when unknown. */
+  thpSlowSplit: SlowSplit | null;
   /** EWMA of the share of pages that changed between successive scans (0–1): the engine's count of
    *  changed pages where it keeps them, else |Δ savedPages| / pages. */
   volatility: number;
@@ -80,7 +87,12 @@ export class ScanScheduler {
   private readonly rescanMs: number;
   private readonly maxRoundPages: number;
   /** What the last round found in targets that are no process (registered Regions). */
-  private extra = { savedPages: 0, mergingPages: 0, pages: 0 };
+  private extra: { savedPages: number; mergingPages: number; pages: number; thpSlowSplit: SlowSplit | null } = {
+    savedPages: 0,
+    mergingPages: 0,
+    pages: 0,
+    thpSlowSplit: { hugePages: 0, zeroPages: 0 },
+  };
   private lastRound = -Infinity;
   scanning = false;
 
@@ -159,7 +171,12 @@ export class ScanScheduler {
     const others = outcome.targets.filter((x) => x.pid === undefined);
     this.lastRound = at;
     const othersMerging = others.reduce((s, x) => s + x.mergingPages, 0);
-    this.extra = { savedPages: share(othersMerging), mergingPages: othersMerging, pages: others.reduce((s, x) => s + x.pages, 0) };
+    this.extra = {
+      savedPages: share(othersMerging),
+      mergingPages: othersMerging,
+      pages: others.reduce((s, x) => s + x.pages, 0),
+      thpSlowSplit: addSlowSplit(others.map((x) => x.thpSlowSplit ?? null)),
+    };
     for (const vm of vms) {
       const t = outcome.targets.find((x) => x.pid === vm.pid);
       if (t === undefined || t.vanished === true) continue;
@@ -175,6 +192,7 @@ export class ScanScheduler {
         pages: t.pages,
         mergingPages: t.mergingPages,
         savedPages: saved,
+        thpSlowSplit: t.thpSlowSplit ?? null,
         volatility: same ? Math.min(1, 0.5 * prev.volatility + 0.5 * change) : 0,
         scans: same ? prev.scans + 1 : 1,
         steadyScans: same && change < STEADY_SHARE && Math.abs(t.mergingPages - prev.mergingPages) < STEADY_SHARE * Math.max(1, t.pages) ? prev.steadyScans + 1 : 0,
@@ -198,10 +216,12 @@ export class ScanScheduler {
     let weightedVol = 0;
     let at = this.extra.pages > 0 ? this.lastRound : -Infinity;
     let covered = 0;
+    const slow = [this.extra.thpSlowSplit];
     for (const vm of vms) {
       const r = this.records.get(vm.pid);
       if (r === undefined || r.startTime !== vm.startTime) continue;
       covered++;
+      slow.push(r.thpSlowSplit);
       saved += r.savedPages;
       merging += r.mergingPages;
       pages += r.pages;
@@ -209,6 +229,7 @@ export class ScanScheduler {
       at = Math.max(at, r.at);
     }
     if (covered === 0 && this.extra.pages === 0) return null;
+    const slowSum = addSlowSplit(slow);
     return {
       at,
       savedPages: Math.round(saved),
@@ -216,6 +237,19 @@ export class ScanScheduler {
       pages,
       volatility: pages > 0 ? weightedVol / pages : 0,
       complete: covered === vms.length,
+      ...(slowSum === null ? {} : { thpSlowSplit: slowSum }),
     };
   }
+}
+
+/** The sum, or null when any part is unknown. */
+function addSlowSplit(parts: readonly (SlowSplit | null)[]): SlowSplit | null {
+  let hugePages = 0;
+  let zeroPages = 0;
+  for (const p of parts) {
+    if (p === null) return null;
+    hugePages += p.hugePages;
+    zeroPages += p.zeroPages;
+  }
+  return { hugePages, zeroPages };
 }

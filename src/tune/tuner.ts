@@ -115,6 +115,13 @@ export interface TuneDecision {
   /** What KSM saves now (pages_sharing + ksm_zero_pages), and what the scans say it could (null before any). */
   savedBytes: number;
   estimatedBytes: number | null;
+  /**
+   * With use_zero_pages=0, the huge pages ksmd splits only one per full scan and the zero subpages that
+   * frees, bytes (docs/savings.md): not in estimatedBytes, which ksmd's first full scans reach. null before
+   * any scan, or when a scan could not read page flags.
+   */
+  thpSlowSplitPages: number | null;
+  thpSlowSplitZeroBytes: number | null;
   vms: { pid: number; vmm: string; name: string; rss_bytes: number }[];
   /** The overcommit guard's reading at this decision. */
   risk: OvercommitRisk;
@@ -909,6 +916,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     if (!this.dryRun && Object.keys(changed).length > 0) {
       await this.write(changed);
     }
+    const slow = o.estimate?.thpSlowSplit;
     const decision: TuneDecision = {
       policy: this.policy,
       at: Date.now(),
@@ -920,6 +928,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
       rescan: d.rescan,
       savedBytes: savedPages(o.counters) * o.pageSize,
       estimatedBytes: o.estimate === null ? null : o.estimate.savedPages * o.pageSize,
+      thpSlowSplitPages: slow === undefined ? null : slow.hugePages,
+      thpSlowSplitZeroBytes: slow === undefined ? null : slow.zeroPages * o.pageSize,
       vms: o.vms.map((vm) => ({ pid: vm.pid, vmm: vm.vmm, name: vm.name, rss_bytes: vm.rssBytes })),
       risk: this.assessRisk(o),
     };

@@ -27,6 +27,18 @@ export interface Estimate {
   volatility: number;
   /** Whether every VM alive now is covered by a scan. */
   complete: boolean;
+  /**
+   * Huge pages that, with use_zero_pages=0, ksmd splits only one per full scan (zero subpages and
+   * otherwise unique data, docs/savings.md), and their zero subpages: not in savedPages, which is what
+   * ksmd's first full scans give back. Absent when a covered scan could not read page flags (not root).
+   */
+  thpSlowSplit?: SlowSplit;
+}
+
+/** Huge pages ksmd splits only one per full scan, and the zero subpages that frees (docs/savings.md). */
+export interface SlowSplit {
+  hugePages: number;
+  zeroPages: number;
 }
 
 export interface Observation {
