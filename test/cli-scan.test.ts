@@ -30,7 +30,8 @@ test('pagefuse scan --pid prints a table per process, the sharing matrix and the
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`node\\[${w.pids[0]}\\]`));
   assert.match(r.stdout, /duplicate pages between processes/);
-  assert.match(r.stdout, /estimate: merging would give back .* \(531 pages\)/);
+  // What the estimate is a prediction of (docs/savings.md, "What the estimate predicts"): saved after ksmd's second full scan.
+  assert.match(r.stdout, /estimate: merging would give back .* \(531 pages\) of .* scanned, by the end of ksmd's second full scan over them:\n/);
   assert.match(r.stdout, /  531 pages merged by KSM \(pages_sharing: 512 duplicate pages \+ 19 zero pages merged into one\)/);
   assert.match(r.stdout, /merged so far: \d+/);
 });

@@ -242,7 +242,7 @@ test("the would-save tile gives the estimate and, under it, the figure once ksmd
   const card = /<div class="card"><div class="k">would save[^<]*<\/div>.*?<\/div><\/div>/.exec(html)?.[0];
   assert.equal(
     card,
-    '<div class="card"><div class="k">would save in ksmd&#39;s first full scans</div><div class="v">600 MiB</div>' +
+    '<div class="card"><div class="k">would save by ksmd&#39;s second full scan</div><div class="v">600 MiB</div>' +
       '<div class="n">660 MiB once ksmd has split 31 more huge pages, at most one a full scan (+60.0 MiB of zero subpages)</div></div>',
   );
 });

@@ -476,16 +476,16 @@ test('pagefuse_would_save_slow_split_bytes is what the estimate in pagefuse_woul
   ]);
 });
 
-test("the would-save line gives what ksmd's first full scans free and, under it, the figure once the slow huge pages are split", () => {
+test("the would-save line gives what ksmd's second full scan reaches and, under it, the figure once the slow huge pages are split", () => {
   assert.deepEqual(wouldSaveLines(figures(withTunerEstimate({ pages: 31, bytes: 60 * MiB }))), [
-    "would save 600 MiB in ksmd's first full scans  (tuner's scan 5s ago; saved now 8.0 KiB)",
+    "would save 600 MiB by ksmd's second full scan  (tuner's scan 5s ago; saved now 8.0 KiB)",
     '  660 MiB once ksmd has split 31 more huge pages, at most one a full scan (+60.0 MiB of zero subpages; use_zero_pages=1 frees them in one)',
   ]);
 });
 
 test('the would-save line says when the slow huge page splits are unknown', () => {
   assert.deepEqual(wouldSaveLines(figures(withTunerEstimate(null))), [
-    "would save 600 MiB in ksmd's first full scans, more later from huge pages it splits one a full scan: unknown (needs root)  (tuner's scan 5s ago; saved now 8.0 KiB)",
+    "would save 600 MiB by ksmd's second full scan, more later from huge pages it splits one a full scan: unknown (needs root)  (tuner's scan 5s ago; saved now 8.0 KiB)",
   ]);
 });
 

@@ -98,7 +98,7 @@ test("top's would-save lines give the tuner's estimate and, under it, the figure
     assert.equal(r.status, 0, r.stderr);
     assert.match(
       r.stdout,
-      /\nwould save 600 MiB in ksmd's first full scans {2}\(tuner's scan 5h ago; saved now [^)]+\)\n {2}660 MiB once ksmd has split 31 more huge pages, at most one a full scan \(\+60\.0 MiB of zero subpages; use_zero_pages=1 frees them in one\)\n/,
+      /\nwould save 600 MiB by ksmd's second full scan {2}\(tuner's scan 5h ago; saved now [^)]+\)\n {2}660 MiB once ksmd has split 31 more huge pages, at most one a full scan \(\+60\.0 MiB of zero subpages; use_zero_pages=1 frees them in one\)\n/,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -32,12 +32,14 @@ has merged so far. Reading another user's process needs root.
                      counts and the sharing matrix are null
   --json             machine-readable output (snake_case)
 
-The estimate is what merging would give back (docs/savings.md): pages merged by KSM (the predicted
+The estimate is what merging gives back by the end of ksmd's second full scan over these processes
+(its first only records each page's checksum; docs/savings.md): pages merged by KSM (the predicted
 pages_sharing), zero pages KSM maps to the zero page (use_zero_pages=1), and the zero-filled subpages
-of the huge pages ksmd will split in its first full scans (it splits a huge page to merge any subpage
-of it, and the split frees the zero-filled subpages). With use_zero_pages=0, huge pages holding only
-zero subpages and unique data are split one per full scan: their zero subpages are printed apart, not
-in the estimate (thp_slow_split_* in --json). The per-process "would save" column is each process's
+of the huge pages ksmd splits in that scan (it splits a huge page to merge any subpage of it, and the
+split frees the zero-filled subpages). With use_zero_pages=0, huge pages holding only zero subpages and
+unique data are split at most one per full scan after that (smart_scan=1: on about scans 3, 4, 6, 9,
+14, 23, then every ninth): their zero subpages are printed apart, not in the estimate
+(thp_slow_split_* in --json). The per-process "would save" column is each process's
 share of the estimate and sums to the total.
 
 What a scan cannot see: pages that change between ksmd's passes (volatile) are merged by a
@@ -190,7 +192,8 @@ function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)
   const zeroKsm = r.zeroPages - r.thpZeroPages;
   const unfreed = r.thpZeroPages - e.thpSplitZeroPages - r.thpSlowSplitZeroPages;
   process.stdout.write(
-    `estimate: merging would give back ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned:\n` +
+    `estimate: merging would give back ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned,` +
+      ` by the end of ksmd's second full scan over them:\n` +
       `  ${e.ksmPages} pages merged by KSM (pages_sharing: ${r.duplicatePages} duplicate pages` +
       `${!r.useZeroPages && zeroKsm >= 2 ? ` + ${zeroKsm - 1} zero pages merged into one` : ''})\n` +
       `  ${e.ksmZeroPages} zero pages mapped to the zero page by KSM (ksm_zero_pages; use_zero_pages=${r.useZeroPages ? 1 : 0})\n` +
@@ -198,7 +201,8 @@ function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)
       `${r.thpKnown ? '' : ' (huge pages are told apart only as root: their zero pages are counted as KSM zero pages here)'}\n` +
       (r.thpSlowSplitPages > 0
         ? `  not in the estimate: ${r.thpSlowSplitZeroPages} zero subpages (${formatBytes(r.thpSlowSplitZeroPages * pageSize)}) of ${r.thpSlowSplitPages} huge pages holding only zero subpages and unique data;` +
-          ` with use_zero_pages=0 ksmd splits those one per full scan (use_zero_pages=1 splits them in one): up to ${formatBytes((r.estimatedSavedPages + r.thpSlowSplitZeroPages) * pageSize)} in time\n`
+          ` with use_zero_pages=0 ksmd splits those at most one per full scan after its second (use_zero_pages=1 splits them in one):` +
+          ` up to ${formatBytes((r.estimatedSavedPages + r.thpSlowSplitZeroPages) * pageSize)} in time\n`
         : '') +
       `  zero pages: ${r.zeroPages}, of which ${r.thpZeroPages} inside huge pages` +
       `${unfreed > 0 ? ` (${unfreed} of them in huge pages ksmd will not split: not in the estimate)` : ''}\n` +

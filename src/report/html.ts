@@ -128,10 +128,10 @@ function table(header: string[], rows: string[][], id: string): string {
     .join('')}</tbody></table>`;
 }
 
-/** The would-save tile: the estimate (ksmd's first full scans), and under it what the slow huge page splits add. */
+/** The would-save tile: the estimate (what ksmd's second full scan reaches), and under it what the slow huge page splits add. */
 function wouldSaveCard(w: WouldSave | null): [string, string, string?] {
   if (w === null) return ['would save (last scan)', '-'];
-  const k = "would save in ksmd's first full scans";
+  const k = "would save by ksmd's second full scan";
   if (w.slowSplit === null) return [k, formatBytes(w.bytes), 'more from huge pages it splits one a full scan: unknown (needs root)'];
   if (w.slowSplit.hugePages === 0) return [k, formatBytes(w.bytes)];
   const n = w.slowSplit.hugePages;

@@ -96,7 +96,7 @@ export interface Snapshot {
 export interface WouldSave {
   /** ms since the epoch */
   at: number;
-  /** What ksmd's first full scans give back: the scan's estimate. */
+  /** The scan's estimate: what saved reaches by ksmd's second full scan (docs/savings.md). */
   bytes: number;
   /**
    * What comes later, not in `bytes`: with use_zero_pages=0, huge pages holding zero subpages and

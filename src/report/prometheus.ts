@@ -77,7 +77,7 @@ const SPECS: Spec[] = [
   {
     name: 'pagefuse_would_save_bytes',
     help:
-      "What merging would give back by the latest scan's estimate (same parts as pagefuse_saved_bytes; the tuner daemon's scans): what ksmd's first full scans free. " +
+      "What merging would give back by the latest scan's estimate (same parts as pagefuse_saved_bytes; the tuner daemon's scans): what saved reaches by ksmd's second full scan over them. " +
       'Leaves out pagefuse_would_save_slow_split_bytes. Absent until something has scanned.',
     value: (f) => f.wouldSave?.bytes,
   },

@@ -42,7 +42,7 @@ export function savedLines(f: Figures): string[] {
 
 /**
  * What merging would give back by the latest scan (docs/savings.md, "The prediction"): the estimate,
- * which ksmd reaches in its first full scans, and on a second line what comes only later, the huge pages
+ * which ksmd reaches by its second full scan (docs/savings.md measures it), and on a second line what comes only later, the huge pages
  * ksmd splits one per full scan (use_zero_pages=0), with the figure once all are split.
  */
 export function wouldSaveLines(f: Figures): string[] {
@@ -50,7 +50,7 @@ export function wouldSaveLines(f: Figures): string[] {
   if (w === null) return ['would save -  (no scan yet: pagefuse tune scans the VMs; pagefuse scan --vms estimates once)'];
   const slow = w.slowSplit;
   const first =
-    `would save ${formatBytes(w.bytes)} in ksmd's first full scans` +
+    `would save ${formatBytes(w.bytes)} by ksmd's second full scan` +
     (slow === null ? ', more later from huge pages it splits one a full scan: unknown (needs root)' : '') +
     `  (${w.source === 'tuner' ? "tuner's scan" : 'scan'} ${ago(f.at - w.at)}; saved now ${formatBytes(f.host.savedBytes)})`;
   if (slow === null || slow.hugePages === 0) return [first];

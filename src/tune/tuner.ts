@@ -117,7 +117,7 @@ export interface TuneDecision {
   estimatedBytes: number | null;
   /**
    * With use_zero_pages=0, the huge pages ksmd splits only one per full scan and the zero subpages that
-   * frees, bytes (docs/savings.md): not in estimatedBytes, which ksmd's first full scans reach. null before
+   * frees, bytes (docs/savings.md): not in estimatedBytes, which ksmd reaches by its second full scan. null before
    * any scan, or when a scan could not read page flags.
    */
   thpSlowSplitPages: number | null;

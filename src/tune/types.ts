@@ -29,8 +29,8 @@ export interface Estimate {
   complete: boolean;
   /**
    * Huge pages that, with use_zero_pages=0, ksmd splits only one per full scan (zero subpages and
-   * otherwise unique data, docs/savings.md), and their zero subpages: not in savedPages, which is what
-   * ksmd's first full scans give back. Absent when a covered scan could not read page flags (not root).
+   * otherwise unique data, docs/savings.md), and their zero subpages: not in savedPages, which ksmd reaches by
+   * its second full scan. Absent when a covered scan could not read page flags (not root).
    */
   thpSlowSplit?: SlowSplit;
 }
