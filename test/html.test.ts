@@ -10,7 +10,7 @@ import { PNG } from 'pngjs';
 import { runCliAsync } from './helpers/cli.js';
 import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
 import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
-import type { HistoryJson } from '../src/report/history-file.js';
+import { fromHistoryJson, toHistoryJson, type HistoryJson } from '../src/report/history-file.js';
 import { reportHtml } from '../src/report/html.js';
 
 // Debian's chromium, never a test tool's own download (.ci/run installs it).
@@ -239,6 +239,19 @@ test("the would-save tile gives the estimate and, under it, the figure once ksmd
   const tuner = { at: 5_000, policy: 'adaptive', settings: {}, reason: '', pid: process.pid, running: true, estimatedBytes: 600 * MiB, thpSlowSplitPages: 31, thpSlowSplitZeroBytes: 60 * MiB };
   const counters = { pages_shared: 1, pages_sharing: 2, pages_unshared: 0, pages_volatile: 0, full_scans: 3 };
   const html = reportHtml({ source: 'test', history: { snapshots: [{ at: 10_000, pageSize: 4096, settings: { run: 1 }, counters, processes: [], tuner }], decisions: [] } });
+  const card = /<div class="card"><div class="k">would save[^<]*<\/div>.*?<\/div><\/div>/.exec(html)?.[0];
+  assert.equal(
+    card,
+    '<div class="card"><div class="k">would save by ksmd&#39;s second full scan</div><div class="v">600 MiB</div>' +
+      '<div class="n">660 MiB once ksmd has split 31 more huge pages, at most one a full scan (+60.0 MiB of zero subpages)</div></div>',
+  );
+});
+
+test("a tuner history file keeps the tuner's would-save figure and slow huge page splits for the report's tile", () => {
+  const MiB = 1024 * 1024;
+  const h = history();
+  h.decisions.push({ t: h.samples[9].t - 100, policy: 'adaptive', settings: {}, reason: 'scanned', estimated_bytes: 600 * MiB, thp_slow_split_pages: 31, thp_slow_split_zero_bytes: 60 * MiB });
+  const html = reportHtml({ source: 'test', history: fromHistoryJson(JSON.parse(JSON.stringify(toHistoryJson(fromHistoryJson(h))))) });
   const card = /<div class="card"><div class="k">would save[^<]*<\/div>.*?<\/div><\/div>/.exec(html)?.[0];
   assert.equal(
     card,

@@ -19,7 +19,16 @@ export interface HistoryJson {
     processes: { pid: number; name: string; vm: boolean; merging_pages: number; zero_pages: number; rmap_items: number; profit_bytes: number }[];
     nodes?: { id: number; ksm_pages: number }[];
   }[];
-  decisions: { t: number; policy: string; settings: Partial<Record<string, number>>; reason: string }[];
+  decisions: {
+    t: number;
+    policy: string;
+    settings: Partial<Record<string, number>>;
+    reason: string;
+    /** The tuner's would-save figure at this decision, and what it leaves to slow huge page splits (docs/savings.md). */
+    estimated_bytes?: number;
+    thp_slow_split_pages?: number;
+    thp_slow_split_zero_bytes?: number;
+  }[];
   sharing?: { labels: string[]; pages: number[][] };
 }
 
@@ -56,7 +65,16 @@ export function toHistoryJson(h: HistoryRecord): HistoryJson {
       if (s.nodes !== undefined) sample.nodes = s.nodes.map((n) => ({ id: n.id, ksm_pages: n.ksmPages }));
       return sample;
     }),
-    decisions: h.decisions.map((d) => ({ t: d.at, policy: d.policy, settings: d.settings, reason: d.reason })),
+    decisions: h.decisions.map((d) => ({
+      t: d.at,
+      policy: d.policy,
+      settings: d.settings,
+      reason: d.reason,
+      ...(d.estimatedBytes === undefined ? {} : { estimated_bytes: d.estimatedBytes }),
+      ...(d.thpSlowSplitPages === undefined || d.thpSlowSplitZeroBytes === undefined
+        ? {}
+        : { thp_slow_split_pages: d.thpSlowSplitPages, thp_slow_split_zero_bytes: d.thpSlowSplitZeroBytes }),
+    })),
   };
   if (h.sharing !== undefined) out.sharing = h.sharing;
   return out;
@@ -97,12 +115,15 @@ export function fromHistoryJson(v: unknown, path = 'history'): HistoryRecord {
     return snap;
   });
   snapshots.sort((a, b) => a.at - b.at);
-  const decisions = (Array.isArray(j.decisions) ? j.decisions : []).map((d) => ({
-    at: d.t,
-    policy: String(d.policy),
-    settings: d.settings ?? {},
-    reason: String(d.reason ?? ''),
-  }));
+  const decisions = (Array.isArray(j.decisions) ? j.decisions : []).map((d): DecisionRecord => {
+    const rec: DecisionRecord = { at: d.t, policy: String(d.policy), settings: d.settings ?? {}, reason: String(d.reason ?? '') };
+    if (isNum(d.estimated_bytes)) rec.estimatedBytes = d.estimated_bytes;
+    if (isNum(d.thp_slow_split_pages) && isNum(d.thp_slow_split_zero_bytes)) {
+      rec.thpSlowSplitPages = d.thp_slow_split_pages;
+      rec.thpSlowSplitZeroBytes = d.thp_slow_split_zero_bytes;
+    }
+    return rec;
+  });
   const out: HistoryRecord = { snapshots, decisions };
   const sh = j.sharing;
   if (sh !== undefined) {

@@ -1,6 +1,6 @@
 // The HTML report: one self-contained page (inline CSS and SVG, no script, no fetch) with savings and
 // ksmd CPU over time, the per-VM table, KSM pages per node, the tuner's decisions and the sharing heat map.
-import { figures, series, type Figures, type SeriesPoint, type SharingMatrix, type DecisionRecord, type WouldSave } from './model.js';
+import { figures, series, tunerWouldSave, type Figures, type SeriesPoint, type SharingMatrix, type DecisionRecord, type WouldSave } from './model.js';
 import type { HistoryRecord } from './history-file.js';
 import { formatBytes } from './format.js';
 import { escapeHtml } from './escape.js';
@@ -198,7 +198,8 @@ export function reportHtml(page: ReportPage): string {
   const sharing = page.history.sharing ?? f.sharing;
   const decisions = page.history.decisions;
   const parts = [
-    summary(f, points, page.history.estimate ?? f.wouldSave),
+    // A history file keeps the tuner's would-save figure with its decisions, not with the samples.
+    summary(f, points, page.history.estimate ?? f.wouldSave ?? tunerWouldSave(decisions.findLast((d) => d.estimatedBytes !== undefined))),
     `<h2>Savings and ksmd CPU over time</h2>`,
     `<p class="legend"><span><i class="sw" style="background:#2563eb"></i>saved: KSM pages + KSM zero pages + THP-split zero pages (left)</span><span><i class="sw" style="background:#ea580c"></i>ksmd CPU, % of one CPU (right)</span>${decisions.length > 0 ? '<span><i class="sw" style="background:#7c3aed"></i>tuner decision</span>' : ''}</p>`,
     chartSvg(points, decisions),

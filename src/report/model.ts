@@ -110,7 +110,7 @@ export interface WouldSave {
 }
 
 /** The would-save figure a tuner published with its decision, or null when it has none. */
-function tunerWouldSave(t: DecisionRecord | undefined): WouldSave | null {
+export function tunerWouldSave(t: DecisionRecord | undefined): WouldSave | null {
   if (t?.estimatedBytes === undefined) return null;
   const slowSplit =
     t.thpSlowSplitPages === undefined || t.thpSlowSplitZeroBytes === undefined ? null : { hugePages: t.thpSlowSplitPages, bytes: t.thpSlowSplitZeroBytes };
