@@ -234,17 +234,19 @@ test('report --html live with --save', async (t) => {
   }
 });
 
+/** The report's would-save tile, as HTML. */
+const wouldSaveCard = (html: string): string | undefined => /<div class="card"><div class="k">would save[^<]*<\/div>.*?<\/div><\/div>/.exec(html)?.[0];
+/** The tile for an estimate of 600 MiB with 31 slow huge pages holding 60 MiB of zero subpages. */
+const WOULD_SAVE_600_660 =
+  '<div class="card"><div class="k">would save by ksmd&#39;s second full scan</div><div class="v">600 MiB</div>' +
+  '<div class="n">660 MiB once ksmd has split 31 more huge pages, at most one a full scan (+60.0 MiB of zero subpages)</div></div>';
+
 test("the would-save tile gives the estimate and, under it, the figure once ksmd has split the slow huge pages", () => {
   const MiB = 1024 * 1024;
   const tuner = { at: 5_000, policy: 'adaptive', settings: {}, reason: '', pid: process.pid, running: true, estimatedBytes: 600 * MiB, thpSlowSplitPages: 31, thpSlowSplitZeroBytes: 60 * MiB };
   const counters = { pages_shared: 1, pages_sharing: 2, pages_unshared: 0, pages_volatile: 0, full_scans: 3 };
   const html = reportHtml({ source: 'test', history: { snapshots: [{ at: 10_000, pageSize: 4096, settings: { run: 1 }, counters, processes: [], tuner }], decisions: [] } });
-  const card = /<div class="card"><div class="k">would save[^<]*<\/div>.*?<\/div><\/div>/.exec(html)?.[0];
-  assert.equal(
-    card,
-    '<div class="card"><div class="k">would save by ksmd&#39;s second full scan</div><div class="v">600 MiB</div>' +
-      '<div class="n">660 MiB once ksmd has split 31 more huge pages, at most one a full scan (+60.0 MiB of zero subpages)</div></div>',
-  );
+  assert.equal(wouldSaveCard(html), WOULD_SAVE_600_660);
 });
 
 test("a tuner history file keeps the tuner's would-save figure and slow huge page splits for the report's tile", () => {
@@ -252,12 +254,7 @@ test("a tuner history file keeps the tuner's would-save figure and slow huge pag
   const h = history();
   h.decisions.push({ t: h.samples[9].t - 100, policy: 'adaptive', settings: {}, reason: 'scanned', estimated_bytes: 600 * MiB, thp_slow_split_pages: 31, thp_slow_split_zero_bytes: 60 * MiB });
   const html = reportHtml({ source: 'test', history: fromHistoryJson(JSON.parse(JSON.stringify(toHistoryJson(fromHistoryJson(h))))) });
-  const card = /<div class="card"><div class="k">would save[^<]*<\/div>.*?<\/div><\/div>/.exec(html)?.[0];
-  assert.equal(
-    card,
-    '<div class="card"><div class="k">would save by ksmd&#39;s second full scan</div><div class="v">600 MiB</div>' +
-      '<div class="n">660 MiB once ksmd has split 31 more huge pages, at most one a full scan (+60.0 MiB of zero subpages)</div></div>',
-  );
+  assert.equal(wouldSaveCard(html), WOULD_SAVE_600_660);
 });
 
 test('report: bad input is one line and leaves nothing half-written', async (t) => {
