@@ -8,8 +8,11 @@ import type { Figures } from '../report/model.js';
 
 const HELP = `usage: pagefuse top [--interval S]
 
-Live view of KSM's savings: bytes saved net of KSM's metadata, sharing ratio, merge rate, ksmd CPU,
-the tuner's latest decision, and every process with KSM state sorted by profit (VMs by name).
+Live view of what KSM gives back (docs/savings.md): saved and its parts, with KSM's metadata (a host
+cost) and the kernel's general_profit beside it; what the latest scan says merging would save by ksmd's
+second full scan, and on a second line what comes once ksmd has split, at most one a full scan, the
+huge pages whose only match is a zero subpage; sharing ratio, merge rate, ksmd CPU, the tuner's latest
+decision, and every process with KSM state or mergeable memory, most saved first (VMs by name).
 Keys: q or Ctrl-C quits. When stdout is not a terminal, prints one report (two samples S apart) and exits.
 
   --interval S   seconds between refreshes (default 1)
