@@ -102,6 +102,8 @@ test('bench --quick --json as root puts every KSM knob back', async (t) => {
         'seconds_to_95',
         'ksmd_cpu_seconds',
         'ksmd_cpu_average',
+        'ksmd_started_seconds',
+        'ksmd_run_cpu_average',
         'ksmd_wait_seconds',
         'merging_pages',
         'predicted_merging_pages',
