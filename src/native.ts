@@ -130,6 +130,8 @@ export interface NativeAddon {
   getMergeAny(): boolean;
   /** malloc_trim(0): true when glibc handed memory back (false on musl). */
   trimHeap(): boolean;
+  /** mallopt(M_MMAP_THRESHOLD, 128 KiB): glibc's threshold stays put (false on musl). */
+  pinMmapThreshold(): boolean;
   reclaimZeroPages(region: RegionHandle, offset: number, length: number): { zeroPages: number; reclaimedPages: number };
   ownedPages(region: RegionHandle, offset: number, length: number): number;
   /** The host's topology (libnuma, else sysfs), or the sysfs tree under sysfsRoot. */

@@ -30,8 +30,23 @@ static Napi::Value TrimHeap(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// Pins glibc's mmap threshold at its start value, 128 KiB (mallopt M_MMAP_THRESHOLD), which turns off its
+// dynamic raise: each freed mapped block otherwise raises the threshold to the block's size (up to 32 MiB),
+// and from then on blocks of that size come from the freeing thread's arena, whose top malloc_trim cannot
+// hand back while a small block lives above them. A tune soak's arenas grew from 1.2 to 6 MiB that way in
+// 10 minutes; pinned, they stayed at 1.1 MiB (scripts/soak-tune.ts). False where mallopt refused or the
+// C library has none (musl).
+static Napi::Value PinMmapThreshold(const Napi::CallbackInfo& info) {
+#ifdef __GLIBC__
+  return Napi::Boolean::New(info.Env(), mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("trimHeap", Napi::Function::New(env, TrimHeap, "trimHeap"));
+  exports.Set("pinMmapThreshold", Napi::Function::New(env, PinMmapThreshold, "pinMmapThreshold"));
   exports.Set("setMergeAny", Napi::Function::New(env, SetMergeAny, "setMergeAny"));
   exports.Set("getMergeAny", Napi::Function::New(env, GetMergeAny, "getMergeAny"));
 }
