@@ -19,6 +19,7 @@ import { RMAP_ITEM_BYTES, type KnownKsmCounters } from '../src/ksm/counters.js';
 import { Sampler } from '../src/report/sampler.js';
 import { readTunerState, writeTunerState } from '../src/report/tuner-state.js';
 import { decisionRecord, publishTuner } from '../src/report/publish.js';
+import type { TuneDecision } from '../src/tune/tuner.js';
 import { readHistoryFile } from '../src/report/history-file.js';
 import { EventEmitter } from 'node:events';
 import { Region } from '../src/region.js';
@@ -440,7 +441,7 @@ function withTunerEstimate(slow: { pages: number; bytes: number } | null): Snaps
 }
 
 test("the tuner's state file record carries the huge pages ksmd splits one per full scan beside the estimate", () => {
-  const rec = decisionRecord({
+  const decision: TuneDecision = {
     policy: 'adaptive',
     at: 1500,
     knobs: { run: 1 },
@@ -450,12 +451,17 @@ test("the tuner's state file record carries the huge pages ksmd splits one per f
     reasons: ['estimate'],
     rescan: [],
     savedBytes: 0,
+    saved: { ksmPages: 0, ksmZeroPages: 0, thpSplitZeroPages: 0 },
+    savedThpSplitKnown: true,
+    savedUpperBound: false,
+    hostSavedBytes: 0,
     estimatedBytes: 600 * MiB,
     thpSlowSplitPages: 31,
     thpSlowSplitZeroBytes: 60 * MiB,
     vms: [],
     risk: { at: 1500, exposureBytes: 0, availableBytes: 1, marginBytes: 1, thresholdBytes: 0, atRisk: false },
-  });
+  };
+  const rec = decisionRecord(decision);
   assert.deepEqual([rec.estimatedBytes, rec.thpSlowSplitPages, rec.thpSlowSplitZeroBytes], [600 * MiB, 31, 60 * MiB]);
 });
 

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { Tuner, type TuneDecision } from '../src/tune/tuner.js';
+import { Tuner, type TuneDecision, type TuneSavings } from '../src/tune/tuner.js';
 import { defaultConfig } from '../src/tune/config.js';
 import type { KsmControl } from '../src/tune/observe.js';
 import type { ScanFn } from '../src/tune/schedule.js';
@@ -11,7 +11,7 @@ import type { KsmKnobs } from '../src/tune/types.js';
 import { ProcTree } from './helpers/proc-tree.js';
 import { Region, PAGE_SIZE } from '../src/region.js';
 import { Registry } from '../src/safety/registry.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -378,6 +378,107 @@ test('overcommit guard: risk fires when the un-share exposure eats the margin, a
     assert.equal(cleared?.risk.atRisk, false);
     assert.deepEqual(risks.map((r) => [r.atRisk, r.exposureBytes]), [[true, 9 * GiB], [false, 5 * GiB]]);
     assert.throws(() => new Tuner({ riskMarginBytes: -1 }), RangeError);
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
+const ksmStat = (merging: number) => `ksm_rmap_items ${merging}\nksm_zero_pages 0\nksm_merging_pages ${merging}\nksm_process_profit 0\nksm_mergeable yes\n`;
+
+/** A fake host where every process has a ksm_stat (as on Linux 6.1+): VM a (pid 300) and ksmd. */
+function savingsSetup() {
+  const { tree, ksm, config } = setup();
+  tree.add({ ...QEMU(300, 'a'), ksmStat: ksmStat(0) }).add({ pid: 37, argv: [], comm: 'ksmd', ppid: 2, utime: 10, stime: 20, ksmStat: '' });
+  return { tree, ksm, config };
+}
+
+test("a decision's saved figure is the VMs' share of the host's KSM pages; another process's share is only in hostSavedBytes", async () => {
+  const { tree, ksm, config } = savingsSetup();
+  // 100 KSM pages mapped 4 times (pages_sharing 300): VM a maps each twice, a non-VM process twice.
+  tree.add({ ...QEMU(300, 'a'), ksmStat: ksmStat(200) }).add({ pid: 400, argv: ['/usr/bin/redis-server'], comm: 'redis-server', startTime: 400, ksmStat: ksmStat(200) });
+  Object.assign(ksm.counters, { pages_shared: 100, pages_sharing: 300 });
+  const t = new Tuner({ policy: 'ksmtuned', ksm, procRoot: tree.root, config, dryRun: true });
+  try {
+    await t.start();
+    const d = await t.retune();
+    assert.deepEqual(
+      [d?.saved, d?.savedBytes, d?.hostSavedBytes],
+      [{ ksmPages: 150, ksmZeroPages: 0, thpSplitZeroPages: 0 }, 150 * PAGE_SIZE, 300 * PAGE_SIZE],
+    );
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
+/**
+ * VM a (pid 300) gets one mergeable area of two 2 MiB chunks at 1 GiB, and frames 50 (the zero page) and 100
+ * (a KSM page) in the fake kpageflags. Chunk 0 is a huge page of zeros split before ksmd ran (512 zero-page
+ * mappings); `merged()` has ksmd merge one page of chunk 1, splitting it (511 zero subpages freed).
+ */
+function splitHugePage(tree: ProcTree, ksm: FakeKsm): { merged: () => void } {
+  const base = 0x40000000;
+  tree.write('300/smaps', `${base.toString(16)}-${(base + 4 * 1024 * 1024).toString(16)} rw-p 00000000 00:00 0\nPss:  4096 kB\nVmFlags: rd wr mg\n`);
+  const flags = Buffer.alloc(101 * 8);
+  flags.writeBigUInt64LE(1n << 24n, 50 * 8);
+  flags.writeBigUInt64LE(1n << 21n, 100 * 8);
+  writeFileSync(join(tree.root, 'kpageflags'), flags);
+  const counts = Buffer.alloc(101 * 8);
+  counts.writeBigUInt64LE(2n, 100 * 8);
+  writeFileSync(join(tree.root, 'kpagecount'), counts);
+  const pagemap = (chunk1: boolean) => {
+    const map = Buffer.alloc((base / 4096 + 1024) * 8);
+    const present = 1n << 63n;
+    for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | 50n, (base / 4096 + i) * 8);
+    if (chunk1) for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | (i === 0 ? 100n : 50n), (base / 4096 + 512 + i) * 8);
+    writeFileSync(join(tree.root, '300', 'pagemap'), map);
+  };
+  pagemap(false);
+  return {
+    merged: () => {
+      pagemap(true);
+      tree.write('300/ksm_stat', ksmStat(1));
+      Object.assign(ksm.counters, { pages_shared: 1, pages_sharing: 1 });
+    },
+  };
+}
+
+test("a decision's saved figure counts the zero subpages freed by ksmd's huge page splits in the VMs, not those split before", async (t) => {
+  const { tree, ksm, config } = savingsSetup();
+  const host = splitHugePage(tree, ksm);
+  // The savings model re-reads page maps at most every 5 s (report/source.ts): step the clock past that.
+  t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+  const tuner = new Tuner({ policy: 'ksmtuned', ksm, procRoot: tree.root, config, dryRun: true });
+  try {
+    await tuner.start();
+    await tuner.retune(); // before ksmd merged anything: its 512 zero-page mappings are the baseline
+    host.merged();
+    t.mock.timers.tick(6000);
+    const d = await tuner.retune();
+    assert.deepEqual(
+      [d?.saved, d?.savedBytes, d?.savedThpSplitKnown, d?.savedUpperBound],
+      [{ ksmPages: 1, ksmZeroPages: 0, thpSplitZeroPages: 511 }, 512 * PAGE_SIZE, true, false],
+    );
+  } finally {
+    await tuner.stop();
+    tree.dispose();
+  }
+});
+
+test("the 'savings' event carries the decision's saved figure with its parts", async () => {
+  const { tree, ksm, config } = savingsSetup();
+  tree.add({ ...QEMU(300, 'a'), ksmStat: ksmStat(200) });
+  Object.assign(ksm.counters, { pages_shared: 100, pages_sharing: 200 });
+  const t = new Tuner({ policy: 'ksmtuned', ksm, procRoot: tree.root, config, dryRun: true });
+  try {
+    await t.start();
+    const event = once(t, 'savings');
+    const d = await t.retune();
+    const [s] = (await event) as [TuneSavings];
+    const figure = (x: TuneSavings | TuneDecision | undefined) => [x?.saved, x?.savedBytes, x?.savedThpSplitKnown, x?.savedUpperBound, x?.hostSavedBytes];
+    assert.deepEqual(figure(s), [{ ksmPages: 200, ksmZeroPages: 0, thpSplitZeroPages: 0 }, 200 * PAGE_SIZE, false, false, 200 * PAGE_SIZE]);
+    assert.deepEqual(figure(s), figure(d));
   } finally {
     await t.stop();
     tree.dispose();

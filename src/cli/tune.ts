@@ -52,7 +52,11 @@ function snake(d: TuneDecision): Record<string, unknown> {
     dry_run: d.dryRun,
     reasons: d.reasons,
     rescan: d.rescan,
+    // What KSM gives back to the tuner's VMs (docs/savings.md), its parts in pages, and the host's figure.
     saved_bytes: d.savedBytes,
+    saved_pages: { ksm_pages: d.saved.ksmPages, ksm_zero_pages: d.saved.ksmZeroPages, thp_split_zero_pages: d.savedThpSplitKnown ? d.saved.thpSplitZeroPages : null },
+    saved_upper_bound: d.savedUpperBound,
+    host_saved_bytes: d.hostSavedBytes,
     estimated_bytes: d.estimatedBytes,
     thp_slow_split_pages: d.thpSlowSplitPages,
     thp_slow_split_zero_bytes: d.thpSlowSplitZeroBytes,

@@ -21,6 +21,17 @@ export function totalSavedPages(s: SavedPages): number {
   return s.ksmPages + s.ksmZeroPages + s.thpSplitZeroPages;
 }
 
+/** The parts of several rows added up (a table's total, or the tuner's VMs' share of the host's figure). */
+export function sumSaved(rows: readonly SavedPages[]): SavedPages {
+  const sum: SavedPages = { ksmPages: 0, ksmZeroPages: 0, thpSplitZeroPages: 0 };
+  for (const r of rows) {
+    sum.ksmPages += r.ksmPages;
+    sum.ksmZeroPages += r.ksmZeroPages;
+    sum.thpSplitZeroPages += r.thpSplitZeroPages;
+  }
+  return sum;
+}
+
 /**
  * Splits `total` whole units among rows in proportion to `weights`, so that the parts are whole and
  * sum to `total` exactly (largest remainder; ties go to the earlier row). All-zero weights give zeros

@@ -5,12 +5,28 @@ import { tunerStatePath, writeTunerState } from './tuner-state.js';
 import { writeHistoryFile } from './history-file.js';
 import { hostSource, type SnapshotSource } from './source.js';
 import { Sampler } from './sampler.js';
-import type { TuneDecision } from '../tune/tuner.js';
+import type { OvercommitRisk } from '../safety/exposure.js';
+
+/**
+ * What publishTuner reads of a Tuner's decision (a TuneDecision). Written out here, not imported: the
+ * tuner reads its saved figure through this folder's savings model, so report/ must not import tune/.
+ */
+export interface PublishedDecision {
+  at: number;
+  policy: string;
+  knobs: Readonly<Record<string, number | string | undefined>>;
+  reasons: readonly string[];
+  risk: OvercommitRisk;
+  dryRun: boolean;
+  estimatedBytes: number | null;
+  thpSlowSplitPages: number | null;
+  thpSlowSplitZeroBytes: number | null;
+}
 
 /** What publishTuner needs of a Tuner: its 'decision' events. */
 export interface DecisionSource {
-  on(event: 'decision', listener: (d: TuneDecision) => void): unknown;
-  off(event: 'decision', listener: (d: TuneDecision) => void): unknown;
+  on(event: 'decision', listener: (d: PublishedDecision) => void): unknown;
+  off(event: 'decision', listener: (d: PublishedDecision) => void): unknown;
 }
 
 export interface PublishOptions {
@@ -26,7 +42,7 @@ export interface PublishOptions {
 }
 
 /** The decision as the state file holds it: the knobs the policy wants and its last reason. */
-export function decisionRecord(d: TuneDecision): DecisionRecord {
+export function decisionRecord(d: PublishedDecision): DecisionRecord {
   const settings: Record<string, number> = {};
   for (const [k, v] of Object.entries(d.knobs)) if (typeof v === 'number') settings[k] = v;
   const rec: DecisionRecord = {
@@ -60,7 +76,7 @@ export function publishTuner(tuner: DecisionSource, options: PublishOptions = {}
     if (stopped || options.historyPath === undefined || sampler === undefined) return;
     writeHistoryFile(options.historyPath, { snapshots: sampler.history.toArray(), decisions }).catch(onError);
   };
-  const onDecision = (d: TuneDecision): void => {
+  const onDecision = (d: PublishedDecision): void => {
     const rec = decisionRecord(d);
     // Kept for the history file only: without one, a daemon deciding every second would hold the last 1000.
     if (options.historyPath !== undefined) {

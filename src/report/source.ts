@@ -7,7 +7,8 @@ import { PAGE_SIZE } from '../host/page-size.js';
 import type { NodeSample, Snapshot } from './model.js';
 import { readTunerState } from './tuner-state.js';
 import { Ksm } from '../ksm/ksm.js';
-import { knownCounters } from '../ksm/counters.js';
+import { knownCounters, type KsmCounters } from '../ksm/counters.js';
+import type { KsmSettings } from '../ksm/knobs.js';
 import { listKsmProcesses, processKsm } from '../ksm/process.js';
 import { FrameInfo, readFootprint, type Footprint } from '../ksm/footprint.js';
 import { numaTopology } from '../numa/topology.js';
@@ -16,12 +17,19 @@ import { vmNames as discoverVmNames } from '../safety/vms.js';
 import { USER_HZ, readProcStat, readProcText } from '../host/procfs.js';
 import { readZeroBaselines, writeZeroBaselines, zeroBaselinesPath, type ZeroBaseline } from './zero-baselines.js';
 
+/** What HostSource reads KSM's knobs and counters through: the Ksm class, or a Tuner's KSM control. */
+export interface KsmReader {
+  read(): Promise<{ settings: KsmSettings; counters: KsmCounters }>;
+}
+
 export interface SnapshotSource {
   read(): Promise<Snapshot>;
 }
 
 export interface HostSourceOptions {
   sysfsRoot?: string;
+  /** KSM's knobs and counters (default: the Ksm class on sysfsRoot); the Tuner passes its own control. */
+  ksm?: KsmReader;
   procRoot?: string;
   pageSize?: number;
   /** Where the tuner daemon writes its latest decision; see tuner-state.ts. */
@@ -74,7 +82,7 @@ export function nodesSource(maxAgeMs = 10_000): (pagesShared: number) => Promise
 /** The live host: KSM sysfs, /proc, ksmd, VM names, NUMA nodes and the tuner's state file. */
 export class HostSource implements SnapshotSource {
   private readonly clock: KsmdClock;
-  private readonly ksm: Ksm;
+  private readonly ksm: KsmReader;
   private readonly nodes: (pagesShared: number) => Promise<NodeSample[] | undefined>;
   private footprintCache: { at: number; byPid: Map<number, Footprint> } | undefined;
   /**
@@ -95,7 +103,7 @@ export class HostSource implements SnapshotSource {
     const roots: { sysfsRoot?: string; procRoot?: string } = {};
     if (options.sysfsRoot !== undefined) roots.sysfsRoot = options.sysfsRoot;
     if (options.procRoot !== undefined) roots.procRoot = options.procRoot;
-    this.ksm = new Ksm(roots);
+    this.ksm = options.ksm ?? new Ksm(roots);
     this.nodes = options.nodes ?? nodesSource();
     this.baselinesPath = options.zeroBaselines ?? (options.procRoot === undefined ? zeroBaselinesPath() : false);
   }

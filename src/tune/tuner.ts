@@ -22,8 +22,11 @@ import { readMemInfoSync } from '../host/meminfo.js';
 import { readMemoryPressureSync } from '../host/pressure.js';
 import { kernelAdvisor } from './policies/kernel-advisor.js';
 import { initialKsmtunedState, ksmtuned, type KsmtunedState } from './policies/ksmtuned.js';
-import type { Decision, KsmKnobs, Observation } from './types.js';
-import { savedPages } from '../ksm/counters.js';
+import type { Decision, KsmKnobs, Observation, VmSaved } from './types.js';
+import type { KsmCounters } from '../ksm/counters.js';
+import { sumSaved, totalSavedPages } from '../ksm/savings.js';
+import { HostSource } from '../report/source.js';
+import { figures as savingsFigures, hostSavings } from '../report/model.js';
 import { OvercommitGuard, type OvercommitRisk } from '../safety/exposure.js';
 import { readIsolation, type Isolation } from '../safety/isolation.js';
 import { Registry, onRegistryChange } from '../safety/registry.js';
@@ -99,7 +102,7 @@ export interface RegisterOptions {
   force?: boolean;
 }
 
-export interface TuneDecision {
+export interface TuneDecision extends VmSaved {
   policy: PolicyName;
   /** Date.now() when decided. */
   at: number;
@@ -112,8 +115,7 @@ export interface TuneDecision {
   dryRun: boolean;
   reasons: string[];
   rescan: number[];
-  /** What KSM saves now (pages_sharing + ksm_zero_pages), and what the scans say it could (null before any). */
-  savedBytes: number;
+  /** What the scans say KSM could save in the VMs by ksmd's second full scan, bytes (null before any scan). */
   estimatedBytes: number | null;
   /**
    * With use_zero_pages=0, the huge pages ksmd splits only one per full scan and the zero subpages that
@@ -127,9 +129,9 @@ export interface TuneDecision {
   risk: OvercommitRisk;
 }
 
-export interface TuneSavings {
+/** The 'savings' event, after every decision: what KSM gives back to the tuner's VMs now (VmSaved), and the estimate. */
+export interface TuneSavings extends VmSaved {
   at: number;
-  savedBytes: number;
   estimatedBytes: number | null;
   ksmdCpuSeconds: number | null;
   fullScans: number;
@@ -226,6 +228,11 @@ export class Tuner extends EventEmitter<TunerEvents> {
   private readonly watcher: VmWatcher;
   private scheduler: ScanScheduler | undefined;
   private observer: Observer | undefined;
+  /** Reads the saved figure as status and serve do (report/source.ts), through this tuner's KSM control. */
+  private savingsSource: HostSource | undefined;
+  /** The last saved figure read, kept for a decision whose reading fails. */
+  private lastSaved: VmSaved = { savedBytes: 0, saved: { ksmPages: 0, ksmZeroPages: 0, thpSplitZeroPages: 0 }, savedThpSplitKnown: false, savedUpperBound: false, hostSavedBytes: 0 };
+  private readonly procRootGiven: boolean;
   private readonly regions: Region[] = [];
   private state: PolicyState;
   private found: KsmKnobs | undefined;
@@ -296,6 +303,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.lockOption = options.lock;
     this.recordDir = options.recordDir;
     this.procRoot = options.procRoot ?? DEFAULT_PROC_ROOT;
+    this.procRootGiven = options.procRoot !== undefined;
     this.pollMs = options.pollMs ?? VM_POLL_MS;
     this.immediate = options.immediate === true;
     this.ksm = options.ksm;
@@ -353,6 +361,48 @@ export class Tuner extends EventEmitter<TunerEvents> {
       this.scheduler = new ScanScheduler({ scan: this.scanFn, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
     }
     this.observer = new Observer({ procRoot: this.procRoot, ksm: this.ksm, pageSize: PAGE_SIZE });
+    const ksm = this.ksm;
+    this.savingsSource ??= new HostSource({
+      ksm: {
+        read: async () => {
+          const s = await ksm.read();
+          return { settings: s.settings as KsmSettings, counters: s.counters as KsmCounters };
+        },
+      },
+      // On the live host it shares the zero-page baselines with status, top and serve (docs/savings.md).
+      ...(this.procRootGiven ? { procRoot: this.procRoot } : {}),
+      pageSize: PAGE_SIZE,
+      nodes: async () => undefined,
+    });
+  }
+
+  /**
+   * What KSM gives back to the VMs now: the savings model's rows for them (report/model.ts figures(), as
+   * status shows them), summed. Where the kernel has no per-process KSM statistics (before Linux 5.19),
+   * the host's pages_sharing + ksm_zero_pages, as the policy counts then. A failed reading is reported
+   * ('error') and the last one kept.
+   */
+  private async vmSaved(o: Observation): Promise<VmSaved> {
+    try {
+      const f = savingsFigures(await this.savingsSource!.read());
+      const pids = new Set(o.vms.map((vm) => vm.pid));
+      const rows = f.processes.filter((p) => pids.has(p.pid));
+      const saved = sumSaved(rows.map((p) => p.saved));
+      this.lastSaved = {
+        savedBytes: totalSavedPages(saved) * f.pageSize,
+        saved,
+        savedThpSplitKnown: f.host.thpSplitKnown,
+        savedUpperBound: rows.some((p) => p.thpSplitUpperBound),
+        hostSavedBytes: f.host.savedBytes,
+      };
+    } catch (err) {
+      if ((err as PagefuseError).code !== 'ENOKSM') this.fail(err);
+      else {
+        const host = hostSavings(o.counters, o.pageSize);
+        this.lastSaved = { savedBytes: host.savedBytes, saved: host.saved, savedThpSplitKnown: false, savedUpperBound: false, hostSavedBytes: host.savedBytes };
+      }
+    }
+    return { ...this.lastSaved, saved: { ...this.lastSaved.saved } };
   }
 
   /** The sysfs directory behind the KSM control, when it is a real one (not an injected fake). */
@@ -853,6 +903,10 @@ export class Tuner extends EventEmitter<TunerEvents> {
       this.emit('savings', {
         at: Date.now(),
         savedBytes: decision.savedBytes,
+        saved: { ...decision.saved },
+        savedThpSplitKnown: decision.savedThpSplitKnown,
+        savedUpperBound: decision.savedUpperBound,
+        hostSavedBytes: decision.hostSavedBytes,
         estimatedBytes: decision.estimatedBytes,
         ksmdCpuSeconds: o.ksmdCpuSeconds,
         fullScans: o.counters.full_scans,
@@ -917,6 +971,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
       await this.write(changed);
     }
     const slow = o.estimate?.thpSlowSplit;
+    const saved = await this.vmSaved(o);
     const decision: TuneDecision = {
       policy: this.policy,
       at: Date.now(),
@@ -926,7 +981,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
       dryRun: this.dryRun,
       reasons,
       rescan: d.rescan,
-      savedBytes: savedPages(o.counters) * o.pageSize,
+      ...saved,
       estimatedBytes: o.estimate === null ? null : o.estimate.savedPages * o.pageSize,
       thpSlowSplitPages: slow === undefined ? null : slow.hugePages,
       thpSlowSplitZeroBytes: slow === undefined ? null : slow.zeroPages * o.pageSize,

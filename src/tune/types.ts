@@ -3,6 +3,7 @@ import type { VmInfo } from '../vm/discover.js';
 import type { MemInfo } from '../host/meminfo.js';
 import type { MemoryPressure } from '../host/pressure.js';
 import { savedPages, type KnownKsmCounters } from '../ksm/counters.js';
+import type { SavedPages } from '../ksm/savings.js';
 
 /** The sysfs knobs the tuner writes, under the kernel's names. */
 export interface KsmKnobs {
@@ -39,6 +40,32 @@ export interface Estimate {
 export interface SlowSplit {
   hugePages: number;
   zeroPages: number;
+}
+
+/**
+ * What KSM gives back to the tuner's VMs now, by the one definition of saved (docs/savings.md): the
+ * memory returned to them as their memory cgroup or summed PSS sees it. The same figure `pagefuse
+ * status`, `top`, `serve` and `report` show for those processes: each VM's share of the host's KSM
+ * pages (a page mapped by k processes credits each (k − 1)/k), its zero pages, and the zero subpages
+ * freed when ksmd split its huge pages. KSM's own metadata is a host cost, not taken off.
+ */
+export interface VmSaved {
+  /** Σ of `saved`'s parts, bytes. */
+  savedBytes: number;
+  /** The parts, pages, summed over the tuner's VMs (watched VMMs, registered processes, this process for its Regions). */
+  saved: SavedPages;
+  /**
+   * Whether the THP-split part was measured: it needs root (pagemap, kpageflags). false: that part is
+   * 0 in `saved` and savedBytes is low by it.
+   */
+  savedThpSplitKnown: boolean;
+  /**
+   * Whether the THP-split part is only an upper bound: a VM was first seen already merged, with no
+   * count of its zero-page mappings from before (huge pages split earlier count too; docs/savings.md).
+   */
+  savedUpperBound: boolean;
+  /** The same figure for every process with KSM state on the host, the tuner's VMs and any others, bytes. */
+  hostSavedBytes: number;
 }
 
 export interface Observation {
