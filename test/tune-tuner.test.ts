@@ -417,7 +417,7 @@ test("a decision's saved figure is the VMs' share of the host's KSM pages; anoth
  * (a KSM page) in the fake kpageflags. Chunk 0 is a huge page of zeros split before ksmd ran (512 zero-page
  * mappings); `merged()` has ksmd merge one page of chunk 1, splitting it (511 zero subpages freed).
  */
-function splitHugePage(tree: ProcTree, ksm: FakeKsm): { merged: () => void } {
+function splitHugePage(tree: ProcTree, ksm: FakeKsm): { merged: () => void; chunk0Freed: () => void } {
   const base = 0x40000000;
   tree.write('300/smaps', `${base.toString(16)}-${(base + 4 * 1024 * 1024).toString(16)} rw-p 00000000 00:00 0\nPss:  4096 kB\nVmFlags: rd wr mg\n`);
   const flags = Buffer.alloc(101 * 8);
@@ -427,10 +427,10 @@ function splitHugePage(tree: ProcTree, ksm: FakeKsm): { merged: () => void } {
   const counts = Buffer.alloc(101 * 8);
   counts.writeBigUInt64LE(2n, 100 * 8);
   writeFileSync(join(tree.root, 'kpagecount'), counts);
-  const pagemap = (chunk1: boolean) => {
+  const pagemap = (chunk1: boolean, chunk0 = true) => {
     const map = Buffer.alloc((base / 4096 + 1024) * 8);
     const present = 1n << 63n;
-    for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | 50n, (base / 4096 + i) * 8);
+    if (chunk0) for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | 50n, (base / 4096 + i) * 8);
     if (chunk1) for (let i = 0; i < 512; i++) map.writeBigUInt64LE(present | (i === 0 ? 100n : 50n), (base / 4096 + 512 + i) * 8);
     writeFileSync(join(tree.root, '300', 'pagemap'), map);
   };
@@ -441,20 +441,22 @@ function splitHugePage(tree: ProcTree, ksm: FakeKsm): { merged: () => void } {
       tree.write('300/ksm_stat', ksmStat(1));
       Object.assign(ksm.counters, { pages_shared: 1, pages_sharing: 1 });
     },
+    // The VM gives chunk 0 back (MADV_DONTNEED): its page map changes, KSM's counters do not.
+    chunk0Freed: () => pagemap(true, false),
   };
 }
 
 test("a decision's saved figure counts the zero subpages freed by ksmd's huge page splits in the VMs, not those split before", async (t) => {
   const { tree, ksm, config } = savingsSetup();
   const host = splitHugePage(tree, ksm);
-  // The savings model re-reads page maps at most every 5 s (report/source.ts): step the clock past that.
+  // While KSM's counters move, the Tuner walks the VMs' page maps at most every 30 s: step the clock past that.
   t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
   const tuner = new Tuner({ policy: 'ksmtuned', ksm, procRoot: tree.root, config, dryRun: true });
   try {
     await tuner.start();
     await tuner.retune(); // before ksmd merged anything: its 512 zero-page mappings are the baseline
     host.merged();
-    t.mock.timers.tick(6000);
+    t.mock.timers.tick(31_000);
     const d = await tuner.retune();
     assert.deepEqual(
       [d?.saved, d?.savedBytes, d?.savedThpSplitKnown, d?.savedUpperBound],
@@ -481,6 +483,26 @@ test("the 'savings' event carries the decision's saved figure with its parts", a
     assert.deepEqual(figure(s), figure(d));
   } finally {
     await t.stop();
+    tree.dispose();
+  }
+});
+
+test("while KSM's counters and the VMs hold still, a decision reuses the saved figure read once they settled, without walking the page maps", async (t) => {
+  const { tree, ksm, config } = savingsSetup();
+  const host = splitHugePage(tree, ksm);
+  host.merged();
+  t.mock.timers.enable({ apis: ['Date'], now: Date.now() });
+  const tuner = new Tuner({ policy: 'ksmtuned', ksm, procRoot: tree.root, config, dryRun: true });
+  try {
+    await tuner.start();
+    await tuner.retune();
+    const settled = await tuner.retune(); // the counters held still: the page maps are walked afresh once more
+    host.chunk0Freed();
+    t.mock.timers.tick(60_000);
+    const later = await tuner.retune();
+    assert.deepEqual([settled?.saved.thpSplitZeroPages, later?.saved.thpSplitZeroPages], [1023, 1023]);
+  } finally {
+    await tuner.stop();
     tree.dispose();
   }
 });

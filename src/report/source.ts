@@ -108,10 +108,10 @@ export class HostSource implements SnapshotSource {
     this.baselinesPath = options.zeroBaselines ?? (options.procRoot === undefined ? zeroBaselinesPath() : false);
   }
 
-  private async footprints(pids: number[]): Promise<Map<number, Footprint>> {
+  private async footprints(pids: number[], maxAgeMs: number): Promise<Map<number, Footprint>> {
     const o = this.options;
     const cached = this.footprintCache;
-    const fresh = cached !== undefined && Date.now() - cached.at <= (o.footprintMaxAgeMs ?? 5000) && pids.every((p) => cached.byPid.has(p));
+    const fresh = cached !== undefined && Date.now() - cached.at <= maxAgeMs && pids.every((p) => cached.byPid.has(p));
     if (fresh) return cached.byPid;
     // One frame cache per reading: a KSM page mapped by several processes is looked up once.
     const frames = new FrameInfo(o.procRoot);
@@ -178,7 +178,8 @@ export class HostSource implements SnapshotSource {
     if (failed === undefined) this.written = now;
   }
 
-  async read(): Promise<Snapshot> {
+  /** `footprintMaxAgeMs` overrides the option for this reading (0: walk the page maps now). */
+  async read(options: { footprintMaxAgeMs?: number } = {}): Promise<Snapshot> {
     const o = this.options;
     if (this.watchingSince === undefined) {
       const uptime = await readProcText(o.procRoot ?? '/proc', 'uptime');
@@ -195,7 +196,7 @@ export class HostSource implements SnapshotSource {
     ]);
     const counters = knownCounters(ksm.counters);
     const nodes = await this.nodes(counters.pages_shared);
-    const footprints = o.footprints === false ? new Map<number, Footprint>() : await this.footprints(list.processes.map((p) => p.pid));
+    const footprints = o.footprints === false ? new Map<number, Footprint>() : await this.footprints(list.processes.map((p) => p.pid), options.footprintMaxAgeMs ?? o.footprintMaxAgeMs ?? 5000);
     // ksm_stat was read before the footprints: a process that ksmd began to merge in between (a THP split
     // maps zero subpages first) would set its baseline from a footprint that already counts ksmd's work.
     // It is a baseline only if it still shows nothing merged now that its footprint has been read.
