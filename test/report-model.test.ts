@@ -306,6 +306,20 @@ test('HostSource counts a process\'s zero-page mappings from its first merge on,
   }
 });
 
+test("a cached footprint of a process whose merging pages moved since it was read carries no sharing weight", async () => {
+  const { dir, sysfs, proc } = fakeHost();
+  try {
+    const state = splitGuest(proc);
+    const src = new HostSource({ sysfsRoot: sysfs, procRoot: proc, pageSize: PAGE, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs: 60_000, zeroBaselines: false });
+    state(0, false);
+    const before = (await guest300(src))?.sharingWeight;
+    state(1, true);
+    assert.deepEqual([before, (await guest300(src))?.sharingWeight], [0, null]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a reader that first sees a process merged counts from the baseline another reader shared before its first merge', async () => {
   const { dir, sysfs, proc } = fakeHost();
   try {

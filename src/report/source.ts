@@ -84,7 +84,8 @@ export class HostSource implements SnapshotSource {
   private readonly clock: KsmdClock;
   private readonly ksm: KsmReader;
   private readonly nodes: (pagesShared: number) => Promise<NodeSample[] | undefined>;
-  private footprintCache: { at: number; byPid: Map<number, Footprint> } | undefined;
+  /** The last page walk, with each process's ksm_merging_pages at the time. */
+  private footprintCache: { at: number; byPid: Map<number, Footprint>; merging: Map<number, number> } | undefined;
   /**
    * Per process, its zero-page mappings while KSM had merged none of its pages: huge pages of zeros the
    * kernel split before ksmd ran look exactly like ksmd's own splits (docs/savings.md), so they are
@@ -108,19 +109,33 @@ export class HostSource implements SnapshotSource {
     this.baselinesPath = options.zeroBaselines ?? (options.procRoot === undefined ? zeroBaselinesPath() : false);
   }
 
-  private async footprints(pids: number[], maxAgeMs: number): Promise<Map<number, Footprint>> {
+  /**
+   * Footprints of `processes`, from the last walk when it is at most `maxAgeMs` old and covers them all.
+   * A cached footprint of a process whose ksm_merging_pages moved since has no sharing weight: weights
+   * from before a merge would give its share of today's pages_sharing to the others (figures() then
+   * weights every process by its merging pages).
+   */
+  private async footprints(processes: { pid: number; mergingPages: number }[], maxAgeMs: number): Promise<Map<number, Footprint>> {
     const o = this.options;
     const cached = this.footprintCache;
-    const fresh = cached !== undefined && Date.now() - cached.at <= maxAgeMs && pids.every((p) => cached.byPid.has(p));
-    if (fresh) return cached.byPid;
+    // Covered: walked last time, whether or not its footprint could be read (one that cannot must not force a walk at every reading).
+    const fresh = cached !== undefined && Date.now() - cached.at <= maxAgeMs && processes.every((p) => cached.merging.has(p.pid));
+    if (fresh) {
+      const out = new Map(cached.byPid);
+      for (const p of processes) {
+        const fp = out.get(p.pid);
+        if (fp !== undefined && cached.merging.get(p.pid) !== p.mergingPages) out.set(p.pid, { ...fp, sharingWeight: null });
+      }
+      return out;
+    }
     // One frame cache per reading: a KSM page mapped by several processes is looked up once.
     const frames = new FrameInfo(o.procRoot);
     const byPid = new Map<number, Footprint>();
-    for (const pid of pids) {
+    for (const { pid } of processes) {
       const fp = await readFootprint(pid, { frames, ...(o.procRoot === undefined ? {} : { procRoot: o.procRoot }) });
       if (fp !== undefined) byPid.set(pid, fp);
     }
-    this.footprintCache = { at: Date.now(), byPid };
+    this.footprintCache = { at: Date.now(), byPid, merging: new Map(processes.map((p) => [p.pid, p.mergingPages])) };
     return byPid;
   }
 
@@ -196,7 +211,7 @@ export class HostSource implements SnapshotSource {
     ]);
     const counters = knownCounters(ksm.counters);
     const nodes = await this.nodes(counters.pages_shared);
-    const footprints = o.footprints === false ? new Map<number, Footprint>() : await this.footprints(list.processes.map((p) => p.pid), options.footprintMaxAgeMs ?? o.footprintMaxAgeMs ?? 5000);
+    const footprints = o.footprints === false ? new Map<number, Footprint>() : await this.footprints(list.processes, options.footprintMaxAgeMs ?? o.footprintMaxAgeMs ?? 5000);
     // ksm_stat was read before the footprints: a process that ksmd began to merge in between (a THP split
     // maps zero subpages first) would set its baseline from a footprint that already counts ksmd's work.
     // It is a baseline only if it still shows nothing merged now that its footprint has been read.

@@ -46,8 +46,9 @@ const VM_POLL_MS = 1_000;
  */
 const IDLE_DECIDE_MS = 60_000;
 /**
- * The VMs' saved figure walks their page maps (about 1 ms per 100 MiB, more on a busy host): while KSM's
- * counters move, at most this often; once they hold still, once more, then not again for SAVED_REUSE_MS.
+ * The VMs' saved figure walks their page maps (about 1 ms per 100 MiB, more on a busy host): while ksmd
+ * runs, at most this often; at a decision that leaves it stopped, afresh, then not again for
+ * SAVED_REUSE_MS while KSM's counters and the VMs hold still.
  */
 const SAVED_WALK_MS = 30_000;
 const SAVED_REUSE_MS = 10 * 60_000;
@@ -392,17 +393,18 @@ export class Tuner extends EventEmitter<TunerEvents> {
    * the host's pages_sharing + ksm_zero_pages, as the policy counts then. A failed reading is reported
    * ('error') and the last one kept.
    */
-  private async vmSaved(o: Observation): Promise<VmSaved> {
-    // ksmd stopped and no page written: nothing it counts has changed since a reading that walked the page
-    // maps once the counters held still (zero-page writes by the VMs are seen after SAVED_REUSE_MS).
+  private async vmSaved(o: Observation, running: boolean): Promise<VmSaved> {
+    // ksmd stopped and no page written: nothing it counts has changed since the last reading, which walked
+    // the page maps afresh (zero-page writes by the VMs are seen after SAVED_REUSE_MS).
     const key = JSON.stringify([o.counters, o.vms.map((vm) => vm.pid).sort((a, b) => a - b)]);
-    const settled = key === this.savedKey;
-    if (settled && this.savedFresh && Date.now() - this.savedAt < SAVED_REUSE_MS) return { ...this.lastSaved, saved: { ...this.lastSaved.saved } };
+    if (!running && key === this.savedKey && this.savedFresh && Date.now() - this.savedAt < SAVED_REUSE_MS) {
+      return { ...this.lastSaved, saved: { ...this.lastSaved.saved } };
+    }
     try {
-      const f = savingsFigures(await this.savingsSource!.read({ footprintMaxAgeMs: settled ? 0 : SAVED_WALK_MS }));
+      const f = savingsFigures(await this.savingsSource!.read({ footprintMaxAgeMs: running ? SAVED_WALK_MS : 0 }));
       this.savedKey = key;
       this.savedAt = Date.now();
-      this.savedFresh = settled;
+      this.savedFresh = !running;
       const pids = new Set(o.vms.map((vm) => vm.pid));
       const rows = f.processes.filter((p) => pids.has(p.pid));
       const saved = sumSaved(rows.map((p) => p.saved));
@@ -989,7 +991,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
       await this.write(changed);
     }
     const slow = o.estimate?.thpSlowSplit;
-    const saved = await this.vmSaved(o);
+    // Whether ksmd runs after this decision (a dry run writes nothing): while it does, the figure may lag.
+    const saved = await this.vmSaved(o, (this.dryRun ? o.knobs.run : (d.knobs.run ?? o.knobs.run)) === 1);
     const decision: TuneDecision = {
       policy: this.policy,
       at: Date.now(),
