@@ -50,7 +50,11 @@ export interface SlowSplit {
  * freed when ksmd split its huge pages. KSM's own metadata is a host cost, not taken off.
  */
 export interface VmSaved {
-  /** Σ of `saved`'s parts, bytes. */
+  /**
+   * Σ of `saved`'s parts, bytes. Exact at a decision that leaves ksmd stopped (the converged one); while
+   * ksmd runs the VMs' page maps are walked at most every 30 s, so the THP-split part may lag that much
+   * (docs/savings.md, "In the API").
+   */
   savedBytes: number;
   /** The parts, pages, summed over the tuner's VMs (watched VMMs, registered processes, this process for its Regions). */
   saved: SavedPages;
