@@ -57,15 +57,38 @@ interface Sample {
   at: number;
   rss: number;
   fds: Map<string, string>;
-  /** Resident kB by mapping: glibc's main heap, anonymous mappings (V8's heap, thread arenas), files. */
-  kinds: { heap: number; anon: number; file: number };
+  /**
+   * Resident kB by mapping: glibc's main heap, its thread arenas, other anonymous mappings (V8's heap, JIT
+   * code), files.
+   */
+  kinds: { heap: number; arenas: number; anon: number; file: number };
 }
+/**
+ * glibc maps each thread arena as 64 MiB aligned to 64 MiB: readable and writable from its start up to the
+ * arena's top, the rest reserved (---p) up to the 64 MiB.
+ */
+const ARENA = 64 * 1024 * 1024;
 function kinds(pid: number): Sample['kinds'] {
-  const out = { heap: 0, anon: 0, file: 0 };
+  const out = { heap: 0, arenas: 0, anon: 0, file: 0 };
+  const lines = readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n');
+  const header = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/;
+  const maps = lines
+    .map((line) => header.exec(line))
+    .filter((m) => m !== null)
+    .map((m) => ({ start: Number.parseInt(m[1], 16), end: Number.parseInt(m[2], 16), perms: m[3], anon: m[4] === '' || m[4].startsWith('[anon'), heap: m[4] === '[heap]' }));
+  const arena = (i: number) => {
+    const m = maps[i];
+    const next = maps[i + 1];
+    if (!m.anon || m.perms !== 'rw-p' || m.start % ARENA !== 0) return false;
+    return m.end === m.start + ARENA || (next?.anon === true && next.perms === '---p' && next.start === m.end && next.end === m.start + ARENA);
+  };
+  let i = -1;
   let kind: keyof Sample['kinds'] = 'anon';
-  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const m = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
-    if (m) kind = m[1] === '[heap]' ? 'heap' : m[1] === '' || m[1].startsWith('[anon') ? 'anon' : 'file';
+  for (const line of lines) {
+    if (header.test(line)) {
+      const m = maps[++i];
+      kind = m.heap ? 'heap' : !m.anon ? 'file' : arena(i) ? 'arenas' : 'anon';
+    }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
     if (rss) out[kind] += Number(rss[1]);
   }
@@ -162,7 +185,7 @@ process.stdout.write(
       ? `  after the ${warmup} s warm-up: RSS as seen ${mib(firstWarm.rss)} → ${mib(last.rss)} MiB, peak first half ${mib(peak(warm.slice(0, half)))}, last half ${mib(peak(warm.slice(half)))}; ` +
         `fds ${first.fds.size} at ${first.at.toFixed(0)} s, ${firstWarm.fds.size} → ${last.fds.size} (fewest of the last 3 samples ${fdsAtEnd}: ${fdsFlat ? 'flat' : 'GROWING'})\n` +
         `  after full collections, every 60 s: RSS ${warmCollected.map((c) => mib(c.rssBytes)).join(', ')} MiB; live JS heap ${warmCollected.map((c) => mib(c.heapUsedBytes)).join(', ')} MiB (${keptFlat ? 'flat' : 'GROWING'})\n` +
-        `  resident MiB by mapping (glibc heap / anonymous / files): ${[firstWarm, last].map((x) => `${mib(x.kinds.heap * 1024)} / ${mib(x.kinds.anon * 1024)} / ${mib(x.kinds.file * 1024)}`).join(' → ')}\n` +
+        `  resident MiB by mapping (glibc heap / glibc thread arenas / other anonymous / files): ${[firstWarm, last].map((x) => `${mib(x.kinds.heap * 1024)} / ${mib(x.kinds.arenas * 1024)} / ${mib(x.kinds.anon * 1024)} / ${mib(x.kinds.file * 1024)}`).join(' → ')}\n` +
         `  fds changed before the warm-up ended: ${diff(first, firstWarm)}; after: ${diff(firstWarm, last)}\n`
       : '') +
     `  load ${load0.map((l) => l.toFixed(2)).join(' ')} → ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`,
