@@ -10,9 +10,8 @@
 //       [--own 1500] [--smart-scan 0|1] [--use-zero-pages 0|1] [--pages-to-scan 100] [--sleep-ms 20]
 // Root, a memory cgroup (v1 or v2). Holds the machine-wide KSM lock; every knob is put back and the
 // processes stopped when it ends.
-import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Ksm } from '../src/ksm/ksm.js';
@@ -23,6 +22,7 @@ import { hostSource } from '../src/report/source.js';
 import { KsmdClock } from '../src/host/ksmd.js';
 import { lockKsm } from '../src/host/ksm-lock.js';
 import { Workload } from '../src/workload/workload.js';
+import { makeMemoryCgroup, type MemoryCgroup } from '../src/workload/cgroup.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -65,19 +65,9 @@ function mergeablePss(pid: number): number {
   return kb * 1024;
 }
 
-/** A fresh memory cgroup (v1 here; v2 where the host has it) and how to read its usage. */
-function makeCgroup(): { dir: string; usage: () => number } {
-  const name = `pagefuse-by-scan-${process.pid}`;
-  const v1 = '/sys/fs/cgroup/memory';
-  const dir = existsSync(join(v1, 'memory.usage_in_bytes')) ? join(v1, name) : join('/sys/fs/cgroup', name);
-  mkdirSync(dir);
-  const file = dir.startsWith(v1) ? 'memory.usage_in_bytes' : 'memory.current';
-  return { dir, usage: () => Number(readFileSync(join(dir, file), 'utf8')) };
-}
-
 let guard: KnobGuard | undefined;
 let w: Workload | undefined;
-let cg: { dir: string; usage: () => number } | undefined;
+let cg: MemoryCgroup | undefined;
 process.once('exit', () => guard?.restore());
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
 
@@ -94,7 +84,7 @@ try {
     ...('advisor_mode' in guard.found ? { advisor_mode: 'none' } : {}),
     ...('smart_scan' in guard.found ? { smart_scan: SMART === 1 } : {}),
   });
-  cg = makeCgroup();
+  cg = makeMemoryCgroup(`pagefuse-by-scan-${process.pid}`);
   w = await Workload.start({
     processes: int('processes'),
     imagePages: int('image'),
@@ -141,16 +131,7 @@ try {
   process.stdout.write(`\nload average ${l1.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end\n`);
 } finally {
   await w?.stop();
-  if (cg !== undefined) {
-    for (let i = 0; i < 50; i++) {
-      try {
-        rmdirSync(cg.dir);
-        break;
-      } catch {
-        await sleep(100); // children still exiting
-      }
-    }
-  }
+  await cg?.remove();
   guard?.restore();
   release();
 }

@@ -16,7 +16,7 @@
 // load a TCG guest fails the kernel's IO-APIC timer check and panics (seen here at load 16).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { open } from 'node:fs/promises';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,6 +31,7 @@ import { readPageEntries } from '../src/host/page-entries.js';
 import { KsmdClock } from '../src/host/ksmd.js';
 import { lockKsm } from '../src/host/ksm-lock.js';
 import { stopChildren } from '../test/helpers/children.js';
+import { makeMemoryCgroup, type MemoryCgroup } from '../src/workload/cgroup.js';
 
 const { values: a } = parseArgs({
   options: {
@@ -288,7 +289,7 @@ function pss(pid: number): number {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'pagefuse-savings-qemu-'));
-const cgroup = `/sys/fs/cgroup/memory/pagefuse-savings-${process.pid}`;
+let cg: MemoryCgroup | undefined;
 const guests: Guest[] = [];
 let guard: KnobGuard | undefined;
 let release: (() => void) | undefined;
@@ -302,8 +303,9 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => proces
 const log = (s: string): void => void process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 const t0 = Date.now();
 try {
-  mkdirSync(cgroup);
-  const usage = (): number => Number(readFileSync(join(cgroup, 'memory.usage_in_bytes'), 'utf8'));
+  const cgroup = makeMemoryCgroup(`pagefuse-savings-${process.pid}`);
+  cg = cgroup;
+  const usage = (): number => cgroup.usage();
   // The KSM lock and the guard before the guests boot: no other test's ksmd may merge (and split) their
   // memory before the measurement. ksmd stays stopped through the boot, the control and the scan.
   release = await lockKsm();
@@ -322,7 +324,7 @@ try {
   await daemon.read();
   const initrd = buildInitramfs(dir);
   log(`initramfs ${(readFileSync(initrd).length / MiB).toFixed(1)} MiB; booting ${VMS} × ${MEM} MiB guests (TCG), kernel ${kernel}`);
-  for (let i = 0; i < VMS; i++) guests.push(startGuest(`vm${i + 1}`, initrd, cgroup));
+  for (let i = 0; i < VMS; i++) guests.push(startGuest(`vm${i + 1}`, initrd, cgroup.dir));
   const pids = guests.map((g) => g.child.pid!);
   const filledLines = await Promise.race([
     Promise.all(guests.map((g) => g.filled)),
@@ -462,13 +464,7 @@ try {
   guard?.restore();
   guard = undefined;
   release?.();
-  for (let i = 0; i < 50 && existsSync(cgroup); i++) {
-    try {
-      rmdirSync(cgroup);
-    } catch {
-      await sleep(100);
-    }
-  }
+  await cg?.remove();
   rmSync(dir, { recursive: true, force: true });
   process.off('exit', cleanup);
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s; every QEMU stopped, knobs restored`);

@@ -4,40 +4,14 @@
 // merging, must match the fall in the cgroup's usage.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { Workload } from '../src/workload/workload.js';
+import { makeMemoryCgroup } from '../src/workload/cgroup.js';
 import { scan } from '../src/scan/scan.js';
 import { figures, type Figures } from '../src/report/model.js';
 import { HostSource } from '../src/report/source.js';
 import { withKsm } from './helpers/ksm.js';
 import type { Ksm } from '../src/index.js';
-
-const V1 = '/sys/fs/cgroup/memory';
-
-/** A fresh memory cgroup (v1 here; v2 where the host has it) and how to read its usage. */
-function makeCgroup(): { dir: string; usage: () => number } {
-  const name = `pagefuse-savings-${process.pid}`;
-  if (existsSync(join(V1, 'memory.usage_in_bytes'))) {
-    const dir = join(V1, name);
-    mkdirSync(dir);
-    return { dir, usage: () => Number(readFileSync(join(dir, 'memory.usage_in_bytes'), 'utf8')) };
-  }
-  const dir = join('/sys/fs/cgroup', name);
-  mkdirSync(dir);
-  return { dir, usage: () => Number(readFileSync(join(dir, 'memory.current'), 'utf8')) };
-}
-
-function removeCgroup(dir: string): void {
-  for (let i = 0; i < 50; i++) {
-    try {
-      rmdirSync(dir);
-      return;
-    } catch {
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100); // children still exiting
-    }
-  }
-}
 
 /** Waits until ksmd has nothing left to do here: the cgroup and the saved figure hold still over two scans. */
 async function converge(ksm: Ksm, read: () => Promise<Figures>, usage: () => number): Promise<Figures> {
@@ -59,7 +33,7 @@ test('THP workload in a memory cgroup: saved figure, per-VM shares and the scan 
   await withKsm(
     t,
     async (ksm) => {
-      const cg = makeCgroup();
+      const cg = makeMemoryCgroup(`pagefuse-savings-${process.pid}`);
       let w: Workload | undefined;
       try {
         // Per process: 3000 image pages (shared by all), 1500 zero pages, 1500 pages of its own, in
@@ -116,7 +90,7 @@ test('THP workload in a memory cgroup: saved figure, per-VM shares and the scan 
         });
       } finally {
         await w?.stop();
-        removeCgroup(cg.dir);
+        await cg.remove();
       }
     },
     { settings: existsSync('/sys/kernel/mm/ksm/smart_scan') ? { smart_scan: 0 } : {} },
