@@ -22,6 +22,7 @@ import { hostSource } from '../src/report/source.js';
 import { KsmdClock } from '../src/host/ksmd.js';
 import { lockKsm } from '../src/host/ksm-lock.js';
 import { Workload } from '../src/workload/workload.js';
+import { parseSmaps } from '../src/ksm/footprint.js';
 import { makeMemoryCgroup, type MemoryCgroup } from '../src/workload/cgroup.js';
 
 const { values: a } = parseArgs({
@@ -54,16 +55,7 @@ const pct = (x: number, of: number): string => `${x >= of ? '+' : ''}${((100 * (
 const vmstat = (key: string): number => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(readFileSync('/proc/vmstat', 'utf8'))?.[1] ?? NaN);
 
 /** Σ Pss of a process's mergeable areas (smaps VmFlags "mg"): the workload's memory, not its runtime's. */
-function mergeablePss(pid: number): number {
-  let kb = 0;
-  let entry = 0;
-  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const m = /^Pss:\s+(\d+) kB/.exec(line);
-    if (m) entry = Number(m[1]);
-    else if (line.startsWith('VmFlags:') && line.split(/\s+/).includes('mg')) kb += entry;
-  }
-  return kb * 1024;
-}
+const mergeablePss = (pid: number): number => parseSmaps(readFileSync(`/proc/${pid}/smaps`, 'utf8')).mergeablePssBytes;
 
 let guard: KnobGuard | undefined;
 let w: Workload | undefined;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readFootprint } from '../src/ksm/footprint.js';
+import { parseSmaps, readFootprint } from '../src/ksm/footprint.js';
 
 const PID = 4242;
 const BASE = 0x40000000; // 2 MiB-aligned start of the mergeable area
@@ -56,4 +56,18 @@ test('zero-page mappings count as THP-split savings only in fully present 2 MiB 
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('parseSmaps gives the Pss of the areas KSM may merge apart from the whole Pss', () => {
+  const smaps = [
+    '7f0000000000-7f0000200000 rw-p 00000000 00:00 0',
+    'Pss:                 100 kB',
+    'SwapPss:               7 kB',
+    'VmFlags: rd wr mr mw me ac mg',
+    '7f0000200000-7f0000400000 rw-p 00000000 00:00 0',
+    'Pss:                  40 kB',
+    'VmFlags: rd wr mr mw me ac',
+    '',
+  ].join('\n');
+  assert.deepEqual(parseSmaps(smaps), { pssBytes: 140 * 1024, mergeable: [[0x7f0000000000, 0x7f0000200000]], mergeablePssBytes: 100 * 1024 });
 });

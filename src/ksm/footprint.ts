@@ -38,25 +38,35 @@ const CHUNK = 64 * 1024;
 /** Frames closer than this are read in one kpageflags/kpagecount read. */
 const GAP = 512;
 
-/** Parses smaps: Σ Pss (kB → bytes) and the [start, end) ranges KSM may merge (VmFlags "mg"). */
-export function parseSmaps(text: string): { pssBytes: number; mergeable: [number, number][] } {
+/**
+ * Parses smaps: Σ Pss (kB → bytes), the [start, end) ranges KSM may merge (VmFlags "mg"), and the Pss of
+ * those ranges alone (a workload's memory without its runtime's).
+ */
+export function parseSmaps(text: string): { pssBytes: number; mergeable: [number, number][]; mergeablePssBytes: number } {
   let pssKb = 0;
+  let mergeablePssKb = 0;
+  let vmaPssKb = 0;
   const mergeable: [number, number][] = [];
   let current: [number, number] | undefined;
   for (const line of text.split('\n')) {
     const header = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
     if (header) {
       current = [Number.parseInt(header[1], 16), Number.parseInt(header[2], 16)];
+      vmaPssKb = 0;
       continue;
     }
     if (line.startsWith('Pss:')) {
       const kb = /^Pss:\s+(\d+) kB/.exec(line);
-      if (kb) pssKb += Number(kb[1]);
+      if (kb) {
+        vmaPssKb = Number(kb[1]);
+        pssKb += vmaPssKb;
+      }
     } else if (line.startsWith('VmFlags:') && current && line.split(/\s+/).includes('mg')) {
       mergeable.push(current);
+      mergeablePssKb += vmaPssKb;
     }
   }
-  return { pssBytes: pssKb * 1024, mergeable };
+  return { pssBytes: pssKb * 1024, mergeable, mergeablePssBytes: mergeablePssKb * 1024 };
 }
 
 /**
