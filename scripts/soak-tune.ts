@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inOwnPidNamespace, startSimVms, type SimVms } from './sim-vms.js';
 import { liveMemory, liveMemoryArgs, liveMemoryStdio, type LiveMemory } from '../bench/live-memory.js';
+import { parseKeyValues } from '../src/host/procfs.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -95,7 +96,7 @@ function kinds(pid: number): Sample['kinds'] {
   return out;
 }
 function sample(pid: number, at: number): Sample {
-  const rss = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+  const rss = (parseKeyValues(readFileSync(`/proc/${pid}/status`, 'utf8')).VmRSS ?? 0) * 1024;
   const fds = new Map<string, string>();
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
