@@ -4,7 +4,7 @@ import { figures, series, tunerWouldSave, type Figures, type SeriesPoint, type S
 import type { HistoryRecord } from './history-file.js';
 import { formatBytes } from './format.js';
 import { escapeHtml } from './escape.js';
-import { thpSplitBoundNote } from './text.js';
+import { slowSplitWords, thpSplitBoundNote } from './text.js';
 
 export interface ReportPage {
   title?: string;
@@ -132,14 +132,9 @@ function table(header: string[], rows: string[][], id: string): string {
 function wouldSaveCard(w: WouldSave | null): [string, string, string?] {
   if (w === null) return ['would save (last scan)', '-'];
   const k = "would save by ksmd's second full scan";
-  if (w.slowSplit === null) return [k, formatBytes(w.bytes), 'more from huge pages it splits one a full scan: unknown (needs root)'];
+  if (w.slowSplit === null) return [k, formatBytes(w.bytes), `more ${slowSplitWords.unknown}`];
   if (w.slowSplit.hugePages === 0) return [k, formatBytes(w.bytes)];
-  const n = w.slowSplit.hugePages;
-  return [
-    k,
-    formatBytes(w.bytes),
-    `${formatBytes(w.bytes + w.slowSplit.bytes)} once ksmd has split ${n} more huge page${n === 1 ? '' : 's'}, at most one a full scan (+${formatBytes(w.slowSplit.bytes)} of zero subpages)`,
-  ];
+  return [k, formatBytes(w.bytes), `${slowSplitWords.onceSplit(w, w.slowSplit)} (${slowSplitWords.zeroSubpages(w.slowSplit)})`];
 }
 
 function summary(f: Figures, points: readonly SeriesPoint[], wouldSave: WouldSave | null): string {

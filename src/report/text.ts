@@ -1,5 +1,5 @@
 // Plain-text views of the figures: the screen `pagefuse top` redraws, and its one-shot form.
-import type { Figures } from './model.js';
+import type { Figures, WouldSave } from './model.js';
 import { formatBytes, formatTable } from './format.js';
 import { escapeTerminal, truncateColumns } from './escape.js';
 
@@ -40,6 +40,16 @@ export function savedLines(f: Figures): string[] {
   ];
 }
 
+/** The would-save figure's later part, in the words of every output (top, report --summary, the HTML tile). */
+export const slowSplitWords = {
+  /** When the scan could not read page flags. */
+  unknown: 'from huge pages it splits one a full scan: unknown (needs root)',
+  /** The figure once every slow huge page is split. */
+  onceSplit: (w: WouldSave, slow: NonNullable<WouldSave['slowSplit']>): string =>
+    `${formatBytes(w.bytes + slow.bytes)} once ksmd has split ${slow.hugePages} more huge page${slow.hugePages === 1 ? '' : 's'}, at most one a full scan`,
+  zeroSubpages: (slow: NonNullable<WouldSave['slowSplit']>): string => `+${formatBytes(slow.bytes)} of zero subpages`,
+};
+
 /**
  * What merging would give back by the latest scan (docs/savings.md, "The prediction"): the estimate,
  * which ksmd reaches by its second full scan (docs/savings.md measures it), and on a second line what comes only later, the huge pages
@@ -51,13 +61,12 @@ export function wouldSaveLines(f: Figures): string[] {
   const slow = w.slowSplit;
   const first =
     `would save ${formatBytes(w.bytes)} by ksmd's second full scan` +
-    (slow === null ? ', more later from huge pages it splits one a full scan: unknown (needs root)' : '') +
+    (slow === null ? `, more later ${slowSplitWords.unknown}` : '') +
     `  (${w.source === 'tuner' ? "tuner's scan" : 'scan'} ${ago(f.at - w.at)}; saved now ${formatBytes(f.host.savedBytes)})`;
   if (slow === null || slow.hugePages === 0) return [first];
   return [
     first,
-    `  ${formatBytes(w.bytes + slow.bytes)} once ksmd has split ${slow.hugePages} more huge page${slow.hugePages === 1 ? '' : 's'}, at most one a full scan` +
-      ` (+${formatBytes(slow.bytes)} of zero subpages; use_zero_pages=1 frees them in one)`,
+    `  ${slowSplitWords.onceSplit(w, slow)} (${slowSplitWords.zeroSubpages(slow)}; use_zero_pages=1 frees them in one)`,
   ];
 }
 
