@@ -9,6 +9,7 @@ import type { KsmControl } from '../src/tune/observe.js';
 import type { ScanFn } from '../src/tune/schedule.js';
 import type { KsmKnobs } from '../src/tune/types.js';
 import { ProcTree } from './helpers/proc-tree.js';
+import { KsmdClock, KSMD_MISSING_RETRY_MS } from '../src/host/ksmd.js';
 import { Region, PAGE_SIZE } from '../src/region.js';
 import { Registry } from '../src/safety/registry.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -499,6 +500,22 @@ test("while ksmd is stopped and KSM's counters and the VMs hold still, a decisio
     assert.deepEqual([settled?.saved.thpSplitZeroPages, later?.saved.thpSplitZeroPages], [1023, 1023]);
   } finally {
     await tuner.stop();
+    tree.dispose();
+  }
+});
+
+test('a search that found no ksmd (a procfs without kernel threads) is not repeated for KSMD_MISSING_RETRY_MS', async () => {
+  const tree = new ProcTree().add(QEMU(300, 'a'));
+  let now = 0;
+  const clock = new KsmdClock(tree.root, () => now);
+  try {
+    assert.equal(await clock.cpuSeconds(), undefined);
+    tree.add({ pid: 37, argv: [], comm: 'ksmd', ppid: 2, utime: 10, stime: 20 });
+    now = KSMD_MISSING_RETRY_MS - 1;
+    assert.equal(await clock.cpuSeconds(), undefined);
+    now = KSMD_MISSING_RETRY_MS;
+    assert.equal(await clock.cpuSeconds(), 0.3);
+  } finally {
     tree.dispose();
   }
 });

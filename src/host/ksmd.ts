@@ -20,16 +20,32 @@ export async function cpuSeconds(procRoot: string, pid: number): Promise<number 
   return stat === undefined ? undefined : (stat.utime + stat.stime) / USER_HZ;
 }
 
+/**
+ * How long a search that found no ksmd is trusted. The kernel starts ksmd at boot or never, so a search
+ * that misses it (a procfs without kernel threads: a PID namespace, a container) misses it again; each
+ * search reads the stat of every process, which made it most of an idle daemon's per-process cost there.
+ */
+export const KSMD_MISSING_RETRY_MS = 10 * 60_000;
+
 /** ksmd's cumulative CPU time in seconds, its pid looked up once (and again if it changes). */
 export class KsmdClock {
   private pid: number | undefined;
+  /** performance.now() of the last search that found no ksmd. */
+  private missedAt: number | undefined;
 
-  constructor(private readonly procRoot = '/proc') {}
+  constructor(
+    private readonly procRoot = '/proc',
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** Undefined where ksmd cannot be found (no KSM, or a procfs without kernel threads). */
   async cpuSeconds(): Promise<number | undefined> {
     for (let attempt = 0; attempt < 2; attempt++) {
-      this.pid ??= await findKsmd(this.procRoot);
+      if (this.pid === undefined) {
+        if (this.missedAt !== undefined && this.now() - this.missedAt < KSMD_MISSING_RETRY_MS) return undefined;
+        this.pid = await findKsmd(this.procRoot);
+        this.missedAt = this.pid === undefined ? this.now() : undefined;
+      }
       if (this.pid === undefined) return undefined;
       const seconds = await cpuSeconds(this.procRoot, this.pid);
       if (seconds !== undefined) return seconds;
