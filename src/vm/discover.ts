@@ -48,6 +48,8 @@ interface Identity {
   argv: string[];
   comm: string;
   startTime: number;
+  /** Guest RAM its command line asks for: parsed once, as the argv of a process that does not exec again stays. */
+  memoryBytes: number | undefined;
 }
 
 async function identify(procRoot: string, pid: number): Promise<Identity | undefined> {
@@ -64,7 +66,8 @@ async function identify(procRoot: string, pid: number): Promise<Identity | undef
   // either: they cost a recheck while young.
   if (stat === undefined || cmdline === undefined || cmdline === '') return undefined;
   const argv = splitCmdline(cmdline);
-  return { vmm: classifyVmm(argv, exe), argv, comm: stat.comm, startTime: stat.startTime };
+  const vmm = classifyVmm(argv, exe);
+  return { vmm, argv, comm: stat.comm, startTime: stat.startTime, memoryBytes: vmm === undefined ? undefined : configuredMemory(vmm, argv) };
 }
 
 function nameOf(pid: number, id: Identity, registered: string | null | undefined): string {
@@ -91,8 +94,7 @@ async function describe(procRoot: string, pid: number, id: Identity, registered:
   };
   const faults = stat === undefined ? NaN : stat.minflt + stat.majflt;
   if (Number.isSafeInteger(faults)) info.faults = faults;
-  const memory = id.vmm === undefined ? undefined : configuredMemory(id.vmm, id.argv);
-  if (memory !== undefined) info.memoryBytes = memory;
+  if (id.memoryBytes !== undefined) info.memoryBytes = id.memoryBytes;
   return info;
 }
 
