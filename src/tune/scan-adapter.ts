@@ -1,17 +1,20 @@
 // The scan engine as the scheduler calls it: one hashing thread (so scan wall time is scan CPU time,
 // which the scheduler budgets), and the previous result passed on so pages that changed in between
 // are counted as volatile and left out, as ksmd leaves them. A VM that exits before or while it is read
-// is a target without pages marked vanished (the VM watcher reports it gone), not a failed scan.
-import { scan, type ScanResult } from '../scan/scan.js';
+// is a target without pages marked vanished (the VM watcher reports it gone), not a failed scan. No
+// sharing matrix: the scheduler reads totals and each VM's merging pages, which a scan without the
+// per-content bitmask of targets gives the same, and the bitmask is 8 bytes per index slot per 64 VMs.
+import { scan, type TotalsScanResult } from '../scan/scan.js';
 import type { ScanFn, ScanOutcome } from './schedule.js';
 
 /** A scan function with its own memory of the previous result (one per Tuner). */
 export function createTunerScan(): ScanFn {
-  let previous: ScanResult | undefined;
+  let previous: TotalsScanResult | undefined;
   return async (targets, options): Promise<ScanOutcome> => {
     const result = await scan(targets, {
       mode: 'exact',
       threads: 1,
+      sharing: false,
       skipMissing: true,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
       ...(previous === undefined ? {} : { previous }),
