@@ -148,6 +148,46 @@ test('adaptive Tuner: the VMs found at start are scanned before the first decisi
   }
 });
 
+test("adaptive Tuner: the first decision waits for the start's scan round to end, and starts ksmd", async () => {
+  const { tree, ksm, config } = setup();
+  const rounds: { at: number; pids: number[] }[] = [];
+  const t = new Tuner({ ksm, scan: slowScan(300, rounds), procRoot: tree.root, config, pollMs: 100, intervalMs: 60_000 });
+  const decisions: { at: number; d: TuneDecision }[] = [];
+  t.on('decision', (d: TuneDecision) => decisions.push({ at: performance.now(), d }));
+  try {
+    const first = once(t, 'decision');
+    await t.start();
+    await first;
+    assert.equal(decisions.length, 1);
+    assert.ok(decisions[0].at - rounds[0].at >= 295, `the first decision came ${(decisions[0].at - rounds[0].at).toFixed(1)} ms into the 300 ms round`);
+    // The default budget's pace at the initial guess of ksmd's throughput: 400000 × 0.25 × 0.02 s / 0.75.
+    assert.deepEqual(decisions[0].d.changed, { pages_to_scan: 2667, run: 1 });
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
+test('adaptive Tuner: with memory tight at start, the first decision starts ksmd at once, before the scan round ends', async () => {
+  const { ksm, config } = setup();
+  const tree = new ProcTree('MemTotal:       16777216 kB\nMemFree:          524288 kB\nMemAvailable:    1048576 kB\n')
+    .add(QEMU(300, 'a'))
+    .add({ pid: 37, argv: [], comm: 'ksmd', ppid: 2, utime: 10, stime: 20 });
+  const rounds: { at: number; pids: number[] }[] = [];
+  const t = new Tuner({ ksm, scan: slowScan(300, rounds), procRoot: tree.root, config, pollMs: 100, intervalMs: 60_000 });
+  try {
+    const first = once(t, 'decision') as Promise<[TuneDecision]>;
+    await t.start();
+    const [d] = await first;
+    assert.ok(performance.now() - rounds[0].at < 300, 'the first decision waited for the scan round');
+    assert.equal(d.knobs.run, 1);
+    assert.match(d.reasons[0], /^MemAvailable is 6\.3% of MemTotal \(< \d+%\); no scan estimate yet, so merge anyway$/);
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
 test('adaptive Tuner: a decision taken while a VM is being scanned does not queue a second scan of it', async () => {
   const { tree, ksm, config } = setup();
   const rounds: { at: number; pids: number[] }[] = [];
