@@ -42,6 +42,8 @@ let daemonUp = false;
 const added = new Set<number>();
 const removed = new Set<number>();
 let buf = '';
+// stdio comes from liveMemoryStdio, typed as any stdio array: the daemon's stdout is its pipe.
+if (tune.stdout === null) throw new Error('soak-tune: the daemon was started without a stdout pipe');
 tune.stdout.on('data', (d: Buffer) => {
   buf += d.toString();
   let nl;
