@@ -468,11 +468,6 @@ export class FleetModel {
     return this.cell[h * this.vms.length + v];
   }
 
-  /** How many VMs other than `except` (which holds x) on host h hold content x. */
-  private countOn(x: number, h: number, except: number): number {
-    return this.onHost[h * this.S + x] - (this.hostOf[except] === h ? 1 : 0);
-  }
-
   /** The one VM other than `except` on host h holding x (when countOn says there is exactly one). */
   private oneOn(x: number, h: number, except: number): number {
     const on = this.members[h];
@@ -573,17 +568,21 @@ export class FleetModel {
    * what u shares with b only through w, and what w shares with a only through u.
    */
   swapLoss(u: number, w: number): number {
-    const a = this.vms[u].host;
-    const b = this.vms[w].host;
+    const { onHost, S } = this;
+    // A content both hold is held on b by no VM but w when w is its only holder there (count 1), on a likewise for u.
+    const atA = this.hostOf[u] * S;
+    const atB = this.hostOf[w] * S;
     const su = this.shared[u];
     const sw = this.shared[w];
     let loss = 0;
     for (let i = 0, j = 0; i < su.length && j < sw.length; ) {
-      if (su[i] < sw[j]) i++;
-      else if (su[i] > sw[j]) j++;
+      const x = su[i];
+      const y = sw[j];
+      if (x < y) i++;
+      else if (x > y) j++;
       else {
-        if (this.countOn(su[i], b, w) === 0) loss++;
-        if (this.countOn(su[i], a, u) === 0) loss++;
+        if (onHost[atB + x] === 1) loss++;
+        if (onHost[atA + x] === 1) loss++;
         i++;
         j++;
       }

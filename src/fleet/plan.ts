@@ -472,7 +472,12 @@ class Planner {
           concerned.push(u);
         }
       };
-      for (const list of [model.on(a), model.on(b), aiming[a], aiming[b], changed, noRoom]) for (const u of list) concern(u);
+      for (const u of model.on(a)) concern(u);
+      for (const u of model.on(b)) concern(u);
+      for (const u of aiming[a]) concern(u);
+      for (const u of aiming[b]) concern(u);
+      for (const u of changed) concern(u);
+      for (const u of noRoom) concern(u);
       for (const u of concerned) {
         if (isChanged[u] === 1) fresh[u] = 0;
         const h = model.hostOf[u];
@@ -494,13 +499,18 @@ class Planner {
           }
           if (isChanged[u] === 1) {
             const own = model.own(u);
-            for (const c of [a, b]) {
-              const g = model.shares(u, c) - own;
-              if ((g > 0 || (g === 0 && own > 0)) && g > potential[u]) {
-                potential[u] = g;
-                setTarget(u, c);
-                setStuck(u, 0);
-              }
+            // a, then b (on equal gains a is kept).
+            const ga = model.shares(u, a) - own;
+            if ((ga > 0 || (ga === 0 && own > 0)) && ga > potential[u]) {
+              potential[u] = ga;
+              setTarget(u, a);
+              setStuck(u, 0);
+            }
+            const gb = model.shares(u, b) - own;
+            if ((gb > 0 || (gb === 0 && own > 0)) && gb > potential[u]) {
+              potential[u] = gb;
+              setTarget(u, b);
+              setStuck(u, 0);
             }
           }
         }
