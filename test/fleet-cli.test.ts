@@ -11,6 +11,15 @@ test('plan without a host source is a usage error on one line', () => {
   assert.equal(r.stderr, 'pagefuse plan: give exactly one of --hosts FILE or --http-sd URL|FILE\n');
 });
 
+test('plan --extender with a bad address names plan and --extender in its one-line usage error', () => {
+  const r = runCli(['plan', '--extender', '1.2.3.4:99999', '--hosts', '/nonexistent']);
+  assert.equal(r.status, 2);
+  assert.equal(
+    r.stderr,
+    "pagefuse plan: --extender's address must be HOST:PORT, [IPv6]:PORT or :PORT, with an IPv4 address or localhost as HOST and a port 0-65535, got '1.2.3.4:99999'\n",
+  );
+});
+
 test('serve refuses to publish sketches to anyone who asks (a key without token or client CA)', () => {
   const r = runCli(['serve', '--fleet-key', '/nonexistent']);
   assert.equal(r.status, 2);

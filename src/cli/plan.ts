@@ -160,7 +160,7 @@ export async function run(args: string[]): Promise<number> {
   const maxMoves = intFlag('plan', 'max-moves', values['max-moves'], 0);
   const minSaving = intFlag('plan', 'min-saving', values['min-saving'], 0);
   const refresh = durationFlag('plan', 'refresh', values.refresh, { min: 1, max: 86_400 }) ?? 300;
-  const listen = values.extender ? parseListen(positionals[0] ?? '127.0.0.1:8888') : undefined;
+  const listen = values.extender ? parseListen(positionals[0] ?? '127.0.0.1:8888', "pagefuse plan: --extender's address") : undefined;
   const token = await secret('token', values.token);
   if (token !== undefined) options.token = token;
   const tls = {

@@ -29,7 +29,8 @@ series, all read at scrape time. Only counts are exported, never page contents o
 ${FLEET_SERVE_HELP}`;
 
 /** HOST:PORT, [IPV6]:PORT, or :PORT (host undefined: every address, IPv6 and IPv4). */
-export function parseListen(value: string): { host: string | undefined; port: number } {
+/** `what`: the command and flag the address came from, as the usage error names them. */
+export function parseListen(value: string, what = 'pagefuse serve: --listen'): { host: string | undefined; port: number } {
   const all = /^:(\d{1,5})$/.exec(value);
   if (all !== null && Number(all[1]) <= 65535) return { host: undefined, port: Number(all[1]) };
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
@@ -38,7 +39,7 @@ export function parseListen(value: string): { host: string | undefined; port: nu
   const ok = m !== null && host !== undefined && port <= 65535 && (m[1] !== undefined ? isIP(host) === 6 : host === 'localhost' || isIP(host) === 4);
   if (!ok) {
     throw new UsageError(
-      `pagefuse serve: --listen must be HOST:PORT, [IPv6]:PORT or :PORT, with an IPv4 address or localhost as HOST and a port 0-65535, got '${value}'`,
+      `${what} must be HOST:PORT, [IPv6]:PORT or :PORT, with an IPv4 address or localhost as HOST and a port 0-65535, got '${value}'`,
     );
   }
   return { host, port };
