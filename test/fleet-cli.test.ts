@@ -20,6 +20,12 @@ test('plan --extender with a bad address names plan and --extender in its one-li
   );
 });
 
+test('plan with an http_sd URL that cannot be read says it was the http_sd source, on one line', () => {
+  const r = runCli(['plan', '--http-sd', 'http://127.0.0.1:9/targets.json', '--timeout', '2s']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, 'pagefuse plan: cannot read the http_sd URL http://127.0.0.1:9/targets.json: connect ECONNREFUSED 127.0.0.1:9\n');
+});
+
 test('serve refuses to publish sketches to anyone who asks (a key without token or client CA)', () => {
   const r = runCli(['serve', '--fleet-key', '/nonexistent']);
   assert.equal(r.status, 2);

@@ -96,7 +96,11 @@ export async function readTargets(source: { hosts?: string; httpSd?: string }, o
   if (sd === undefined) throw new PagefuseError('EINVAL', 'no hosts: give a host list or an http_sd source');
   let text: string;
   if (/^https?:\/\//.test(sd)) {
-    text = (await get(sd, { ...options, token: undefined })).toString('utf8');
+    text = (
+      await get(sd, { ...options, token: undefined }).catch((err: Error & { code?: string }) => {
+        throw new PagefuseError(err.code ?? 'EIO', `cannot read the http_sd URL ${sd}: ${err.message}`);
+      })
+    ).toString('utf8');
   } else {
     text = await readFile(sd, 'utf8').catch((err: Error) => {
       throw new PagefuseError('ENOENT', `cannot read the http_sd file ${sd}: ${err.message}`);
