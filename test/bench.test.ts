@@ -17,8 +17,10 @@ const cli = (args: string[], options: CliOptions = {}): Promise<CliResult> => ru
 
 function checkHashing(h: HashingResult): void {
   const rates = ['read_gb_per_s', 'read_one_stream_gb_per_s', 'exact_gb_per_s', 'exact_no_state_gb_per_s', 'fast_gb_per_s', 'node_crypto_sha1_gb_per_s',
-    'read_gb_per_cpu_s', 'exact_gb_per_cpu_s', 'read_threads_gb_per_s', 'exact_threads_gb_per_s'] as const;
-  for (const k of [...rates, 'exact_vs_read', 'fast_vs_exact', 'exact_vs_sha1', 'exact_vs_read_cpu', 'exact_threads_vs_read'] as const) {
+    'read_gb_per_cpu_s', 'exact_gb_per_cpu_s', 'read_threads_gb_per_s', 'exact_threads_gb_per_s', 'read_threads_one_stream_gb_per_s',
+    'read_threads_gb_per_cpu_s', 'exact_threads_gb_per_cpu_s'] as const;
+  for (const k of [...rates, 'exact_vs_read', 'fast_vs_exact', 'exact_vs_sha1', 'exact_vs_read_cpu', 'exact_threads_vs_read',
+    'exact_threads_vs_read_cpu'] as const) {
     assert.equal(typeof h[k], 'number', k);
     assert.ok(h[k] > 0, `${k} = ${h[k]}`);
   }
@@ -27,6 +29,7 @@ function checkHashing(h: HashingResult): void {
   assert.equal(h.rounds, 3);
   assert.ok([1, 2, 4, 8].includes(h.read_streams), `read_streams ${h.read_streams}`);
   assert.ok(h.read_gb_per_s >= h.read_one_stream_gb_per_s, 'the baseline is the best read, one stream included');
+  assert.ok(h.read_threads_gb_per_s >= h.read_threads_one_stream_gb_per_s, 'the threaded baseline is the best threaded read');
   assert.match(h.hash_kernel, /^(avx512|avx2|sse2|scalar)\+(vaes|aes|xxh3)$/);
   assert.equal(h.fast_matches_exact, true);
   assert.ok(h.node_rs_xxhash_gb_per_s === null ? /@node-rs\/xxhash/.test(h.node_rs_xxhash_note ?? '') : h.node_rs_xxhash_gb_per_s > 0);

@@ -1,13 +1,14 @@
 // Page hashing speed in one run, against the fastest read of the same memory this CPU does: the native
 // read baseline (the scan kernels' widest loads, unrolled, in 1, 2, 4 and 8 streams; the best of them),
-// one thread and the default thread count. Measured against it: pagefuse's exact scan (keepState on and
+// one thread and the default thread count (and, for reference, the read in one stream a thread, as the
+// scan reads). Measured against it: pagefuse's exact scan (keepState on and
 // off), fast scan, and what a Node user would write instead (node:crypto sha1 per page, and
 // @node-rs/xxhash per page when that package is installed).
 //
 // The machine may be shared and noisy: every task runs once per round, the rounds interleave the
 // baseline and the candidates, and each task keeps its best round. Wall-clock figures are the headline;
-// per CPU-second figures (the process's CPU time over the same call) are reported beside the
-// one-thread ones, as they stay put when other work takes the CPU.
+// per CPU-second figures (the process's CPU time over the same call) are reported beside them, as
+// they stay put when other work takes the CPU.
 import { createHash } from 'node:crypto';
 import { native } from '../native.js';
 import { Region, PAGE_SIZE } from '../region.js';
@@ -48,6 +49,15 @@ export interface HashingResult {
   read_threads_gb_per_s: number;
   exact_threads_gb_per_s: number;
   exact_threads_vs_read: number;
+  /**
+   * The same read with one stream a thread: how the scan reads (each thread hashes its pages one
+   * after the other). With several threads it falls well below the best read (docs/scan.md, Threads).
+   */
+  read_threads_one_stream_gb_per_s: number;
+  /** Per CPU-second of this process (all threads): the best threaded read and exact mode. */
+  read_threads_gb_per_cpu_s: number;
+  exact_threads_gb_per_cpu_s: number;
+  exact_threads_vs_read_cpu: number;
   /** The estimate of exact and fast agree (duplicate pages). */
   fast_matches_exact: boolean;
 }
@@ -136,6 +146,7 @@ export async function benchHashing(options: { mib: number; userMib: number; runs
     const [read, readStreams] = bestRead('read ', wall);
     const [readCpu] = bestRead('read ', cpu);
     const [readThreads] = bestRead('read threads ', wall);
+    const [readThreadsCpu] = bestRead('read threads ', cpu);
     const round = (n: number, d = 2): number => Number(n.toFixed(d));
     const exact = wall('exact');
     const xxh = typeof xx === 'string' ? null : wall('xxh3');
@@ -164,6 +175,10 @@ export async function benchHashing(options: { mib: number; userMib: number; runs
       read_threads_gb_per_s: round(readThreads / GB),
       exact_threads_gb_per_s: round(wall('exact threads') / GB),
       exact_threads_vs_read: round(wall('exact threads') / readThreads),
+      read_threads_one_stream_gb_per_s: round(wall('read threads 1') / GB),
+      read_threads_gb_per_cpu_s: round(readThreadsCpu / GB),
+      exact_threads_gb_per_cpu_s: round(cpu('exact threads') / GB),
+      exact_threads_vs_read_cpu: round(cpu('exact threads') / readThreadsCpu),
       fast_matches_exact: fastDup === exactDup,
     };
     if (typeof xx === 'string') result.node_rs_xxhash_note = xx;
