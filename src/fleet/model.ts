@@ -606,60 +606,90 @@ export class FleetModel {
    * more. Those changes are summed per VM first, by group (see HolderIndex), then applied.
    */
   move(v: number, to: number): Int32Array {
-    const H = this.hosts.length;
     const S = this.S;
+    const V = this.vms.length;
     const from = this.vms[v].host;
     const { groupOf, groupStart, groupVms, missStart, missVms } = this.index;
-    const { dFrom, dTo, inD, dList, kFrom, kTo } = this;
+    const { dFrom, dTo, inD, dList, kFrom, kTo, onHost, holderStart, holders } = this;
+    // Every holder u of a content whose last copy leaves `from` gets −1 in dFrom[u], of one whose
+    // first copy arrives at `to` +1 in dTo[u] (v included: its own cells are set apart below): for
+    // a content written by group, the group's count in kFrom/kTo and the opposite for the members
+    // lacking it. Written out here rather than as closures: this loop is the planner's hottest.
     let dCount = 0;
     const groups: number[] = [];
-    const note = (u: number): void => {
-      if (inD[u] === 0) {
-        inD[u] = 1;
-        dList[dCount++] = u;
-      }
-    };
-    // Adds `sign` to d[u] for every holder u of x (v included: its own cells are set apart below).
-    const spread = (x: number, d: Int32Array, k: Int32Array, sign: number): void => {
-      const g = groupOf[x];
-      if (g < 0) {
-        for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
-          const u = this.holders[i];
-          d[u] += sign;
-          note(u);
-        }
-        return;
-      }
-      if (kFrom[g] === 0 && kTo[g] === 0) groups.push(g);
-      k[g] += sign;
-      for (let i = missStart[x]; i < missStart[x + 1]; i++) {
-        const u = missVms[i];
-        d[u] -= sign;
-        note(u);
-      }
-    };
-    const V = this.vms.length;
     const ownBefore = this.cell[from * V + v];
     const sharesAtTarget = this.cell[to * V + v];
     const ids = this.shared[v];
+    const atFrom = from * S;
+    const atTo = to * S;
     for (let k = 0; k < ids.length; k++) {
       const x = ids[k];
-      const left = this.onHost[from * S + x] - 1;
-      if (left === 0) spread(x, dFrom, kFrom, -1);
-      else if (left === 1) {
+      const left = onHost[atFrom + x] - 1;
+      if (left === 0) {
+        const g = groupOf[x];
+        if (g < 0) {
+          for (let i = holderStart[x]; i < holderStart[x + 1]; i++) {
+            const u = holders[i];
+            dFrom[u]--;
+            if (inD[u] === 0) {
+              inD[u] = 1;
+              dList[dCount++] = u;
+            }
+          }
+        } else {
+          if (kFrom[g] === 0 && kTo[g] === 0) groups.push(g);
+          kFrom[g]--;
+          for (let i = missStart[x]; i < missStart[x + 1]; i++) {
+            const u = missVms[i];
+            dFrom[u]++;
+            if (inD[u] === 0) {
+              inD[u] = 1;
+              dList[dCount++] = u;
+            }
+          }
+        }
+      } else if (left === 1) {
         const one = this.oneOn(x, from, v); // the last holder on `from` no longer shares it there
         dFrom[one]--;
-        note(one);
+        if (inD[one] === 0) {
+          inD[one] = 1;
+          dList[dCount++] = one;
+        }
       }
-      const there = this.onHost[to * S + x];
-      if (there === 0) spread(x, dTo, kTo, 1);
-      else if (there === 1) {
+      const there = onHost[atTo + x];
+      if (there === 0) {
+        const g = groupOf[x];
+        if (g < 0) {
+          for (let i = holderStart[x]; i < holderStart[x + 1]; i++) {
+            const u = holders[i];
+            dTo[u]++;
+            if (inD[u] === 0) {
+              inD[u] = 1;
+              dList[dCount++] = u;
+            }
+          }
+        } else {
+          if (kFrom[g] === 0 && kTo[g] === 0) groups.push(g);
+          kTo[g]++;
+          for (let i = missStart[x]; i < missStart[x + 1]; i++) {
+            const u = missVms[i];
+            dTo[u]--;
+            if (inD[u] === 0) {
+              inD[u] = 1;
+              dList[dCount++] = u;
+            }
+          }
+        }
+      } else if (there === 1) {
         const one = this.oneOn(x, to, v);
         dTo[one]++;
-        note(one);
+        if (inD[one] === 0) {
+          inD[one] = 1;
+          dList[dCount++] = one;
+        }
       }
-      this.onHost[from * S + x]--;
-      this.onHost[to * S + x]++;
+      onHost[atFrom + x]--;
+      onHost[atTo + x]++;
     }
     for (const g of groups) {
       const a = kFrom[g];
@@ -669,7 +699,10 @@ export class FleetModel {
         const u = groupVms[i];
         dFrom[u] += a;
         dTo[u] += b;
-        note(u);
+        if (inD[u] === 0) {
+          inD[u] = 1;
+          dList[dCount++] = u;
+        }
       }
     }
     if (++this.epoch === 0xffffffff) {
@@ -678,27 +711,32 @@ export class FleetModel {
     }
     this.changedCount = 0;
     this.touch(v);
+    const { cell, hostOf, ownOf } = this;
+    const colFrom = from * V;
+    const colTo = to * V;
     for (let i = 0; i < dCount; i++) {
       const u = dList[i];
       inD[u] = 0;
-      if (u !== v && (dFrom[u] !== 0 || dTo[u] !== 0)) {
-        const home = this.hostOf[u];
-        if (dFrom[u] !== 0) {
-          const value = (this.cell[from * V + u] += dFrom[u]);
-          if (home === from) this.ownOf[u] = value;
-          else this.rebest(u, from, dFrom[u], value);
+      const df = dFrom[u];
+      const dt = dTo[u];
+      if (u !== v && (df !== 0 || dt !== 0)) {
+        const home = hostOf[u];
+        if (df !== 0) {
+          const value = (cell[colFrom + u] += df);
+          if (home === from) ownOf[u] = value;
+          else this.rebest(u, from, df, value);
         }
-        if (dTo[u] !== 0) {
-          const value = (this.cell[to * V + u] += dTo[u]);
-          if (home === to) this.ownOf[u] = value;
-          else this.rebest(u, to, dTo[u], value);
+        if (dt !== 0) {
+          const value = (cell[colTo + u] += dt);
+          if (home === to) ownOf[u] = value;
+          else this.rebest(u, to, dt, value);
         }
         this.touch(u);
       }
       dFrom[u] = dTo[u] = 0;
     }
-    this.cell[from * V + v] = ownBefore;
-    this.cell[to * V + v] = sharesAtTarget;
+    cell[colFrom + v] = ownBefore;
+    cell[colTo + v] = sharesAtTarget;
     this.ownOf[v] = sharesAtTarget;
     this.bestStale[v] = 1;
     this.used[from] -= this.vms[v].memoryBytes;
