@@ -33,6 +33,40 @@ function keysOf(values: BigUint64Array, modulus: number): Float64Array {
   return out.subarray(0, n);
 }
 
+/**
+ * What the model is built from: the hosts, the VMs (numbered host by host) and each VM's sampled
+ * values brought to the fleet's modulus as keys (`keysOf`), all of them in one array: VM v's keys
+ * are keys[keyStart[v] .. keyStart[v + 1]). A planning thread is handed this with `keys` in shared
+ * memory, so it builds its model without a copy of the sketches and without deriving the keys again.
+ */
+export interface FleetInput {
+  modulus: number;
+  hosts: ModelHost[];
+  vms: ModelVm[];
+  keys: Float64Array;
+  keyStart: Int32Array;
+}
+
+/** The model's input from the hosts' sketches; `shared`: the keys in a SharedArrayBuffer (for another thread). */
+export function fleetInput(sketches: HostSketch[], shared = false): FleetInput {
+  const modulus = Math.max(1, ...sketches.map((s) => s.modulus));
+  const hosts = sketches.map((s) => ({ name: s.host, capacityBytes: s.capacityBytes }));
+  const vms: ModelVm[] = [];
+  const perVm: Float64Array[] = [];
+  sketches.forEach((s, h) => {
+    for (const v of s.vms) {
+      vms.push({ name: v.name, host: h, memoryBytes: v.memoryBytes, pages: v.pages, zeroPages: v.zeroPages, thpPages: v.thpPages });
+      perVm.push(keysOf(v.sample.values, modulus));
+    }
+  });
+  const keyStart = new Int32Array(vms.length + 1);
+  perVm.forEach((k, v) => (keyStart[v + 1] = keyStart[v] + k.length));
+  const total = keyStart[vms.length];
+  const keys = new Float64Array(shared ? new SharedArrayBuffer(total * 8) : new ArrayBuffer(total * 8));
+  perVm.forEach((k, v) => keys.set(k, keyStart[v]));
+  return { modulus, hosts, vms, keys, keyStart };
+}
+
 /** Slot of key k in an open-addressed table of `mask + 1` slots (keys are keyed hashes: their top bits are uniform). */
 function slot(k: number, mask: number): number {
   return Math.floor(k / 2 ** 21) & mask;
@@ -175,9 +209,9 @@ export class FleetModel {
   private readonly kFrom: Int32Array;
   private readonly kTo: Int32Array;
 
-  constructor(sketches: HostSketch[]);
-  constructor(sketches: HostSketch[], from: FleetModel);
-  constructor(sketches: HostSketch[], from?: FleetModel) {
+  constructor(fleet: HostSketch[] | FleetInput);
+  constructor(fleet: HostSketch[], from: FleetModel);
+  constructor(fleet: HostSketch[] | FleetInput, from?: FleetModel) {
     if (from !== undefined) {
       // A copy to plan on: what moves change is copied, what they never change is shared.
       this.modulus = from.modulus;
@@ -203,16 +237,11 @@ export class FleetModel {
       [this.dFrom, this.dTo, this.inD, this.dList, this.kFrom, this.kTo] = this.scratch();
       return;
     }
-    this.modulus = Math.max(1, ...sketches.map((s) => s.modulus));
-    this.hosts = sketches.map((s) => ({ name: s.host, capacityBytes: s.capacityBytes }));
-    this.vms = [];
-    const keys: Float64Array[] = [];
-    sketches.forEach((s, h) => {
-      for (const v of s.vms) {
-        this.vms.push({ name: v.name, host: h, memoryBytes: v.memoryBytes, pages: v.pages, zeroPages: v.zeroPages, thpPages: v.thpPages });
-        keys.push(keysOf(v.sample.values, this.modulus));
-      }
-    });
+    const input = Array.isArray(fleet) ? fleetInput(fleet) : fleet;
+    this.modulus = input.modulus;
+    this.hosts = input.hosts;
+    this.vms = input.vms;
+    const keys = Array.from(input.vms, (_, v) => input.keys.subarray(input.keyStart[v], input.keyStart[v + 1]));
     const V = this.vms.length;
     const H = this.hosts.length;
     this.used = new Float64Array(H);

@@ -7,7 +7,7 @@
 // will be then.
 import { availableParallelism } from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import { FleetModel } from './model.js';
+import { FleetModel, fleetInput, type FleetInput } from './model.js';
 import { estimateFromSample, gainFromSamples, DEFAULT_Z, type Estimate } from './estimate.js';
 import type { HostSketch } from './sketch.js';
 
@@ -556,14 +556,14 @@ function planOneWay(model: FleetModel, settings: SearchSettings, way: Way): Outc
 
 /**
  * One way of planning on a thread of its own (the worker side of `planOnThread`): it builds its
- * own model from the sketches while the planning thread builds the other. Answers on `port`, then
- * raises `done[0]` for the planning thread, which waits for it without an event loop.
+ * own model from the fleet's input (the keys in memory both threads share) while the planning
+ * thread builds the other. Answers on `port`, then raises `done[0]` for the planning thread, which
+ * waits for it without an event loop.
  */
-export function planOnThisThread(data: { sketches: HostSketch[] | null; settings: SearchSettings; way: Way; port: MessagePort; done: Int32Array }): void {
-  const { settings, way, port, done } = data;
+export function planOnThisThread(data: { input: FleetInput; settings: SearchSettings; way: Way; port: MessagePort; done: Int32Array }): void {
+  const { input, settings, way, port, done } = data;
   try {
-    const model = new FleetModel(data.sketches ?? []);
-    data.sketches = null; // the model holds what planning needs: the copy of the sketches can go
+    const model = new FleetModel(input);
     port.postMessage({ outcome: planOneWay(model, settings, way) });
   } catch (err) {
     port.postMessage({ error: String((err as Error)?.stack ?? err) });
@@ -574,18 +574,15 @@ export function planOnThisThread(data: { sketches: HostSketch[] | null; settings
   }
 }
 
-const NO_COUNTS = new Uint32Array(0);
-
 /**
- * Starts one way of planning on another thread, from a copy of the sketches (their sampled values:
- * the model needs no more); the returned function waits for it (blocking: planning stays
- * synchronous) and gives its outcome. Both threads run the same deterministic code on the same
- * counts, so the plan is the one a single thread makes.
+ * Starts one way of planning on another thread, from the fleet's input (`input.keys` in a
+ * SharedArrayBuffer: the thread reads the keys this one derived, without a copy); the returned
+ * function waits for it (blocking: planning stays synchronous) and gives its outcome. Both threads
+ * run the same deterministic code on the same counts, so the plan is the one a single thread makes.
  */
-function planOnThread(sketches: HostSketch[], settings: SearchSettings, way: Way): () => Outcome {
+function planOnThread(input: FleetInput, settings: SearchSettings, way: Way): () => Outcome {
   const { port1, port2 } = new MessageChannel();
   const done = new Int32Array(new SharedArrayBuffer(4));
-  const lean = sketches.map((s) => ({ ...s, vms: s.vms.map((v) => ({ ...v, sample: { values: v.sample.values, counts: NO_COUNTS } })) }));
   // Run from the sources (tsx), this module is plan.ts: the thread registers tsx first, as the
   // process did through --import (a worker's module loader does not have it).
   const self = import.meta.url;
@@ -598,7 +595,7 @@ function planOnThread(sketches: HostSketch[], settings: SearchSettings, way: Way
        port.postMessage({ error: String(err && err.stack || err) }); port.close();
        Atomics.store(done, 0, 1); Atomics.notify(done, 0);
      });`,
-    { eval: true, workerData: { sketches: lean, settings, way, port: port2, done }, transferList: [port2] },
+    { eval: true, workerData: { input, settings, way, port: port2, done }, transferList: [port2] },
   );
   worker.unref();
   return () => {
@@ -621,11 +618,12 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
   // Two plans, kept the one expected to save more: the local search alone (Memory Buddies), and
   // regrouping template siblings first, polished by the local search (Sindelar). On a large fleet
   // the second is made on another thread, from its own model, while this one makes the first (the
-  // regrouped plan is the shorter: the thread's start and copy of the sketches go on its side).
+  // thread's start goes on the regrouped plan's side).
   const settings: SearchSettings = { z, pageSize, minGain: minGain / M, maxMoves };
   const threads = options.threads ?? (V * H >= THREAD_CELLS && availableParallelism() > 1);
-  const groupedOnThread = threads ? planOnThread(sketches, settings, 'grouped') : null;
-  const first = new FleetModel(sketches);
+  const input = fleetInput(sketches, threads);
+  const groupedOnThread = threads ? planOnThread(input, settings, 'grouped') : null;
+  const first = new FleetModel(input);
   const usedBefore = Float64Array.from(first.used);
   const countBefore = new Int32Array(H);
   for (const v of first.vms) countBefore[v.host]++;
