@@ -617,12 +617,13 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
   const maxMoves = options.maxMoves ?? 4 * V;
   // Two plans, kept the one expected to save more: the local search alone (Memory Buddies), and
   // regrouping template siblings first, polished by the local search (Sindelar). On a large fleet
-  // the second is made on another thread, from its own model, while this one makes the first (the
-  // thread's start goes on the regrouped plan's side).
+  // the first is made on another thread, from its own model, while this one makes the second: the
+  // regrouped plan is the longer at 1,000 × 20,000 (19.7 s against 15.9 s), so it goes on the thread
+  // that starts first.
   const settings: SearchSettings = { z, pageSize, minGain: minGain / M, maxMoves };
   const threads = options.threads ?? (V * H >= THREAD_CELLS && availableParallelism() > 1);
   const input = fleetInput(sketches, threads);
-  const groupedOnThread = threads ? planOnThread(input, settings, 'grouped') : null;
+  const aloneOnThread = threads ? planOnThread(input, settings, 'alone') : null;
   const first = new FleetModel(input);
   const usedBefore = Float64Array.from(first.used);
   const countBefore = new Int32Array(H);
@@ -636,8 +637,8 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
       )
     : undefined;
   const model = first;
-  const alone = planOneWay(groupedOnThread === null ? first.clone() : first, settings, 'alone');
-  const grouped = groupedOnThread === null ? planOneWay(first, settings, 'grouped') : groupedOnThread();
+  const grouped = planOneWay(aloneOnThread === null ? first.clone() : first, settings, 'grouped');
+  const alone = aloneOnThread === null ? planOneWay(first, settings, 'alone') : aloneOnThread();
   const best = grouped.totalPages > alone.totalPages ? grouped : alone;
   const countAfter = new Int32Array(H);
   for (let v = 0; v < V; v++) countAfter[best.hostOf[v]]++;
