@@ -199,6 +199,9 @@ export class FleetModel {
   private changedCount = 0;
   private readonly stamp: Uint32Array;
   private epoch = 0;
+  /** `siblings`' scratch: seenAt[u] = seenMark when u was met in the current call. */
+  private seenAt: Int32Array | null = null;
+  private seenMark = 0;
   /** Each content's holders by group (shared by clones: holders never change). */
   private readonly index: HolderIndex;
   /** A move's scratch: per VM, the change to its row at the source and the target; per group, how many of its contents arrive or leave. */
@@ -562,10 +565,21 @@ export class FleetModel {
    * VM of the fleet holds costs nothing here.
    */
   siblings(v: number, fraction: number, rareHolders = 64): number[] {
-    const seen = new Set<number>();
+    // The VMs met, in the order first met, each once (a per-VM stamp rather than a Set).
+    this.seenAt ??= new Int32Array(this.vms.length);
+    const seenAt = this.seenAt;
+    const mark = ++this.seenMark;
+    const seen: number[] = [];
+    const { holderStart, holders } = this;
     for (const x of this.shared[v]) {
-      if (this.holderStart[x + 1] - this.holderStart[x] > rareHolders) continue;
-      for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) if (this.holders[i] !== v) seen.add(this.holders[i]);
+      if (holderStart[x + 1] - holderStart[x] > rareHolders) continue;
+      for (let i = holderStart[x]; i < holderStart[x + 1]; i++) {
+        const u = holders[i];
+        if (u !== v && seenAt[u] !== mark) {
+          seenAt[u] = mark;
+          seen.push(u);
+        }
+      }
     }
     const out: number[] = [];
     for (const u of seen) {
