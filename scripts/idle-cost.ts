@@ -5,14 +5,17 @@
 // /proc/<pid>/status, sampled every second) are measured over SECONDS.
 //   node --import tsx scripts/idle-cost.ts [SECONDS=600] [--vms N=4] [--warmup S=30] [--mib M=64]
 //        [--profile DIR] [--bin dist/cli/bin.js of another build] [--log FILE] [--node-args 'FLAGS'] [--host]
-//        [--json] [-- extra tune flags]
+//        [--mergeable] [--json] [-- extra tune flags]
+// --mergeable: the VMs are src/workload guests instead (Node processes seen as QEMU), M MiB each of pages
+// of their own, MADV_MERGEABLE: the tuner scans them all (and keeps 4 bytes per page for its next scan,
+// keepState) but finds nothing to merge. They fault as their heap is collected, so the tuner rescans them.
 // By default the run happens in a PID namespace of its own with its own /proc (unshare(1), root), so the
 // daemon sees only these VMs and not the other processes and VMs of a shared machine; --host measures
 // it against the host's /proc instead.
 // --profile DIR passes --cpu-prof to the daemon (the profile is written when it stops) and prints the
 // functions and files where its CPU time went. Exits 1 when the target (≤ 0.3 % of a CPU, ≤ 60 MiB RSS)
 // is missed. The dry-run daemon reads the host's real KSM: while anyone else runs ksmd (a test, a bench on
-// a shared machine) it decides every interval as a real daemon would, so the run is not idle; the script
+// a shared machine) its saved figure is read afresh at each decision, as a real daemon's would, so the host is not idle; the script
 // counts the seconds ksmd's run knob was 1 and the full scans it made, and says so.
 import { spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -23,6 +26,8 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { USER_HZ, parseKeyValues } from '../src/host/procfs.js';
 import { inOwnPidNamespace, startSimVms, type SimVms } from './sim-vms.js';
+import { Workload } from '../src/workload/workload.js';
+import { PAGE_SIZE } from '../src/region.js';
 
 const TARGET_CPU = 0.003;
 const TARGET_RSS = 60 * 1024 * 1024;
@@ -37,6 +42,7 @@ const { values, positionals } = parseArgs({
     bin: { type: 'string' },
     log: { type: 'string' },
     host: { type: 'boolean', default: false },
+    mergeable: { type: 'boolean', default: false },
     'node-args': { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
   },
@@ -47,7 +53,7 @@ const warmup = Number(values.warmup);
 const mib = Number(values.mib);
 const extra = positionals.slice(1);
 if (!(seconds > 0) || !(Number.isInteger(vmCount) && vmCount >= 0) || !(warmup >= 0) || !(mib > 0)) {
-  process.stderr.write('usage: idle-cost.ts [SECONDS] [--vms N] [--warmup S] [--mib M] [--profile DIR] [--json] [-- tune flags]\n');
+  process.stderr.write('usage: idle-cost.ts [SECONDS] [--vms N] [--warmup S] [--mib M] [--mergeable] [--profile DIR] [--json] [-- tune flags]\n');
   process.exit(2);
 }
 
@@ -98,7 +104,12 @@ const events = new Map<string, number>();
 let tune: ReturnType<typeof spawn> | undefined;
 try {
   const tStart = performance.now();
-  guests = vmCount > 0 ? await startSimVms(Array.from({ length: vmCount }, (_, i) => `idle-${i + 1}`), mib) : undefined;
+  guests =
+    vmCount === 0
+      ? undefined
+      : values.mergeable
+        ? await Workload.start({ processes: vmCount, imagePages: 0, uniquePages: (mib * 2 ** 20) / PAGE_SIZE, asQemu: { namePrefix: 'idle-' }, timeoutMs: 300_000 })
+        : await startSimVms(Array.from({ length: vmCount }, (_, i) => `idle-${i + 1}`), mib);
   const startS = (performance.now() - tStart) / 1000;
   const nodeArgs = [...values['node-args'].split(' ').filter(Boolean), ...(values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile])];
   tune = spawn(process.execPath, [...nodeArgs, BIN, 'tune', '--dry-run', '--force', '--json', ...extra], {
@@ -150,6 +161,7 @@ try {
   const result = {
     vms: vmCount,
     guestMiB: mib,
+    guests: values.mergeable ? 'mergeable workload' : 'stand-in',
     guestStartS: Number(startS.toFixed(1)),
     warmupS: warmup,
     seconds: Number(wall.toFixed(1)),
@@ -174,13 +186,13 @@ try {
   if (values.json) process.stdout.write(`${JSON.stringify({ ...result, met })}\n`);
   else {
     process.stdout.write(
-      `pagefuse tune idle cost: ${vmCount} VMs of ${mib} MiB, ${result.seconds} s after ${warmup} s warm-up\n` +
+      `pagefuse tune idle cost: ${vmCount} ${values.mergeable ? 'mergeable workload' : 'stand-in'} VMs of ${mib} MiB, ${result.seconds} s after ${warmup} s warm-up\n` +
         `  CPU ${cpu.toFixed(2)} s = ${result.cpuPercent} % of a CPU (target ≤ ${TARGET_CPU * 100} %); by thread ${JSON.stringify(threadCpu)}\n` +
         `  RSS ${result.rssStartMiB} → ${result.rssEndMiB} MiB, mean ${result.rssMeanMiB}, max ${result.rssMaxMiB} (target ≤ 60), HWM ${result.hwmMiB}; fds ${result.fds.join(' → ')}; ${result.threads} threads\n` +
         `  log lines: ${JSON.stringify(result.events)}; load ${result.load[0]} → ${result.load[1]}; ${result.processes} processes in /proc (${result.namespace})\n` +
         (result.ksmdRunSeconds === null
           ? ''
-          : `  ksmd: run=1 for ${result.ksmdRunSeconds} of ${n} s, ${result.ksmdFullScans} full scans${result.ksmdRunSeconds > 0 ? ' — someone else ran ksmd, and the dry-run daemon decides every interval while it runs: NOT an idle run' : ''}\n`) +
+          : `  ksmd: run=1 for ${result.ksmdRunSeconds} of ${n} s, ${result.ksmdFullScans} full scans${result.ksmdRunSeconds > 0 ? ' — someone else ran ksmd: KSM moved under the daemon (its saved figure is read afresh at each decision while ksmd runs), so this was not an idle host' : ''}\n`) +
         `  ${met ? 'target met' : 'target NOT met'}\n`,
     );
   }
