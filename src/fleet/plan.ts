@@ -527,10 +527,12 @@ interface Outcome {
   totalBound: number;
   used: Float64Array;
   hostOf: Int32Array;
+  /** Migrations the regrouping made before the local search (0 for the local search alone). */
+  regrouped: number;
 }
 
-function outcome(p: Planner): Outcome {
-  return { moves: p.moves, totalPages: p.totalPages, totalBound: p.totalBound, used: p.model.used, hostOf: p.model.hostOf };
+function outcome(p: Planner, regrouped: number): Outcome {
+  return { moves: p.moves, totalPages: p.totalPages, totalBound: p.totalBound, used: p.model.used, hostOf: p.model.hostOf, regrouped };
 }
 
 /** The settings both ways of planning share. */
@@ -550,8 +552,9 @@ type Way = 'alone' | 'grouped';
 function planOneWay(model: FleetModel, settings: SearchSettings, way: Way): Outcome {
   const p = new Planner(model, settings.z, settings.pageSize, settings.minGain, settings.maxMoves);
   if (way === 'grouped') p.regroup();
+  const regrouped = p.moves.length;
   p.search();
-  return outcome(p);
+  return outcome(p, regrouped);
 }
 
 /**
@@ -638,7 +641,9 @@ export function planMigrations(sketches: HostSketch[], options: PlanOptions = {}
     : undefined;
   const model = first;
   const grouped = planOneWay(aloneOnThread === null ? first.clone() : first, settings, 'grouped');
-  const alone = aloneOnThread === null ? planOneWay(first, settings, 'alone') : aloneOnThread();
+  // A regrouping that moved nothing left the local search the fleet as it is: its plan is the local
+  // search's alone, which need not be made again.
+  const alone = aloneOnThread !== null ? aloneOnThread() : grouped.regrouped === 0 ? grouped : planOneWay(first, settings, 'alone');
   const best = grouped.totalPages > alone.totalPages ? grouped : alone;
   const countAfter = new Int32Array(H);
   for (let v = 0; v < V; v++) countAfter[best.hostOf[v]]++;
