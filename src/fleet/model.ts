@@ -500,12 +500,24 @@ export class FleetModel {
     return this.cell[h * this.vms.length + v];
   }
 
-  /** The one VM other than `except` on host h holding x (when countOn says there is exactly one). */
-  private oneOn(x: number, h: number, except: number): number {
+  /**
+   * The one VM other than `except` on host h holding x (when the host's count says there is exactly
+   * one). `cursor` has a place per VM on h, 0 at the start of a move: a move asks for its contents in
+   * ascending order, so each VM's contents are walked forward once per move rather than searched.
+   */
+  private oneOn(x: number, h: number, except: number, cursor: Int32Array): number {
     const on = this.members[h];
     if (this.holderStart[x + 1] - this.holderStart[x] > 8 * on.length) {
       // A content many VMs hold (an OS page): ask the few VMs on h instead of walking its holders.
-      for (const u of on) if (u !== except && this.holds(u, x)) return u;
+      for (let k = 0; k < on.length; k++) {
+        const u = on[k];
+        if (u === except) continue;
+        const a = this.shared[u];
+        let c = cursor[k];
+        while (c < a.length && a[c] < x) c++;
+        cursor[k] = c;
+        if (c < a.length && a[c] === x) return u;
+      }
       return -1;
     }
     for (let i = this.holderStart[x]; i < this.holderStart[x + 1]; i++) {
@@ -513,18 +525,6 @@ export class FleetModel {
       if (u !== except && this.hostOf[u] === h) return u;
     }
     return -1;
-  }
-
-  private holds(v: number, x: number): boolean {
-    const a = this.shared[v];
-    let lo = 0;
-    let hi = a.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (a[mid] < x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo < a.length && a[lo] === x;
   }
 
   /**
@@ -665,6 +665,8 @@ export class FleetModel {
     const ids = this.shared[v];
     const atFrom = from * S;
     const atTo = to * S;
+    const cursorFrom = new Int32Array(this.members[from].length);
+    const cursorTo = new Int32Array(this.members[to].length);
     for (let k = 0; k < ids.length; k++) {
       const x = ids[k];
       const left = onHost[atFrom + x] - 1;
@@ -692,7 +694,7 @@ export class FleetModel {
           }
         }
       } else if (left === 1) {
-        const one = this.oneOn(x, from, v); // the last holder on `from` no longer shares it there
+        const one = this.oneOn(x, from, v, cursorFrom); // the last holder on `from` no longer shares it there
         dFrom[one]--;
         if (inD[one] === 0) {
           inD[one] = 1;
@@ -724,7 +726,7 @@ export class FleetModel {
           }
         }
       } else if (there === 1) {
-        const one = this.oneOn(x, to, v);
+        const one = this.oneOn(x, to, v, cursorTo);
         dTo[one]++;
         if (inD[one] === 0) {
           inD[one] = 1;
