@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const SCRIPT = fileURLToPath(new URL('./helpers/scan-counts.ts', import.meta.url));
@@ -36,6 +37,12 @@ test('exact and fast mode give the same counts with every kernel set this CPU ru
 
 test('PAGEFUSE_HASH_KERNELS naming an instruction set picks a set of that width', () => {
   assert.match(countsUnder('sse2').kernel, /^sse2\+(aes|xxh3)$/);
+});
+
+test('at AVX2 width the AES hash comes before XXH3 where the CPU has AES (XXH3 is the slower there)', () => {
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').trim().split(/\s+/));
+  const expected = !flags.has('avx2') ? /^sse2\+/ : flags.has('vaes') ? /^avx2\+vaes$/ : flags.has('aes') ? /^avx2\+aes$/ : /^avx2\+xxh3$/;
+  assert.match(countsUnder('avx2').kernel, expected);
 });
 
 test('an exact scan of several targets counts the same on two hashing threads as on one', () => {
