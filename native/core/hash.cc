@@ -14,11 +14,11 @@ const HashKernels* Avx2Kernels();
 const HashKernels* BaselineAesKernels();
 
 // Preferred first. With AVX-512 XXH3 leads: on an AMD EPYC with AVX-512 and VAES a whole exact scan
-// is not faster with the AES hash. At AVX2 width the AES hash leads: there XXH3 is the ceiling (the
-// same CPU with its AVX2 sets forced: exact scan 0.52-0.58 x the read with XXH3, 0.72-0.84 with the
-// AES sets; docs/scan.md, Speed).
+// is not faster with the AES hash. At AVX2 and SSE2 width the AES hash leads: there XXH3 is the
+// ceiling (the same CPU with those sets forced, exact scan against the read at that width: AVX2
+// 0.52-0.58 x with XXH3, 0.72-0.84 with AES; SSE2 0.37-0.55 against 0.89-0.94; docs/scan.md, Speed).
 const char* const kKernelNames[] = {"avx512+xxh3", "avx512+vaes", "avx2+vaes", "avx2+aes", "avx2+xxh3",
-                                    "sse2+xxh3",   "sse2+aes",    "scalar+xxh3", nullptr};
+                                    "sse2+aes",    "sse2+xxh3",   "scalar+xxh3", nullptr};
 
 namespace {
 

@@ -34,8 +34,8 @@ struct HashKernels {
   uint64_t (*readSum)(const void* data, size_t len, int streams);
 };
 
-// The kernels scans use: the first set of kKernelNames this CPU runs (XXH3 on AVX-512, the AES hash on
-// AVX2 where the CPU has AES, else XXH3), or the one
+// The kernels scans use: the first set of kKernelNames this CPU runs (XXH3 on AVX-512, else the AES
+// hash where the CPU has AES, else XXH3), or the one
 // PAGEFUSE_HASH_KERNELS names (a set name, or an instruction set such as "avx2"
 // for the best set of that width) when this CPU runs it. Never selects code this CPU lacks.
 const HashKernels& Kernels();
