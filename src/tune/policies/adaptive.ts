@@ -44,8 +44,20 @@ export interface AdaptiveState {
 
 /** Unthrottled ksmd merged ≈480 k pages per CPU-second on our machines (docs/kernel.md, Cost); start a bit below. */
 export const DEFAULT_PAGES_PER_CPU_SECOND = 400_000;
-/** ksmd sleeps this long between batches when the budget is under one CPU. */
+/** ksmd sleeps at least this long between batches when the budget is under one CPU. */
 export const BATCH_SLEEP_MS = 20;
+/**
+ * A throttled ksmd's batch should take at least this much CPU: each batch after a sleep starts with its
+ * working set (the trees, the rmap items) out of the cache, about 0.1 ms a batch measured here, and at
+ * 0.1 CPU with 20 ms sleeps a merging pass ran batches of 2-3 ms (docs/kernel.md, Cost).
+ */
+export const MIN_BATCH_CPU_MS = 10;
+
+/** ksmd's sleep between batches for a budget under one CPU: long enough that a batch at that duty takes MIN_BATCH_CPU_MS. */
+export function batchSleepMs(budget: number): number {
+  if (budget >= 1) return 0;
+  return Math.max(BATCH_SLEEP_MS, Math.round((MIN_BATCH_CPU_MS * (1 - budget)) / budget));
+}
 /** Passes that added less than this share of the estimate mean merging has flattened out. */
 const FLAT_SHARE = 0.005;
 /** Savings this close to the estimate count as reached. */
@@ -163,7 +175,7 @@ export function repace(state: AdaptiveState, prev: PaceSample, now: PaceSample, 
   const off = offSample(p, n, prev.knobs);
   if (off !== undefined) next.offSecondsPerBatch = state.offSecondsPerBatch === undefined ? off : 0.5 * state.offSecondsPerBatch + 0.5 * off;
   const { duty } = dutyFor(budget, now, next, prev.time);
-  return { used: true, nextState: next, pace: paceFor(duty, rate, next.offSecondsPerBatch), duty };
+  return { used: true, nextState: next, pace: paceFor(duty, rate, next.offSecondsPerBatch, batchSleepMs(budget)), duty };
 }
 
 /** Folds the latest pages_scanned / CPU-time delta into the learnt throughput. */
@@ -192,19 +204,20 @@ export interface Pace {
 }
 
 /**
- * pages_to_scan / sleep_millisecs that keep ksmd at `budget` CPUs given its throughput and its time off
- * the CPU per batch (sleep_millisecs until learnt).
+ * pages_to_scan / sleep_millisecs that keep ksmd at `duty` CPUs given its throughput and its time off
+ * the CPU per batch (the sleep until learnt). The sleep is the budget's (batchSleepMs), not the duty's:
+ * the time off learnt is the time off at that sleep, and a changed sleep wakes ksmd at once.
  */
-export function paceFor(budget: number, pagesPerCpuSecond: number, offSecondsPerBatch = BATCH_SLEEP_MS / 1000): Pace {
-  if (budget >= 1) {
+export function paceFor(duty: number, pagesPerCpuSecond: number, offSecondsPerBatch?: number, sleepMs = batchSleepMs(duty)): Pace {
+  if (duty >= 1) {
     const pages = Math.max(100, Math.round(pagesPerCpuSecond * 0.05));
     return { pages_to_scan: pages, sleep_millisecs: 0, pagesPerSecond: pagesPerCpuSecond };
   }
-  // A batch of n pages costs n/P CPU-seconds, then ksmd is off the CPU for s: duty = (n/P) / (n/P + s) = budget.
-  const off = offSecondsPerBatch;
-  const wanted = Math.round((pagesPerCpuSecond * budget * off) / (1 - budget));
+  // A batch of n pages costs n/P CPU-seconds, then ksmd is off the CPU for s: duty = (n/P) / (n/P + s).
+  const off = offSecondsPerBatch ?? sleepMs / 1000;
+  const wanted = Math.round((pagesPerCpuSecond * duty * off) / (1 - duty));
   const pages = Math.max(1, Math.min(wanted, Math.round(pagesPerCpuSecond * MAX_BATCH_SECONDS)));
-  return { pages_to_scan: pages, sleep_millisecs: BATCH_SLEEP_MS, pagesPerSecond: Math.round(pages / (pages / pagesPerCpuSecond + off)) };
+  return { pages_to_scan: pages, sleep_millisecs: sleepMs, pagesPerSecond: Math.round(pages / (pages / pagesPerCpuSecond + off)) };
 }
 
 const MiB = 1024 * 1024;
@@ -314,7 +327,7 @@ export const adaptive: PolicyFn<AdaptiveState, AdaptiveConfig> = (o, state, c): 
   const budget = Math.min(c.cpuBudget, 1);
   const { duty, runAverage } = dutyFor(budget, o, g.nextState, state.prev?.time);
   const off = g.nextState.offSecondsPerBatch;
-  const pace = paceFor(duty, g.nextState.pagesPerCpuSecond, off);
+  const pace = paceFor(duty, g.nextState.pagesPerCpuSecond, off, batchSleepMs(budget));
   const perPass = o.estimate?.pages ?? 0;
   const eta = perPass > 0 ? ` (one pass over ${perPass} pages ≈ ${(perPass / pace.pagesPerSecond).toFixed(1)} s)` : '';
   const share = runAverage === undefined ? `${budget} CPU` : `${duty.toFixed(3)} CPU (budget ${budget}, ${runAverage.toFixed(3)} CPU so far this run)`;
