@@ -575,10 +575,15 @@ export class Tuner extends EventEmitter<TunerEvents> {
     // end: ksmd started 0.3 s after start() on the tuner bench's 1.3 GiB, of which the scan took 0.15.
   }
 
-  /** Memory is tight now (the policy's test, /proc/meminfo and PSI read at once); false when unreadable. */
+  /** /proc/meminfo and PSI read now, synchronously: what the policy's memory test and the overcommit guard read between decisions. */
+  private memoryNow(): Pick<Observation, 'memory' | 'pressure'> {
+    return { memory: readMemInfoSync(this.procRoot), pressure: readMemoryPressureSync(this.procRoot) };
+  }
+
+  /** Memory is tight now (the policy's test on memoryNow()); false when unreadable. */
   private memoryTightNow(): boolean {
     try {
-      return memoryTight({ memory: readMemInfoSync(this.procRoot), pressure: readMemoryPressureSync(this.procRoot) }, this.adaptiveConfig) !== undefined;
+      return memoryTight(this.memoryNow(), this.adaptiveConfig) !== undefined;
     } catch {
       return false;
     }
@@ -846,11 +851,10 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.chain = this.chain.then(async () => {
       if (!this.running) return;
       try {
-        const memory = readMemInfoSync(this.procRoot);
-        const pressure = readMemoryPressureSync(this.procRoot);
+        const now = this.memoryNow();
         const last = this.lastObservation;
-        const tight = memoryTight({ memory, pressure }, this.adaptiveConfig) !== undefined;
-        if (tight !== this.lastTight || (last !== undefined && this.guard.wouldChange(last.counters, memory, last.pageSize))) await this.decide();
+        const tight = memoryTight(now, this.adaptiveConfig) !== undefined;
+        if (tight !== this.lastTight || (last !== undefined && this.guard.wouldChange(last.counters, now.memory, last.pageSize))) await this.decide();
       } catch (err) {
         this.fail(err);
       }
