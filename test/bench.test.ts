@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { builtBin, runCliAsync, startCli, type CliOptions, type CliResult } from './helpers/cli.js';
-import { withKsm } from './helpers/ksm.js';
+import { mergeAndWait, withKsm } from './helpers/ksm.js';
+import { Region, PAGE_SIZE } from '../src/index.js';
+import { disposeGuests, selfMergingPages } from '../src/bench/estimate.js';
 import { snapshotKnobs } from '../src/ksm/snapshot.js';
 import { vmsInTheWay, type BenchResult, type TunerResult } from '../src/bench/bench.js';
 import { ProcTree } from './helpers/proc-tree.js';
@@ -209,4 +211,17 @@ test('bench leaves ksmd alone while a VM runs: the reason names the VM and says 
     tree.dispose();
     empty.dispose();
   }
+});
+
+test("disposing of the bench's merged guests puts ksmd's pace and run back as they were", async (t) => {
+  await withKsm(t, async (ksm) => {
+    const guest = Region.alloc(64 * PAGE_SIZE, { hugepages: 'never' });
+    new Uint8Array(guest.buffer).fill(7);
+    await mergeAndWait(ksm, guest);
+    await ksm.configure({ run: 0, pages_to_scan: 300, sleep_millisecs: 30 });
+    assert.ok((await selfMergingPages()) > 0, 'the guest merged, so disposing of it has ksmd unmerge');
+    await disposeGuests(ksm, [guest]);
+    const { run, pages_to_scan, sleep_millisecs } = (await ksm.read()).settings;
+    assert.deepEqual({ run, pages_to_scan, sleep_millisecs }, { run: 0, pages_to_scan: 300, sleep_millisecs: 30 });
+  });
 });

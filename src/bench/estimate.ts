@@ -109,13 +109,22 @@ export async function selfMergingPages(): Promise<number> {
 /**
  * Unmaps the guests, then lets ksmd run until this process's ksm_merging_pages reads 0: the kernel drops
  * the rmap items of unmapped memory only on ksmd's next pass, so a later run would start from a stale count.
+ * ksmd's pace and run are put back as they were, also when the wait fails: the caller's knob guard is not
+ * always the last word (a probe that restored before disposing once left ksmd at 20000 pages / 0 ms).
  */
 export async function disposeGuests(ksm: Ksm, guests: Region[], timeoutS = 20): Promise<void> {
   for (const g of guests) g.dispose();
   if ((await selfMergingPages()) === 0) return;
-  await ksm.configure({ pages_to_scan: 20000, sleep_millisecs: 0, run: 1 });
-  const deadline = performance.now() + timeoutS * 1000;
-  while ((await selfMergingPages()) > 0 && performance.now() < deadline) await sleep(20);
+  const before = (await ksm.read()).settings;
+  const back: KsmSettingsInput = {};
+  for (const k of ['pages_to_scan', 'sleep_millisecs', 'run'] as const) if (before[k] !== undefined) back[k] = before[k];
+  try {
+    await ksm.configure({ pages_to_scan: 20000, sleep_millisecs: 0, run: 1 });
+    const deadline = performance.now() + timeoutS * 1000;
+    while ((await selfMergingPages()) > 0 && performance.now() < deadline) await sleep(20);
+  } finally {
+    await ksm.configure(back);
+  }
 }
 
 function errorPercent(predicted: number, actual: number): number {
