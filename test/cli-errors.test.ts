@@ -24,6 +24,14 @@ test("a negative value after a flag: that flag's range error, not 'argument is a
   }
 });
 
+test('a whole-number flag takes decimal digits only: hex and exponents are refused, exit 2', () => {
+  for (const value of ['0x10', '1e3']) {
+    const r = runCli(['status', '--top', value]);
+    assert.equal(r.status, 2, value);
+    assert.equal(r.stderr, `pagefuse status: --top must be a whole number from 0 to 1000000, got '${value}'\n`);
+  }
+});
+
 test('a duration with an unknown unit is refused with the units it takes, exit 2', () => {
   const r = runCli(['top', '--interval', '2x']);
   assert.equal(r.status, 2);

@@ -32,6 +32,12 @@ test('serve refuses to publish sketches to anyone who asks (a key without token 
   assert.equal(r.stderr, 'pagefuse serve: --fleet-key needs --fleet-token FILE or --tls-client-ca FILE: sketches are never served to anyone who asks\n');
 });
 
+test('serve --fleet-modulus takes a power of two in decimal: 0x10 is refused on one line', () => {
+  const r = runCli(['serve', '--fleet-key', '/nonexistent', '--fleet-token', '/nonexistent', '--fleet-modulus', '0x10']);
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr, "pagefuse serve: --fleet-modulus must be a power of two from 1 to 2^30, got '0x10'\n");
+});
+
 test('serve refuses a fleet key file that others can read', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
   try {

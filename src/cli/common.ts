@@ -70,11 +70,19 @@ export function parse<T extends { options: Options; allowPositionals?: boolean }
   }
 }
 
+/**
+ * A whole number written in decimal digits (a leading minus allowed), or NaN: Number() alone also takes
+ * '0x10', '1e3', '0b1' and surrounding blanks, which no flag documents.
+ */
+export function wholeNumber(value: string): number {
+  return /^-?[0-9]+$/.test(value) ? Number(value) : Number.NaN;
+}
+
 /** Parses a whole number from a flag, or throws a UsageError naming the flag. */
 export function intFlag(command: string, flag: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
+  const n = wholeNumber(value);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
     throw new UsageError(`pagefuse ${command}: --${flag} must be a whole number from ${min} to ${max}, got '${value}'`);
   }
   return n;

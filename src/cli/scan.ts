@@ -6,7 +6,7 @@ import { ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { scan, type ScanMode, type ScanResult, type TargetScan, type TotalsScanResult, type TotalsTargetScan } from '../scan/scan.js';
 import { readablePids } from '../scan/pids.js';
 import { discoverVms } from '../safety/vms.js';
-import { EXIT_FAILURE, EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson } from './common.js';
+import { EXIT_FAILURE, EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson, wholeNumber } from './common.js';
 
 const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--sample-rate M] [--threads N] [--unmergeable] [--totals] [--json]
 
@@ -53,8 +53,8 @@ function parsePids(values: string[], positionals: string[]): number[] {
   const pids: number[] = [];
   for (const v of [...values, ...positionals].flatMap((s) => s.split(','))) {
     if (v.trim() === '') continue;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new UsageError(`pagefuse scan: --pid needs process ids, got '${v}'`);
+    const n = wholeNumber(v.trim());
+    if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`pagefuse scan: --pid needs process ids, got '${v}'`);
     pids.push(n);
   }
   return [...new Set(pids)];

@@ -1,7 +1,7 @@
 // serve's fleet options: the keyed sketch endpoint, who may read it, and HTTPS.
 import { readFile } from 'node:fs/promises';
 import type { ServerOptions } from 'node:https';
-import { UsageError, intFlag, type Options } from './common.js';
+import { UsageError, intFlag, wholeNumber, type Options } from './common.js';
 import { readFleetKey } from '../fleet/key.js';
 import { sketchHost, checkModulus, DEFAULT_MODULUS } from '../fleet/collect.js';
 import { SketchEndpoint } from '../fleet/endpoint.js';
@@ -81,7 +81,7 @@ export async function fleetServeOptions(values: Values): Promise<FleetServe> {
   let modulus = DEFAULT_MODULUS;
   if (values['fleet-modulus'] !== undefined) {
     try {
-      modulus = checkModulus(Number(values['fleet-modulus']));
+      modulus = checkModulus(wholeNumber(values['fleet-modulus']));
     } catch {
       throw new UsageError(`pagefuse serve: --fleet-modulus must be a power of two from 1 to 2^30, got '${values['fleet-modulus']}'`);
     }
