@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { budgetChecks, type TunerRow } from '../src/bench/tuner.js';
+import { budgetChecks, referenceRow, referenceSlots, type TunerRow } from '../src/bench/tuner.js';
 
 const row = (policy: string, budget: number | null, o: Partial<TunerRow>): TunerRow => ({
   policy,
@@ -38,4 +38,27 @@ test("budget checks judge ksmd's average CPU from the tuner's first run=1, and g
       cpu_vs_unthrottled: 1.07,
     },
   ]);
+});
+
+test('the unthrottled reference shown and judged against is the run of median ksmd CPU-seconds', () => {
+  const runs = [1.73, 1.26, 1.59].map((cpu) => row('unthrottled ksmd (20000 pages / 0 ms)', null, { ksmd_cpu_seconds: cpu }));
+  assert.equal(referenceRow(runs).ksmd_cpu_seconds, 1.59);
+});
+
+test('of an even number of reference runs the lower middle is kept: the stricter time bound', () => {
+  const runs = [1.73, 1.26].map((cpu) => row('unthrottled ksmd (20000 pages / 0 ms)', null, { ksmd_cpu_seconds: cpu }));
+  assert.equal(referenceRow(runs).ksmd_cpu_seconds, 1.26);
+});
+
+test('three reference runs go first, before the first adaptive row and last', () => {
+  // Other rows: kernel defaults, ksmtuned, kernel-advisor, adaptive 0.1, 0.25, 1.
+  assert.deepEqual(referenceSlots(6, 3, 3), [0, 3, 6]);
+});
+
+test('with the adaptive rows alone, the middle reference run goes halfway through them', () => {
+  assert.deepEqual(referenceSlots(3, 0, 3), [0, 2, 3]);
+});
+
+test('one reference run goes first, two first and last', () => {
+  assert.deepEqual([referenceSlots(6, 3, 1), referenceSlots(6, 3, 2)], [[0], [0, 6]]);
 });

@@ -208,10 +208,21 @@ export function benchText(r: BenchResult): string {
   if (isSkipped(t)) out.push(`  skipped: ${t.skipped}`);
   else {
     out.push(`  ${t.workload}; load average ${t.load_average[0]} before, ${t.load_average[1]} after`, tunerTable(t));
+    const ref = referenceLine(t);
+    if (ref !== '') out.push(`  ${ref}`);
     if (t.budgets.length > 0) out.push('', budgetTable(t));
   }
   out.push('', `total ${r.seconds} s`);
   return `${out.join('\n')}\n`;
+}
+
+/** Which run of the unthrottled reference the table shows, when there were several: '' for one or none. */
+export function referenceLine(t: TunerResult): string {
+  const runs = t.unthrottled_runs;
+  if (runs.length < 2) return '';
+  const cpu = runs.map((r) => r.ksmd_cpu_seconds).join(', ');
+  const secs = runs.map((r) => r.seconds_to_95 ?? 'not reached').join(', ');
+  return `Unthrottled row: the run of median ksmd CPU among ${runs.length} spread over the section (first, before the adaptive rows, last): ksmd CPU-s ${cpu}; s to 95 % ${secs}`;
 }
 
 /** The tuner rows: time to 95 %, ksmd's CPU and its average share of a CPU beside the budget given. */

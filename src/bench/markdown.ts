@@ -2,7 +2,7 @@
 // every figure table in the docs comes from one bench run (`npm run bench -- --write-docs`). A marked
 // block is a line `<!-- bench:NAME -->`, the generated lines, and a line `<!-- /bench:NAME -->`.
 import type { BenchResult } from './bench.js';
-import { benchText, budgetRows, isSkipped, tunerRows } from './bench.js';
+import { benchText, budgetRows, isSkipped, referenceLine, tunerRows } from './bench.js';
 
 /** A markdown table; `|` in cells escaped. */
 export function markdownTable(header: string[], rows: (string | number)[][]): string {
@@ -22,7 +22,8 @@ export function benchSections(r: BenchResult): Record<string, string> {
   const out: Record<string, string> = { text: ['```', benchText(r).trimEnd(), '```'].join('\n'), source: provenance(r) };
   if (!isSkipped(r.tuner)) {
     const t = r.tuner;
-    out.tuner = `${t.workload}.\n\n${markdownTable(...tunerRows(t))}`;
+    const ref = referenceLine(t);
+    out.tuner = `${t.workload}.\n\n${markdownTable(...tunerRows(t))}${ref === '' ? '' : `\n\n${ref}.`}`;
     if (t.budgets.length > 0) out.budgets = markdownTable(...budgetRows(t));
   }
   return out;
