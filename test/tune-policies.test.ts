@@ -151,15 +151,15 @@ test('adaptive: runs at the budgeted pace, learns ksmd throughput, stops when me
     state = r.nextState;
     return r;
   };
-  // 400 MiB saveable: start at 0.25 CPU with the initial guess of 400 k pages per CPU-second, 30 ms asleep.
+  // 400 MiB saveable: start at 0.25 CPU with the initial guess of 400 k pages per CPU-second, 48 ms asleep.
   let r = step({ time: 0, counters: { full_scans: 10, pages_scanned: 1_000_000 }, ksmdCpuSeconds: 5 });
-  assert.deepEqual(r.decision.knobs, { pages_to_scan: 4000, sleep_millisecs: 30, run: 1 });
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 6400, sleep_millisecs: 48, run: 1 });
   assert.match(r.reasons.at(-2)!, /400\.0 MiB left to merge: ksmd started/);
   assert.match(r.reasons.at(-1)!, /initial guess/);
   // 1 M pages in 2 CPU-seconds: 500 k pages per CPU-second, learnt.
   r = step({ time: 2000, counters: { full_scans: 11, pages_scanned: 2_000_000, pages_sharing: 10 * MiB_PAGES }, ksmdCpuSeconds: 7 });
   assert.equal(state.pagesPerCpuSecond, 500_000);
-  assert.deepEqual(r.decision.knobs, { pages_to_scan: 5000, sleep_millisecs: 30, run: 1 });
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 8000, sleep_millisecs: 48, run: 1 });
   assert.match(r.reasons.at(-1)!, /500000 pages per CPU-second \(learnt\)/);
   // Merging during the second and third passes.
   r = step({ time: 4000, counters: { full_scans: 12, pages_scanned: 3_000_000, pages_sharing: 300 * MiB_PAGES }, ksmdCpuSeconds: 9 });
@@ -213,9 +213,9 @@ test('adaptive: volatile pages dominating back off for a while, then ksmd is tri
   assert.equal(step({ time: 36000, counters: { full_scans: 5, pages_sharing: 5000 } }).decision.knobs.run, 1);
 });
 
-/** A run started at t=0 (ksmd CPU clock 5 s), then one 2 s interval at 4000 pages / 30 ms with `scanned` pages and `cpu` CPU-seconds. */
+/** A run started at t=0 (ksmd CPU clock 5 s), then one 2 s interval at 6400 pages / 48 ms with `scanned` pages and `cpu` CPU-seconds. */
 function afterOneInterval(scanned: number, cpu: number) {
-  const knobs = { run: 1, pages_to_scan: 4000, sleep_millisecs: 30, advisor_mode: 'none', advisor_max_cpu: 70 } as const;
+  const knobs = { run: 1, pages_to_scan: 6400, sleep_millisecs: 48, advisor_mode: 'none', advisor_max_cpu: 70 } as const;
   const first = adaptive(obs({ vms: VMS, estimate: est(400), time: 0, counters: { full_scans: 10, pages_scanned: 1_000_000 }, ksmdCpuSeconds: 5 }), initialAdaptiveState(), CFG);
   return adaptive(
     obs({ vms: VMS, estimate: est(400), time: 2000, knobs, counters: { full_scans: 10, pages_scanned: 1_000_000 + scanned }, ksmdCpuSeconds: 5 + cpu }),
@@ -226,27 +226,28 @@ function afterOneInterval(scanned: number, cpu: number) {
 
 test('adaptive pace: a run over its CPU budget so far gets smaller batches, to bring its average back to the budget', () => {
   // 1 CPU-second in 2 s is 0.5 CPU against 0.25: aim at 0.25 − 0.5 / 4 = 0.125 CPU at the learnt 1 M pages per
-  // CPU-second, 30 ms off the CPU per batch: 1000000 × 0.125 × 0.03 / 0.875 pages.
+  // CPU-second, 48 ms off the CPU per batch: 1000000 × 0.125 × 0.048 / 0.875 pages.
   const r = afterOneInterval(1_000_000, 1);
-  assert.deepEqual(r.decision.knobs, { pages_to_scan: 4286, sleep_millisecs: 30, run: 1 });
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 6857, sleep_millisecs: 48, run: 1 });
   assert.match(r.reasons.at(-1)!, /for 0\.125 CPU \(budget 0\.25, 0\.500 CPU so far this run\)/);
 });
 
 test('adaptive pace: a run under its CPU budget so far gets larger batches, to bring its average up to the budget', () => {
-  // 0.25 CPU-s in 2 s is 0.125 CPU: aim at 0.25 + 0.25 / 4 = 0.3125 CPU at 4 M pages per CPU-second.
+  // 0.25 CPU-s in 2 s is 0.125 CPU: aim at 0.25 + 0.25 / 4 = 0.3125 CPU at 4 M pages per CPU-second, 48 ms
+  // off the CPU per batch: 4000000 × 0.3125 × 0.048 / 0.6875 pages.
   const r = afterOneInterval(1_000_000, 0.25);
-  assert.deepEqual(r.decision.knobs, { pages_to_scan: 54545, sleep_millisecs: 30, run: 1 });
+  assert.deepEqual(r.decision.knobs, { pages_to_scan: 87273, sleep_millisecs: 48, run: 1 });
 });
 
 test("adaptive pace: ksmd's time off the CPU per batch is learnt from the interval (sleep rounded to jiffies, waiting for a CPU)", () => {
-  // 40 batches of 4000 pages took 2 s of wall time and 0.5 CPU-s: 37.5 ms off the CPU per batch, not 30.
-  const r = afterOneInterval(40 * 4000, 0.5);
-  assert.equal(r.nextState.offSecondsPerBatch, 0.0375);
-  assert.match(r.reasons.at(-1)!, /, 37\.5 ms off the CPU per batch/);
+  // 25 batches of 6400 pages took 2 s of wall time and 0.5 CPU-s: 60 ms off the CPU per batch, not 48.
+  const r = afterOneInterval(25 * 6400, 0.5);
+  assert.equal(r.nextState.offSecondsPerBatch, 0.06);
+  assert.match(r.reasons.at(-1)!, /, 60\.0 ms off the CPU per batch/);
 });
 
 test('adaptive pace: duty cycle within the budget, unthrottled from one CPU up', () => {
-  assert.deepEqual(paceFor(0.25, 480_000), { pages_to_scan: 4800, sleep_millisecs: 30, pagesPerSecond: 120_000 });
+  assert.deepEqual(paceFor(0.25, 480_000), { pages_to_scan: 7680, sleep_millisecs: 48, pagesPerSecond: 120_000 });
   assert.deepEqual(paceFor(0.5, 480_000).pages_to_scan, 9600);
   assert.deepEqual(paceFor(2, 480_000), { pages_to_scan: 24_000, sleep_millisecs: 0, pagesPerSecond: 480_000 });
   const r = adaptive(obs({ vms: VMS, estimate: est(400) }), initialAdaptiveState(), { ...CFG, cpuBudget: 1 });
@@ -262,30 +263,31 @@ const sample = (time: number, pagesScanned: number, ksmdCpuSeconds: number, page
   time,
   pagesScanned,
   ksmdCpuSeconds,
-  knobs: { run: 1, pages_to_scan, sleep_millisecs: 30 },
+  knobs: { run: 1, pages_to_scan, sleep_millisecs: 48 },
 });
 
-test('adaptive pace: a throttled ksmd sleeps long enough between batches that each takes 10 ms of CPU at its budget', () => {
-  assert.deepEqual([0.1, 0.25, 0.3, 0.5, 0.95, 1].map(batchSleepMs), [90, 30, 23, 20, 20, 0]);
+test('adaptive pace: a throttled ksmd sleeps long enough between batches that each takes 4 ms ÷ its budget of CPU, 10 to 40 ms', () => {
+  // 40 ms at 0.1 CPU and under (at most 1 s asleep), 16 at 0.25, 13.3 at 0.3, 10 from 0.4 up (at least 20 ms asleep).
+  assert.deepEqual([0.01, 0.05, 0.1, 0.25, 0.3, 0.5, 0.95, 1].map(batchSleepMs), [1000, 760, 360, 48, 31, 20, 20, 0]);
 });
 
 test('adaptive pacer: when ksmd turns from checksumming to merging, its tenfold lower pages per CPU-second cut pages_to_scan at once', () => {
   // 250 ms in which ksmd spent 0.0625 CPU-s on 6250 pages (under one batch of 8667: too few to learn the off
-  // time): 100 k pages per CPU-second, taken as measured, so 0.25 CPU at 30 ms off is 100000 × 0.25 × 0.03 / 0.75.
+  // time): 100 k pages per CPU-second, taken as measured, so 0.25 CPU at 48 ms off is 100000 × 0.25 × 0.048 / 0.75.
   const r = repace(runningState(), sample(500, 1_200_000, 5.125, 8667), sample(750, 1_206_250, 5.1875, 8667), 0.25);
   assert.equal(r.used, true);
   assert.equal(r.nextState.pagesPerCpuSecond, 100_000);
-  assert.deepEqual(r.pace, { pages_to_scan: 1000, sleep_millisecs: 30, pagesPerSecond: 25_000 });
+  assert.deepEqual(r.pace, { pages_to_scan: 1600, sleep_millisecs: 48, pagesPerSecond: 25_000 });
 });
 
 test("adaptive pacer: past the run's first second, it aims at the budget plus the run's shortfall, as decisions do", () => {
   // 2 s into the run ksmd has spent 0.3125 CPU-s: aim at 0.25 + (0.5 − 0.3125) / 2 = 0.34375 CPU, at 200 k
-  // pages per CPU-second (12500 pages in 0.0625 CPU-s) and 30 ms off the CPU per batch, learnt from the window
-  // (6.25 batches of 2000 in 250 ms, 62.5 ms of it on the CPU): 200000 × 0.34375 × 0.03 / 0.65625 pages.
-  const r = repace(runningState(), sample(1750, 1_200_000, 5.25, 2000), sample(2000, 1_212_500, 5.3125, 2000), 0.25);
+  // pages per CPU-second (12500 pages in 0.0625 CPU-s) and 60 ms off the CPU per batch, learnt from the window
+  // (3.125 batches of 4000 in 250 ms, 62.5 ms of it on the CPU): 200000 × 0.34375 × 0.06 / 0.65625 pages.
+  const r = repace(runningState(), sample(1750, 1_200_000, 5.25, 4000), sample(2000, 1_212_500, 5.3125, 4000), 0.25);
   assert.equal(r.duty, 0.34375);
-  assert.equal(r.nextState.offSecondsPerBatch!.toFixed(9), '0.030000000');
-  assert.deepEqual(r.pace, { pages_to_scan: 3143, sleep_millisecs: 30, pagesPerSecond: 68_752 });
+  assert.equal(r.nextState.offSecondsPerBatch!.toFixed(9), '0.060000000');
+  assert.deepEqual(r.pace, { pages_to_scan: 6286, sleep_millisecs: 48, pagesPerSecond: 68_752 });
 });
 
 test('adaptive pacer: a window in which ksmd ran under 20 ms of CPU is not used', () => {

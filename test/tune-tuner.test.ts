@@ -80,7 +80,7 @@ test('adaptive Tuner: scans, starts ksmd at the budgeted pace, sees a new VM wit
     const started = nextDecision(t, (d) => d.changed.run === 1);
     await t.start();
     const d = await started;
-    assert.deepEqual([d.knobs, d.changed], [{ pages_to_scan: 4000, sleep_millisecs: 30, run: 1 }, { pages_to_scan: 4000, sleep_millisecs: 30, run: 1 }]);
+    assert.deepEqual([d.knobs, d.changed], [{ pages_to_scan: 6400, sleep_millisecs: 48, run: 1 }, { pages_to_scan: 6400, sleep_millisecs: 48, run: 1 }]);
     assert.match(d.reasons.join('\n'), /estimate 512\.0 MiB saveable, 0\.0 MiB saved \(all VMs scanned\)/);
     assert.deepEqual(ksm.settings.run, 1);
 
@@ -160,8 +160,8 @@ test("adaptive Tuner: the first decision waits for the start's scan round to end
     await first;
     assert.equal(decisions.length, 1);
     assert.ok(decisions[0].at - rounds[0].at >= 295, `the first decision came ${(decisions[0].at - rounds[0].at).toFixed(1)} ms into the 300 ms round`);
-    // The default budget's pace at the initial guess of ksmd's throughput: 400000 × 0.25 × 0.03 s / 0.75.
-    assert.deepEqual(decisions[0].d.changed, { pages_to_scan: 4000, sleep_millisecs: 30, run: 1 });
+    // The default budget's pace at the initial guess of ksmd's throughput: 400000 × 0.25 × 0.048 s / 0.75.
+    assert.deepEqual(decisions[0].d.changed, { pages_to_scan: 6400, sleep_millisecs: 48, run: 1 });
   } finally {
     await t.stop();
     tree.dispose();
@@ -257,8 +257,8 @@ test("adaptive Tuner: between decisions, the pacer cuts pages_to_scan as soon as
     const before = ksm.writes.length;
     const paced = decisions.length;
     for (let i = 0; i < 40 && ksm.writes.length === before; i++) await new Promise((r) => setTimeout(r, 50));
-    // 0.25 CPU at 30 ms off the CPU per batch (too few batches yet to learn it): 40000 × 0.25 × 0.03 / 0.75 pages.
-    assert.deepEqual(ksm.writes.slice(before, before + 1), [{ pages_to_scan: 400 }]);
+    // 0.25 CPU at 48 ms off the CPU per batch (too few batches yet to learn it): 40000 × 0.25 × 0.048 / 0.75 pages.
+    assert.deepEqual(ksm.writes.slice(before, before + 1), [{ pages_to_scan: 640 }]);
     assert.equal(decisions.length, paced, 'no decision in between: the pacer wrote it');
   } finally {
     await t.stop();

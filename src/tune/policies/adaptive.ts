@@ -47,16 +47,25 @@ export const DEFAULT_PAGES_PER_CPU_SECOND = 400_000;
 /** ksmd sleeps at least this long between batches when the budget is under one CPU. */
 export const BATCH_SLEEP_MS = 20;
 /**
- * A throttled ksmd's batch should take at least this much CPU: each batch after a sleep starts with its
- * working set (the trees, the rmap items) out of the cache, about 0.1 ms a batch measured here, and at
- * 0.1 CPU with 20 ms sleeps a merging pass ran batches of 2-3 ms (docs/kernel.md, Cost).
+ * The CPU a throttled ksmd's batch takes at a budget: 4 ms ÷ the budget, from 10 ms (at a third of a CPU
+ * and up) to 40 ms (at 0.1 CPU and under). Each batch after a sleep starts with ksmd's working set out of
+ * the cache, so fewer, longer batches cost less CPU for the same merging: on the tuner bench at 0.1 CPU,
+ * ksmd took a median 1.66 CPU-seconds to 95 % with 40 ms batches, 1.76 with 20 and 1.87 with 10 (six to
+ * nine runs each, load 0.8-4.7, 2026-12-01). At 0.25 CPU, where a run lasts 6 s, 40 ms batches overran
+ * the budget by up to 13.6 %: the pacer's corrections come every 250 ms, and each mis-sized batch is
+ * bigger. So the batch is long only where runs are long (docs/kernel.md, Cost).
  */
-export const MIN_BATCH_CPU_MS = 10;
+export function batchCpuMs(budget: number): number {
+  return Math.min(40, Math.max(10, 4 / budget));
+}
 
-/** ksmd's sleep between batches for a budget under one CPU: long enough that a batch at that duty takes MIN_BATCH_CPU_MS. */
+/** ksmd never sleeps longer than this between batches: the learnt time off per batch is capped at MAX_OFF_SECONDS. */
+const MAX_BATCH_SLEEP_MS = 1000;
+
+/** ksmd's sleep between batches for a budget under one CPU: long enough that a batch at that duty takes batchCpuMs(budget). */
 export function batchSleepMs(budget: number): number {
   if (budget >= 1) return 0;
-  return Math.max(BATCH_SLEEP_MS, Math.round((MIN_BATCH_CPU_MS * (1 - budget)) / budget));
+  return Math.min(MAX_BATCH_SLEEP_MS, Math.max(BATCH_SLEEP_MS, Math.round((batchCpuMs(budget) * (1 - budget)) / budget)));
 }
 /** Passes that added less than this share of the estimate mean merging has flattened out. */
 const FLAT_SHARE = 0.005;
