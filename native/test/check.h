@@ -2,7 +2,11 @@
 // and TEST_MAIN reports them and sets the exit code ctest reads.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <utility>
@@ -35,6 +39,40 @@ inline int RunAll() {
   }
   std::printf("%zu passed, %d failed\n", Registry().size() - failed_tests, failed_tests);
   return failed_tests == 0 ? 0 : 1;
+}
+
+// This process's RssAnon in bytes (/proc/self/status), or -1.
+inline long RssAnonBytes() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, "RssAnon:", 8) == 0) kib = std::strtol(line + 8, nullptr, 10);
+  }
+  std::fclose(f);
+  return kib < 0 ? -1 : kib * 1024;
+}
+
+// Whether a read fault on never-written anonymous memory maps the shared zero page (mainline Linux) or
+// allocates a fresh exclusive page (our development kernel, booted with pvm_no_zero_page=1; docs/kernel.md).
+// The same probe as test/helpers/zero-page.ts: read a byte of each page of a fresh 16 MiB mapping (no huge
+// pages) and watch RssAnon, which the zero page never counts in.
+inline bool ReadFaultMapsZeroPage() {
+  static const bool answer = [] {
+    const size_t pages = 4096, page = 4096;
+    void* m = mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return true;
+    madvise(m, pages * page, MADV_NOHUGEPAGE);
+    auto* p = static_cast<volatile unsigned char*>(m);
+    long before = RssAnonBytes();
+    unsigned sum = 0;
+    for (size_t i = 0; i < pages; i++) sum += p[i * page];
+    long grown = RssAnonBytes() - before;
+    munmap(m, pages * page);
+    return sum == 0 && grown < static_cast<long>(pages * page / 2);
+  }();
+  return answer;
 }
 
 }  // namespace pagefuse_test
