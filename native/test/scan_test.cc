@@ -257,7 +257,12 @@ TEST(process_scans_keep_a_bounded_number_of_read_buffers) {
   }
   const long grown = RssKib() - before;
   if (grown > (DefaultThreads() * 4 + 8) * 1024l) std::printf("RSS grew by %ld KiB\n", grown);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in its quarantine (256 MiB by default): RSS says nothing here.
+  std::printf("RSS bound not checked under AddressSanitizer (grew by %ld KiB)\n", grown);
+#else
   CHECK(grown <= (DefaultThreads() * 4 + 8) * 1024l);
+#endif
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
   close(ready[0]);
