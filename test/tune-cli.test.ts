@@ -33,6 +33,14 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
   return { status, stdout, stderr };
 }
 
+test('--cpu-budget takes a plain decimal: words, hex and exponents are refused with the value as given, exit 2', () => {
+  const cpus = availableParallelism();
+  for (const value of ['abc', '0x1', '1e-1']) {
+    const r = cli(['--cpu-budget', value]);
+    assert.deepEqual([r.status, r.stderr], [2, `pagefuse tune: --cpu-budget must be a number above 0 and at most the number of CPUs (${cpus}), got '${value}'\n`], value);
+  }
+});
+
 test('bad flags are usage errors (exit 2, one line naming the flag and value)', () => {
   const cpus = availableParallelism();
   let r = cli(['--policy', 'fastest']);

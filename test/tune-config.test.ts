@@ -41,6 +41,12 @@ test('unknown keys and bad values are refused with file:line and the key named',
   await assert.rejects(loadConfig('/nonexistent/ksmtuned.conf'), { code: 'ENOENT', message: /cannot read the config \/nonexistent\/ksmtuned\.conf/ });
 });
 
+test('a decimal config value is a plain decimal: hex, exponents and blanks are refused', () => {
+  for (const value of ['0x1', '1e-1', ' 0.5']) {
+    assert.throws(() => parseConfig(`PAGEFUSE_CPU_BUDGET=${JSON.stringify(value)}`, 'a.conf'), { message: `a.conf:1: PAGEFUSE_CPU_BUDGET must be a number, got '${value}'` }, value);
+  }
+});
+
 test('policies and budgets outside (0, number of CPUs] are refused, by name and value', () => {
   const cpus = availableParallelism();
   assert.equal(checkPolicy('kernel-advisor'), 'kernel-advisor');

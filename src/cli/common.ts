@@ -78,6 +78,11 @@ export function wholeNumber(value: string): number {
   return /^-?[0-9]+$/.test(value) ? Number(value) : Number.NaN;
 }
 
+/** A number written as a plain decimal (digits, an optional fraction), or NaN: as wholeNumber, no 0x, exponents or blanks. */
+export function decimalNumber(value: string): number {
+  return /^(\d+(\.\d*)?|\.\d+)$/.test(value) ? Number(value) : Number.NaN;
+}
+
 /** Parses a whole number from a flag, or throws a UsageError naming the flag. */
 export function intFlag(command: string, flag: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined;

@@ -1,7 +1,7 @@
 // pagefuse tune — the tuner daemon: decides, logs each decision with its reasons, restores the knobs on exit.
 import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { boundMemory, durationFlag, formatBytes, parse, UsageError, type CliContext } from './common.js';
+import { boundMemory, decimalNumber, durationFlag, formatBytes, parse, UsageError, type CliContext } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { findOtherTuners, tuneLockPath } from '../host/lock.js';
@@ -173,9 +173,13 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
   let policy: PolicyName | undefined;
   let budget: number | undefined;
   let interval: number | undefined;
+  const rawBudget = values['cpu-budget'];
+  if (rawBudget !== undefined && Number.isNaN(decimalNumber(rawBudget))) {
+    throw new UsageError(`pagefuse tune: --cpu-budget must be a number above 0 and at most the number of CPUs (${cpus}), got '${rawBudget}'`);
+  }
   try {
     if (values.policy !== undefined) policy = checkPolicy(values.policy);
-    if (values['cpu-budget'] !== undefined) budget = checkCpuBudget(Number(values['cpu-budget']), cpus, '--cpu-budget');
+    if (rawBudget !== undefined) budget = checkCpuBudget(decimalNumber(rawBudget), cpus, '--cpu-budget');
   } catch (err) {
     throw new UsageError(`pagefuse tune: ${(err as Error).message.replace(/^unknown policy/, '--policy: unknown policy')}`);
   }

@@ -73,8 +73,9 @@ function integer(min: number, max: number, set: (c: TuneConfig, n: number) => vo
 
 function decimal(min: number, max: number, exclusiveMin: boolean, set: (c: TuneConfig, n: number) => void): Setter {
   return (config, value) => {
+    // Plain decimals only: Number() alone also takes 0x10, 1e-1 and blanks, which no key documents.
+    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value)) return `must be a number, got '${value}'`;
     const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n)) return `must be a number, got '${value}'`;
     if ((exclusiveMin ? n <= min : n < min) || n > max) {
       return `must be ${exclusiveMin ? 'above' : 'at least'} ${min} and at most ${max}, got ${value}`;
     }
