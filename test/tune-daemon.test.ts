@@ -156,7 +156,7 @@ test('the adaptive daemon on guest processes, from scan to a stopped ksmd', asyn
         assert.equal((await knobs()).run, 1);
       });
       await t.test('its reasons say all VMs were scanned and at what pace ksmd runs for its budget', () => {
-        assert.match((started.reasons as string[]).join('\n'), /all VMs scanned.*\n.*left to merge: ksmd started\npace \d+ pages \/ 30 ms for 0\.25 CPU/);
+        assert.match((started.reasons as string[]).join('\n'), /all VMs scanned.*\n.*left to merge: ksmd started\npace \d+ pages \/ 48 ms for 0\.25 CPU/);
       });
       await t.test('it stops ksmd once merging flattened, saying merged pages stay merged', async () => {
         const stopped = await d.next(changedRun(0), 40_000, 'ksmd stopped once merging flattened');
