@@ -3,6 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { PagefuseError } from '../errors.js';
 import { native } from '../native.js';
+import { wholeNumber } from '../units.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -70,19 +71,6 @@ export function parse<T extends { options: Options; allowPositionals?: boolean }
   }
 }
 
-/**
- * A whole number written in decimal digits (a leading minus allowed), or NaN: Number() alone also takes
- * '0x10', '1e3', '0b1' and surrounding blanks, which no flag documents.
- */
-export function wholeNumber(value: string): number {
-  return /^-?[0-9]+$/.test(value) ? Number(value) : Number.NaN;
-}
-
-/** A number written as a plain decimal (digits, an optional fraction), or NaN: as wholeNumber, no 0x, exponents or blanks. */
-export function decimalNumber(value: string): number {
-  return /^(\d+(\.\d*)?|\.\d+)$/.test(value) ? Number(value) : Number.NaN;
-}
-
 /** Parses a whole number from a flag, or throws a UsageError naming the flag. */
 export function intFlag(command: string, flag: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined;
@@ -125,6 +113,7 @@ export function printJson(value: unknown): void {
 
 // The text formatters live with the outputs (report/format.ts); commands import them from here too.
 export { formatBytes, formatTable } from '../report/format.js';
+export { decimalNumber, wholeNumber } from '../units.js';
 
 /** How often a daemon hands glibc's free heap memory back (boundMemory). */
 const TRIM_MS = 30_000;

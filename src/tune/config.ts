@@ -2,6 +2,7 @@
 // have) plus PAGEFUSE_* keys for the other policies. KEY=VALUE lines, '#' comments, optional quotes.
 import { readFile } from 'node:fs/promises';
 import { PagefuseError, invalidNumber, invalidArgValue } from '../errors.js';
+import { decimalNumber, wholeNumber } from '../units.js';
 
 export const POLICIES = ['adaptive', 'ksmtuned', 'kernel-advisor'] as const;
 export type PolicyName = (typeof POLICIES)[number];
@@ -63,8 +64,8 @@ type Setter = (config: TuneConfig, value: string) => string | undefined;
 
 function integer(min: number, max: number, set: (c: TuneConfig, n: number) => void): Setter {
   return (config, value) => {
-    if (!/^-?\d+$/.test(value)) return `must be a whole number, got '${value}'`;
-    const n = Number(value);
+    const n = wholeNumber(value);
+    if (Number.isNaN(n)) return `must be a whole number, got '${value}'`;
     if (n < min || n > max) return `must be from ${min} to ${max}, got ${value}`;
     set(config, n);
     return undefined;
@@ -73,9 +74,8 @@ function integer(min: number, max: number, set: (c: TuneConfig, n: number) => vo
 
 function decimal(min: number, max: number, exclusiveMin: boolean, set: (c: TuneConfig, n: number) => void): Setter {
   return (config, value) => {
-    // Plain decimals only: Number() alone also takes 0x10, 1e-1 and blanks, which no key documents.
-    if (!/^(\d+(\.\d*)?|\.\d+)$/.test(value)) return `must be a number, got '${value}'`;
-    const n = Number(value);
+    const n = decimalNumber(value);
+    if (Number.isNaN(n)) return `must be a number, got '${value}'`;
     if ((exclusiveMin ? n <= min : n < min) || n > max) {
       return `must be ${exclusiveMin ? 'above' : 'at least'} ${min} and at most ${max}, got ${value}`;
     }
