@@ -47,11 +47,11 @@ export const DEFAULT_PAGES_PER_CPU_SECOND = 400_000;
 /** ksmd sleeps at least this long between batches when the budget is under one CPU. */
 export const BATCH_SLEEP_MS = 20;
 /**
- * The CPU a throttled ksmd's batch takes at a budget: 4 ms ÷ the budget, from 10 ms (at a third of a CPU
- * and up) to 40 ms (at 0.1 CPU and under). Each batch after a sleep starts with ksmd's working set out of
- * the cache, so fewer, longer batches cost less CPU for the same merging: on the tuner bench at 0.1 CPU,
- * ksmd took a median 1.66 CPU-seconds to 95 % with 40 ms batches, 1.76 with 20 and 1.87 with 10 (six to
- * nine runs each, load 0.8-4.7, 2026-12-01). At 0.25 CPU, where a run lasts 6 s, 40 ms batches overran
+ * The CPU a throttled ksmd's batch takes at a budget: 4 ms ÷ the budget, from 10 ms (at 0.4 CPU and up)
+ * to 40 ms (at 0.1 CPU and under). Each batch after a sleep starts with ksmd's working set out of the
+ * cache, so fewer, longer batches cost less CPU for the same merging: on the tuner bench at 0.1 CPU,
+ * ksmd took a median 1.66 CPU-seconds to 95 % with 40 ms batches, 1.76 with 20 and 1.91 with 10 (9, 6
+ * and 12 runs, load 0.8-4.7, 2026-12-01). At 0.25 CPU, where a run lasts 6 s, 40 ms batches overran
  * the budget by up to 13.6 %: the pacer's corrections come every 250 ms, and each mis-sized batch is
  * bigger. So the batch is long only where runs are long (docs/kernel.md, Cost).
  */
