@@ -211,6 +211,9 @@ export class FleetModel {
   private readonly dList: Int32Array;
   private readonly kFrom: Int32Array;
   private readonly kTo: Int32Array;
+  /** A move's scratch: how many VMs dList holds, and the groups whose counts kFrom/kTo it changed. */
+  private dCount = 0;
+  private readonly movedGroups: number[] = [];
 
   constructor(fleet: HostSketch[] | FleetInput);
   constructor(fleet: HostSketch[], from: FleetModel);
@@ -641,6 +644,33 @@ export class FleetModel {
     }
   }
 
+  /** Adds `sign` to d[u] and lists u among the VMs whose rows this move changes. */
+  private note(u: number, d: Int32Array, sign: number): void {
+    d[u] += sign;
+    if (this.inD[u] === 0) {
+      this.inD[u] = 1;
+      this.dList[this.dCount++] = u;
+    }
+  }
+
+  /**
+   * Adds `sign` to d[u] for every holder u of content x (the moving VM included: its own cells are set
+   * apart in move): for a content written by group (see HolderIndex), to the group's count in k, and the
+   * opposite to the members lacking it.
+   */
+  private spread(x: number, d: Int32Array, k: Int32Array, sign: number): void {
+    const g = this.index.groupOf[x];
+    if (g < 0) {
+      const { holderStart, holders } = this;
+      for (let i = holderStart[x]; i < holderStart[x + 1]; i++) this.note(holders[i], d, sign);
+      return;
+    }
+    if (this.kFrom[g] === 0 && this.kTo[g] === 0) this.movedGroups.push(g);
+    k[g] += sign;
+    const { missStart, missVms } = this.index;
+    for (let i = missStart[x]; i < missStart[x + 1]; i++) this.note(missVms[i], d, -sign);
+  }
+
   /**
    * Moves VM v to host `to`, updating every row it changes; returns the VMs whose rows changed
    * (a view valid until the next move). Exact: a VM leaving is a subtraction of its contents,
@@ -652,14 +682,11 @@ export class FleetModel {
     const S = this.S;
     const V = this.vms.length;
     const from = this.vms[v].host;
-    const { groupOf, groupStart, groupVms, missStart, missVms } = this.index;
-    const { dFrom, dTo, inD, dList, kFrom, kTo, onHost, holderStart, holders } = this;
-    // Every holder u of a content whose last copy leaves `from` gets −1 in dFrom[u], of one whose
-    // first copy arrives at `to` +1 in dTo[u] (v included: its own cells are set apart below): for
-    // a content written by group, the group's count in kFrom/kTo and the opposite for the members
-    // lacking it. Written out here rather than as closures: this loop is the planner's hottest.
-    let dCount = 0;
-    const groups: number[] = [];
+    const { groupStart, groupVms } = this.index;
+    const { dFrom, dTo, inD, dList, kFrom, kTo, onHost } = this;
+    this.dCount = 0;
+    const groups = this.movedGroups;
+    groups.length = 0;
     const ownBefore = this.cell[from * V + v];
     const sharesAtTarget = this.cell[to * V + v];
     const ids = this.shared[v];
@@ -670,72 +697,15 @@ export class FleetModel {
     for (let k = 0; k < ids.length; k++) {
       const x = ids[k];
       const left = onHost[atFrom + x] - 1;
-      if (left === 0) {
-        const g = groupOf[x];
-        if (g < 0) {
-          for (let i = holderStart[x]; i < holderStart[x + 1]; i++) {
-            const u = holders[i];
-            dFrom[u]--;
-            if (inD[u] === 0) {
-              inD[u] = 1;
-              dList[dCount++] = u;
-            }
-          }
-        } else {
-          if (kFrom[g] === 0 && kTo[g] === 0) groups.push(g);
-          kFrom[g]--;
-          for (let i = missStart[x]; i < missStart[x + 1]; i++) {
-            const u = missVms[i];
-            dFrom[u]++;
-            if (inD[u] === 0) {
-              inD[u] = 1;
-              dList[dCount++] = u;
-            }
-          }
-        }
-      } else if (left === 1) {
-        const one = this.oneOn(x, from, v, cursorFrom); // the last holder on `from` no longer shares it there
-        dFrom[one]--;
-        if (inD[one] === 0) {
-          inD[one] = 1;
-          dList[dCount++] = one;
-        }
-      }
+      if (left === 0) this.spread(x, dFrom, kFrom, -1);
+      else if (left === 1) this.note(this.oneOn(x, from, v, cursorFrom), dFrom, -1); // the last holder on `from` no longer shares it there
       const there = onHost[atTo + x];
-      if (there === 0) {
-        const g = groupOf[x];
-        if (g < 0) {
-          for (let i = holderStart[x]; i < holderStart[x + 1]; i++) {
-            const u = holders[i];
-            dTo[u]++;
-            if (inD[u] === 0) {
-              inD[u] = 1;
-              dList[dCount++] = u;
-            }
-          }
-        } else {
-          if (kFrom[g] === 0 && kTo[g] === 0) groups.push(g);
-          kTo[g]++;
-          for (let i = missStart[x]; i < missStart[x + 1]; i++) {
-            const u = missVms[i];
-            dTo[u]--;
-            if (inD[u] === 0) {
-              inD[u] = 1;
-              dList[dCount++] = u;
-            }
-          }
-        }
-      } else if (there === 1) {
-        const one = this.oneOn(x, to, v, cursorTo);
-        dTo[one]++;
-        if (inD[one] === 0) {
-          inD[one] = 1;
-          dList[dCount++] = one;
-        }
-      }
+      if (there === 0) this.spread(x, dTo, kTo, 1);
+      else if (there === 1) this.note(this.oneOn(x, to, v, cursorTo), dTo, 1);
       onHost[atFrom + x]--;
       onHost[atTo + x]++;
     }
+    let dCount = this.dCount;
     for (const g of groups) {
       const a = kFrom[g];
       const b = kTo[g];
