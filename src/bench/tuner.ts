@@ -1,9 +1,11 @@
 // The tuner policies side by side on the same generated workload: fresh guests (src/workload's layout:
 // a common image, unique and zero pages, marked mergeable as QEMU marks guest RAM) for each driver, timed
 // until 95 % of what the scan says can merge has merged, with ksmd's CPU over that time. The first row is
-// ksmd unthrottled (20000 pages / 0 ms): the reference each budgeted row is held to. Its CPU-seconds moved
-// from 1.26 to 1.73 between runs on the quiet machine, so the full bench runs it three times spread over the
-// section (first, before the adaptive rows, last) and keeps the run of median CPU. Every knob is put back.
+// ksmd unthrottled (20000 pages / 0 ms): the reference each budgeted row is held to. ksmd's own speed
+// drifts on this VM: the reference's CPU-seconds moved from 1.26 to 2.31 within one quiet session, in
+// spells of minutes. So the full bench runs the reference first, right before each adaptive row and last,
+// and holds each adaptive row to the mean of the runs just before and just after it (a paired design, as
+// scripts/scan-ab.sh pairs the scan); the table's row is the run of median CPU. Every knob is put back.
 import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
@@ -54,29 +56,36 @@ export interface BudgetCheck {
   budget_error_percent: number;
   /** The same from the tuner's start, its scan before ksmd runs included. */
   budget_error_percent_from_start: number;
-  /** 1.2 × unthrottled ksmd CPU-s ÷ budget: the most time to 95 % may take. */
+  /** The unthrottled reference this row is held to: the mean of the runs just before and after it. */
+  reference: ReferenceRun;
+  /** 1.2 × the reference's ksmd CPU-s ÷ budget: the most time to 95 % may take. */
   bound_seconds: number;
   within_budget: boolean;
   within_bound: boolean;
-  /** At budget 1 only: time to 95 % ÷ the unthrottled time (target ≤ 1.3). */
+  /** At budget 1 only: time to 95 % ÷ the reference's time (target ≤ 1.3). */
   vs_unthrottled: number | null;
   /**
-   * ksmd CPU-seconds to 95 % ÷ the unthrottled row's: the time bound per CPU-second (≤ 1.2 is the bound
+   * ksmd CPU-seconds to 95 % ÷ the reference's: the time bound per CPU-second (≤ 1.2 is the bound
    * met had ksmd got all of its budget), which holds where a busy host keeps ksmd below its budget.
    */
   cpu_vs_unthrottled: number;
 }
 
-/** One run of the unthrottled reference. */
+/** One run of the unthrottled reference, or the mean of two. */
 export interface ReferenceRun {
   seconds_to_95: number | null;
   ksmd_cpu_seconds: number;
 }
 
+/** A run of the reference and where it ran: before the other row of that index (the count of them: after the last). */
+export interface PlacedReference extends ReferenceRun {
+  slot: number;
+}
+
 export interface TunerResult {
   workload: string;
   /** Every run of the unthrottled reference, in order; the row shown is the one of median CPU (referenceRow). */
-  unthrottled_runs: ReferenceRun[];
+  unthrottled_runs: PlacedReference[];
   /** /proc/loadavg's 1-minute figure before and after the section: this host may be shared. */
   load_average: [number, number];
   rows: TunerRow[];
@@ -94,8 +103,11 @@ export interface TunerBenchOptions {
   timeScale?: number;
   /** Guests and sizes (default 4 × 16/4/1 MiB under --quick, 4 × 256/64/8 MiB). */
   sizes?: GuestSizes;
-  /** Runs of the unthrottled reference (default 1 under --quick, else 3): first, before the adaptive rows, last. */
-  referenceRuns?: number;
+  /**
+   * Run the unthrottled reference first, right before each adaptive row and last, and hold each adaptive row
+   * to the runs beside it (default, except under --quick: once, first, every row held to it).
+   */
+  bracket?: boolean;
 }
 
 interface Driver {
@@ -235,7 +247,7 @@ async function runDriver(ksm: Ksm, driver: Driver, sizes: GuestSizes, capS: numb
 }
 
 /** The reference run of median ksmd CPU-seconds (of an even count, the lower middle: the stricter bound). */
-export function referenceRow(runs: readonly TunerRow[]): TunerRow {
+export function referenceRow<T extends ReferenceRun>(runs: readonly T[]): T {
   if (runs.length === 0) throw new Error('referenceRow: no runs');
   const sorted = [...runs].sort((a, b) => a.ksmd_cpu_seconds - b.ksmd_cpu_seconds);
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
@@ -243,38 +255,60 @@ export function referenceRow(runs: readonly TunerRow[]): TunerRow {
 
 /**
  * Where the reference runs go among `count` other rows, as the index of the row each runs before (`count`:
- * after the last): one run first; two first and last; three also before the first adaptive row (or halfway
- * when that is the first row or there is none); more, the rest last.
+ * after the last), in order: first; with `bracket`, also right before each of the rows `bracketed` and after
+ * the last row, so that each of those rows has a run just before and just after it.
  */
-export function referenceSlots(count: number, firstAdaptive: number, runs: number): number[] {
-  if (runs <= 1) return [0];
-  if (runs === 2) return [0, count];
-  const middle = firstAdaptive > 0 ? firstAdaptive : Math.ceil(count / 2);
-  return [0, middle, ...Array.from({ length: runs - 2 }, () => count)];
+export function referenceSlots(count: number, bracketed: readonly number[], bracket: boolean): number[] {
+  if (!bracket) return [0];
+  return [...new Set([0, ...bracketed, count])].sort((a, b) => a - b);
 }
 
-/** Each adaptive row's budget figures against the unthrottled row (none without one). */
-export function budgetChecks(rows: readonly TunerRow[]): BudgetCheck[] {
+/**
+ * The reference the row at index `position` (among the other rows) is held to: the mean of the run just
+ * before it and the run just after it, or the one of them there is. The time is null if either was.
+ */
+export function bracketingReference(runs: readonly PlacedReference[], position: number): ReferenceRun | undefined {
+  const before = runs.filter((r) => r.slot <= position).at(-1);
+  const after = runs.find((r) => r.slot > position);
+  const pair = [before, after].filter((r): r is PlacedReference => r !== undefined);
+  if (pair.length === 0) return undefined;
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const times = pair.map((r) => r.seconds_to_95);
+  return {
+    seconds_to_95: times.some((t) => t === null) ? null : Number(mean(times as number[]).toFixed(3)),
+    ksmd_cpu_seconds: Number(mean(pair.map((r) => r.ksmd_cpu_seconds)).toFixed(3)),
+  };
+}
+
+/**
+ * Each adaptive row's budget figures against its reference: `references` by policy label (the runs beside
+ * it), else the unthrottled row's. None without a reference that reached 95 %.
+ */
+export function budgetChecks(rows: readonly TunerRow[], references: ReadonlyMap<string, ReferenceRun> = new Map()): BudgetCheck[] {
   const free = rows.find((r) => r.policy.startsWith('unthrottled'));
-  if (free === undefined || free.seconds_to_95 === null) return [];
   return rows
     .filter((r) => r.policy.startsWith('adaptive') && r.budget !== null)
-    .map((r) => {
+    .flatMap((r) => {
+      const ref = references.get(r.policy) ?? free;
+      if (ref === undefined || ref.seconds_to_95 === null) return [];
       const budget = r.budget!;
       const errorPct = ((r.ksmd_run_cpu_average ?? 0) / Math.min(budget, 1) - 1) * 100;
       const fromStartPct = (r.ksmd_cpu_average / Math.min(budget, 1) - 1) * 100;
-      const bound = (1.2 * free.ksmd_cpu_seconds) / Math.min(budget, 1);
-      return {
-        policy: r.policy,
-        budget,
-        budget_error_percent: Number(errorPct.toFixed(1)),
-        budget_error_percent_from_start: Number(fromStartPct.toFixed(1)),
-        bound_seconds: Number(bound.toFixed(2)),
-        within_budget: Math.abs(errorPct) <= 10,
-        within_bound: r.seconds_to_95 !== null && r.seconds_to_95 <= bound,
-        vs_unthrottled: budget >= 1 && r.seconds_to_95 !== null ? Number((r.seconds_to_95 / free.seconds_to_95!).toFixed(2)) : null,
-        cpu_vs_unthrottled: Number((r.ksmd_cpu_seconds / free.ksmd_cpu_seconds).toFixed(2)),
-      };
+      const bound = (1.2 * ref.ksmd_cpu_seconds) / Math.min(budget, 1);
+      return [
+        {
+          policy: r.policy,
+          budget,
+          budget_error_percent: Number(errorPct.toFixed(1)),
+          budget_error_percent_from_start: Number(fromStartPct.toFixed(1)),
+          reference: { seconds_to_95: ref.seconds_to_95, ksmd_cpu_seconds: ref.ksmd_cpu_seconds },
+          bound_seconds: Number(bound.toFixed(2)),
+          within_budget: Math.abs(errorPct) <= 10,
+          within_bound: r.seconds_to_95 !== null && r.seconds_to_95 <= bound,
+          vs_unthrottled: budget >= 1 && r.seconds_to_95 !== null ? Number((r.seconds_to_95 / ref.seconds_to_95).toFixed(2)) : null,
+          cpu_vs_unthrottled: Number((r.ksmd_cpu_seconds / ref.ksmd_cpu_seconds).toFixed(2)),
+        },
+      ];
     });
 }
 
@@ -293,9 +327,10 @@ export async function benchTuner(options: TunerBenchOptions): Promise<TunerResul
   // The unthrottled reference runs at its slots among the other rows; the rest run in order.
   const reference = chosen.find((d) => d.policy.startsWith('unthrottled'));
   const others = chosen.filter((d) => d !== reference);
-  const slots = reference === undefined ? [] : referenceSlots(others.length, others.findIndex((d) => d.policy.startsWith('adaptive')), options.referenceRuns ?? (options.quick ? 1 : 3));
+  const adaptiveAt = others.flatMap((d, i) => (d.policy.startsWith('adaptive') ? [i] : []));
+  const slots = reference === undefined ? [] : referenceSlots(others.length, adaptiveAt, options.bracket ?? !options.quick);
   const rows: TunerRow[] = [];
-  const referenceRuns: TunerRow[] = [];
+  const referenceRuns: (TunerRow & { slot: number })[] = [];
   const run = async (d: Driver): Promise<TunerRow> => {
     const row = await runDriver(ksm, d, sizes, capS, ksmdPid);
     options.log(
@@ -305,19 +340,30 @@ export async function benchTuner(options: TunerBenchOptions): Promise<TunerResul
   };
   try {
     for (let i = 0; i <= others.length; i++) {
-      for (const slot of slots) if (slot === i) referenceRuns.push(await run(reference!));
+      if (slots.includes(i)) referenceRuns.push({ ...(await run(reference!)), slot: i });
       if (i < others.length) rows.push(await run(others[i]!));
     }
   } finally {
     await restore();
   }
-  if (referenceRuns.length > 0) rows.unshift(referenceRow(referenceRuns));
+  const placed: PlacedReference[] = referenceRuns.map((r) => ({ seconds_to_95: r.seconds_to_95, ksmd_cpu_seconds: r.ksmd_cpu_seconds, slot: r.slot }));
+  const references = new Map<string, ReferenceRun>();
+  if (slots.length > 1) {
+    for (const i of adaptiveAt) {
+      const ref = bracketingReference(placed, i);
+      if (ref !== undefined) references.set(others[i]!.policy, ref);
+    }
+  }
+  if (referenceRuns.length > 0) {
+    const { slot: _slot, ...median } = referenceRow(referenceRuns);
+    rows.unshift(median);
+  }
   const total = sizes.commonMiB + sizes.uniqueMiB + sizes.zeroMiB;
   return {
     workload: `${sizes.guests} guests × (${sizes.commonMiB} MiB common + ${sizes.uniqueMiB} MiB unique + ${sizes.zeroMiB} MiB zero) = ${sizes.guests * total} MiB, up to ${capS} s per policy`,
     load_average: [Number(load0.toFixed(2)), Number(loadavg()[0].toFixed(2))],
-    unthrottled_runs: referenceRuns.map((r) => ({ seconds_to_95: r.seconds_to_95, ksmd_cpu_seconds: r.ksmd_cpu_seconds })),
+    unthrottled_runs: placed,
     rows,
-    budgets: budgetChecks(rows),
+    budgets: budgetChecks(rows, references),
   };
 }
