@@ -224,3 +224,24 @@ test('restoring an outer guard first puts back the guards taken inside it, newes
     rmSync(records, { recursive: true, force: true });
   }
 });
+
+test("a writer that died inside a live guard (its child) is put back by that guard's restore, not replayed later", async () => {
+  // The test harness sets 123 pages and runs a bench in a child, which records what it found (123) and is
+  // killed after writing 20000. The harness then puts back the host's knobs. The child's record must go
+  // with that restore: recovered by the next writer instead, it would set 123 again.
+  const sysfs = fakeSysfs(HOST);
+  const records = mkdtempSync(join(tmpdir(), 'pagefuse-records-'));
+  try {
+    const outer = KnobGuard.begin('test', { sysfsRoot: sysfs, recordDir: records });
+    writeFileSync(join(sysfs, 'pages_to_scan'), '123\n');
+    await deadRecord(records, sysfs, { ...HOST, pages_to_scan: 123 }, performance.timeOrigin + performance.now());
+    writeFileSync(join(sysfs, 'pages_to_scan'), '20000\n');
+    outer.restore();
+    const next = KnobGuard.begin('tune', { sysfsRoot: sysfs, recordDir: records });
+    next.release();
+    assert.deepEqual([next.found.pages_to_scan, next.recovered, readdirSync(records)], [100, [], []]);
+  } finally {
+    rmSync(sysfs, { recursive: true, force: true });
+    rmSync(records, { recursive: true, force: true });
+  }
+});

@@ -226,30 +226,34 @@ export function liveRecords(dir: string = recordDir()): KnobRecord[] {
     .filter((r): r is KnobRecord => r !== undefined && recordAlive(r));
 }
 
-/**
- * Puts back what every dead writer recorded (newest first, so nested writers unwind in order) and
- * removes their records. Records of live processes are left alone. An unreadable record is removed.
- * Only records for `sysfsRoot` (when given) are touched.
- */
-export function recoverKnobs(options: { dir?: string; sysfsRoot?: string } = {}): RecoveredKnobs[] {
-  const dir = options.dir ?? recordDir();
+/** Dead writers' records (for `sysfsRoot`, when given), newest first. */
+function deadRecords(dir: string, sysfsRoot?: string): { file: string; record: KnobRecord }[] {
   const dead: { file: string; record: KnobRecord }[] = [];
   for (const { file, record } of listRecords(dir)) {
     if (record === undefined) {
       // Written by a newer pagefuse, or damaged: nothing we can put back safely.
       continue;
     }
-    if (options.sysfsRoot !== undefined && record.sysfsRoot !== options.sysfsRoot) continue;
+    if (sysfsRoot !== undefined && record.sysfsRoot !== sysfsRoot) continue;
     if (!recordAlive(record)) dead.push({ file, record });
   }
-  dead.sort((a, b) => b.record.at - a.record.at);
-  const out: RecoveredKnobs[] = [];
-  for (const { file, record } of dead) {
-    const { written } = restoreKnobs(record.knobs, { sysfsRoot: record.sysfsRoot, ...(record.only === undefined ? {} : { only: record.only }) });
-    removeFile(file);
-    out.push({ owner: record.owner, pid: record.pid, at: record.at, written, file });
-  }
-  return out;
+  return dead.sort((a, b) => b.record.at - a.record.at);
+}
+
+/** Puts one dead writer's record back and removes it. */
+function recoverRecord({ file, record }: { file: string; record: KnobRecord }): RecoveredKnobs {
+  const { written } = restoreKnobs(record.knobs, { sysfsRoot: record.sysfsRoot, ...(record.only === undefined ? {} : { only: record.only }) });
+  removeFile(file);
+  return { owner: record.owner, pid: record.pid, at: record.at, written, file };
+}
+
+/**
+ * Puts back what every dead writer recorded (newest first, so nested writers unwind in order) and
+ * removes their records. Records of live processes are left alone. An unreadable record is removed.
+ * Only records for `sysfsRoot` (when given) are touched.
+ */
+export function recoverKnobs(options: { dir?: string; sysfsRoot?: string } = {}): RecoveredKnobs[] {
+  return deadRecords(options.dir ?? recordDir(), options.sysfsRoot).map(recoverRecord);
 }
 
 function removeFile(file: string): void {
@@ -291,11 +295,21 @@ export class KnobGuard {
   readonly recovered: RecoveredKnobs[];
   private only: string[] | undefined;
   private readonly file: string | undefined;
+  private readonly dir: string | false;
   private readonly at: number;
   private done = false;
 
-  private constructor(owner: string, sysfsRoot: string, found: KnobSnapshot, recovered: RecoveredKnobs[], file: string | undefined, only: string[] | undefined) {
+  private constructor(
+    owner: string,
+    sysfsRoot: string,
+    found: KnobSnapshot,
+    recovered: RecoveredKnobs[],
+    dir: string | false,
+    file: string | undefined,
+    only: string[] | undefined,
+  ) {
     this.owner = owner;
+    this.dir = dir;
     this.sysfsRoot = sysfsRoot;
     this.found = found;
     this.recovered = recovered;
@@ -314,7 +328,7 @@ export class KnobGuard {
       mkdirSync(dir, { recursive: true, mode: 0o755 });
       file = join(dir, `knobs-${process.pid}-${++sequence}.json`);
     }
-    const guard = new KnobGuard(owner, sysfsRoot, found, recovered, file, options.only === undefined ? undefined : [...options.only]);
+    const guard = new KnobGuard(owner, sysfsRoot, found, recovered, dir, file, options.only === undefined ? undefined : [...options.only]);
     guard.persist();
     active.push(guard);
     return guard;
@@ -355,15 +369,22 @@ export class KnobGuard {
   }
 
   /**
-   * Puts the found knobs back (those covered), then drops the record. Guards this process took later
-   * (a Tuner inside a bench) are nested in this one and are put back first. Safe to call again.
+   * Puts the found knobs back (those covered), then drops the record. What was taken after this guard
+   * and is nested in it is put back first, newest first: this process's later guards (a Tuner inside a
+   * bench), and the records of writers that died since it began (a child it ran, killed). A dead
+   * child's record left for the next writer to recover would replay what the child found over what
+   * this guard put back. Safe to call again.
    */
   restore(): RestoreResult {
     if (this.done) return { written: [] };
     const at = active.indexOf(this);
-    for (const inner of active.slice(at + 1).reverse()) {
-      if (inner.sysfsRoot === this.sysfsRoot) inner.restore();
-    }
+    const inner = active.slice(at + 1).filter((g) => g.sysfsRoot === this.sysfsRoot);
+    const dead = this.dir === false ? [] : deadRecords(this.dir, this.sysfsRoot).filter((d) => d.record.at > this.at);
+    const steps = [
+      ...inner.map((g) => ({ at: g.at, undo: () => void g.restore() })),
+      ...dead.map((d) => ({ at: d.record.at, undo: () => void recoverRecord(d) })),
+    ].sort((a, b) => b.at - a.at);
+    for (const step of steps) step.undo();
     const result = restoreKnobs(this.found, { sysfsRoot: this.sysfsRoot, ...(this.only === undefined ? {} : { only: this.only }) });
     this.release();
     return result;
