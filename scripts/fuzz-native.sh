@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the native parsers with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer:
 #   scripts/fuzz-native.sh [SECONDS]     (default 60 per target; CI runs 20)
-# Builds native/ with clang and PAGEFUSE_FUZZ=ON into build-fuzz/ (the CMake build cmake-js drives for ctest;
-# these targets need no Node headers), then runs every fuzz/*_fuzz.cc target for SECONDS, keeping its corpus
+# Builds native/ with clang and PAGEFUSE_FUZZ=ON into build-fuzz/ (the CMake build `npm run test:native` uses
+# for ctest; these targets need no Node headers), then runs every fuzz/*_fuzz.cc target for SECONDS, keeping its corpus
 # in build-fuzz/corpus/TARGET. Any crash, sanitizer report or leak fails the run and leaves the input as
 # build-fuzz/crash-* for replay (build-fuzz/TARGET FILE). Needs Debian's clang and libclang-rt-14-dev.
 set -euo pipefail
