@@ -51,3 +51,8 @@ test('an exact scan of several targets counts the same on two hashing threads as
   const { counts } = countsUnder('sse2+xxh3');
   assert.deepEqual(counts.exactThreads, counts.exact);
 });
+
+test('a fast scan of several targets counts the same on two hashing threads as on one', () => {
+  const { counts } = countsUnder('sse2+xxh3');
+  assert.deepEqual(counts.fastThreads, counts.fast);
+});

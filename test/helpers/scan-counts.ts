@@ -2,8 +2,8 @@
 // three targets with a shared image, in-target copies, zero pages, pages one byte or one swapped block
 // away from others, single-byte pages, random pages; then a second scan after 100 pages changed.
 // Run by test/scan-kernels.test.ts under each kernel set (PAGEFUSE_HASH_KERNELS); the counts must agree.
-// The multi-target exact scans run on one thread and on two: the index is shared lock-free by the
-// hashing threads, and the counts must not depend on which thread inserts first.
+// The multi-target exact and fast scans run on one thread and on two: the index is shared lock-free by
+// the hashing threads, and the counts must not depend on which thread inserts first.
 import { Region, PAGE_SIZE, scan, type ScanResult } from '../../src/index.js';
 import { native } from '../../src/native.js';
 import { KIND_IMAGE, KIND_UNIQUE, mix, writePage } from '../../src/workload/content.js';
@@ -83,6 +83,7 @@ out.exact = counts(first);
 out.exactThreads = counts(await scan([A, B, C], { mode: 'exact', threads: 2, useZeroPages: false }));
 out.exactNoState = counts(await scan([A, B, C], { mode: 'exact', threads: 1, keepState: false, useZeroPages: false }));
 out.fast = counts(await scan([A, B, C], { mode: 'fast', threads: 1, useZeroPages: false }));
+out.fastThreads = counts(await scan([A, B, C], { mode: 'fast', threads: 2, useZeroPages: false }));
 out.one = counts(await scan(A, { mode: 'exact', threads: 1, useZeroPages: true }));
 const a = new Uint8Array(A.buffer);
 for (let p = 0; p < 100; p++) a[p * 131 * PAGE_SIZE + 5] ^= 1;
