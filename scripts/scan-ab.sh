@@ -6,7 +6,8 @@
 # alternated round by round, each against the same round's best native read. Prints the medians and the
 # median of the paired B/A ratios (> 1: B is faster). The builds run niced, the scans not. PAGEFUSE_HASH_KERNELS picks A's kernel set,
 # PAGEFUSE_HASH_KERNELS_B B's. On a shared machine, run it when nothing else is timed (docs/scan.md, Speed:
-# two copies of the same code paired 0.89-1.05 here).
+# two copies of the same code paired 0.89-1.05 here). At two threads, confirm a gain in the bench's own
+# path (src/bench/hashing.ts): the ninth session's index in parts paired 1.05 here and lost 14-24 % there.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: scripts/scan-ab.sh A_DIR B_DIR [MIB] [ROUNDS]" >&2; exit 2; }
 here="$(cd "$(dirname "$0")/.." && pwd)"
