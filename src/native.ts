@@ -155,9 +155,10 @@ export interface NativeAddon {
   tryLockExclusive(fd: number): boolean;
   /**
    * Reads a Region's memory or an ArrayBuffer once, with the widest loads of the scan's kernels, on the
-   * scan's thread pool: the read baseline for benches. Resolves to (part of) the sum of its words.
+   * scan's thread pool: the read baseline for benches. `items`: the threads take 2 MiB items from a
+   * shared counter, as the scan's do, instead of a fixed share each. Resolves to (part of) the sum of its words.
    */
-  readMemory(target: { kind: 'region'; handle: RegionHandle } | { kind: 'buffer'; buffer: ArrayBuffer }, options: { threads?: number; streams?: 1 | 2 | 4 | 8 }): Promise<number>;
+  readMemory(target: { kind: 'region'; handle: RegionHandle } | { kind: 'buffer'; buffer: ArrayBuffer }, options: { threads?: number; streams?: 1 | 2 | 4 | 8; items?: boolean }): Promise<number>;
   /** The kernel set scans use, as `isa+hash` ("avx512+vaes", "avx2+xxh3", …). */
   hashKernel: string;
   defaultThreads: number;

@@ -32,6 +32,7 @@ function checkHashing(h: HashingResult): void {
   assert.ok([1, 2, 4, 8].includes(h.read_streams), `read_streams ${h.read_streams}`);
   assert.ok(h.read_gb_per_s >= h.read_one_stream_gb_per_s, 'the baseline is the best read, one stream included');
   assert.ok(h.read_threads_gb_per_s >= h.read_threads_one_stream_gb_per_s, 'the threaded baseline is the best threaded read');
+  assert.ok(h.read_threads_split === 'shares' || h.read_threads_split === 'items', `read_threads_split ${h.read_threads_split}`);
   assert.match(h.hash_kernel, /^(avx512|avx2|sse2|scalar)\+(vaes|aes|xxh3)$/);
   assert.equal(h.fast_matches_exact, true);
   assert.ok(h.node_rs_xxhash_gb_per_s === null ? /@node-rs\/xxhash/.test(h.node_rs_xxhash_note ?? '') : h.node_rs_xxhash_gb_per_s > 0);

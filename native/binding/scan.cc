@@ -343,19 +343,26 @@ Napi::Value StartScan(const Napi::CallbackInfo& info) {
   return handle;
 }
 
-// readMemory(target, { threads?, streams? }) → Promise<number>: reads a Region's memory or an
+// readMemory(target, { threads?, streams?, items? }) → Promise<number>: reads a Region's memory or an
 // ArrayBuffer once with the widest loads the scan kernels have, on the scan's thread pool: the read
-// baseline benches measure scans against. Resolves to the sum of the words (53 bits of it).
+// baseline benches measure scans against. `items`: the threads take 2 MiB items from a shared counter,
+// as the scan's do, instead of a fixed share each. Resolves to the sum of the words (53 bits of it).
 class ReadWorker : public Napi::AsyncWorker {
  public:
-  ReadWorker(Napi::Env env, const unsigned char* data, uint64_t length, int threads, int streams)
-      : Napi::AsyncWorker(env, "pagefuse:read"), deferred_(env), data_(data), length_(length), threads_(threads), streams_(streams) {}
+  ReadWorker(Napi::Env env, const unsigned char* data, uint64_t length, int threads, int streams, uint64_t itemBytes)
+      : Napi::AsyncWorker(env, "pagefuse:read"),
+        deferred_(env),
+        data_(data),
+        length_(length),
+        threads_(threads),
+        streams_(streams),
+        itemBytes_(itemBytes) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Hold(Mapping* m) { mapping_ = m; }
   void Hold(Napi::ArrayBuffer b) { buffer_ = Napi::Persistent(b); }
 
  protected:
-  void Execute() override { sum_ = ReadMemory(Kernels(), data_, length_, threads_, streams_); }
+  void Execute() override { sum_ = ReadMemory(Kernels(), data_, length_, threads_, streams_, itemBytes_); }
   void OnOK() override {
     Release();
     deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(sum_ & ((1ull << 53) - 1))));
@@ -380,6 +387,7 @@ class ReadWorker : public Napi::AsyncWorker {
   const unsigned char* data_;
   uint64_t length_;
   int threads_, streams_;
+  uint64_t itemBytes_;
   uint64_t sum_ = 0;
   Mapping* mapping_ = nullptr;
   Napi::Reference<Napi::ArrayBuffer> buffer_;
@@ -396,6 +404,9 @@ Napi::Value ReadMemoryJs(const Napi::CallbackInfo& info) {
   if (threads < 1 || threads > 64 || threads != static_cast<int>(threads)) ThrowRangeError(env, "threads must be a whole number from 1 to 64");
   double streams = Num(opts, "streams", 1);
   if (streams != 1 && streams != 2 && streams != 4 && streams != 8) ThrowRangeError(env, "streams must be 1, 2, 4 or 8");
+  Napi::Value itemsOpt = opts.Get("items");
+  if (!itemsOpt.IsUndefined() && !itemsOpt.IsBoolean()) ThrowTypeError(env, "items must be a boolean");
+  const uint64_t itemBytes = itemsOpt.IsBoolean() && itemsOpt.As<Napi::Boolean>().Value() ? 2ull << 20 : 0;
   std::string kind = spec.Get("kind").ToString().Utf8Value();
   if (kind == "region") {
     Mapping* m = RegionHandle::MappingOf(spec.Get("handle"), "target region");
@@ -406,7 +417,7 @@ Napi::Value ReadMemoryJs(const Napi::CallbackInfo& info) {
     }
     m->Ref();
     auto* worker = new ReadWorker(env, static_cast<const unsigned char*>(m->addr()), m->length(), static_cast<int>(threads),
-                                  static_cast<int>(streams));
+                                  static_cast<int>(streams), itemBytes);
     worker->Hold(m);
     worker->Queue();
     return worker->Promise();
@@ -417,7 +428,7 @@ Napi::Value ReadMemoryJs(const Napi::CallbackInfo& info) {
     Napi::ArrayBuffer ab = b.As<Napi::ArrayBuffer>();
     if (ab.IsDetached()) ThrowTypeError(env, "readMemory: the ArrayBuffer is detached");
     auto* worker = new ReadWorker(env, static_cast<const unsigned char*>(ab.Data()), ab.ByteLength(), static_cast<int>(threads),
-                                  static_cast<int>(streams));
+                                  static_cast<int>(streams), itemBytes);
     worker->Hold(ab);
     worker->Queue();
     return worker->Promise();

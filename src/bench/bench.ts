@@ -166,7 +166,7 @@ export function benchText(r: BenchResult): string {
           [`pagefuse exact (${h.hash_kernel}), 1 thread`, h.exact_gb_per_s, `${h.exact_vs_read} × read`, `${h.exact_gb_per_cpu_s} (${h.exact_vs_read_cpu} × read)`],
           ['pagefuse exact, keepState off', h.exact_no_state_gb_per_s, keepStateCost(h.keep_state_cost_percent), ''],
           ['pagefuse fast, 1 thread', h.fast_gb_per_s, `${h.fast_vs_exact} × exact`, ''],
-          [`native read, ${h.default_threads} threads`, h.read_threads_gb_per_s, '', h.read_threads_gb_per_cpu_s],
+          [`native read, ${h.default_threads} threads (${h.read_threads_split === 'items' ? '2 MiB items' : 'a share each'})`, h.read_threads_gb_per_s, '', h.read_threads_gb_per_cpu_s],
           [
             `native read, ${h.default_threads} threads, 1 stream each`,
             h.read_threads_one_stream_gb_per_s,

@@ -1,7 +1,10 @@
 // Page hashing speed in one run, against the fastest read of the same memory this CPU does: the native
 // read baseline (the scan kernels' widest loads, unrolled, in 1, 2, 4 and 8 streams; the best of them),
 // one thread and the default thread count (and, for reference, the read in one stream a thread, as the
-// scan reads). Measured against it: pagefuse's exact scan (keepState on and
+// scan reads). With several threads each stream count reads both ways and the better counts: a fixed
+// share a thread, and 2 MiB items taken from a shared counter as the scan's threads take theirs (this
+// VM's two vCPUs read memory up to 30 % apart, and which is slower changes within a minute: a fixed share
+// waits for the slower one; docs/scan.md, Threads). Measured against it: pagefuse's exact scan (keepState on and
 // off), fast scan, and what a Node user would write instead (node:crypto sha1 per page, and
 // @node-rs/xxhash per page when that package is installed).
 //
@@ -45,8 +48,10 @@ export interface HashingResult {
   read_gb_per_cpu_s: number;
   exact_gb_per_cpu_s: number;
   exact_vs_read_cpu: number;
-  /** The read and exact mode with default_threads threads. */
+  /** The read and exact mode with default_threads threads: the read the better of a fixed share a thread and shared items. */
   read_threads_gb_per_s: number;
+  /** How the best threaded read split the memory: 'shares' (a fixed share a thread) or 'items' (2 MiB items, as the scan). */
+  read_threads_split: 'shares' | 'items';
   exact_threads_gb_per_s: number;
   exact_threads_vs_read: number;
   /**
@@ -133,6 +138,7 @@ export async function benchHashing(options: { mib: number; userMib: number; runs
       { name: 'exact no state', bytes, run: () => scan(region, { mode: 'exact', threads: 1, keepState: false }) },
       { name: 'fast', bytes, run: async () => (fastDup = (await scan(region, { mode: 'fast', threads: 1 })).duplicatePages) },
       ...STREAMS.map((s) => ({ name: `read threads ${s}`, bytes, run: () => native.readMemory(spec, { threads, streams: s }) })),
+      ...STREAMS.map((s) => ({ name: `read threads items ${s}`, bytes, run: () => native.readMemory(spec, { threads, streams: s, items: true }) })),
       { name: 'exact threads', bytes, run: () => scan(region, { mode: 'exact', threads }) },
       { name: 'sha1', bytes: userBytes, run: perPage((p) => createHash('sha1').update(p).digest()) },
       ...(typeof xx === 'string' ? [] : [{ name: 'xxh3', bytes: userBytes, run: perPage(xx) }]),
@@ -145,8 +151,11 @@ export async function benchHashing(options: { mib: number; userMib: number; runs
       STREAMS.map((s) => [of(`${prefix}${s}`), s] as [number, number]).reduce((a, b) => (b[0] > a[0] ? b : a));
     const [read, readStreams] = bestRead('read ', wall);
     const [readCpu] = bestRead('read ', cpu);
-    const [readThreads] = bestRead('read threads ', wall);
-    const [readThreadsCpu] = bestRead('read threads ', cpu);
+    const [readShares] = bestRead('read threads ', wall);
+    const [readItems] = bestRead('read threads items ', wall);
+    const readThreads = Math.max(readShares, readItems);
+    const readThreadsCpu = Math.max(bestRead('read threads ', cpu)[0], bestRead('read threads items ', cpu)[0]);
+    const readThreadsOneStream = Math.max(wall('read threads 1'), wall('read threads items 1'));
     const round = (n: number, d = 2): number => Number(n.toFixed(d));
     const exact = wall('exact');
     const xxh = typeof xx === 'string' ? null : wall('xxh3');
@@ -173,9 +182,10 @@ export async function benchHashing(options: { mib: number; userMib: number; runs
       exact_gb_per_cpu_s: round(cpu('exact') / GB),
       exact_vs_read_cpu: round(cpu('exact') / readCpu),
       read_threads_gb_per_s: round(readThreads / GB),
+      read_threads_split: readItems > readShares ? 'items' : 'shares',
       exact_threads_gb_per_s: round(wall('exact threads') / GB),
       exact_threads_vs_read: round(wall('exact threads') / readThreads),
-      read_threads_one_stream_gb_per_s: round(wall('read threads 1') / GB),
+      read_threads_one_stream_gb_per_s: round(readThreadsOneStream / GB),
       read_threads_gb_per_cpu_s: round(readThreadsCpu / GB),
       exact_threads_gb_per_cpu_s: round(cpu('exact threads') / GB),
       exact_threads_vs_read_cpu: round(cpu('exact threads') / readThreadsCpu),
