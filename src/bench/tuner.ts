@@ -2,10 +2,11 @@
 // a common image, unique and zero pages, marked mergeable as QEMU marks guest RAM) for each driver, timed
 // until 95 % of what the scan says can merge has merged, with ksmd's CPU over that time. The first row is
 // ksmd unthrottled (20000 pages / 0 ms): the reference each budgeted row is held to. ksmd's own speed
-// drifts on this VM: the reference's CPU-seconds moved from 1.26 to 2.31 within one quiet session, in
-// spells of minutes. So the full bench runs the reference first, right before each adaptive row and last,
-// and holds each adaptive row to the mean of the runs just before and just after it (a paired design, as
-// scripts/scan-ab.sh pairs the scan); the table's row is the run of median CPU. Every knob is put back.
+// moves on this VM: the reference's CPU-seconds went from 1.26 to 2.31 within one quiet session, and from
+// 1.60 to 2.30 between two runs seconds apart. So the full bench runs the reference first, right before each
+// adaptive row and last, and holds each adaptive row to the mean of the runs just before and just after it
+// (a paired design, as scripts/scan-ab.sh pairs the scan); the table's row is the run of median CPU. Every
+// knob is put back.
 import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
