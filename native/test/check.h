@@ -41,16 +41,23 @@ inline int RunAll() {
   return failed_tests == 0 ? 0 : 1;
 }
 
-// This process's RssAnon in bytes (/proc/self/status), or -1.
-inline long RssAnonBytes() {
+// A kB figure of this process's /proc/self/status (`key` with its colon, e.g. "VmRSS:"), or -1.
+inline long StatusKib(const char* key) {
   FILE* f = std::fopen("/proc/self/status", "r");
   if (f == nullptr) return -1;
   char line[256];
   long kib = -1;
+  const size_t n = std::strlen(key);
   while (std::fgets(line, sizeof line, f) != nullptr) {
-    if (std::strncmp(line, "RssAnon:", 8) == 0) kib = std::strtol(line + 8, nullptr, 10);
+    if (std::strncmp(line, key, n) == 0) kib = std::strtol(line + n, nullptr, 10);
   }
   std::fclose(f);
+  return kib;
+}
+
+// This process's RssAnon in bytes, or -1.
+inline long RssAnonBytes() {
+  const long kib = StatusKib("RssAnon:");
   return kib < 0 ? -1 : kib * 1024;
 }
 

@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -212,14 +211,7 @@ TEST(a_process_is_read_through_pagemap_and_process_vm_readv) {
   munmap(p, n * kPage);
 }
 
-long RssKib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
+long RssKib() { return pagefuse_test::StatusKib("VmRSS:"); }
 
 // A read buffer per pass used to stay in the malloc arena of each pool thread that read a process, and
 // concurrent scans start a pool thread per task: RSS grew 12 → 63 MiB over three rounds of six
