@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { lockKsm } from '../src/host/ksm-lock.js';
 import { benchTuner } from '../src/bench/tuner.js';
-import { budgetTable, machineFigures, referenceLine, tunerTable } from '../src/bench/bench.js';
+import { machineFigures, tunerTables } from '../src/bench/bench.js';
 import { ksmUnavailable } from '../src/bench/estimate.js';
 
 const { values } = parseArgs({
@@ -55,10 +55,7 @@ try {
   if (values.json) process.stdout.write(`${JSON.stringify({ machine, ...result }, null, 2)}\n`);
   else {
     process.stdout.write(`${machine.cpus} × ${machine.cpu} (${machine.cpu_flags.join(' ')}), Linux ${machine.kernel}\n${result.workload}; load average ${result.load_average[0]} before, ${result.load_average[1]} after\n`);
-    process.stdout.write(`${tunerTable(result)}\n`);
-    const ref = referenceLine(result);
-    if (ref !== '') process.stdout.write(`${ref}\n`);
-    if (result.budgets.length > 0) process.stdout.write(`\n${budgetTable(result)}\n`);
+    process.stdout.write(`${tunerTables(result, '').join('\n')}\n`);
   }
 } finally {
   release();

@@ -212,13 +212,19 @@ export function benchText(r: BenchResult): string {
   const t = r.tuner;
   if (isSkipped(t)) out.push(`  skipped: ${t.skipped}`);
   else {
-    out.push(`  ${t.workload}; load average ${t.load_average[0]} before, ${t.load_average[1]} after`, tunerTable(t));
-    const ref = referenceLine(t);
-    if (ref !== '') out.push(`  ${ref}`);
-    if (t.budgets.length > 0) out.push('', budgetTable(t));
+    out.push(`  ${t.workload}; load average ${t.load_average[0]} before, ${t.load_average[1]} after`, ...tunerTables(t, '  '));
   }
   out.push('', `total ${r.seconds} s`);
   return `${out.join('\n')}\n`;
+}
+
+/** The tuner section's tables as lines: the policies, the reference runs under them (after `indent`), the budget checks. */
+export function tunerTables(t: TunerResult, indent: string): string[] {
+  const out = [tunerTable(t)];
+  const ref = referenceLine(t);
+  if (ref !== '') out.push(`${indent}${ref}`);
+  if (t.budgets.length > 0) out.push('', budgetTable(t));
+  return out;
 }
 
 /** The runs of the unthrottled reference, where each ran, and what the rows are held to: '' for one run or none. */
