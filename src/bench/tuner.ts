@@ -348,12 +348,11 @@ export async function benchTuner(options: TunerBenchOptions): Promise<TunerResul
     await restore();
   }
   const placed: PlacedReference[] = referenceRuns.map((r) => ({ seconds_to_95: r.seconds_to_95, ksmd_cpu_seconds: r.ksmd_cpu_seconds, slot: r.slot }));
+  // With one run (--quick) the runs beside a row are that run alone: the median row.
   const references = new Map<string, ReferenceRun>();
-  if (slots.length > 1) {
-    for (const i of adaptiveAt) {
-      const ref = bracketingReference(placed, i);
-      if (ref !== undefined) references.set(others[i]!.policy, ref);
-    }
+  for (const i of adaptiveAt) {
+    const ref = bracketingReference(placed, i);
+    if (ref !== undefined) references.set(others[i]!.policy, ref);
   }
   if (referenceRuns.length > 0) {
     const { slot: _slot, ...median } = referenceRow(referenceRuns);
