@@ -90,7 +90,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   log(
     options.quick
       ? 'bench: a quick run, about a minute'
-      : 'bench: a full run, about 11 minutes on a 2-CPU host, most of it the tuner policies (each until 95 % has merged, at most 300 s); --quick takes about a minute',
+      : 'bench: a full run, about 11 minutes on a 2-CPU host, most of it the tuner policies (each until 95 % has merged, at most 300 s; kernel-advisor does not reach 95 % on this workload, so its row alone takes 300 s); --quick takes about a minute',
   );
   const result: BenchResult = {
     quick: options.quick,

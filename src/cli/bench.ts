@@ -23,7 +23,8 @@ run, and put back the values found when they end (on SIGINT, SIGTERM and SIGHUP 
 printed on stderr first.
 
   --quick       small sizes: about a minute (the full run takes about 11 minutes on a 2-CPU host, most
-                of it the tuner policies, each run until 95 % has merged or for at most 300 s)
+                of it the tuner policies, each run until 95 % has merged or for at most 300 s;
+                kernel-advisor does not reach 95 % on this workload, so its row alone takes 300 s)
   --json        print the figures as JSON (snake_case) instead of tables
   --html FILE   also write a self-contained page with charts (written whole or not at all)
   --force       drive ksmd even while VMs are running (their merging pace changes meanwhile)
