@@ -203,6 +203,17 @@ test('every value is checked before anything is written; errors name the key and
   assert.deepEqual(await snapshot(dir), before, 'no file changed');
 });
 
+test('set() writes its one knob without reading the directory, and checks the value as configure() does', async () => {
+  // Only pages_to_scan: read(), and so configure(), refuse a directory without run (ENOKSM); set() reads nothing.
+  const dir = await fakeSysfs({ pages_to_scan: '100' });
+  const ksm = new Ksm({ sysfsRoot: dir });
+  await assert.rejects(ksm.configure({ pages_to_scan: 640 }), { code: 'ENOKSM' });
+  await ksm.set('pages_to_scan', 640);
+  assert.equal(await readFile(join(dir, 'pages_to_scan'), 'utf8'), '640\n');
+  await assert.rejects(ksm.set('pages_to_scan', 1.5), (err: Error) => err instanceof InvalidSettingError && /^pages_to_scan must be a whole number/.test(err.message));
+  assert.equal(await readFile(join(dir, 'pages_to_scan'), 'utf8'), '640\n', 'a refused value is not written');
+});
+
 test('configure is all or nothing: a refused write puts back what was already written', async () => {
   const dir = await fakeSysfs(KERNEL_6_18, { stable_node_chains_prune_millisecs: null });
   // A read-only sysfs attribute refuses writes even from root: the third write fails with EACCES.

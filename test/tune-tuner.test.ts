@@ -266,6 +266,51 @@ test("adaptive Tuner: between decisions, the pacer cuts pages_to_scan as soon as
   }
 });
 
+test('adaptive Tuner: the pacer reads four of KSM\'s files, not the whole directory, and writes pages_to_scan alone', async () => {
+  const { tree, config } = setup();
+  // A control with one-file reads and writes (as Ksm has): ksmd at 40 k pages per CPU-second, as above.
+  class OneFileKsm extends FakeKsm {
+    reads = 0;
+    gets: string[] = [];
+    sets: [string, number | string][] = [];
+    cpuNs = 0;
+    override async read() {
+      this.reads++;
+      return super.read();
+    }
+    async get(name: string) {
+      this.gets.push(name);
+      if (name === 'pages_scanned' && this.settings.run === 1) {
+        this.counters.pages_scanned += 1250;
+        this.cpuNs += 31_250_000;
+        tree.write('37/schedstat', `${this.cpuNs} 0 0\n`);
+      }
+      return this.settings[name] ?? this.counters[name];
+    }
+    async set(key: keyof KsmKnobs, value: number | string) {
+      this.sets.push([key, value]);
+      this.settings[key] = value;
+    }
+  }
+  const ksm = new OneFileKsm();
+  const t = new Tuner({ ksm, scan, procRoot: tree.root, config, cpuBudget: 0.25, pollMs: 100, intervalMs: 60_000 });
+  try {
+    const started = nextDecision(t, (d) => d.changed.run === 1);
+    await t.start();
+    await started;
+    const reads = ksm.reads;
+    const writes = ksm.writes.length;
+    for (let i = 0; i < 40 && ksm.sets.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(ksm.sets, [['pages_to_scan', 640]]);
+    assert.deepEqual(ksm.gets.slice(0, 4), ['pages_scanned', 'run', 'pages_to_scan', 'sleep_millisecs']);
+    assert.equal(ksm.reads, reads, 'no read of the whole directory between decisions');
+    assert.equal(ksm.writes.length, writes, 'no configure() for the pacer\'s write');
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
 test('kernel-advisor Tuner: hands over to scan-time, and stop puts back advisor_mode, advisor_max_cpu and pages_to_scan', async () => {
   const { tree, ksm, config } = setup();
   ksm.settings.pages_to_scan = 1234;

@@ -12,7 +12,18 @@ import type { PaceSample } from './policies/adaptive.js';
 export interface KsmControl {
   read(): Promise<{ settings: Record<string, number | string | undefined>; counters: Record<string, number | string | undefined> }>;
   configure(settings: Partial<KsmKnobs>): Promise<unknown>;
+  /**
+   * One knob or counter, one file (Ksm.get). With set, what the pacer uses between decisions, 4 times a
+   * second: read() looks at every file of the directory (24 on 6.18) and configure() reads them all before
+   * and after its write. Without them the pacer goes through read() and configure().
+   */
+  get?(name: string): Promise<number | string | undefined>;
+  /** One knob written, checked, without configure()'s reads (Ksm.set). */
+  set?(key: keyof KsmKnobs, value: number | string): Promise<unknown>;
 }
+
+/** The files the pacer reads (PaceSample): pages_scanned and the knobs its step depends on. */
+const PACE_FILES = ['pages_scanned', 'run', 'pages_to_scan', 'sleep_millisecs'] as const;
 
 function num(v: number | string | undefined): number | undefined {
   return typeof v === 'number' ? v : undefined;
@@ -56,10 +67,20 @@ export class Observer {
     return (await this.clock.cpuSeconds()) ?? null;
   }
 
-  /** The pacer's light look between decisions: KSM's sysfs and ksmd's CPU clock, no /proc/meminfo, PSI or VMs. */
+  /**
+   * The pacer's light look between decisions: pages_scanned, run, pages_to_scan and sleep_millisecs (one
+   * file each, through KsmControl.get; all of KSM's sysfs through read() where there is no get) and ksmd's
+   * CPU clock; no /proc/meminfo, PSI or VMs.
+   */
   async paceSample(): Promise<PaceSample> {
-    const [state, ksmdCpuSeconds] = await Promise.all([this.options.ksm.read(), this.ksmdCpu()]);
-    return { time: this.now(), pagesScanned: num(state.counters.pages_scanned), ksmdCpuSeconds, knobs: knobsFrom(state.settings) };
+    const ksm = this.options.ksm;
+    if (ksm.get === undefined) {
+      const [state, ksmdCpuSeconds] = await Promise.all([ksm.read(), this.ksmdCpu()]);
+      return { time: this.now(), pagesScanned: num(state.counters.pages_scanned), ksmdCpuSeconds, knobs: knobsFrom(state.settings) };
+    }
+    const [values, ksmdCpuSeconds] = await Promise.all([Promise.all(PACE_FILES.map((name) => ksm.get!(name))), this.ksmdCpu()]);
+    const [pagesScanned, run, pages, sleep] = values;
+    return { time: this.now(), pagesScanned: num(pagesScanned), ksmdCpuSeconds, knobs: knobsFrom({ run, pages_to_scan: pages, sleep_millisecs: sleep }) };
   }
 
   async observe(vms: VmInfo[], estimate: Estimate | null): Promise<Observation> {

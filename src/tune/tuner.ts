@@ -879,7 +879,11 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.pacePrev = undefined;
   }
 
-  /** One pacer step (policies/adaptive.ts repace), in turn with decisions: pages_to_scan only. */
+  /**
+   * One pacer step (policies/adaptive.ts repace), in turn with decisions: pages_to_scan only, from four of
+   * KSM's files and ksmd's clock (Observer.paceSample), written alone (write's `single`): about 1 ms of CPU a
+   * step where read() and configure() took 11–14 ms, four times a second beside ksmd (docs/kernel.md, Cost).
+   */
   private pace(): void {
     this.chain = this.chain.then(async () => {
       if (!this.running || this.paceTimer === undefined) return;
@@ -895,7 +899,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
         this.state = r.nextState;
         const pages = r.pace!.pages_to_scan;
         if (pages !== now.knobs.pages_to_scan) {
-          await this.write({ pages_to_scan: pages });
+          await this.write({ pages_to_scan: pages }, true);
         }
         this.pacePrev = { ...now, knobs: { ...now.knobs, pages_to_scan: pages } };
       } catch (err) {
@@ -989,11 +993,18 @@ export class Tuner extends EventEmitter<TunerEvents> {
     return risk;
   }
 
-  /** Writes knobs, each recorded as touched (and in the crash record) before it is written: a SIGKILL from here on is undone by the next start. */
-  private async write(changed: Partial<KsmKnobs>): Promise<void> {
-    for (const key of Object.keys(changed) as (keyof KsmKnobs)[]) this.touched.add(key);
+  /**
+   * Writes knobs, each recorded as touched (and in the crash record) before it is written: a SIGKILL from
+   * here on is undone by the next start. `single`: one knob, straight to its file where the control can
+   * (KsmControl.set), without configure()'s reads of every KSM file before and after (the pacer's rewrites).
+   */
+  private async write(changed: Partial<KsmKnobs>, single = false): Promise<void> {
+    const keys = Object.keys(changed) as (keyof KsmKnobs)[];
+    for (const key of keys) this.touched.add(key);
     this.knobGuard?.cover(this.touched);
-    await this.ksm!.configure(changed);
+    const ksm = this.ksm!;
+    if (single && keys.length === 1 && ksm.set !== undefined) await ksm.set(keys[0]!, changed[keys[0]!]!);
+    else await ksm.configure(changed);
   }
 
   private async apply(o: Observation, d: Decision, reasons: string[]): Promise<TuneDecision> {
