@@ -17,6 +17,20 @@ namespace pagefuse {
 constexpr uint32_t kLowMask = 0x7fffffffu;
 constexpr uint32_t kDupBit = 0x80000000u;
 
+// PREFETCHW: CPUID 0x80000001 ECX bit 8 (AMD since K8, Intel since Broadwell).
+bool CpuHasPrefetchW();
+inline const bool kPrefetchW = CpuHasPrefetchW();
+
+inline void PrefetchForWrite(const void* p) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (kPrefetchW) {
+    asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+    return;
+  }
+#endif
+  __builtin_prefetch(p, 1);
+}
+
 class ContentIndex {
  public:
   // Room for `contents` distinct contents at a load of at most 0.8. `lows` (one entry per page,
@@ -43,8 +57,15 @@ class ContentIndex {
   template <class Same>
   Outcome Insert(uint64_t hash, uint64_t page, uint32_t target, Same&& same, uint64_t* collisions);
 
-  // Starts loading the slot a hash probes first, so a batch of inserts overlaps its cache misses.
-  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[Start(hash)], 1); }
+  // Starts loading the slot a hash probes first, so a batch of inserts overlaps its cache misses. Shared
+  // by several threads, for writing (PREFETCHW) where the CPU has it: a plain prefetch (what
+  // __builtin_prefetch(p, 1) compiles to for the x86-64 baseline) fetches the line shared, and the
+  // insert's compare-exchange then waits for it to be taken from the other thread's cache once more
+  // (docs/scan.md, Speed, tenth session).
+  void Prefetch(uint64_t hash) const {
+    if (shared_) PrefetchForWrite(&slots_[Start(hash)]);
+    else __builtin_prefetch(&slots_[Start(hash)], 1);
+  }
 
   uint64_t capacity() const { return capacity_; }
   size_t bytes() const;

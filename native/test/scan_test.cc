@@ -6,11 +6,13 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/index.h"
 #include "core/mapping.h"
 #include "core/pool.h"
 #include "core/scan.h"
@@ -259,6 +261,21 @@ TEST(process_scans_keep_a_bounded_number_of_read_buffers) {
   waitpid(child, nullptr, 0);
   close(ready[0]);
   close(ready[1]);
+}
+
+// The shared index prefetches its slots for writing where the CPU has PREFETCHW; the kernel names the
+// same CPUID bit (0x80000001 ECX bit 8) 3dnowprefetch.
+TEST(prefetchw_is_found_where_the_kernel_lists_it) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  bool listed = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    listed = (line + " ").find(" 3dnowprefetch ") != std::string::npos;
+    break;
+  }
+  CHECK_EQ(CpuHasPrefetchW(), listed);
+  CHECK_EQ(kPrefetchW, listed);
 }
 
 TEST_MAIN()
