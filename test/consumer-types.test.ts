@@ -1,7 +1,10 @@
 // The package as an embedder gets it: `npm pack`, the tarball installed into a fresh project, and the
 // embedder's code (test/fixtures/consumer/consumer.ts) type-checked with tsc --strict against the
-// packed .d.ts, including lines that must not compile (@ts-expect-error). Nothing is downloaded: the
-// tarball's dependencies come from the npm cache that installing this repository filled.
+// packed .d.ts, including lines that must not compile (@ts-expect-error). The tarball's dependencies come
+// from the npm cache that installing this repository filled, and their registry metadata from the cache
+// too once anything has fetched it: an install from a lockfile fetches the packages but not the full
+// metadata an install by version range needs, so on a machine whose cache holds none (a fresh CI machine)
+// it comes from the npm registry once (--prefer-offline, as test/package.test.ts installs the tarball).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -23,7 +26,7 @@ test('code written against the packed .d.ts type-checks with tsc --strict, and t
     mkdirSync(project);
     writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
     // --ignore-scripts: the addon is not needed to type-check, and building it would take minutes.
-    const install = spawnSync('npm', ['install', '--offline', '--ignore-scripts', '--no-audit', '--no-fund', join(dir, tarball)], {
+    const install = spawnSync('npm', ['install', '--prefer-offline', '--ignore-scripts', '--no-audit', '--no-fund', join(dir, tarball)], {
       cwd: project,
       encoding: 'utf8',
     });
