@@ -147,6 +147,30 @@ test('the scan budget: a burst, then rounds spaced so scan time stays within sca
   assert.equal(s.due([a]).length, 1, '1 s of budget back after 10 s more at 0.1 CPU');
 });
 
+test('a round on two threads asks the scan engine for two', async () => {
+  const c = clockAndScan(10);
+  const asked: (number | undefined)[] = [];
+  const scan: ScanFn = (targets, o) => {
+    asked.push(o.threads);
+    return c.scan(targets, o);
+  };
+  const s = new ScanScheduler({ scan, scanCpuBudget: 0.1, pageSize: PAGE, now: c.now });
+  await s.run([vm(1, 100)], [], undefined, 2);
+  await s.run([vm(2, 100)]);
+  assert.deepEqual(asked, [2, undefined]);
+});
+
+test('a round on two threads counts its scan time twice against the budget', async () => {
+  const c = clockAndScan(1500);
+  const s = new ScanScheduler({ scan: c.scan, scanCpuBudget: 0.1, pageSize: PAGE, now: c.now, rescanMs: 1000 });
+  const a = vm(1, 100);
+  await s.run([a], [], undefined, 2);
+  c.advance(1000);
+  assert.deepEqual(s.due([a]), [], '1.5 s on two threads is 3 s of the 2 s burst: wait (on one thread, 0.5 s would be left)');
+  c.advance(9500);
+  assert.equal(s.due([a]).length, 1, 'the 1 s overdrawn is back after 10 s at 0.1 CPU');
+});
+
 /** Four VMs scanned twice, 5 s ago: small; big; vol (60 % of its pages change); disagree (no merged pages). */
 async function fourScanned() {
   const c = clockAndScan(1, (pid) => (pid === 3 ? 600 : 0));

@@ -13,7 +13,7 @@ import { KsmdClock, KSMD_MISSING_RETRY_MS } from '../src/host/ksmd.js';
 import { Region, PAGE_SIZE } from '../src/region.js';
 import { Registry } from '../src/safety/registry.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 class FakeKsm implements KsmControl {
@@ -96,6 +96,28 @@ test('adaptive Tuner: scans, starts ksmd at the budgeted pace, sees a new VM wit
     await t.stop();
     assert.deepEqual(ksm.settings, { run: 0, pages_to_scan: 100, sleep_millisecs: 20, advisor_mode: 'none', advisor_max_cpu: 70 });
     assert.deepEqual(errors, []);
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
+test('while ksmd is stopped a scan round also hashes on the whole CPUs of its budget; while ksmd runs, on one thread', async () => {
+  const { tree, ksm, config } = setup();
+  const asked: (number | undefined)[] = [];
+  const recording: ScanFn = async (targets, o) => {
+    asked.push(o.threads);
+    return scan(targets, o);
+  };
+  const t = new Tuner({ ksm, scan: recording, procRoot: tree.root, config, cpuBudget: 1, pollMs: 100, intervalMs: 60_000 });
+  try {
+    const started = nextDecision(t, (d) => d.changed.run === 1);
+    await t.start();
+    await started;
+    const rescanned = nextDecision(t, (x) => /estimate 1024\.0 MiB/.test(x.reasons.join('\n')));
+    tree.add(QEMU(301, 'b'));
+    await rescanned;
+    assert.deepEqual(asked, [Math.min(2, availableParallelism()), undefined]);
   } finally {
     await t.stop();
     tree.dispose();

@@ -1,5 +1,5 @@
-// The scan engine as the scheduler calls it: one hashing thread (so scan wall time is scan CPU time,
-// which the scheduler budgets), and the previous result passed on so pages that changed in between
+// The scan engine as the scheduler calls it: one hashing thread unless the round asks for more (the
+// scheduler budgets scan wall time × threads as CPU time), and the previous result passed on so pages that changed in between
 // are counted as volatile and left out, as ksmd leaves them. A VM that exits before or while it is read
 // is a target without pages marked vanished (the VM watcher reports it gone), not a failed scan. No
 // sharing matrix: the scheduler reads totals and each VM's merging pages, which a scan without the
@@ -13,7 +13,7 @@ export function createTunerScan(): ScanFn {
   return async (targets, options): Promise<ScanOutcome> => {
     const result = await scan(targets, {
       mode: 'exact',
-      threads: 1,
+      threads: options.threads ?? 1,
       sharing: false,
       skipMissing: true,
       ...(options.signal === undefined ? {} : { signal: options.signal }),

@@ -28,7 +28,8 @@ export interface ScanOutcome {
   targets: ScanTargetOutcome[];
 }
 
-export type ScanFn = (targets: ScanTarget[], options: { signal?: AbortSignal }) => Promise<ScanOutcome>;
+/** `threads`: hashing threads for this round (default 1). */
+export type ScanFn = (targets: ScanTarget[], options: { signal?: AbortSignal; threads?: number }) => Promise<ScanOutcome>;
 
 export interface VmRecord {
   pid: number;
@@ -148,15 +149,21 @@ export class ScanScheduler {
     return chosen;
   }
 
-  /** Scans `vms` (and `extra` targets such as registered Regions) jointly and records what each holds. */
-  async run(vms: VmInfo[], extra: readonly ScanTarget[] = [], signal?: AbortSignal): Promise<ScanOutcome> {
+  /**
+   * Scans `vms` (and `extra` targets such as registered Regions) jointly and records what each holds. With
+   * `threads` above 1 the round's scan time counts that many times against the budget.
+   */
+  async run(vms: VmInfo[], extra: readonly ScanTarget[] = [], signal?: AbortSignal, threads = 1): Promise<ScanOutcome> {
     this.scanning = true;
     const started = this.now();
     try {
-      const outcome = await this.options.scan([...vms.map((vm) => ({ pid: vm.pid })), ...extra], signal ? { signal } : {});
+      const outcome = await this.options.scan([...vms.map((vm) => ({ pid: vm.pid })), ...extra], {
+        ...(signal ? { signal } : {}),
+        ...(threads > 1 ? { threads } : {}),
+      });
       const ended = this.now();
       this.refill();
-      this.tokensMs -= ended - started;
+      this.tokensMs -= (ended - started) * threads;
       this.record(vms, outcome, ended);
       return outcome;
     } finally {
