@@ -50,6 +50,17 @@ class ReadBuffers {
     std::lock_guard<std::mutex> lock(mu_);
     if (free_.size() < static_cast<size_t>(DefaultThreads())) free_.push_back(std::move(b));
   }
+  // Keeps at most `n`: as many as the last pass read processes with. The tuner's scan before ksmd starts
+  // may take several threads, its later rounds one; without this the idle daemon kept the first round's
+  // extra 4 MiB for its whole life.
+  void Trim(size_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.size() > n) free_.resize(n);
+  }
+  size_t Kept() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return free_.size();
+  }
 
  private:
   std::mutex mu_;
@@ -517,6 +528,7 @@ void Engine::RunPass(Pass pass, std::vector<ThreadStats>* stats) {
     stats->assign(threads, ThreadStats{});
     for (ThreadStats& s : *stats) s.t.assign(targets_.size(), Counters{});
   }
+  std::atomic<size_t> readers{0};  // threads that read a process in this pass
   ParallelRun(threads, [&](int id) {
     ThreadStats& ts = (*stats)[id];
     ZeroedArray<unsigned char> buf;
@@ -529,8 +541,12 @@ void Engine::RunPass(Pass pass, std::vector<ThreadStats>* stats) {
       if (targets_[runs_[item.run].target].process && !buf) buf = TheReadBuffers().Take(kProcessItemPages * page_);
       ProcessItem(item, pass, ts, buf.get(), scratch.data());
     }
-    if (buf) TheReadBuffers().Give(std::move(buf));
+    if (buf) {
+      readers.fetch_add(1, std::memory_order_relaxed);
+      TheReadBuffers().Give(std::move(buf));
+    }
   });
+  if (readers.load() > 0) TheReadBuffers().Trim(readers.load());
 }
 
 void Engine::BuildState(uint32_t t, bool share) {
@@ -742,6 +758,8 @@ bool PageState::Lookup(uint64_t address, uint32_t* sum) const {
   *sum = v & kLowMask;
   return true;
 }
+
+size_t KeptReadBuffers() { return TheReadBuffers().Kept(); }
 
 int RunScan(const std::vector<ScanTarget>& targets, const ScanOptions& options, ScanControl& control,
             ScanResult* result, std::string* what) {

@@ -118,6 +118,10 @@ struct ScanControl {
   std::function<void(uint64_t done, uint64_t total)> onProgress;
 };
 
+// Read buffers kept between scans for reading processes (4 MiB each): at most as many as the last pass
+// that read a process used. For tests.
+size_t KeptReadBuffers();
+
 // Runs the scan. Returns 0, ECANCELED when control.cancel was set, or an errno with *what saying
 // which target failed (ESRCH: no such process; EPERM: not allowed to read it).
 int RunScan(const std::vector<ScanTarget>& targets, const ScanOptions& options, ScanControl& control,

@@ -263,6 +263,37 @@ TEST(process_scans_keep_a_bounded_number_of_read_buffers) {
   close(ready[1]);
 }
 
+// The tuner's scan before ksmd starts may read the VMs on several threads, its later rounds on one: the
+// idle daemon kept the extra read buffer (4 MiB) of that first round for its whole life.
+TEST(a_one_thread_process_scan_keeps_one_read_buffer_after_a_two_thread_one) {
+  int ready[2];
+  CHECK_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    const size_t len = 256u << 20;
+    auto* p = static_cast<unsigned char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    for (size_t i = 0; i < len; i += kPage) std::memset(p + i, static_cast<int>(i / kPage % 251) + 1, kPage);
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1) _exit(1);
+    pause();
+    _exit(0);
+  }
+  char c = 0;
+  CHECK_EQ(read(ready[0], &c, 1), 1l);
+  ScanTarget t;
+  t.process = true;
+  t.pid = child;
+  t.mergeableOnly = false;
+  CHECK(Scan({t}, ScanMode::kExact, 2).targets[0].pages >= (256ul << 20) / kPage);  // and the fork's own pages
+  if (DefaultThreads() >= 2) CHECK_EQ(KeptReadBuffers(), 2ul);  // each thread read a part of the 256 MiB
+  CHECK(Scan({t}, ScanMode::kExact, 1).targets[0].pages >= (256ul << 20) / kPage);
+  CHECK_EQ(KeptReadBuffers(), 1ul);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  close(ready[0]);
+  close(ready[1]);
+}
+
 // The shared index prefetches its slots for writing where the CPU has PREFETCHW; the kernel names the
 // same CPUID bit (0x80000001 ECX bit 8) 3dnowprefetch.
 TEST(prefetchw_is_found_where_the_kernel_lists_it) {
