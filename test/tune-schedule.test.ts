@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { ScanScheduler, UNCHANGED_RESCAN_MS, type ScanFn } from '../src/tune/schedule.js';
+import { ScanScheduler, UNCHANGED_RESCAN_MS, scanThreadsFor, type ScanFn } from '../src/tune/schedule.js';
 import { createTunerScan } from '../src/tune/scan-adapter.js';
 import type { VmInfo } from '../src/vm/discover.js';
 import { scan as scanEngine } from '../src/scan/scan.js';
@@ -169,6 +169,21 @@ test('a round on two threads counts its scan time twice against the budget', asy
   assert.deepEqual(s.due([a]), [], '1.5 s on two threads is 3 s of the 2 s burst: wait (on one thread, 0.5 s would be left)');
   c.advance(9500);
   assert.equal(s.due([a]).length, 1, 'the 1 s overdrawn is back after 10 s at 0.1 CPU');
+});
+
+test("a first look at a VM while ksmd is stopped hashes on one thread plus ksmd's whole CPUs, up to the CPUs there are", () => {
+  const first = { ksmdRuns: false, firstLook: true };
+  assert.deepEqual(
+    [0.25, 1, 1.5, 3, 16].map((cpuBudget) => scanThreadsFor({ ...first, cpuBudget, cpus: 4 })),
+    [1, 2, 2, 4, 4],
+  );
+});
+
+test('a scan round hashes on one thread while ksmd runs, and for rescans of VMs already scanned', () => {
+  assert.deepEqual(
+    [scanThreadsFor({ ksmdRuns: true, firstLook: true, cpuBudget: 2, cpus: 4 }), scanThreadsFor({ ksmdRuns: false, firstLook: false, cpuBudget: 2, cpus: 4 })],
+    [1, 1],
+  );
 });
 
 /** Four VMs scanned twice, 5 s ago: small; big; vol (60 % of its pages change); disagree (no merged pages). */

@@ -77,6 +77,22 @@ const MAX_STEADY_DOUBLINGS = 4;
  */
 export const UNCHANGED_RESCAN_MS = 30 * 60_000;
 
+/** Most hashing threads a scan round takes (the scan engine's own default cap). */
+const MAX_SCAN_THREADS = 8;
+
+/**
+ * Hashing threads for a scan round: one, within the scan budget; but a first look at a VM while ksmd is
+ * stopped (the scan before merging starts) also takes the whole CPUs of ksmd's budget, which ksmd is not
+ * using, up to the CPUs there are. At budget 1 on the tuner bench's 1.3 GiB the scan before ksmd started
+ * took 0.058-0.091 s on two threads against 0.089-0.117 on one (docs/kernel.md, Cost). Rescans keep one:
+ * a round on more threads keeps a 4 MiB read buffer a thread for process targets until a later round on
+ * fewer.
+ */
+export function scanThreadsFor(o: { ksmdRuns: boolean; firstLook: boolean; cpuBudget: number; cpus: number }): number {
+  if (o.ksmdRuns || !o.firstLook) return 1;
+  return Math.max(1, Math.min(o.cpus, MAX_SCAN_THREADS, 1 + Math.floor(o.cpuBudget)));
+}
+
 /** Scan time that may be spent at once before the budget makes the scheduler wait (ms). */
 const BURST_MS = 2_000;
 

@@ -15,7 +15,7 @@ import { DEFAULT_PROC_ROOT } from '../host/procfs.js';
 import { VmWatcher, type VmInfo } from '../vm/discover.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, type PolicyName, type TuneConfig } from './config.js';
 import { Observer, knobsFrom, type KsmControl } from './observe.js';
-import { ScanScheduler, type ScanFn } from './schedule.js';
+import { ScanScheduler, scanThreadsFor, type ScanFn } from './schedule.js';
 import { createTunerScan } from './scan-adapter.js';
 import { adaptive, initialAdaptiveState, memoryTight, PACE_MS, repace, type AdaptiveConfig, type AdaptiveState, type PaceSample } from './policies/adaptive.js';
 import { readMemInfoSync } from '../host/meminfo.js';
@@ -51,8 +51,6 @@ const IDLE_DECIDE_MS = 60_000;
  * SAVED_REUSE_MS while KSM's counters and the VMs hold still.
  */
 const SAVED_WALK_MS = 30_000;
-/** Most hashing threads a scan round takes while ksmd is stopped (the scan engine's own default cap). */
-const MAX_SCAN_THREADS = 8;
 const SAVED_REUSE_MS = 10 * 60_000;
 
 export interface TunerOptions {
@@ -806,7 +804,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     const abort = new AbortController();
     this.scanAbort = abort;
     this.scanDone = scheduler
-      .run(vms, this.regions, abort.signal, this.scanThreads())
+      .run(vms, this.regions, abort.signal, this.scanThreads(vms))
       .then(() => {
         const round = ++this.roundsDone;
         // A decision begun while the round ran may have read its estimate already (scan rounds end at any time).
@@ -821,15 +819,15 @@ export class Tuner extends EventEmitter<TunerEvents> {
   }
 
   /**
-   * Hashing threads for a scan round: one while ksmd runs; while it is stopped (the scan-first round at
-   * start, or a new VM once merging has flattened) also the whole CPUs of ksmd's budget, which ksmd is not
-   * using, up to the CPUs there are: at budget 1 on the tuner bench's 1.3 GiB the scan before ksmd starts
-   * took 0.09-0.11 s of one thread. Its time counts once per thread against the scan budget.
+   * Hashing threads for a scan round (scanThreadsFor): more than one only for a first look at a VM (or at
+   * the registered Regions) while ksmd is stopped, the scan that stands between it and merging.
    */
-  private scanThreads(): number {
+  private scanThreads(vms: VmInfo[]): number {
+    const scheduler = this.scheduler!;
     const run = this.dryRun ? (this.lastObservation?.knobs.run ?? this.found?.run) : (this.lastRun ?? this.found?.run);
-    if (run === 1 || this.policy === 'ksmtuned') return 1;
-    return Math.max(1, Math.min(availableParallelism(), MAX_SCAN_THREADS, 1 + Math.floor(this.budget)));
+    const firstLook =
+      vms.some((vm) => scheduler.records.get(vm.pid)?.startTime !== vm.startTime) || (this.regions.length > 0 && scheduler.estimate([]) === null);
+    return scanThreadsFor({ ksmdRuns: run === 1, firstLook, cpuBudget: this.budget, cpus: availableParallelism() });
   }
 
   /** Decides now (SIGUSR1): looks at /proc, asks the policy, writes what changed. Resolves to the decision. */
