@@ -215,35 +215,54 @@ TEST(a_process_is_read_through_pagemap_and_process_vm_readv) {
 
 long RssKib() { return pagefuse_test::StatusKib("VmRSS:"); }
 
+// A forked child holding `len` bytes of pages that differ (251 contents in turn), asleep until killed.
+class FilledChild {
+ public:
+  explicit FilledChild(size_t len) {
+    CHECK_EQ(pipe(ready_), 0);
+    pid_ = fork();
+    if (pid_ == 0) {
+      auto* p = static_cast<unsigned char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+      for (size_t i = 0; i < len; i += kPage) std::memset(p + i, static_cast<int>(i / kPage % 251) + 1, kPage);
+      char c = 1;
+      if (write(ready_[1], &c, 1) != 1) _exit(1);
+      pause();
+      _exit(0);
+    }
+    char c = 0;
+    CHECK_EQ(read(ready_[0], &c, 1), 1l);
+  }
+  ~FilledChild() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    close(ready_[0]);
+    close(ready_[1]);
+  }
+  ScanTarget Target() const {
+    ScanTarget t;
+    t.process = true;
+    t.pid = pid_;
+    t.mergeableOnly = false;
+    return t;
+  }
+
+ private:
+  int ready_[2] = {-1, -1};
+  pid_t pid_ = -1;
+};
+
 // A read buffer per pass used to stay in the malloc arena of each pool thread that read a process, and
 // concurrent scans start a pool thread per task: RSS grew 12 → 63 MiB over three rounds of six
 // concurrent two-thread scans. At most DefaultThreads() buffers (4 MiB each) outlive a scan now.
 TEST(process_scans_keep_a_bounded_number_of_read_buffers) {
-  int ready[2];
-  CHECK_EQ(pipe(ready), 0);
-  pid_t child = fork();
-  if (child == 0) {
-    const size_t len = 8u << 20;
-    auto* p = static_cast<unsigned char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    for (size_t i = 0; i < len; i += kPage) std::memset(p + i, static_cast<int>(i / kPage % 251) + 1, kPage);
-    char c = 1;
-    if (write(ready[1], &c, 1) != 1) _exit(1);
-    pause();
-    _exit(0);
-  }
-  char c = 0;
-  CHECK_EQ(read(ready[0], &c, 1), 1l);
+  FilledChild child(8u << 20);
   const long before = RssKib();
   for (int round = 0; round < 3; round++) {
     std::vector<std::thread> scans;
     uint64_t pages[6] = {};
     for (int i = 0; i < 6; i++) {
-      scans.emplace_back([child, &pages, i] {
-        ScanTarget t;
-        t.process = true;
-        t.pid = child;
-        t.mergeableOnly = false;
-        pages[i] = Scan({t}, ScanMode::kExact, 2).targets[0].pages;
+      scans.emplace_back([&child, &pages, i] {
+        pages[i] = Scan({child.Target()}, ScanMode::kExact, 2).targets[0].pages;
       });
     }
     for (std::thread& s : scans) s.join();
@@ -257,41 +276,16 @@ TEST(process_scans_keep_a_bounded_number_of_read_buffers) {
 #else
   CHECK(grown <= (DefaultThreads() * 4 + 8) * 1024l);
 #endif
-  kill(child, SIGKILL);
-  waitpid(child, nullptr, 0);
-  close(ready[0]);
-  close(ready[1]);
 }
 
 // The tuner's scan before ksmd starts may read the VMs on several threads, its later rounds on one: the
 // idle daemon kept the extra read buffer (4 MiB) of that first round for its whole life.
 TEST(a_one_thread_process_scan_keeps_one_read_buffer_after_a_two_thread_one) {
-  int ready[2];
-  CHECK_EQ(pipe(ready), 0);
-  pid_t child = fork();
-  if (child == 0) {
-    const size_t len = 256u << 20;
-    auto* p = static_cast<unsigned char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    for (size_t i = 0; i < len; i += kPage) std::memset(p + i, static_cast<int>(i / kPage % 251) + 1, kPage);
-    char c = 1;
-    if (write(ready[1], &c, 1) != 1) _exit(1);
-    pause();
-    _exit(0);
-  }
-  char c = 0;
-  CHECK_EQ(read(ready[0], &c, 1), 1l);
-  ScanTarget t;
-  t.process = true;
-  t.pid = child;
-  t.mergeableOnly = false;
-  CHECK(Scan({t}, ScanMode::kExact, 2).targets[0].pages >= (256ul << 20) / kPage);  // and the fork's own pages
+  FilledChild child(256u << 20);
+  CHECK(Scan({child.Target()}, ScanMode::kExact, 2).targets[0].pages >= (256ul << 20) / kPage);  // and the fork's own pages
   if (DefaultThreads() >= 2) CHECK_EQ(KeptReadBuffers(), 2ul);  // each thread read a part of the 256 MiB
-  CHECK(Scan({t}, ScanMode::kExact, 1).targets[0].pages >= (256ul << 20) / kPage);
+  CHECK(Scan({child.Target()}, ScanMode::kExact, 1).targets[0].pages >= (256ul << 20) / kPage);
   CHECK_EQ(KeptReadBuffers(), 1ul);
-  kill(child, SIGKILL);
-  waitpid(child, nullptr, 0);
-  close(ready[0]);
-  close(ready[1]);
 }
 
 // The shared index prefetches its slots for writing where the CPU has PREFETCHW; the kernel names the
