@@ -4,7 +4,7 @@
 // time (utime + stime of all its threads, children included, from /proc/<pid>/stat) and its RSS (VmRSS from
 // /proc/<pid>/status, sampled every second) are measured over SECONDS.
 //   node --import tsx scripts/idle-cost.ts [SECONDS=600] [--vms N=4] [--warmup S=30] [--mib M=64]
-//        [--profile DIR] [--bin dist/cli/bin.js of another build] [--log FILE] [--node-args 'FLAGS'] [--host]
+//        [--profile DIR] [--bin dist/cli/bin.js of another build] [--log FILE] [--node-args='FLAGS'] [--host]
 //        [--mergeable] [--json] [-- extra tune flags]
 // --mergeable: the VMs are src/workload guests instead (Node processes seen as QEMU), M MiB each of pages
 // of their own, MADV_MERGEABLE: the tuner scans them all (and keeps 4 bytes per page for its next scan,
@@ -21,7 +21,7 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { USER_HZ, parseKeyValues } from '../src/host/procfs.js';
@@ -32,7 +32,8 @@ import { PAGE_SIZE } from '../src/region.js';
 const TARGET_CPU = 0.003;
 const TARGET_RSS = 60 * 1024 * 1024;
 
-const { values, positionals } = parseArgs({
+const USAGE = "usage: idle-cost.ts [SECONDS] [--vms N] [--warmup S] [--mib M] [--mergeable] [--profile DIR] [--json] [--node-args='FLAGS'] [-- tune flags]\n";
+const { values, positionals } = parseCli({
   allowPositionals: true,
   options: {
     vms: { type: 'string', default: '4' },
@@ -46,14 +47,24 @@ const { values, positionals } = parseArgs({
     'node-args': { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
   },
-});
+} as const);
+
+/** parseArgs, with its errors (an unknown flag, a value that looks like a flag) as one line and exit 2. */
+function parseCli<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    process.stderr.write(`idle-cost: ${(err as Error).message.split('\n')[0]}\n${USAGE}`);
+    process.exit(2);
+  }
+}
 const seconds = Number(positionals[0] ?? 600);
 const vmCount = Number(values.vms);
 const warmup = Number(values.warmup);
 const mib = Number(values.mib);
 const extra = positionals.slice(1);
 if (!(seconds > 0) || !(Number.isInteger(vmCount) && vmCount >= 0) || !(warmup >= 0) || !(mib > 0)) {
-  process.stderr.write('usage: idle-cost.ts [SECONDS] [--vms N] [--warmup S] [--mib M] [--mergeable] [--profile DIR] [--json] [-- tune flags]\n');
+  process.stderr.write(USAGE);
   process.exit(2);
 }
 
