@@ -132,6 +132,21 @@ test('adaptive: with little to save and memory not tight, ksmd stays stopped', (
   assert.match(r.reasons.at(-1)!, /little to save \(< 64 MiB\) and memory is not tight/);
 });
 
+test("adaptive: zero subpages of huge pages that ksmd splits one per full scan, as much as the bar to start ksmd, are named beside the estimate, with use_zero_pages=1 as the way to free them", () => {
+  const slowSplit = { hugePages: 375, zeroPages: 192000 };
+  const r = adaptive(obs({ vms: VMS, estimate: { ...est(10), thpSlowSplit: slowSplit } }), initialAdaptiveState(), CFG);
+  assert.deepEqual(r.reasons.slice(-2), [
+    'not in it: 750.0 MiB of zero subpages in 375 huge pages, which ksmd splits only one per full scan with use_zero_pages=0 (use_zero_pages=1 frees them in its first scans)',
+    'little to save (< 64 MiB) and memory is not tight: ksmd stays stopped',
+  ]);
+});
+
+test('adaptive: fewer such zero subpages than the bar to start ksmd are not named', () => {
+  const slowSplit = { hugePages: 2, zeroPages: 1024 };
+  const r = adaptive(obs({ vms: VMS, estimate: { ...est(10), thpSlowSplit: slowSplit } }), initialAdaptiveState(), CFG);
+  assert.equal(r.reasons.some((x) => x.startsWith('not in it')), false);
+});
+
 test('adaptive: little MemAvailable runs ksmd even before any estimate', () => {
   const r = adaptive(obs({ vms: VMS, memory: { memAvailable: GiB_KiB * KiB } }), initialAdaptiveState(), CFG);
   assert.equal(r.decision.knobs.run, 1);

@@ -279,6 +279,14 @@ export function gate(o: Observation, state: AdaptiveState, c: AdaptiveConfig): G
   const saved = now.saved;
   const gap = Math.max(0, est.savedPages - saved);
   reasons.push(`estimate ${fmtMiB(est.savedPages, ps)} saveable, ${fmtMiB(saved, ps)} saved (${est.complete ? 'all VMs scanned' : 'scans pending'})`);
+  // Not in the estimate, and worth saying when it is as much as the estimate could start ksmd for: fresh
+  // VMs' untouched RAM in huge pages of zeros (docs/savings.md).
+  const slow = est.thpSlowSplit;
+  if (slow !== undefined && slow.zeroPages * ps >= c.minSavingsBytes) {
+    reasons.push(
+      `not in it: ${fmtMiB(slow.zeroPages, ps)} of zero subpages in ${slow.hugePages} huge pages, which ksmd splits only one per full scan with use_zero_pages=0 (use_zero_pages=1 frees them in its first scans)`,
+    );
+  }
   if (!tight && est.savedPages * ps < c.minSavingsBytes) {
     return stop(`little to save (< ${(c.minSavingsBytes / MiB).toFixed(0)} MiB) and memory is not tight: ksmd stays stopped`, { gapAtStop: gap });
   }
