@@ -1,6 +1,6 @@
 // The scan engine as the scheduler calls it: one hashing thread unless the round asks for more (the
-// scheduler budgets scan wall time × threads as CPU time), and the previous result passed on so pages that changed in between
-// are counted as volatile and left out, as ksmd leaves them. A VM that exits before or while it is read
+// scheduler budgets scan wall time × threads as CPU time), and the previous result passed on so pages
+// that changed in between are counted as volatile and left out, as ksmd leaves them. A VM that exits before or while it is read
 // is a target without pages marked vanished (the VM watcher reports it gone), not a failed scan. No
 // sharing matrix: the scheduler reads totals and each VM's merging pages, which a scan without the
 // per-content bitmask of targets gives the same, and the bitmask is 8 bytes per index slot per 64 VMs.

@@ -126,10 +126,16 @@ export class ScanScheduler {
     this.lastRefill = t;
   }
 
+  /** This VM's record: undefined when it was never scanned (or only an earlier process with its pid was). */
+  recordOf(vm: VmInfo): VmRecord | undefined {
+    const r = this.records.get(vm.pid);
+    return r !== undefined && r.startTime === vm.startTime ? r : undefined;
+  }
+
   /** How promising a rescan of this VM is: Infinity for one never scanned. */
   priority(vm: VmInfo, t = this.now()): number {
-    const r = this.records.get(vm.pid);
-    if (r === undefined || r.startTime !== vm.startTime) return Infinity;
+    const r = this.recordOf(vm);
+    if (r === undefined) return Infinity;
     const pages = Math.max(1, r.pages);
     const merged = vm.ksm === null ? r.mergingPages : (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0);
     const disagreement = Math.min(1, Math.abs(r.mergingPages - merged) / pages);
@@ -145,8 +151,8 @@ export class ScanScheduler {
     // Asked at every look at /proc (twice a second): whether anything is due is settled before the VMs are
     // ranked, so an idle tuner does not sort them each time.
     const due = vms.some((vm) => {
-      const r = this.records.get(vm.pid);
-      if (r === undefined || r.startTime !== vm.startTime || requested.includes(vm.pid)) return true; // new, or asked for
+      const r = this.recordOf(vm);
+      if (r === undefined || requested.includes(vm.pid)) return true; // new, or asked for
       const unchanged = vm.faults !== undefined && r.faults === vm.faults && r.rssBytes === vm.rssBytes;
       return t - r.at >= (unchanged ? UNCHANGED_RESCAN_MS : this.rescanMs * 2 ** Math.min(r.steadyScans, MAX_STEADY_DOUBLINGS));
     });
@@ -241,8 +247,8 @@ export class ScanScheduler {
     let covered = 0;
     const slow = [this.extra.thpSlowSplit];
     for (const vm of vms) {
-      const r = this.records.get(vm.pid);
-      if (r === undefined || r.startTime !== vm.startTime) continue;
+      const r = this.recordOf(vm);
+      if (r === undefined) continue;
       covered++;
       slow.push(r.thpSlowSplit);
       saved += r.savedPages;

@@ -798,7 +798,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     const scheduler = this.scheduler;
     if (scheduler === undefined || scheduler.scanning || !this.running) return;
     const vms = scheduler.due(this.scanVms(), this.pendingRescan);
-    if (vms.length === 0 && !(this.regions.length > 0 && scheduler.estimate([]) === null)) return;
+    if (vms.length === 0 && !this.regionsUnscanned()) return;
     this.pendingRescan = [];
     this.scanRound = new Set(vms.map((vm) => vm.pid));
     const abort = new AbortController();
@@ -818,6 +818,11 @@ export class Tuner extends EventEmitter<TunerEvents> {
       });
   }
 
+  /** Regions are registered and no round has scanned them yet. */
+  private regionsUnscanned(): boolean {
+    return this.regions.length > 0 && this.scheduler?.estimate([]) === null;
+  }
+
   /**
    * Hashing threads for a scan round (scanThreadsFor): more than one only for a first look at a VM (or at
    * the registered Regions) while ksmd is stopped, the scan that stands between it and merging.
@@ -825,8 +830,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
   private scanThreads(vms: VmInfo[]): number {
     const scheduler = this.scheduler!;
     const run = this.dryRun ? (this.lastObservation?.knobs.run ?? this.found?.run) : (this.lastRun ?? this.found?.run);
-    const firstLook =
-      vms.some((vm) => scheduler.records.get(vm.pid)?.startTime !== vm.startTime) || (this.regions.length > 0 && scheduler.estimate([]) === null);
+    const firstLook = vms.some((vm) => scheduler.recordOf(vm) === undefined) || this.regionsUnscanned();
     return scanThreadsFor({ ksmdRuns: run === 1, firstLook, cpuBudget: this.budget, cpus: availableParallelism() });
   }
 
