@@ -7,6 +7,9 @@ import type { VmInfo } from '../src/vm/discover.js';
 import { scan as scanEngine } from '../src/scan/scan.js';
 import { Workload } from '../src/workload/workload.js';
 import { requireRoot } from './helpers/root.js';
+import { withKsm } from './helpers/ksm.js';
+import { processKsm } from '../src/ksm/process.js';
+import type { Ksm } from '../src/index.js';
 
 const PAGE = 4096;
 const vm = (pid: number, rssMiB: number, merging = 0): VmInfo => ({
@@ -111,6 +114,47 @@ test("the tuner's scan passes on each VM's huge pages that ksmd splits one per f
     await w.stop();
   }
 });
+
+for (const hugepages of ['never', 'always'] as const) {
+  test(`a rescan after ksmd merged keeps the estimate: the zero pages it freed count as saved (use_zero_pages=1, THP ${hugepages})`, async (t) => {
+    if (!requireRoot(t, 'reads /proc/<pid>/pagemap, where pages mapped to the zero page are told apart')) return;
+    await withKsm(
+      t,
+      async (ksm) => {
+        const w = await Workload.start({ processes: 2, imagePages: 1024, zeroPages: 4096, uniquePages: 512, hugepages, seed: 17 });
+        try {
+          const vms = w.pids.map((pid) => ({ ...vm(pid, 0), startTime: 1 }));
+          const s = new ScanScheduler({ scan: createTunerScan(), scanCpuBudget: 1, pageSize: PAGE });
+          await s.run(vms);
+          const before = s.estimate(vms)!;
+          await converged(ksm, w.pids);
+          await s.run(vms);
+          const after = s.estimate(vms)!;
+          // Before the fix: the zero pages ksmd had mapped to the zero page (or freed by splitting their huge
+          // pages) left both figures, the saved one by 4096 × 2 pages.
+          assert.deepEqual([after.savedPages, after.mergingPages], [before.savedPages, before.mergingPages]);
+        } finally {
+          await w.stop();
+        }
+      },
+      { settings: { use_zero_pages: 1 } },
+    );
+  });
+}
+
+/** Runs ksmd until a full scan changes the processes' merged and zero pages no more. */
+async function converged(ksm: Ksm, pids: number[]): Promise<void> {
+  await ksm.start();
+  let last = -1;
+  for (let i = 0; i < 40; i++) {
+    await ksm.waitForFullScans(1, { timeoutMs: 30_000 });
+    const stats = await Promise.all(pids.map((pid) => processKsm(pid)));
+    const now = stats.reduce((a, x) => a + x.mergingPages + x.zeroPages, 0);
+    if (now === last && now > 0) break;
+    last = now;
+  }
+  await ksm.stop();
+}
 
 test('nothing is due right after a scan', async () => {
   const { s, a, b } = await scannedTwo();

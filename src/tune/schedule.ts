@@ -19,6 +19,14 @@ export interface ScanTargetOutcome {
    * the estimate (the scan engine's thpSlowSplit*); absent when the scan could not read page flags.
    */
   thpSlowSplit?: SlowSplit;
+  /**
+   * Its pages mapped to the kernel's zero page, which the engine skips (zeroMappedPages; 0 when it cannot
+   * tell them apart), and its ksm_zero_pages read after the scan. Beyond the VM's count at its first scan,
+   * they are zero pages ksmd freed (mapped to the zero page, or split out of a huge page): saved, and in
+   * ksm_stat as far as ksm_zero_pages counts them.
+   */
+  zeroMappedPages?: number;
+  ksmZeroPages?: number;
 }
 
 /** What the tuner needs of a scan result. */
@@ -37,9 +45,16 @@ export interface VmRecord {
   /** When the VM was last scanned (ms), and what the scan said. */
   at: number;
   pages: number;
+  /** Its ksm_merging_pages + ksm_zero_pages to be, counting the zero pages ksmd already freed. */
   mergingPages: number;
-  /** This VM's share of the pages the joint scan says can be saved. */
+  /** This VM's share of the pages the joint scan says can be saved, plus the zero pages ksmd already freed. */
   savedPages: number;
+  /**
+   * Its pages mapped to the zero page at its first scan (never written, as ksmd had not run on it, or
+   * freed earlier when the tuner first saw it already merged: those are then not counted as freed);
+   * null when the scan could not tell.
+   */
+  zeroBaseline: number | null;
   /** Its own huge pages ksmd splits one per full scan, not in savedPages; null when unknown. */
   thpSlowSplit: SlowSplit | null;
   /** EWMA of the share of pages that changed between successive scans (0–1): the engine's count of
@@ -209,22 +224,28 @@ export class ScanScheduler {
     for (const vm of vms) {
       const t = outcome.targets.find((x) => x.pid === vm.pid);
       if (t === undefined || t.vanished === true) continue;
-      // The joint saving is shared out in proportion to each VM's merging pages.
-      const saved = share(t.mergingPages);
       const prev = this.records.get(vm.pid);
       const same = prev !== undefined && prev.startTime === vm.startTime;
+      // The joint saving is shared out in proportion to each VM's merging pages. The scan skips the zero
+      // pages ksmd has freed since the VM's first scan: they count back in, as saved, and as merging where
+      // ksm_stat counts them (ksm_zero_pages; not the zero subpages of a huge page it split).
+      const zeroBaseline = same ? prev.zeroBaseline : (t.zeroMappedPages ?? null);
+      const freed = zeroBaseline === null || t.zeroMappedPages === undefined ? 0 : Math.max(0, t.zeroMappedPages - zeroBaseline);
+      const merging = t.mergingPages + Math.min(freed, t.ksmZeroPages ?? 0);
+      const saved = share(t.mergingPages) + freed;
       const change = !same ? 0 : (t.volatilePages ?? Math.abs(saved - prev.savedPages)) / Math.max(1, t.pages);
       this.records.set(vm.pid, {
         pid: vm.pid,
         startTime: vm.startTime,
         at,
         pages: t.pages,
-        mergingPages: t.mergingPages,
+        mergingPages: merging,
         savedPages: saved,
+        zeroBaseline,
         thpSlowSplit: t.thpSlowSplit ?? null,
         volatility: same ? Math.min(1, 0.5 * prev.volatility + 0.5 * change) : 0,
         scans: same ? prev.scans + 1 : 1,
-        steadyScans: same && change < STEADY_SHARE && Math.abs(t.mergingPages - prev.mergingPages) < STEADY_SHARE * Math.max(1, t.pages) ? prev.steadyScans + 1 : 0,
+        steadyScans: same && change < STEADY_SHARE && Math.abs(merging - prev.mergingPages) < STEADY_SHARE * Math.max(1, t.pages) ? prev.steadyScans + 1 : 0,
         rssBytes: vm.rssBytes,
         ...(vm.faults === undefined ? {} : { faults: vm.faults }),
       });
