@@ -12,6 +12,13 @@ import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
 import { RUNNING_SETTINGS, withKsm } from './helpers/ksm.js';
 import { fromHistoryJson, toHistoryJson, type HistoryJson } from '../src/report/history-file.js';
 import { reportHtml } from '../src/report/html.js';
+import { processSharing } from '../src/report/sharing.js';
+import { hostSource } from '../src/report/source.js';
+import { processKsm } from '../src/ksm/process.js';
+import { Workload } from '../src/workload/workload.js';
+import { PAGE_SIZE } from '../src/region.js';
+import { requireRoot } from './helpers/root.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 // Debian's chromium, never a test tool's own download (.ci/run installs it).
 const CHROMIUM = '/usr/bin/chromium';
@@ -199,6 +206,33 @@ test('report --html live on two VMs merged with each other', async (t) => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("report's live would-save figure counts the zero pages ksmd already freed, as before it merged (use_zero_pages=1)", async (t) => {
+  if (!requireRoot(t, 'reads /proc/<pid>/pagemap, where pages mapped to the zero page are told apart')) return;
+  await withKsm(
+    t,
+    async (ksm) => {
+      const w = await Workload.start({ processes: 2, imagePages: 1024, zeroPages: 4096, uniquePages: 512, asQemu: { namePrefix: 'pf-ws-' }, seed: 23 });
+      try {
+        const source = hostSource({ zeroBaselines: false });
+        const wouldSave = async () => {
+          const r = await processSharing((await source.read({ footprintMaxAgeMs: 0 })).processes.filter((p) => w.pids.includes(p.pid)));
+          if ('why' in r) throw new Error(r.why);
+          return r.estimate.bytes / PAGE_SIZE;
+        };
+        const before = await wouldSave();
+        await ksm.start();
+        for (let i = 0; i < 400 && (await Promise.all(w.pids.map((pid) => processKsm(pid)))).some((k) => k.zeroPages < 4096); i++) await sleep(25);
+        await ksm.stop();
+        // Before the fix: 1024 pages after, 9216 before: the 2 × 4096 zero pages on the zero page had left it.
+        assert.deepEqual([before, await wouldSave()], [9216, 9216]);
+      } finally {
+        await w.stop();
+      }
+    },
+    { settings: { use_zero_pages: 1 } },
+  );
 });
 
 test('report --html live with --save', async (t) => {
