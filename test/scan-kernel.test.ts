@@ -81,3 +81,24 @@ test('with transparent huge pages the prediction leaves out zero-filled subpages
     }
   });
 });
+
+test('a scan after ksmd mapped zero pages to the zero page predicts what it did before, those pages counted as merged (use_zero_pages=1)', async (t) => {
+  await withKsm(
+    t,
+    async (ksm) => {
+      const w = await Workload.start({ processes: 2, imagePages: 1024, zeroPages: 4096, uniquePages: 512, seed: 43 });
+      try {
+        const targets = w.pids.map((pid) => ({ pid }));
+        const figures = (r: Awaited<ReturnType<typeof scan>>) => [r.estimatedSavedPages, r.estimate.ksmZeroPages, r.mergingPages + r.zeroMergedPages, r.ksmZeroMappedPages];
+        const before = figures(await scan(targets));
+        const now = await converged(ksm, w.pids);
+        // Before the fix, after: [1024, 0, 2048, -]: the 8192 zero pages on the zero page were skipped, and the
+        // prediction fell under what ksmd had merged.
+        assert.deepEqual([before, figures(await scan(targets)), now], [[9216, 8192, 10240, 0], [9216, 8192, 10240, 8192], 10240]);
+      } finally {
+        await w.stop();
+      }
+    },
+    { settings: { use_zero_pages: 1 } },
+  );
+});

@@ -192,11 +192,13 @@ function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)
   const zeroKsm = r.zeroPages - r.thpZeroPages;
   const unfreed = r.thpZeroPages - e.thpSplitZeroPages - r.thpSlowSplitZeroPages;
   process.stdout.write(
-    `estimate: merging would give back ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned,` +
+    `estimate: merging would give back ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned` +
+      `${r.ksmZeroMappedPages > 0 ? ` and ${formatBytes(r.ksmZeroMappedPages * pageSize)} KSM had already mapped to the zero page` : ''},` +
       ` by the end of ksmd's second full scan over them:\n` +
       `  ${e.ksmPages} pages merged by KSM (pages_sharing: ${r.duplicatePages} duplicate pages` +
       `${!r.useZeroPages && zeroKsm >= 2 ? ` + ${zeroKsm - 1} zero pages merged into one` : ''})\n` +
-      `  ${e.ksmZeroPages} zero pages mapped to the zero page by KSM (ksm_zero_pages; use_zero_pages=${r.useZeroPages ? 1 : 0})\n` +
+      `  ${e.ksmZeroPages} zero pages mapped to the zero page by KSM (ksm_zero_pages; use_zero_pages=${r.useZeroPages ? 1 : 0}` +
+      `${r.ksmZeroMappedPages > 0 ? `; ${r.ksmZeroMappedPages} of them already mapped` : ''})\n` +
       `  ${e.thpSplitZeroPages} zero subpages freed by splitting ${r.thpSplitPages} huge pages` +
       `${r.thpKnown ? '' : ' (huge pages are told apart only as root: their zero pages are counted as KSM zero pages here)'}\n` +
       (r.thpSlowSplitPages > 0

@@ -265,7 +265,7 @@ export interface Figures {
 }
 
 /** Zero subpages freed by THP splits in one process: its zero-page mappings less KSM's own. */
-function thpSplitOf(p: ProcessSample): number | undefined {
+export function thpSplitOf(p: ProcessSample): number | undefined {
   if (p.zeroMappedPages === undefined || p.zeroMappedPages === null) return undefined;
   return Math.max(0, p.zeroMappedPages - p.zeroPages);
 }

@@ -2,7 +2,7 @@
 // VMs, or over the processes with KSM state when fewer than two VMs run.
 import { scan } from '../scan/scan.js';
 import { PAGE_SIZE } from '../host/page-size.js';
-import type { ProcessSample, SharingMatrix, WouldSave } from './model.js';
+import { thpSplitOf, type ProcessSample, type SharingMatrix, type WouldSave } from './model.js';
 
 /** The matrix, or why there is none. Reading other processes' memory needs root (process_vm_readv). */
 export async function processSharing(
@@ -23,7 +23,7 @@ export async function processSharing(
       pages: r.sharing,
       estimate: {
         at: Date.now(),
-        bytes: r.estimatedSavedBytes + chosen.reduce((sum, p) => sum + freedZeroPages(p), 0) * PAGE_SIZE,
+        bytes: r.estimatedSavedBytes + chosen.reduce((sum, p) => sum + (thpSplitOf(p) ?? 0), 0) * PAGE_SIZE,
         slowSplit: r.thpKnown ? { hugePages: r.thpSlowSplitPages, bytes: r.thpSlowSplitZeroPages * PAGE_SIZE } : null,
         source: 'scan',
       },
@@ -31,14 +31,4 @@ export async function processSharing(
   } catch (err) {
     return { why: `the duplicate scan failed: ${(err as Error).message.split('\n')[0]}` };
   }
-}
-
-/**
- * The zero pages ksmd has already freed in a process (mapped to the zero page, or split out of a huge page):
- * the scan skips pages mapped to the zero page, so the would-save figure, which counts what is already merged,
- * adds them back (docs/savings.md, "In the API"). Its zero-page mappings since KSM first merged it where the
- * page maps were read (root), else its ksm_zero_pages.
- */
-function freedZeroPages(p: ProcessSample): number {
-  return p.zeroMappedPages ?? p.zeroPages;
 }

@@ -7,6 +7,7 @@ import { Region, regionOf } from '../region.js';
 import { PagefuseError, abortError, explain, invalidArgType, invalidNumber, invalidArgValue, invalidUse, throwIfAborted } from '../errors.js';
 import { DEFAULT_PROC_ROOT, readCommSync } from '../host/procfs.js';
 import { sharingShares, totalSavedPages, type SavedPages } from '../ksm/savings.js';
+import { processKsm } from '../ksm/process.js';
 
 export type ScanMode = 'exact' | 'fast' | 'sampled';
 
@@ -132,7 +133,13 @@ export interface TargetScan {
   sharedWithOthers: number;
   unreadablePages: number;
   absentPages: number;
+  /** Pages mapped to the kernel's zero page (root only; else 0): not read, as they hold no memory. */
   zeroMappedPages: number;
+  /**
+   * Of those, the ones KSM mapped there (its ksm_zero_pages, at most zeroMappedPages): zero pages already
+   * merged, counted in the estimate as KSM zero pages, as merged KSM pages are (a process only).
+   */
+  ksmZeroMappedPages: number;
   /** Bytes after the last whole page: not scanned, reported so nothing is dropped silently. */
   tailBytes: number;
   /** The process exited during the scan: its counts cover what was read before. */
@@ -175,8 +182,10 @@ export interface ScanResult {
   thpKnown: boolean;
   /** Predicted Σ ksm_merging_pages of the targets once ksmd has converged. */
   mergingPages: number;
-  /** Predicted Σ ksm_zero_pages (zero pages count there when useZeroPages). */
+  /** Predicted Σ ksm_zero_pages (zero pages count there when useZeroPages), those already mapped included. */
   zeroMergedPages: number;
+  /** Σ of the targets' ksmZeroMappedPages: zero pages KSM had already mapped to the zero page. */
+  ksmZeroMappedPages: number;
   useZeroPages: boolean;
   bytesPerSecond: number;
   seconds: number;
@@ -335,6 +344,7 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, ze
     unreadablePages: t.unreadablePages,
     absentPages: t.absentPages,
     zeroMappedPages: t.zeroMappedPages,
+    ksmZeroMappedPages: 0,
     tailBytes: t.tailBytes,
     vanished: t.vanished,
     denied: t.denied,
@@ -353,6 +363,7 @@ function buildResult(
   threads: number,
   useZeroPages: boolean,
   sampleRate: number,
+  ksmZeroMapped: readonly number[],
 ): ScanResult {
   const M = mode === 'sampled' ? sampleRate : 1;
   const sum = (f: (t: NativeTargetResult) => number): number => r.targets.reduce((a, t) => a + f(t), 0);
@@ -390,9 +401,13 @@ function buildResult(
       }
     }
   }
+  // Zero pages KSM already mapped to the zero page were not read (zeroMappedPages): counted back in, as
+  // ksm_stat counts them, whatever use_zero_pages is now.
+  targets.forEach((t, i) => (t.ksmZeroMappedPages = ksmZeroMapped[i] ?? 0));
+  const ksmZeroMappedPages = targets.reduce((a, t) => a + t.ksmZeroMappedPages, 0);
   const estimate: SavedPages = {
     ksmPages: duplicatePages + (zeroMerging ? ksmZero - 1 : 0),
-    ksmZeroPages: useZeroPages ? ksmZero : 0,
+    ksmZeroPages: (useZeroPages ? ksmZero : 0) + ksmZeroMappedPages,
     thpSplitZeroPages: targets.reduce((a, t) => a + t.thpSplitZeroPages, 0),
   };
   // Each target's share: its own zero pages, and of the merged pages in proportion to its merging pages.
@@ -400,7 +415,7 @@ function buildResult(
   targets.forEach((t, i) => {
     t.estimate = {
       ksmPages: shares[i],
-      ksmZeroPages: useZeroPages ? r.targets[i].zeroPages - r.targets[i].thpZeroPages : 0,
+      ksmZeroPages: (useZeroPages ? r.targets[i].zeroPages - r.targets[i].thpZeroPages : 0) + t.ksmZeroMappedPages,
       thpSplitZeroPages: t.thpSplitZeroPages,
     };
     t.estimatedSavedPages = totalSavedPages(t.estimate);
@@ -422,7 +437,8 @@ function buildResult(
     thpSlowSplitZeroPages: targets.reduce((a, t) => a + t.thpSlowSplitZeroPages, 0),
     thpKnown: r.targets.every((t) => t.flagsKnown || t.pages === 0),
     mergingPages: targets.reduce((a, t) => a + t.mergingPages, 0),
-    zeroMergedPages: useZeroPages ? ksmZero : 0,
+    zeroMergedPages: (useZeroPages ? ksmZero : 0) + ksmZeroMappedPages,
+    ksmZeroMappedPages,
     useZeroPages,
     bytesPerSecond: r.seconds > 0 ? r.bytesScanned / r.seconds : 0,
     seconds: r.seconds,
@@ -523,7 +539,8 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   }
   if (progressFailure !== undefined) throw progressFailure.error;
   if (signal?.aborted) throw abortError(signal);
-  const full = buildResult(raw, prepared, mode, threads, useZeroPages, sampleRate);
+  const ksmZeroMapped = await Promise.all(raw.targets.map((t, i) => ksmZeroMappedOf(prepared[i].pid, t.zeroMappedPages, options.procRoot)));
+  const full = buildResult(raw, prepared, mode, threads, useZeroPages, sampleRate, ksmZeroMapped);
   const result = options.sharing === false ? totalsOnly(full) : full;
   const kept = new Map<unknown, unknown>();
   raw.targets.forEach((t, i) => {
@@ -531,4 +548,17 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   });
   states.set(result, kept);
   return result;
+}
+
+/**
+ * Of a process's pages mapped to the zero page, those KSM mapped there: its ksm_zero_pages, read after the
+ * scan, at most the scan's count (the rest were never written). 0 for memory, and when unreadable (exited).
+ */
+async function ksmZeroMappedOf(pid: number | undefined, zeroMappedPages: number, procRoot: string | undefined): Promise<number> {
+  if (pid === undefined || zeroMappedPages <= 0) return 0;
+  try {
+    return Math.min(zeroMappedPages, (await processKsm(pid, procRoot === undefined ? {} : { procRoot })).zeroPages);
+  } catch {
+    return 0;
+  }
 }

@@ -4,9 +4,9 @@
 // is a target without pages marked vanished (the VM watcher reports it gone), not a failed scan. No
 // sharing matrix: the scheduler reads totals and each VM's merging pages, which a scan without the
 // per-content bitmask of targets gives the same, and the bitmask is 8 bytes per index slot per 64 VMs.
-// Each process's pages mapped to the zero page, which the engine skips, go to the scheduler with its
-// ksm_zero_pages read after the scan: those ksmd freed since the VM's first scan count as saved there.
-import { processKsm } from '../ksm/process.js';
+// Each process's pages mapped to the zero page, which the engine skips, go to the scheduler with those of
+// them KSM mapped there (counted in the estimate already): the rest, beyond the VM's count at its first
+// scan, are zero subpages ksmd freed by splitting their huge pages, saved too.
 import { scan, type TotalsScanResult } from '../scan/scan.js';
 import type { ScanFn, ScanOutcome } from './schedule.js';
 
@@ -23,11 +23,10 @@ export function createTunerScan(): ScanFn {
       ...(previous === undefined ? {} : { previous }),
     });
     previous = result;
-    const ksmZero = await Promise.all(result.targets.map((t) => ksmZeroPages(t.pid, t.zeroMappedPages)));
     return {
       pages: result.pages,
       estimatedSavedBytes: result.estimatedSavedBytes,
-      targets: result.targets.map((t, i) => ({
+      targets: result.targets.map((t) => ({
         ...(t.pid === undefined ? {} : { pid: t.pid }),
         ...(t.vanished ? { vanished: true } : {}),
         pages: t.pages,
@@ -35,19 +34,9 @@ export function createTunerScan(): ScanFn {
         // the zero pages KSM maps to the zero page itself (use_zero_pages=1).
         mergingPages: t.mergingPages + t.estimate.ksmZeroPages,
         volatilePages: t.volatilePages,
-        ...(t.pid === undefined ? {} : { zeroMappedPages: t.zeroMappedPages, ksmZeroPages: ksmZero[i] }),
+        ...(t.pid === undefined ? {} : { zeroMappedPages: t.zeroMappedPages, ksmZeroMappedPages: t.ksmZeroMappedPages }),
         ...(result.thpKnown ? { thpSlowSplit: { hugePages: t.thpSlowSplitPages, zeroPages: t.thpSlowSplitZeroPages } } : {}),
       })),
     };
   };
-}
-
-/** A process's ksm_zero_pages, read when the scan found pages of it mapped to the zero page (else, or when unreadable, 0). */
-async function ksmZeroPages(pid: number | undefined, zeroMappedPages: number): Promise<number> {
-  if (pid === undefined || zeroMappedPages <= 0) return 0;
-  try {
-    return (await processKsm(pid)).zeroPages;
-  } catch {
-    return 0;
-  }
 }

@@ -21,12 +21,12 @@ export interface ScanTargetOutcome {
   thpSlowSplit?: SlowSplit;
   /**
    * Its pages mapped to the kernel's zero page, which the engine skips (zeroMappedPages; 0 when it cannot
-   * tell them apart), and its ksm_zero_pages read after the scan. Beyond the VM's count at its first scan,
-   * they are zero pages ksmd freed (mapped to the zero page, or split out of a huge page): saved, and in
-   * ksm_stat as far as ksm_zero_pages counts them.
+   * tell them apart), and those of them KSM mapped there (ksmZeroMappedPages, in mergingPages and the
+   * estimate already). The others, beyond the VM's count at its first scan, are zero subpages ksmd freed
+   * by splitting their huge pages: saved, though not in ksm_stat.
    */
   zeroMappedPages?: number;
-  ksmZeroPages?: number;
+  ksmZeroMappedPages?: number;
 }
 
 /** What the tuner needs of a scan result. */
@@ -45,14 +45,13 @@ export interface VmRecord {
   /** When the VM was last scanned (ms), and what the scan said. */
   at: number;
   pages: number;
-  /** Its ksm_merging_pages + ksm_zero_pages to be, counting the zero pages ksmd already freed. */
   mergingPages: number;
-  /** This VM's share of the pages the joint scan says can be saved, plus the zero pages ksmd already freed. */
+  /** This VM's share of the pages the joint scan says can be saved, plus the zero subpages ksmd already split out of its huge pages. */
   savedPages: number;
   /**
-   * Its pages mapped to the zero page at its first scan (never written, as ksmd had not run on it, or
-   * freed earlier when the tuner first saw it already merged: those are then not counted as freed);
-   * null when the scan could not tell.
+   * Its pages mapped to the zero page by others than KSM at its first scan (never written, as ksmd had not
+   * run on it, or split out of huge pages before when the tuner first saw it already merged: those are then
+   * not counted as freed); null when the scan could not tell.
    */
   zeroBaseline: number | null;
   /** Its own huge pages ksmd splits one per full scan, not in savedPages; null when unknown. */
@@ -226,13 +225,14 @@ export class ScanScheduler {
       if (t === undefined || t.vanished === true) continue;
       const prev = this.records.get(vm.pid);
       const same = prev !== undefined && prev.startTime === vm.startTime;
-      // The joint saving is shared out in proportion to each VM's merging pages. The scan skips the zero
-      // pages ksmd has freed since the VM's first scan: they count back in, as saved, and as merging where
-      // ksm_stat counts them (ksm_zero_pages; not the zero subpages of a huge page it split).
-      const zeroBaseline = same ? prev.zeroBaseline : (t.zeroMappedPages ?? null);
-      const freed = zeroBaseline === null || t.zeroMappedPages === undefined ? 0 : Math.max(0, t.zeroMappedPages - zeroBaseline);
-      const merging = t.mergingPages + Math.min(freed, t.ksmZeroPages ?? 0);
-      const saved = share(t.mergingPages) + freed;
+      // The joint saving is shared out in proportion to each VM's merging pages. The scan skips pages mapped
+      // to the zero page: those KSM mapped there it counts itself; the zero subpages ksmd split out of huge
+      // pages since the VM's first scan count back in here, as saved (not in ksm_stat).
+      const otherZero = t.zeroMappedPages === undefined ? undefined : t.zeroMappedPages - (t.ksmZeroMappedPages ?? 0);
+      const zeroBaseline = same ? prev.zeroBaseline : (otherZero ?? null);
+      const split = zeroBaseline === null || otherZero === undefined ? 0 : Math.max(0, otherZero - zeroBaseline);
+      const merging = t.mergingPages;
+      const saved = share(t.mergingPages) + split;
       const change = !same ? 0 : (t.volatilePages ?? Math.abs(saved - prev.savedPages)) / Math.max(1, t.pages);
       this.records.set(vm.pid, {
         pid: vm.pid,
