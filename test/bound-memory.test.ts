@@ -1,5 +1,6 @@
 // What boundMemory() (tune's and serve's memory bounds, src/cli/common.ts) does to glibc's allocator, seen
-// from a child process that runs it and then allocates the way a daemon does.
+// from a child process that runs it and then allocates the way a daemon does; and what tune's compiler
+// setting (src/cli/compiler.ts) does to a hot function.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -32,4 +33,21 @@ test('after boundMemory, blocks of a size glibc once mapped and freed no longer 
   const r = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', CHILD], { cwd: REPO, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(Number(r.stdout), 0);
+});
+
+// tune's JavaScript stays on V8's baseline tier: a function run hot enough for TurboFan is baseline code still.
+const HOT = `
+import { baselineCompilerOnly } from ${JSON.stringify(`${REPO}/src/cli/compiler.ts`)};
+baselineCompilerOnly();
+function f(a) { let s = 0; for (let i = 0; i < a.length; i++) s += a[i] * 2; return s; }
+const a = new Array(1000).fill(1);
+for (let i = 0; i < 20000; i++) f(a);
+const status = %GetOptimizationStatus(f);
+process.stdout.write(JSON.stringify({ turbofanned: (status & 64) !== 0, baseline: (status & (1 << 15)) !== 0 }));
+`;
+
+test("after tune's compiler setting, a hot function stays baseline code, never TurboFan's", () => {
+  const r = spawnSync(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', HOT], { cwd: REPO, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), { turbofanned: false, baseline: true });
 });

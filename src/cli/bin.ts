@@ -35,6 +35,8 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 process.stderr.on('error', () => {}); // nowhere left to say anything
 
+// tune's JavaScript stays on V8's baseline tier, from before its modules load (compiler.ts says why).
+if (process.argv[2] === 'tune') (await import('./compiler.js')).baselineCompilerOnly();
 const { main } = await import('./main.js');
 const code = await main(process.argv.slice(2), {
   takeEarlyUsr1() {
