@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO } from './helpers/cli.js';
+import { CLI, REPO } from './helpers/cli.js';
 
 const UNITS = ['pagefuse-tune.service', 'pagefuse-serve.service'];
 const ANALYZE = '/usr/bin/systemd-analyze';
@@ -41,4 +41,40 @@ test('each unit scores at or below the exposure the README states', () => {
     assert.ok(score, r.stdout + r.stderr);
     assert.ok(Number(score[1]) <= Number(stated[1]), `${unit}: exposure ${score[1]} > README's ${stated[1]}`);
   }
+});
+
+// The kernel's own MemoryDenyWriteExecute (PR_SET_MDWE with PR_MDWE_REFUSE_EXEC_GAIN, Linux 6.3+), set by
+// a python3 wrapper that then execs node: what systemd's MemoryDenyWriteExecute=yes refuses, refused.
+/** The wrapper's exit when the kernel has no PR_SET_MDWE (before Linux 6.3). */
+const NO_MDWE = 99;
+const MDWE = `import ctypes, os, sys\nif ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) != 0: sys.exit(${NO_MDWE})\nos.execvp(sys.argv[1], sys.argv[1:])`;
+
+function underMdwe(nodeOptions: string) {
+  const state = mkdtempSync(join(tmpdir(), 'pagefuse-mdwe-'));
+  try {
+    return spawnSync('python3', ['-c', MDWE, process.execPath, ...CLI, 'tune', '--dry-run', '--once'], {
+      cwd: REPO,
+      encoding: 'utf8',
+      env: { ...process.env, NODE_OPTIONS: nodeOptions, PAGEFUSE_TUNER_STATE: join(state, 'tuner.json'), PAGEFUSE_TUNE_LOCK: join(state, 'tune.lock'), PAGEFUSE_STATE_DIR: state },
+    });
+  } finally {
+    rmSync(state, { recursive: true, force: true });
+  }
+}
+
+test("the tuner runs where writable-and-executable memory is refused, with its unit's NODE_OPTIONS", (t) => {
+  const text = readFileSync(join(REPO, 'systemd', 'pagefuse-tune.service'), 'utf8');
+  assert.match(text, /^MemoryDenyWriteExecute=yes$/m);
+  const options = /^Environment=NODE_OPTIONS=(.*)$/m.exec(text)?.[1];
+  assert.ok(options !== undefined, 'the unit sets NODE_OPTIONS');
+  const r = underMdwe(options);
+  if (r.status === NO_MDWE) return t.skip('this kernel has no PR_SET_MDWE (Linux 6.3+)');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /dry run, nothing written/);
+});
+
+test('without --jitless, Node aborts where writable-and-executable memory is refused', (t) => {
+  const r = underMdwe('');
+  if (r.status === NO_MDWE) return t.skip('this kernel has no PR_SET_MDWE (Linux 6.3+)');
+  assert.equal(r.status, null, 'killed by a signal');
 });
