@@ -223,15 +223,14 @@ export class ScanScheduler {
     for (const vm of vms) {
       const t = outcome.targets.find((x) => x.pid === vm.pid);
       if (t === undefined || t.vanished === true) continue;
-      const prev = this.records.get(vm.pid);
-      const same = prev !== undefined && prev.startTime === vm.startTime;
+      const prev = this.recordOf(vm);
+      const same = prev !== undefined;
       // The joint saving is shared out in proportion to each VM's merging pages. The scan skips pages mapped
       // to the zero page: those KSM mapped there it counts itself; the zero subpages ksmd split out of huge
       // pages since the VM's first scan count back in here, as saved (not in ksm_stat).
       const otherZero = t.zeroMappedPages === undefined ? undefined : t.zeroMappedPages - (t.ksmZeroMappedPages ?? 0);
       const zeroBaseline = same ? prev.zeroBaseline : (otherZero ?? null);
       const split = zeroBaseline === null || otherZero === undefined ? 0 : Math.max(0, otherZero - zeroBaseline);
-      const merging = t.mergingPages;
       const saved = share(t.mergingPages) + split;
       const change = !same ? 0 : (t.volatilePages ?? Math.abs(saved - prev.savedPages)) / Math.max(1, t.pages);
       this.records.set(vm.pid, {
@@ -239,13 +238,13 @@ export class ScanScheduler {
         startTime: vm.startTime,
         at,
         pages: t.pages,
-        mergingPages: merging,
+        mergingPages: t.mergingPages,
         savedPages: saved,
         zeroBaseline,
         thpSlowSplit: t.thpSlowSplit ?? null,
         volatility: same ? Math.min(1, 0.5 * prev.volatility + 0.5 * change) : 0,
         scans: same ? prev.scans + 1 : 1,
-        steadyScans: same && change < STEADY_SHARE && Math.abs(merging - prev.mergingPages) < STEADY_SHARE * Math.max(1, t.pages) ? prev.steadyScans + 1 : 0,
+        steadyScans: same && change < STEADY_SHARE && Math.abs(t.mergingPages - prev.mergingPages) < STEADY_SHARE * Math.max(1, t.pages) ? prev.steadyScans + 1 : 0,
         rssBytes: vm.rssBytes,
         ...(vm.faults === undefined ? {} : { faults: vm.faults }),
       });
