@@ -321,8 +321,11 @@ function nativeError(err: unknown, signal?: AbortSignal): Error {
   return e instanceof Error ? e : new PagefuseError('EUNKNOWN', String(err));
 }
 
-/** zeroMerging: whether ksmd merges zero pages into one KSM page (use_zero_pages=0, two or more of them). */
-function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, zeroMerging: boolean): TargetScan {
+/**
+ * zeroMerging: whether ksmd merges zero pages into one KSM page (use_zero_pages=0, two or more of them);
+ * ksmZeroMapped: its pages KSM had already mapped to the zero page (ksmZeroMappedOf).
+ */
+function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, zeroMerging: boolean, ksmZeroMapped: number): TargetScan {
   const scale = sampleRate;
   const duplicatePages = sampleRate > 1 ? (t.sampledPages - t.distinct) * scale : t.indexedPages - t.distinct;
   const out: TargetScan = {
@@ -344,7 +347,7 @@ function targetResult(p: Prepared, t: NativeTargetResult, sampleRate: number, ze
     unreadablePages: t.unreadablePages,
     absentPages: t.absentPages,
     zeroMappedPages: t.zeroMappedPages,
-    ksmZeroMappedPages: 0,
+    ksmZeroMappedPages: ksmZeroMapped,
     tailBytes: t.tailBytes,
     vanished: t.vanished,
     denied: t.denied,
@@ -387,7 +390,9 @@ function buildResult(
   const zeroMatches = useZeroPages || zeroPages >= 2;
   // Without use_zero_pages the zero pages merge into one KSM page: each counts in ksm_merging_pages.
   const zeroMerging = !useZeroPages && ksmZero >= 2;
-  const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M, zeroMerging));
+  // Zero pages KSM already mapped to the zero page were not read (zeroMappedPages): counted back in, as
+  // ksm_stat counts them, whatever use_zero_pages is now.
+  const targets = r.targets.map((t, i) => targetResult(prepared[i], t, M, zeroMerging, ksmZeroMapped[i] ?? 0));
   for (let i = 0; i < targets.length; i++) {
     const d = r.targets[i].density;
     for (let c = 0; c < d.address.length; c++) {
@@ -401,9 +406,6 @@ function buildResult(
       }
     }
   }
-  // Zero pages KSM already mapped to the zero page were not read (zeroMappedPages): counted back in, as
-  // ksm_stat counts them, whatever use_zero_pages is now.
-  targets.forEach((t, i) => (t.ksmZeroMappedPages = ksmZeroMapped[i] ?? 0));
   const ksmZeroMappedPages = targets.reduce((a, t) => a + t.ksmZeroMappedPages, 0);
   const estimate: SavedPages = {
     ksmPages: duplicatePages + (zeroMerging ? ksmZero - 1 : 0),
