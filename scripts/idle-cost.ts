@@ -13,7 +13,9 @@
 // daemon sees only these VMs and not the other processes and VMs of a shared machine; --host measures
 // it against the host's /proc instead.
 // --profile DIR passes --cpu-prof to the daemon (the profile is written when it stops) and prints the
-// functions and files where its CPU time went. Exits 1 when the target (≤ 0.3 % of a CPU, ≤ 60 MiB RSS)
+// functions and files where its CPU time went. The daemon runs with the NODE_OPTIONS of the tuner's systemd unit
+// (systemd/pagefuse-tune.service: --jitless), as the unit runs it; --node-args='FLAGS' runs it with those
+// flags instead (--node-args='' with none, as a shell would). Exits 1 when the target (≤ 0.3 % of a CPU, ≤ 60 MiB RSS)
 // is missed. The dry-run daemon reads the host's real KSM: while anyone else runs ksmd (a test, a bench on
 // a shared machine) its saved figure is read afresh at each decision, as a real daemon's would, so the host is not idle; the script
 // counts the seconds ksmd's run knob was 1 and the full scans it made, and says so.
@@ -44,7 +46,7 @@ const { values, positionals } = parseCli({
     log: { type: 'string' },
     host: { type: 'boolean', default: false },
     mergeable: { type: 'boolean', default: false },
-    'node-args': { type: 'string', default: '' },
+    'node-args': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 } as const);
@@ -71,6 +73,12 @@ if (!(seconds > 0) || !(Number.isInteger(vmCount) && vmCount >= 0) || !(warmup >
 inOwnPidNamespace(values.host);
 
 const BIN = values.bin ?? fileURLToPath(new URL('../dist/cli/bin.js', import.meta.url));
+const UNIT = fileURLToPath(new URL('../systemd/pagefuse-tune.service', import.meta.url));
+/** The daemon's Node flags: --node-args, else the unit's NODE_OPTIONS, so that what is measured is what systemd runs. */
+const nodeFlags: { flags: string; from: string } =
+  values['node-args'] !== undefined
+    ? { flags: values['node-args'], from: '--node-args' }
+    : { flags: /^Environment=NODE_OPTIONS=(.*)$/m.exec(readFileSync(UNIT, 'utf8'))?.[1] ?? '', from: "the unit's NODE_OPTIONS" };
 const dir = mkdtempSync(join(tmpdir(), 'pagefuse-idle-'));
 
 /** CPU ticks of the process (all threads) and its waited-for children. */
@@ -122,7 +130,7 @@ try {
         ? await Workload.start({ processes: vmCount, imagePages: 0, uniquePages: (mib * 2 ** 20) / PAGE_SIZE, asQemu: { namePrefix: 'idle-' }, timeoutMs: 300_000 })
         : await startSimVms(Array.from({ length: vmCount }, (_, i) => `idle-${i + 1}`), mib);
   const startS = (performance.now() - tStart) / 1000;
-  const nodeArgs = [...values['node-args'].split(' ').filter(Boolean), ...(values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile])];
+  const nodeArgs = [...nodeFlags.flags.split(' ').filter(Boolean), ...(values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile])];
   tune = spawn(process.execPath, [...nodeArgs, BIN, 'tune', '--dry-run', '--force', '--json', ...extra], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, PAGEFUSE_TUNER_STATE: join(dir, 'tuner.json'), PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock'), PAGEFUSE_STATE_DIR: dir },
@@ -191,6 +199,7 @@ try {
     ksmdFullScans: k0 === undefined || k1 === undefined ? null : k1.fullScans - k0.fullScans,
     load: [load0.map((l) => l.toFixed(2)).join(' '), load1.map((l) => l.toFixed(2)).join(' ')],
     namespace: values.host ? 'host' : 'own PID namespace',
+    nodeFlags: nodeFlags.flags,
     processes: readdirSync('/proc').filter((e) => /^\d+$/.test(e)).length,
   };
   const met = cpu / wall <= TARGET_CPU && rssMax <= TARGET_RSS;
@@ -198,6 +207,7 @@ try {
   else {
     process.stdout.write(
       `pagefuse tune idle cost: ${vmCount} ${values.mergeable ? 'mergeable workload' : 'stand-in'} VMs of ${mib} MiB, ${result.seconds} s after ${warmup} s warm-up\n` +
+        `  node ${nodeFlags.flags === '' ? 'without flags' : nodeFlags.flags} (${nodeFlags.from})\n` +
         `  CPU ${cpu.toFixed(2)} s = ${result.cpuPercent} % of a CPU (target ≤ ${TARGET_CPU * 100} %); by thread ${JSON.stringify(threadCpu)}\n` +
         `  RSS ${result.rssStartMiB} → ${result.rssEndMiB} MiB, mean ${result.rssMeanMiB}, max ${result.rssMaxMiB} (target ≤ 60), HWM ${result.hwmMiB}; fds ${result.fds.join(' → ')}; ${result.threads} threads\n` +
         `  log lines: ${JSON.stringify(result.events)}; load ${result.load[0]} → ${result.load[1]}; ${result.processes} processes in /proc (${result.namespace})\n` +
