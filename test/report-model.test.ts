@@ -335,6 +335,20 @@ test('a reader that first sees a process merged counts from the baseline another
   }
 });
 
+test("zeroBaselineOf gives the baseline another reader shared for that process, and none for another process with its pid", async () => {
+  const { dir, sysfs, proc } = fakeHost();
+  try {
+    const state = splitGuest(proc);
+    const file = join(dir, 'zero-baselines.json');
+    state(0, false);
+    await guest300(splitGuestSource(dir, sysfs, proc, file)); // a reader before the first merge (pid 300 started at tick 4242)
+    const later = splitGuestSource(dir, sysfs, proc, file); // e.g. a restarted tuner, before its first reading
+    assert.deepEqual([await later.zeroBaselineOf(300, 4242), await later.zeroBaselineOf(300, 4243)], [512, undefined]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a shared baseline of an exited process is not applied to a new process with its pid: its THP-split part is an upper bound', async () => {
   const { dir, sysfs, proc } = fakeHost();
   try {
@@ -440,7 +454,7 @@ test('the saved line says "≤" and why when the THP-split part is an upper boun
   s.processes = [{ pid: 1, name: 'a', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 256, sharingWeight: 0.5, thpSplitUpperBound: true }];
   assert.deepEqual(savedLines(figures(s)), [
     'saved ≤ 1.0 MiB = KSM pages 4.0 KiB + KSM zero pages 0 B + THP-split zero pages ≤ 1.0 MiB',
-    '  (upper bound: 1 process was first seen already merged, so huge pages split before (by the kernel or an earlier ksmd run) count too; a pagefuse reader that sees them before they merge (status, top, serve, tune --history) or runs from before they start records their baseline)',
+    '  (upper bound: 1 process was first seen already merged, so huge pages split before (by the kernel or an earlier ksmd run) count too; a pagefuse reader that sees them before they merge (status, top, serve, tune) or runs from before they start records their baseline)',
   ]);
 });
 

@@ -10,8 +10,15 @@ import { requireRoot } from './helpers/root.js';
 import { withKsm } from './helpers/ksm.js';
 import { processKsm } from '../src/ksm/process.js';
 import type { Ksm } from '../src/index.js';
+import { HostSource } from '../src/report/source.js';
+import { readProcStat } from '../src/host/procfs.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const PAGE = 4096;
+/** A process's ksm_stat as VM discovery gives it. */
+const merged = (k: { zeroPages: number; mergingPages: number }): VmInfo['ksm'] => ({ rmapItems: 0, zeroPages: k.zeroPages, mergingPages: k.mergingPages, profitBytes: 0 });
 const vm = (pid: number, rssMiB: number, merging = 0): VmInfo => ({
   pid,
   vmm: 'qemu',
@@ -141,6 +148,48 @@ for (const hugepages of ['never', 'always'] as const) {
     );
   });
 }
+
+test('a scheduler that first scans VMs after ksmd merged them keeps the zero pages ksmd freed, from the baselines a reader shared before (THP always, use_zero_pages=1)', async (t) => {
+  if (!requireRoot(t, 'reads /proc/<pid>/pagemap, where pages mapped to the zero page are told apart')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-baselines-'));
+  const file = join(dir, 'zero-baselines.json');
+  const reader = () => new HostSource({ zeroBaselines: file, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs: 0 });
+  try {
+    await withKsm(
+      t,
+      async (ksm) => {
+        const w = await Workload.start({ processes: 2, imagePages: 1024, zeroPages: 4096, uniquePages: 512, hugepages: 'always', seed: 19 });
+        try {
+          const vmsNow = async () =>
+            Promise.all(w.pids.map(async (pid) => ({ ...vm(pid, 0), startTime: (await readProcStat('/proc', pid))!.startTime, ksm: merged(await processKsm(pid)) })));
+          const first = new ScanScheduler({ scan: createTunerScan(), scanCpuBudget: 1, pageSize: PAGE });
+          const before = await vmsNow();
+          await first.run(before);
+          await reader().read(); // status, top, serve or the tuner's own reading, before ksmd merged them
+          await converged(ksm, w.pids);
+          const after = await vmsNow();
+          const own = reader();
+          const restarted = new ScanScheduler({ scan: createTunerScan(), scanCpuBudget: 1, pageSize: PAGE, zeroBaseline: (v) => own.zeroBaselineOf(v.pid, v.startTime) });
+          await restarted.run(after);
+          // Before the fix: its first scan's count of zero-page mappings, ksmd's splits among them, was the baseline.
+          assert.deepEqual([restarted.estimate(after)!.savedPages, restarted.estimate(after)!.mergingPages], [first.estimate(before)!.savedPages, first.estimate(before)!.mergingPages]);
+        } finally {
+          await w.stop();
+        }
+      },
+      { settings: { use_zero_pages: 1 } },
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a VM first scanned with nothing merged takes its own count of zero-page mappings as its baseline, not a shared one', async () => {
+  const scan: ScanFn = async () => ({ pages: 1000, estimatedSavedBytes: 0, targets: [{ pid: 1, pages: 1000, mergingPages: 0, zeroMappedPages: 300, ksmZeroMappedPages: 0 }] });
+  const s = new ScanScheduler({ scan, scanCpuBudget: 1, pageSize: PAGE, zeroBaseline: async () => 100 });
+  await s.run([vm(1, 4)]);
+  assert.deepEqual([s.records.get(1)?.zeroBaseline, s.records.get(1)?.savedPages], [300, 0]);
+});
 
 /** Runs ksmd until a full scan changes the processes' merged and zero pages no more. */
 async function converged(ksm: Ksm, pids: number[]): Promise<void> {

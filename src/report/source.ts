@@ -183,6 +183,21 @@ export class HostSource implements SnapshotSource {
     return starts;
   }
 
+  /**
+   * The zero-page mappings of `pid` (the process started at `start`) while KSM had merged none of its pages,
+   * as this reader recorded them or another shared them through the baselines file; undefined when none did.
+   * The tuner's scan scheduler takes a VM it first sees already merged from here (tune/schedule.ts).
+   */
+  async zeroBaselineOf(pid: number, start: number): Promise<number | undefined> {
+    const mine = this.zeroBaseline.get(pid);
+    if (mine?.start === start) return mine.zeroMappedPages;
+    if (this.baselinesPath === false) return undefined;
+    const shared = (await readZeroBaselines(this.baselinesPath)).get(pid);
+    if (shared === undefined || shared.start !== start) return undefined;
+    this.zeroBaseline.set(pid, shared);
+    return shared.zeroMappedPages;
+  }
+
   /** Shares this reader's baselines through the file when they changed since it last wrote them. */
   private async shareBaselines(): Promise<void> {
     if (this.baselinesPath === false) return;

@@ -23,7 +23,7 @@ export function thpSplitBoundNote(f: Figures): string | null {
   const n = f.processes.filter((p) => p.thpSplitUpperBound).length;
   return (
     `upper bound: ${n === 1 ? '1 process was' : `${n} processes were`} first seen already merged, so huge pages split before ` +
-    `(by the kernel or an earlier ksmd run) count too; a pagefuse reader that sees them before they merge (status, top, serve, tune --history) or runs from before they start records their baseline`
+    `(by the kernel or an earlier ksmd run) count too; a pagefuse reader that sees them before they merge (status, top, serve, tune) or runs from before they start records their baseline`
   );
 }
 

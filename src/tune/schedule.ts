@@ -50,8 +50,9 @@ export interface VmRecord {
   savedPages: number;
   /**
    * Its pages mapped to the zero page by others than KSM at its first scan (never written, as ksmd had not
-   * run on it, or split out of huge pages before when the tuner first saw it already merged: those are then
-   * not counted as freed); null when the scan could not tell.
+   * run on it), or, when the tuner first saw it already merged, before KSM first merged it where a reader of
+   * the host shared that (options.zeroBaseline), else at its first scan (split out of huge pages before: those
+   * are then not counted as freed); null when the scan could not tell.
    */
   zeroBaseline: number | null;
   /** Its own huge pages ksmd splits one per full scan, not in savedPages; null when unknown. */
@@ -78,6 +79,13 @@ export interface SchedulerOptions {
   /** Most pages one round may scan (on huge hosts a round covers the most promising VMs only). */
   maxRoundPages?: number;
   now?: () => number;
+  /**
+   * A VM's zero-page mappings while KSM had merged none of its pages, where a reader of the host recorded
+   * them (HostSource.zeroBaselineOf: the baselines status, top, serve and the tuner share); undefined when
+   * none did. Asked for a VM first scanned with pages already merged: its own count then holds the zero
+   * subpages ksmd split out of huge pages before (a tuner restarted after merging would lose them).
+   */
+  zeroBaseline?: (vm: VmInfo) => Promise<number | undefined>;
 }
 
 /** A rescan that moved the estimate by less than this share of the VM's pages counts as steady. */
@@ -200,14 +208,32 @@ export class ScanScheduler {
       const ended = this.now();
       this.refill();
       this.tokensMs -= (ended - started) * threads;
-      this.record(vms, outcome, ended);
+      this.record(vms, outcome, ended, await this.sharedBaselines(vms));
       return outcome;
     } finally {
       this.scanning = false;
     }
   }
 
-  private record(vms: VmInfo[], outcome: ScanOutcome, at: number): void {
+  /** The shared zero-page baselines (options.zeroBaseline) of the VMs first scanned with pages already merged. */
+  private async sharedBaselines(vms: VmInfo[]): Promise<Map<number, number>> {
+    const out = new Map<number, number>();
+    const lookup = this.options.zeroBaseline;
+    if (lookup === undefined) return out;
+    const merged = (vm: VmInfo) => vm.ksm !== null && (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0) > 0;
+    await Promise.all(
+      vms
+        .filter((vm) => this.recordOf(vm) === undefined && merged(vm))
+        .map(async (vm) => {
+          const pages = await lookup(vm);
+          if (pages !== undefined) out.set(vm.pid, pages);
+        }),
+    );
+    return out;
+  }
+
+  /** `shared`: zero-page baselines from before KSM first merged, by pid (sharedBaselines()). */
+  private record(vms: VmInfo[], outcome: ScanOutcome, at: number, shared: ReadonlyMap<number, number>): void {
     const savedTotal = outcome.estimatedSavedBytes / this.options.pageSize;
     const dupTotal = outcome.targets.reduce((s, t) => s + t.mergingPages, 0);
     const share = (dup: number) => (dupTotal > 0 ? (savedTotal * dup) / dupTotal : 0);
@@ -227,9 +253,10 @@ export class ScanScheduler {
       const same = prev !== undefined;
       // The joint saving is shared out in proportion to each VM's merging pages. The scan skips pages mapped
       // to the zero page: those KSM mapped there it counts itself; the zero subpages ksmd split out of huge
-      // pages since the VM's first scan count back in here, as saved (not in ksm_stat).
+      // pages since the VM's first scan (or since a shared baseline from before KSM first merged it) count back
+      // in here, as saved (not in ksm_stat).
       const otherZero = t.zeroMappedPages === undefined ? undefined : t.zeroMappedPages - (t.ksmZeroMappedPages ?? 0);
-      const zeroBaseline = same ? prev.zeroBaseline : (otherZero ?? null);
+      const zeroBaseline = same ? prev.zeroBaseline : otherZero === undefined ? null : (shared.get(vm.pid) ?? otherZero);
       const split = zeroBaseline === null || otherZero === undefined ? 0 : Math.max(0, otherZero - zeroBaseline);
       const saved = share(t.mergingPages) + split;
       const change = !same ? 0 : (t.volatilePages ?? Math.abs(saved - prev.savedPages)) / Math.max(1, t.pages);

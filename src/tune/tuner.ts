@@ -367,13 +367,9 @@ export class Tuner extends EventEmitter<TunerEvents> {
 
   private wire(): void {
     this.ksm ??= new Ksm({ procRoot: this.procRoot });
-    if (this.policy !== 'ksmtuned') {
-      this.scanFn ??= createTunerScan();
-      this.scheduler = new ScanScheduler({ scan: this.scanFn, scanCpuBudget: this.config.scanCpuBudget, pageSize: PAGE_SIZE });
-    }
     this.observer = new Observer({ procRoot: this.procRoot, ksm: this.ksm, pageSize: PAGE_SIZE });
     const ksm = this.ksm;
-    this.savingsSource ??= new HostSource({
+    const savings = (this.savingsSource ??= new HostSource({
       ksm: {
         read: async () => {
           const s = await ksm.read();
@@ -384,7 +380,17 @@ export class Tuner extends EventEmitter<TunerEvents> {
       ...(this.procRootGiven ? { procRoot: this.procRoot } : {}),
       pageSize: PAGE_SIZE,
       nodes: async () => undefined,
-    });
+    }));
+    if (this.policy !== 'ksmtuned') {
+      this.scanFn ??= createTunerScan();
+      this.scheduler = new ScanScheduler({
+        scan: this.scanFn,
+        scanCpuBudget: this.config.scanCpuBudget,
+        pageSize: PAGE_SIZE,
+        // A VM first scanned already merged (the tuner restarted) keeps its zero pages ksmd freed before.
+        zeroBaseline: (vm) => savings.zeroBaselineOf(vm.pid, vm.startTime),
+      });
+    }
   }
 
   /**
