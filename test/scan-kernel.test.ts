@@ -5,6 +5,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { processKsm, scan, type Ksm } from '../src/index.js';
 import { Workload } from '../src/workload/workload.js';
 import { withKsm } from './helpers/ksm.js';
+import { builtBin, runCliAsync } from './helpers/cli.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 async function merged(pids: number[]): Promise<{ merging: number; zero: number }> {
   const stats = await Promise.all(pids.map((pid) => processKsm(pid)));
@@ -100,5 +104,58 @@ test('a scan after ksmd mapped zero pages to the zero page predicts what it did 
       }
     },
     { settings: { use_zero_pages: 1 } },
+  );
+});
+
+/**
+ * `pagefuse scan --json` of two THP processes of 4096 zero pages each (in 16 huge pages) before ksmd runs
+ * (state dir `before`, or none) and after it merged them (use_zero_pages=1: every huge page split in its first
+ * scans), each scan with its own state dir for the zero-page baselines.
+ */
+async function scanAroundKsmd(t: import('node:test').TestContext, before: boolean) {
+  const bin = builtBin();
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-scan-state-'));
+  const scanJson = async (pids: number[]) => {
+    const r = await runCliAsync(['scan', '--pid', pids.join(','), '--json'], { bin, env: { PAGEFUSE_STATE_DIR: dir } });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+  try {
+    return await withKsm(
+      t,
+      async (ksm) => {
+        const w = await Workload.start({ processes: 2, imagePages: 1024, zeroPages: 4096, uniquePages: 512, hugepages: 'always', seed: 19 });
+        try {
+          const first = before ? await scanJson(w.pids) : undefined;
+          await converged(ksm, w.pids);
+          await ksm.stop();
+          return { first, after: await scanJson(w.pids) };
+        } finally {
+          await w.stop();
+        }
+      },
+      { settings: { use_zero_pages: 1 } },
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('pagefuse scan after ksmd split huge pages counts the zero subpages it freed, from the baselines a scan before recorded', async (t) => {
+  const r = await scanAroundKsmd(t, true);
+  if (r === undefined) return;
+  // Before the fix: no such figures; the 8192 freed zero subpages were in neither the estimate nor anywhere else.
+  assert.deepEqual(
+    [r.first.estimated_saved_pages, r.after.estimated_saved_pages, r.after.ksm.thp_split_freed_pages, r.after.ksm.thp_split_freed_unknown_processes, r.after.targets.map((x: { thp_split_freed_pages: number }) => x.thp_split_freed_pages)],
+    [9216, 1024, 8192, 0, [4096, 4096]],
+  );
+});
+
+test('pagefuse scan of merged processes no reader saw before they merged says it cannot count their THP-split zero pages', async (t) => {
+  const r = await scanAroundKsmd(t, false);
+  if (r === undefined) return;
+  assert.deepEqual(
+    [r.after.ksm.thp_split_freed_pages, r.after.ksm.thp_split_freed_unknown_processes, r.after.targets.map((x: { thp_split_freed_pages: number | null }) => x.thp_split_freed_pages)],
+    [0, 2, [null, null]],
   );
 });

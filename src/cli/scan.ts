@@ -6,6 +6,8 @@ import { ksmOptionsFromEnv } from '../ksm/ksm.js';
 import { scan, type ScanMode, type ScanResult, type TargetScan, type TotalsScanResult, type TotalsTargetScan } from '../scan/scan.js';
 import { readablePids } from '../scan/pids.js';
 import { discoverVms } from '../safety/vms.js';
+import { HostSource } from '../report/source.js';
+import { readProcStat } from '../host/procfs.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson, wholeNumber } from './common.js';
 
 const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--sample-rate M] [--threads N] [--unmergeable] [--totals] [--json]
@@ -41,6 +43,12 @@ unique data are split at most one per full scan after that (smart_scan=1: on abo
 14, 23, then every ninth): their zero subpages are printed apart, not in the estimate
 (thp_slow_split_* in --json). The per-process "would save" column is each process's
 share of the estimate and sums to the total.
+
+After ksmd ran, the zero subpages it freed by splitting huge pages are printed apart, "already
+freed" (thp_split_freed_pages in --json): counted beyond each process's zero-page mappings from
+before KSM first merged it, which a scan (as root) records for processes not yet merged, as status,
+top, serve and tune do (PAGEFUSE_STATE_DIR, default /run/pagefuse). A merged process none of them saw
+before has no such count: its freed zero subpages are not counted, and the output says so.
 
 What a scan cannot see: pages that change between ksmd's passes (volatile) are merged by a
 scan's estimate but not by ksmd; scan twice (the API's previous option) to leave them out.
@@ -79,16 +87,45 @@ function progressBar(): ((p: { bytesDone: number; bytesTotal: number }) => void)
 interface KsmNow {
   mergingPages: number;
   zeroPages: number;
+  /**
+   * Zero subpages ksmd already split out of the process's huge pages: its zero-page mappings that are not
+   * KSM's, beyond its zero-page baseline (docs/savings.md); 0 while KSM has merged none of its pages; null
+   * when it has and no pagefuse reader recorded a baseline before, or the scan could not tell huge pages
+   * apart (not root).
+   */
+  thpSplitFreedPages: number | null;
 }
 
-async function ksmNow(pid: number | undefined, procRoot: string | undefined): Promise<KsmNow | undefined> {
-  if (pid === undefined) return undefined;
+/**
+ * After the scan: the process's ksm_stat, and what ksmd freed in it by splitting huge pages, from the
+ * baselines `readers` share. A process KSM has merged none of gives them its own: its zero-page mappings
+ * as this scan counted them (`baselines`), so that a scan after ksmd ran counts the splits since.
+ */
+async function ksmNow(
+  t: TargetScan | TotalsTargetScan,
+  thpKnown: boolean,
+  procRoot: string | undefined,
+  readers: HostSource,
+  baselines: { pid: number; start: number; zeroMappedPages: number }[],
+): Promise<KsmNow | undefined> {
+  if (t.pid === undefined) return undefined;
   try {
-    const s = await processKsm(pid, procRoot === undefined ? {} : { procRoot });
-    return { mergingPages: s.mergingPages, zeroPages: s.zeroPages };
+    const s = await processKsm(t.pid, procRoot === undefined ? {} : { procRoot });
+    const merged = s.mergingPages + s.zeroPages > 0;
+    const start = thpKnown ? (await readProcStat(procRoot ?? '/proc', t.pid))?.startTime : undefined;
+    if (!merged && start !== undefined) baselines.push({ pid: t.pid, start, zeroMappedPages: t.zeroMappedPages });
+    const baseline = merged && start !== undefined ? await readers.zeroBaselineOf(t.pid, start) : undefined;
+    const thpSplitFreedPages = !merged ? 0 : baseline === undefined ? null : Math.max(0, t.zeroMappedPages - t.ksmZeroMappedPages - baseline);
+    return { mergingPages: s.mergingPages, zeroPages: s.zeroPages, thpSplitFreedPages };
   } catch {
     return undefined;
   }
+}
+
+/** Σ of the processes' THP-split pages ksmd freed, and how many merged processes have no baseline to count them from. */
+function splitFreed(now: (KsmNow | undefined)[]): { pages: number; unknown: number } {
+  const known = now.filter((n): n is KsmNow => n !== undefined);
+  return { pages: known.reduce((a, n) => a + (n.thpSplitFreedPages ?? 0), 0), unknown: known.filter((n) => n.thpSplitFreedPages === null).length };
 }
 
 function targetJson(t: TargetScan | TotalsTargetScan, now: KsmNow | undefined) {
@@ -113,6 +150,7 @@ function targetJson(t: TargetScan | TotalsTargetScan, now: KsmNow | undefined) {
     vanished: t.vanished,
     ksm_merging_pages: now?.mergingPages ?? null,
     ksm_zero_pages: now?.zeroPages ?? null,
+    thp_split_freed_pages: now?.thpSplitFreedPages ?? null,
   };
 }
 
@@ -151,6 +189,9 @@ export function resultJson(r: ScanResult | TotalsScanResult, now: (KsmNow | unde
     ksm: {
       merging_pages: known.reduce((a, n) => a + n.mergingPages, 0),
       zero_pages: known.reduce((a, n) => a + n.zeroPages, 0),
+      thp_split_freed_pages: splitFreed(now).pages,
+      // Merged processes whose THP-split part is not counted (no baseline; or all of them, when not root).
+      thp_split_freed_unknown_processes: splitFreed(now).unknown,
     },
     targets: r.targets.map((t, i) => targetJson(t, now[i])),
     sharing: r.sharing,
@@ -191,6 +232,7 @@ function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)
   const e = r.estimate;
   const zeroKsm = r.zeroPages - r.thpZeroPages;
   const unfreed = r.thpZeroPages - e.thpSplitZeroPages - r.thpSlowSplitZeroPages;
+  const freed = splitFreed(now);
   process.stdout.write(
     `estimate: merging would give back ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned` +
       `${r.ksmZeroMappedPages > 0 ? ` and ${formatBytes(r.ksmZeroMappedPages * pageSize)} KSM had already mapped to the zero page` : ''},` +
@@ -209,6 +251,12 @@ function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)
       `  zero pages: ${r.zeroPages}, of which ${r.thpZeroPages} inside huge pages` +
       `${unfreed > 0 ? ` (${unfreed} of them in huge pages ksmd will not split: not in the estimate)` : ''}\n` +
       `predicted ksm_merging_pages + ksm_zero_pages: ${r.mergingPages + r.zeroMergedPages}; merged so far: ${merged}\n` +
+      (freed.pages > 0
+        ? `already freed, not in the estimate: ${freed.pages} zero subpages (${formatBytes(freed.pages * pageSize)}) ksmd split out of huge pages (not in ksm_stat; counted beyond each process's zero-page baseline, docs/savings.md)\n`
+        : '') +
+      (freed.unknown > 0 && r.thpKnown
+        ? `${freed.unknown} merged process${freed.unknown === 1 ? ' has' : 'es have'} no zero-page baseline: zero subpages ksmd split out of their huge pages are not counted (a pagefuse scan, status, top, serve or tune seeing them before they merge records one)\n`
+        : '') +
       `scanned at ${formatBytes(r.bytesPerSecond)}/s on ${r.threads} thread(s), mode ${r.mode}${r.collisions ? `, ${r.collisions} hash collisions caught` : ''}\n`,
   );
 }
@@ -306,7 +354,12 @@ export async function run(args: string[]): Promise<number> {
             sharing: result.sharing.filter((_, i) => keep[i]).map((row) => row.filter((_, j) => keep[j])),
           };
   }
-  const now = await Promise.all(result.targets.map((t) => ksmNow(t.pid, procRoot)));
+  // The zero-page baselines scan, status, top, serve and tune share (a reader on a fake procRoot has none).
+  const readers = new HostSource(procRoot === undefined ? {} : { procRoot });
+  const targets: (TargetScan | TotalsTargetScan)[] = result.targets;
+  const baselines: { pid: number; start: number; zeroMappedPages: number }[] = [];
+  const now = await Promise.all(targets.map((t) => ksmNow(t, result.thpKnown, procRoot, readers, baselines)));
+  await readers.recordZeroBaselines(baselines);
   if (values.json) {
     printJson(resultJson(result, now));
   } else {

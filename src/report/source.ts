@@ -198,6 +198,16 @@ export class HostSource implements SnapshotSource {
     return shared.zeroMappedPages;
   }
 
+  /**
+   * Records the zero-page mappings of processes KSM has merged none of, counted by someone other than this
+   * reader (`pagefuse scan`: the pages its scan found mapped to the zero page, ksm_stat read after it showing
+   * nothing merged), and shares them with the other readers through the baselines file.
+   */
+  async recordZeroBaselines(entries: readonly { pid: number; start: number; zeroMappedPages: number }[]): Promise<void> {
+    for (const { pid, start, zeroMappedPages } of entries) this.zeroBaseline.set(pid, { start, zeroMappedPages });
+    await this.shareBaselines();
+  }
+
   /** Shares this reader's baselines through the file when they changed since it last wrote them. */
   private async shareBaselines(): Promise<void> {
     if (this.baselinesPath === false) return;
