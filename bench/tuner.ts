@@ -1,9 +1,11 @@
 // The tuner section of the bench alone (src/bench/tuner.ts): the policies side by side on one generated
 // workload, the unthrottled reference row first, each adaptive budget held to its targets. Holds the
 // machine-wide KSM lock throughout; every knob is put back (src/ksm/snapshot.ts, through holdKnobs).
-//   node --import tsx bench/tuner.ts [--quick] [--json] [--budgets 0.1,0.25,1] [--only unthrottled,adaptive] [--time-scale K] [--wait S]
+//   node --import tsx bench/tuner.ts [--quick] [--json] [--budgets 0.1,0.25,1] [--only unthrottled,adaptive] [--time-scale K] [--wait S] [--sched-other]
 // --only keeps the rows whose label starts with one of the names; --time-scale K divides ksmtuned's 60 s
 // monitor interval by K (ksmd itself is not scaled, so this favours ksmtuned; default 10 under --quick).
+// --sched-other keeps the bench's threads SCHED_OTHER instead of SCHED_BATCH, the policy pagefuse tune runs
+// under (src/host/scheduling.ts), to compare the two.
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { lockKsm } from '../src/host/ksm-lock.js';
@@ -19,6 +21,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     'time-scale': { type: 'string' },
     wait: { type: 'string' },
+    'sched-other': { type: 'boolean' },
   },
 });
 const list = (s: string | undefined) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter((x) => x !== ''));
@@ -51,6 +54,7 @@ try {
     ...(budgets === undefined ? {} : { budgets }),
     ...(only === undefined ? {} : { only }),
     ...(timeScale === undefined ? {} : { timeScale }),
+    ...(values['sched-other'] === true ? { batch: false } : {}),
   });
   if (values.json) process.stdout.write(`${JSON.stringify({ machine, ...result }, null, 2)}\n`);
   else {

@@ -130,6 +130,8 @@ export interface NativeAddon {
   getMergeAny(): boolean;
   /** malloc_trim(0): true when glibc handed memory back (false on musl). */
   trimHeap(): boolean;
+  /** Every thread of this process under SCHED_BATCH, or SCHED_OTHER (threads created later inherit it); how many were set. */
+  batchScheduling(on: boolean): number;
   /** mallopt(M_MMAP_THRESHOLD, 128 KiB): glibc's threshold stays put (false on musl). */
   pinMmapThreshold(): boolean;
   reclaimZeroPages(region: RegionHandle, offset: number, length: number): { zeroPages: number; reclaimedPages: number };

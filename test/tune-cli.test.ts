@@ -3,7 +3,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findOtherTuners, isPagefuseTune, lockTuner } from '../src/host/lock.js';
@@ -197,6 +197,23 @@ test('--once --dry-run --json: one decision line and the host lock released (dry
   const lock = await lockTuner();
   assert.equal(lock.held, true, 'the lock is free again');
   lock.release();
+}));
+
+test('the tune daemon runs every thread SCHED_BATCH, its nice value kept', locked(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-batch-'));
+  const run = startCli(['tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '3600'], { json: true, env: { PAGEFUSE_STATE_DIR: dir, PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock') } });
+  try {
+    await run.next((l) => l.event === 'decision', 30_000, 'a decision');
+    const task = `/proc/${run.pid}/task`;
+    const policies = readdirSync(task).map((tid) => Number(/^policy\s*:\s*(\d+)$/m.exec(readFileSync(join(task, tid, 'sched'), 'utf8'))![1]));
+    const nice = Number(readFileSync(`/proc/${run.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+    // Before: every thread SCHED_OTHER (0).
+    assert.deepEqual([[...new Set(policies)], nice], [[3], 0]);
+  } finally {
+    run.kill('SIGTERM');
+    await run.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
 }));
 
 test('a dry run takes no tuner lock: it decides while another process holds the lock', locked(async () => {

@@ -44,7 +44,17 @@ static Napi::Value PinMmapThreshold(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// Every thread of this process under SCHED_BATCH (or SCHED_OTHER again): the tune daemon's threads then
+// never preempt ksmd (or a VM's vCPU) on waking. Returns how many threads were set.
+static Napi::Value BatchScheduling(const Napi::CallbackInfo& info) {
+  bool on = ArgBool(info, 0, "on");
+  int rc = SetAllThreadsBatch(on);
+  if (rc < 0) ThrowErrno(info.Env(), -rc, "sched_setscheduler", on ? "sched_setscheduler(SCHED_BATCH) of this process's threads" : "sched_setscheduler(SCHED_OTHER) of this process's threads");
+  return Napi::Number::New(info.Env(), rc);
+}
+
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("batchScheduling", Napi::Function::New(env, BatchScheduling, "batchScheduling"));
   exports.Set("trimHeap", Napi::Function::New(env, TrimHeap, "trimHeap"));
   exports.Set("pinMmapThreshold", Napi::Function::New(env, PinMmapThreshold, "pinMmapThreshold"));
   exports.Set("setMergeAny", Napi::Function::New(env, SetMergeAny, "setMergeAny"));

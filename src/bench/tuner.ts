@@ -20,6 +20,7 @@ import { guestRegions, type GuestSizes } from '../workload/layout.js';
 import { totalSavedPages, type SavedPages } from '../ksm/savings.js';
 import { findKsmd } from '../host/ksmd.js';
 import { readProcText } from '../host/procfs.js';
+import { batchScheduling, runsBatch } from '../host/scheduling.js';
 
 export interface TunerRow {
   policy: string;
@@ -109,6 +110,8 @@ export interface TunerBenchOptions {
    * to the runs beside it (default, except under --quick: once, first, every row held to it).
    */
   bracket?: boolean;
+  /** Run under SCHED_BATCH, as `pagefuse tune` does (default true); false keeps this process's policy, to compare. */
+  batch?: boolean;
 }
 
 interface Driver {
@@ -325,6 +328,10 @@ export async function benchTuner(options: TunerBenchOptions): Promise<TunerResul
   const ksmdPid = await findKsmd();
   const load0 = loadavg()[0];
   const restore = await holdKnobs(ksm);
+  // The tuners run in this process, scheduled as `pagefuse tune` schedules itself (host/scheduling.ts), and so
+  // do the reference rows beside them; the policy goes back after.
+  const wasBatch = runsBatch();
+  const batch = wasBatch || (options.batch !== false && batchScheduling(true));
   // The unthrottled reference runs at its slots among the other rows; the rest run in order.
   const reference = chosen.find((d) => d.policy.startsWith('unthrottled'));
   const others = chosen.filter((d) => d !== reference);
@@ -345,6 +352,7 @@ export async function benchTuner(options: TunerBenchOptions): Promise<TunerResul
       if (i < others.length) rows.push(await run(others[i]!));
     }
   } finally {
+    if (!wasBatch && batch) batchScheduling(false);
     await restore();
   }
   const placed: PlacedReference[] = referenceRuns.map((r) => ({ seconds_to_95: r.seconds_to_95, ksmd_cpu_seconds: r.ksmd_cpu_seconds, slot: r.slot }));
@@ -360,7 +368,7 @@ export async function benchTuner(options: TunerBenchOptions): Promise<TunerResul
   }
   const total = sizes.commonMiB + sizes.uniqueMiB + sizes.zeroMiB;
   return {
-    workload: `${sizes.guests} guests × (${sizes.commonMiB} MiB common + ${sizes.uniqueMiB} MiB unique + ${sizes.zeroMiB} MiB zero) = ${sizes.guests * total} MiB, up to ${capS} s per policy`,
+    workload: `${sizes.guests} guests × (${sizes.commonMiB} MiB common + ${sizes.uniqueMiB} MiB unique + ${sizes.zeroMiB} MiB zero) = ${sizes.guests * total} MiB, up to ${capS} s per policy; the bench ${batch ? 'under SCHED_BATCH, as pagefuse tune runs' : options.batch === false ? 'under SCHED_OTHER (asked)' : 'under SCHED_OTHER (SCHED_BATCH refused)'}`,
     load_average: [Number(load0.toFixed(2)), Number(loadavg()[0].toFixed(2))],
     unthrottled_runs: placed,
     rows,
