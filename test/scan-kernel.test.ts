@@ -109,14 +109,14 @@ test('a scan after ksmd mapped zero pages to the zero page predicts what it did 
 
 /**
  * `pagefuse scan --json` of two THP processes of 4096 zero pages each (in 16 huge pages) before ksmd runs
- * (state dir `before`, or none) and after it merged them (use_zero_pages=1: every huge page split in its first
+ * (when `before`) and after it merged them (with `afterArgs`) (use_zero_pages=1: every huge page split in its first
  * scans), each scan with its own state dir for the zero-page baselines.
  */
-async function scanAroundKsmd(t: import('node:test').TestContext, before: boolean) {
+async function scanAroundKsmd(t: import('node:test').TestContext, before: boolean, afterArgs: string[] = []) {
   const bin = builtBin();
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-scan-state-'));
-  const scanJson = async (pids: number[]) => {
-    const r = await runCliAsync(['scan', '--pid', pids.join(','), '--json'], { bin, env: { PAGEFUSE_STATE_DIR: dir } });
+  const scanJson = async (pids: number[], args: string[] = []) => {
+    const r = await runCliAsync(['scan', '--pid', pids.join(','), '--json', ...args], { bin, env: { PAGEFUSE_STATE_DIR: dir } });
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout);
   };
@@ -129,7 +129,7 @@ async function scanAroundKsmd(t: import('node:test').TestContext, before: boolea
           const first = before ? await scanJson(w.pids) : undefined;
           await converged(ksm, w.pids);
           await ksm.stop();
-          return { first, after: await scanJson(w.pids) };
+          return { first, after: await scanJson(w.pids, afterArgs) };
         } finally {
           await w.stop();
         }
@@ -153,6 +153,15 @@ test('pagefuse scan after ksmd split huge pages counts the zero subpages it free
 
 test('pagefuse scan of merged processes no reader saw before they merged says it cannot count their THP-split zero pages', async (t) => {
   const r = await scanAroundKsmd(t, false);
+  if (r === undefined) return;
+  assert.deepEqual(
+    [r.after.ksm.thp_split_freed_pages, r.after.ksm.thp_split_freed_unknown_processes, r.after.targets.map((x: { thp_split_freed_pages: number | null }) => x.thp_split_freed_pages)],
+    [0, 2, [null, null]],
+  );
+});
+
+test('pagefuse scan --unmergeable does not count THP-split zero pages against baselines of the mergeable areas alone', async (t) => {
+  const r = await scanAroundKsmd(t, true, ['--unmergeable']);
   if (r === undefined) return;
   assert.deepEqual(
     [r.after.ksm.thp_split_freed_pages, r.after.ksm.thp_split_freed_unknown_processes, r.after.targets.map((x: { thp_split_freed_pages: number | null }) => x.thp_split_freed_pages)],

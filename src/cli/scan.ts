@@ -91,7 +91,7 @@ interface KsmNow {
    * Zero subpages ksmd already split out of the process's huge pages: its zero-page mappings that are not
    * KSM's, beyond its zero-page baseline (docs/savings.md); 0 while KSM has merged none of its pages; null
    * when it has and no pagefuse reader recorded a baseline before, or the scan could not tell huge pages
-   * apart (not root).
+   * apart (not root), or it read unmergeable memory too (--unmergeable: the baselines count mergeable areas).
    */
   thpSplitFreedPages: number | null;
 }
@@ -99,11 +99,12 @@ interface KsmNow {
 /**
  * After the scan: the process's ksm_stat, and what ksmd freed in it by splitting huge pages, from the
  * baselines `readers` share. A process KSM has merged none of gives them its own: its zero-page mappings
- * as this scan counted them (`baselines`), so that a scan after ksmd ran counts the splits since.
+ * as this scan counted them (`baselines`), so that a scan after ksmd ran counts the splits since. Only where
+ * `counted`: the scan told huge pages apart (root) and read the mergeable areas alone, as the baselines count.
  */
 async function ksmNow(
   t: TargetScan | TotalsTargetScan,
-  thpKnown: boolean,
+  counted: boolean,
   procRoot: string | undefined,
   readers: HostSource,
   baselines: { pid: number; start: number; zeroMappedPages: number }[],
@@ -112,7 +113,7 @@ async function ksmNow(
   try {
     const s = await processKsm(t.pid, procRoot === undefined ? {} : { procRoot });
     const merged = s.mergingPages + s.zeroPages > 0;
-    const start = thpKnown ? (await readProcStat(procRoot ?? '/proc', t.pid))?.startTime : undefined;
+    const start = counted ? (await readProcStat(procRoot ?? '/proc', t.pid))?.startTime : undefined;
     if (!merged && start !== undefined) baselines.push({ pid: t.pid, start, zeroMappedPages: t.zeroMappedPages });
     const baseline = merged && start !== undefined ? await readers.zeroBaselineOf(t.pid, start) : undefined;
     const thpSplitFreedPages = !merged ? 0 : baseline === undefined ? null : Math.max(0, t.zeroMappedPages - t.ksmZeroMappedPages - baseline);
@@ -190,7 +191,7 @@ export function resultJson(r: ScanResult | TotalsScanResult, now: (KsmNow | unde
       merging_pages: known.reduce((a, n) => a + n.mergingPages, 0),
       zero_pages: known.reduce((a, n) => a + n.zeroPages, 0),
       thp_split_freed_pages: splitFreed(now).pages,
-      // Merged processes whose THP-split part is not counted (no baseline; or all of them, when not root).
+      // Merged processes whose THP-split part is not counted (no baseline; or all of them, when not root or --unmergeable).
       thp_split_freed_unknown_processes: splitFreed(now).unknown,
     },
     targets: r.targets.map((t, i) => targetJson(t, now[i])),
@@ -225,7 +226,8 @@ function printTargets(r: ScanResult, now: (KsmNow | undefined)[], pageSize: numb
   }
 }
 
-function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)[], pageSize: number): void {
+/** `counted`: the THP-split pages ksmd freed were counted (ksmNow()). */
+function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)[], pageSize: number, counted: boolean): void {
   const known = now.filter((n): n is KsmNow => n !== undefined);
   const merged = known.reduce((a, n) => a + n.mergingPages + n.zeroPages, 0);
   const bound = r.sampling ? ` ± ${formatBytes(r.sampling.errorBoundPages * pageSize)}` : '';
@@ -254,7 +256,7 @@ function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)
       (freed.pages > 0
         ? `already freed, not in the estimate: ${freed.pages} zero subpages (${formatBytes(freed.pages * pageSize)}) ksmd split out of huge pages (not in ksm_stat; counted beyond each process's zero-page baseline, docs/savings.md)\n`
         : '') +
-      (freed.unknown > 0 && r.thpKnown
+      (freed.unknown > 0 && counted
         ? `${freed.unknown} merged process${freed.unknown === 1 ? ' has' : 'es have'} no zero-page baseline: zero subpages ksmd split out of their huge pages are not counted (a pagefuse scan, status, top, serve or tune seeing them before they merge records one)\n`
         : '') +
       `scanned at ${formatBytes(r.bytesPerSecond)}/s on ${r.threads} thread(s), mode ${r.mode}${r.collisions ? `, ${r.collisions} hash collisions caught` : ''}\n`,
@@ -358,13 +360,14 @@ export async function run(args: string[]): Promise<number> {
   const readers = new HostSource(procRoot === undefined ? {} : { procRoot });
   const targets: (TargetScan | TotalsTargetScan)[] = result.targets;
   const baselines: { pid: number; start: number; zeroMappedPages: number }[] = [];
-  const now = await Promise.all(targets.map((t) => ksmNow(t, result.thpKnown, procRoot, readers, baselines)));
+  const counted = result.thpKnown && mergeableOnly;
+  const now = await Promise.all(targets.map((t) => ksmNow(t, counted, procRoot, readers, baselines)));
   await readers.recordZeroBaselines(baselines);
   if (values.json) {
     printJson(resultJson(result, now));
   } else {
     if (result.sharing !== null) printTargets(result, now, PAGE_SIZE);
-    printTotals(result, now, PAGE_SIZE);
+    printTotals(result, now, PAGE_SIZE, counted);
   }
   return EXIT_OK;
 }
