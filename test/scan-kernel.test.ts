@@ -129,7 +129,9 @@ async function scanAroundKsmd(t: import('node:test').TestContext, before: boolea
           const first = before ? await scanJson(w.pids) : undefined;
           await converged(ksm, w.pids);
           await ksm.stop();
-          return { first, after: await scanJson(w.pids, afterArgs) };
+          const after = await scanJson(w.pids, afterArgs);
+          const text = await runCliAsync(['scan', '--pid', w.pids.join(','), ...afterArgs], { bin, env: { PAGEFUSE_STATE_DIR: dir } });
+          return { first, after, text: text.stdout };
         } finally {
           await w.stop();
         }
@@ -166,5 +168,17 @@ test('pagefuse scan --unmergeable does not count THP-split zero pages against ba
   assert.deepEqual(
     [r.after.ksm.thp_split_freed_pages, r.after.ksm.thp_split_freed_unknown_processes, r.after.targets.map((x: { thp_split_freed_pages: number | null }) => x.thp_split_freed_pages)],
     [0, 2, [null, null]],
+  );
+});
+
+test("pagefuse scan's text after ksmd split huge pages says what it already freed, in the estimate's line and apart", async (t) => {
+  const r = await scanAroundKsmd(t, true);
+  if (r === undefined) return;
+  assert.deepEqual(
+    r.text.split('\n').filter((l: string) => /^estimate:|^already freed/.test(l)),
+    [
+      "estimate: merging would give back 4.0 MiB (1024 pages) of 12.0 MiB scanned, by the end of ksmd's second full scan over them (ksmd has already freed 32.0 MiB more by splitting huge pages: below):",
+      "already freed, not in the estimate: 8192 zero subpages (32.0 MiB) ksmd split out of huge pages (not in ksm_stat; counted beyond each process's zero-page baseline, docs/savings.md)",
+    ],
   );
 });

@@ -238,7 +238,8 @@ function printTotals(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)
   process.stdout.write(
     `estimate: merging would give back ${formatBytes(r.estimatedSavedBytes)}${bound} (${r.estimatedSavedPages} pages) of ${formatBytes(r.pages * pageSize)} scanned` +
       `${r.ksmZeroMappedPages > 0 ? ` and ${formatBytes(r.ksmZeroMappedPages * pageSize)} KSM had already mapped to the zero page` : ''},` +
-      ` by the end of ksmd's second full scan over them:\n` +
+      ` by the end of ksmd's second full scan over them` +
+      `${freed.pages > 0 ? ` (ksmd has already freed ${formatBytes(freed.pages * pageSize)} more by splitting huge pages: below)` : ''}:\n` +
       `  ${e.ksmPages} pages merged by KSM (pages_sharing: ${r.duplicatePages} duplicate pages` +
       `${!r.useZeroPages && zeroKsm >= 2 ? ` + ${zeroKsm - 1} zero pages merged into one` : ''})\n` +
       `  ${e.ksmZeroPages} zero pages mapped to the zero page by KSM (ksm_zero_pages; use_zero_pages=${r.useZeroPages ? 1 : 0}` +
