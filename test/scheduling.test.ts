@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
-import { batchScheduling, runsBatch } from '../src/host/scheduling.js';
+import { SCHED_BATCH, SCHED_OTHER, batchScheduling, schedulingPolicy } from '../src/host/scheduling.js';
 
 const policies = (): number[] =>
   [...new Set(readdirSync('/proc/self/task').map((tid) => Number(/^policy\s*:\s*(\d+)$/m.exec(readFileSync(`/proc/self/task/${tid}/sched`, 'utf8'))![1])))];
@@ -18,12 +18,12 @@ async function newThreadPolicy(): Promise<number> {
 }
 
 test('batchScheduling puts every thread of the process under SCHED_BATCH, threads started after it too, and back', async () => {
-  assert.equal(runsBatch(), false, 'the test process starts SCHED_OTHER');
+  assert.equal(schedulingPolicy(), SCHED_OTHER, 'the test process starts SCHED_OTHER');
   try {
     assert.equal(batchScheduling(true), true);
-    const on = [policies(), runsBatch(), await newThreadPolicy()];
+    const on = [policies(), schedulingPolicy(), await newThreadPolicy()];
     assert.equal(batchScheduling(false), true);
-    assert.deepEqual([on, [policies(), runsBatch(), await newThreadPolicy()]], [[[3], true, 3], [[0], false, 0]]);
+    assert.deepEqual([on, [policies(), schedulingPolicy(), await newThreadPolicy()]], [[[SCHED_BATCH], SCHED_BATCH, SCHED_BATCH], [[SCHED_OTHER], SCHED_OTHER, SCHED_OTHER]]);
   } finally {
     batchScheduling(false);
   }

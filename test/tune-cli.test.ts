@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { findOtherTuners, isPagefuseTune, lockTuner } from '../src/host/lock.js';
 import { loadConfig } from '../src/tune/config.js';
 import { lockKsm } from './helpers/lock.js';
-import { runCli, startCli } from './helpers/cli.js';
+import { cliArgv, runCli, startCli } from './helpers/cli.js';
 import { requireRoot } from './helpers/root.js';
 
 const HOLD_LOCK = new URL('./fixtures/hold-tune-lock.ts', import.meta.url).pathname;
@@ -199,21 +199,44 @@ test('--once --dry-run --json: one decision line and the host lock released (dry
   lock.release();
 }));
 
-test('the tune daemon runs every thread SCHED_BATCH, its nice value kept', locked(async () => {
+/** A dry-run tune daemon started through `prefix` (e.g. chrt): its threads' scheduling policies and its nice value at its first decision. */
+async function tuneScheduling(prefix: string[]): Promise<{ policies: number[]; nice: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-batch-'));
-  const run = startCli(['tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '3600'], { json: true, env: { PAGEFUSE_STATE_DIR: dir, PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock') } });
+  const [node, ...argv] = cliArgv(['tune', '--dry-run', '--json', '--policy', 'ksmtuned', '--interval', '3600']);
+  const child = spawn(prefix[0] ?? node!, [...prefix.slice(1), ...(prefix.length > 0 ? [node!] : []), ...argv], {
+    env: { ...process.env, PAGEFUSE_STATE_DIR: dir, PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock') },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   try {
-    await run.next((l) => l.event === 'decision', 30_000, 'a decision');
-    const task = `/proc/${run.pid}/task`;
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no decision within 30 s: ${out}`)), 30_000);
+      child.stdout!.on('data', (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('"event":"decision"')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const task = `/proc/${child.pid}/task`;
     const policies = readdirSync(task).map((tid) => Number(/^policy\s*:\s*(\d+)$/m.exec(readFileSync(join(task, tid, 'sched'), 'utf8'))![1]));
-    const nice = Number(readFileSync(`/proc/${run.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
-    // Before: every thread SCHED_OTHER (0).
-    assert.deepEqual([[...new Set(policies)], nice], [[3], 0]);
+    const nice = Number(readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+    return { policies: [...new Set(policies)], nice };
   } finally {
-    run.kill('SIGTERM');
-    await run.exited;
+    child.kill('SIGTERM');
+    await once(child, 'exit');
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('the tune daemon runs every thread SCHED_BATCH, its nice value kept', locked(async () => {
+  // Before: every thread SCHED_OTHER (0).
+  assert.deepEqual(await tuneScheduling(['nice', '-n', '5']), { policies: [3], nice: 5 });
+}));
+
+test('the tune daemon keeps a scheduling policy its operator chose (SCHED_IDLE from chrt -i)', locked(async () => {
+  assert.deepEqual(await tuneScheduling(['chrt', '-i', '0']), { policies: [5], nice: 0 });
 }));
 
 test('a dry run takes no tuner lock: it decides while another process holds the lock', locked(async () => {

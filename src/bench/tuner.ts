@@ -20,7 +20,7 @@ import { guestRegions, type GuestSizes } from '../workload/layout.js';
 import { totalSavedPages, type SavedPages } from '../ksm/savings.js';
 import { findKsmd } from '../host/ksmd.js';
 import { readProcText } from '../host/procfs.js';
-import { batchScheduling, runsBatch } from '../host/scheduling.js';
+import { batchScheduling, batchUnlessChosen } from '../host/scheduling.js';
 
 export interface TunerRow {
   policy: string;
@@ -330,8 +330,7 @@ export async function benchTuner(options: TunerBenchOptions): Promise<TunerResul
   const restore = await holdKnobs(ksm);
   // The tuners run in this process, scheduled as `pagefuse tune` schedules itself (host/scheduling.ts), and so
   // do the reference rows beside them; the policy goes back after.
-  const wasBatch = runsBatch();
-  const batch = wasBatch || (options.batch !== false && batchScheduling(true));
+  const switched = options.batch !== false && batchUnlessChosen();
   // The unthrottled reference runs at its slots among the other rows; the rest run in order.
   const reference = chosen.find((d) => d.policy.startsWith('unthrottled'));
   const others = chosen.filter((d) => d !== reference);
@@ -352,7 +351,7 @@ export async function benchTuner(options: TunerBenchOptions): Promise<TunerResul
       if (i < others.length) rows.push(await run(others[i]!));
     }
   } finally {
-    if (!wasBatch && batch) batchScheduling(false);
+    if (switched) batchScheduling(false);
     await restore();
   }
   const placed: PlacedReference[] = referenceRuns.map((r) => ({ seconds_to_95: r.seconds_to_95, ksmd_cpu_seconds: r.ksmd_cpu_seconds, slot: r.slot }));
@@ -368,7 +367,7 @@ export async function benchTuner(options: TunerBenchOptions): Promise<TunerResul
   }
   const total = sizes.commonMiB + sizes.uniqueMiB + sizes.zeroMiB;
   return {
-    workload: `${sizes.guests} guests × (${sizes.commonMiB} MiB common + ${sizes.uniqueMiB} MiB unique + ${sizes.zeroMiB} MiB zero) = ${sizes.guests * total} MiB, up to ${capS} s per policy; the bench ${batch ? 'under SCHED_BATCH, as pagefuse tune runs' : options.batch === false ? 'under SCHED_OTHER (asked)' : 'under SCHED_OTHER (SCHED_BATCH refused)'}`,
+    workload: `${sizes.guests} guests × (${sizes.commonMiB} MiB common + ${sizes.uniqueMiB} MiB unique + ${sizes.zeroMiB} MiB zero) = ${sizes.guests * total} MiB, up to ${capS} s per policy; the bench ${switched ? 'under SCHED_BATCH, as pagefuse tune runs' : options.batch === false ? 'under its own scheduling policy (asked)' : 'under its own scheduling policy (chosen by whoever started it, or SCHED_BATCH refused)'}`,
     load_average: [Number(load0.toFixed(2)), Number(loadavg()[0].toFixed(2))],
     unthrottled_runs: placed,
     rows,

@@ -1,7 +1,7 @@
 // pagefuse tune — the tuner daemon: decides, logs each decision with its reasons, restores the knobs on exit.
 import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { batchScheduling } from '../host/scheduling.js';
+import { batchUnlessChosen } from '../host/scheduling.js';
 import { boundMemory, decimalNumber, durationFlag, formatBytes, parse, UsageError, type CliContext } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
@@ -138,7 +138,7 @@ class TuneSignals {
 }
 
 export async function run(args: string[], context?: CliContext): Promise<number> {
-  batchScheduling(true); // none of its threads preempts ksmd, nor a VM, when it wakes (host/scheduling.ts)
+  batchUnlessChosen(); // none of its threads preempts ksmd, nor a VM, when it wakes (host/scheduling.ts)
   boundMemory();
   const signals = new TuneSignals();
   signals.install(context?.takeEarlyUsr1() ?? 0, context?.takeEarlyHup?.() ?? 0);

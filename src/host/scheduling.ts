@@ -3,15 +3,18 @@
 import { readFileSync } from 'node:fs';
 import { native } from '../native.js';
 
-const SCHED_BATCH = 3;
+/** Linux's scheduling policies, as /proc/<pid>/sched and sched_setscheduler(2) number them. */
+export const SCHED_OTHER = 0;
+export const SCHED_BATCH = 3;
+export const SCHED_IDLE = 5;
 
-/** Whether this thread runs SCHED_BATCH (/proc/thread-self/sched's policy); false where it cannot be read. */
-export function runsBatch(): boolean {
+/** This thread's scheduling policy (/proc/thread-self/sched); undefined where it cannot be read. */
+export function schedulingPolicy(): number | undefined {
   try {
     const m = /^policy\s*:\s*(\d+)$/m.exec(readFileSync('/proc/thread-self/sched', 'utf8'));
-    return m !== null && Number(m[1]) === SCHED_BATCH;
+    return m === null ? undefined : Number(m[1]);
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -28,4 +31,13 @@ export function batchScheduling(on: boolean): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The tune daemon's start: SCHED_BATCH for all its threads when it runs under the default policy. One the
+ * operator chose (SCHED_IDLE from `chrt -i` or a unit's CPUSchedulingPolicy=, a realtime policy) is kept.
+ * Whether it switched.
+ */
+export function batchUnlessChosen(): boolean {
+  return schedulingPolicy() === SCHED_OTHER && batchScheduling(true);
 }
