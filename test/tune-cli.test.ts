@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { findOtherTuners, isPagefuseTune, lockTuner } from '../src/host/lock.js';
 import { loadConfig } from '../src/tune/config.js';
 import { lockKsm } from './helpers/lock.js';
-import { cliArgv, runCli, startCli } from './helpers/cli.js';
+import { cliArgv, runCli, runCliAsync, startCli } from './helpers/cli.js';
+import { withKsm } from './helpers/ksm.js';
+import { Workload } from '../src/workload/workload.js';
+import { Ksm } from '../src/ksm/ksm.js';
 import { requireRoot } from './helpers/root.js';
 
 const HOLD_LOCK = new URL('./fixtures/hold-tune-lock.ts', import.meta.url).pathname;
@@ -288,3 +291,25 @@ test('an error that recurs at every decision is logged once (here: a state file 
     rmSync(dir, { recursive: true, force: true });
   }
 }));
+
+test('tune --once that leaves ksmd running says so on stderr, with the pace it left and how to stop it', async (t) => {
+  if (!requireRoot(t, 'writes the KSM knobs')) return;
+  await withKsm(t, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pagefuse-once-'));
+    // Two stand-in VMs sharing 64 MiB: as much as the adaptive policy's minimum saving, so it starts ksmd.
+    const w = await Workload.start({ processes: 2, imagePages: 16384, zeroPages: 0, uniquePages: 256, asQemu: { namePrefix: 'once-' }, seed: 23 });
+    try {
+      const r = await runCliAsync(['tune', '--once', '--cpu-budget', '0.25', '--force'], { env: { PAGEFUSE_STATE_DIR: dir, PAGEFUSE_TUNE_LOCK: join(dir, 'tune.lock'), PAGEFUSE_TUNER_STATE: join(dir, 'tuner.json') } });
+      assert.equal(r.status, 0, r.stderr);
+      const knobs = await new Ksm().read();
+      // Before: nothing on stderr.
+      assert.deepEqual(
+        r.stderr,
+        `pagefuse tune: --once left ksmd running at ${knobs.settings.pages_to_scan} pages / ${knobs.settings.sleep_millisecs} ms, and nothing paces it from here: 'pagefuse stop' stops it, 'pagefuse tune' keeps it within its budget\n`,
+      );
+    } finally {
+      await w.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -10,6 +10,7 @@ import { liveRecords, recoverKnobs, recordDir, type RecoveredKnobs } from '../ks
 import { publishTuner } from '../report/publish.js';
 import { tunerStatePath } from '../report/tuner-state.js';
 import { escapeTerminal } from '../report/escape.js';
+import { Ksm } from '../ksm/ksm.js';
 
 const HELP = `usage: pagefuse tune [--policy P] [--cpu-budget F] [--config FILE] [--interval S]
                      [--dry-run] [--once] [--json] [--keep-knobs] [--force] [--history FILE]
@@ -22,7 +23,8 @@ Drives ksmd like ksmtuned, but scans first and merges second.
   --interval S     time between decisions: seconds, or 500ms, 2m… (default: ksmtuned KSM_MONITOR_INTERVAL, else 2s)
   --dry-run        decide and log each change as old → new, write no knob and take no lock (needs no
                    root); its decisions go beside the tuner state, never over it
-  --once           make one decision, apply it, keep the knobs and exit
+  --once           make one decision, apply it, keep the knobs and exit (nothing paces ksmd
+                   after it: where it left ksmd running, it says so on stderr)
   --json           one JSON object per line
   --keep-knobs     on exit leave the knobs as set (default: put back the ones found at start)
   --force          start even while ksmtuned or another pagefuse tune runs
@@ -276,6 +278,7 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
     const d = await tuner.tuneOnce();
     logRecovered(tuner.recovered);
     if (d !== undefined) onDecision(d, true);
+    if (d !== undefined && !d.dryRun && !json) await leftRunning();
     return d === undefined ? 1 : 0;
   }
 
@@ -362,4 +365,17 @@ function restore(json: boolean): number {
   }
   if (recovered.length === 0 && live.length === 0) print({ event: 'nothing' }, `nothing to put back (no record in ${dir})`);
   return 0;
+}
+
+/**
+ * After `--once`: where the decision left ksmd running, says so on stderr. Nothing paces it from here, so the
+ * pace chosen for the budget's first interval (at budget 1, a whole CPU) holds until someone changes it.
+ */
+async function leftRunning(): Promise<void> {
+  const ksm = new Ksm(); // the knobs the Tuner wrote (it takes no sysfs root from the environment either)
+  const [run, pages, sleep] = await Promise.all(['run', 'pages_to_scan', 'sleep_millisecs'].map((k) => ksm.get(k).catch(() => undefined)));
+  if (run !== 1) return;
+  process.stderr.write(
+    `pagefuse tune: --once left ksmd running at ${String(pages)} pages / ${String(sleep)} ms, and nothing paces it from here: 'pagefuse stop' stops it, 'pagefuse tune' keeps it within its budget\n`,
+  );
 }
