@@ -335,7 +335,7 @@ test('a reader that first sees a process merged counts from the baseline another
   }
 });
 
-test("zeroBaselineOf gives the baseline another reader shared for that process, and none for another process with its pid", async () => {
+test("zeroBaselinesOf gives the baseline another reader shared for that process, and none for another process with its pid", async () => {
   const { dir, sysfs, proc } = fakeHost();
   try {
     const state = splitGuest(proc);
@@ -343,7 +343,8 @@ test("zeroBaselineOf gives the baseline another reader shared for that process, 
     state(0, false);
     await guest300(splitGuestSource(dir, sysfs, proc, file)); // a reader before the first merge (pid 300 started at tick 4242)
     const later = splitGuestSource(dir, sysfs, proc, file); // e.g. a restarted tuner, before its first reading
-    assert.deepEqual([await later.zeroBaselineOf(300, 4242), await later.zeroBaselineOf(300, 4243)], [512, undefined]);
+    const of = async (start: number) => (await later.zeroBaselinesOf([{ pid: 300, start }])).get(300);
+    assert.deepEqual([await of(4242), await of(4243)], [512, undefined]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -169,7 +169,7 @@ test('a scheduler that first scans VMs after ksmd merged them keeps the zero pag
           await converged(ksm, w.pids);
           const after = await vmsNow();
           const own = reader();
-          const restarted = new ScanScheduler({ scan: createTunerScan(), scanCpuBudget: 1, pageSize: PAGE, zeroBaseline: (v) => own.zeroBaselineOf(v.pid, v.startTime) });
+          const restarted = new ScanScheduler({ scan: createTunerScan(), scanCpuBudget: 1, pageSize: PAGE, zeroBaselines: (vs) => own.zeroBaselinesOf(vs.map((v) => ({ pid: v.pid, start: v.startTime }))) });
           await restarted.run(after);
           // Before the fix: its first scan's count of zero-page mappings, ksmd's splits among them, was the baseline.
           assert.deepEqual([restarted.estimate(after)!.savedPages, restarted.estimate(after)!.mergingPages], [first.estimate(before)!.savedPages, first.estimate(before)!.mergingPages]);
@@ -186,7 +186,7 @@ test('a scheduler that first scans VMs after ksmd merged them keeps the zero pag
 
 test('a VM first scanned with nothing merged takes its own count of zero-page mappings as its baseline, not a shared one', async () => {
   const scan: ScanFn = async () => ({ pages: 1000, estimatedSavedBytes: 0, targets: [{ pid: 1, pages: 1000, mergingPages: 0, zeroMappedPages: 300, ksmZeroMappedPages: 0 }] });
-  const s = new ScanScheduler({ scan, scanCpuBudget: 1, pageSize: PAGE, zeroBaseline: async () => 100 });
+  const s = new ScanScheduler({ scan, scanCpuBudget: 1, pageSize: PAGE, zeroBaselines: async (vs) => new Map(vs.map((v) => [v.pid, 100])) });
   await s.run([vm(1, 4)]);
   assert.deepEqual([s.records.get(1)?.zeroBaseline, s.records.get(1)?.savedPages], [300, 0]);
 });

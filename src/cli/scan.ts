@@ -97,30 +97,34 @@ interface KsmNow {
 }
 
 /**
- * After the scan: the process's ksm_stat, and what ksmd freed in it by splitting huge pages, from the
- * baselines `readers` share. A process KSM has merged none of gives them its own: its zero-page mappings
- * as this scan counted them (`baselines`), so that a scan after ksmd ran counts the splits since. Only where
- * `counted`: the scan told huge pages apart (root) and read the mergeable areas alone, as the baselines count.
+ * After the scan: each process's ksm_stat, and what ksmd freed in it by splitting huge pages, from the
+ * baselines `readers` share (read once for all). A process KSM has merged none of gives them its own: its
+ * zero-page mappings as this scan counted them, so that a scan after ksmd ran counts the splits since. Only
+ * where `counted`: the scan told huge pages apart (root) and read the mergeable areas alone, as the baselines
+ * count.
  */
-async function ksmNow(
-  t: TargetScan | TotalsTargetScan,
-  counted: boolean,
-  procRoot: string | undefined,
-  readers: HostSource,
-  baselines: { pid: number; start: number; zeroMappedPages: number }[],
-): Promise<KsmNow | undefined> {
-  if (t.pid === undefined) return undefined;
-  try {
-    const s = await processKsm(t.pid, procRoot === undefined ? {} : { procRoot });
-    const merged = s.mergingPages + s.zeroPages > 0;
-    const start = counted ? (await readProcStat(procRoot ?? '/proc', t.pid))?.startTime : undefined;
-    if (!merged && start !== undefined) baselines.push({ pid: t.pid, start, zeroMappedPages: t.zeroMappedPages });
-    const baseline = merged && start !== undefined ? await readers.zeroBaselineOf(t.pid, start) : undefined;
-    const thpSplitFreedPages = !merged ? 0 : baseline === undefined ? null : Math.max(0, t.zeroMappedPages - t.ksmZeroMappedPages - baseline);
-    return { mergingPages: s.mergingPages, zeroPages: s.zeroPages, thpSplitFreedPages };
-  } catch {
-    return undefined;
-  }
+async function ksmNow(targets: (TargetScan | TotalsTargetScan)[], counted: boolean, procRoot: string | undefined, readers: HostSource): Promise<(KsmNow | undefined)[]> {
+  const read = await Promise.all(
+    targets.map(async (t) => {
+      if (t.pid === undefined) return undefined;
+      try {
+        const s = await processKsm(t.pid, procRoot === undefined ? {} : { procRoot });
+        const start = counted ? (await readProcStat(procRoot ?? '/proc', t.pid))?.startTime : undefined;
+        return { t, pid: t.pid, s, merged: s.mergingPages + s.zeroPages > 0, start };
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+  const known = read.filter((r): r is NonNullable<typeof r> & { start: number } => r?.start !== undefined);
+  await readers.recordZeroBaselines(known.filter((r) => !r.merged).map((r) => ({ pid: r.pid, start: r.start, zeroMappedPages: r.t.zeroMappedPages })));
+  const baselines = await readers.zeroBaselinesOf(known.filter((r) => r.merged));
+  return read.map((r) => {
+    if (r === undefined) return undefined;
+    const baseline = baselines.get(r.pid);
+    const thpSplitFreedPages = !r.merged ? 0 : baseline === undefined ? null : Math.max(0, r.t.zeroMappedPages - r.t.ksmZeroMappedPages - baseline);
+    return { mergingPages: r.s.mergingPages, zeroPages: r.s.zeroPages, thpSplitFreedPages };
+  });
 }
 
 /** Σ of the processes' THP-split pages ksmd freed, and how many merged processes have no baseline to count them from. */
@@ -157,6 +161,7 @@ function targetJson(t: TargetScan | TotalsTargetScan, now: KsmNow | undefined) {
 
 export function resultJson(r: ScanResult | TotalsScanResult, now: (KsmNow | undefined)[]) {
   const known = now.filter((n): n is KsmNow => n !== undefined);
+  const freed = splitFreed(now);
   return {
     mode: r.mode,
     pages: r.pages,
@@ -190,9 +195,9 @@ export function resultJson(r: ScanResult | TotalsScanResult, now: (KsmNow | unde
     ksm: {
       merging_pages: known.reduce((a, n) => a + n.mergingPages, 0),
       zero_pages: known.reduce((a, n) => a + n.zeroPages, 0),
-      thp_split_freed_pages: splitFreed(now).pages,
+      thp_split_freed_pages: freed.pages,
       // Merged processes whose THP-split part is not counted (no baseline; or all of them, when not root or --unmergeable).
-      thp_split_freed_unknown_processes: splitFreed(now).unknown,
+      thp_split_freed_unknown_processes: freed.unknown,
     },
     targets: r.targets.map((t, i) => targetJson(t, now[i])),
     sharing: r.sharing,
@@ -359,11 +364,8 @@ export async function run(args: string[]): Promise<number> {
   }
   // The zero-page baselines scan, status, top, serve and tune share (a reader on a fake procRoot has none).
   const readers = new HostSource(procRoot === undefined ? {} : { procRoot });
-  const targets: (TargetScan | TotalsTargetScan)[] = result.targets;
-  const baselines: { pid: number; start: number; zeroMappedPages: number }[] = [];
   const counted = result.thpKnown && mergeableOnly;
-  const now = await Promise.all(targets.map((t) => ksmNow(t, counted, procRoot, readers, baselines)));
-  await readers.recordZeroBaselines(baselines);
+  const now = await ksmNow(result.targets, counted, procRoot, readers);
   if (values.json) {
     printJson(resultJson(result, now));
   } else {

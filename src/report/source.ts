@@ -164,13 +164,7 @@ export class HostSource implements SnapshotSource {
     const starts = new Map<number, number>();
     await Promise.all(pids.map(async (pid) => starts.set(pid, (await readProcStat(procRoot, pid))?.startTime ?? -1)));
     const missing = (): number[] => pids.filter((pid) => !unmerged.has(pid) && this.zeroBaseline.get(pid)?.start !== starts.get(pid));
-    if (this.baselinesPath !== false && missing().length > 0) {
-      const shared = await readZeroBaselines(this.baselinesPath);
-      for (const pid of missing()) {
-        const b = shared.get(pid);
-        if (b !== undefined && b.start === starts.get(pid)) this.zeroBaseline.set(pid, b);
-      }
-    }
+    await this.adoptShared(missing().map((pid) => ({ pid, start: starts.get(pid)! })));
     // A process that started after this reader began watching had no zero-page mapping at its start (its
     // memory was new), so that is its baseline even if ksmd merged it before this reader's next read: as
     // exact as one taken before the first merge, which also counts every later mapping as ksmd's. Unless
@@ -184,18 +178,33 @@ export class HostSource implements SnapshotSource {
   }
 
   /**
-   * The zero-page mappings of `pid` (the process started at `start`) while KSM had merged none of its pages,
-   * as this reader recorded them or another shared them through the baselines file; undefined when none did.
-   * The tuner's scan scheduler takes a VM it first sees already merged from here (tune/schedule.ts).
+   * Takes the shared baselines of `processes` (pid and start time) this reader has none for, reading the
+   * baselines file once; an entry of another process with the same pid is not taken.
    */
-  async zeroBaselineOf(pid: number, start: number): Promise<number | undefined> {
-    const mine = this.zeroBaseline.get(pid);
-    if (mine?.start === start) return mine.zeroMappedPages;
-    if (this.baselinesPath === false) return undefined;
-    const shared = (await readZeroBaselines(this.baselinesPath)).get(pid);
-    if (shared === undefined || shared.start !== start) return undefined;
-    this.zeroBaseline.set(pid, shared);
-    return shared.zeroMappedPages;
+  private async adoptShared(processes: readonly { pid: number; start: number }[]): Promise<void> {
+    const missing = processes.filter(({ pid, start }) => this.zeroBaseline.get(pid)?.start !== start);
+    if (this.baselinesPath === false || missing.length === 0) return;
+    const shared = await readZeroBaselines(this.baselinesPath);
+    for (const { pid, start } of missing) {
+      const b = shared.get(pid);
+      if (b !== undefined && b.start === start) this.zeroBaseline.set(pid, b);
+    }
+  }
+
+  /**
+   * The zero-page mappings of `processes` (pid and start time) while KSM had merged none of their pages, by
+   * pid, as this reader recorded them or another shared them through the baselines file (read once); a
+   * process none recorded is left out. The tuner's scan scheduler takes VMs it first sees already merged from
+   * here (tune/schedule.ts), and `pagefuse scan` merged processes.
+   */
+  async zeroBaselinesOf(processes: readonly { pid: number; start: number }[]): Promise<Map<number, number>> {
+    await this.adoptShared(processes);
+    const out = new Map<number, number>();
+    for (const { pid, start } of processes) {
+      const b = this.zeroBaseline.get(pid);
+      if (b?.start === start) out.set(pid, b.zeroMappedPages);
+    }
+    return out;
   }
 
   /**

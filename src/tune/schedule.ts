@@ -1,7 +1,7 @@
 // Rescanning VMs with the scan engine within its own CPU budget, most promising first: new VMs, large VMs,
 // VMs whose estimate and merged pages disagree, and VMs whose estimate moves between scans (volatility).
 import type { VmInfo } from '../vm/discover.js';
-import type { Estimate, SlowSplit } from './types.js';
+import { vmMergedPages, type Estimate, type SlowSplit } from './types.js';
 import type { ScanTarget } from '../scan/scan.js';
 
 /** What the tuner needs of one scan target's result (the scan engine's `targets[]` entries). */
@@ -51,7 +51,7 @@ export interface VmRecord {
   /**
    * Its pages mapped to the zero page by others than KSM at its first scan (never written, as ksmd had not
    * run on it), or, when the tuner first saw it already merged, before KSM first merged it where a reader of
-   * the host shared that (options.zeroBaseline), else at its first scan (split out of huge pages before: those
+   * the host shared that (options.zeroBaselines), else at its first scan (split out of huge pages before: those
    * are then not counted as freed); null when the scan could not tell.
    */
   zeroBaseline: number | null;
@@ -80,12 +80,13 @@ export interface SchedulerOptions {
   maxRoundPages?: number;
   now?: () => number;
   /**
-   * A VM's zero-page mappings while KSM had merged none of its pages, where a reader of the host recorded
-   * them (HostSource.zeroBaselineOf: the baselines status, top, serve and the tuner share); undefined when
-   * none did. Asked for a VM first scanned with pages already merged: its own count then holds the zero
-   * subpages ksmd split out of huge pages before (a tuner restarted after merging would lose them).
+   * VMs' zero-page mappings while KSM had merged none of their pages, by pid, where a reader of the host
+   * recorded them (HostSource.zeroBaselinesOf: the baselines status, top, serve and the tuner share); a VM
+   * none recorded is left out. Asked for the VMs first scanned with pages already merged: their own count
+   * then holds the zero subpages ksmd split out of huge pages before (a tuner restarted after merging would
+   * lose them).
    */
-  zeroBaseline?: (vm: VmInfo) => Promise<number | undefined>;
+  zeroBaselines?: (vms: VmInfo[]) => Promise<ReadonlyMap<number, number>>;
 }
 
 /** A rescan that moved the estimate by less than this share of the VM's pages counts as steady. */
@@ -159,7 +160,7 @@ export class ScanScheduler {
     const r = this.recordOf(vm);
     if (r === undefined) return Infinity;
     const pages = Math.max(1, r.pages);
-    const merged = vm.ksm === null ? r.mergingPages : (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0);
+    const merged = vmMergedPages(vm) ?? r.mergingPages;
     const disagreement = Math.min(1, Math.abs(r.mergingPages - merged) / pages);
     const ageS = (t - r.at) / 1000;
     const sizeWeight = Math.log2(2 + vm.rssBytes / this.options.pageSize);
@@ -215,21 +216,10 @@ export class ScanScheduler {
     }
   }
 
-  /** The shared zero-page baselines (options.zeroBaseline) of the VMs first scanned with pages already merged. */
-  private async sharedBaselines(vms: VmInfo[]): Promise<Map<number, number>> {
-    const out = new Map<number, number>();
-    const lookup = this.options.zeroBaseline;
-    if (lookup === undefined) return out;
-    const merged = (vm: VmInfo) => vm.ksm !== null && (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0) > 0;
-    await Promise.all(
-      vms
-        .filter((vm) => this.recordOf(vm) === undefined && merged(vm))
-        .map(async (vm) => {
-          const pages = await lookup(vm);
-          if (pages !== undefined) out.set(vm.pid, pages);
-        }),
-    );
-    return out;
+  /** The shared zero-page baselines (options.zeroBaselines) of the VMs first scanned with pages already merged. */
+  private async sharedBaselines(vms: VmInfo[]): Promise<ReadonlyMap<number, number>> {
+    const first = vms.filter((vm) => this.recordOf(vm) === undefined && (vmMergedPages(vm) ?? 0) > 0);
+    return this.options.zeroBaselines === undefined || first.length === 0 ? new Map() : this.options.zeroBaselines(first);
   }
 
   /** `shared`: zero-page baselines from before KSM first merged, by pid (sharedBaselines()). */

@@ -388,7 +388,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
         scanCpuBudget: this.config.scanCpuBudget,
         pageSize: PAGE_SIZE,
         // A VM first scanned already merged (the tuner restarted) keeps its zero pages ksmd freed before.
-        zeroBaseline: (vm) => savings.zeroBaselineOf(vm.pid, vm.startTime),
+        zeroBaselines: (vms) => savings.zeroBaselinesOf(vms.map((vm) => ({ pid: vm.pid, start: vm.startTime }))),
       });
     }
   }

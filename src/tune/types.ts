@@ -108,10 +108,15 @@ export type PolicyFn<S, C> = (observation: Observation, state: S, config: C) => 
  * estimate's saved/merging ratio, so other KSM users on the host do not count. Host-wide counts where
  * the kernel has no ksm_stat.
  */
+/** The pages KSM has merged in this VM, by its ksm_stat (ksm_merging_pages + ksm_zero_pages); null without one. */
+export function vmMergedPages(vm: VmInfo): number | null {
+  return vm.ksm === null ? null : (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0);
+}
+
 export function vmSavedPages(o: Observation): number {
   const est = o.estimate;
   const withStat = o.vms.filter((vm) => vm.ksm !== null);
   if (est === null || est.mergingPages <= 0 || withStat.length === 0) return savedPages(o.counters);
-  const merged = withStat.reduce((sum, vm) => sum + (vm.ksm?.mergingPages ?? 0) + (vm.ksm?.zeroPages ?? 0), 0);
+  const merged = withStat.reduce((sum, vm) => sum + (vmMergedPages(vm) ?? 0), 0);
   return Math.round((merged * est.savedPages) / est.mergingPages);
 }
