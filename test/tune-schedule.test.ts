@@ -191,6 +191,20 @@ test('a VM first scanned with nothing merged takes its own count of zero-page ma
   assert.deepEqual([s.records.get(1)?.zeroBaseline, s.records.get(1)?.savedPages], [300, 0]);
 });
 
+test("firstBaselines gives the zero-page counts of the VMs a round first scanned with nothing merged, not of merged ones nor on a rescan", async () => {
+  const scan: ScanFn = async (targets) => ({
+    pages: 2000,
+    estimatedSavedBytes: 0,
+    targets: targets.map((t) => ({ pid: (t as { pid: number }).pid, pages: 1000, mergingPages: 0, zeroMappedPages: 300, ksmZeroMappedPages: 0 })),
+  });
+  const s = new ScanScheduler({ scan, scanCpuBudget: 1, pageSize: PAGE });
+  const vms = [vm(1, 4), vm(2, 4, 5)];
+  await s.run(vms);
+  const first = s.firstBaselines(vms);
+  await s.run(vms);
+  assert.deepEqual([first, s.firstBaselines(vms)], [[{ pid: 1, start: 1, zeroMappedPages: 300 }], []]);
+});
+
 /** Runs ksmd until a full scan changes the processes' merged and zero pages no more. */
 async function converged(ksm: Ksm, pids: number[]): Promise<void> {
   await ksm.start();

@@ -216,6 +216,19 @@ export class ScanScheduler {
     }
   }
 
+  /**
+   * The zero-page baselines of `vms` first scanned in the last round with nothing merged (by their ksm_stat
+   * before it): their own count of zero-page mappings, to share with the host's other readers (the Tuner
+   * does, HostSource.recordZeroBaselines, when ksmd was stopped through the round). A tuner that reads the
+   * host only after it started ksmd may find them merged already, and record none itself.
+   */
+  firstBaselines(vms: VmInfo[]): { pid: number; start: number; zeroMappedPages: number }[] {
+    return vms.flatMap((vm) => {
+      const r = this.recordOf(vm);
+      return r !== undefined && r.scans === 1 && r.zeroBaseline !== null && vmMergedPages(vm) === 0 ? [{ pid: vm.pid, start: vm.startTime, zeroMappedPages: r.zeroBaseline }] : [];
+    });
+  }
+
   /** The shared zero-page baselines (options.zeroBaselines) of the VMs first scanned with pages already merged. */
   private async sharedBaselines(vms: VmInfo[]): Promise<ReadonlyMap<number, number>> {
     const first = vms.filter((vm) => this.recordOf(vm) === undefined && (vmMergedPages(vm) ?? 0) > 0);

@@ -648,7 +648,11 @@ export class Tuner extends EventEmitter<TunerEvents> {
     await this.prepare();
     try {
       const vms = this.scanVms();
-      if (this.scheduler !== undefined && (vms.length > 0 || this.regions.length > 0)) await this.scheduler.run(vms, this.regions);
+      if (this.scheduler !== undefined && (vms.length > 0 || this.regions.length > 0)) {
+        const stopped = !this.ksmdRuns();
+        await this.scheduler.run(vms, this.regions);
+        await this.shareFirstBaselines(vms, stopped);
+      }
       return await this.decide();
     } finally {
       this.running = false;
@@ -809,8 +813,10 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.scanRound = new Set(vms.map((vm) => vm.pid));
     const abort = new AbortController();
     this.scanAbort = abort;
+    const stopped = !this.ksmdRuns();
     this.scanDone = scheduler
       .run(vms, this.regions, abort.signal, this.scanThreads(vms))
+      .then(() => this.shareFirstBaselines(vms, stopped))
       .then(() => {
         const round = ++this.roundsDone;
         // A decision begun while the round ran may have read its estimate already (scan rounds end at any time).
@@ -835,9 +841,25 @@ export class Tuner extends EventEmitter<TunerEvents> {
    */
   private scanThreads(vms: VmInfo[]): number {
     const scheduler = this.scheduler!;
-    const run = this.dryRun ? (this.lastObservation?.knobs.run ?? this.found?.run) : (this.lastRun ?? this.found?.run);
     const firstLook = vms.some((vm) => scheduler.recordOf(vm) === undefined) || this.regionsUnscanned();
-    return scanThreadsFor({ ksmdRuns: run === 1, firstLook, cpuBudget: this.budget, cpus: availableParallelism() });
+    return scanThreadsFor({ ksmdRuns: this.ksmdRuns(), firstLook, cpuBudget: this.budget, cpus: availableParallelism() });
+  }
+
+  /** Whether ksmd runs as far as this tuner knows: as it last set run (a dry run: as it last saw it), else as found. */
+  private ksmdRuns(): boolean {
+    return (this.dryRun ? (this.lastObservation?.knobs.run ?? this.found?.run) : (this.lastRun ?? this.found?.run)) === 1;
+  }
+
+  /**
+   * After a scan round through which ksmd was stopped (`stoppedBefore`, and still now): the zero-page counts of
+   * the VMs it first scanned with nothing merged go to the baselines the host's readers share, so that a
+   * `status`, or this tuner restarted, counts the zero pages ksmd then frees. The reading behind the saved
+   * figure records them too, but only after the decision that starts ksmd: by then ksmd may have merged them.
+   */
+  private async shareFirstBaselines(vms: VmInfo[], stoppedBefore: boolean): Promise<void> {
+    if (!stoppedBefore || this.ksmdRuns() || this.scheduler === undefined || this.savingsSource === undefined) return;
+    const first = this.scheduler.firstBaselines(vms);
+    if (first.length > 0) await this.savingsSource.recordZeroBaselines(first);
   }
 
   /** Decides now (SIGUSR1): looks at /proc, asks the policy, writes what changed. Resolves to the decision. */
