@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ksm, Region, PAGE_SIZE, processKsm } from '../src/index.js';
 import { builtBin, runCliAsync, type CliOptions, type CliResult } from './helpers/cli.js';
-import { mergeAndWait, selfKsm, withKsm } from './helpers/ksm.js';
+import { RUNNING_SETTINGS, mergeAndWait, selfKsm, withKsm } from './helpers/ksm.js';
+import { startMergedChild, waitMerging } from './helpers/report-ksm.js';
 
 const bin = builtBin();
 const cli = (args: string[], options: CliOptions = {}): Promise<CliResult> => runCliAsync(args, { ...options, bin });
@@ -59,6 +60,30 @@ test('status --json has the documented shape with the values sysfs and /proc giv
     const shares = out.processes.map((p: { saved_bytes: number }) => p.saved_bytes);
     assert.deepEqual(shares, [...shares].sort((a, b) => b - a), 'most saved first');
   });
+});
+
+test('status after a VM exited while ksmd was stopped: saved counts the pages the VMs left share, not the exited one\'s', async (t) => {
+  await withKsm(t, async (ksm) => {
+    // Page i of each guest holds i: 32 KSM pages, each mapped by the three guests.
+    const vms = await Promise.all(['pf-exit-a', 'pf-exit-b', 'pf-exit-c'].map((name) => startMergedChild(32, name, 'indexed')));
+    try {
+      for (const vm of vms) await waitMerging(vm.pid, 32);
+      await ksm.stop();
+      await vms[2].stop();
+      // The kernel keeps the exited guest's merged pages in its counters until ksmd passes again.
+      assert.deepEqual([(await ksm.read()).counters.pages_shared, (await ksm.read()).counters.pages_sharing], [32, 64]);
+      const r = await cli(['status', '--json']);
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      // Each page is mapped twice now: 32 pages saved, 16 each.
+      assert.equal(out.savings.parts_pages.ksm_pages, 32);
+      assert.equal(out.savings.exited_pages, 32);
+      const left = out.processes.filter((p: { pid: number }) => p.pid === vms[0].pid || p.pid === vms[1].pid);
+      assert.deepEqual(left.map((p: { saved: { ksm_pages: number } }) => p.saved.ksm_pages), [16, 16]);
+    } finally {
+      await Promise.all(vms.map((vm) => vm.stop()));
+    }
+  }, { settings: RUNNING_SETTINGS });
 });
 
 test('status prints the run state, savings, sharing ratio, knobs, counters and the process table', async (t) => {

@@ -28,6 +28,7 @@ process.stdout.write(JSON.stringify(hostSavings(counters, 4096)));`;
   assert.deepEqual(runWithoutAddon(script), {
     saved: { ksmPages: 30, ksmZeroPages: 2, thpSplitZeroPages: 0 },
     savedPages: 32,
+    exitedPages: 0,
     savedBytes: 32 * 4096,
     thpSplitKnown: false,
     thpSplitUpperBound: false,

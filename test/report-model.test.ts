@@ -52,6 +52,7 @@ test('host savings use general_profit when the kernel has it', () => {
   assert.deepEqual(h, {
     saved: { ksmPages: 1000, ksmZeroPages: 24, thpSplitZeroPages: 0 },
     savedPages: 1024,
+    exitedPages: 0,
     savedBytes: 4194304,
     thpSplitKnown: false,
     thpSplitUpperBound: false,
@@ -71,6 +72,7 @@ test('host savings follow the kernel formula when general_profit is absent', () 
   assert.deepEqual(h, {
     saved: { ksmPages: 90, ksmZeroPages: 0, thpSplitZeroPages: 0 },
     savedPages: 90,
+    exitedPages: 0,
     savedBytes: 368640,
     thpSplitKnown: false,
     thpSplitUpperBound: false,
@@ -163,6 +165,40 @@ test('per-process shares of pages_sharing follow (k-1)/k weights and sum to the 
   );
   assert.equal(f.processes.reduce((a, p) => a + p.savedBytes, 0), f.host.savedBytes);
   assert.equal(f.sharesNote, null);
+});
+
+// Three VMs shared 32 KSM pages three ways (pages_shared 32, pages_sharing 64); one exited with ksmd stopped.
+// The kernel keeps its merged pages in the counters until ksmd next passes; the two left map each page twice.
+function afterExit(wholeHost: boolean): Snapshot {
+  const s = snap(1, { pages_shared: 32, pages_sharing: 64 });
+  s.settings = { run: 0, pages_to_scan: 100, sleep_millisecs: 20 };
+  s.processes = [
+    { pid: 1, name: 'a', vm: true, rmapItems: 32, zeroPages: 0, mergingPages: 32, profitBytes: 0, sharingWeight: 16, zeroMappedPages: 0 },
+    { pid: 2, name: 'b', vm: true, rmapItems: 32, zeroPages: 0, mergingPages: 32, profitBytes: 0, sharingWeight: 16, zeroMappedPages: 0 },
+  ];
+  s.wholeHost = wholeHost;
+  return s;
+}
+
+test("a process that exited while ksmd was stopped: its pages in pages_sharing are left out of saved and of the shares", () => {
+  const f = figures(afterExit(true));
+  assert.deepEqual(f.host.saved, { ksmPages: 32, ksmZeroPages: 0, thpSplitZeroPages: 0 });
+  assert.equal(f.host.exitedPages, 32);
+  assert.deepEqual(f.processes.map((p) => [p.name, p.saved.ksmPages]), [['a', 16], ['b', 16]]);
+  assert.equal(f.sharesNote, null);
+});
+
+test("the saved lines say how many pages pages_sharing counts for processes that have exited", () => {
+  assert.deepEqual(savedLines(figures(afterExit(true))), [
+    'saved 128 KiB = KSM pages 128 KiB + KSM zero pages 0 B + THP-split zero pages 0 B',
+    "  (not counted: 32 pages (128 KiB) that pages_sharing still counts for processes that have exited; their memory is free already, and ksmd drops them from its counters on its next pass)",
+  ]);
+});
+
+test('a reader that does not see every process of the host takes pages_sharing as it is', () => {
+  const f = figures(afterExit(false));
+  assert.equal(f.host.saved.ksmPages, 64);
+  assert.equal(f.host.exitedPages, 0);
 });
 
 test('VMs registered with KSM are listed while ksmd has merged nothing', () => {

@@ -72,6 +72,7 @@ function savingsJson(f: Figures) {
     saved_bytes: h.savedBytes,
     parts_pages: { ksm_pages: h.saved.ksmPages, ksm_zero_pages: h.saved.ksmZeroPages, thp_split_zero_pages: h.thpSplitKnown ? h.saved.thpSplitZeroPages : null },
     thp_split_upper_bound: h.thpSplitKnown ? h.thpSplitUpperBound : null,
+    exited_pages: h.exitedPages,
     metadata_bytes: h.metadataBytes,
     net_bytes: h.netBytes,
     kernel_profit_bytes: h.kernelProfitBytes,

@@ -46,6 +46,17 @@ export async function readProcLink(procRoot: string, ...parts: (string | number)
   }
 }
 
+/**
+ * Whether this process sees every process of the host under `procRoot`: it is in the initial PID namespace,
+ * its NSpid line (Linux 4.1+) naming one pid. False in a container's or `unshare -p`'s namespace, and for a
+ * proc root that is not this process's (a fixture without `self`).
+ */
+export async function seesWholeHost(procRoot: string): Promise<boolean> {
+  const status = await readProcText(procRoot, 'self', 'status').catch(() => undefined);
+  const m = status === undefined ? null : /^NSpid:\s*(.*)$/m.exec(status);
+  return m !== null && m[1].trim().split(/\s+/).length === 1;
+}
+
 /** Every numeric entry of the proc root: the pids alive right now. */
 export async function listPids(procRoot: string): Promise<number[]> {
   return pidsOf(await readdir(procRoot));

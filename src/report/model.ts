@@ -90,6 +90,11 @@ export interface Snapshot {
   mem?: MemInfo;
   /** A would-save estimate from a scan made with this snapshot (report's duplicate scan). */
   estimate?: WouldSave;
+  /**
+   * The reader saw every process of the host (root, in the initial PID namespace): KSM pages that no
+   * process listed holds then belong to processes that have exited.
+   */
+  wholeHost?: boolean;
 }
 
 /** What merging would give back, from the latest scan (docs/savings.md). */
@@ -129,6 +134,13 @@ export interface HostSavings {
   saved: SavedPages;
   /** Σ of the parts. */
   savedPages: number;
+  /**
+   * Pages pages_sharing still counts for processes that have exited, left out of `saved.ksmPages`: the kernel
+   * keeps an exited process's merged pages in its counters until ksmd next passes (mm/ksm.c's __ksm_exit
+   * leaves its rmap items to ksmd), though their memory is freed already. 0 unless figures() could tell
+   * (root, seeing every process of the host: Snapshot.wholeHost).
+   */
+  exitedPages: number;
   savedBytes: number;
   /** Whether the THP-split part was measured (root reads pagemap/kpageflags); 0 in `saved` when not. */
   thpSplitKnown: boolean;
@@ -152,9 +164,9 @@ export interface HostSavings {
  * Host-wide savings. `thpSplitZeroPages` is measured per process (root: zero-page mappings in the
  * mergeable areas, less ksm_zero_pages) and summed by figures(); undefined when unknown.
  */
-export function hostSavings(counters: KnownKsmCounters, pageSize: number, thpSplitZeroPages?: number, thpSplitUpperBound = false): HostSavings {
+export function hostSavings(counters: KnownKsmCounters, pageSize: number, thpSplitZeroPages?: number, thpSplitUpperBound = false, exitedPages = 0): HostSavings {
   const saved: SavedPages = {
-    ksmPages: counters.pages_sharing,
+    ksmPages: counters.pages_sharing - exitedPages,
     ksmZeroPages: counters.ksm_zero_pages ?? 0,
     thpSplitZeroPages: thpSplitZeroPages ?? 0,
   };
@@ -167,6 +179,7 @@ export function hostSavings(counters: KnownKsmCounters, pageSize: number, thpSpl
   return {
     saved,
     savedPages: total,
+    exitedPages,
     savedBytes: total * pageSize,
     thpSplitKnown: thpSplitZeroPages !== undefined,
     thpSplitUpperBound: thpSplitZeroPages !== undefined && thpSplitUpperBound,
@@ -270,6 +283,21 @@ export function thpSplitOf(p: ProcessSample): number | undefined {
   return Math.max(0, p.zeroMappedPages - p.zeroPages);
 }
 
+/**
+ * The pages pages_sharing still counts for processes that have exited. Each merged page of a process is one
+ * of the kernel's pages_shared + pages_sharing (its ksm_merging_pages), and an exited process keeps its part
+ * there until ksmd next passes: while ksmd is stopped, for good. Seen only by a reader of every process with
+ * their exact sharing weights (the page tables as they are now: Σ (k − 1)/k over the mappings left), whose
+ * sum is then what KSM saves; 0 otherwise, and when the listed processes hold every merged page.
+ */
+function exitedPages(cur: Snapshot, listed: readonly ProcessSample[], exact: boolean): number {
+  if (cur.wholeHost !== true || !exact) return 0;
+  const held = listed.reduce((a, p) => a + p.mergingPages, 0);
+  if (held >= cur.counters.pages_shared + cur.counters.pages_sharing) return 0;
+  const weights = listed.reduce((a, p) => a + (p.sharingWeight as number), 0);
+  return Math.max(0, cur.counters.pages_sharing - Math.round(weights));
+}
+
 export function figures(cur: Snapshot, prev?: Snapshot): Figures {
   const ps = cur.pageSize;
   const listed = cur.processes.filter((p) => p.rmapItems > 0 || p.mergingPages > 0 || p.zeroPages > 0 || p.registered === true || p.vm === true);
@@ -277,10 +305,11 @@ export function figures(cur: Snapshot, prev?: Snapshot): Figures {
   // With nobody listed the part is 0 only if KSM holds nothing either (otherwise: unreadable, not root).
   const splitKnown = listed.length > 0 ? split.every((v) => v !== undefined) : savedPages(cur.counters) === 0;
   const bounded = listed.map((p, i) => p.thpSplitUpperBound === true && (split[i] ?? 0) > 0);
-  const host = hostSavings(cur.counters, ps, splitKnown ? split.reduce<number>((a, v) => a + (v ?? 0), 0) : undefined, bounded.includes(true));
-  // Shares: pages_sharing by each process's exact (k − 1)/k weight where known for all, else by its
-  // merging pages; ksm_zero_pages by its own zero pages (so a read racing the counters still sums).
   const exact = listed.length > 0 && listed.every((p) => typeof p.sharingWeight === 'number');
+  const host = hostSavings(cur.counters, ps, splitKnown ? split.reduce<number>((a, v) => a + (v ?? 0), 0) : undefined, bounded.includes(true), exitedPages(cur, listed, exact));
+  // Shares: pages_sharing (less the exited processes' pages) by each process's exact (k − 1)/k weight where
+  // known for all, else by its merging pages; ksm_zero_pages by its own zero pages (so a read racing the
+  // counters still sums).
   const sharing = sharingShares(host.saved.ksmPages, listed.map((p) => (exact ? (p.sharingWeight as number) : p.mergingPages)));
   const zero = apportion(host.saved.ksmZeroPages, listed.map((p) => p.zeroPages));
   const processes = listed

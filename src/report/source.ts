@@ -14,7 +14,7 @@ import { FrameInfo, readFootprint, type Footprint } from '../ksm/footprint.js';
 import { numaTopology } from '../numa/topology.js';
 import { ksmPagesByNode } from '../numa/ksm-nodes.js';
 import { vmNames as discoverVmNames } from '../safety/vms.js';
-import { USER_HZ, readProcStat, readProcText } from '../host/procfs.js';
+import { USER_HZ, readProcStat, readProcText, seesWholeHost } from '../host/procfs.js';
 import { readZeroBaselines, writeZeroBaselines, zeroBaselinesPath, type ZeroBaseline } from './zero-baselines.js';
 
 /** What HostSource reads KSM's knobs and counters through: the Ksm class, or a Tuner's KSM control. */
@@ -96,6 +96,8 @@ export class HostSource implements SnapshotSource {
   private readonly baselinesPath: string | false;
   /** The baselines as last written to the file, to write only when they change. */
   private written = '[]';
+  /** Whether this reader sees every process of the host (seesWholeHost), once known. */
+  private wholeHost: boolean | undefined;
   /** When this reader first read the host, in clock ticks since boot (/proc/uptime); undefined before. */
   private watchingSince: number | undefined;
 
@@ -288,6 +290,8 @@ export class HostSource implements SnapshotSource {
     if (nodes !== undefined) snapshot.nodes = nodes;
     if (tuner !== undefined) snapshot.tuner = tuner;
     snapshot.mem = mem;
+    this.wholeHost ??= await seesWholeHost(o.procRoot ?? '/proc');
+    snapshot.wholeHost = this.wholeHost;
     return snapshot;
   }
 }

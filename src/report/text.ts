@@ -37,7 +37,16 @@ export function savedLines(f: Figures): string[] {
     `saved ${le}${formatBytes(h.savedBytes)} = KSM pages ${formatBytes(h.saved.ksmPages * ps)} + KSM zero pages ${formatBytes(h.saved.ksmZeroPages * ps)}` +
       ` + THP-split zero pages ${h.thpSplitKnown ? `${le}${formatBytes(h.saved.thpSplitZeroPages * ps)}` : '? (needs root)'}`,
     ...(note === null ? [] : [`  (${note})`]),
+    ...(h.exitedPages === 0 ? [] : [`  (${exitedWords(h.exitedPages, ps)})`]),
   ];
+}
+
+/** Why pages_sharing says more than `saved`, in the words of every output. */
+export function exitedWords(pages: number, pageSize: number): string {
+  return (
+    `not counted: ${pages} page${pages === 1 ? '' : 's'} (${formatBytes(pages * pageSize)}) that pages_sharing still counts for processes that have exited;` +
+    ` their memory is free already, and ksmd drops them from its counters on its next pass`
+  );
 }
 
 /** The would-save figure's later part, in the words of every output (top, report --summary, the HTML tile). */
