@@ -240,6 +240,16 @@ test('prune forgets the VMs that are gone', async () => {
   assert.deepEqual([...s.records.keys()], [1]);
 });
 
+test('prune gives the VMs left that were scanned with one that is gone, to scan again', async () => {
+  const { s, a } = await scannedTwo();
+  assert.deepEqual(s.prune([a, vm(3, 50)]), [1]);
+});
+
+test('prune gives none when no scanned VM is gone', async () => {
+  const { s, a, b } = await scannedTwo();
+  assert.deepEqual(s.prune([a, b, vm(3, 50)]), []);
+});
+
 test('the scan budget: a burst, then rounds spaced so scan time stays within scanCpuBudget', async () => {
   const c = clockAndScan(1500);
   const s = new ScanScheduler({ scan: c.scan, scanCpuBudget: 0.1, pageSize: PAGE, now: c.now, rescanMs: 1000 });

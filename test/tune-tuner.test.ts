@@ -102,6 +102,39 @@ test('adaptive Tuner: scans, starts ksmd at the budgeted pace, sees a new VM wit
   }
 });
 
+test('adaptive Tuner: when a VM exits, the VMs scanned with it are scanned again, and the estimate no longer counts what they had in common with it', async () => {
+  // Three guests of one image: each of the 262144 pages of each guest has a copy in every other, so the VMs
+  // scanned together save all but one copy of each page (two of three, then one of two).
+  const calls: number[][] = [];
+  const imageScan: ScanFn = async (targets) => {
+    const pids = targets.map((x) => (x as { pid: number }).pid);
+    calls.push(pids);
+    return {
+      pages: pids.length * 262144,
+      estimatedSavedBytes: (pids.length - 1) * 262144 * 4096,
+      targets: pids.map((pid) => ({ pid, pages: 262144, mergingPages: pids.length > 1 ? 262144 : 0 })),
+    };
+  };
+  const { ksm, config } = setup();
+  const tree = new ProcTree().add(QEMU(300, 'a')).add(QEMU(301, 'b')).add(QEMU(302, 'c')).add({ pid: 37, argv: [], comm: 'ksmd', ppid: 2, utime: 10, stime: 20 });
+  const t = new Tuner({ ksm, scan: imageScan, procRoot: tree.root, config, pollMs: 100, intervalMs: 60_000 });
+  const errors: Error[] = [];
+  t.on('error', (e) => errors.push(e));
+  try {
+    const first = nextDecision(t, (d) => /estimate 2048\.0 MiB saveable/.test(d.reasons.join('\n')));
+    await t.start();
+    await first;
+    const after = nextDecision(t, (d) => /estimate 1024\.0 MiB saveable/.test(d.reasons.join('\n')));
+    tree.remove(302);
+    await after;
+    assert.deepEqual(calls.at(-1)?.sort(), [300, 301]);
+    assert.deepEqual(errors, []);
+  } finally {
+    await t.stop();
+    tree.dispose();
+  }
+});
+
 test('while ksmd is stopped a scan round also hashes on the whole CPUs of its budget; while ksmd runs, on one thread', async () => {
   const { tree, ksm, config } = setup();
   const asked: (number | undefined)[] = [];

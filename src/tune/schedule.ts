@@ -281,10 +281,22 @@ export class ScanScheduler {
     }
   }
 
-  /** Forgets VMs that are gone. */
-  prune(vms: VmInfo[]): void {
+  /**
+   * Forgets VMs that are gone, and returns the pids of the VMs left that were scanned with one of them: their
+   * records share out a joint saving that counted the pages they had in common with it, which they no longer
+   * have in common with anyone (three guests of one image, one gone: its copies counted in the other two's
+   * savedPages as if they still merged), so they want a rescan.
+   */
+  prune(vms: VmInfo[]): number[] {
     const alive = new Map(vms.map((vm) => [vm.pid, vm.startTime]));
-    for (const [pid, r] of this.records) if (alive.get(pid) !== r.startTime) this.records.delete(pid);
+    let gone = false;
+    for (const [pid, r] of this.records) {
+      if (alive.get(pid) !== r.startTime) {
+        this.records.delete(pid);
+        gone = true;
+      }
+    }
+    return gone ? [...this.records.keys()] : [];
   }
 
   /** The estimate over the VMs alive now, or null before any of them was scanned. */

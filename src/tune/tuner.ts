@@ -531,8 +531,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
     const { added, removed, gone } = await this.watcher.poll(Date.now(), { figures: withFigures });
     this.lastLook = Date.now();
     if (added.length === 0 && removed.length === 0) return { added, removed };
-    this.scheduler?.prune(this.watcher.vms);
-    this.pendingRescan.push(...added.map((vm) => vm.pid));
+    const peers = this.scheduler?.prune(this.watcher.vms) ?? [];
+    this.pendingRescan.push(...added.map((vm) => vm.pid), ...peers);
     this.emit('vms', { added, removed });
     for (const last of gone) {
       if (this.reportedMerged.get(last.pid) === last.startTime) this.reportedMerged.delete(last.pid);
