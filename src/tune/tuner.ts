@@ -28,7 +28,7 @@ import { sumSaved, totalSavedPages } from '../ksm/savings.js';
 import { HostSource } from '../report/source.js';
 import { figures as savingsFigures, hostSavings } from '../report/model.js';
 import { OvercommitGuard, type OvercommitRisk } from '../safety/exposure.js';
-import { readIsolation, type Isolation } from '../safety/isolation.js';
+import { parseIsolation, readIsolation, type Isolation } from '../safety/isolation.js';
 import { Registry, onRegistryChange } from '../safety/registry.js';
 import { admit } from '../safety/admission.js';
 
@@ -219,6 +219,35 @@ function figures(vm: VmInfo, at: number): VmFigures {
   };
 }
 
+/** The longest delay setInterval keeps: a longer one fires after 1 ms, as a busy loop. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The Tuner's options that are no policy's (policy, cpuBudget and the config are checked where they are read):
+ * one of the wrong type would not fail later but change what the tuner does, a typo'd dryRun turning into a
+ * live tuner, a pollMs of 0 into a busy loop.
+ */
+function checkTunerOptions(options: TunerOptions): void {
+  for (const key of ['intervalMs', 'pollMs'] as const) {
+    const v = options[key];
+    if (v !== undefined && !(typeof v === 'number' && v > 0 && v <= MAX_TIMER_MS)) throw invalidNumber(`Tuner: ${key} must be a number of ms above 0, at most 2^31-1`, v);
+  }
+  for (const key of ['dryRun', 'keepKnobs', 'restoreOnExit', 'handleSignals', 'immediate'] as const) {
+    if (options[key] !== undefined && typeof options[key] !== 'boolean') throw invalidArgType(`Tuner: ${key} must be a boolean`, options[key]);
+  }
+  if (options.recordDir !== undefined && options.recordDir !== false && typeof options.recordDir !== 'string') {
+    throw invalidArgType('Tuner: recordDir must be a path or false', options.recordDir);
+  }
+  if (options.procRoot !== undefined && typeof options.procRoot !== 'string') throw invalidArgType('Tuner: procRoot must be a path', options.procRoot);
+  const lock = options.lock as unknown;
+  if (lock !== undefined && lock !== false) {
+    const o = lock as { path?: unknown; force?: unknown };
+    if (lock === null || typeof lock !== 'object' || (o.path !== undefined && typeof o.path !== 'string') || (o.force !== undefined && typeof o.force !== 'boolean')) {
+      throw invalidArgType('Tuner: lock must be false or { path?: string, force?: boolean }', lock);
+    }
+  }
+}
+
 export class Tuner extends EventEmitter<TunerEvents> {
   readonly policy: PolicyName;
   private budget: number;
@@ -303,9 +332,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.policy = checkPolicy(options.policy ?? this.config.policy ?? 'adaptive');
     this.explicitCpuBudget = options.cpuBudget;
     this.budget = checkCpuBudget(options.cpuBudget ?? this.config.cpuBudget ?? DEFAULT_CPU_BUDGET, availableParallelism());
-    if (options.intervalMs !== undefined && !(Number.isFinite(options.intervalMs) && options.intervalMs > 0)) {
-      throw invalidNumber(`Tuner: intervalMs must be a number of ms above 0`, options.intervalMs);
-    }
+    checkTunerOptions(options);
     this.explicitIntervalMs = options.intervalMs;
     this.dryRun = options.dryRun === true;
     this.keepKnobs = options.keepKnobs === true;
@@ -321,7 +348,7 @@ export class Tuner extends EventEmitter<TunerEvents> {
     this.scanFn = options.scan;
     this.watcher = new VmWatcher({ procRoot: this.procRoot });
     this.state = this.initialState();
-    this.isolation = options.isolation ?? readIsolation();
+    this.isolation = options.isolation === undefined ? readIsolation() : parseIsolation(options.isolation, 'Tuner: isolation');
     this.registry = options.registry ?? new Registry({ procRoot: this.procRoot });
     this.guard = new OvercommitGuard(options.riskMarginBytes, 'Tuner: riskMarginBytes');
   }
