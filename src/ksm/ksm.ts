@@ -338,7 +338,9 @@ export class Ksm {
   /**
    * Waits until ksmd has completed `n` more full scans. Survives the counter's reset by run=2 (progress is
    * summed across it). ksmd only scans with run=1 and idles while nothing is registered as mergeable, so
-   * the wait ends with code ETIMEDOUT rather than hanging.
+   * the wait ends with code ETIMEDOUT rather than hanging. The first scan to complete is the one under way,
+   * which memory made mergeable during it may not be in (the kernel puts a new mm just behind ksmd's
+   * cursor): a page merges in its second scan, so wait for 3 to see new memory merged.
    */
   async waitForFullScans(n: number, options: WaitOptions = {}): Promise<number> {
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
