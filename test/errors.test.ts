@@ -60,6 +60,7 @@ test('every validation error of the public API carries a Node code and names the
     ['scan threads', () => scan(new Uint8Array(PAGE_SIZE), { threads: 0 }), /got 0$/],
     ['scan pid', () => scan({ pid: '12' as unknown as number }), /got the string "12"$/],
     ['scan target', () => scan(42 as never), /got 42$/],
+    ['scan pid past the kernel\'s', () => scan({ pid: 99999999 }), /^scan: target 0: pid must be a process id from 1 to 4194304.*got 99999999$/],
     ['processKsm pid', () => processKsm(-3), /got -3$/],
     ['setMergeAny', () => setMergeAny('on' as unknown as boolean), /got the string "on"$/],
     ['Tuner intervalMs', () => new Tuner({ intervalMs: -5 }), /got -5$/],

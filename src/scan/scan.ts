@@ -252,7 +252,7 @@ function prepare(target: ScanTarget, index: number, procRoot: string): Prepared 
     length = target.byteLength;
   } else if (isProcessTarget(target)) {
     const { pid } = target;
-    if (!Number.isInteger(pid) || pid < 1) throw invalidNumber(`scan: target ${index}: pid must be a positive whole number`, pid);
+    if (!Number.isInteger(pid) || pid < 1 || pid > 2 ** 22) throw invalidNumber(`scan: target ${index}: pid must be a process id from 1 to ${2 ** 22}`, pid);
     if (target.mergeableOnly !== undefined && typeof target.mergeableOnly !== 'boolean') {
       throw invalidArgType(`scan: target ${index}: mergeableOnly must be a boolean`, target.mergeableOnly);
     }
