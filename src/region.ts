@@ -104,6 +104,15 @@ export class Region implements Disposable {
     if (options.mergeable !== undefined && typeof options.mergeable !== 'boolean') {
       throw invalidArgType(`Region.alloc: mergeable must be a boolean`, options.mergeable);
     }
+    // Checked here, before anything is mapped, and in alloc's words (bind() checks them again).
+    if (options.node !== undefined) {
+      const list = typeof options.node === 'number' ? [options.node] : options.node;
+      if (!Array.isArray(list) || list.length === 0) throw invalidArgType(`Region.alloc: node must be a node id or a non-empty array of them`, options.node);
+      assertNodes('Region.alloc', list, { memory: true });
+    }
+    if (options.policy !== undefined && !Object.hasOwn(POLICY_MODES, options.policy)) {
+      throw invalidArgValue(`Region.alloc: policy must be 'bind', 'preferred' or 'interleave'`, options.policy);
+    }
     const region = new Region(new native.RegionHandle(roundUpToPage(bytes), HUGE_CODES[huge]));
     regionOfBuffer.set(region.handle.buffer, new WeakRef(region));
     try {

@@ -173,13 +173,13 @@ test('alloc with a node and the preferred policy places the pages there', () => 
   p.dispose();
 });
 
-test('binding to a node that does not exist is a RangeError naming it, before any mbind', () => {
+test('binding to a node that does not exist is a RangeError naming it and the call, before any mbind', () => {
   const last = numaTopology().nodes.at(-1)!.id;
   const missing = last + 1;
   const names = `this host has node ${numaTopology().nodes.map((n) => n.id).join(',')}`;
   assert.throws(() => Region.alloc(PAGE_SIZE, { node: missing }), {
     name: 'RangeError',
-    message: `Region.bind: node ${missing} does not exist: ${names}`,
+    message: `Region.alloc: node ${missing} does not exist: ${names}`,
   });
   const r = Region.alloc(4 * PAGE_SIZE);
   assert.throws(() => r.bind(missing), { name: 'RangeError', message: new RegExp(`node ${missing} does not exist`) });
