@@ -138,9 +138,13 @@ export interface TuneDecision extends VmSaved {
 
 /** The 'savings' event, after every decision: what KSM gives back to the tuner's VMs now (VmSaved), and the estimate. */
 export interface TuneSavings extends VmSaved {
+  /** When the decision behind it was taken, ms since the epoch. */
   at: number;
+  /** What the latest scans say merging gives back once ksmd has converged (docs/savings.md), bytes; null before any scan. */
   estimatedBytes: number | null;
+  /** ksmd's CPU time since boot, seconds (its thread's utime + stime): subtract two events' for the CPU between them. null when ksmd cannot be found. */
   ksmdCpuSeconds: number | null;
+  /** KSM's full_scans counter: full passes over all mergeable memory since boot (reset by run=2). */
   fullScans: number;
 }
 
