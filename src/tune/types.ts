@@ -103,16 +103,16 @@ export interface PolicyResult<S> {
 
 export type PolicyFn<S, C> = (observation: Observation, state: S, config: C) => PolicyResult<S>;
 
-/**
- * Pages the VMs save now, in the estimate's units: their own merged pages (ksm_stat) scaled by the
- * estimate's saved/merging ratio, so other KSM users on the host do not count. Host-wide counts where
- * the kernel has no ksm_stat.
- */
 /** The pages KSM has merged in this VM, by its ksm_stat (ksm_merging_pages + ksm_zero_pages); null without one. */
 export function vmMergedPages(vm: VmInfo): number | null {
   return vm.ksm === null ? null : (vm.ksm.mergingPages ?? 0) + (vm.ksm.zeroPages ?? 0);
 }
 
+/**
+ * Pages the VMs save now, in the estimate's units: their own merged pages (ksm_stat) scaled by the
+ * estimate's saved/merging ratio, so other KSM users on the host do not count. Host-wide counts where
+ * the kernel has no ksm_stat.
+ */
 export function vmSavedPages(o: Observation): number {
   const est = o.estimate;
   const withStat = o.vms.filter((vm) => vm.ksm !== null);
