@@ -99,6 +99,20 @@ test('register(pid, { name }) fires a vms event naming the process, and tuner.vm
   }
 });
 
+test('a start() while another is under way settles with it: both resolve, one tuner running, one lock', async () => {
+  const s = setup();
+  const lock = join(mkdtempSync(join(tmpdir(), 'pf-lock-')), 'tune.lock');
+  const t = new Tuner({ ksm: new FakeKsm(), scan, procRoot: s.tree.root, config: s.config, registry: s.registry, isolation: 'host', intervalMs: 60_000, lock: { path: lock } });
+  try {
+    const results = await Promise.allSettled([t.start(), t.start()]);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled']);
+  } finally {
+    await t.stop();
+    s.dispose();
+    rmSync(join(lock, '..'), { recursive: true, force: true });
+  }
+});
+
 test('a name given at registration wins over the VMM command line in tuner.vms and discoverVms', async () => {
   const s = setup();
   s.tree.add(QEMU(300, 'from-argv'));

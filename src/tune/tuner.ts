@@ -326,6 +326,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
   private lastTight: boolean | undefined;
   /** The last decision's observation: while ksmd is stopped its counters stand (only CoW writes lower them). */
   private lastObservation: Observation | undefined;
+  /** The start() under way, if any. */
+  private starting: Promise<void> | undefined;
   /** When /proc was last looked at: the time of a vanished VM's last figures. */
   private lastLook = Date.now();
 
@@ -579,6 +581,14 @@ export class Tuner extends EventEmitter<TunerEvents> {
   async start(options: StartOptions = {}): Promise<void> {
     throwIfAborted(options?.signal, 'Tuner.start');
     if (this.running) return;
+    // A start() while one is under way settles with it: it would otherwise find the host lock taken by this very tuner.
+    this.starting ??= this.startNow(options).finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  private async startNow(options: StartOptions): Promise<void> {
     await this.prepare(options.signal);
     // Registrations and exits in this process (spawnMerged children) are seen at once, others at the next poll.
     this.unsubscribeRegistry = onRegistryChange(() => {
