@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { lstat, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../src/host/atomic.js';
+import { writeFileAtomic, writeFileAtomicSync } from '../src/host/atomic.js';
+import { appendRegularFileSync, readRegularFile, readRegularFileSync } from '../src/host/regular-file.js';
 
 test('twenty writes of one file started in the same tick all succeed, and the file holds one of them whole', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'pf-atomic-'));
@@ -16,4 +18,53 @@ test('twenty writes of one file started in the same tick all succeed, and the fi
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+async function withFifo(body: (dir: string, fifo: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'pf-fifo-'));
+  const fifo = join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  try {
+    await body(dir, fifo);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('a file written whole is not put in place of a FIFO: refused, the FIFO left as it was', async () => {
+  await withFifo(async (_dir, fifo) => {
+    await assert.rejects(writeFileAtomic(fifo, 'x'), { code: 'EINVAL', message: `cannot write ${fifo}: it is a FIFO; give the path of a regular file` });
+    assert.ok((await lstat(fifo)).isFIFO());
+  });
+});
+
+test('a file written whole is not put in place of a symbolic link (as /dev/stdout is one)', async () => {
+  await withFifo(async (dir) => {
+    const link = join(dir, 'out');
+    await symlink('/proc/self/fd/1', link);
+    assert.throws(() => writeFileAtomicSync(link, 'x'), { code: 'EINVAL', message: `cannot write ${link}: it is a symbolic link; give the path of a regular file` });
+    assert.ok((await lstat(link)).isSymbolicLink());
+  });
+});
+
+test('reading a FIFO given as a file is refused at once, without waiting for a writer', async () => {
+  await withFifo(async (_dir, fifo) => {
+    await assert.rejects(readRegularFile(fifo, { what: 'the config' }), { code: 'EINVAL', message: `cannot read the config ${fifo}: it is a FIFO, not a regular file` });
+    assert.throws(() => readRegularFileSync(fifo, { what: 'the config' }), { code: 'EINVAL', message: `cannot read the config ${fifo}: it is a FIFO, not a regular file` });
+  });
+});
+
+test('reading a file larger than its bound is refused', async () => {
+  await withFifo(async (dir) => {
+    const path = join(dir, 'big');
+    await writeFile(path, 'x'.repeat(1025));
+    await assert.rejects(readRegularFile(path, { what: 'the list', maxBytes: 1024 }), { code: 'EFBIG', message: `cannot read the list ${path}: it holds more than 1024 bytes` });
+    assert.equal(await readRegularFile(path, { what: 'the list', maxBytes: 1025 }), 'x'.repeat(1025));
+  });
+});
+
+test('appending to a FIFO no process reads fails at once rather than waiting for a reader', async () => {
+  await withFifo(async (_dir, fifo) => {
+    assert.throws(() => appendRegularFileSync(fifo, 'line\n', 'LOGFILE'), { code: 'ENXIO', message: new RegExp(`^cannot append to LOGFILE ${fifo}: `) });
+  });
 });

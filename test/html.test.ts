@@ -1,7 +1,8 @@
 /// <reference lib="dom" />
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { lstatSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -320,6 +321,16 @@ test('report: bad input is one line and leaves nothing half-written', async (t) 
     assert.equal(isDir.stderr.split('\n').length, 2);
     });
 
+    await t.test('a target that is a FIFO is refused (exit 1, one line) and left a FIFO, not replaced by a file', async () => {
+    // As root, a rename over /dev/full or the /dev/stdout link would replace them for the whole host.
+    const fifo = join(dir, 'pipe.html');
+    execFileSync('mkfifo', [fifo]);
+    const r = await runCliAsync(['report', '--html', fifo, '--from', join(dir, 'history.json')]);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `pagefuse report: cannot write ${fifo}: it is a FIFO; give the path of a regular file\n`);
+    assert.ok(lstatSync(fifo).isFIFO());
+    });
+
     await t.test('a target in a missing directory is a runtime error (exit 1)', async () => {
     // No such directory.
     const missing = await runCliAsync(['report', '--html', join(dir, 'no', 'such', 'x.html'), '--from', join(dir, 'history.json')]);
@@ -340,11 +351,11 @@ test('report: bad input is one line and leaves nothing half-written', async (t) 
     await t.test('a missing history file is a runtime error (exit 1)', async () => {
     const gone = await runCliAsync(['report', '--html', join(dir, 'x.html'), '--from', join(dir, 'nope.json')]);
     assert.equal(gone.status, 1);
-    assert.equal(gone.stderr, `pagefuse report: cannot read ${join(dir, 'nope.json')}: ENOENT\n`);
+    assert.equal(gone.stderr, `pagefuse report: cannot read the history ${join(dir, 'nope.json')}: ENOENT (no such file or directory)\n`);
     });
 
     await t.test('no failed run leaves a temporary or partial file behind', () => {
-    assert.deepEqual(readdirSync(dir).sort(), ['bad.json', 'history.json', 'old.html', 'taken.html']);
+    assert.deepEqual(readdirSync(dir).sort(), ['bad.json', 'history.json', 'old.html', 'pipe.html', 'taken.html']);
     assert.deepEqual(readdirSync(join(dir, 'taken.html')), ['keep']);
     assert.equal(existsSync(join(dir, 'x.html')), false);
     });

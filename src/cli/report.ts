@@ -6,7 +6,7 @@ import { hostSource } from '../report/source.js';
 import { Sampler } from '../report/sampler.js';
 import { reportHtml } from '../report/html.js';
 import { readHistoryFile, writeHistoryFile, type HistoryRecord } from '../report/history-file.js';
-import { writeFileAtomic } from '../host/atomic.js';
+import { assertWritableTarget, writeFileAtomic } from '../host/atomic.js';
 import { processSharing } from '../report/sharing.js';
 import { tunerInForce } from '../report/tuner-state.js';
 
@@ -60,6 +60,9 @@ export async function run(args: string[]): Promise<number> {
   }
   const duration = secondsFlag('report', 'duration', values.duration, 5, 3600);
   const interval = secondsFlag('report', 'interval', values.interval, 0.5, 3600);
+  if (values.save !== undefined && values.save === values.html) throw new UsageError('pagefuse report: --save and --html name the same file');
+  // Before sampling for --duration: a target it cannot replace is refused now, not after the wait.
+  for (const path of [values.html, values.save]) if (path !== undefined) await assertWritableTarget(path);
   let history: HistoryRecord;
   let source: string;
   if (values.from !== undefined) {

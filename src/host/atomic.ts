@@ -1,8 +1,9 @@
 // Files written whole or not at all: a temp file beside the target, fsync, then rename over it.
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { closeSync, fsyncSync, lstatSync, openSync, renameSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { lstat, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { explain } from '../errors.js';
+import { PagefuseError, explain } from '../errors.js';
+import { unreplaceable } from './regular-file.js';
 
 let tempSerial = 0;
 
@@ -12,7 +13,27 @@ function tempBeside(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${tempSerial.toString(36)}.tmp`);
 }
 
+/**
+ * Refuses a path where something other than a regular file is: the rename would replace a device, a FIFO or a
+ * symbolic link (`--html /dev/stdout` as root replaced the host's /dev/stdout link) with a plain file.
+ */
+function checkReplaceable(path: string, st: Stats | undefined): void {
+  const what = unreplaceable(st);
+  if (what !== undefined) throw new PagefuseError('EINVAL', `cannot write ${path}: it is ${what}; give the path of a regular file`, { path });
+}
+
+/** Nothing there (or nothing lstat could see: the write that follows says why it cannot create the file). */
+function missing(): undefined {
+  return undefined;
+}
+
+/** Checks, before work whose result goes there, that writeFileAtomic could put a file at `path`. */
+export async function assertWritableTarget(path: string): Promise<void> {
+  checkReplaceable(path, await lstat(path).catch(missing));
+}
+
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  checkReplaceable(path, await lstat(path).catch(missing));
   const tmp = tempBeside(path);
   let handle;
   try {
@@ -35,6 +56,13 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
 
 /** The same, synchronously: for callers that must have the file in place before they return. */
 export function writeFileAtomicSync(path: string, data: string | Uint8Array): void {
+  let st: Stats | undefined;
+  try {
+    st = lstatSync(path);
+  } catch {
+    st = missing();
+  }
+  checkReplaceable(path, st);
   const tmp = tempBeside(path);
   let fd: number | undefined;
   try {

@@ -1,12 +1,12 @@
 // The history file: snapshots over time plus the tuner's decisions, which `pagefuse report --from` draws.
 // snake_case with the kernel's own names, like every JSON pagefuse writes. The tuner daemon (or anyone
 // holding a Sampler) writes it with writeHistoryFile.
-import { readFile } from 'node:fs/promises';
 import type { SharingMatrix, Snapshot, DecisionRecord, WouldSave } from './model.js';
 import type { KnownKsmCounters } from '../ksm/counters.js';
 import type { KsmSettings } from '../ksm/knobs.js';
 import { writeFileAtomic } from '../host/atomic.js';
-import { explain, PagefuseError } from '../errors.js';
+import { PagefuseError } from '../errors.js';
+import { readRegularFile } from '../host/regular-file.js';
 
 export interface HistoryJson {
   version: 1;
@@ -135,12 +135,7 @@ export function fromHistoryJson(v: unknown, path = 'history'): HistoryRecord {
 }
 
 export async function readHistoryFile(path: string): Promise<HistoryRecord> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw explain(err, `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
+  const text = await readRegularFile(path, { what: 'the history' });
   let v: unknown;
   try {
     v = JSON.parse(text);
