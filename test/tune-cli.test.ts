@@ -1,7 +1,7 @@
 // pagefuse tune's refusals: bad flags and configs (exit 2 or 1 with one line), other tuners, the host lock.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -61,6 +61,34 @@ test('bad flags are usage errors (exit 2, one line naming the flag and value)', 
   r = cli(['--help']);
   assert.equal(r.status, 0);
   assert.match(r.stdout, /SIGUSR1 retunes at once, SIGHUP reloads --config/);
+});
+
+test('a FIFO given as --config is refused at once (exit 1, one line), not waited on for a writer that never comes', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-conf-'));
+  try {
+    const fifo = join(dir, 'tune.conf');
+    execFileSync('mkfifo', [fifo]);
+    const r = cli(['--config', fifo, '--dry-run', '--once']);
+    assert.deepEqual([r.status, r.stderr], [1, `pagefuse tune: cannot read the config ${fifo}: it is a FIFO, not a regular file\n`]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a LOGFILE that is a FIFO nobody reads: the line it cannot take is said on stderr, and the decision still made', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-conf-'));
+  try {
+    const fifo = join(dir, 'log');
+    execFileSync('mkfifo', [fifo]);
+    const conf = join(dir, 'tune.conf');
+    writeFileSync(conf, `LOGFILE=${fifo}\n`);
+    const r = cli(['--config', conf, '--dry-run', '--once']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, `pagefuse tune: cannot append to LOGFILE ${fifo}: ENXIO (no such device or address)\n`);
+    assert.match(r.stdout, /^\S+ adaptive: \(dry run, nothing written\) /);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a config with an unknown key or a bad value is refused with file:line and key (exit 1)', () => {

@@ -1,7 +1,6 @@
 // pagefuse plan — read the fleet's keyed sketches and plan migrations that raise KSM's savings, or
 // answer kube-scheduler's prioritize calls as a scheduler extender.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { readFile } from 'node:fs/promises';
 import { durationFlag, parse, UsageError, intFlag, printJson, formatBytes } from './common.js';
 import { parseListen } from './serve.js';
 import { readFleetKey } from '../fleet/key.js';
@@ -12,6 +11,7 @@ import { FleetModel } from '../fleet/model.js';
 import { prioritize, checkExtenderArgs } from '../fleet/extender.js';
 import type { HostSketch } from '../fleet/sketch.js';
 import { explain, PagefuseError } from '../errors.js';
+import { readRegularFile } from '../host/regular-file.js';
 
 const HELP = `usage: pagefuse plan (--hosts FILE | --http-sd URL|FILE) [options]
        pagefuse plan --extender [HOST:PORT] (--hosts FILE | --http-sd URL|FILE) [options]
@@ -54,9 +54,9 @@ virt-launcher pods, by what the VM shares with the VMs on each node; configure i
 async function secret(flag: string, path: string | undefined): Promise<string | undefined> {
   if (path === undefined) return undefined;
   try {
-    return (await readFile(path, 'utf8')).trim();
+    return (await readRegularFile(path, { what: `--${flag}`, maxBytes: 64 * 1024 })).trim();
   } catch (err) {
-    throw explain(err, `cannot read --${flag} ${path}: ${(err as Error).message}`);
+    throw explain(err, (err as Error).message);
   }
 }
 

@@ -1,5 +1,4 @@
 // serve's fleet options: the keyed sketch endpoint, who may read it, and HTTPS.
-import { readFile } from 'node:fs/promises';
 import type { ServerOptions } from 'node:https';
 import { UsageError, intFlag, wholeNumber, type Options } from './common.js';
 import { readFleetKey } from '../fleet/key.js';
@@ -7,6 +6,7 @@ import { sketchHost, checkModulus, DEFAULT_MODULUS } from '../fleet/collect.js';
 import { SketchEndpoint } from '../fleet/endpoint.js';
 import { Registry } from '../safety/registry.js';
 import { explain } from '../errors.js';
+import { readRegularFile } from '../host/regular-file.js';
 
 export const FLEET_SERVE_FLAGS = {
   'fleet-key': { type: 'string' },
@@ -47,9 +47,9 @@ export interface FleetServe {
 
 async function readSecretFile(flag: string, path: string): Promise<string> {
   try {
-    return (await readFile(path, 'utf8')).trim();
+    return (await readRegularFile(path, { what: `--${flag}`, maxBytes: 64 * 1024 })).trim();
   } catch (err) {
-    throw explain(err, `pagefuse serve: cannot read --${flag} ${path}: ${(err as Error).message}`);
+    throw explain(err, `pagefuse serve: ${(err as Error).message}`);
   }
 }
 

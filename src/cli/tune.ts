@@ -1,7 +1,7 @@
 // pagefuse tune — the tuner daemon: decides, logs each decision with its reasons, restores the knobs on exit.
-import { appendFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { batchUnlessChosen } from '../host/scheduling.js';
+import { appendRegularFileSync } from '../host/regular-file.js';
 import { boundMemory, decimalNumber, durationFlag, formatBytes, parse, UsageError, type CliContext } from './common.js';
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
@@ -200,9 +200,9 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
     process.stdout.write(`${line}\n`);
     if (config.logFile !== undefined) {
       try {
-        appendFileSync(config.logFile, `${line}\n`);
+        appendRegularFileSync(config.logFile, `${line}\n`, 'LOGFILE');
       } catch (err) {
-        process.stderr.write(`pagefuse tune: cannot append to LOGFILE ${config.logFile}: ${(err as Error).message}\n`);
+        process.stderr.write(`pagefuse tune: ${(err as Error).message}\n`);
       }
     }
   };

@@ -1,12 +1,12 @@
 // Finding the fleet's hosts (a host list file or Prometheus http_sd JSON, from a file or a URL) and
 // reading their sketches concurrently, each with a timeout. A host that fails, answers garbage or
 // answers under another fleet key is reported and left out; it never stops the others.
-import { readFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { PagefuseError } from '../errors.js';
 import { SKETCH_PATH } from './endpoint.js';
 import { decodeHostSketch, type HostSketch } from './sketch.js';
+import { readRegularFile } from '../host/regular-file.js';
 
 export interface Target {
   /** Where the sketch is read. */
@@ -87,9 +87,7 @@ export function parseHttpSd(json: unknown, source: string, scheme = 'http'): Tar
 export async function readTargets(source: { hosts?: string; httpSd?: string }, options: FetchOptions & { scheme?: string } = {}): Promise<Target[]> {
   const scheme = options.scheme ?? 'http';
   if (source.hosts !== undefined) {
-    const text = await readFile(source.hosts, 'utf8').catch((err: Error) => {
-      throw new PagefuseError('ENOENT', `cannot read the host list ${source.hosts}: ${err.message}`);
-    });
+    const text = await readRegularFile(source.hosts, { what: 'the host list' });
     return parseHostList(text, source.hosts, scheme);
   }
   const sd = source.httpSd;
@@ -102,9 +100,7 @@ export async function readTargets(source: { hosts?: string; httpSd?: string }, o
       })
     ).toString('utf8');
   } else {
-    text = await readFile(sd, 'utf8').catch((err: Error) => {
-      throw new PagefuseError('ENOENT', `cannot read the http_sd file ${sd}: ${err.message}`);
-    });
+    text = await readRegularFile(sd, { what: 'the http_sd file' });
   }
   let json: unknown;
   try {

@@ -3,8 +3,8 @@
 // and sketches made under different keys have no value in common. The key's id travels with each
 // sketch so a planner can tell keys apart without learning the key.
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import { PagefuseError, explain } from '../errors.js';
+import { PagefuseError } from '../errors.js';
+import { readRegularFileBytes } from '../host/regular-file.js';
 
 export interface FleetKey {
   /** 16 bytes for SipHash-2-4, derived from the file's bytes. */
@@ -34,15 +34,7 @@ export function fleetKeyFromBytes(bytes: Uint8Array): FleetKey {
  * write: the key is what keeps sketches from being a content oracle.
  */
 export async function readFleetKey(path: string): Promise<FleetKey> {
-  let info;
-  let bytes: Buffer;
-  try {
-    info = await stat(path);
-    bytes = await readFile(path);
-  } catch (err) {
-    throw explain(err, `cannot read the fleet key ${path}: ${(err as Error).message}`);
-  }
-  if (!info.isFile()) throw new PagefuseError('EINVAL', `the fleet key ${path} is not a regular file`);
+  const { bytes, stats: info } = await readRegularFileBytes(path, { what: 'the fleet key', maxBytes: 64 * 1024 });
   if ((info.mode & 0o077) !== 0) {
     throw new PagefuseError('EPERM', `the fleet key ${path} is readable or writable by group or others (mode ${(info.mode & 0o777).toString(8)}); run 'chmod 600 ${path}'`);
   }

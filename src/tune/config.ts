@@ -1,6 +1,6 @@
 // The tuner's settings: /etc/ksmtuned.conf's own variables (so operators can point us at the file they
 // have) plus PAGEFUSE_* keys for the other policies. KEY=VALUE lines, '#' comments, optional quotes.
-import { readFile } from 'node:fs/promises';
+import { readRegularFile } from '../host/regular-file.js';
 import { PagefuseError, invalidNumber, invalidArgValue } from '../errors.js';
 import { decimalNumber, wholeNumber } from '../units.js';
 
@@ -160,15 +160,11 @@ export function parseConfig(text: string, file = '<config>'): TuneConfig {
   return config;
 }
 
+/** A config file is a few lines; one larger than this is not one. */
+const CONFIG_MAX_BYTES = 1024 * 1024;
+
 export async function loadConfig(file: string): Promise<TuneConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new PagefuseError(e.code ?? 'EIO', `cannot read the config ${file}: ${e.message}`, { path: file, cause: err });
-  }
-  return parseConfig(text, file);
+  return parseConfig(await readRegularFile(file, { what: 'the config', maxBytes: CONFIG_MAX_BYTES }), file);
 }
 
 /** Checks a CPU budget: more than 0 and at most the number of CPUs. */
