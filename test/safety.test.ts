@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
@@ -234,6 +235,38 @@ test('an unknown isolation in the config file is refused with file:line', async 
     const conf = join(stateDir, 'pagefuse.conf');
     await writeFile(conf, 'ISOLATION=shared\n');
     assert.throws(() => readIsolation(conf), { message: /pagefuse\.conf:1: ISOLATION must be one of host, tenant, zero-only, got the string "shared"/ });
+  });
+});
+
+test('a misspelt key in the config file is refused with file:line, not read as no setting (host)', async () => {
+  await withRegistry(async (_registry, stateDir) => {
+    const conf = join(stateDir, 'pagefuse.conf');
+    await writeFile(conf, '# host policy\nISOLATON=zero-only\n');
+    assert.throws(() => readIsolation(conf), { code: 'EINVAL', message: `${conf}:2: unknown key ISOLATON (pagefuse.conf holds ISOLATION only)` });
+  });
+});
+
+test('a config line that is not KEY=VALUE is refused with file:line, without repeating the line', async () => {
+  await withRegistry(async (_registry, stateDir) => {
+    const conf = join(stateDir, 'pagefuse.conf');
+    await writeFile(conf, 'ISOLATION tenant\n');
+    assert.throws(() => readIsolation(conf), { code: 'EINVAL', message: `${conf}:1: expected KEY=VALUE (pagefuse.conf holds ISOLATION=host|tenant|zero-only)` });
+  });
+});
+
+test('ISOLATION set twice in the config file is refused', async () => {
+  await withRegistry(async (_registry, stateDir) => {
+    const conf = join(stateDir, 'pagefuse.conf');
+    await writeFile(conf, 'ISOLATION=tenant\nexport ISOLATION=host\n');
+    assert.throws(() => readIsolation(conf), { code: 'EINVAL', message: `${conf}:2: ISOLATION is set twice` });
+  });
+});
+
+test('a FIFO as the config file is refused at once', async () => {
+  await withRegistry(async (_registry, stateDir) => {
+    const conf = join(stateDir, 'pagefuse.conf');
+    execFileSync('mkfifo', [conf]);
+    assert.throws(() => readIsolation(conf), { code: 'EINVAL', message: `cannot read the config ${conf}: it is a FIFO, not a regular file` });
   });
 });
 

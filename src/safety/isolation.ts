@@ -1,7 +1,7 @@
 // Which VMs may share pages: one security domain (host), tenants kept apart (tenant), or no content
 // merging at all (zero-only).
-import { readFileSync } from 'node:fs';
 import { PagefuseError, invalidArgValue } from '../errors.js';
+import { readRegularFileSync } from '../host/regular-file.js';
 import type { Registration, Registry } from './registry.js';
 
 export type Isolation = 'host' | 'tenant' | 'zero-only';
@@ -16,22 +16,33 @@ export function parseIsolation(value: unknown, where = 'isolation'): Isolation {
 
 /**
  * The host's isolation setting: PAGEFUSE_ISOLATION, else ISOLATION= in the config file
- * (PAGEFUSE_CONFIG or /etc/pagefuse/pagefuse.conf), else 'host'.
+ * (PAGEFUSE_CONFIG or /etc/pagefuse/pagefuse.conf), else 'host'. The file is read strictly, as tune.conf is:
+ * a line that is not KEY=VALUE, a key other than ISOLATION or ISOLATION twice is an error, never a silent
+ * 'host' (an `ISOLATON=tenant` or `isolation=zero-only` meant one security domain for every tenant).
  */
 export function readIsolation(configPath = process.env.PAGEFUSE_CONFIG ?? DEFAULT_CONFIG_PATH): Isolation {
   if (process.env.PAGEFUSE_ISOLATION) return parseIsolation(process.env.PAGEFUSE_ISOLATION, 'PAGEFUSE_ISOLATION');
   let text: string;
   try {
-    text = readFileSync(configPath, 'utf8');
+    text = readRegularFileSync(configPath, { what: 'the config', maxBytes: 1024 * 1024 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'host';
     throw err;
   }
+  let found: Isolation | undefined;
   for (const [i, raw] of text.split('\n').entries()) {
-    const m = /^\s*ISOLATION\s*=\s*"?([^"#\s]*)"?\s*(#.*)?$/.exec(raw);
-    if (m) return parseIsolation(m[1], `${configPath}:${i + 1}: ISOLATION`);
+    const where = `${configPath}:${i + 1}`;
+    const line = raw.replace(/\r$/, '').trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (m === null) throw new PagefuseError('EINVAL', `${where}: expected KEY=VALUE (pagefuse.conf holds ISOLATION=host|tenant|zero-only)`, { path: configPath });
+    if (m[1] !== 'ISOLATION') throw new PagefuseError('EINVAL', `${where}: unknown key ${m[1]} (pagefuse.conf holds ISOLATION only)`, { path: configPath });
+    if (found !== undefined) throw new PagefuseError('EINVAL', `${where}: ISOLATION is set twice`, { path: configPath });
+    const v = /^(?:"([^"]*)"|'([^']*)'|([^"'\s#]*))\s*(#.*)?$/.exec(m[2]);
+    if (v === null) throw new PagefuseError('EINVAL', `${where}: ISOLATION takes one word, quoted or not, then at most a # comment`, { path: configPath });
+    found = parseIsolation(v[1] ?? v[2] ?? v[3], `${where}: ISOLATION`);
   }
-  return 'host';
+  return found ?? 'host';
 }
 
 export interface AdmissionRequest {
