@@ -91,6 +91,21 @@ test('a LOGFILE that is a FIFO nobody reads: the line it cannot take is said on 
   }
 });
 
+test('tune reads KSM from the fixture tree PAGEFUSE_KSM_SYSFS names, as status and set do, not from the host', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-sysfs-'));
+  try {
+    const files = { run: '0', pages_to_scan: '1234', sleep_millisecs: '20', pages_shared: '0', pages_sharing: '0', pages_unshared: '0', pages_volatile: '0', full_scans: '0' };
+    for (const [name, value] of Object.entries(files)) writeFileSync(join(dir, name), `${value}\n`);
+    const tune = startCli(['tune', '--dry-run', '--json', '--interval', '0.2'], { env: { PAGEFUSE_KSM_SYSFS: dir }, json: true });
+    const start = (await tune.next((l) => l.event === 'start', 30_000, 'the start line')) as { found_knobs: Record<string, unknown> };
+    tune.kill('SIGTERM');
+    await tune.exited;
+    assert.equal(start.found_knobs.pages_to_scan, 1234);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a config with an unknown key or a bad value is refused with file:line and key (exit 1)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-conf-'));
   try {

@@ -10,7 +10,7 @@ import { liveRecords, recoverKnobs, recordDir, type RecoveredKnobs } from '../ks
 import { publishTuner } from '../report/publish.js';
 import { tunerStatePath } from '../report/tuner-state.js';
 import { escapeTerminal } from '../report/escape.js';
-import { Ksm } from '../ksm/ksm.js';
+import { Ksm, ksmOptionsFromEnv } from '../ksm/ksm.js';
 
 const HELP = `usage: pagefuse tune [--policy P] [--cpu-budget F] [--config FILE] [--interval S]
                      [--dry-run] [--once] [--json] [--keep-knobs] [--force] [--history FILE]
@@ -236,8 +236,12 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
     }
   }
 
+  // PAGEFUSE_KSM_SYSFS / PAGEFUSE_PROC point at fixture trees (tests, chroots), as for status and set.
+  const roots = ksmOptionsFromEnv();
   const makeTuner = () =>
     new Tuner({
+      ...(roots.sysfsRoot === undefined && roots.procRoot === undefined ? {} : { ksm: new Ksm(roots) }),
+      ...(roots.procRoot === undefined ? {} : { procRoot: roots.procRoot }),
       config,
       ...(policy === undefined ? {} : { policy }),
       ...(budget === undefined ? {} : { cpuBudget: budget }),
@@ -372,7 +376,7 @@ function restore(json: boolean): number {
  * pace chosen for the budget's first interval (at budget 1, a whole CPU) holds until someone changes it.
  */
 async function leftRunning(): Promise<void> {
-  const ksm = new Ksm(); // the knobs the Tuner wrote (it takes no sysfs root from the environment either)
+  const ksm = new Ksm(ksmOptionsFromEnv()); // the knobs the Tuner wrote, where it wrote them
   const [run, pages, sleep] = await Promise.all(['run', 'pages_to_scan', 'sleep_millisecs'].map((k) => ksm.get(k).catch(() => undefined)));
   if (run !== 1) return;
   process.stderr.write(
