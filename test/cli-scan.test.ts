@@ -117,6 +117,17 @@ test('pagefuse scan: usage errors are one line, exit 2', async () => {
   }
 });
 
+test('pagefuse scan --pid past the kernel\'s pids (2^22), or with none in it, is a usage error naming --pid, exit 2', async () => {
+  for (const [value, shown] of [['4194305', '4194305'], ['2147483648', '2147483648']]) {
+    const r = await cli('--pid', value);
+    assert.deepEqual([r.status, r.stderr], [2, `pagefuse scan: --pid needs process ids (1 to 4194304), got '${shown}'\n`]);
+  }
+  for (const value of ['', ',']) {
+    const r = await cli('--pid', value);
+    assert.deepEqual([r.status, r.stderr], [2, `pagefuse scan: --pid needs process ids, got '${value}'\n`]);
+  }
+});
+
 test('pagefuse scan of a process that does not exist is one line, exit 1', async () => {
   const gone = await cli('--pid', '4194000');
   assert.equal(gone.status, 1);

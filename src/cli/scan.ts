@@ -62,9 +62,10 @@ function parsePids(values: string[], positionals: string[]): number[] {
   for (const v of [...values, ...positionals].flatMap((s) => s.split(','))) {
     if (v.trim() === '') continue;
     const n = wholeNumber(v.trim());
-    if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`pagefuse scan: --pid needs process ids, got '${v}'`);
+    if (!Number.isSafeInteger(n) || n < 1 || n > 2 ** 22) throw new UsageError(`pagefuse scan: --pid needs process ids (1 to ${2 ** 22}), got '${v}'`);
     pids.push(n);
   }
+  if (pids.length === 0) throw new UsageError(`pagefuse scan: --pid needs process ids, got '${values.join(',')}'`);
   return [...new Set(pids)];
 }
 
