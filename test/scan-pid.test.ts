@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { scan } from '../src/index.js';
 import { Workload } from '../src/workload/workload.js';
 import { holdKsmLockForFile } from './helpers/hold-lock.js';
 import { requireRoot } from './helpers/root.js';
+import { REPO, cliArgv } from './helpers/cli.js';
 
 holdKsmLockForFile(); // the workload children hold mergeable memory
 
@@ -137,5 +138,19 @@ test('without use_zero_pages, huge pages holding only zero subpages and unique d
     );
   } finally {
     await w.stop();
+  }
+});
+
+test("a process root may not read (no CAP_SYS_PTRACE over one with capabilities it lacks): the error does not tell root to run as root", async (t) => {
+  if (!requireRoot(t, 'a scan as root without CAP_SYS_PTRACE')) return;
+  const target = spawn('sleep', ['30'], { stdio: 'ignore' });
+  try {
+    const r = spawnSync('setpriv', ['--bounding-set', '-sys_ptrace', '--inh-caps', '-sys_ptrace', '--', ...cliArgv(['scan', '--pid', String(target.pid), '--unmergeable'])], { encoding: 'utf8', cwd: REPO });
+    assert.deepEqual(
+      [r.status, r.stderr],
+      [1, `pagefuse scan: not allowed to read the memory of process ${target.pid}: the kernel refused ptrace access even to root (it needs CAP_SYS_PTRACE over a process with capabilities it lacks; see /proc/sys/kernel/yama/ptrace_scope)\n`],
+    );
+  } finally {
+    target.kill();
   }
 });

@@ -316,7 +316,13 @@ function nativeError(err: unknown, signal?: AbortSignal): Error {
   const who = m ? `process ${m[1]}` : 'the target';
   if (e?.code === 'ESRCH') return explain(err, `scan: ${who} does not exist (or exited before it could be read)`);
   if (e?.code === 'EPERM') {
-    return explain(err, `scan: not allowed to read the memory of ${who}: run as root or as its owner (ptrace access; see /proc/sys/kernel/yama/ptrace_scope)`);
+    // Root too is refused a process holding capabilities it lacks (without CAP_SYS_PTRACE: a unit's or a
+    // container's bounding set), or under yama's ptrace_scope 3: "run as root" would send it in circles.
+    const how =
+      process.geteuid?.() === 0
+        ? 'the kernel refused ptrace access even to root (it needs CAP_SYS_PTRACE over a process with capabilities it lacks; see /proc/sys/kernel/yama/ptrace_scope)'
+        : 'run as root or as its owner (ptrace access; see /proc/sys/kernel/yama/ptrace_scope)';
+    return explain(err, `scan: not allowed to read the memory of ${who}: ${how}`);
   }
   return e instanceof Error ? e : new PagefuseError('EUNKNOWN', String(err));
 }
