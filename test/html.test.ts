@@ -348,6 +348,12 @@ test('report: bad input is one line and leaves nothing half-written', async (t) 
     assert.equal(readFileSync(join(dir, 'old.html'), 'utf8'), 'old page');
     });
 
+    await t.test('a history that is no JSON at all is refused without quoting it (as root it may be anyone\'s file)', async () => {
+    writeFileSync(join(dir, 'bad.json'), 'root:$6$secret:20228:0:99999:7:::\n');
+    const notJson = await runCliAsync(['report', '--html', join(dir, 'old.html'), '--from', join(dir, 'bad.json')]);
+    assert.deepEqual([notJson.status, notJson.stderr], [1, `pagefuse report: ${join(dir, 'bad.json')} is not a pagefuse history file: invalid JSON\n`]);
+    });
+
     await t.test('a missing history file is a runtime error (exit 1)', async () => {
     const gone = await runCliAsync(['report', '--html', join(dir, 'x.html'), '--from', join(dir, 'nope.json')]);
     assert.equal(gone.status, 1);

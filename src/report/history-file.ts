@@ -140,7 +140,8 @@ export async function readHistoryFile(path: string): Promise<HistoryRecord> {
   try {
     v = JSON.parse(text);
   } catch (err) {
-    throw bad(path, `invalid JSON (${(err as Error).message})`);
+    // Not JSON.parse's message: it quotes the file's first bytes, and as root the file may be anyone's (/etc/shadow).
+    throw bad(path, 'invalid JSON');
   }
   return fromHistoryJson(v, path);
 }

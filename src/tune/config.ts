@@ -112,7 +112,8 @@ const KEYS: Record<string, Setter> = {
   },
   PAGEFUSE_CPU_BUDGET: decimal(0, 1024, true, (c, n) => (c.cpuBudget = n)),
   PAGEFUSE_SCAN_CPU_BUDGET: decimal(0, 1024, true, (c, n) => (c.scanCpuBudget = n)),
-  PAGEFUSE_INTERVAL: decimal(0, 86_400, true, (c, n) => (c.intervalSeconds = n)),
+  // The floor of --interval: a decision every 0.1 ms is a busy loop.
+  PAGEFUSE_INTERVAL: decimal(0.05, 86_400, false, (c, n) => (c.intervalSeconds = n)),
   PAGEFUSE_MIN_SAVINGS_MIB: decimal(0, 2 ** 40, false, (c, n) => (c.minSavingsBytes = Math.round(n * 1024 * 1024))),
   PAGEFUSE_AVAILABLE_PERCENT: decimal(0, 100, false, (c, n) => (c.availablePercent = n)),
   PAGEFUSE_PRESSURE_AVG10: decimal(0, 100, false, (c, n) => (c.pressureAvg10 = n)),
@@ -146,7 +147,8 @@ export function parseConfig(text: string, file = '<config>'): TuneConfig {
     const line = rawLine.replace(/\r$/, '').trim();
     if (line === '' || line.startsWith('#')) return;
     const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$/.exec(line);
-    if (!m) throw configError(file, lineNo, `expected KEY=VALUE, got '${line}'`);
+    // The line itself is not repeated: as root the file may be anyone's (tune --config /etc/shadow).
+    if (!m) throw configError(file, lineNo, 'expected KEY=VALUE');
     const key = m[1];
     const setter = KEYS[key];
     if (setter === undefined) throw configError(file, lineNo, `unknown key ${key} (known: ${CONFIG_KEYS.join(', ')})`);
