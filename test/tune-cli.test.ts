@@ -106,6 +106,11 @@ test('tune reads KSM from the fixture tree PAGEFUSE_KSM_SYSFS names, as status a
   }
 });
 
+test('--restore with another flag is a usage error: it would be ignored, and --restore --dry-run would write', () => {
+  const r = cli(['--restore', '--dry-run']);
+  assert.deepEqual([r.status, r.stderr], [2, 'pagefuse tune: --restore takes only --json, got --dry-run\n']);
+});
+
 test('a config with an unknown key or a bad value is refused with file:line and key (exit 1)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-conf-'));
   try {

@@ -172,7 +172,12 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  if (values.restore) return restore(values.json === true);
+  if (values.restore) {
+    // It only puts back what a dead tuner recorded: any other flag (--dry-run above all) would be ignored.
+    const others = Object.keys(values).filter((k) => k !== 'restore' && k !== 'json');
+    if (others.length > 0) throw new UsageError(`pagefuse tune: --restore takes only --json, got --${others[0]}`);
+    return restore(values.json === true);
+  }
   const cpus = availableParallelism();
   let policy: PolicyName | undefined;
   let budget: number | undefined;
