@@ -356,6 +356,24 @@ test("a cached footprint of a process whose merging pages moved since it was rea
   }
 });
 
+test('cached footprints are walked again once a process walked with them is gone: the others\' sharing weights counted its mappings', async () => {
+  const { dir, sysfs, proc } = fakeHost();
+  try {
+    const state = splitGuest(proc);
+    const src = new HostSource({ sysfsRoot: sysfs, procRoot: proc, pageSize: PAGE, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs: 60_000, zeroBaselines: false });
+    state(1, true);
+    const before = (await guest300(src))?.sharingWeight;
+    // Guest 100 exits; the KSM page guest 300 maps is now mapped once.
+    rmSync(join(proc, '100'), { recursive: true });
+    const counts = Buffer.alloc(101 * 8);
+    counts.writeBigUInt64LE(1n, 100 * 8);
+    writeFileSync(join(proc, 'kpagecount'), counts);
+    assert.deepEqual([before, (await guest300(src))?.sharingWeight], [0.5, 0]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a reader that first sees a process merged counts from the baseline another reader shared before its first merge', async () => {
   const { dir, sysfs, proc } = fakeHost();
   try {

@@ -121,7 +121,9 @@ export class HostSource implements SnapshotSource {
     const o = this.options;
     const cached = this.footprintCache;
     // Covered: walked last time, whether or not its footprint could be read (one that cannot must not force a walk at every reading).
-    const fresh = cached !== undefined && Date.now() - cached.at <= maxAgeMs && processes.every((p) => cached.merging.has(p.pid));
+    // And none walked then is gone: the sharing weights of the others were taken with it mapping their KSM pages.
+    const fresh =
+      cached !== undefined && Date.now() - cached.at <= maxAgeMs && cached.merging.size === processes.length && processes.every((p) => cached.merging.has(p.pid));
     if (fresh) {
       const out = new Map(cached.byPid);
       for (const p of processes) {
