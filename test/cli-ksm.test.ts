@@ -263,6 +263,7 @@ test('set refuses bad input with one line and exit 2, writing nothing', async (t
       [['sleep_millisecs=1', 'sleep_millisecs=2'], /sleep_millisecs is given twice/],
       [['sleep_millisecs=-5'], /sleep_millisecs must be a whole number .*got "-5"/],
       [['--bogus', 'run=1'], /Unknown option '--bogus'/],
+      [['run=1', '--timeout', '5'], /--timeout is how long --unmerge-first waits for the unmerge: give both, or neither/],
     ];
     for (const [args, message] of cases) {
       const before = (await ksm.read()).settings;

@@ -57,6 +57,7 @@ export async function run(args: string[]): Promise<number> {
   const timeoutMs = timeoutS === undefined ? undefined : timeoutS * 1000;
   const ksm = new Ksm(ksmOptionsFromEnv());
   const unmergeFirst = values['unmerge-first'] === true;
+  if (timeoutS !== undefined && !unmergeFirst) throw new UsageError('pagefuse set: --timeout is how long --unmerge-first waits for the unmerge: give both, or neither');
   // A dead writer's record first: otherwise a later start would put its knobs back over these.
   const recovered = unmergeFirst ? [] : recoverKnobs({ sysfsRoot: ksm.sysfsRoot });
   // The run switch of --unmerge-first is recorded before run=2 is written.
