@@ -284,6 +284,17 @@ test("the would-save tile gives the estimate and, under it, the figure once ksmd
   assert.equal(wouldSaveCard(html), WOULD_SAVE_600_660);
 });
 
+test("the KSM pages tile says how many pages pages_sharing still counts for processes that have exited", () => {
+  // Two guests left of three that shared 32 KSM pages; the third exited while ksmd was stopped.
+  const counters = { pages_shared: 32, pages_sharing: 64, pages_unshared: 0, pages_volatile: 0, full_scans: 3 };
+  const guest = (pid: number) => ({ pid, name: `g${pid}`, vm: true, rmapItems: 32, zeroPages: 0, mergingPages: 32, profitBytes: 0, sharingWeight: 16, zeroMappedPages: 0 });
+  const html = reportHtml({ source: 'test', history: { snapshots: [{ at: 10_000, pageSize: 4096, settings: { run: 0 }, counters, processes: [guest(1), guest(2)], wholeHost: true }], decisions: [] } });
+  assert.equal(
+    /<div class="card"><div class="k">KSM pages<\/div>.*?<\/div><\/div>/.exec(html)?.[0],
+    '<div class="card"><div class="k">KSM pages</div><div class="v">128 KiB</div><div class="n">not counted: 32 pages (128 KiB) that pages_sharing still counts for processes that have exited; their memory is free already, and ksmd drops them from its counters on its next pass</div></div>',
+  );
+});
+
 test("a tuner history file keeps the tuner's would-save figure and slow huge page splits for the report's tile", () => {
   const MiB = 1024 * 1024;
   const h = history();

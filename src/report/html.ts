@@ -4,7 +4,7 @@ import { figures, series, tunerWouldSave, type Figures, type SeriesPoint, type S
 import type { HistoryRecord } from './history-file.js';
 import { formatBytes } from './format.js';
 import { escapeHtml } from './escape.js';
-import { slowSplitWords, thpSplitBoundNote } from './text.js';
+import { exitedWords, slowSplitWords, thpSplitBoundNote } from './text.js';
 
 export interface ReportPage {
   title?: string;
@@ -144,7 +144,7 @@ function summary(f: Figures, points: readonly SeriesPoint[], wouldSave: WouldSav
   const ps = f.pageSize;
   const cards: [string, string, string?][] = [
     ['saved', `${h.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(h.savedBytes)}`],
-    ['KSM pages', formatBytes(h.saved.ksmPages * ps)],
+    h.exitedPages > 0 ? ['KSM pages', formatBytes(h.saved.ksmPages * ps), exitedWords(h.exitedPages, ps)] : ['KSM pages', formatBytes(h.saved.ksmPages * ps)],
     ['KSM zero pages', formatBytes(h.saved.ksmZeroPages * ps)],
     ['THP-split zero pages', h.thpSplitKnown ? `${h.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(h.saved.thpSplitZeroPages * ps)}` : '? (needs root)'],
     ['KSM metadata (host cost)', formatBytes(h.metadataBytes)],
