@@ -165,7 +165,7 @@ test('tenant isolation: one tenant merged, then exec and spawnMerged under each 
     await t.test('a second tenant is refused under tenant isolation, by exec and by spawnMerged', () => {
       const refused = runCli(['exec', '--merge', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } });
       assert.equal(refused.status, 1);
-      assert.equal(refused.stderr, `pagefuse exec: isolation is tenant: tenant 'acme' already has mergeable VMs (pid ${pid}); refusing to make tenant 'globex' mergeable on the same host (use --force to override)\n`);
+      assert.equal(refused.stderr, `pagefuse exec: isolation is tenant: tenant 'acme' already has mergeable VMs (pid ${pid}); refusing to make tenant 'globex' mergeable on the same host (--force, or force: true in the API, overrides)\n`);
       assert.throws(() => spawnMerged('true', [], { tenant: 'globex', isolation: 'tenant', registry }), { code: 'ERR_ISOLATION' });
     });
 

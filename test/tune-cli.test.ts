@@ -194,7 +194,7 @@ test('the host lock: a second taker in the same process is refused with EBUSY na
   try {
     const lock = await lockTuner({ path });
     assert.equal(readFileSync(path, 'utf8'), `${process.pid}\n`);
-    await assert.rejects(lockTuner({ path }), { code: 'EBUSY', message: `a Tuner in this process (pid ${process.pid}) holds ${path}: stop it first, or pass --force` });
+    await assert.rejects(lockTuner({ path }), { code: 'EBUSY', message: `a Tuner in this process (pid ${process.pid}) holds ${path}: stop it first, or force it (--force; lock: { force: true } in the API)` });
     lock.release();
     const again = await lockTuner({ path });
     assert.equal(again.held, true);
@@ -224,7 +224,7 @@ test('the host lock: a live holder in another process is refused (force goes on 
   const path = join(dir, 'tune.lock');
   const holder = await lockHolder(path);
   try {
-    await assert.rejects(lockTuner({ path }), { code: 'EBUSY', message: `another pagefuse tuner (pid ${holder.pid}) holds ${path}: stop it first, or pass --force` });
+    await assert.rejects(lockTuner({ path }), { code: 'EBUSY', message: `another pagefuse tuner (pid ${holder.pid}) holds ${path}: stop it first, or force it (--force; lock: { force: true } in the API)` });
     const forced = await lockTuner({ path, force: true });
     assert.equal(forced.held, false);
     holder.kill('SIGKILL');

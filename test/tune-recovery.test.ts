@@ -169,7 +169,7 @@ test('50 rounds of two concurrent tune starts against a stale lock, one from an 
           const winner = both[1 - first];
           assert.deepEqual(await loser.exited, { status: 1, signal: null }, `round ${n}`);
           // (the pid when the winner has written it already: it locks first, then writes)
-          assert.match(loser.stderr, new RegExp(`^pagefuse tune: another pagefuse tuner (\\(pid ${winner.pid}\\) )?holds ${lock}: stop it first, or pass --force\\n$`), `round ${n}`);
+          assert.match(loser.stderr, new RegExp(`^pagefuse tune: another pagefuse tuner (\\(pid ${winner.pid}\\) )?holds ${lock}: stop it first, or force it \\(--force; lock: \\{ force: true \\} in the API\\)\\n$`), `round ${n}`);
           await winner.next(event('start'), 20_000, `round ${n}: the winner's start line`);
           winner.kill('SIGTERM');
           assert.deepEqual(await winner.exited, { status: 0, signal: null }, `round ${n}: ${winner.stderr}`);

@@ -95,7 +95,7 @@ test('a second Tuner.start() in one process is refused with EBUSY while the firs
   const second = new Tuner(options);
   try {
     await first.start();
-    await assert.rejects(second.start(), { code: 'EBUSY', message: `a Tuner in this process (pid ${process.pid}) holds ${path}: stop it first, or pass --force` });
+    await assert.rejects(second.start(), { code: 'EBUSY', message: `a Tuner in this process (pid ${process.pid}) holds ${path}: stop it first, or force it (--force; lock: { force: true } in the API)` });
     await first.stop();
     await second.start();
   } finally {

@@ -125,7 +125,7 @@ export async function lockTuner(options: TunerLockOptions = {}): Promise<TunerLo
     closeSync(fd);
     if (!options.force) {
       const who = pid === undefined ? 'another pagefuse tuner' : pid === process.pid ? `a Tuner in this process (pid ${pid})` : `another pagefuse tuner (pid ${pid})`;
-      throw new PagefuseError('EBUSY', `${who} holds ${path}: stop it first, or pass --force`, { path });
+      throw new PagefuseError('EBUSY', `${who} holds ${path}: stop it first, or force it (--force; lock: { force: true } in the API)`, { path });
     }
     return { path, held: false, release: () => undefined };
   }

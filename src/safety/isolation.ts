@@ -76,14 +76,14 @@ export function checkMergeAdmission(registry: Registry, request: AdmissionReques
   }
   if (request.isolation !== 'tenant' || request.force) return;
   if (request.tenant === undefined) {
-    throw new PagefuseError('ERR_ISOLATION', 'isolation is tenant: a mergeable VM needs a tenant id (--tenant ID)');
+    throw new PagefuseError('ERR_ISOLATION', 'isolation is tenant: a mergeable VM needs a tenant id (--tenant ID; tenant in the API)');
   }
   for (const [tenant, pids] of mergingTenants(registry.list())) {
     if (tenant !== request.tenant) {
       throw new PagefuseError(
         'ERR_ISOLATION',
         `isolation is tenant: tenant '${tenant}' already has mergeable VMs (pid ${pids.join(', ')}); ` +
-          `refusing to make tenant '${request.tenant}' mergeable on the same host (use --force to override)`,
+          `refusing to make tenant '${request.tenant}' mergeable on the same host (--force, or force: true in the API, overrides)`,
       );
     }
   }
