@@ -497,6 +497,14 @@ test('the process table marks the SAVED and THP_ZERO of a process without a base
   assert.deepEqual(rows.map((r) => [cell(r, 'NAME', 'SAVED'), cell(r, 'KSM_ZERO', 'THP_ZERO')]), [['≤1.2 MiB', '≤300'], ['804 KiB', '200']]);
 });
 
+test('pagefuse_exited_bytes gives what pages_sharing still counts for processes that have exited, and pagefuse_saved_bytes leaves it out', async () => {
+  const text = await metricsRegistry(async () => figures(afterExit(true))).metrics();
+  assert.deepEqual(
+    text.split('\n').filter((l) => l.startsWith('pagefuse_exited_bytes') || l.startsWith('pagefuse_saved_bytes{part="ksm_pages"}')),
+    ['pagefuse_saved_bytes{part="ksm_pages"} 131072', 'pagefuse_exited_bytes 131072'],
+  );
+});
+
 test('pagefuse_saved_upper_bound is 1 when the THP-split part is an upper bound', async () => {
   const s = snap(1, { pages_shared: 1, pages_sharing: 1 });
   s.processes = [{ pid: 1, name: 'a', rmapItems: 2, zeroPages: 0, mergingPages: 1, profitBytes: 0, zeroMappedPages: 256, sharingWeight: 0.5, thpSplitUpperBound: true }];

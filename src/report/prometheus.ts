@@ -58,7 +58,8 @@ const SPECS: Spec[] = [
   {
     name: 'pagefuse_saved_bytes',
     help:
-      'Memory KSM gave back to the merged processes, as their cgroup or summed PSS sees it, by part: ksm_pages = pages_sharing x page size; ' +
+      'Memory KSM gave back to the merged processes, as their cgroup or summed PSS sees it, by part: ksm_pages = pages_sharing x page size ' +
+      '(less pagefuse_exited_bytes: pages it still counts for processes that have exited); ' +
       'ksm_zero_pages = ksm_zero_pages x page size; thp_split_zero_pages = zero-filled subpages freed when ksmd split huge pages (root only; absent without). Sum the parts for the total.',
     labels: ['part'],
     value: (f) => [
@@ -73,6 +74,13 @@ const SPECS: Spec[] = [
       '1 when pagefuse_saved_bytes{part="thp_split_zero_pages"} is an upper bound: some merged processes were first seen already merged ' +
       '(no baseline from before), so zero subpages of huge pages split before (by the kernel or an earlier ksmd run) count too; 0 when it is exact. Absent without root.',
     value: (f) => (f.host.thpSplitKnown ? (f.host.thpSplitUpperBound ? 1 : 0) : undefined),
+  },
+  {
+    name: 'pagefuse_exited_bytes',
+    help:
+      'Memory pages_sharing still counts for processes that have exited, not in pagefuse_saved_bytes: freed already, and dropped from the ' +
+      "kernel's counters at ksmd's next pass (while ksmd is stopped, not before). 0 unless the reader sees every process (root, in the host's PID namespace).",
+    value: (f) => f.host.exitedPages * f.pageSize,
   },
   {
     name: 'pagefuse_would_save_bytes',
