@@ -128,6 +128,12 @@ test('pagefuse scan --pid past the kernel\'s pids (2^22), or with none in it, is
   }
 });
 
+test('pagefuse scan of a kernel thread says it is one (it has no user memory), not that it does not exist', async () => {
+  // kthreadd, pid 2, where the scan's /proc is the host's.
+  const r = await cli('--pid', '2');
+  assert.deepEqual([r.status, r.stderr], [1, 'pagefuse scan: process 2 is a kernel thread: it has no user memory to scan\n']);
+});
+
 test('pagefuse scan of a process that does not exist is one line, exit 1', async () => {
   const gone = await cli('--pid', '4194000');
   assert.equal(gone.status, 1);

@@ -119,7 +119,12 @@ export interface ProcStat {
   stime: number;
   /** Clock ticks after boot when the process started: with the pid, it names one process. */
   startTime: number;
+  /** The kernel's PF_* flags (field 9): PF_KTHREAD marks a kernel thread. */
+  flags: number;
 }
+
+/** A kernel thread (ksmd, kthreadd…): it has no user memory. */
+export const PF_KTHREAD = 0x00200000;
 
 /** /proc/<pid>/stat: the comm is parenthesised and may itself contain spaces and parentheses. */
 export function parseStat(text: string): ProcStat | undefined {
@@ -138,6 +143,7 @@ export function parseStat(text: string): ProcStat | undefined {
     utime: field(14),
     stime: field(15),
     startTime: field(22),
+    flags: field(9),
   };
 }
 

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { native, type NativeDensity, type NativeScanResult, type NativeScanTargetSpec, type NativeTargetResult } from '../native.js';
 import { Region, regionOf } from '../region.js';
 import { PagefuseError, abortError, explain, invalidArgType, invalidNumber, invalidArgValue, invalidUse, throwIfAborted } from '../errors.js';
-import { DEFAULT_PROC_ROOT, readCommSync } from '../host/procfs.js';
+import { DEFAULT_PROC_ROOT, PF_KTHREAD, readCommSync, readProcStatSync } from '../host/procfs.js';
 import { sharingShares, totalSavedPages, type SavedPages } from '../ksm/savings.js';
 import { processKsm } from '../ksm/process.js';
 
@@ -309,12 +309,17 @@ function checkOptions(options: ScanOptions): void {
   }
 }
 
-function nativeError(err: unknown, signal?: AbortSignal): Error {
+function nativeError(err: unknown, procRoot: string, signal?: AbortSignal): Error {
   const e = err as Error & { code?: string };
   if (e?.code === 'ECANCELED') return abortError(signal);
   const m = /process (\d+)/.exec(e?.message ?? '');
   const who = m ? `process ${m[1]}` : 'the target';
-  if (e?.code === 'ESRCH') return explain(err, `scan: ${who} does not exist (or exited before it could be read)`);
+  if (e?.code === 'ESRCH') {
+    // A kernel thread is there, but has no memory of its own to read (as its /proc/PID/mem says by ESRCH).
+    const flags = m === null ? undefined : readProcStatSync(procRoot, Number(m[1]))?.flags;
+    if (flags !== undefined && (flags & PF_KTHREAD) !== 0) return explain(err, `scan: ${who} is a kernel thread: it has no user memory to scan`);
+    return explain(err, `scan: ${who} does not exist (or exited before it could be read)`);
+  }
   if (e?.code === 'EPERM') {
     // Root too is refused a process holding capabilities it lacks (without CAP_SYS_PTRACE: a unit's or a
     // container's bounding set), or under yama's ptrace_scope 3: "run as root" would send it in circles.
@@ -541,7 +546,7 @@ export async function scan(targetOrTargets: ScanTarget | readonly ScanTarget[], 
   try {
     raw = await handle.promise;
   } catch (err) {
-    throw progressFailure === undefined ? nativeError(err, signal) : progressFailure.error;
+    throw progressFailure === undefined ? nativeError(err, options.procRoot ?? DEFAULT_PROC_ROOT, signal) : progressFailure.error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
