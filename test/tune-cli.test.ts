@@ -106,6 +106,11 @@ test('tune reads KSM from the fixture tree PAGEFUSE_KSM_SYSFS names, as status a
   }
 });
 
+test('--once with --history is a usage error: one decision keeps no history', () => {
+  const r = cli(['--once', '--dry-run', '--history', '/tmp/pagefuse-history-never.json']);
+  assert.deepEqual([r.status, r.stderr], [2, 'pagefuse tune: --history is kept by the daemon; --once makes one decision and keeps none\n']);
+});
+
 test('--restore with another flag is a usage error: it would be ignored, and --restore --dry-run would write', () => {
   const r = cli(['--restore', '--dry-run']);
   assert.deepEqual([r.status, r.stderr], [2, 'pagefuse tune: --restore takes only --json, got --dry-run\n']);

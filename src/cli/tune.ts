@@ -29,6 +29,7 @@ Drives ksmd like ksmtuned, but scans first and merges second.
   --keep-knobs     on exit leave the knobs as set (default: put back the ones found at start)
   --force          start even while ksmtuned or another pagefuse tune runs
   --history FILE   keep a history of savings and decisions for 'pagefuse report --html --from FILE'
+                   (the daemon; not with --once)
   --restore        put back the knobs a tuner (or set --unmerge-first, or the bench) that died had
                    found, from its record in PAGEFUSE_STATE_DIR (default /run/pagefuse), and exit;
                    the systemd unit runs it as ExecStopPost
@@ -282,6 +283,8 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
   };
 
   if (values.once) {
+    // The history is kept by the daemon, sample by sample: one decision would write none, and say nothing of it.
+    if (values.history !== undefined) throw new UsageError('pagefuse tune: --history is kept by the daemon; --once makes one decision and keeps none');
     const tuner = makeTuner();
     tuner.on('error', (err) => logError(err.message));
     const d = await tuner.tuneOnce();
