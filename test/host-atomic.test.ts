@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstat, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic, writeFileAtomicSync } from '../src/host/atomic.js';
+import { ensureDir, ensureDirSync, writeFileAtomic, writeFileAtomicSync } from '../src/host/atomic.js';
 import { appendRegularFileSync, readRegularFile, readRegularFileSync } from '../src/host/regular-file.js';
 
 test('twenty writes of one file started in the same tick all succeed, and the file holds one of them whole', async () => {
@@ -67,4 +67,23 @@ test('appending to a FIFO no process reads fails at once rather than waiting for
   await withFifo(async (_dir, fifo) => {
     assert.throws(() => appendRegularFileSync(fifo, 'line\n', 'LOGFILE'), { code: 'ENXIO', message: new RegExp(`^cannot append to LOGFILE ${fifo}: `) });
   });
+});
+
+test('a directory under /proc cannot be made: an error, where Node\'s recursive mkdir retries for ever', async () => {
+  // The first directory missing is the one that cannot be made.
+  const error = { code: 'ENOENT', message: 'cannot create the directory /proc/pagefuse-state: ENOENT (its parent is there, but takes no new directory)' };
+  assert.throws(() => ensureDirSync('/proc/pagefuse-state/processes'), error);
+  await assert.rejects(ensureDir('/proc/pagefuse-state/processes'), error);
+});
+
+test('ensureDir makes the missing directories of a path, and takes one that is there', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'pf-dirs-'));
+  try {
+    ensureDirSync(join(dir, 'a', 'b'));
+    await ensureDir(join(dir, 'a', 'b', 'c'));
+    await ensureDir(join(dir, 'a', 'b', 'c'));
+    assert.ok((await stat(join(dir, 'a', 'b', 'c'))).isDirectory());
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -1,6 +1,6 @@
 // Files written whole or not at all: a temp file beside the target, fsync, then rename over it.
-import { closeSync, fsyncSync, lstatSync, openSync, renameSync, unlinkSync, writeSync, type Stats } from 'node:fs';
-import { lstat, open, rename, unlink } from 'node:fs/promises';
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PagefuseError, explain } from '../errors.js';
 import { unreplaceable } from './regular-file.js';
@@ -84,5 +84,55 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
       // never created, or already renamed
     }
     throw explain(err, `cannot write ${path}: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+/**
+ * mkdir -p, without Node's recursive mkdir: under /proc or /sys a mkdir answers ENOENT with the parent there,
+ * and Node 20's `{ recursive: true }` then retries for ever at 100 % of a CPU (PAGEFUSE_STATE_DIR=/proc hung
+ * `pagefuse exec`). Here a directory that still cannot be made once its parent exists is an error.
+ */
+export function ensureDirSync(path: string, mode = 0o755): void {
+  if (makeDirSync(path, mode)) return;
+  const parent = dirname(path);
+  if (parent !== path) ensureDirSync(parent, mode);
+  if (!makeDirSync(path, mode)) throw cannotCreate(path);
+}
+
+/** ensureDirSync, without blocking the event loop. */
+export async function ensureDir(path: string, mode = 0o755): Promise<void> {
+  if (await makeDir(path, mode)) return;
+  const parent = dirname(path);
+  if (parent !== path) await ensureDir(parent, mode);
+  if (!(await makeDir(path, mode))) throw cannotCreate(path);
+}
+
+/** Its parent is there, and still the directory cannot be made (a path under /proc or /sys). */
+function cannotCreate(path: string): PagefuseError {
+  return new PagefuseError('ENOENT', `cannot create the directory ${path}: ENOENT (its parent is there, but takes no new directory)`, { path });
+}
+
+/** Makes one directory: true when it is there now, false when its parent is missing (ENOENT). */
+function makeDirSync(path: string, mode: number): boolean {
+  try {
+    mkdirSync(path, { mode });
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && statSync(path).isDirectory()) return true;
+    if (code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+async function makeDir(path: string, mode: number): Promise<boolean> {
+  try {
+    await mkdir(path, { mode });
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && (await stat(path)).isDirectory()) return true;
+    if (code === 'ENOENT') return false;
+    throw err;
   }
 }

@@ -1,7 +1,8 @@
 // One tuner per host: flock(2) on a lock file held open for the holder's life, and a look for other
 // tuners that would write the same knobs: ksmtuned (its process or pid file), or a pagefuse tune
 // (installed, or run from a checkout's dist/ or src/).
-import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { ensureDirSync } from './atomic.js';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PagefuseError, explain } from '../errors.js';
@@ -104,7 +105,7 @@ export async function lockTuner(options: TunerLockOptions = {}): Promise<TunerLo
   const { native } = await import('../native.js');
   let fd: number;
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    ensureDirSync(dirname(path));
     fd = openSync(path, 'a+', 0o644);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

@@ -11,10 +11,10 @@
 //   first write, so whoever starts next after a crash (SIGKILL, OOM kill) puts the host's knobs back
 //   instead of snapshotting what the dead writer left (recoverKnobs, `pagefuse tune --restore`).
 // Restoring is synchronous on purpose: it must also run from 'exit' and uncaught-exception handlers.
-import { readFileSync, readdirSync, statSync, unlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PagefuseError } from '../errors.js';
-import { writeFileAtomicSync } from '../host/atomic.js';
+import { ensureDirSync, writeFileAtomicSync } from '../host/atomic.js';
 import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
 import { parseKnobText, type KnobValue } from './knobs.js';
 
@@ -325,7 +325,7 @@ export class KnobGuard {
     const found = snapshotKnobs(sysfsRoot);
     let file: string | undefined;
     if (dir !== false && options.persist !== false) {
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      ensureDirSync(dir);
       file = join(dir, `knobs-${process.pid}-${++sequence}.json`);
     }
     const guard = new KnobGuard(owner, sysfsRoot, found, recovered, dir, file, options.only === undefined ? undefined : [...options.only]);

@@ -2,10 +2,10 @@
 // JSON file: { at, policy, settings: { pages_to_scan, sleep_millisecs, … }, reason, pid, dryRun, writtenAt }.
 // Readers check that the pid still runs: the decision of a tuner that exited (or was killed) is not in force,
 // and neither is a dry run's, which is written beside the daemon's file (tuner.dry-run.json), never over it.
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { DecisionRecord } from './model.js';
-import { writeFileAtomic } from '../host/atomic.js';
+import { ensureDir, writeFileAtomic } from '../host/atomic.js';
 import { processAlive } from '../host/procfs.js';
 
 export const DEFAULT_TUNER_STATE_PATH = '/run/pagefuse/tuner.json';
@@ -73,7 +73,7 @@ export function tunerInForce(t: DecisionRecord | null | undefined): t is Decisio
  * to dryRunStatePath() instead. */
 export async function writeTunerState(decision: DecisionRecord, path?: string): Promise<void> {
   const target = decision.dryRun === true ? dryRunStatePath(path) : tunerStatePath(path);
-  await mkdir(dirname(target), { recursive: true });
+  await ensureDir(dirname(target));
   await writeFileAtomic(target, `${JSON.stringify(decision)}\n`);
 }
 

@@ -4,9 +4,9 @@
 // page, so a later one-shot `status`, or a `serve`/`top`/`tune` started after merging, counts only the
 // mappings beyond it. A process is named by its pid and start time (a reused pid is another process).
 // The file is read as untrusted: anything that is not a well-formed entry is ignored.
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../host/atomic.js';
+import { ensureDir, writeFileAtomic } from '../host/atomic.js';
 import { defaultStateDir } from '../safety/registry.js';
 
 export const ZERO_BASELINES_FILE = 'zero-baselines.json';
@@ -63,7 +63,7 @@ export async function writeZeroBaselines(
     if ((await current(pid)) === b.start) processes[String(pid)] = b;
   }
   try {
-    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    await ensureDir(dirname(path));
     await writeFileAtomic(path, `${JSON.stringify({ processes })}\n`);
     return undefined;
   } catch (err) {

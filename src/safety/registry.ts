@@ -1,8 +1,8 @@
 // Processes started or registered through pagefuse, with their tenant, kept host-wide in a state
 // directory so the CLI, the daemon and embedding VM managers all see the same list.
 import { EventEmitter } from 'node:events';
-import { mkdirSync, readdirSync, readFileSync, unlinkSync, watch } from 'node:fs';
-import { writeFileAtomicSync } from '../host/atomic.js';
+import { readdirSync, readFileSync, unlinkSync, watch } from 'node:fs';
+import { ensureDirSync, writeFileAtomicSync } from '../host/atomic.js';
 import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
 import { join } from 'node:path';
 import { PagefuseError, invalidArgType, invalidNumber, invalidArgValue } from '../errors.js';
@@ -77,7 +77,7 @@ export class Registry {
 
   /** Creates the state directory, so a failure to write it shows before anything is started. */
   prepare(): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    ensureDirSync(this.dir);
   }
 
   add(entry: { pid: number; tenant?: string; name?: string; merge: boolean; via: string }): Registration {
