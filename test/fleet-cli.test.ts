@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readFlagFile } from '../src/cli/common.js';
 import { runCli } from './helpers/cli.js';
 
 test('plan without a host source is a usage error on one line', () => {
@@ -36,6 +37,31 @@ test('serve --fleet-modulus takes a power of two in decimal: 0x10 is refused on 
   const r = runCli(['serve', '--fleet-key', '/nonexistent', '--fleet-token', '/nonexistent', '--fleet-modulus', '0x10']);
   assert.equal(r.status, 2);
   assert.equal(r.stderr, "pagefuse serve: --fleet-modulus must be a power of two from 1 to 2^30, got '0x10'\n");
+});
+
+test('serve names itself once when it cannot read a file a flag names', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
+  try {
+    const key = join(dir, 'key');
+    writeFileSync(key, 'a-fleet-key-of-enough-bytes-0123\n', { mode: 0o600 });
+    const r = runCli(['serve', '--listen', '127.0.0.1:0', '--fleet-key', key, '--fleet-token', join(dir, 'none')]);
+    assert.deepEqual([r.status, r.stderr], [1, `pagefuse serve: cannot read --fleet-token ${join(dir, 'none')}: ENOENT (no such file or directory)\n`]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a file a flag names may hold a CA bundle (the system\'s is about 200 KiB), not more than 4 MiB', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
+  try {
+    const bundle = join(dir, 'ca.pem');
+    writeFileSync(bundle, `${'x'.repeat(256 * 1024)}\n`);
+    assert.equal((await readFlagFile('tls-ca', bundle)).length, 256 * 1024);
+    writeFileSync(bundle, 'x'.repeat(4 * 1024 * 1024 + 1));
+    await assert.rejects(readFlagFile('tls-ca', bundle), { code: 'EFBIG', message: `cannot read --tls-ca ${bundle}: it holds more than 4194304 bytes` });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('serve refuses a fleet key file that others can read', () => {

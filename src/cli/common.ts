@@ -4,6 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { PagefuseError } from '../errors.js';
 import { native } from '../native.js';
 import { wholeNumber } from '../units.js';
+import { readRegularFile } from '../host/regular-file.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -161,4 +162,13 @@ export function boundMemory(): void {
       clearInterval(trim); // no addon here (serve can run without it): nothing to trim with
     }
   }, TRIM_MS).unref();
+}
+
+/**
+ * The text of a file a flag names, trimmed: a token, a TLS key or certificate, a CA bundle (the system's is
+ * about 200 KiB). Read as a regular file, at most 4 MiB; an error names the flag and the path, and main()
+ * names the command.
+ */
+export async function readFlagFile(flag: string, path: string): Promise<string> {
+  return (await readRegularFile(path, { what: `--${flag}`, maxBytes: 4 * 1024 * 1024 })).trim();
 }

@@ -1,7 +1,7 @@
 // pagefuse plan — read the fleet's keyed sketches and plan migrations that raise KSM's savings, or
 // answer kube-scheduler's prioritize calls as a scheduler extender.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { durationFlag, parse, UsageError, intFlag, printJson, formatBytes } from './common.js';
+import { durationFlag, parse, UsageError, intFlag, printJson, formatBytes, readFlagFile } from './common.js';
 import { parseListen } from './serve.js';
 import { readFleetKey } from '../fleet/key.js';
 import { readTargets, fetchSketches, type FetchOptions, type HostFailure } from '../fleet/fetch.js';
@@ -11,7 +11,6 @@ import { FleetModel } from '../fleet/model.js';
 import { prioritize, checkExtenderArgs } from '../fleet/extender.js';
 import type { HostSketch } from '../fleet/sketch.js';
 import { explain, PagefuseError } from '../errors.js';
-import { readRegularFile } from '../host/regular-file.js';
 
 const HELP = `usage: pagefuse plan (--hosts FILE | --http-sd URL|FILE) [options]
        pagefuse plan --extender [HOST:PORT] (--hosts FILE | --http-sd URL|FILE) [options]
@@ -52,12 +51,7 @@ virt-launcher pods, by what the VM shares with the VMs on each node; configure i
 `;
 
 async function secret(flag: string, path: string | undefined): Promise<string | undefined> {
-  if (path === undefined) return undefined;
-  try {
-    return (await readRegularFile(path, { what: `--${flag}`, maxBytes: 64 * 1024 })).trim();
-  } catch (err) {
-    throw explain(err, (err as Error).message);
-  }
+  return path === undefined ? undefined : readFlagFile(flag, path);
 }
 
 interface Fleet {

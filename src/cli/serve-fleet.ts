@@ -1,12 +1,10 @@
 // serve's fleet options: the keyed sketch endpoint, who may read it, and HTTPS.
 import type { ServerOptions } from 'node:https';
-import { UsageError, intFlag, wholeNumber, type Options } from './common.js';
+import { UsageError, intFlag, readFlagFile, wholeNumber, type Options } from './common.js';
 import { readFleetKey } from '../fleet/key.js';
 import { sketchHost, checkModulus, DEFAULT_MODULUS } from '../fleet/collect.js';
 import { SketchEndpoint } from '../fleet/endpoint.js';
 import { Registry } from '../safety/registry.js';
-import { explain } from '../errors.js';
-import { readRegularFile } from '../host/regular-file.js';
 
 export const FLEET_SERVE_FLAGS = {
   'fleet-key': { type: 'string' },
@@ -45,14 +43,6 @@ export interface FleetServe {
   access?: string;
 }
 
-async function readSecretFile(flag: string, path: string): Promise<string> {
-  try {
-    return (await readRegularFile(path, { what: `--${flag}`, maxBytes: 64 * 1024 })).trim();
-  } catch (err) {
-    throw explain(err, `pagefuse serve: ${(err as Error).message}`);
-  }
-}
-
 export async function fleetServeOptions(values: Values): Promise<FleetServe> {
   const out: FleetServe = {};
   const cert = values['tls-cert'];
@@ -62,10 +52,10 @@ export async function fleetServeOptions(values: Values): Promise<FleetServe> {
   if (ca !== undefined && cert === undefined) throw new UsageError('pagefuse serve: --tls-client-ca needs --tls-cert and --tls-key (HTTPS)');
   if (cert !== undefined && key !== undefined) {
     out.tls = {
-      cert: await readSecretFile('tls-cert', cert),
-      key: await readSecretFile('tls-key', key),
+      cert: await readFlagFile('tls-cert', cert),
+      key: await readFlagFile('tls-key', key),
       // Asked for, not required: /metrics stays open to scrapers; /fleet/sketch checks it.
-      ...(ca === undefined ? {} : { ca: await readSecretFile('tls-client-ca', ca), requestCert: true, rejectUnauthorized: false }),
+      ...(ca === undefined ? {} : { ca: await readFlagFile('tls-client-ca', ca), requestCert: true, rejectUnauthorized: false }),
     };
   }
   const keyFile = values['fleet-key'];
@@ -93,7 +83,7 @@ export async function fleetServeOptions(values: Values): Promise<FleetServe> {
   const capacity = intFlag('serve', 'fleet-capacity', values['fleet-capacity'], 1);
   const maxAge = intFlag('serve', 'fleet-max-age', values['fleet-max-age'], 0, 86_400) ?? 300;
   const fleetKey = await readFleetKey(keyFile);
-  const token = tokenFile === undefined ? undefined : await readSecretFile('fleet-token', tokenFile);
+  const token = tokenFile === undefined ? undefined : await readFlagFile('fleet-token', tokenFile);
   if (token !== undefined && !/^[\x21-\x7e]{16,4096}$/.test(token)) {
     throw new UsageError(`pagefuse serve: the --fleet-token file must hold 16-4096 printable characters without spaces`);
   }
