@@ -22,18 +22,16 @@ function checkReplaceable(path: string, st: Stats | undefined): void {
   if (what !== undefined) throw new PagefuseError('EINVAL', `cannot write ${path}: it is ${what}; give the path of a regular file`, { path });
 }
 
-/** Nothing there (or nothing lstat could see: the write that follows says why it cannot create the file). */
-function missing(): undefined {
-  return undefined;
-}
-
-/** Checks, before work whose result goes there, that writeFileAtomic could put a file at `path`. */
+/**
+ * Checks, before work whose result goes there, that writeFileAtomic could put a file at `path`. Nothing there,
+ * or nothing lstat could see, passes: the write that follows says why it cannot create the file.
+ */
 export async function assertWritableTarget(path: string): Promise<void> {
-  checkReplaceable(path, await lstat(path).catch(missing));
+  checkReplaceable(path, await lstat(path).catch(() => undefined));
 }
 
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  checkReplaceable(path, await lstat(path).catch(missing));
+  await assertWritableTarget(path);
   const tmp = tempBeside(path);
   let handle;
   try {
@@ -60,7 +58,7 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array): vo
   try {
     st = lstatSync(path);
   } catch {
-    st = missing();
+    // as assertWritableTarget: the write below says why
   }
   checkReplaceable(path, st);
   const tmp = tempBeside(path);

@@ -4,7 +4,7 @@
 // without blocking, refused unless it is a regular file, and read up to a bound.
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { PagefuseError } from '../errors.js';
+import { PagefuseError, explain } from '../errors.js';
 
 const FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY;
 
@@ -35,7 +35,7 @@ function tooLarge(path: string, what: string, max: number): PagefuseError {
 }
 
 /** A system error's code and what it means, without Node's repeat of the call and the path: "ENOENT (no such file or directory)". */
-export function systemReason(err: unknown): string {
+function systemReason(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   if (e?.code === undefined) return (err as Error)?.message ?? String(err);
   const m = /^[A-Z0-9_]+: ([^,]+)/.exec(e.message);
@@ -43,8 +43,7 @@ export function systemReason(err: unknown): string {
 }
 
 function readError(path: string, what: string, err: unknown): PagefuseError {
-  const e = err as NodeJS.ErrnoException;
-  return new PagefuseError(e.code ?? 'EIO', `cannot read ${what} ${path}: ${systemReason(err)}`, { path, cause: err });
+  return explain(err, `cannot read ${what} ${path}: ${systemReason(err)}`, (err as NodeJS.ErrnoException).code ?? 'EIO');
 }
 
 /** The file's bytes and its fstat (taken on the open file: what was read is what was checked). */
@@ -122,8 +121,7 @@ export function appendRegularFileSync(path: string, text: string, what: string):
   try {
     fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_NOCTTY, 0o644);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new PagefuseError(e.code ?? 'EIO', `cannot append to ${what} ${path}: ${systemReason(err)}`, { path, cause: err });
+    throw explain(err, `cannot append to ${what} ${path}: ${systemReason(err)}`, (err as NodeJS.ErrnoException).code ?? 'EIO');
   }
   try {
     const st = fstatSync(fd);
