@@ -144,7 +144,7 @@ function summary(f: Figures, points: readonly SeriesPoint[], wouldSave: WouldSav
   const ps = f.pageSize;
   const cards: [string, string, string?][] = [
     ['saved', `${h.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(h.savedBytes)}`],
-    h.exitedPages > 0 ? ['KSM pages', formatBytes(h.saved.ksmPages * ps), exitedWords(h.exitedPages, ps)] : ['KSM pages', formatBytes(h.saved.ksmPages * ps)],
+    ['KSM pages', formatBytes(h.saved.ksmPages * ps), h.exitedPages > 0 ? exitedWords(h.exitedPages, ps) : undefined],
     ['KSM zero pages', formatBytes(h.saved.ksmZeroPages * ps)],
     ['THP-split zero pages', h.thpSplitKnown ? `${h.thpSplitUpperBound ? '≤ ' : ''}${formatBytes(h.saved.thpSplitZeroPages * ps)}` : '? (needs root)'],
     ['KSM metadata (host cost)', formatBytes(h.metadataBytes)],
