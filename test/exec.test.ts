@@ -3,7 +3,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { open, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawnMerged, numaTopology, PAGE_SIZE } from '../src/index.js';
@@ -209,6 +212,31 @@ test('pagefuse exec forwards SIGTERM and SIGINT, and dies of the signal that kil
 test('pagefuse exec of a command that dies of SIGKILL dies of SIGKILL too', async () => {
   const { cli: killed } = await startExec(['--', 'sh', '-c', 'echo ready; kill -KILL $$'], /^ready$/);
   assert.deepEqual(await killed.exited, { status: null, signal: 'SIGKILL' });
+});
+
+test('pagefuse exec passes on a signal that comes while the command is being started, and leaves no record behind', async () => {
+  // The command signals its launcher as its first act, while the launcher may still be registering it.
+  // Before the fix, about one launch in three died at once: the command ran on, orphaned, and a .tmp file
+  // was left in the registry. Eight launches: all must forward.
+  const stateDir = mkdtempSync(join(tmpdir(), 'pf-exec-signal-'));
+  try {
+    for (let i = 0; i < 8; i++) {
+      const c = startCli(['exec', '--', 'sh', '-c', 'echo $$; kill -TERM $PPID; exec sleep 30'], { bin, env: { PAGEFUSE_STATE_DIR: stateDir } });
+      const line = await c.next(() => true, 30_000, 'the command pid');
+      const pid = Number(line.text);
+      assert.deepEqual(await c.exited, { status: null, signal: 'SIGTERM' }, `launch ${i}`);
+      let alive = existsSync(`/proc/${pid}`);
+      for (let wait = 0; alive && wait < 20; wait++) {
+        await sleep(100);
+        alive = existsSync(`/proc/${pid}`);
+      }
+      if (alive) process.kill(pid, 'SIGKILL');
+      assert.equal(alive, false, `launch ${i}: the command ${pid} outlived its launcher`);
+    }
+    assert.deepEqual(readdirSync(join(stateDir, 'processes')), []);
+  } finally {
+    rmSync(stateDir, { recursive: true, force: true });
+  }
 });
 
 test('pagefuse exec: bad input is one line, exit 2', () => {

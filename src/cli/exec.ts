@@ -1,4 +1,5 @@
 // pagefuse exec — runs a command bound to a NUMA node and/or with KSM merging all its memory.
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -87,20 +88,25 @@ export async function run(args: string[]): Promise<number> {
       throw new UsageError(`pagefuse exec: --tenant: ${(err as Error).message}`);
     }
   }
-  const child = spawnMerged(cmd, cmdArgs, {
-    node,
-    numa,
-    mergeAny: values.merge ?? false,
-    stdio: 'inherit',
-    ...(values.tenant === undefined ? {} : { tenant: values.tenant }),
-    ...(values.name === undefined ? {} : { name: values.name }),
-    ...(values.force ? { force: true } : {}),
-  });
+  // The handlers go in before the command is started. A signal that came between the start and them (while the
+  // command was registered) killed this process outright: the command ran on with no parent to pass signals
+  // on, and its registry record was left half-written. Node runs a handler only once the synchronous start
+  // has returned, so a signal from then on reaches the command.
+  let child: ChildProcess | undefined;
   const forward = (signal: NodeJS.Signals): void => {
-    child.kill(signal);
+    child?.kill(signal);
   };
   for (const s of FORWARDED) process.on(s, forward);
   try {
+    child = spawnMerged(cmd, cmdArgs, {
+      node,
+      numa,
+      mergeAny: values.merge ?? false,
+      stdio: 'inherit',
+      ...(values.tenant === undefined ? {} : { tenant: values.tenant }),
+      ...(values.name === undefined ? {} : { name: values.name }),
+      ...(values.force ? { force: true } : {}),
+    });
     const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
     if (signal === null) return code ?? 1;
     for (const s of FORWARDED) process.off(s, forward);
