@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { lstat, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { lstat, mkdtemp, readFile, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureDir, ensureDirSync, writeFileAtomic, writeFileAtomicSync } from '../src/host/atomic.js';
+import { ensureDir, ensureDirSync, removeStaleTempsSync, STALE_TEMP_MS, writeFileAtomic, writeFileAtomicSync } from '../src/host/atomic.js';
+import { Registry } from '../src/safety/registry.js';
 import { appendRegularFileSync, readRegularFile, readRegularFileSync } from '../src/host/regular-file.js';
 
 test('twenty writes of one file started in the same tick all succeed, and the file holds one of them whole', async () => {
@@ -85,5 +86,48 @@ test('ensureDir makes the missing directories of a path, and takes one that is t
     assert.ok((await stat(join(dir, 'a', 'b', 'c'))).isDirectory());
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** A pid that has exited: a child's, waited for. */
+function deadPid(): number {
+  return spawnSync('true').pid;
+}
+
+/** Writes `name` in `dir`, `ageMs` old. */
+async function fileAged(dir: string, name: string, ageMs: number): Promise<void> {
+  await writeFile(join(dir, name), '{}\n');
+  const when = (Date.now() - ageMs) / 1000;
+  await utimes(join(dir, name), when, when);
+}
+
+test('the temp files of killed writers are removed once a minute old; a live writer\'s, a young one and other files stay', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'pf-stale-'));
+  try {
+    const dead = deadPid();
+    await fileAged(dir, `.tuner.json.${dead}.1.tmp`, 2 * STALE_TEMP_MS);
+    await fileAged(dir, `.${dead}.json.${dead}.2.tmp`, 2 * STALE_TEMP_MS);
+    await fileAged(dir, `.tuner.json.${dead}.3.tmp`, STALE_TEMP_MS / 2);
+    await fileAged(dir, `.tuner.json.${process.pid}.4.tmp`, 2 * STALE_TEMP_MS);
+    await fileAged(dir, 'tuner.json', 2 * STALE_TEMP_MS);
+    await fileAged(dir, `notes.${dead}.tmp`, 2 * STALE_TEMP_MS);
+    assert.equal(removeStaleTempsSync(dir), 2);
+    assert.deepEqual((await readdir(dir)).sort(), [`.tuner.json.${dead}.3.tmp`, `.tuner.json.${process.pid}.4.tmp`, `notes.${dead}.tmp`, 'tuner.json'].sort());
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('listing the registry removes a record a killed writer left half-written', async () => {
+  const stateDir = await mkdtemp(join(tmpdir(), 'pf-stale-reg-'));
+  try {
+    const registry = new Registry({ stateDir });
+    registry.prepare();
+    const dead = deadPid();
+    await fileAged(join(stateDir, 'processes'), `.${process.pid}.json.${dead}.1.tmp`, 2 * STALE_TEMP_MS);
+    assert.deepEqual(registry.list(), []);
+    assert.deepEqual(await readdir(join(stateDir, 'processes')), []);
+  } finally {
+    await rm(stateDir, { recursive: true, force: true });
   }
 });

@@ -1,8 +1,9 @@
 // Files written whole or not at all: a temp file beside the target, fsync, then rename over it.
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PagefuseError, explain } from '../errors.js';
+import { processAlive } from './procfs.js';
 import { unreplaceable } from './regular-file.js';
 
 let tempSerial = 0;
@@ -28,6 +29,40 @@ function checkReplaceable(path: string, st: Stats | undefined): void {
  */
 export async function assertWritableTarget(path: string): Promise<void> {
   checkReplaceable(path, await lstat(path).catch(() => undefined));
+}
+
+const TEMP_NAME = /^\..+\.(\d+)\.[0-9a-z]+\.tmp$/;
+/** How old a dead writer's temp file must be before it is removed: a write takes milliseconds. */
+export const STALE_TEMP_MS = 60_000;
+
+/**
+ * Removes from `dir` the temp files (tempBeside's names) of writes whose writer died between creating and
+ * renaming them: a SIGKILL or an OOM kill leaves one behind, and a state directory under /run kept them until
+ * the next boot. Only regular files whose writer pid is gone and that are over a minute old: the age spares a
+ * write in flight by a process this one cannot see (another PID namespace). Best effort; returns how many.
+ */
+export function removeStaleTempsSync(dir: string, now = Date.now()): number {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (m === null || processAlive(Number(m[1]))) continue;
+    const file = join(dir, name);
+    try {
+      const st = lstatSync(file);
+      if (!st.isFile() || now - st.mtimeMs < STALE_TEMP_MS) continue;
+      unlinkSync(file);
+      removed += 1;
+    } catch {
+      // gone meanwhile, or not ours to remove
+    }
+  }
+  return removed;
 }
 
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {

@@ -14,7 +14,7 @@
 import { readFileSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PagefuseError } from '../errors.js';
-import { ensureDirSync, writeFileAtomicSync } from '../host/atomic.js';
+import { ensureDirSync, removeStaleTempsSync, writeFileAtomicSync } from '../host/atomic.js';
 import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
 import { parseKnobText, type KnobValue } from './knobs.js';
 
@@ -253,7 +253,9 @@ function recoverRecord({ file, record }: { file: string; record: KnobRecord }): 
  * Only records for `sysfsRoot` (when given) are touched.
  */
 export function recoverKnobs(options: { dir?: string; sysfsRoot?: string } = {}): RecoveredKnobs[] {
-  return deadRecords(options.dir ?? recordDir(), options.sysfsRoot).map(recoverRecord);
+  const dir = options.dir ?? recordDir();
+  removeStaleTempsSync(dir);
+  return deadRecords(dir, options.sysfsRoot).map(recoverRecord);
 }
 
 function removeFile(file: string): void {

@@ -2,7 +2,7 @@
 // directory so the CLI, the daemon and embedding VM managers all see the same list.
 import { EventEmitter } from 'node:events';
 import { readdirSync, readFileSync, unlinkSync, watch } from 'node:fs';
-import { ensureDirSync, writeFileAtomicSync } from '../host/atomic.js';
+import { ensureDirSync, removeStaleTempsSync, writeFileAtomicSync } from '../host/atomic.js';
 import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
 import { join } from 'node:path';
 import { PagefuseError, invalidArgType, invalidNumber, invalidArgValue } from '../errors.js';
@@ -142,6 +142,8 @@ export class Registry {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
+    // Only the host's own /proc can say a writer is gone (as for the entries below).
+    if (this.procRoot === DEFAULT_PROC_ROOT && names.some((n) => n.endsWith('.tmp'))) removeStaleTempsSync(this.dir);
     const out: Registration[] = [];
     for (const name of names) {
       if (!/^\d+\.json$/.test(name)) continue;
