@@ -164,7 +164,7 @@ test('tenant isolation: one tenant merged, then exec and spawnMerged under each 
 
     await t.test('a second tenant is refused under tenant isolation, by exec and by spawnMerged', () => {
       const refused = runCli(['exec', '--merge', '--tenant', 'globex', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'tenant' } });
-      assert.equal(refused.status, 1);
+      assert.equal(refused.status, 125);
       assert.equal(refused.stderr, `pagefuse exec: isolation is tenant: tenant 'acme' already has mergeable VMs (pid ${pid}); refusing to make tenant 'globex' mergeable on the same host (--force, or force: true in the API, overrides)\n`);
       assert.throws(() => spawnMerged('true', [], { tenant: 'globex', isolation: 'tenant', registry }), { code: 'ERR_ISOLATION' });
     });
@@ -188,7 +188,7 @@ test('tenant isolation: one tenant merged, then exec and spawnMerged under each 
     await t.test('zero-only refuses content merging, forced or not', () => {
       for (const extra of [[], ['--force']]) {
         const z = runCli(['exec', '--merge', ...extra, '--tenant', 'acme', '--', 'true'], { env: { ...env, PAGEFUSE_ISOLATION: 'zero-only' } });
-        assert.equal(z.status, 1);
+        assert.equal(z.status, 125);
         assert.match(z.stderr, /^pagefuse exec: isolation is zero-only: KSM content merging is off on this host/);
       }
     });

@@ -143,7 +143,7 @@ test('spawnMerged with mergeAny: false starts the command without the merge flag
 
 test('pagefuse exec with a state directory that cannot be made (under /proc) fails on one line, where it spun at 100 % of a CPU', () => {
   const { status, stderr } = runCli(['exec', '--', 'true'], { bin, env: { PAGEFUSE_STATE_DIR: '/proc' }, timeoutMs: 20_000 });
-  assert.deepEqual([status, stderr], [1, 'pagefuse exec: cannot create the directory /proc/processes: ENOENT (its parent is there, but takes no new directory)\n']);
+  assert.deepEqual([status, stderr], [125, 'pagefuse exec: cannot create the directory /proc/processes: ENOENT (its parent is there, but takes no new directory)\n']);
 });
 
 test('spawnMerged refuses bad input by throwing, before starting anything', () => {

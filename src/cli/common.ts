@@ -18,6 +18,19 @@ export class UsageError extends PagefuseError {
   }
 }
 
+/**
+ * A failure with an exit status of its own: `pagefuse exec`'s 125 when the command was never started (as env(1)
+ * and timeout(1) say it), where 1 would pass for the command's own status. One line on stderr, as any error.
+ */
+export class StatusError extends Error {
+  readonly status: number;
+  constructor(message: string, status: number, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.name = 'StatusError';
+    this.status = status;
+  }
+}
+
 /** What the entry point (bin.ts) saw before the command was loaded. */
 export interface CliContext {
   /**

@@ -3,9 +3,9 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { intFlag, parse, UsageError } from './common.js';
+import { intFlag, parse, StatusError, UsageError } from './common.js';
 import { nodesProblem } from '../numa/topology.js';
-import { numaConflict, spawnMerged, type NumaPolicyOptions } from '../launch/spawn.js';
+import { EXEC_STATUS, numaConflict, spawnMerged, type NumaPolicyOptions } from '../launch/spawn.js';
 import { checkTenant } from '../safety/registry.js';
 
 const HELP = `usage: pagefuse exec [--merge] [--node N | NUMACTL OPTIONS] [--tenant ID] [--name NAME] [--force]
@@ -15,7 +15,8 @@ Runs COMMAND with KSM merging all its anonymous memory (--merge: prctl PR_SET_ME
 across exec since Linux 6.7) and/or its memory and CPUs bound to NUMA nodes (numactl's options),
 even if COMMAND never calls madvise: a VMM such as Firecracker, Cloud Hypervisor or crosvm. stdio,
 signals and the exit status are COMMAND's own; 127 means the command was not found, 126 that it
-could not be executed (as in a shell), 125 that a setting could not be applied.
+could not be executed (as in a shell), 125 that it was not started because a setting could not be
+applied (a --merge refused by isolation, say); 2 is a mistake in this command's own options.
 
   --node N    memory and CPUs of NUMA node N (numactl --membind=N --cpunodebind=N; 'pagefuse numa'
               lists the nodes)
@@ -98,15 +99,21 @@ export async function run(args: string[]): Promise<number> {
   };
   for (const s of FORWARDED) process.on(s, forward);
   try {
-    child = spawnMerged(cmd, cmdArgs, {
-      node,
-      numa,
-      mergeAny: values.merge ?? false,
-      stdio: 'inherit',
-      ...(values.tenant === undefined ? {} : { tenant: values.tenant }),
-      ...(values.name === undefined ? {} : { name: values.name }),
-      ...(values.force ? { force: true } : {}),
-    });
+    try {
+      child = spawnMerged(cmd, cmdArgs, {
+        node,
+        numa,
+        mergeAny: values.merge ?? false,
+        stdio: 'inherit',
+        ...(values.tenant === undefined ? {} : { tenant: values.tenant }),
+        ...(values.name === undefined ? {} : { name: values.name }),
+        ...(values.force ? { force: true } : {}),
+      });
+    } catch (err) {
+      // Not started (a merge refused by isolation, a state directory that cannot be made): 125, not 1, which
+      // would pass for the command's own status.
+      throw new StatusError((err as Error).message, EXEC_STATUS.settingFailed, { cause: err });
+    }
     const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
     if (signal === null) return code ?? 1;
     for (const s of FORWARDED) process.off(s, forward);

@@ -1,6 +1,6 @@
 // pagefuse CLI: one file per command under src/cli/, each exporting run(args) → exit code.
 import { readFileSync } from 'node:fs';
-import { EXIT_FAILURE, EXIT_USAGE, UsageError, type CliContext } from './common.js';
+import { EXIT_FAILURE, EXIT_USAGE, StatusError, UsageError, type CliContext } from './common.js';
 import { COMMANDS } from './commands.js';
 import { escapeTerminal } from '../report/escape.js';
 
@@ -55,7 +55,7 @@ export async function main(argv: string[], context?: CliContext): Promise<number
     // An API error already named after the command ('scan: process 9 does not exist') is not named twice.
     const line = (e?.message ?? String(err)).split('\n')[0].replace(new RegExp(`^${name}: `), '');
     process.stderr.write(`pagefuse ${escapeTerminal(name)}: ${escapeTerminal(line)}\n`); // messages quote /proc names
-    if (process.env.PAGEFUSE_DEBUG) process.stderr.write(`${e?.stack ?? ''}\n`);
-    return EXIT_FAILURE;
+    if (process.env.PAGEFUSE_DEBUG) process.stderr.write(`${(e?.cause as Error | undefined)?.stack ?? e?.stack ?? ''}\n`);
+    return err instanceof StatusError ? err.status : EXIT_FAILURE;
   }
 }
