@@ -51,6 +51,23 @@ test('--version prints the package version', () => {
   assert.equal(v.stdout, `pagefuse ${pkg.version}\n`);
 });
 
+test('--version with anything after it is a usage error, exit 2', () => {
+  assert.deepEqual(runCli(['-V', 'extra']), { status: 2, stdout: '', stderr: "pagefuse: -V takes no arguments; run 'pagefuse --help'\n", signal: null });
+});
+
+test("'pagefuse help tune' prints what 'pagefuse tune --help' prints", () => {
+  const viaHelp = runCli(['help', 'tune']);
+  assert.equal(viaHelp.status, 0);
+  assert.equal(viaHelp.stdout, runCli(['tune', '--help']).stdout);
+  assert.match(viaHelp.stdout, /^usage: pagefuse tune /);
+});
+
+test("names of Object's prototype are unknown commands, exit 2 (they failed with 'entry.load is not a function', exit 1)", () => {
+  for (const name of ['constructor', '__proto__', 'toString']) {
+    assert.deepEqual(runCli([name]), { status: 2, stdout: '', stderr: `pagefuse: unknown command '${name}'; run 'pagefuse --help'\n`, signal: null }, name);
+  }
+});
+
 test('--help prints the usage on stdout, ending with the exit-status table, exit 0', () => {
   const h = runCli(['--help']);
   assert.equal(h.status, 0);

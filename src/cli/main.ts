@@ -11,13 +11,13 @@ export const EXIT_CODES = `exit status:
   2    bad usage: an unknown command or option, a value out of range (the flag is named)
   3    audit: a finding at or above --fail-on (default critical)
   141  stdout was closed ('pagefuse audit | head -1'): the command stopped quietly, as on SIGPIPE
-  exec the command's own status, or 125 a setting (merge, NUMA) could not be
-       applied, 126 the command is not executable, 127 it was not found, 128+N it died of signal N
+  exec the command's own status, or 125 it was not started (a setting such as merge or NUMA could not
+       be applied, or isolation refused it), 126 the command is not executable, 127 it was not found, 128+N it died of signal N
 `;
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
-  return `usage: pagefuse <command> [options]\n       pagefuse --version\n\ncommands:\n${lines.join('\n')}\n\nRun 'pagefuse <command> --help' for a command's options.\nDurations are seconds; 500ms, 30s, 2m and 1h are accepted too.\n\n${EXIT_CODES}`;
+  return `usage: pagefuse <command> [options]\n       pagefuse --version\n\ncommands:\n${lines.join('\n')}\n\nRun 'pagefuse <command> --help' (or 'pagefuse help <command>') for a command's options.\nDurations are seconds; 500ms, 30s, 2m and 1h are accepted too.\n\n${EXIT_CODES}`;
 }
 
 function version(): string {
@@ -33,19 +33,21 @@ export async function main(argv: string[], context?: CliContext): Promise<number
     process.stderr.write(usage());
     return EXIT_USAGE;
   }
-  if (name === '--version' || name === '-V') {
-    process.stdout.write(version());
+  const topHelp = name === '--help' || name === '-h' || name === 'help';
+  if ((name === '--version' || name === '-V' || topHelp) && rest.length === 0) {
+    process.stdout.write(name === '--version' || name === '-V' ? version() : usage());
     return 0;
   }
-  if (name === '--help' || name === '-h' || name === 'help') {
-    process.stdout.write(usage());
-    return 0;
-  }
-  const entry = COMMANDS[name];
+  // 'pagefuse help tune' is 'pagefuse tune --help'.
+  const commandName = topHelp && rest.length === 1 ? rest[0] : name;
+  const entry = COMMANDS[commandName];
   try {
-    if (entry === undefined) throw new UsageError(`pagefuse: unknown command '${name}'; run 'pagefuse --help'`);
+    if (name === '--version' || name === '-V' || (topHelp && rest.length > 1)) {
+      throw new UsageError(`pagefuse: ${name} takes ${topHelp ? 'at most one command' : 'no arguments'}; run 'pagefuse --help'`);
+    }
+    if (entry === undefined || !Object.hasOwn(COMMANDS, commandName)) throw new UsageError(`pagefuse: unknown command '${commandName}'; run 'pagefuse --help'`);
     const command = await entry.load();
-    return await command.run(rest, context);
+    return await command.run(commandName === name ? rest : ['--help'], context);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`${escapeTerminal(err.message)}\n`);
