@@ -42,6 +42,12 @@ test('unknown keys and bad values are refused with file:line and the key named',
   await assert.rejects(loadConfig('/nonexistent/ksmtuned.conf'), { code: 'ENOENT', message: /cannot read the config \/nonexistent\/ksmtuned\.conf/ });
 });
 
+test("keys of Object's prototype are unknown keys, not setters (they failed with 'setter is not a function')", () => {
+  for (const key of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+    assert.throws(() => parseConfig(`${key}=1`, 'a.conf'), { code: 'EINVAL', message: new RegExp(`^a\\.conf:1: unknown key ${key} \\(known: KSM_MONITOR_INTERVAL,`) }, key);
+  }
+});
+
 test('a decimal config value is a plain decimal: hex, exponents and blanks are refused', () => {
   for (const value of ['0x1', '1e-1', ' 0.5']) {
     assert.throws(() => parseConfig(`PAGEFUSE_CPU_BUDGET=${JSON.stringify(value)}`, 'a.conf'), { message: `a.conf:1: PAGEFUSE_CPU_BUDGET must be a number, got '${value}'` }, value);

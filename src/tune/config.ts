@@ -150,7 +150,9 @@ export function parseConfig(text: string, file = '<config>'): TuneConfig {
     // The line itself is not repeated: as root the file may be anyone's (tune --config /etc/shadow).
     if (!m) throw configError(file, lineNo, 'expected KEY=VALUE');
     const key = m[1];
-    const setter = KEYS[key];
+    // Own keys only: KEYS['constructor'] is Object's, and a file naming it (or __proto__, toString) failed with
+    // 'setter is not a function' or a message made of the prototype's output.
+    const setter = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
     if (setter === undefined) throw configError(file, lineNo, `unknown key ${key} (known: ${CONFIG_KEYS.join(', ')})`);
     const problem = setter(config, unquote(m[2], file, lineNo, key));
     if (problem !== undefined) throw configError(file, lineNo, `${key} ${problem}`);
