@@ -295,6 +295,18 @@ test("the KSM pages tile says how many pages pages_sharing still counts for proc
   );
 });
 
+test("a history file keeps the sharing weights: a report drawn from it leaves out what pages_sharing counts for a VM that exited", () => {
+  const counters = { pages_shared: 32, pages_sharing: 64, pages_unshared: 0, pages_volatile: 0, full_scans: 3 };
+  const guest = (pid: number) => ({ pid, name: `g${pid}`, vm: true, rmapItems: 32, zeroPages: 0, mergingPages: 32, profitBytes: 0, sharingWeight: 16, zeroMappedPages: 0, pssBytes: 65536 });
+  const live = { snapshots: [{ at: 10_000, pageSize: 4096, settings: { run: 0 }, counters, processes: [guest(1), guest(2)], wholeHost: true }], decisions: [] };
+  const fromFile = fromHistoryJson(JSON.parse(JSON.stringify(toHistoryJson(live))));
+  assert.deepEqual(fromFile, live);
+  assert.equal(
+    /<div class="card"><div class="k">KSM pages<\/div><div class="v">(.*?)<\/div>/.exec(reportHtml({ source: 'test', history: fromFile }))?.[1],
+    '128 KiB',
+  );
+});
+
 test("a tuner history file keeps the tuner's would-save figure and slow huge page splits for the report's tile", () => {
   const MiB = 1024 * 1024;
   const h = history();

@@ -16,8 +16,24 @@ export interface HistoryJson {
     settings: KsmSettings;
     counters: KnownKsmCounters;
     ksmd_cpu_seconds?: number;
-    processes: { pid: number; name: string; vm: boolean; merging_pages: number; zero_pages: number; rmap_items: number; profit_bytes: number }[];
+    processes: {
+      pid: number;
+      name: string;
+      vm: boolean;
+      merging_pages: number;
+      zero_pages: number;
+      rmap_items: number;
+      profit_bytes: number;
+      // What the savings model takes when the reader had them (root): without them a report drawn from the
+      // file gave an exited VM's merged pages to the VMs left, and no PSS or huge page splits.
+      pss_bytes?: number;
+      zero_mapped_pages?: number;
+      sharing_weight?: number;
+      thp_split_upper_bound?: true;
+    }[];
     nodes?: { id: number; ksm_pages: number }[];
+    /** The sampler saw every process of the host (Snapshot.wholeHost). */
+    whole_host?: true;
   }[];
   decisions: {
     t: number;
@@ -59,8 +75,13 @@ export function toHistoryJson(h: HistoryRecord): HistoryJson {
           zero_pages: p.zeroPages,
           rmap_items: p.rmapItems,
           profit_bytes: p.profitBytes,
+          ...(p.pssBytes === undefined ? {} : { pss_bytes: p.pssBytes }),
+          ...(p.zeroMappedPages === undefined || p.zeroMappedPages === null ? {} : { zero_mapped_pages: p.zeroMappedPages }),
+          ...(p.sharingWeight === undefined || p.sharingWeight === null ? {} : { sharing_weight: p.sharingWeight }),
+          ...(p.thpSplitUpperBound === true ? { thp_split_upper_bound: true as const } : {}),
         })),
       };
+      if (s.wholeHost === true) sample.whole_host = true;
       if (s.ksmdCpuSeconds !== undefined) sample.ksmd_cpu_seconds = s.ksmdCpuSeconds;
       if (s.nodes !== undefined) sample.nodes = s.nodes.map((n) => ({ id: n.id, ksm_pages: n.ksmPages }));
       return sample;
@@ -108,8 +129,13 @@ export function fromHistoryJson(v: unknown, path = 'history'): HistoryRecord {
         zeroPages: p.zero_pages,
         rmapItems: p.rmap_items,
         profitBytes: p.profit_bytes,
+        ...(isNum(p.pss_bytes) ? { pssBytes: p.pss_bytes } : {}),
+        ...(isNum(p.zero_mapped_pages) ? { zeroMappedPages: p.zero_mapped_pages } : {}),
+        ...(isNum(p.sharing_weight) ? { sharingWeight: p.sharing_weight } : {}),
+        ...(p.thp_split_upper_bound === true ? { thpSplitUpperBound: true } : {}),
       })),
     };
+    if (s.whole_host === true) snap.wholeHost = true;
     if (isNum(s.ksmd_cpu_seconds)) snap.ksmdCpuSeconds = s.ksmd_cpu_seconds;
     if (Array.isArray(s.nodes)) snap.nodes = s.nodes.map((n) => ({ id: n.id, ksmPages: n.ksm_pages }));
     return snap;
