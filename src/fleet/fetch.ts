@@ -111,7 +111,12 @@ export async function readTargets(source: { hosts?: string; httpSd?: string }, o
   return parseHttpSd(json, sd, scheme);
 }
 
-/** GET with a deadline over the whole exchange and a size limit. */
+/**
+ * GET with a deadline over the whole exchange and a size limit. It settles exactly once, whatever the peer does:
+ * a peer that answered `101 Switching Protocols` had Node hand the socket to an 'upgrade' listener there was
+ * none of, with no 'response' or 'error' event, and the deadline (an AbortSignal, whose timer keeps nothing
+ * alive) could not fire: `plan` exited 13 with nothing said, the other hosts' sketches lost.
+ */
 function get(url: string, options: FetchOptions): Promise<Buffer> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const maxBytes = options.maxBytes ?? 256 << 20;
@@ -119,18 +124,25 @@ function get(url: string, options: FetchOptions): Promise<Buffer> {
     const u = new URL(url);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-    const signal = AbortSignal.timeout(timeoutMs);
+    let settled = false;
     const done = (err: Error | undefined, body?: Buffer): void => {
-      if (err !== undefined) reject(err);
-      else resolve(body as Buffer);
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      if (err !== undefined) {
+        reject(err);
+        req.destroy();
+      } else resolve(body as Buffer);
     };
+    // A timer of its own, which keeps the process alive until the exchange ends one way or another.
+    const deadline = setTimeout(() => done(new PagefuseError('ETIMEDOUT', `no answer within ${timeoutMs} ms`)), timeoutMs);
     const onResponse = (res: IncomingMessage): void => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
         size += c.length;
         if (size > maxBytes) {
-          req.destroy(new PagefuseError('EMSGSIZE', `answer larger than ${maxBytes} bytes`));
+          done(new PagefuseError('EMSGSIZE', `answer larger than ${maxBytes} bytes`));
           return;
         }
         chunks.push(c);
@@ -145,12 +157,16 @@ function get(url: string, options: FetchOptions): Promise<Buffer> {
     const tls = options.tls ?? {};
     const req =
       u.protocol === 'https:'
-        ? httpsRequest(u, { headers, signal, ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) }, onResponse)
-        : httpRequest(u, { headers, signal }, onResponse);
-    req.on('error', (err: Error & { code?: string }) => {
-      if (signal.aborted) done(new PagefuseError('ETIMEDOUT', `no answer within ${timeoutMs} ms`));
-      else done(err.code !== undefined && !(err instanceof PagefuseError) ? new PagefuseError(err.code, `${err.message}`) : err);
+        ? httpsRequest(u, { headers, ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) }, onResponse)
+        : httpRequest(u, { headers }, onResponse);
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      done(new PagefuseError('EPROTO', `HTTP ${res.statusCode}: the host switched protocols instead of answering`));
     });
+    req.on('error', (err: Error & { code?: string }) => {
+      done(err.code !== undefined && !(err instanceof PagefuseError) ? new PagefuseError(err.code, `${err.message}`) : err);
+    });
+    req.on('close', () => done(new PagefuseError('ECONNRESET', 'the connection closed without an answer')));
     req.end();
   });
 }
