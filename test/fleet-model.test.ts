@@ -147,3 +147,22 @@ test("after migrations each VM's own count and best other host equal those from 
   });
   assert.deepEqual(actual, expected);
 });
+
+test('two values of one VM that differ only below bit 11 count as one content, not a VM sharing with itself', () => {
+  // A peer's sketch (or, rarely, an honest one) can hold such a pair: it made the holder index size a list at -1
+  // ('Invalid typed array length: -1'), and the whole plan failed.
+  const vm = (name: string, pid: number, values: bigint[]) => ({
+    name,
+    pid,
+    vmm: 'qemu',
+    memoryBytes: 1 << 20,
+    pages: 256,
+    zeroPages: 0,
+    thpPages: null,
+    takenAt: '2026-11-30T12:00:00.000Z',
+    sample: { values: BigUint64Array.from(values), counts: new Uint32Array(values.length).fill(1) },
+  });
+  const host = (h: number, vms: HostSketch['vms']): HostSketch => ({ format: SKETCH_FORMAT, keyId: '0123456789abcdef', modulus: 1, pageSize: 4096, host: `node-${h}`, takenAt: '2026-11-30T12:00:00.000Z', capacityBytes: 1 << 30, vms });
+  const model = new FleetModel([host(0, [vm('a', 1, [256n, 512n, 1n << 40n])]), host(1, [vm('b', 2, [256n, 2n << 40n])])]);
+  assert.deepEqual([model.shares(0, 0), model.shares(0, 1), model.shares(1, 0), model.shares(1, 1)], [0, 1, 1, 0]);
+});

@@ -19,7 +19,13 @@ export interface ModelVm {
   thpPages: number | null;
 }
 
-/** 53 bits of a keyed value, as a number (exact in a double; collisions at 2^-53 per pair). */
+/**
+ * 53 bits of a keyed value, as a number (exact in a double; collisions at 2^-53 per pair), each once. Two values
+ * of one VM that differ only below bit 11 are one key: kept twice, the VM was its own co-holder, and the holder
+ * index sized a list at −1 ('Invalid typed array length'), failing the whole plan over one host's sketch (a peer
+ * can send such a pair; an honest VM of 4 GiB has about one chance in 20,000 at M = 1). The values are ascending
+ * (the decoder checks), so equal keys are neighbours.
+ */
 function keysOf(values: BigUint64Array, modulus: number): Float64Array {
   const words = new Uint32Array(values.buffer, values.byteOffset, values.length * 2);
   const out = new Float64Array(values.length);
@@ -28,7 +34,9 @@ function keysOf(values: BigUint64Array, modulus: number): Float64Array {
   for (let i = 0; i < values.length; i++) {
     const lo = words[2 * i];
     if ((lo & mask) !== 0) continue; // a finer sketch brought down to the fleet's modulus
-    out[n++] = words[2 * i + 1] * 2 ** 21 + (lo >>> 11);
+    const key = words[2 * i + 1] * 2 ** 21 + (lo >>> 11);
+    if (n > 0 && out[n - 1] === key) continue;
+    out[n++] = key;
   }
   return out.subarray(0, n);
 }
