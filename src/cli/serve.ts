@@ -14,6 +14,8 @@ import { SKETCH_PATH } from '../fleet/endpoint.js';
  * allocated (node_exporter 9100, libvirt exporters 9177, OpenTelemetry's Prometheus exporter 9464), and
  * below Linux's ephemeral ports; see the README. */
 export const DEFAULT_PORT = 10452;
+/** Requests one connection may have in flight (pipelined); those past it get 503. */
+export const MAX_PIPELINED = 8;
 
 const HELP = `usage: pagefuse serve [--listen ADDRESS] [--no-node-ksmd] [fleet options]
 
@@ -77,14 +79,32 @@ export async function run(args: string[]): Promise<number> {
   const fleet = await fleetServeOptions(values);
   const sampler = new Sampler(hostSource(), { capacity: 2 });
   const registry = metricsRegistry(() => sampler.sampleNow(), { nodeKsmd: values['no-node-ksmd'] !== true });
+  // One exposition for every scrape that comes while it is being made. Each scrape made its own before, and one
+  // connection sending 10,000 pipelined requests (no token needed) took serve to 1.3 GB and 20 CPU-seconds.
+  let rendering: Promise<string> | undefined;
+  const render = (): Promise<string> =>
+    (rendering ??= registry.metrics().finally(() => {
+      rendering = undefined;
+    }));
+  // Requests a connection may have in flight at once; those past it are answered 503 at once, without work.
+  // Node dispatches every pipelined request as it arrives and keeps each answer until those before it are sent,
+  // so an unbounded pipeline held one full answer per request. Prometheus sends one request at a time.
+  const inFlight = new WeakMap<object, number>();
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
+    const pending = inFlight.get(req.socket) ?? 0;
+    if (pending >= MAX_PIPELINED) {
+      res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('too many requests in flight on this connection\n');
+      return;
+    }
+    inFlight.set(req.socket, pending + 1);
+    res.once('close', () => inFlight.set(req.socket, (inFlight.get(req.socket) ?? 1) - 1));
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
     } else if (path === SKETCH_PATH && fleet.endpoint !== undefined) {
       fleet.endpoint.handle(req, res);
     } else if (path === '/metrics') {
-      registry.metrics().then(
+      render().then(
         (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(req.method === 'HEAD' ? undefined : text),
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message.split('\n')[0]}\n`),
       );
