@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { FleetModel } from '../src/fleet/model.js';
 import { prioritize, checkExtenderArgs, type ExtenderArgs } from '../src/fleet/extender.js';
 import { SKETCH_FORMAT, type HostSketch } from '../src/fleet/sketch.js';
+import { virshCommands } from '../src/fleet/commands.js';
+import type { PlannedMove } from '../src/fleet/plan.js';
 
 /** Sampled values k·2^40 for k in [from, to) (0 modulo 16, distinct in their top 53 bits as keyed values are). */
 function sample(from: number, to: number) {
@@ -69,4 +71,13 @@ test('a VM not running yet is scored through the exemplar of its template', () =
 
 test('a body without Pod is refused as not ExtenderArgs', () => {
   assert.throws(() => checkExtenderArgs({ Nodes: { items: [] } }), { name: 'TypeError', message: 'ExtenderArgs needs Pod' });
+});
+
+test('virsh lines name the domain and the destination as --domain= and --desturi=, so a VM name cannot pass for an option', () => {
+  const move = (vm: string) => ({ step: 1, vm, from: 'node-a', to: 'node-b', memory_bytes: 0, expected_saving_bytes: 0, bound_bytes: 0, shares_at_target: { bytes: 0, bound_bytes: 0 }, shares_at_source: { bytes: 0, bound_bytes: 0 } });
+  assert.equal(
+    virshCommands([move('web-1'), move('--migrateuri=tcp://10.0.0.9:1')] as PlannedMove[]),
+    'virsh -c qemu+ssh://node-a/system migrate --live --persistent --undefinesource --verbose --domain=web-1 --desturi=qemu+ssh://node-b/system\n' +
+      'virsh -c qemu+ssh://node-a/system migrate --live --persistent --undefinesource --verbose --domain=--migrateuri=tcp://10.0.0.9:1 --desturi=qemu+ssh://node-b/system\n',
+  );
 });

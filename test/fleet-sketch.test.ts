@@ -11,6 +11,7 @@ import {
   encodeHostSketch,
   decodeHostSketch,
   SKETCH_FORMAT,
+  sketchName,
   type HostSketch,
   type Sample,
 } from '../src/fleet/sketch.js';
@@ -111,4 +112,33 @@ test('an answer whose values are not canonical base64 is refused as not a sketch
   for (const values of [`${vm.values.slice(0, 4)}!${vm.values.slice(5)}`, `${vm.values}\n`, 'AwAAAAAAAAB=']) {
     assert.throws(() => decodeHostSketch({ ...wire, vms: [{ ...vm, values }] }, 'http://h:1'), { code: 'EBADMSG', message: 'http://h:1: not a pagefuse sketch: vms[0].values and repeats must be base64' });
   }
+});
+
+/** oneValueWire() with `patch` applied to its object, or to its one VM's. */
+function wireWith(patch: Record<string, unknown>, vmPatch: Record<string, unknown> = {}) {
+  const w = oneValueWire() as unknown as Record<string, unknown> & { vms: Record<string, unknown>[] };
+  return { ...w, ...patch, vms: [{ ...w.vms[0], ...vmPatch }] };
+}
+
+test("a host name that is not a host name is refused: it goes into plan's libvirt URIs", () => {
+  // 'h/system?command=/tmp/x&x=' made `plan --format virsh` print a URI that names the program libvirt runs.
+  for (const host of ['h/system?command=/tmp/x&x=', 'a b', '-x', 'x:22', 'é.example']) {
+    assert.throws(() => decodeHostSketch(wireWith({ host }), 'peer'), { message: "peer: not a pagefuse sketch: host must be a host name (letters, digits, '-', '.' and '_', at most 253)" }, host);
+  }
+  assert.equal(decodeHostSketch(wireWith({ host: 'Node-1.rack_2.example' }), 'peer').host, 'Node-1.rack_2.example');
+});
+
+test('a VM name in any script is taken; one with a control or format character is refused', () => {
+  // A VM named café left the whole host out of the plan.
+  assert.equal(decodeHostSketch(wireWith({}, { name: 'café-vm 东京' }), 'peer').vms[0].name, 'café-vm 东京');
+  for (const name of ['a\u001b[31m', 'a\u202eb', 'a\nb', ' lead', '']) {
+    assert.throws(() => decodeHostSketch(wireWith({}, { name }), 'peer'), { message: 'peer: not a pagefuse sketch: vms[0].name must be a printable string of 1-253 characters' }, JSON.stringify(name));
+  }
+});
+
+test('a name read from a VMM is brought within what a sketch carries: control characters become ?, at most 240 characters', () => {
+  assert.deepEqual(
+    [sketchName('vm\u001b[2J\u202eend', 'pid-1'), sketchName('  guest', 'pid-1'), sketchName('', 'pid-7'), [...sketchName('é'.repeat(300), 'x')].length],
+    ['vm?[2J?end', 'guest', 'pid-7', 240],
+  );
 });

@@ -1,9 +1,11 @@
 // serve's fleet options: the keyed sketch endpoint, who may read it, and HTTPS.
 import type { ServerOptions } from 'node:https';
+import { hostname } from 'node:os';
 import { UsageError, intFlag, readFlagFile, wholeNumber, type Options } from './common.js';
 import { readFleetKey } from '../fleet/key.js';
 import { sketchHost, checkModulus, DEFAULT_MODULUS } from '../fleet/collect.js';
 import { SketchEndpoint } from '../fleet/endpoint.js';
+import { isSketchHostName } from '../fleet/sketch.js';
 import { Registry } from '../safety/registry.js';
 
 export const FLEET_SERVE_FLAGS = {
@@ -79,6 +81,9 @@ export async function fleetServeOptions(values: Values): Promise<FleetServe> {
   const node = values['fleet-node'];
   if (node !== undefined && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(node)) {
     throw new UsageError(`pagefuse serve: --fleet-node must be a DNS name (a Kubernetes node name), got '${node}'`);
+  }
+  if (node === undefined && !isSketchHostName(hostname())) {
+    throw new UsageError(`pagefuse serve: this host's name ${JSON.stringify(hostname())} is not one a planner takes (letters, digits, '-', '.', '_'); give --fleet-node NAME`);
   }
   const capacity = intFlag('serve', 'fleet-capacity', values['fleet-capacity'], 1);
   const maxAge = intFlag('serve', 'fleet-max-age', values['fleet-max-age'], 0, 86_400) ?? 300;

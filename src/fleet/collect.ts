@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { native } from '../native.js';
 import { discoverVms } from '../vm/discover.js';
 import { isSystemError } from '../errors.js';
-import { SKETCH_FORMAT, type HostSketch, type VmSketch } from './sketch.js';
+import { SKETCH_FORMAT, sketchName, type HostSketch, type VmSketch } from './sketch.js';
 import type { FleetKey } from './key.js';
 
 /**
@@ -59,9 +59,10 @@ export async function sketchHost(options: SketchHostOptions): Promise<HostSketch
     }
     const pageSize = native.pageSize;
     out.push({
-      name: registered.get(vm.pid) ?? vm.name,
+      // Names come from a VMM's argv or a registration: kept within what a planner's decoder takes.
+      name: sketchName(registered.get(vm.pid) ?? vm.name, `pid-${vm.pid}`),
       pid: vm.pid,
-      vmm: vm.vmm,
+      vmm: sketchName(vm.vmm, 'unknown'),
       memoryBytes: vm.memoryBytes ?? s.pages * pageSize,
       pages: s.pages,
       zeroPages: s.zeroPages,

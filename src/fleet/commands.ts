@@ -10,10 +10,14 @@ function sh(word: string): string {
   return /^[A-Za-z0-9_./:@%+=,-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-/** `virsh migrate` lines, one per move, in plan order. `uri` turns a host name into a libvirt URI. */
+/**
+ * `virsh migrate` lines, one per move, in plan order. `uri` turns a host name into a libvirt URI. The domain and
+ * the destination are given as --domain=… and --desturi=…: as plain arguments, a VM named '--migrateuri=…' (its
+ * name comes from a peer's sketch) was read by virsh as that option.
+ */
 export function virshCommands(moves: PlannedMove[], uri: (host: string) => string = (h) => `qemu+ssh://${h}/system`): string {
   return moves
-    .map((m) => `virsh -c ${sh(uri(m.from))} migrate --live --persistent --undefinesource --verbose ${sh(m.vm)} ${sh(uri(m.to))}`)
+    .map((m) => `virsh -c ${sh(uri(m.from))} migrate --live --persistent --undefinesource --verbose ${sh(`--domain=${m.vm}`)} ${sh(`--desturi=${uri(m.to)}`)}`)
     .join('\n')
     .concat(moves.length > 0 ? '\n' : '');
 }

@@ -172,7 +172,31 @@ export function encodeHostSketch(h: HostSketch): SketchWire {
 /** Limits a decoder holds an answer to: a host's answer is untrusted input. */
 export const MAX_VMS_PER_HOST = 4096;
 export const MAX_VALUES_PER_VM = 1 << 24;
-const NAME_RE = /^[\x21-\x7e][\x20-\x7e]{0,252}$/;
+/**
+ * A VM's name or VMM: printable in any script (libvirt takes UTF-8 domain names; ASCII only left out a whole host
+ * over one VM named café), 1-253 characters, none of them a control or format character (an escape sequence, a
+ * bidirectional override) nor a line break, and not starting with a blank.
+ */
+const NAME_RE = /^[^\p{C}\p{Z}][^\p{C}\p{Zl}\p{Zp}]{0,252}$/u;
+/**
+ * The host's name: what `plan --format virsh` puts into a libvirt URI (qemu+ssh://HOST/system). Any printable
+ * text let a peer name itself 'h/system?command=/tmp/x&x=' and choose the program libvirt runs for the ssh transport.
+ */
+const HOST_RE = /^[A-Za-z0-9](?:[-A-Za-z0-9._]{0,251}[A-Za-z0-9])?$/;
+
+/** Whether a sketch may carry `name` as its host's name (HOST_RE). */
+export function isSketchHostName(name: string): boolean {
+  return HOST_RE.test(name);
+}
+
+/**
+ * `raw` as a sketch may carry it as a name (NAME_RE): what it cannot hold becomes '?', and at most 240 characters,
+ * leaving room for the '#PID' that keeps two VMs of one name apart.
+ */
+export function sketchName(raw: string, fallback: string): string {
+  const name = [...raw.replace(/[\p{C}\p{Zl}\p{Zp}]/gu, '?').replace(/^\p{Z}+/u, '')].slice(0, 240).join('');
+  return name === '' ? fallback : name;
+}
 
 function bad(source: string, what: string): PagefuseError {
   return new PagefuseError('EBADMSG', `${source}: not a pagefuse sketch: ${what}`);
@@ -184,9 +208,9 @@ function whole(o: Record<string, unknown>, key: string, source: string, where: s
   return v;
 }
 
-function text(o: Record<string, unknown>, key: string, source: string, where: string, re = NAME_RE): string {
+function text(o: Record<string, unknown>, key: string, source: string, where: string, re = NAME_RE, what = 'a printable string of 1-253 characters'): string {
   const v = o[key];
-  if (typeof v !== 'string' || !re.test(v)) throw bad(source, `${where}${key} must be a printable string of 1-253 characters`);
+  if (typeof v !== 'string' || !re.test(v)) throw bad(source, `${where}${key} must be ${what}`);
   return v;
 }
 
@@ -248,7 +272,7 @@ export function decodeHostSketch(json: unknown, source: string): HostSketch {
   if (modulus < 1 || modulus > 2 ** 30 || (modulus & (modulus - 1)) !== 0) throw bad(source, 'modulus must be a power of two up to 2^30');
   const pageSize = whole(o, 'page_size', source, '');
   if (pageSize < 4096 || (pageSize & (pageSize - 1)) !== 0) throw bad(source, 'page_size must be a power of two ≥ 4096');
-  const host = text(o, 'host', source, '');
+  const host = text(o, 'host', source, '', HOST_RE, "a host name (letters, digits, '-', '.' and '_', at most 253)");
   const takenAt = time(o, 'taken_at', source, '');
   const capacityBytes = whole(o, 'capacity_bytes', source, '');
   if (!Array.isArray(o.vms) || o.vms.length > MAX_VMS_PER_HOST) throw bad(source, `vms must be a list of at most ${MAX_VMS_PER_HOST}`);
