@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FleetModel } from '../src/fleet/model.js';
 import { prioritize, checkExtenderArgs, type ExtenderArgs } from '../src/fleet/extender.js';
 import { SKETCH_FORMAT, type HostSketch } from '../src/fleet/sketch.js';
-import { virshCommands } from '../src/fleet/commands.js';
+import { kubevirtManifests, virshCommands } from '../src/fleet/commands.js';
 import type { PlannedMove } from '../src/fleet/plan.js';
 
 /** Sampled values k·2^40 for k in [from, to) (0 modulo 16, distinct in their top 53 bits as keyed values are). */
@@ -80,4 +80,10 @@ test('virsh lines name the domain and the destination as --domain= and --desturi
     'virsh -c qemu+ssh://node-a/system migrate --live --persistent --undefinesource --verbose --domain=web-1 --desturi=qemu+ssh://node-b/system\n' +
       'virsh -c qemu+ssh://node-a/system migrate --live --persistent --undefinesource --verbose --domain=--migrateuri=tcp://10.0.0.9:1 --desturi=qemu+ssh://node-b/system\n',
   );
+});
+
+test('the kubectl line before a KubeVirt 1.5 migration names the namespace and the VM so that neither can pass for an option', () => {
+  const move = { step: 1, vm: '--migrateuri=tcp:/127.0.0.1:1', from: 'node-a', to: 'node-b', memory_bytes: 0, expected_saving_bytes: 0, bound_bytes: 0, shares_at_target: { bytes: 0, bound_bytes: 0 }, shares_at_source: { bytes: 0, bound_bytes: 0 } };
+  const kubectl = kubevirtManifests([move as PlannedMove], [1, 5]).split('\n').find((l) => l.startsWith('#   kubectl'));
+  assert.match(kubectl ?? '', /^# {3}kubectl --namespace=--migrateuri=tcp: patch vm\/127\.0\.0\.1:1 --type merge -p '/);
 });

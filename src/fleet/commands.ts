@@ -60,7 +60,8 @@ export function kubevirtManifests(moves: PlannedMove[], version: [number, number
       ? []
       : [
           `# KubeVirt ${version.join('.')} has no addedNodeSelector (1.6+): pin the VM to ${m.to} first, and remove the affinity after the move:`,
-          `#   kubectl -n ${sh(namespace)} patch vm ${sh(name)} --type merge -p ${sh(
+          // --namespace= and vm/NAME: a namespace or name from a peer's sketch that starts with '-' stays a value.
+          `#   kubectl --namespace=${sh(namespace)} patch ${sh(`vm/${name}`)} --type merge -p ${sh(
             JSON.stringify({
               spec: { template: { spec: { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: [m.to] }] }] } } } } } },
             }),
