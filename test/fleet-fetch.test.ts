@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { once } from 'node:events';
-import { fetchSketches, type Target } from '../src/fleet/fetch.js';
+import { fetchSketches, parseHostList, parseHttpSd, type Target } from '../src/fleet/fetch.js';
 
 /** A TCP peer on loopback that answers each request's first bytes with `answer`, then closes. */
 async function rawPeer(answer: string): Promise<{ target: Target; server: Server }> {
@@ -35,4 +35,26 @@ test('a host that answers 101 Switching Protocols is left out with its reason, a
     upgrading.server.close();
     missing.server.close();
   }
+});
+
+test('an http_sd target must be HOST:PORT: a URL there chose where the fleet token went', () => {
+  assert.throws(() => parseHttpSd([{ targets: ['node-1:10452', 'http://attacker.example/steal'] }], 'sd.json', 'https'), {
+    code: 'EINVAL',
+    message: 'sd.json: group 0, target 1 is not HOST:PORT',
+  });
+});
+
+test("http_sd's __scheme__ may not lower --scheme https to http", () => {
+  assert.throws(() => parseHttpSd([{ targets: ['node-1:10452'], labels: { __scheme__: 'http' } }], 'sd.json', 'https'), {
+    code: 'EINVAL',
+    message: 'sd.json: group 0 asks for http (__scheme__) where --scheme is https: the hosts would be read, and the token sent, in clear',
+  });
+  assert.deepEqual(parseHttpSd([{ targets: ['node-1:10452'], labels: { __scheme__: 'https' } }], 'sd.json', 'http'), [{ url: 'https://node-1:10452/fleet/sketch', name: 'node-1:10452' }]);
+});
+
+test('a bad line of a host list is named by file and line, and not repeated (the list may be a secret file)', () => {
+  assert.throws(() => parseHostList('node-1:10452\n84e0a1c2secret\n', '/etc/pagefuse/fleet.token'), {
+    code: 'EINVAL',
+    message: '/etc/pagefuse/fleet.token:2: neither HOST:PORT nor an http(s) URL',
+  });
 });

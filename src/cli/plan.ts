@@ -23,7 +23,7 @@ are reported (stderr and "failures" in the JSON) and left out.
 Hosts:
   --hosts FILE          one HOST:PORT or URL per line ('#' comments)
   --http-sd URL|FILE    Prometheus http_sd JSON: [{"targets": ["host:port"], "labels": {"__scheme__": "https"}}]
-  --scheme http|https   scheme for HOST:PORT entries (default http; http_sd's __scheme__ wins)
+  --scheme http|https   scheme for HOST:PORT entries (default http; http_sd's __scheme__ may raise it to https, not lower it)
   --fleet-key FILE      the fleet key: answers made under another key are refused (without it, the key
                         most hosts use is taken and the others are refused)
   --token FILE          bearer token sent to the hosts

@@ -48,12 +48,13 @@ function targetUrl(entry: string, scheme: string, where: string): Target {
     try {
       u = new URL(entry);
     } catch {
-      throw new PagefuseError('EINVAL', `${where}: '${entry}' is not a URL`);
+      throw new PagefuseError('EINVAL', `${where}: not a valid URL`);
     }
     if (u.pathname === '/' || u.pathname === '') u.pathname = SKETCH_PATH;
     return { url: u.toString(), name: entry };
   }
-  if (!HOSTPORT_RE.test(entry)) throw new PagefuseError('EINVAL', `${where}: '${entry}' is neither HOST:PORT nor an http(s) URL`);
+  // The entry is not repeated: as root the list may be any file (plan --hosts /etc/shadow, or a token file).
+  if (!HOSTPORT_RE.test(entry)) throw new PagefuseError('EINVAL', `${where}: neither HOST:PORT nor an http(s) URL`);
   return { url: `${scheme}://${entry}${SKETCH_PATH}`, name: entry };
 }
 
@@ -67,7 +68,11 @@ export function parseHostList(text: string, source: string, scheme = 'http'): Ta
   return out;
 }
 
-/** Prometheus http_sd: [{ "targets": ["host:port", …], "labels": { "__scheme__": "https", … } }, …]. */
+/**
+ * Prometheus http_sd: [{ "targets": ["host:port", …], "labels": { "__scheme__": "https", … } }, …]. Targets are
+ * HOST:PORT, as Prometheus has them, and `__scheme__` may raise http to https but not lower https to http: the
+ * document may come over plain http, and a URL target or a lowered scheme sent the fleet token where it said.
+ */
 export function parseHttpSd(json: unknown, source: string, scheme = 'http'): Target[] {
   if (!Array.isArray(json)) throw new PagefuseError('EINVAL', `${source}: http_sd must be a JSON list of target groups`);
   const out: Target[] = [];
@@ -77,8 +82,14 @@ export function parseHttpSd(json: unknown, source: string, scheme = 'http'): Tar
       throw new PagefuseError('EINVAL', `${source}: group ${i} needs "targets", a list of strings`);
     }
     const labels = (g.labels ?? {}) as Record<string, unknown>;
+    if (scheme === 'https' && labels.__scheme__ === 'http') {
+      throw new PagefuseError('EINVAL', `${source}: group ${i} asks for http (__scheme__) where --scheme is https: the hosts would be read, and the token sent, in clear`);
+    }
     const s = labels.__scheme__ === 'https' || labels.__scheme__ === 'http' ? labels.__scheme__ : scheme;
-    for (const t of g.targets as string[]) out.push(targetUrl(t, s, `${source}: group ${i}`));
+    (g.targets as string[]).forEach((t, j) => {
+      if (!HOSTPORT_RE.test(t)) throw new PagefuseError('EINVAL', `${source}: group ${i}, target ${j} is not HOST:PORT`);
+      out.push(targetUrl(t, s, `${source}: group ${i}`));
+    });
   });
   return out;
 }
