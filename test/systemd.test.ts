@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, REPO } from './helpers/cli.js';
+import { DEFAULT_PORT } from '../src/cli/serve.js';
 
 const UNITS = ['pagefuse-tune.service', 'pagefuse-serve.service'];
 const ANALYZE = '/usr/bin/systemd-analyze';
@@ -77,4 +78,11 @@ test('without --jitless, Node aborts where writable-and-executable memory is ref
   const r = underMdwe('');
   if (r.status === NO_MDWE) return t.skip('this kernel has no PR_SET_MDWE (Linux 6.3+)');
   assert.equal(r.status, null, 'killed by a signal');
+});
+
+test("the exporter's unit listens on serve's default port, the one the README names", () => {
+  // It said 9904 while the README and serve's default said 10452, and its header named the tuner's unit.
+  const unit = readFileSync(join(REPO, 'systemd', 'pagefuse-serve.service'), 'utf8');
+  assert.match(unit, new RegExp(`^ExecStart=/usr/local/bin/pagefuse serve --listen 127\\.0\\.0\\.1:${DEFAULT_PORT}$`, 'm'));
+  assert.match(unit, /^# Install as pagefuse-serve\.service /m);
 });
