@@ -87,3 +87,9 @@ test('the kubectl line before a KubeVirt 1.5 migration names the namespace and t
   const kubectl = kubevirtManifests([move as PlannedMove], [1, 5]).split('\n').find((l) => l.startsWith('#   kubectl'));
   assert.match(kubectl ?? '', /^# {3}kubectl --namespace=--migrateuri=tcp: patch vm\/127\.0\.0\.1:1 --type merge -p '/);
 });
+
+test('prioritize scores 200,000 NodeNames (Math.max over them overflowed the stack at about 130,000)', () => {
+  const names = Array.from({ length: 200_000 }, (_, i) => (i === 7 ? 'node-b' : `node-x${i}`));
+  const list = prioritize(model, { Pod: launcher, NodeNames: names });
+  assert.deepEqual([list.length, list[7], list.filter((e) => e.Score > 0).length], [200_000, { Host: 'node-b', Score: 10 }, 1]);
+});

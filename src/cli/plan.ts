@@ -2,7 +2,7 @@
 // answer kube-scheduler's prioritize calls as a scheduler extender.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { durationFlag, parse, UsageError, intFlag, printJson, formatBytes, readFlagFile } from './common.js';
-import { parseListen } from './serve.js';
+import { listen, parseListen, untilStopped } from './serve.js';
 import { readFleetKey } from '../fleet/key.js';
 import { readTargets, fetchSketches, type FetchOptions, type HostFailure } from '../fleet/fetch.js';
 import { planMigrations } from '../fleet/plan.js';
@@ -154,7 +154,7 @@ export async function run(args: string[]): Promise<number> {
   const maxMoves = intFlag('plan', 'max-moves', values['max-moves'], 0);
   const minSaving = intFlag('plan', 'min-saving', values['min-saving'], 0);
   const refresh = durationFlag('plan', 'refresh', values.refresh, { min: 1, max: 86_400 }) ?? 300;
-  const listen = values.extender ? parseListen(positionals[0] ?? '127.0.0.1:8888', "pagefuse plan: --extender's address") : undefined;
+  const listenAt = values.extender ? parseListen(positionals[0] ?? '127.0.0.1:8888', "pagefuse plan: --extender's address") : undefined;
   const token = await secret('token', values.token);
   if (token !== undefined) options.token = token;
   const tls = {
@@ -165,7 +165,7 @@ export async function run(args: string[]): Promise<number> {
   if (values['fleet-key'] !== undefined) options.keyId = (await readFleetKey(values['fleet-key'])).id;
   const source = { ...(values.hosts === undefined ? {} : { hosts: values.hosts }), ...(values['http-sd'] === undefined ? {} : { httpSd: values['http-sd'] }) };
 
-  if (listen !== undefined) return extender(listen, source, options, refresh, { templateLabel: values['template-label'], exemplars });
+  if (listenAt !== undefined) return extender(listenAt, source, options, refresh, { templateLabel: values['template-label'], exemplars });
 
   const fleet = await readFleet(source, options);
   reportFailures(fleet.failures);
@@ -202,8 +202,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) {
-        reject(new Error(`request body larger than ${limit} bytes`));
-        req.destroy();
+        reject(new PagefuseError('EMSGSIZE', `request body larger than ${limit} bytes`));
+        req.pause();
       } else chunks.push(c);
     });
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
@@ -212,13 +212,15 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
 }
 
 async function extender(
-  listen: { host: string | undefined; port: number },
+  listenAt: { host: string | undefined; port: number },
   source: { hosts?: string; httpSd?: string },
   options: FetchOptions & { scheme?: string },
   refreshSeconds: number,
   scoring: { templateLabel: string | undefined; exemplars: Map<string, string> },
 ): Promise<number> {
   let model: FleetModel | undefined;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
   const load = async (): Promise<void> => {
     try {
       const fleet = await readFleet(source, options);
@@ -229,16 +231,25 @@ async function extender(
       process.stderr.write(`pagefuse plan: reading the fleet failed, keeping the last sketches: ${(err as Error).message.split('\n')[0]}\n`);
     }
   };
-  await load();
-  const timer = setInterval(() => void load(), refreshSeconds * 1000);
+  // The next reading starts --refresh after this one ends. On a fixed interval they piled up behind a host that
+  // answered slower than the interval (1, 3, 7 connections to it at once), and an older one could end last.
+  const refresh = async (): Promise<void> => {
+    await load();
+    if (!stopped) timer = setTimeout(() => void refresh(), refreshSeconds * 1000);
+  };
+  await refresh();
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'POST' || !path.endsWith('/prioritize')) {
+    if (!path.endsWith('/prioritize')) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('pagefuse extender: only POST …/prioritize\n');
       return;
     }
-    readBody(req, 64 << 20)
-      .then((text) => {
+    if (req.method !== 'POST') {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: 'POST' }).end('pagefuse extender: only POST …/prioritize\n');
+      return;
+    }
+    readBody(req, 64 << 20).then(
+      (text) => {
         let args;
         try {
           args = checkExtenderArgs(JSON.parse(text));
@@ -246,27 +257,29 @@ async function extender(
           res.writeHead(400, { 'content-type': 'text/plain' }).end(`not ExtenderArgs: ${(err as Error).message}\n`);
           return;
         }
-        const list = prioritize(model, args, { ...(scoring.templateLabel === undefined ? {} : { templateLabel: scoring.templateLabel }), exemplars: scoring.exemplars });
+        let list;
+        try {
+          list = prioritize(model, args, { ...(scoring.templateLabel === undefined ? {} : { templateLabel: scoring.templateLabel }), exemplars: scoring.exemplars });
+        } catch (err) {
+          // The extender's own failure, not the request's: the scheduler should not read it as a bad request.
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`pagefuse extender: ${(err as Error).message.split('\n')[0]}\n`);
+          return;
+        }
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(list));
-      })
-      .catch((err: Error) => res.writeHead(400, { 'content-type': 'text/plain' }).end(`${err.message}\n`));
+      },
+      // Too large: 413 and the connection closed; an aborted upload has nobody to answer.
+      (err: Error & { code?: string }) => {
+        if (err.code !== 'EMSGSIZE') return;
+        res.writeHead(413, { 'content-type': 'text/plain', connection: 'close' }).end(`${err.message}\n`, () => req.destroy());
+      },
+    );
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(explain(err, `cannot listen on ${listen.host ?? 'every address'} port ${listen.port}: ${err.message}`)));
-    server.listen(listen.port, listen.host, resolve);
-  });
+  await listen(server, listenAt.host, listenAt.port);
   const addr = server.address();
-  const bound = typeof addr === 'object' && addr !== null ? addr : { address: listen.host ?? '::', port: listen.port, family: 'IPv6' };
+  const bound = typeof addr === 'object' && addr !== null ? addr : { address: listenAt.host ?? '::', port: listenAt.port, family: 'IPv6' };
   process.stdout.write(`pagefuse plan: extender listening on http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}/prioritize\n`);
-  return new Promise<number>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      clearInterval(timer);
-      server.close(() => resolve(0));
-      server.closeAllConnections();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+  return untilStopped(server, () => {
+    stopped = true;
+    clearTimeout(timer);
   });
 }

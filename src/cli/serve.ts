@@ -47,7 +47,8 @@ export function parseListen(value: string, what = 'pagefuse serve: --listen'): {
   return { host, port };
 }
 
-function listen(server: Server | HttpsServer, host: string | undefined, port: number): Promise<void> {
+/** Listens on HOST:PORT (every address without HOST); a refusal says why in the words of --listen. */
+export function listen(server: Server | HttpsServer, host: string | undefined, port: number): Promise<void> {
   const where = host ?? 'every address';
   return new Promise((resolve, reject) => {
     server.once('error', (err) => {
@@ -122,12 +123,35 @@ export async function run(args: string[]): Promise<number> {
   const scheme = fleet.tls === undefined ? 'http' : 'https';
   process.stdout.write(`pagefuse serve: listening on ${scheme}://${shown}:${bound.port}/metrics\n`);
   if (fleet.endpoint !== undefined) process.stdout.write(`pagefuse serve: fleet sketches at ${scheme}://${shown}:${bound.port}${SKETCH_PATH} (${fleet.access})\n`);
+  return untilStopped(server);
+}
+
+/** How long requests in flight at SIGTERM or SIGINT may take to be answered before their connections are closed. */
+export const STOP_GRACE_MS = 2000;
+
+/**
+ * Resolves 0 once SIGINT or SIGTERM has stopped `server`: it takes no new connection, closes the idle ones, and
+ * gives the requests in flight STOP_GRACE_MS to be answered (they were cut off at once: a scrape under way at a
+ * restart got no answer), then closes what is left; a second signal closes it at once. `onStop` runs first.
+ */
+export function untilStopped(server: Server | HttpsServer, onStop: () => void = () => undefined): Promise<number> {
   return new Promise<number>((resolve) => {
+    let stopping = false;
     const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      server.close(() => resolve(0));
-      server.closeAllConnections();
+      if (stopping) {
+        server.closeAllConnections();
+        return;
+      }
+      stopping = true;
+      onStop();
+      const force = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
+      server.close(() => {
+        clearTimeout(force);
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve(0);
+      });
+      server.closeIdleConnections();
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

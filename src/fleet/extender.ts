@@ -91,7 +91,8 @@ export function prioritize(model: FleetModel | undefined, args: ExtenderArgs, op
     const h = hostIndex.get(n);
     return h === undefined ? 0 : model.shares(v, h);
   });
-  const best = Math.max(0, ...shares);
+  // Not Math.max(...shares): spread over ~130,000 NodeNames overflowed the stack.
+  const best = shares.reduce((a, b) => (b > a ? b : a), 0);
   if (best === 0) return zero;
   return nodes.map((Host, i) => ({ Host, Score: Math.round((MAX_EXTENDER_PRIORITY * shares[i]) / best) }));
 }
