@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { chownSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFlagFile } from '../src/cli/common.js';
@@ -74,6 +74,50 @@ test('serve refuses a fleet key file that others can read', () => {
     const r = runCli(['serve', '--listen', '127.0.0.1:0', '--fleet-key', key, '--fleet-token', token]);
     assert.equal(r.status, 1);
     assert.equal(r.stderr, `pagefuse serve: the fleet key ${key} is readable or writable by group or others (mode 644); run 'chmod 600 ${key}'\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('serve refuses a --fleet-token file that others can read, as it refuses such a key', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
+  try {
+    const key = join(dir, 'key');
+    const token = join(dir, 'token');
+    writeFileSync(key, 'a-fleet-key-of-enough-bytes-0123\n', { mode: 0o600 });
+    writeFileSync(token, 'a-token-of-enough-bytes-0123\n', { mode: 0o644 });
+    const r = runCli(['serve', '--listen', '127.0.0.1:0', '--fleet-key', key, '--fleet-token', token]);
+    assert.deepEqual([r.status, r.stderr], [1, `pagefuse serve: --fleet-token ${token} is readable or writable by group or others (mode 644); run 'chmod 600 ${token}'\n`]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('plan refuses a --token file that others can read', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
+  try {
+    const hosts = join(dir, 'hosts');
+    const token = join(dir, 'token');
+    writeFileSync(hosts, '127.0.0.1:1\n');
+    writeFileSync(token, 'a-token-of-enough-bytes-0123\n', { mode: 0o640 });
+    const r = runCli(['plan', '--hosts', hosts, '--token', token]);
+    assert.deepEqual([r.status, r.stderr], [1, `pagefuse plan: --token ${token} is readable or writable by group or others (mode 640); run 'chmod 600 ${token}'\n`]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('serve refuses a fleet key owned by another user, who could replace it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
+  try {
+    const key = join(dir, 'key');
+    const token = join(dir, 'token');
+    writeFileSync(key, 'a-fleet-key-of-enough-bytes-0123\n', { mode: 0o600 });
+    writeFileSync(token, 'a-token-of-enough-bytes-0123\n', { mode: 0o600 });
+    chownSync(key, 65534, 65534);
+    const r = runCli(['serve', '--listen', '127.0.0.1:0', '--fleet-key', key, '--fleet-token', token]);
+    const uid = process.geteuid!();
+    assert.deepEqual([r.status, r.stderr], [1, `pagefuse serve: the fleet key ${key} is owned by uid 65534, neither root nor this user (uid ${uid}), who could replace it; run 'chown ${uid} ${key}'\n`]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -5,6 +5,7 @@ import { PagefuseError } from '../errors.js';
 import { native } from '../native.js';
 import { wholeNumber } from '../units.js';
 import { readRegularFile } from '../host/regular-file.js';
+import { readSecretFile } from '../fleet/key.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -184,4 +185,9 @@ export function boundMemory(): void {
  */
 export async function readFlagFile(flag: string, path: string): Promise<string> {
   return (await readRegularFile(path, { what: `--${flag}`, maxBytes: 4 * 1024 * 1024 })).trim();
+}
+
+/** The same for a flag that names a secret (a bearer token): held to readSecretFile's mode and owner rules. */
+export async function readSecretFlagFile(flag: string, path: string): Promise<string> {
+  return (await readSecretFile(path, `--${flag}`)).toString('utf8').trim();
 }

@@ -1,7 +1,7 @@
 // pagefuse plan — read the fleet's keyed sketches and plan migrations that raise KSM's savings, or
 // answer kube-scheduler's prioritize calls as a scheduler extender.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { durationFlag, parse, UsageError, intFlag, printJson, formatBytes, readFlagFile } from './common.js';
+import { durationFlag, parse, UsageError, intFlag, printJson, formatBytes, readFlagFile, readSecretFlagFile } from './common.js';
 import { listen, parseListen, untilStopped } from './serve.js';
 import { readFleetKey } from '../fleet/key.js';
 import { readTargets, fetchSketches, type FetchOptions, type HostFailure } from '../fleet/fetch.js';
@@ -49,10 +49,6 @@ virt-launcher pods, by what the VM shares with the VMs on each node; configure i
   --template-label KEY  pod label naming a VM's template (default vm.kubevirt.io/template)
   --exemplar T=VM       a running VM that stands for template T (for VMs not running yet); repeatable
 `;
-
-async function secret(flag: string, path: string | undefined): Promise<string | undefined> {
-  return path === undefined ? undefined : readFlagFile(flag, path);
-}
 
 interface Fleet {
   sketches: HostSketch[];
@@ -155,11 +151,10 @@ export async function run(args: string[]): Promise<number> {
   const minSaving = intFlag('plan', 'min-saving', values['min-saving'], 0);
   const refresh = durationFlag('plan', 'refresh', values.refresh, { min: 1, max: 86_400 }) ?? 300;
   const listenAt = values.extender ? parseListen(positionals[0] ?? '127.0.0.1:8888', "pagefuse plan: --extender's address") : undefined;
-  const token = await secret('token', values.token);
-  if (token !== undefined) options.token = token;
+  if (values.token !== undefined) options.token = await readSecretFlagFile('token', values.token);
   const tls = {
-    ...(values['tls-ca'] === undefined ? {} : { ca: await secret('tls-ca', values['tls-ca']) }),
-    ...(values['tls-cert'] === undefined ? {} : { cert: await secret('tls-cert', values['tls-cert']), key: await secret('tls-key', values['tls-key']) }),
+    ...(values['tls-ca'] === undefined ? {} : { ca: await readFlagFile('tls-ca', values['tls-ca']) }),
+    ...(values['tls-cert'] === undefined ? {} : { cert: await readFlagFile('tls-cert', values['tls-cert']), key: await readFlagFile('tls-key', values['tls-key']!) }),
   };
   options.tls = tls;
   if (values['fleet-key'] !== undefined) options.keyId = (await readFleetKey(values['fleet-key'])).id;

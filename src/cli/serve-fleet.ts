@@ -1,7 +1,7 @@
 // serve's fleet options: the keyed sketch endpoint, who may read it, and HTTPS.
 import type { ServerOptions } from 'node:https';
 import { hostname } from 'node:os';
-import { UsageError, intFlag, readFlagFile, wholeNumber, type Options } from './common.js';
+import { UsageError, intFlag, readFlagFile, readSecretFlagFile, wholeNumber, type Options } from './common.js';
 import { readFleetKey } from '../fleet/key.js';
 import { sketchHost, checkModulus, DEFAULT_MODULUS } from '../fleet/collect.js';
 import { SketchEndpoint } from '../fleet/endpoint.js';
@@ -88,7 +88,7 @@ export async function fleetServeOptions(values: Values): Promise<FleetServe> {
   const capacity = intFlag('serve', 'fleet-capacity', values['fleet-capacity'], 1);
   const maxAge = intFlag('serve', 'fleet-max-age', values['fleet-max-age'], 0, 86_400) ?? 300;
   const fleetKey = await readFleetKey(keyFile);
-  const token = tokenFile === undefined ? undefined : await readFlagFile('fleet-token', tokenFile);
+  const token = tokenFile === undefined ? undefined : await readSecretFlagFile('fleet-token', tokenFile);
   if (token !== undefined && !/^[\x21-\x7e]{16,4096}$/.test(token)) {
     throw new UsageError(`pagefuse serve: the --fleet-token file must hold 16-4096 printable characters without spaces`);
   }

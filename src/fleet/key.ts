@@ -30,13 +30,23 @@ export function fleetKeyFromBytes(bytes: Uint8Array): FleetKey {
 }
 
 /**
- * Reads the fleet key file. It must be a regular file that neither group nor others can read or
- * write: the key is what keeps sketches from being a content oracle.
+ * Reads a secret file (the fleet key, a bearer token). It must be a regular file that neither group nor others can
+ * read or write, owned by root or by this user: another owner could replace it (a mode-600 key owned by nobody was
+ * taken by root's serve), and a token readable by all (mode 644) was taken where a key of mode 640 was refused.
  */
-export async function readFleetKey(path: string): Promise<FleetKey> {
-  const { bytes, stats: info } = await readRegularFileBytes(path, { what: 'the fleet key', maxBytes: 64 * 1024 });
+export async function readSecretFile(path: string, what: string, maxBytes = 64 * 1024): Promise<Buffer> {
+  const { bytes, stats: info } = await readRegularFileBytes(path, { what, maxBytes });
   if ((info.mode & 0o077) !== 0) {
-    throw new PagefuseError('EPERM', `the fleet key ${path} is readable or writable by group or others (mode ${(info.mode & 0o777).toString(8)}); run 'chmod 600 ${path}'`);
+    throw new PagefuseError('EPERM', `${what} ${path} is readable or writable by group or others (mode ${(info.mode & 0o777).toString(8)}); run 'chmod 600 ${path}'`);
   }
-  return fleetKeyFromBytes(bytes);
+  const uid = process.geteuid?.() ?? 0;
+  if (info.uid !== 0 && info.uid !== uid) {
+    throw new PagefuseError('EPERM', `${what} ${path} is owned by uid ${info.uid}, neither root nor this user (uid ${uid}), who could replace it; run 'chown ${uid} ${path}'`);
+  }
+  return bytes;
+}
+
+/** Reads the fleet key file (readSecretFile's rules): the key is what keeps sketches from being a content oracle. */
+export async function readFleetKey(path: string): Promise<FleetKey> {
+  return fleetKeyFromBytes(await readSecretFile(path, 'the fleet key'));
 }
