@@ -3,6 +3,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { once } from 'node:events';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeHostSketch, SKETCH_FORMAT } from '../src/fleet/sketch.js';
+import { runCliAsync } from './helpers/cli.js';
 import { fetchSketches, parseHostList, parseHttpSd, type Target } from '../src/fleet/fetch.js';
 
 /** A TCP peer on loopback that answers each request's first bytes with `answer`, then closes. */
@@ -57,4 +63,41 @@ test('a bad line of a host list is named by file and line, and not repeated (the
     code: 'EINVAL',
     message: '/etc/pagefuse/fleet.token:2: neither HOST:PORT nor an http(s) URL',
   });
+});
+
+/** An HTTP peer on loopback that answers every request with `body` as JSON. */
+async function jsonPeer(body: unknown): Promise<{ port: number; server: HttpServer }> {
+  const server = createHttpServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { port: (server.address() as { port: number }).port, server };
+}
+
+/** A host's sketch on the wire: one VM of 64 sampled values. */
+function hostWire(host: string, pageSize: number) {
+  const values = BigUint64Array.from({ length: 64 }, (_, i) => BigInt(i + 1) << 40n);
+  return encodeHostSketch({
+    format: SKETCH_FORMAT,
+    keyId: '0123456789abcdef',
+    modulus: 1,
+    pageSize,
+    host,
+    takenAt: '2026-11-30T12:00:00.000Z',
+    capacityBytes: 1 << 30,
+    vms: [{ name: `${host}-vm`, pid: 1, vmm: 'qemu', memoryBytes: 1 << 20, pages: 256, zeroPages: 0, thpPages: null, takenAt: '2026-11-30T12:00:00.000Z', sample: { values, counts: new Uint32Array(64).fill(1) } }],
+  });
+}
+
+test('plan leaves out a host whose page size is not the one most hosts have (the first host\'s scaled every figure)', { timeout: 60_000 }, async () => {
+  const peers = await Promise.all([jsonPeer(hostWire('node-a', 65536)), jsonPeer(hostWire('node-b', 4096)), jsonPeer(hostWire('node-c', 4096))]);
+  const dir = mkdtempSync(join(tmpdir(), 'pf-plan-pages-'));
+  try {
+    writeFileSync(join(dir, 'hosts'), peers.map((p) => `127.0.0.1:${p.port}\n`).join(''));
+    const r = await runCliAsync(['plan', '--hosts', join(dir, 'hosts')]);
+    assert.equal(r.stderr, `pagefuse plan: host "127.0.0.1:${peers[0].port}" left out: its pages are 65536 bytes, not 4096 (the size most hosts have): its page counts cannot be compared\n`);
+    assert.deepEqual((JSON.parse(r.stdout) as { hosts: { host: string }[] }).hosts.map((h) => h.host), ['node-b', 'node-c']);
+  } finally {
+    for (const p of peers) p.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -56,7 +56,7 @@ interface Fleet {
   asked: number;
 }
 
-/** Reads every host, keeps those under one fleet key with distinct names, reports the others. */
+/** Reads every host, keeps those under one fleet key and of one page size with distinct names, reports the others. */
 async function readFleet(source: { hosts?: string; httpSd?: string }, options: FetchOptions & { scheme?: string }): Promise<Fleet> {
   const targets = await readTargets(source, options);
   if (targets.length === 0) throw new PagefuseError('EINVAL', 'the host list names no host');
@@ -68,11 +68,18 @@ async function readFleet(source: { hosts?: string; httpSd?: string }, options: F
     for (const h of got.hosts) votes.set(h.sketch.keyId, (votes.get(h.sketch.keyId) ?? 0) + 1);
     keyId = [...votes].sort((a, b) => b[1] - a[1])[0]?.[0];
   }
+  // One page size for the fleet, the one most of its hosts have: the planner counts pages and scales them by the
+  // first host's page size, so a 64 KiB host among 4 KiB ones (or a peer claiming 2^52) scaled every figure.
+  const sizes = new Map<number, number>();
+  for (const h of got.hosts) if (h.sketch.keyId === keyId) sizes.set(h.sketch.pageSize, (sizes.get(h.sketch.pageSize) ?? 0) + 1);
+  const pageSize = [...sizes].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]?.[0];
   const names = new Map<string, string>();
   const sketches: HostSketch[] = [];
   for (const h of got.hosts) {
     if (h.sketch.keyId !== keyId) {
       failures.push({ target: h.target.name, reason: `sketched under fleet key ${h.sketch.keyId}, not ${keyId} (the one most hosts use): its values cannot be compared` });
+    } else if (h.sketch.pageSize !== pageSize) {
+      failures.push({ target: h.target.name, reason: `its pages are ${h.sketch.pageSize} bytes, not ${pageSize} (the size most hosts have): its page counts cannot be compared` });
     } else if (names.has(h.sketch.host)) {
       failures.push({ target: h.target.name, reason: `answers as host ${h.sketch.host}, like ${names.get(h.sketch.host)}` });
     } else {
