@@ -123,6 +123,22 @@ test('serve refuses a fleet key owned by another user, who could replace it', ()
   }
 });
 
+test('a TLS file that is not PEM is named by its flag (OpenSSL said only "PEM routines::no start line")', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
+  try {
+    const bad = join(dir, 'bad.pem');
+    const hosts = join(dir, 'hosts');
+    writeFileSync(bad, 'not pem\n', { mode: 0o600 });
+    writeFileSync(hosts, '127.0.0.1:1\n');
+    const serve = runCli(['serve', '--listen', '127.0.0.1:0', '--tls-cert', bad, '--tls-key', bad]);
+    assert.deepEqual([serve.status, serve.stderr], [1, 'pagefuse serve: --tls-cert and --tls-key are not a PEM certificate and its private key: PEM routines::no start line\n']);
+    const plan = runCli(['plan', '--hosts', hosts, '--scheme', 'https', '--tls-ca', bad]);
+    assert.deepEqual([plan.status, plan.stderr], [1, 'pagefuse plan: --tls-ca holds no PEM certificate: PEM routines::no start line\n']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('plan with a host list that names no reachable host fails with one line per host and a summary', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-fleet-cli-'));
   try {

@@ -3,6 +3,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { durationFlag, parse, UsageError, intFlag, printJson, formatBytes, readFlagFile, readSecretFlagFile } from './common.js';
 import { listen, parseListen, untilStopped } from './serve.js';
+import { checkTlsFiles } from './serve-fleet.js';
 import { readFleetKey } from '../fleet/key.js';
 import { readTargets, fetchSketches, type FetchOptions, type HostFailure } from '../fleet/fetch.js';
 import { planMigrations } from '../fleet/plan.js';
@@ -163,6 +164,7 @@ export async function run(args: string[]): Promise<number> {
     ...(values['tls-ca'] === undefined ? {} : { ca: await readFlagFile('tls-ca', values['tls-ca']) }),
     ...(values['tls-cert'] === undefined ? {} : { cert: await readFlagFile('tls-cert', values['tls-cert']), key: await readFlagFile('tls-key', values['tls-key']!) }),
   };
+  checkTlsFiles(tls, { ca: 'tls-ca' });
   options.tls = tls;
   if (values['fleet-key'] !== undefined) options.keyId = (await readFleetKey(values['fleet-key'])).id;
   const source = { ...(values.hosts === undefined ? {} : { hosts: values.hosts }), ...(values['http-sd'] === undefined ? {} : { httpSd: values['http-sd'] }) };

@@ -1,6 +1,9 @@
 // serve's fleet options: the keyed sketch endpoint, who may read it, and HTTPS.
 import type { ServerOptions } from 'node:https';
 import { hostname } from 'node:os';
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
+import { PagefuseError } from '../errors.js';
 import { UsageError, intFlag, readFlagFile, readSecretFlagFile, wholeNumber, type Options } from './common.js';
 import { readFleetKey } from '../fleet/key.js';
 import { sketchHost, checkModulus, DEFAULT_MODULUS } from '../fleet/collect.js';
@@ -45,6 +48,26 @@ export interface FleetServe {
   access?: string;
 }
 
+/**
+ * Checks PEM files before they are used, so a bad one is named by its flag: OpenSSL's own words alone
+ * ('error:0480006C:PEM routines::no start line') said neither which file nor which flag, and plan met a bad CA
+ * only host by host. `flags.ca` is the CA's flag in the command's words.
+ */
+export function checkTlsFiles(files: { ca?: string; cert?: string; key?: string }, flags: { ca: string }): void {
+  const attempt = (what: string, check: () => void): void => {
+    try {
+      check();
+    } catch (err) {
+      throw new PagefuseError('EINVAL', `${what}: ${(err as Error).message.replace(/^error:[0-9A-F]+:/, '')}`);
+    }
+  };
+  // createSecureContext passes a CA file that holds no certificate; X509Certificate reads the first one or throws.
+  if (files.ca !== undefined) attempt(`--${flags.ca} holds no PEM certificate`, () => new X509Certificate(files.ca as string));
+  if (files.cert !== undefined && files.key !== undefined) {
+    attempt('--tls-cert and --tls-key are not a PEM certificate and its private key', () => createSecureContext({ cert: files.cert, key: files.key }));
+  }
+}
+
 export async function fleetServeOptions(values: Values): Promise<FleetServe> {
   const out: FleetServe = {};
   const cert = values['tls-cert'];
@@ -59,6 +82,7 @@ export async function fleetServeOptions(values: Values): Promise<FleetServe> {
       // Asked for, not required: /metrics stays open to scrapers; /fleet/sketch checks it.
       ...(ca === undefined ? {} : { ca: await readFlagFile('tls-client-ca', ca), requestCert: true, rejectUnauthorized: false }),
     };
+    checkTlsFiles(out.tls as { ca?: string; cert: string; key: string }, { ca: 'tls-client-ca' });
   }
   const keyFile = values['fleet-key'];
   const fleetOnly = (['fleet-token', 'fleet-modulus', 'fleet-node', 'fleet-capacity', 'fleet-max-age', 'fleet-all-memory'] as const).find((f) => values[f] !== undefined);
