@@ -101,3 +101,30 @@ test('plan leaves out a host whose page size is not the one most hosts have (the
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('answers being read at once may hold at most maxTotalBytes together: the host whose answer passes it is left out', { timeout: 20_000 }, async () => {
+  // Each of two hosts sends 80 KB in two halves 300 ms apart: together they pass 100 KB on the second halves.
+  const half = 'x'.repeat(40_000);
+  const peers = await Promise.all(
+    [0, 1].map(async () => {
+      const server = createHttpServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(2 * half.length) });
+        res.write(half);
+        setTimeout(() => res.end(half), 300);
+      });
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const port = (server.address() as { port: number }).port;
+      return { server, target: { url: `http://127.0.0.1:${port}/fleet/sketch`, name: `127.0.0.1:${port}` } };
+    }),
+  );
+  try {
+    const r = await fetchSketches(peers.map((p) => p.target), { maxTotalBytes: 100_000, timeoutMs: 5000 });
+    assert.deepEqual(r.failures.map((f) => f.reason).sort(), [
+      'not a pagefuse sketch: the answer is not JSON',
+      'the answers being read together passed 100000 bytes; read fewer hosts at once (--concurrency)',
+    ]);
+  } finally {
+    for (const p of peers) p.server.close();
+  }
+});

@@ -38,6 +38,11 @@ export interface FetchOptions {
   keyId?: string;
   /** Largest answer accepted (default 256 MiB). */
   maxBytes?: number;
+  /**
+   * Most bytes of answers held at once across the hosts being read (default 1 GiB): 32 hosts at a time, each
+   * sending up to maxBytes, took plan to 7-10 GB. A host whose answer would pass it is left out, with the reason.
+   */
+  maxTotalBytes?: number;
 }
 
 const HOSTPORT_RE = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]):\d{1,5}$/;
@@ -128,17 +133,20 @@ export async function readTargets(source: { hosts?: string; httpSd?: string }, o
  * none of, with no 'response' or 'error' event, and the deadline (an AbortSignal, whose timer keeps nothing
  * alive) could not fire: `plan` exited 13 with nothing said, the other hosts' sketches lost.
  */
-function get(url: string, options: FetchOptions): Promise<Buffer> {
+function get(url: string, options: FetchOptions, held: { bytes: number } = { bytes: 0 }): Promise<Buffer> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const maxBytes = options.maxBytes ?? 256 << 20;
+  const maxTotal = options.maxTotalBytes ?? 1 << 30;
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
     let settled = false;
+    let size = 0;
     const done = (err: Error | undefined, body?: Buffer): void => {
       if (settled) return;
       settled = true;
+      held.bytes -= size; // what the caller decodes from a body is its own
       clearTimeout(deadline);
       if (err !== undefined) {
         reject(err);
@@ -149,11 +157,15 @@ function get(url: string, options: FetchOptions): Promise<Buffer> {
     const deadline = setTimeout(() => done(new PagefuseError('ETIMEDOUT', `no answer within ${timeoutMs} ms`)), timeoutMs);
     const onResponse = (res: IncomingMessage): void => {
       const chunks: Buffer[] = [];
-      let size = 0;
       res.on('data', (c: Buffer) => {
         size += c.length;
+        held.bytes += c.length;
         if (size > maxBytes) {
           done(new PagefuseError('EMSGSIZE', `answer larger than ${maxBytes} bytes`));
+          return;
+        }
+        if (held.bytes > maxTotal) {
+          done(new PagefuseError('EMSGSIZE', `the answers being read together passed ${maxTotal} bytes; read fewer hosts at once (--concurrency)`));
           return;
         }
         chunks.push(c);
@@ -192,11 +204,12 @@ export async function fetchSketches(targets: Target[], options: FetchOptions = {
   const hosts: FetchResult['hosts'] = [];
   const failures: HostFailure[] = [];
   let next = 0;
+  const held = { bytes: 0 };
   const worker = async (): Promise<void> => {
     while (next < targets.length) {
       const target = targets[next++];
       try {
-        const body = await get(target.url, options);
+        const body = await get(target.url, options, held);
         let json: unknown;
         try {
           json = JSON.parse(body.toString('utf8'));
