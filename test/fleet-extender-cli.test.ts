@@ -34,13 +34,24 @@ async function silentHost(): Promise<{ port: number; most: () => number; close: 
   };
 }
 
-/** An extender over a host list naming `port`, started and listening; returns it and its port. */
-async function startExtender(port: number, extra: string[] = []): Promise<{ cli: CliProcess; port: number; dir: string }> {
+/**
+ * Runs `body` with an extender over a host list naming a silent host (started for it), then stops the
+ * extender with SIGTERM (unless `body` did), closes the host and removes the list.
+ */
+async function withExtender(extra: string[], body: (ext: { cli: CliProcess; port: number; host: Awaited<ReturnType<typeof silentHost>> }) => Promise<void>): Promise<void> {
+  const host = await silentHost();
   const dir = mkdtempSync(join(tmpdir(), 'pf-extender-'));
-  writeFileSync(join(dir, 'hosts'), `127.0.0.1:${port}\n`);
+  writeFileSync(join(dir, 'hosts'), `127.0.0.1:${host.port}\n`);
   const cli = startCli(['plan', '--extender', '127.0.0.1:0', '--hosts', join(dir, 'hosts'), ...extra], { bin });
-  const line = await cli.next((l) => /listening on http:\/\/127\.0\.0\.1:\d+\/prioritize/.test(String(l.text)), 60_000, 'the extender listening');
-  return { cli, port: Number(/:(\d+)\/prioritize/.exec(String(line.text))![1]), dir };
+  try {
+    const line = await cli.next((l) => /listening on http:\/\/127\.0\.0\.1:\d+\/prioritize/.test(String(l.text)), 60_000, 'the extender listening');
+    await body({ cli, port: Number(/:(\d+)\/prioritize/.exec(String(line.text))![1]), host });
+  } finally {
+    cli.kill('SIGTERM');
+    await cli.exited;
+    host.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** One raw HTTP exchange: writes `request`, returns all that comes back until the extender closes. */
@@ -56,24 +67,15 @@ async function exchange(port: number, request: string): Promise<string> {
 }
 
 test('the extender answers a GET of /prioritize with 405 and Allow: POST (it said 404)', { timeout: 30_000 }, async () => {
-  const host = await silentHost();
-  const ext = await startExtender(host.port, ['--timeout', '1s']);
-  try {
+  await withExtender(['--timeout', '1s'], async (ext) => {
     const answer = await exchange(ext.port, 'GET /prioritize HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
     assert.match(answer, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
     assert.match(answer, /\r\nallow: POST\r\n/i);
-  } finally {
-    ext.cli.kill('SIGTERM');
-    await ext.cli.exited;
-    host.close();
-    rmSync(ext.dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('the extender answers a body over 64 MiB with 413 (it dropped the connection)', { timeout: 30_000 }, async () => {
-  const host = await silentHost();
-  const ext = await startExtender(host.port, ['--timeout', '1s']);
-  try {
+  await withExtender(['--timeout', '1s'], async (ext) => {
     const s = connect(ext.port, '127.0.0.1');
     await once(s, 'connect');
     const chunks: Buffer[] = [];
@@ -87,34 +89,20 @@ test('the extender answers a body over 64 MiB with 413 (it dropped the connectio
     }
     if (!s.destroyed) await once(s, 'close');
     assert.match(Buffer.concat(chunks).toString('latin1'), /^HTTP\/1\.1 413 Payload Too Large\r\n/);
-  } finally {
-    ext.cli.kill('SIGTERM');
-    await ext.cli.exited;
-    host.close();
-    rmSync(ext.dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('the extender reads the fleet again only once the last reading has ended: one connection at a time to a host that never answers', { timeout: 30_000 }, async () => {
   // --refresh 1 with --timeout 3: on a fixed interval readings piled up (1, 3, 7 connections to the host at once).
-  const host = await silentHost();
-  const ext = await startExtender(host.port, ['--timeout', '3s', '--refresh', '1s']);
-  try {
+  await withExtender(['--timeout', '3s', '--refresh', '1s'], async (ext) => {
     await sleep(7000);
-    assert.equal(host.most(), 1);
-  } finally {
-    ext.cli.kill('SIGTERM');
-    await ext.cli.exited;
-    host.close();
-    rmSync(ext.dir, { recursive: true, force: true });
-  }
+    assert.equal(ext.host.most(), 1);
+  });
 });
 
 test('a request in flight when the extender is stopped is still answered', { timeout: 30_000 }, async () => {
   // Half a body sent, then SIGTERM, then the rest: the connection was cut at once, with no answer.
-  const host = await silentHost();
-  const ext = await startExtender(host.port, ['--timeout', '1s']);
-  try {
+  await withExtender(['--timeout', '1s'], async (ext) => {
     const body = JSON.stringify({ Pod: null, NodeNames: ['node-a'] });
     const s = connect(ext.port, '127.0.0.1');
     await once(s, 'connect');
@@ -130,9 +118,5 @@ test('a request in flight when the extender is stopped is still answered', { tim
     assert.match(answer, /^HTTP\/1\.1 200 OK\r\n/);
     assert.ok(answer.includes('[{"Host":"node-a","Score":0}]'), answer);
     assert.deepEqual(await ext.cli.exited, { status: 0, signal: null });
-  } finally {
-    ext.cli.kill('SIGKILL');
-    host.close();
-    rmSync(ext.dir, { recursive: true, force: true });
-  }
+  });
 });
