@@ -320,8 +320,9 @@ function splitGuest(proc: string): (merging: number, chunk1: boolean) => void {
   };
 }
 
-function splitGuestSource(dir: string, sysfs: string, proc: string, zeroBaselines: string | false = false): HostSource {
-  return new HostSource({ sysfsRoot: sysfs, procRoot: proc, pageSize: PAGE, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs: 0, zeroBaselines });
+/** A reader of the fake host; footprints are walked at every reading unless `footprintMaxAgeMs` caches them. */
+function splitGuestSource(dir: string, sysfs: string, proc: string, zeroBaselines: string | false = false, footprintMaxAgeMs = 0): HostSource {
+  return new HostSource({ sysfsRoot: sysfs, procRoot: proc, pageSize: PAGE, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs, zeroBaselines });
 }
 
 async function guest300(src: HostSource) {
@@ -346,7 +347,7 @@ test("a cached footprint of a process whose merging pages moved since it was rea
   const { dir, sysfs, proc } = fakeHost();
   try {
     const state = splitGuest(proc);
-    const src = new HostSource({ sysfsRoot: sysfs, procRoot: proc, pageSize: PAGE, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs: 60_000, zeroBaselines: false });
+    const src = splitGuestSource(dir, sysfs, proc, false, 60_000);
     state(0, false);
     const before = (await guest300(src))?.sharingWeight;
     state(1, true);
@@ -360,7 +361,7 @@ test('cached footprints are walked again once a process walked with them is gone
   const { dir, sysfs, proc } = fakeHost();
   try {
     const state = splitGuest(proc);
-    const src = new HostSource({ sysfsRoot: sysfs, procRoot: proc, pageSize: PAGE, tunerStatePath: join(dir, 'none.json'), nodes: async () => undefined, footprintMaxAgeMs: 60_000, zeroBaselines: false });
+    const src = splitGuestSource(dir, sysfs, proc, false, 60_000);
     state(1, true);
     const before = (await guest300(src))?.sharingWeight;
     // Guest 100 exits; the KSM page guest 300 maps is now mapped once.
