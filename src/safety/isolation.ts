@@ -2,6 +2,7 @@
 // merging at all (zero-only).
 import { PagefuseError, invalidArgValue } from '../errors.js';
 import { readRegularFileSync } from '../host/regular-file.js';
+import { configLines } from '../host/config-lines.js';
 import type { Registration, Registry } from './registry.js';
 
 export type Isolation = 'host' | 'tenant' | 'zero-only';
@@ -30,15 +31,12 @@ export function readIsolation(configPath = process.env.PAGEFUSE_CONFIG ?? DEFAUL
     throw err;
   }
   let found: Isolation | undefined;
-  for (const [i, raw] of text.split('\n').entries()) {
-    const where = `${configPath}:${i + 1}`;
-    const line = raw.replace(/\r$/, '').trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
-    if (m === null) throw new PagefuseError('EINVAL', `${where}: expected KEY=VALUE (pagefuse.conf holds ISOLATION=host|tenant|zero-only)`, { path: configPath });
-    if (m[1] !== 'ISOLATION') throw new PagefuseError('EINVAL', `${where}: unknown key ${m[1]} (pagefuse.conf holds ISOLATION only)`, { path: configPath });
+  for (const { line, key, value } of configLines(text)) {
+    const where = `${configPath}:${line}`;
+    if (key === undefined) throw new PagefuseError('EINVAL', `${where}: expected KEY=VALUE (pagefuse.conf holds ISOLATION=host|tenant|zero-only)`, { path: configPath });
+    if (key !== 'ISOLATION') throw new PagefuseError('EINVAL', `${where}: unknown key ${key} (pagefuse.conf holds ISOLATION only)`, { path: configPath });
     if (found !== undefined) throw new PagefuseError('EINVAL', `${where}: ISOLATION is set twice`, { path: configPath });
-    const v = /^(?:"([^"]*)"|'([^']*)'|([^"'\s#]*))\s*(#.*)?$/.exec(m[2]);
+    const v = /^(?:"([^"]*)"|'([^']*)'|([^"'\s#]*))\s*(#.*)?$/.exec(value.trimStart());
     if (v === null) throw new PagefuseError('EINVAL', `${where}: ISOLATION takes one word, quoted or not, then at most a # comment`, { path: configPath });
     found = parseIsolation(v[1] ?? v[2] ?? v[3], `${where}: ISOLATION`);
   }

@@ -1,6 +1,7 @@
 // The tuner's settings: /etc/ksmtuned.conf's own variables (so operators can point us at the file they
 // have) plus PAGEFUSE_* keys for the other policies. KEY=VALUE lines, '#' comments, optional quotes.
 import { readRegularFile } from '../host/regular-file.js';
+import { configLines } from '../host/config-lines.js';
 import { PagefuseError, invalidNumber, invalidArgValue } from '../errors.js';
 import { decimalNumber, wholeNumber } from '../units.js';
 
@@ -142,21 +143,16 @@ function unquote(raw: string, file: string, line: number, key: string): string {
 /** Parses ksmtuned.conf-style text onto the defaults; `file` names the source in errors (file:line: KEY …). */
 export function parseConfig(text: string, file = '<config>'): TuneConfig {
   const config = defaultConfig();
-  text.split('\n').forEach((rawLine, i) => {
-    const lineNo = i + 1;
-    const line = rawLine.replace(/\r$/, '').trim();
-    if (line === '' || line.startsWith('#')) return;
-    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$/.exec(line);
+  for (const { line: lineNo, key, value } of configLines(text)) {
     // The line itself is not repeated: as root the file may be anyone's (tune --config /etc/shadow).
-    if (!m) throw configError(file, lineNo, 'expected KEY=VALUE');
-    const key = m[1];
+    if (key === undefined) throw configError(file, lineNo, 'expected KEY=VALUE');
     // Own keys only: KEYS['constructor'] is Object's, and a file naming it (or __proto__, toString) failed with
     // 'setter is not a function' or a message made of the prototype's output.
     const setter = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
     if (setter === undefined) throw configError(file, lineNo, `unknown key ${key} (known: ${CONFIG_KEYS.join(', ')})`);
-    const problem = setter(config, unquote(m[2], file, lineNo, key));
+    const problem = setter(config, unquote(value, file, lineNo, key));
     if (problem !== undefined) throw configError(file, lineNo, `${key} ${problem}`);
-  });
+  }
   const k = config.ksmtuned;
   if (k.KSM_NPAGES_MIN > k.KSM_NPAGES_MAX) {
     throw new PagefuseError('EINVAL', `${file}: KSM_NPAGES_MIN (${k.KSM_NPAGES_MIN}) is above KSM_NPAGES_MAX (${k.KSM_NPAGES_MAX})`, { path: file });
