@@ -33,19 +33,21 @@ export async function main(argv: string[], context?: CliContext): Promise<number
     process.stderr.write(usage());
     return EXIT_USAGE;
   }
+  const askVersion = name === '--version' || name === '-V';
   const topHelp = name === '--help' || name === '-h' || name === 'help';
-  if ((name === '--version' || name === '-V' || topHelp) && rest.length === 0) {
-    process.stdout.write(name === '--version' || name === '-V' ? version() : usage());
+  if ((askVersion || topHelp) && rest.length === 0) {
+    process.stdout.write(askVersion ? version() : usage());
     return 0;
   }
   // 'pagefuse help tune' is 'pagefuse tune --help'.
   const commandName = topHelp && rest.length === 1 ? rest[0] : name;
-  const entry = COMMANDS[commandName];
+  // Own entries only: COMMANDS['constructor'] is Object's.
+  const entry = Object.hasOwn(COMMANDS, commandName) ? COMMANDS[commandName] : undefined;
   try {
-    if (name === '--version' || name === '-V' || (topHelp && rest.length > 1)) {
+    if (askVersion || (topHelp && rest.length > 1)) {
       throw new UsageError(`pagefuse: ${name} takes ${topHelp ? 'at most one command' : 'no arguments'}; run 'pagefuse --help'`);
     }
-    if (entry === undefined || !Object.hasOwn(COMMANDS, commandName)) throw new UsageError(`pagefuse: unknown command '${commandName}'; run 'pagefuse --help'`);
+    if (entry === undefined) throw new UsageError(`pagefuse: unknown command '${commandName}'; run 'pagefuse --help'`);
     const command = await entry.load();
     return await command.run(commandName === name ? rest : ['--help'], context);
   } catch (err) {
