@@ -57,23 +57,26 @@ interface Fleet {
   asked: number;
 }
 
+/** The value most of `values` have; a tie goes to the first in `tie`'s order, else to the first seen. */
+function mostCommon<T>(values: T[], tie: (a: T, b: T) => number = () => 0): T | undefined {
+  const counts = new Map<T, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1] || tie(a[0], b[0]))[0]?.[0];
+}
+
 /** Reads every host, keeps those under one fleet key and of one page size with distinct names, reports the others. */
 async function readFleet(source: { hosts?: string; httpSd?: string }, options: FetchOptions & { scheme?: string }): Promise<Fleet> {
   const targets = await readTargets(source, options);
   if (targets.length === 0) throw new PagefuseError('EINVAL', 'the host list names no host');
   const got = await fetchSketches(targets, options);
   const failures = [...got.failures];
-  let keyId = options.keyId;
-  if (keyId === undefined) {
-    const votes = new Map<string, number>();
-    for (const h of got.hosts) votes.set(h.sketch.keyId, (votes.get(h.sketch.keyId) ?? 0) + 1);
-    keyId = [...votes].sort((a, b) => b[1] - a[1])[0]?.[0];
-  }
+  const keyId = options.keyId ?? mostCommon(got.hosts.map((h) => h.sketch.keyId));
   // One page size for the fleet, the one most of its hosts have: the planner counts pages and scales them by the
   // first host's page size, so a 64 KiB host among 4 KiB ones (or a peer claiming 2^52) scaled every figure.
-  const sizes = new Map<number, number>();
-  for (const h of got.hosts) if (h.sketch.keyId === keyId) sizes.set(h.sketch.pageSize, (sizes.get(h.sketch.pageSize) ?? 0) + 1);
-  const pageSize = [...sizes].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]?.[0];
+  const pageSize = mostCommon(
+    got.hosts.filter((h) => h.sketch.keyId === keyId).map((h) => h.sketch.pageSize),
+    (a, b) => a - b,
+  );
   const names = new Map<string, string>();
   const sketches: HostSketch[] = [];
   for (const h of got.hosts) {
