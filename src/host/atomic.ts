@@ -39,17 +39,21 @@ export const STALE_TEMP_MS = 60_000;
  * Removes from `dir` the temp files (tempBeside's names) of writes whose writer died between creating and
  * renaming them: a SIGKILL or an OOM kill leaves one behind, and a state directory under /run kept them until
  * the next boot. Only regular files whose writer pid is gone and that are over a minute old: the age spares a
- * write in flight by a process this one cannot see (another PID namespace). Best effort; returns how many.
+ * write in flight by a process this one cannot see (another PID namespace). `names`: the directory's listing,
+ * when the caller has just read it. Best effort; returns how many.
  */
-export function removeStaleTempsSync(dir: string, now = Date.now()): number {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return 0;
+export function removeStaleTempsSync(dir: string, names?: readonly string[]): number {
+  let listed = names;
+  if (listed === undefined) {
+    try {
+      listed = readdirSync(dir);
+    } catch {
+      return 0;
+    }
   }
+  const now = Date.now();
   let removed = 0;
-  for (const name of names) {
+  for (const name of listed) {
     const m = TEMP_NAME.exec(name);
     if (m === null || processAlive(Number(m[1]))) continue;
     const file = join(dir, name);

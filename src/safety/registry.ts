@@ -143,7 +143,7 @@ export class Registry {
       throw err;
     }
     // Only the host's own /proc can say a writer is gone (as for the entries below).
-    if (this.procRoot === DEFAULT_PROC_ROOT && names.some((n) => n.endsWith('.tmp'))) removeStaleTempsSync(this.dir);
+    if (this.procRoot === DEFAULT_PROC_ROOT) removeStaleTempsSync(this.dir, names);
     const out: Registration[] = [];
     for (const name of names) {
       if (!/^\d+\.json$/.test(name)) continue;
