@@ -49,6 +49,17 @@ export interface PageNodes {
 /** The kernel's MPOL_* modes. */
 const POLICY_MODES: Record<MemPolicy, number> = { preferred: 1, bind: 2, interleave: 3 };
 
+/** A node id or a non-empty array of them, as a list; `what` and `name` say whose argument it is. */
+function nodeList(what: string, name: string, nodes: unknown): readonly number[] {
+  const list = typeof nodes === 'number' ? [nodes] : nodes;
+  if (!Array.isArray(list) || list.length === 0) throw invalidArgType(`${what}: ${name} must be a node id or a non-empty array of them`, nodes);
+  return list as readonly number[];
+}
+
+function checkPolicy(what: string, policy: unknown): asserts policy is MemPolicy {
+  if (typeof policy !== 'string' || !Object.hasOwn(POLICY_MODES, policy)) throw invalidArgValue(`${what}: policy must be 'bind', 'preferred' or 'interleave'`, policy);
+}
+
 const ADVICE_CODES: Record<Advice, number> = {
   mergeable: 0,
   unmergeable: 1,
@@ -105,14 +116,8 @@ export class Region implements Disposable {
       throw invalidArgType(`Region.alloc: mergeable must be a boolean`, options.mergeable);
     }
     // Checked here, before anything is mapped, and in alloc's words (bind() checks them again).
-    if (options.node !== undefined) {
-      const list = typeof options.node === 'number' ? [options.node] : options.node;
-      if (!Array.isArray(list) || list.length === 0) throw invalidArgType(`Region.alloc: node must be a node id or a non-empty array of them`, options.node);
-      assertNodes('Region.alloc', list, { memory: true });
-    }
-    if (options.policy !== undefined && !Object.hasOwn(POLICY_MODES, options.policy)) {
-      throw invalidArgValue(`Region.alloc: policy must be 'bind', 'preferred' or 'interleave'`, options.policy);
-    }
+    if (options.node !== undefined) assertNodes('Region.alloc', nodeList('Region.alloc', 'node', options.node), { memory: true });
+    if (options.policy !== undefined) checkPolicy('Region.alloc', options.policy);
     const region = new Region(new native.RegionHandle(roundUpToPage(bytes), HUGE_CODES[huge]));
     regionOfBuffer.set(region.handle.buffer, new WeakRef(region));
     try {
@@ -163,14 +168,9 @@ export class Region implements Disposable {
     if (options === null || typeof options !== 'object') {
       throw invalidArgType(`Region.bind: options must be an object`, options);
     }
-    const list = typeof nodes === 'number' ? [nodes] : nodes;
-    if (!Array.isArray(list) || list.length === 0) {
-      throw invalidArgType(`Region.bind: nodes must be a node id or a non-empty array of them`, nodes);
-    }
+    const list = nodeList('Region.bind', 'nodes', nodes);
     const policy = options.policy ?? 'bind';
-    if (!Object.hasOwn(POLICY_MODES, policy)) {
-      throw invalidArgValue(`Region.bind: policy must be 'bind', 'preferred' or 'interleave'`, policy);
-    }
+    checkPolicy('Region.bind', policy);
     if (policy === 'preferred' && list.length !== 1) {
       throw invalidArgValue(`Region.bind: policy 'preferred' takes one node, got ${list.length}`);
     }
