@@ -1,4 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
@@ -213,6 +215,35 @@ test('admit refuses before anything is recorded', async () => {
   await withAcme((registry) => {
     assert.throws(() => admit(registry, { isolation: 'tenant', tenant: 'globex', merge: true }), { code: 'ERR_ISOLATION' });
     assert.deepEqual(registry.list().map((r) => r.tenant), ['acme']);
+  });
+});
+
+test("an admission under 'tenant' isolation waits for one in progress, then sees its tenant", async () => {
+  await withRegistry(async (registry, stateDir) => {
+    const acme = admit(registry, { isolation: 'tenant', tenant: 'acme', merge: true });
+    // Another process admits tenant globex while acme's admission is between its check and its record.
+    const admission = fileURLToPath(new URL('../dist/safety/admission.js', import.meta.url));
+    const reg = fileURLToPath(new URL('../dist/safety/registry.js', import.meta.url));
+    const other = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { admit } = await import(${JSON.stringify(admission)}); const { Registry } = await import(${JSON.stringify(reg)});
+         process.stdout.write('ready\\n');
+         try { admit(new Registry({ stateDir: ${JSON.stringify(stateDir)} }), { isolation: 'tenant', tenant: 'globex', merge: true }); console.log('admitted'); }
+         catch (err) { console.log(err.code); }`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise((resolve) => other.once('exit', resolve));
+    let out = '';
+    other.stdout.on('data', (d: Buffer) => (out += d));
+    await new Promise<void>((resolve) => other.stdout.once('data', () => resolve()));
+    await sleep(300); // without the lock, its check (a directory read) is over by now
+    acme.record(process.pid, { via: 'register' });
+    await exited;
+    assert.equal(out, 'ready\nERR_ISOLATION\n');
   });
 });
 

@@ -154,20 +154,26 @@ export function spawnMerged(cmd: string, args: readonly string[] = [], options: 
     ...(tenant === undefined ? {} : { tenant }),
     ...(force === undefined ? {} : { force }),
   });
-  registry?.prepare();
-  const helper = helperPath();
-  if (merge) assertMergeSurvivesExec();
-  const child = spawn(helper, [...execHelperArgs({ node, mergeAny, numa }), cmd, ...args], spawnOptions);
-  const pid = child.pid;
-  if (registry !== undefined && pid !== undefined) {
-    // The helper execs the command in place: same pid, same start time.
-    try {
-      admitted.record(pid, { via: 'spawn', ...(name === undefined ? {} : { name }) });
-      child.once('exit', () => registry.remove(pid));
-    } catch (err) {
-      // Exited already (a command not found, say): nothing to register.
-      if ((err as PagefuseError).code !== 'ESRCH') throw err;
+  // Under 'tenant' isolation the admission holds the host's admission lock from its check to the record
+  // (or to a failure before it): released in every case here.
+  try {
+    registry?.prepare();
+    const helper = helperPath();
+    if (merge) assertMergeSurvivesExec();
+    const child = spawn(helper, [...execHelperArgs({ node, mergeAny, numa }), cmd, ...args], spawnOptions);
+    const pid = child.pid;
+    if (registry !== undefined && pid !== undefined) {
+      // The helper execs the command in place: same pid, same start time.
+      try {
+        admitted.record(pid, { via: 'spawn', ...(name === undefined ? {} : { name }) });
+        child.once('exit', () => registry.remove(pid));
+      } catch (err) {
+        // Exited already (a command not found, say): nothing to register.
+        if ((err as PagefuseError).code !== 'ESRCH') throw err;
+      }
     }
+    return child;
+  } finally {
+    admitted.release();
   }
-  return child;
 }
