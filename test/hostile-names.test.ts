@@ -92,6 +92,13 @@ test('a process and a VM named with terminal escapes', async (t) => {
         assert.ok(r.stdout.includes(`${SHOWN}1[${guests.pids[0]}]`), r.stdout);
       });
 
+      await t.test('scan names the guests it could not read without an ESC byte', () => {
+        // nobody cannot read root's guests: the scan lists them as denied on stderr.
+        const r = runCli(['scan', '--vms', '--totals'], { uid: 65534, gid: 65534, env: { HOME: '/tmp' } });
+        assertClean(r.stderr, 'scan stderr');
+        assert.ok(r.stderr.includes(`${SHOWN}1[${guests.pids[0]}]`), r.stderr);
+      });
+
       await t.test('the scrape parses strictly and carries the exact name', async () => {
         const families = parseExposition(await scrape());
         const names = families.get('pagefuse_process_kernel_profit_bytes')!.samples.map((s) => s.labels.name);

@@ -8,6 +8,7 @@ import { readablePids } from '../scan/pids.js';
 import { discoverVms } from '../safety/vms.js';
 import { HostSource } from '../report/source.js';
 import { readProcStat } from '../host/procfs.js';
+import { escapeTerminal } from '../report/escape.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, formatBytes, formatTable, intFlag, parse, printJson, wholeNumber } from './common.js';
 
 const HELP = `usage: pagefuse scan (--pid PID… | --vms | --all) [--mode exact|fast|sampled] [--sample-rate M] [--threads N] [--unmergeable] [--totals] [--json]
@@ -345,7 +346,7 @@ export async function run(args: string[]): Promise<number> {
   }
   const denied = result.targets.filter((t) => t.denied);
   if (denied.length > 0) {
-    const who = denied.slice(0, 8).map((t) => label(t)).join(', ');
+    const who = denied.slice(0, 8).map((t) => escapeTerminal(label(t))).join(', ');
     process.stderr.write(
       `pagefuse scan: could not read ${denied.length} of ${result.targets.length} processes (${who}${denied.length > 8 ? ', …' : ''}): reading another user's memory needs root\n`,
     );
