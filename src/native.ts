@@ -153,6 +153,11 @@ export interface NativeAddon {
   sketchProcess(pid: number, key: Uint8Array, modulus: number, mergeableOnly: boolean, procRoot?: string): Promise<NativeSketch>;
   /** Keyed sketch of whole pages of a buffer. */
   sketchBuffer(buffer: ArrayBuffer, key: Uint8Array, modulus: number): NativeSketch;
+  /**
+   * The numeric entries of a proc root by pid, as [pid, inode, …] (the inode changes when the pid names a new
+   * process); null when exactly `previous`.
+   */
+  procPids(dir: string, previous?: Float64Array): Float64Array | null;
   /** flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file holds it. */
   tryLockExclusive(fd: number): boolean;
   /**

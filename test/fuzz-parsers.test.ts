@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { parseKeyValues, parseStat, splitCmdline } from '../src/host/procfs.js';
+import { keyValue, parseKeyValues, parseStat, splitCmdline } from '../src/host/procfs.js';
 import { parseKsmStat } from '../src/ksm/process.js';
 import { mergeableRanges } from '../src/numa/ksm-nodes.js';
 import { parseConfig } from '../src/tune/config.js';
@@ -59,6 +59,18 @@ test('parseKeyValues (meminfo, status) returns only whole non-negative numbers f
     fc.property(fc.oneof(realOrCut('/proc/meminfo'), realOrCut('/proc/self/status')), (text) => {
       countCases();
       for (const v of Object.values(parseKeyValues(text))) assert.ok(Number.isInteger(v) && v >= 0, String(v));
+    }),
+    params,
+  );
+});
+
+test('keyValue reads a key as parseKeyValues does, wherever its line occurs once', () => {
+  const keys = ['MemTotal', 'MemAvailable', 'Cached', 'SwapFree', 'VmRSS', 'Name'];
+  fc.assert(
+    fc.property(fc.oneof(realOrCut('/proc/meminfo'), realOrCut('/proc/self/status')), fc.constantFrom(...keys), (text, key) => {
+      countCases();
+      if (text.split('\n').filter((line) => line.startsWith(`${key}:`)).length > 1) return;
+      assert.equal(keyValue(text, key), parseKeyValues(text)[key]);
     }),
     params,
   );

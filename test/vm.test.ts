@@ -157,6 +157,36 @@ test('a poll without figures reports the VMs gone as it last read them, and keep
   }
 });
 
+test('a VM whose pid a new process takes between two looks is reported gone, not kept under its name', async () => {
+  const tree = new ProcTree();
+  try {
+    const w = new VmWatcher({ procRoot: tree.root });
+    tree.write('uptime', '100.00 150.00\n');
+    tree.add({ pid: 4242, argv: ['/usr/bin/qemu-system-x86_64', '-name', 'guest=prod-db'], exe: '/usr/bin/qemu-system-x86_64', startTime: 1000 });
+    assert.deepEqual((await w.poll(1000)).added.map((v) => v.name), ['prod-db']);
+    // The guest exited and, before the next look, another user's process came round to its pid.
+    tree.replace({ pid: 4242, argv: ['/home/mallory/evil'], exe: '/home/mallory/evil', startTime: 9000 });
+    const r = await w.poll(2000, { figures: false });
+    assert.deepEqual([r.removed, r.vms], [[4242], []]);
+  } finally {
+    tree.dispose();
+  }
+});
+
+test('a VM started on the pid of a process that exited between two looks is found', async () => {
+  const tree = new ProcTree();
+  try {
+    const w = new VmWatcher({ procRoot: tree.root });
+    tree.write('uptime', '100.00 150.00\n');
+    tree.add({ pid: 4343, argv: ['/usr/sbin/cron'], exe: '/usr/sbin/cron', startTime: 0 });
+    assert.deepEqual((await w.poll(1000)).added, []);
+    tree.replace({ pid: 4343, argv: ['/usr/bin/qemu-system-x86_64', '-name', 'guest=new-vm'], exe: '/usr/bin/qemu-system-x86_64', startTime: 9000 });
+    assert.deepEqual((await w.poll(2000, { figures: false })).added.map((v) => v.name), ['new-vm']);
+  } finally {
+    tree.dispose();
+  }
+});
+
 test("QEMU option strings: ',,' escapes a comma and a bare first value takes the implied key", () => {
   assert.deepEqual([...parseQemuOpts('guest=a,,b,debug-threads=on', 'guest')], [['guest', 'a,b'], ['debug-threads', 'on']]);
   assert.deepEqual([...parseQemuOpts('vm9,process=qemu:vm9', 'guest')], [['guest', 'vm9'], ['process', 'qemu:vm9']]);

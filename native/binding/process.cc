@@ -1,4 +1,10 @@
+#include <dirent.h>
 #include <malloc.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <utility>
+#include <vector>
 
 #include "binding/errors.h"
 #include "binding/modules.h"
@@ -53,7 +59,50 @@ static Napi::Value BatchScheduling(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), rc);
 }
 
+// procPids(dir, previous?) → Float64Array [pid, inode, pid, inode, …] of the numeric entries of a proc
+// root, by pid; null when that is exactly `previous` (nothing came, went, or was made anew). The inode is
+// the directory entry's (d_ino): procfs gives a process's directory a new one when its pid names a new
+// process, so a pid reused between two looks shows, with no file of the process read. (It also changes
+// when the kernel drops the cached entry under memory pressure: the caller then checks the start time.)
+static Napi::Value ProcPids(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) ThrowTypeError(env, "dir must be a string");
+  std::string dir = info[0].As<Napi::String>().Utf8Value();
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) ThrowErrno(env, errno, "opendir", "opendir " + dir);
+  std::vector<std::pair<double, double>> entries;
+  errno = 0;
+  for (struct dirent* e; (e = readdir(d)) != nullptr; errno = 0) {
+    const char* n = e->d_name;
+    if (n[0] < '1' || n[0] > '9') continue;
+    uint64_t pid = 0;
+    size_t i = 0;
+    for (; n[i] >= '0' && n[i] <= '9' && i < 10; i++) pid = pid * 10 + static_cast<uint64_t>(n[i] - '0');
+    if (n[i] != '\0' || pid > 0x7fffffff) continue;
+    entries.emplace_back(static_cast<double>(pid), static_cast<double>(e->d_ino & ((uint64_t{1} << 53) - 1)));
+  }
+  int err = errno;
+  closedir(d);
+  if (err != 0) ThrowErrno(env, err, "readdir", "readdir " + dir);
+  std::sort(entries.begin(), entries.end());
+  if (info.Length() > 1 && info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+    Napi::Float64Array prev = info[1].As<Napi::Float64Array>();
+    if (prev.ElementLength() == entries.size() * 2) {
+      bool same = true;
+      for (size_t k = 0; k < entries.size() && same; k++) same = prev[2 * k] == entries[k].first && prev[2 * k + 1] == entries[k].second;
+      if (same) return env.Null();
+    }
+  }
+  Napi::Float64Array out = Napi::Float64Array::New(env, entries.size() * 2);
+  for (size_t k = 0; k < entries.size(); k++) {
+    out[2 * k] = entries[k].first;
+    out[2 * k + 1] = entries[k].second;
+  }
+  return out;
+}
+
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("procPids", Napi::Function::New(env, ProcPids, "procPids"));
   exports.Set("batchScheduling", Napi::Function::New(env, BatchScheduling, "batchScheduling"));
   exports.Set("trimHeap", Napi::Function::New(env, TrimHeap, "trimHeap"));
   exports.Set("pinMmapThreshold", Napi::Function::New(env, PinMmapThreshold, "pinMmapThreshold"));

@@ -1,6 +1,6 @@
 // /proc/meminfo in bytes: the one memory reading the tuner's policies, the un-share exposure and the
 // reports share.
-import { parseKeyValues, readProcText, readProcTextSync } from './procfs.js';
+import { keyValue, readProcText, readProcTextSync } from './procfs.js';
 
 /** /proc/meminfo's fields pagefuse uses, in bytes. */
 export interface MemInfo {
@@ -17,12 +17,12 @@ export interface MemInfo {
 
 /** Parses /proc/meminfo's text (its kB are KiB). */
 export function parseMemInfo(text: string): MemInfo {
-  const kib = parseKeyValues(text);
-  const bytes = (key: string): number => (kib[key] ?? 0) * 1024;
+  const bytes = (key: string): number => (keyValue(text, key) ?? 0) * 1024;
+  const available = keyValue(text, 'MemAvailable');
   return {
     memTotal: bytes('MemTotal'),
     memFree: bytes('MemFree'),
-    memAvailable: kib.MemAvailable !== undefined ? bytes('MemAvailable') : bytes('MemFree') + bytes('Cached'),
+    memAvailable: available !== undefined ? available * 1024 : bytes('MemFree') + bytes('Cached'),
     buffers: bytes('Buffers'),
     cached: bytes('Cached'),
     swapTotal: bytes('SwapTotal'),

@@ -3,6 +3,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { native } from '../native.js';
 
 export const DEFAULT_PROC_ROOT = '/proc';
 
@@ -67,6 +68,15 @@ export function listPidsSync(procRoot: string): number[] {
   return pidsOf(readdirSync(procRoot));
 }
 
+/**
+ * The pids under the proc root with their directories' inodes, [pid, inode, …] by pid, in one pass in the
+ * addon; null when exactly `previous` (no process came or went, and no pid names a new one). A pid whose
+ * inode changed names a new process, or the same one whose cached entry the kernel dropped (its start time tells).
+ */
+export function listPidEntriesSync(procRoot: string, previous?: Float64Array): Float64Array | null {
+  return native.procPids(procRoot, previous);
+}
+
 function pidsOf(names: string[]): number[] {
   const pids: number[] = [];
   for (const name of names) {
@@ -105,6 +115,26 @@ export function parseKeyValues(text: string): Record<string, number> {
     if (m) out[m[1]] = Number(m[2]);
   }
   return out;
+}
+
+/**
+ * One "Key:   123 kB" line's number, as parseKeyValues reads it, found without parsing the other lines:
+ * what the idle tuner reads every few seconds (meminfo) and at each decision for every VM (status), where
+ * a regular expression per line is most of the cost under --jitless (no regexp compiler either).
+ */
+export function keyValue(text: string, key: string): number | undefined {
+  const head = `${key}:`;
+  let start: number;
+  if (text.startsWith(head)) {
+    start = head.length;
+  } else {
+    const at = text.indexOf(`\n${head}`);
+    if (at < 0) return undefined;
+    start = at + 1 + head.length;
+  }
+  const end = text.indexOf('\n', start);
+  const m = /^\s+(\d+)(?:\s+kB)?\s*$/.exec(text.slice(start, end < 0 ? text.length : end));
+  return m === null ? undefined : Number(m[1]);
 }
 
 export interface ProcStat {

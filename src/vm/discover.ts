@@ -2,8 +2,8 @@
 import { classifyVmm, configuredMemory, vmName, type Vmm } from './identify.js';
 import {
   DEFAULT_PROC_ROOT,
-  listPidsSync,
-  parseKeyValues,
+  listPidEntriesSync,
+  keyValue,
   parseStat,
   readProcLink,
   readProcStatSync,
@@ -89,7 +89,7 @@ async function describe(procRoot: string, pid: number, id: Identity, registered:
     vmm,
     name: nameOf(pid, id, registered),
     startTime: id.startTime,
-    rssBytes: (parseKeyValues(status).VmRSS ?? 0) * 1024,
+    rssBytes: (keyValue(status, 'VmRSS') ?? 0) * 1024,
     ksm: ksmStat === undefined ? null : parseKsmStat(ksmStat),
   };
   const faults = stat === undefined ? NaN : stat.minflt + stat.majflt;
@@ -108,6 +108,8 @@ const RECHECK_MS = 5_000;
 
 interface Seen {
   id: Identity | undefined;
+  /** Its /proc directory's inode when last looked at: a new one means the pid may name a new process. */
+  ino: number;
   firstSeen: number;
   /** The name last given to it, and the registered name it came from (argv is parsed once, not per poll). */
   named?: { registered: string | null | undefined; name: string };
@@ -140,6 +142,12 @@ export class VmWatcher {
   private readonly registered = new Map<number, string | null>();
   private readonly seen = new Map<number, Seen>();
   private current = new Map<number, VmInfo>();
+  /** /proc's pids and inodes at the last poll that read it. */
+  private lastEntries: Float64Array | undefined;
+  /** Date.now() until which a young process that is no VMM may still exec one: polls look at it till then. */
+  private recheckUntil = 0;
+  /** The registered pids or names changed since the last full poll. */
+  private registeredChanged = true;
 
   constructor(options: DiscoverOptions = {}) {
     this.procRoot = options.procRoot ?? DEFAULT_PROC_ROOT;
@@ -150,16 +158,19 @@ export class VmWatcher {
   register(pid: number, name?: string): void {
     if (!Number.isInteger(pid) || pid <= 0) throw invalidNumber(`register: pid must be a positive whole number`, pid);
     this.registered.set(pid, name ?? this.registered.get(pid) ?? null);
+    this.registeredChanged = true;
   }
 
   unregister(pid: number): void {
     this.registered.delete(pid);
+    this.registeredChanged = true;
   }
 
   /** Replaces the registered pids with these (the registry's list). */
   setRegistered(registrations: Iterable<{ pid: number; name?: string | undefined }>): void {
     this.registered.clear();
     for (const r of registrations) this.registered.set(r.pid, r.name ?? null);
+    this.registeredChanged = true;
   }
 
   get vms(): VmInfo[] {
@@ -169,15 +180,25 @@ export class VmWatcher {
   async poll(now = Date.now(), options: PollOptions = {}): Promise<VmChanges> {
     const figures = options.figures !== false;
     // The directory and the small files read at every poll are read synchronously: each promise read is
-    // four thread-pool round trips, which is most of what an idle watch would cost.
-    const pids = listPidsSync(this.procRoot);
+    // four thread-pool round trips, which is most of what an idle watch would cost. When /proc holds the
+    // same pids under the same inodes as at the last look, no young process waits for its exec and no
+    // registration changed, nothing can have come or gone: an idle poll ends there.
+    const quiet = !figures && !this.registeredChanged && now >= this.recheckUntil;
+    const entries = listPidEntriesSync(this.procRoot, quiet ? this.lastEntries : undefined);
+    if (entries === null) return { vms: this.vms, added: [], removed: [], gone: [] };
+    this.lastEntries = entries;
+    this.registeredChanged = false;
+    const pids: number[] = new Array(entries.length / 2);
+    for (let i = 0; i < pids.length; i++) pids[i] = entries[2 * i];
     const uptime = readProcTextSync(this.procRoot, 'uptime');
     const uptimeTicks = uptime === undefined ? undefined : Number.parseFloat(uptime) * USER_HZ;
-    // Young by its start time when /proc/uptime says, else by when this watcher first saw it.
-    const young = (seen: Seen) =>
+    // When (Date.now()) a process stops being young: by its start time when /proc/uptime says, else by
+    // when this watcher first saw it.
+    const youngUntil = (seen: Seen) =>
       uptimeTicks !== undefined && seen.id !== undefined
-        ? ((uptimeTicks - seen.id.startTime) / USER_HZ) * 1000 < RECHECK_MS
-        : now - seen.firstSeen < RECHECK_MS;
+        ? now + RECHECK_MS - ((uptimeTicks - seen.id.startTime) / USER_HZ) * 1000
+        : seen.firstSeen + RECHECK_MS;
+    const young = (seen: Seen) => now < youngUntil(seen);
     const alive = new Set(pids);
     for (const pid of this.seen.keys()) if (!alive.has(pid)) this.seen.delete(pid);
     for (const pid of this.registered.keys()) if (!alive.has(pid)) this.registered.delete(pid);
@@ -186,19 +207,35 @@ export class VmWatcher {
     // only what is new (or, with figures, every VM) takes a promise, so an idle poll allocates little.
     const found: (VmInfo | undefined)[] = new Array(pids.length);
     const reads: Promise<void>[] = [];
-    const look = async (i: number, pid: number, seen: Seen | undefined): Promise<void> => {
+    const look = async (i: number, pid: number, ino: number, seen: Seen | undefined): Promise<void> => {
       if (seen === undefined) {
-        seen = { id: await identify(this.procRoot, pid), firstSeen: this.seen.get(pid)?.firstSeen ?? now };
+        seen = { id: await identify(this.procRoot, pid), ino, firstSeen: this.seen.get(pid)?.firstSeen ?? now };
         this.seen.set(pid, seen);
       }
       const id = seen.id;
       if (id === undefined || (id.vmm === undefined && !this.registered.has(pid))) return;
       found[i] = await describe(this.procRoot, pid, id, this.registered.get(pid));
     };
+    let recheckUntil = 0;
+    let newcomers = false;
     for (let i = 0; i < pids.length; i++) {
       const pid = pids[i];
+      const ino = entries[2 * i + 1];
       let seen = this.seen.get(pid);
+      if (seen !== undefined && seen.ino !== ino) {
+        // Its directory was made anew: the pid names a new process (the one seen exited and the pid came
+        // round again between two looks), or the kernel dropped the cached entry of the same one.
+        const stat = readProcStatSync(this.procRoot, pid);
+        if (stat === undefined) continue; // exited meanwhile
+        if (seen.id !== undefined && stat.startTime === seen.id.startTime) {
+          seen.ino = ino;
+        } else {
+          this.seen.delete(pid);
+          seen = undefined;
+        }
+      }
       if (seen !== undefined && seen.id?.vmm === undefined && young(seen)) {
+        recheckUntil = Math.max(recheckUntil, youngUntil(seen));
         // A young process that is no VMM may be about to exec one (libvirt forks, then execs qemu):
         // its stat is read again, and its argv only when its comm changed, as exec changes it.
         const stat = readProcStatSync(this.procRoot, pid);
@@ -217,9 +254,12 @@ export class VmWatcher {
           continue;
         }
       }
-      reads.push(look(i, pid, seen));
+      if (seen === undefined) newcomers = true;
+      reads.push(look(i, pid, ino, seen));
     }
     if (reads.length > 0) await Promise.all(reads);
+    // Processes identified now are young: whether they exec a VMM is looked at for RECHECK_MS at most.
+    this.recheckUntil = newcomers ? Math.max(recheckUntil, now + RECHECK_MS) : recheckUntil;
     const next = new Map<number, VmInfo>();
     for (const info of found) if (info !== undefined) next.set(info.pid, info);
     const added: VmInfo[] = [];

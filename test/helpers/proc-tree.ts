@@ -1,5 +1,5 @@
 // Builds fixture /proc trees: the files VM discovery and the tuner read, with NUL-separated cmdlines.
-import { mkdtempSync, mkdirSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, renameSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -35,13 +35,30 @@ export class ProcTree {
   add(p: FakeProcess): this {
     const dir = join(this.root, String(p.pid));
     rmSync(dir, { recursive: true, force: true });
+    this.fill(dir, p);
+    return this;
+  }
+
+  /**
+   * A new process on a pid that names another: a new directory with a new inode, as procfs gives it (a
+   * directory removed and made again may get the same inode number back from tmpfs or ext4).
+   */
+  replace(p: FakeProcess): this {
+    const dir = join(this.root, String(p.pid));
+    const aside = `${dir}.new`;
+    this.fill(aside, p);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(aside, dir);
+    return this;
+  }
+
+  private fill(dir: string, p: FakeProcess): void {
     mkdirSync(dir);
     writeFileSync(join(dir, 'cmdline'), p.argv.map((a) => `${a}\0`).join(''));
     writeFileSync(join(dir, 'stat'), statLine(p));
     writeFileSync(join(dir, 'status'), `Name:\t${p.comm ?? 'x'}\nVmRSS:\t${p.rssKiB ?? 0} kB\n`);
     if (p.exe !== undefined) symlinkSync(p.exe, join(dir, 'exe'));
     if (p.ksmStat !== undefined) writeFileSync(join(dir, 'ksm_stat'), p.ksmStat);
-    return this;
   }
 
   remove(pid: number): this {
