@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OvercommitGuard, admission, unshareExposure } from '../src/safety/exposure.js';
@@ -156,6 +156,94 @@ test('a registry read under another proc root leaves the host\'s registrations i
     } finally {
       await rm(emptyProc, { recursive: true, force: true });
     }
+  });
+});
+
+test('a registry entry whose pid is a path is skipped, and no file outside the registry is touched', async () => {
+  await withRegistry(async (registry, stateDir) => {
+    await mkdir(join(stateDir, 'victim'));
+    await writeFile(join(stateDir, 'victim', 'vm-config.json'), 'precious\n');
+    await mkdir(join(stateDir, 'processes'));
+    await writeFile(join(stateDir, 'processes', '1.json'), JSON.stringify({ ...reg(1), pid: '../victim/vm-config' }));
+    assert.deepEqual(registry.list(), []);
+    assert.deepEqual(
+      [await readFile(join(stateDir, 'victim', 'vm-config.json'), 'utf8'), await readdir(join(stateDir, 'processes'))],
+      ['precious\n', ['1.json']],
+    );
+  });
+});
+
+test("a registry entry whose pid is not its file's name is skipped, not listed under either pid", async () => {
+  await withRegistry(async (registry, stateDir) => {
+    const live = { ...reg(process.pid, 'acme'), startTime: processStartTime(process.pid) };
+    await mkdir(join(stateDir, 'processes'));
+    await writeFile(join(stateDir, 'processes', '7.json'), JSON.stringify(live));
+    assert.deepEqual([registry.list(), await readdir(join(stateDir, 'processes'))], [[], ['7.json']]);
+  });
+});
+
+test('a registry entry whose tenant is not a string is skipped', async () => {
+  await withRegistry(async (registry, stateDir) => {
+    const entry = { ...reg(process.pid), startTime: processStartTime(process.pid), tenant: ['acme'] };
+    await mkdir(join(stateDir, 'processes'));
+    await writeFile(join(stateDir, 'processes', `${process.pid}.json`), JSON.stringify(entry));
+    assert.deepEqual(registry.list(), []);
+  });
+});
+
+test('a state directory owned by another uid is refused, naming it and its owner', async () => {
+  await withRegistry(async (registry, stateDir) => {
+    await chown(stateDir, 65534, 65534);
+    const refused = { code: 'EPERM', message: `refusing the state directory ${stateDir}: it is owned by uid 65534, not by root` };
+    assert.throws(() => registry.list(), refused);
+    assert.throws(() => registry.add({ pid: process.pid, tenant: 'acme', merge: true, via: 'register' }), refused);
+    assert.deepEqual(await readdir(stateDir), []);
+  });
+});
+
+test('a state directory others can write is refused, with its mode', async () => {
+  await withRegistry(async (registry, stateDir) => {
+    await chmod(stateDir, 0o777);
+    assert.throws(() => registry.list(), { code: 'EPERM', message: `refusing the state directory ${stateDir}: it is writable by group and others (mode 0777)` });
+  });
+});
+
+test("a registry subdirectory the group can write is refused, though the state directory is the user's", async () => {
+  await withRegistry(async (registry, stateDir) => {
+    await mkdir(join(stateDir, 'processes'));
+    await chmod(join(stateDir, 'processes'), 0o770);
+    assert.throws(() => registry.prepare(), { code: 'EPERM', message: `refusing the state directory ${join(stateDir, 'processes')}: it is writable by group (mode 0770)` });
+  });
+});
+
+test('a state directory that is a symbolic link is refused', async () => {
+  await withRegistry(async (_registry, stateDir) => {
+    await mkdir(join(stateDir, 'real'));
+    await symlink(join(stateDir, 'real'), join(stateDir, 'link'));
+    const registry = new Registry({ stateDir: join(stateDir, 'link') });
+    assert.throws(() => registry.prepare(), { code: 'EPERM', message: `refusing the state directory ${join(stateDir, 'link')}: it is a symbolic link` });
+    assert.deepEqual(await readdir(join(stateDir, 'real')), []);
+  });
+});
+
+test("a non-root user's state directory and its registry are made 0700", async (t) => {
+  await withRegistry(async (_registry, stateDir) => {
+    t.mock.method(process as { getuid: () => number }, 'getuid', () => 1001); // this process is root: the directories it makes are root's, which a user trusts too
+    new Registry({ stateDir: join(stateDir, 'user') }).prepare();
+    const modes = [(await stat(join(stateDir, 'user'))).mode & 0o7777, (await stat(join(stateDir, 'user', 'processes'))).mode & 0o7777];
+    assert.deepEqual(modes, [0o700, 0o700]);
+  });
+});
+
+test("root's state directory is still made 0755, for other users' status to read", async () => {
+  await withRegistry(async (_registry, stateDir) => {
+    const umask = process.umask(0o022);
+    try {
+      new Registry({ stateDir: join(stateDir, 'run') }).prepare();
+    } finally {
+      process.umask(umask);
+    }
+    assert.deepEqual([(await stat(join(stateDir, 'run'))).mode & 0o7777, (await stat(join(stateDir, 'run', 'processes'))).mode & 0o7777], [0o755, 0o755]);
   });
 });
 

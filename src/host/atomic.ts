@@ -144,6 +144,82 @@ export async function ensureDir(path: string, mode = 0o755): Promise<void> {
   if (!(await makeDir(path, mode))) throw cannotCreate(path);
 }
 
+/**
+ * The mode of a state directory pagefuse makes: 0755 for root (/run/pagefuse, as systemd's RuntimeDirectory
+ * makes it: other users' `status` reads the registry), 0700 for any other user, whose directory is its own.
+ */
+export function stateDirMode(): number {
+  return process.getuid?.() === 0 ? 0o755 : 0o700;
+}
+
+/**
+ * Why a file or directory (its lstat) is not one this process may take state from: a symbolic link, not of the
+ * kind expected, owned by a user other than this one or root, or writable by group or others (whoever could
+ * write it could remove this user's registrations or plant entries). Undefined when it may be trusted.
+ */
+export function distrustReason(st: Stats, kind: 'directory' | 'file'): string | undefined {
+  if (st.isSymbolicLink()) return 'it is a symbolic link';
+  if (kind === 'directory' ? !st.isDirectory() : !st.isFile()) return `it is not a ${kind === 'directory' ? 'directory' : 'regular file'}`;
+  const me = process.getuid?.();
+  if (me !== undefined && st.uid !== me && st.uid !== 0) return `it is owned by uid ${st.uid}, not by ${me === 0 ? 'root' : `uid ${me} or root`}`;
+  if ((st.mode & 0o022) !== 0) {
+    const who = (st.mode & 0o020) !== 0 ? ((st.mode & 0o002) !== 0 ? 'group and others' : 'group') : 'others';
+    return `it is writable by ${who} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+  }
+  return undefined;
+}
+
+function untrustedStateDir(path: string, why: string): PagefuseError {
+  return new PagefuseError('EPERM', `refusing the state directory ${path}: ${why}`, { path });
+}
+
+/**
+ * Checks a state directory before anything in it is read or written: false when it does not exist; throws
+ * (EPERM, naming the path and why) when distrustReason finds one.
+ */
+export function checkStateDirSync(path: string): boolean {
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw explain(err, `cannot read the state directory ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  const why = distrustReason(st, 'directory');
+  if (why !== undefined) throw untrustedStateDir(path, why);
+  return true;
+}
+
+/** checkStateDirSync, without blocking the event loop. */
+export async function checkStateDir(path: string): Promise<boolean> {
+  let st: Stats;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw explain(err, `cannot read the state directory ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  const why = distrustReason(st, 'directory');
+  if (why !== undefined) throw untrustedStateDir(path, why);
+  return true;
+}
+
+/**
+ * Makes a state directory (and its missing parents) with stateDirMode(), or takes the one there once
+ * checkStateDirSync trusts it: without root and without XDG_RUNTIME_DIR it is /tmp/pagefuse-UID, a name
+ * any local user can make first.
+ */
+export function ensureStateDirSync(path: string): void {
+  ensureDirSync(path, stateDirMode());
+  checkStateDirSync(path);
+}
+
+/** ensureStateDirSync, without blocking the event loop. */
+export async function ensureStateDir(path: string): Promise<void> {
+  await ensureDir(path, stateDirMode());
+  await checkStateDir(path);
+}
+
 /** Its parent is there, and still the directory cannot be made (a path under /proc or /sys). */
 function cannotCreate(path: string): PagefuseError {
   return new PagefuseError('ENOENT', `cannot create the directory ${path}: ENOENT (its parent is there, but takes no new directory)`, { path });

@@ -3,10 +3,11 @@
 // host while KSM has merged none of a process's pages records how many of its pages already map the zero
 // page, so a later one-shot `status`, or a `serve`/`top`/`tune` started after merging, counts only the
 // mappings beyond it. A process is named by its pid and start time (a reused pid is another process).
-// The file is read as untrusted: anything that is not a well-formed entry is ignored.
+// The file is read as untrusted: anything that is not a well-formed entry is ignored, and nothing is read from
+// (or written to) a directory another user owns or can write (checkStateDir).
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { ensureDir, writeFileAtomic } from '../host/atomic.js';
+import { checkStateDir, ensureStateDir, writeFileAtomic } from '../host/atomic.js';
 import { defaultStateDir } from '../safety/registry.js';
 
 export const ZERO_BASELINES_FILE = 'zero-baselines.json';
@@ -25,11 +26,12 @@ export function zeroBaselinesPath(): string {
 
 const count = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
-/** The baselines in `path` by pid; an empty map when the file is missing or not ours to read. */
+/** The baselines in `path` by pid; an empty map when the file is missing, not ours to read, or in a directory not to trust. */
 export async function readZeroBaselines(path: string): Promise<Map<number, ZeroBaseline>> {
   const out = new Map<number, ZeroBaseline>();
   let parsed: unknown;
   try {
+    if (!(await checkStateDir(dirname(path)))) return out;
     parsed = JSON.parse(await readFile(path, 'utf8'));
   } catch {
     return out;
@@ -63,7 +65,7 @@ export async function writeZeroBaselines(
     if ((await current(pid)) === b.start) processes[String(pid)] = b;
   }
   try {
-    await ensureDir(dirname(path));
+    await ensureStateDir(dirname(path));
     await writeFileAtomic(path, `${JSON.stringify({ processes })}\n`);
     return undefined;
   } catch (err) {

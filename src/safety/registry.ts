@@ -2,7 +2,7 @@
 // directory so the CLI, the daemon and embedding VM managers all see the same list.
 import { EventEmitter } from 'node:events';
 import { readdirSync, readFileSync, unlinkSync, watch } from 'node:fs';
-import { ensureDirSync, removeStaleTempsSync, writeFileAtomicSync } from '../host/atomic.js';
+import { checkStateDirSync, ensureStateDirSync, removeStaleTempsSync, writeFileAtomicSync } from '../host/atomic.js';
 import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
 import { join } from 'node:path';
 import { PagefuseError, invalidArgType, invalidNumber, invalidArgValue } from '../errors.js';
@@ -25,7 +25,10 @@ export interface RegistryOptions {
   procRoot?: string;
 }
 
-/** /run/pagefuse for root; a per-user directory otherwise. PAGEFUSE_STATE_DIR overrides both. */
+/**
+ * /run/pagefuse for root; a per-user directory otherwise ($XDG_RUNTIME_DIR/pagefuse-UID, else /tmp/pagefuse-UID,
+ * made 0700; one another user made first is refused). PAGEFUSE_STATE_DIR overrides both.
+ */
 export function defaultStateDir(): string {
   if (process.env.PAGEFUSE_STATE_DIR) return process.env.PAGEFUSE_STATE_DIR;
   if (process.getuid?.() === 0) return '/run/pagefuse';
@@ -33,6 +36,44 @@ export function defaultStateDir(): string {
 }
 
 const TENANT_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+
+/** A registration's file name: its pid, as add() writes it (no sign, no leading zero). */
+const ENTRY_NAME = /^([1-9]\d{0,15})\.json$/;
+
+/**
+ * One registration file's text, if it is what add() writes for `pid` (the pid its name gives): every field of
+ * its type, the tenant as checkTenant takes it. Anything else (damaged, or planted) is undefined.
+ */
+function parseRegistration(text: string, pid: number): Registration | undefined {
+  let v: Partial<Record<keyof Registration, unknown>> | null;
+  try {
+    v = JSON.parse(text) as typeof v;
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const ok =
+    v.pid === pid &&
+    typeof v.startTime === 'number' &&
+    Number.isSafeInteger(v.startTime) &&
+    v.startTime >= 0 &&
+    typeof v.merge === 'boolean' &&
+    typeof v.via === 'string' &&
+    typeof v.registeredAt === 'string' &&
+    (v.tenant === undefined || (typeof v.tenant === 'string' && TENANT_RE.test(v.tenant))) &&
+    (v.name === undefined || typeof v.name === 'string');
+  if (!ok) return undefined;
+  const reg: Registration = {
+    pid,
+    startTime: v.startTime as number,
+    merge: v.merge as boolean,
+    via: v.via as string,
+    registeredAt: v.registeredAt as string,
+    ...(v.tenant === undefined ? {} : { tenant: v.tenant as string }),
+    ...(v.name === undefined ? {} : { name: v.name as string }),
+  };
+  return reg;
+}
 
 export function checkTenant(tenant: unknown): string | undefined {
   if (tenant === undefined) return undefined;
@@ -75,9 +116,18 @@ export class Registry {
     return join(this.stateDir, 'processes');
   }
 
-  /** Creates the state directory, so a failure to write it shows before anything is started. */
+  /**
+   * Creates the state directory (0700 unless root), so a failure to write it shows before anything is started;
+   * one that is there is checked first (checkStateDirSync: another user's, or one others can write, is refused).
+   */
   prepare(): void {
-    ensureDirSync(this.dir);
+    ensureStateDirSync(this.stateDir);
+    ensureStateDirSync(this.dir);
+  }
+
+  /** Whether the directories are there; throws when either is one this user may not trust. */
+  private trusted(): boolean {
+    return checkStateDirSync(this.stateDir) && checkStateDirSync(this.dir);
   }
 
   add(entry: { pid: number; tenant?: string; name?: string; merge: boolean; via: string }): Registration {
@@ -104,6 +154,7 @@ export class Registry {
   }
 
   remove(pid: number): void {
+    if (!Number.isSafeInteger(pid) || pid <= 0) throw invalidNumber(`pid must be a positive integer`, pid);
     try {
       unlinkSync(join(this.dir, `${pid}.json`));
     } catch (err) {
@@ -133,10 +184,15 @@ export class Registry {
     }
   }
 
-  /** Live registrations; entries of exited processes (or of a reused pid) are dropped on the way. */
+  /**
+   * Live registrations; entries of exited processes (or of a reused pid) are dropped on the way. An entry that
+   * is not what add() writes (its pid not its file's name, a field of the wrong type) is skipped. Throws when
+   * the state directory is one this user may not trust (checkStateDirSync).
+   */
   list(): Registration[] {
     let names: string[];
     try {
+      if (!this.trusted()) return [];
       names = readdirSync(this.dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
@@ -146,19 +202,23 @@ export class Registry {
     if (this.procRoot === DEFAULT_PROC_ROOT) removeStaleTempsSync(this.dir, names);
     const out: Registration[] = [];
     for (const name of names) {
-      if (!/^\d+\.json$/.test(name)) continue;
-      let reg: Registration;
+      const m = ENTRY_NAME.exec(name);
+      const pid = m === null ? NaN : Number(m[1]);
+      if (!Number.isSafeInteger(pid)) continue;
+      let text: string;
       try {
-        reg = JSON.parse(readFileSync(join(this.dir, name), 'utf8')) as Registration;
+        text = readFileSync(join(this.dir, name), 'utf8');
       } catch {
         continue; // removed or being replaced meanwhile
       }
-      if (processStartTime(reg.pid, this.procRoot) !== reg.startTime) {
+      const reg = parseRegistration(text, pid);
+      if (reg === undefined) continue;
+      if (processStartTime(pid, this.procRoot) !== reg.startTime) {
         // Only the host's own /proc can say a registered process is gone; under another root (a fixture,
         // a container's view) the entry is just not listed, never deleted.
         if (this.procRoot !== DEFAULT_PROC_ROOT) continue;
         try {
-          this.remove(reg.pid);
+          this.remove(pid); // by its file's name, which the pattern above has checked
         } catch {
           // another user's state directory: leave it
         }
