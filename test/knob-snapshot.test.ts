@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, mkdtempSync, symlinkSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, symlinkSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KnobGuard, recoverKnobs, restoreKnobs, restorePlan, snapshotKnobs, type KnobSnapshot } from '../src/ksm/snapshot.js';
@@ -119,7 +119,7 @@ test('restoreKnobs tries every knob and names each one that would not go back (c
 });
 
 /** A record of a process that has exited (its pid and start time no longer name a live process). */
-async function deadRecord(dir: string, sysfsRoot: string, knobs: KnobSnapshot, at: number, only?: string[]): Promise<void> {
+async function deadRecord(dir: string, sysfsRoot: string, knobs: KnobSnapshot, at: number, only?: string[]): Promise<string> {
   const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 10000)'], { stdio: 'ignore' });
   await once(child, 'spawn');
   const startTime = parseStat(readFileSync(`/proc/${child.pid}/stat`, 'utf8'))!.startTime;
@@ -127,6 +127,33 @@ async function deadRecord(dir: string, sysfsRoot: string, knobs: KnobSnapshot, a
   await once(child, 'exit');
   const record = { version: 1, owner: 'tune', pid: child.pid, startTime, at, sysfsRoot, knobs, ...(only === undefined ? {} : { only }) };
   writeFileSync(join(dir, `knobs-${child.pid}-1.json`), JSON.stringify(record));
+  return join(dir, `knobs-${child.pid}-1.json`);
+}
+
+/** A fake sysfs at PARENT/ksm beside a file PARENT/victim, and a record directory; removed after fn. */
+async function withVictim(fn: (sysfs: string, records: string, victim: string) => Promise<void>): Promise<void> {
+  const parent = mkdtempSync(join(tmpdir(), 'pagefuse-victim-'));
+  const sysfs = join(parent, 'ksm');
+  const built = fakeSysfs({ ...HOST, run: 1, pages_to_scan: 2667 });
+  try {
+    mkdirSync(sysfs);
+    for (const name of readdirSync(built)) writeFileSync(join(sysfs, name), readFileSync(join(built, name)));
+    chmodSync(join(sysfs, 'pages_shared'), 0o444);
+    writeFileSync(join(parent, 'victim'), 'root:x:0:0::/root:/bin/bash\n');
+    const records = join(parent, 'records');
+    mkdirSync(records, { mode: 0o700 });
+    await fn(sysfs, records, join(parent, 'victim'));
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+    rmSync(built, { recursive: true, force: true });
+  }
+}
+
+/** What recovery said on stderr while fn ran. */
+function stderrOf(t: { mock: { method: (o: object, m: string, f: (...a: unknown[]) => boolean) => unknown } }): string[] {
+  const lines: string[] = [];
+  t.mock.method(process.stderr, 'write', (chunk: unknown) => (lines.push(String(chunk)), true));
+  return lines;
 }
 
 test('a dead writer\'s record is put back and removed; the recovery says whose it was', async () => {
@@ -244,4 +271,104 @@ test("a writer that died inside a live guard (its child) is put back by that gua
     rmSync(sysfs, { recursive: true, force: true });
     rmSync(records, { recursive: true, force: true });
   }
+});
+
+test('a record with a knob ../../etc/x is not applied, and the valid knobs of a good record still are', async (t) => {
+  await withVictim(async (sysfs, records, victim) => {
+    const bad = await deadRecord(records, sysfs, { ...HOST, '../victim': 'root:x:0:0::/root:/bin/bash\nmallory::0:0::/root:/bin/bash' }, 2);
+    await deadRecord(records, sysfs, HOST, 1);
+    const said = stderrOf(t);
+    const recovered = recoverKnobs({ dir: records, sysfsRoot: sysfs });
+    assert.deepEqual(
+      [recovered.map((r) => r.written), readFileSync(victim, 'utf8'), snapshotKnobs(sysfs), readdirSync(records), said],
+      [
+        [[['pages_to_scan', 100], ['run', 0]]],
+        'root:x:0:0::/root:/bin/bash\n',
+        HOST,
+        [bad.slice(records.length + 1)],
+        [`pagefuse: skipped the knob record ${bad}: knob "../victim" is not the name of a KSM knob\n`],
+      ],
+    );
+  });
+});
+
+test('a record with a newline in a knob value is skipped whole, none of its knobs written', async (t) => {
+  await withVictim(async (sysfs, records) => {
+    const bad = await deadRecord(records, sysfs, { ...HOST, pages_to_scan: '100\nmallory' as unknown as number }, 1);
+    const said = stderrOf(t);
+    assert.deepEqual(recoverKnobs({ dir: records, sysfsRoot: sysfs }), []);
+    assert.deepEqual(
+      [readFileSync(join(sysfs, 'pages_to_scan'), 'utf8'), readFileSync(join(sysfs, 'run'), 'utf8'), said],
+      ['2667\n', '1\n', [`pagefuse: skipped the knob record ${bad}: knob pages_to_scan="100\\nmallory" is not a value of its form\n`]],
+    );
+  });
+});
+
+test("a record whose advisor_mode is not one of the kernel's words is skipped", async (t) => {
+  await withVictim(async (sysfs, records) => {
+    await deadRecord(records, sysfs, { ...HOST, advisor_mode: 'none\n' }, 1);
+    stderrOf(t);
+    assert.deepEqual([recoverKnobs({ dir: records, sysfsRoot: sysfs }), snapshotKnobs(sysfs).run], [[], 1]);
+  });
+});
+
+test('a record for another sysfs root is not put back by a recovery for this one', async () => {
+  await withVictim(async (sysfs, records) => {
+    const other = fakeSysfs(HOST);
+    try {
+      await deadRecord(records, sysfs, HOST, 1);
+      assert.deepEqual(recoverKnobs({ dir: records, sysfsRoot: other }), []);
+      assert.deepEqual([snapshotKnobs(sysfs).run, readdirSync(records).length], [1, 1]);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+});
+
+test('a record file owned by another uid is skipped with a warning naming it', async (t) => {
+  await withVictim(async (sysfs, records) => {
+    const file = await deadRecord(records, sysfs, HOST, 1);
+    chownSync(file, 65534, 65534);
+    const said = stderrOf(t);
+    assert.deepEqual(
+      [recoverKnobs({ dir: records, sysfsRoot: sysfs }), snapshotKnobs(sysfs).run, said],
+      [[], 1, [`pagefuse: skipped the knob record ${file}: it is owned by uid 65534, not by root\n`]],
+    );
+  });
+});
+
+test('a record file others can write is skipped', async (t) => {
+  await withVictim(async (sysfs, records) => {
+    const file = await deadRecord(records, sysfs, HOST, 1);
+    chmodSync(file, 0o666);
+    const said = stderrOf(t);
+    assert.deepEqual(
+      [recoverKnobs({ dir: records, sysfsRoot: sysfs }), snapshotKnobs(sysfs).run, said],
+      [[], 1, [`pagefuse: skipped the knob record ${file}: it is writable by group and others (mode 0666)\n`]],
+    );
+  });
+});
+
+test('the records of a directory others can write are skipped, each named', async (t) => {
+  await withVictim(async (sysfs, records) => {
+    const file = await deadRecord(records, sysfs, HOST, 1);
+    chmodSync(records, 0o703);
+    const said = stderrOf(t);
+    assert.deepEqual(
+      [recoverKnobs({ dir: records, sysfsRoot: sysfs }), snapshotKnobs(sysfs).run, said],
+      [[], 1, [`pagefuse: skipped the knob record ${file}: its directory ${records}: it is writable by others (mode 0703)\n`]],
+    );
+  });
+});
+
+test('a record that is a symbolic link is skipped', async (t) => {
+  await withVictim(async (sysfs, records) => {
+    const file = await deadRecord(records, sysfs, HOST, 1);
+    const link = join(records, 'knobs-12345-1.json');
+    writeFileSync(join(records, 'elsewhere'), readFileSync(file, 'utf8').replace(/"pid":\d+/, '"pid":12345'));
+    rmSync(file);
+    symlinkSync(join(records, 'elsewhere'), link);
+    const said = stderrOf(t);
+    assert.deepEqual([recoverKnobs({ dir: records, sysfsRoot: sysfs }), snapshotKnobs(sysfs).run, said], [[], 1, [`pagefuse: skipped the knob record ${link}: it is a symbolic link\n`]]);
+  });
 });

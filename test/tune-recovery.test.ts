@@ -4,9 +4,9 @@
 // Tuners here run the built CLI (node dist/cli/bin.js, as installed): each test starts it many times.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -193,4 +193,57 @@ test('tune --restore with no record says there is nothing to put back and exits 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** A state directory with one dead writer's record (`knobs` found under `sysfsRoot`), and two fake KSM directories a and b (run=1, pages_to_scan=2667). */
+function withRestoreRecord(knobs: Record<string, unknown>, recordRoot: (a: string, b: string) => string, fn: (dir: string, a: string, b: string, file: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-restore-'));
+  try {
+    const [a, b] = ['a', 'b'].map((n) => join(dir, n, 'ksm'));
+    for (const root of [a, b]) {
+      mkdirSync(root, { recursive: true });
+      writeFileSync(join(root, 'run'), '1\n');
+      writeFileSync(join(root, 'pages_to_scan'), '2667\n');
+    }
+    const state = join(dir, 'state');
+    mkdirSync(state, { mode: 0o700 });
+    const pid = spawnSync('true').pid!; // exited: its record is a dead writer's
+    const file = join(state, `knobs-${pid}-1.json`);
+    writeFileSync(file, JSON.stringify({ version: 1, owner: 'tune', pid, startTime: 0, at: 1, sysfsRoot: recordRoot(a, b), knobs }));
+    fn(state, a, b, file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('tune --restore leaves alone a record for another KSM directory than the one it restores (PAGEFUSE_KSM_SYSFS)', () => {
+  withRestoreRecord({ run: 0, pages_to_scan: 100 }, (_a, b) => b, (state, a, b, file) => {
+    const r = runCli(['tune', '--restore'], { env: { PAGEFUSE_STATE_DIR: state, PAGEFUSE_KSM_SYSFS: a } });
+    assert.deepEqual(
+      [r.status, r.stdout, r.stderr, readFileSync(join(b, 'run'), 'utf8'), readFileSync(join(b, 'pages_to_scan'), 'utf8'), readdirSync(state)],
+      [0, `nothing to put back (no record in ${state})\n`, '', '1\n', '2667\n', [file.slice(state.length + 1)]],
+    );
+  });
+});
+
+test('tune --restore skips a record whose knob name is a path, says so, and writes nothing', () => {
+  const knobs = { run: 0, '../victim': 'root:x:0:0::/root:/bin/bash\nmallory::0:0::/root:/bin/bash' };
+  withRestoreRecord(knobs, (a) => a, (state, a, _b, file) => {
+    writeFileSync(join(a, '..', 'victim'), 'root:x:0:0::/root:/bin/bash\n');
+    const r = runCli(['tune', '--restore'], { env: { PAGEFUSE_STATE_DIR: state, PAGEFUSE_KSM_SYSFS: a } });
+    assert.deepEqual(
+      [r.status, r.stderr, readFileSync(join(a, '..', 'victim'), 'utf8'), readFileSync(join(a, 'run'), 'utf8')],
+      [0, `pagefuse: skipped the knob record ${file}: knob "../victim" is not the name of a KSM knob\n`, 'root:x:0:0::/root:/bin/bash\n', '1\n'],
+    );
+  });
+});
+
+test('tune --restore still puts back a good record for its KSM directory', () => {
+  withRestoreRecord({ run: 0, pages_to_scan: 100 }, (a) => a, (state, a) => {
+    const r = runCli(['tune', '--restore', '--json'], { env: { PAGEFUSE_STATE_DIR: state, PAGEFUSE_KSM_SYSFS: a } });
+    assert.deepEqual(
+      [r.status, r.stderr, readFileSync(join(a, 'run'), 'utf8'), readFileSync(join(a, 'pages_to_scan'), 'utf8'), readdirSync(state)],
+      [0, '', '0\n', '100\n', []],
+    );
+  });
 });

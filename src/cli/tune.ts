@@ -6,7 +6,7 @@ import { boundMemory, decimalNumber, durationFlag, formatBytes, parse, UsageErro
 import { checkCpuBudget, checkPolicy, defaultConfig, loadConfig, POLICIES, type PolicyName, type TuneConfig } from '../tune/config.js';
 import { Tuner, type TuneDecision } from '../tune/tuner.js';
 import { findOtherTuners, tuneLockPath } from '../host/lock.js';
-import { liveRecords, recoverKnobs, recordDir, type RecoveredKnobs } from '../ksm/snapshot.js';
+import { DEFAULT_KSM_SYSFS, liveRecords, recoverKnobs, recordDir, type RecoveredKnobs } from '../ksm/snapshot.js';
 import { publishTuner } from '../report/publish.js';
 import { tunerStatePath } from '../report/tuner-state.js';
 import { escapeTerminal } from '../report/escape.js';
@@ -360,10 +360,13 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
   }
 }
 
-/** pagefuse tune --restore: puts back what dead writers recorded; a live tuner's record is left alone. */
+/**
+ * pagefuse tune --restore: puts back what dead writers recorded for the KSM directory this host's tuner drives
+ * (PAGEFUSE_KSM_SYSFS, default /sys/kernel/mm/ksm); a live tuner's record is left alone.
+ */
 function restore(json: boolean): number {
   const dir = recordDir();
-  const recovered = recoverKnobs({ dir });
+  const recovered = recoverKnobs({ dir, sysfsRoot: ksmOptionsFromEnv().sysfsRoot ?? DEFAULT_KSM_SYSFS });
   const print = (obj: Record<string, unknown>, text: string) => process.stdout.write(`${json ? JSON.stringify(obj) : text}\n`);
   for (const r of recovered) {
     print(

@@ -9,14 +9,17 @@
 //   every knob is tried, then checked, and what would not go back is reported together;
 // - a KnobGuard persists what it will put back, with its pid and start time, atomically, before the
 //   first write, so whoever starts next after a crash (SIGKILL, OOM kill) puts the host's knobs back
-//   instead of snapshotting what the dead writer left (recoverKnobs, `pagefuse tune --restore`).
+//   instead of snapshotting what the dead writer left (recoverKnobs, `pagefuse tune --restore`). Whoever can
+//   write the record directory could make that root write any file: a record is read only from a directory
+//   and file of root's (or this user's) that no one else can write, only for the sysfs root being restored,
+//   and only when every knob is a KSM knob name with a value of its form; any other is skipped, and said so.
 // Restoring is synchronous on purpose: it must also run from 'exit' and uncaught-exception handlers.
-import { readFileSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, readSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PagefuseError } from '../errors.js';
-import { ensureDirSync, removeStaleTempsSync, writeFileAtomicSync } from '../host/atomic.js';
+import { distrustReason, ensureStateDirSync, removeStaleTempsSync, writeFileAtomicSync } from '../host/atomic.js';
 import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
-import { parseKnobText, type KnobValue } from './knobs.js';
+import { COUNTER_NAMES, TUNABLES, isTunable, parseKnobText, type KnobValue } from './knobs.js';
 
 export const DEFAULT_KSM_SYSFS = '/sys/kernel/mm/ksm';
 /** Where crash records live: /run is emptied at boot, when the kernel's knobs are reset too. */
@@ -178,63 +181,136 @@ function recordAlive(r: KnobRecord): boolean {
   return st !== undefined && st === r.startTime;
 }
 
-function parseRecord(text: string): KnobRecord | undefined {
+/**
+ * A knob a record may hold: a file name under the KSM sysfs directory (lower-case letters and _, so never a
+ * path), not a counter pagefuse knows, with a value of the knob's form: advisor_mode's words, else a whole
+ * number from 0 (a writable knob pagefuse does not know yet included: every KSM knob the kernel has is one).
+ */
+function recordableKnob(name: string, value: unknown): boolean {
+  if (!knobName(name)) return false;
+  const rule = isTunable(name) ? TUNABLES[name] : undefined;
+  if (rule?.kind === 'enum') return typeof value === 'string' && (rule.values as readonly string[]).includes(value);
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+function knobName(name: string): boolean {
+  return /^[a-z_]{1,64}$/.test(name) && !(COUNTER_NAMES as readonly string[]).includes(name);
+}
+
+/** A value from a record, for a warning: JSON, printable ASCII only (no newline, no terminal control), cut short. */
+function shown(v: unknown): string {
+  const text = (JSON.stringify(v) ?? String(v)).replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** A record's text, checked field by field: the record, or why it is refused. `pid`: the one its file's name gives. */
+function parseRecord(text: string, pid: number): KnobRecord | string {
+  let r: Partial<Record<keyof KnobRecord, unknown>> | null;
   try {
-    const r = JSON.parse(text) as KnobRecord;
-    const ok =
-      r?.version === 1 &&
-      Number.isInteger(r.pid) &&
-      typeof r.startTime === 'number' &&
-      typeof r.at === 'number' &&
-      typeof r.sysfsRoot === 'string' &&
-      typeof r.owner === 'string' &&
-      typeof r.knobs === 'object' &&
-      r.knobs !== null &&
-      Object.values(r.knobs).every((v) => typeof v === 'number' || typeof v === 'string') &&
-      (r.only === undefined || (Array.isArray(r.only) && r.only.every((k) => typeof k === 'string')));
-    return ok ? r : undefined;
+    r = JSON.parse(text) as typeof r;
   } catch {
-    return undefined;
+    return 'it is not JSON';
+  }
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) return 'it is not a JSON object';
+  if (r.version !== 1) return `version ${shown(r.version)} is not 1`;
+  if (r.pid !== pid) return "its pid is not the one in the file's name";
+  if (typeof r.startTime !== 'number' || !Number.isSafeInteger(r.startTime) || r.startTime < 0) return 'startTime is not a whole number';
+  if (typeof r.at !== 'number' || !Number.isFinite(r.at)) return 'at is not a number';
+  if (typeof r.owner !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(r.owner)) return 'owner is not a name';
+  if (typeof r.sysfsRoot !== 'string' || r.sysfsRoot === '') return 'sysfsRoot is not a path';
+  if (typeof r.knobs !== 'object' || r.knobs === null || Array.isArray(r.knobs)) return 'knobs is not an object';
+  for (const [k, v] of Object.entries(r.knobs)) {
+    if (!knobName(k)) return `knob ${shown(k)} is not the name of a KSM knob`;
+    if (!recordableKnob(k, v)) return `knob ${k}=${shown(v)} is not a value of its form`;
+  }
+  if (r.only !== undefined && !(Array.isArray(r.only) && r.only.every((k) => typeof k === 'string' && knobName(k)))) {
+    return 'only is not a list of KSM knob names';
+  }
+  return r as KnobRecord;
+}
+
+/** The most a record may hold: the knobs of a kernel are a few hundred bytes. */
+const MAX_RECORD_BYTES = 64 * 1024;
+
+/**
+ * A record file's text, opened without following a link and without blocking, or why it is refused: it must be
+ * a regular file of root's (or this user's) that group and others cannot write. Undefined when it is gone.
+ */
+function readRecordFile(file: string): string | { refused: string } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined; // another recoverer got there first
+    return { refused: code === 'ELOOP' ? 'it is a symbolic link' : `it cannot be read (${code ?? 'error'})` };
+  }
+  try {
+    const st = fstatSync(fd);
+    const why = distrustReason(st, 'file');
+    if (why !== undefined) return { refused: why };
+    if (st.size > MAX_RECORD_BYTES) return { refused: `it holds more than ${MAX_RECORD_BYTES} bytes` };
+    const buffer = Buffer.alloc(MAX_RECORD_BYTES + 1);
+    let total = 0;
+    for (let n; total <= MAX_RECORD_BYTES && (n = readSync(fd, buffer, total, buffer.length - total, null)) > 0; ) total += n;
+    if (total > MAX_RECORD_BYTES) return { refused: `it holds more than ${MAX_RECORD_BYTES} bytes` };
+    return buffer.subarray(0, total).toString('utf8');
+  } catch (err) {
+    return { refused: `it cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})` };
+  } finally {
+    closeSync(fd);
   }
 }
 
-function listRecords(dir: string): { file: string; record: KnobRecord | undefined }[] {
+/** Each refused record is said once per process: `tune --restore` lists the directory more than once. */
+const warned = new Set<string>();
+
+function warnRefused(file: string, why: string): void {
+  const line = `pagefuse: skipped the knob record ${file}: ${why}`;
+  if (warned.has(line)) return;
+  warned.add(line);
+  process.stderr.write(`${line}\n`);
+}
+
+function listRecords(dir: string): { file: string; record: KnobRecord }[] {
   let names: string[];
+  let dirWhy: string | undefined;
   try {
+    dirWhy = distrustReason(lstatSync(dir), 'directory');
     names = readdirSync(dir);
   } catch {
     return [];
   }
-  return names
-    .filter((n) => /^knobs-\d+-\d+\.json$/.test(n))
-    .map((n) => {
-      const file = join(dir, n);
-      let text: string | undefined;
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch {
-        text = undefined;
-      }
-      return { file, record: text === undefined ? undefined : parseRecord(text) };
-    });
+  const out: { file: string; record: KnobRecord }[] = [];
+  for (const name of names) {
+    const m = /^knobs-([1-9]\d{0,15})-\d+\.json$/.exec(name);
+    if (m === null) continue;
+    const file = join(dir, name);
+    if (dirWhy !== undefined) {
+      warnRefused(file, `its directory ${dir}: ${dirWhy}`);
+      continue;
+    }
+    const text = readRecordFile(file);
+    if (text === undefined) continue;
+    const record = typeof text === 'string' ? parseRecord(text, Number(m[1])) : text.refused;
+    if (typeof record === 'string') warnRefused(file, record);
+    else out.push({ file, record });
+  }
+  return out;
 }
 
 /** The records of live writers (this process's own included). */
 export function liveRecords(dir: string = recordDir()): KnobRecord[] {
   return listRecords(dir)
     .map((r) => r.record)
-    .filter((r): r is KnobRecord => r !== undefined && recordAlive(r));
+    .filter((r) => recordAlive(r));
 }
 
-/** Dead writers' records (for `sysfsRoot`, when given), newest first. */
-function deadRecords(dir: string, sysfsRoot?: string): { file: string; record: KnobRecord }[] {
+/** Dead writers' records for `sysfsRoot`, newest first. */
+function deadRecords(dir: string, sysfsRoot: string): { file: string; record: KnobRecord }[] {
   const dead: { file: string; record: KnobRecord }[] = [];
   for (const { file, record } of listRecords(dir)) {
-    if (record === undefined) {
-      // Written by a newer pagefuse, or damaged: nothing we can put back safely.
-      continue;
-    }
-    if (sysfsRoot !== undefined && record.sysfsRoot !== sysfsRoot) continue;
+    if (record.sysfsRoot !== sysfsRoot) continue;
     if (!recordAlive(record)) dead.push({ file, record });
   }
   return dead.sort((a, b) => b.record.at - a.record.at);
@@ -249,13 +325,14 @@ function recoverRecord({ file, record }: { file: string; record: KnobRecord }): 
 
 /**
  * Puts back what every dead writer recorded (newest first, so nested writers unwind in order) and
- * removes their records. Records of live processes are left alone. An unreadable record is removed.
- * Only records for `sysfsRoot` (when given) are touched.
+ * removes their records. Records of live processes are left alone. Only records for `sysfsRoot` (default
+ * /sys/kernel/mm/ksm) are touched. A record refused (listRecords) is skipped whole, with a line on
+ * stderr, and left in place.
  */
 export function recoverKnobs(options: { dir?: string; sysfsRoot?: string } = {}): RecoveredKnobs[] {
   const dir = options.dir ?? recordDir();
   removeStaleTempsSync(dir);
-  return deadRecords(dir, options.sysfsRoot).map(recoverRecord);
+  return deadRecords(dir, options.sysfsRoot ?? DEFAULT_KSM_SYSFS).map(recoverRecord);
 }
 
 function removeFile(file: string): void {
@@ -327,7 +404,7 @@ export class KnobGuard {
     const found = snapshotKnobs(sysfsRoot);
     let file: string | undefined;
     if (dir !== false && options.persist !== false) {
-      ensureDirSync(dir);
+      ensureStateDirSync(dir);
       file = join(dir, `knobs-${process.pid}-${++sequence}.json`);
     }
     const guard = new KnobGuard(owner, sysfsRoot, found, recovered, dir, file, options.only === undefined ? undefined : [...options.only]);
@@ -360,7 +437,8 @@ export class KnobGuard {
       startTime: startTimeOf(process.pid) ?? 0,
       at: this.at,
       sysfsRoot: this.sysfsRoot,
-      knobs: this.found,
+      // What the reader takes back: a knob of a form it would refuse (a newer kernel's word) would cost the whole record.
+      knobs: Object.fromEntries(Object.entries(this.found).filter(([k, v]) => recordableKnob(k, v))),
       ...(this.only === undefined ? {} : { only: this.only }),
     };
     writeFileAtomicSync(this.file, `${JSON.stringify(record)}\n`);
