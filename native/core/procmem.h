@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -39,11 +40,15 @@ struct ResidentScan {
   uint64_t absentPages = 0;      // never touched, swapped out or otherwise not present
   uint64_t zeroMappedPages = 0;  // mapped to the kernel's shared zero page: not memory of their own
   bool flagsKnown = false;       // kpageflags was readable (root): THP and zero-page mappings are known
+  uint64_t entriesRead = 0;      // pagemap entries read: the present ranges and small gaps between them
 };
 
 // Walks pagemap over the mappings and keeps the present pages. Reading pagemap first matters:
-// process_vm_readv on never-touched memory maps the zero page there.
-int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<AnonMapping>& maps, ResidentScan* out);
+// process_vm_readv on never-touched memory maps the zero page there. Where the kernel has PAGEMAP_SCAN
+// (6.7+), only the entries of present ranges are read: the cost follows the memory there, not the size
+// of the mappings. ECANCELED once `cancel` (may be null) is set, looked at every 256 MiB of entries.
+int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<AnonMapping>& maps, ResidentScan* out,
+                      const std::atomic<bool>* cancel = nullptr);
 
 // Reads pages of `pid` into `dst`: `count` remote ranges (address, bytes) laid end to end in dst.
 // Ranges flagged in `viaMem` (may be null) are read from /proc/<pid>/mem, which takes no pin and

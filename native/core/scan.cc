@@ -179,7 +179,8 @@ int Engine::Prepare(std::string* what) {
       std::vector<AnonMapping> maps;
       int err = ReadAnonMappings(options_.procRoot, target.pid, target.mergeableOnly, &maps);
       ResidentScan resident;
-      if (err == 0) err = ReadResidentPages(options_.procRoot, target.pid, maps, &resident);
+      if (err == 0) err = ReadResidentPages(options_.procRoot, target.pid, maps, &resident, &control_.cancel);
+      if (err == ECANCELED) return ECANCELED;
       if ((err == ESRCH && options_.skipMissing) || (err == EPERM && options_.skipDenied)) {
         // Gone between being listed and being scanned, or not ours to read: a target without pages.
         // (vanished_ is what the result reports: a process that never existed is vanished too.)
