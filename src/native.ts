@@ -158,6 +158,11 @@ export interface NativeAddon {
    * process); null when exactly `previous`.
    */
   procPids(dir: string, previous?: Float64Array): Float64Array | null;
+  /**
+   * PAGEMAP_SCAN on an open pagemap over [start, end): the present spans ([start, end, …], closer than 2 MiB
+   * joined) up to maxPages present pages, and where the walk stopped; null without PAGEMAP_SCAN.
+   */
+  pagemapPresent(fd: number, start: number, end: number, maxPages: number): { spans: Float64Array; walkEnd: number } | null;
   /** flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file holds it. */
   tryLockExclusive(fd: number): boolean;
   /**

@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "binding/errors.h"
 #include "binding/modules.h"
+#include "core/procmem.h"
 #include "core/process.h"
 
 namespace pagefuse {
@@ -101,7 +103,35 @@ static Napi::Value ProcPids(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// pagemapPresent(fd, start, end, maxPages) → { spans: Float64Array [start, end, …], walkEnd } of an open
+// pagemap, or null where there is no PAGEMAP_SCAN (the caller reads every entry).
+static Napi::Value PagemapPresentJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd = ArgInt(info, 0, "fd");
+  int64_t start = ArgInt(info, 1, "start");
+  int64_t end = ArgInt(info, 2, "end");
+  int64_t maxPages = ArgInt(info, 3, "maxPages");
+  if (fd < 0 || fd > 0x7fffffff) ThrowRangeError(env, "fd must be an open file descriptor, got " + std::to_string(fd));
+  if (start < 0 || end <= start || maxPages <= 0) ThrowRangeError(env, "need 0 <= start < end and maxPages > 0");
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  uint64_t walkEnd = 0;
+  int err = PagemapPresent(static_cast<int>(fd), static_cast<uint64_t>(start), static_cast<uint64_t>(end), static_cast<uint64_t>(maxPages),
+                           &spans, &walkEnd);
+  if (err == ENOTTY || err == EINVAL || err == EOPNOTSUPP) return env.Null();
+  if (err != 0) ThrowErrno(env, err, "ioctl", "ioctl(PAGEMAP_SCAN)");
+  Napi::Float64Array out = Napi::Float64Array::New(env, spans.size() * 2);
+  for (size_t k = 0; k < spans.size(); k++) {
+    out[2 * k] = static_cast<double>(spans[k].first);
+    out[2 * k + 1] = static_cast<double>(spans[k].second);
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("spans", out);
+  result.Set("walkEnd", Napi::Number::New(env, static_cast<double>(walkEnd)));
+  return result;
+}
+
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("pagemapPresent", Napi::Function::New(env, PagemapPresentJs, "pagemapPresent"));
   exports.Set("procPids", Napi::Function::New(env, ProcPids, "procPids"));
   exports.Set("batchScheduling", Napi::Function::New(env, BatchScheduling, "batchScheduling"));
   exports.Set("trimHeap", Napi::Function::New(env, TrimHeap, "trimHeap"));

@@ -307,6 +307,40 @@ int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<
   return 0;
 }
 
+int PagemapPresent(int pm, uint64_t start, uint64_t end, uint64_t maxPages, std::vector<std::pair<uint64_t, uint64_t>>* out,
+                   uint64_t* walkEnd) {
+  const uint64_t page = PageSize();
+  std::vector<PmPageRegion> regions(kScanRegions);
+  out->clear();
+  for (;;) {
+    PmScanArg arg{};
+    arg.size = sizeof arg;
+    arg.start = start;
+    arg.end = end;
+    arg.vec = reinterpret_cast<uintptr_t>(regions.data());
+    arg.vecLen = regions.size();
+    arg.maxPages = maxPages;
+    arg.categoryMask = kPageIsPresent;
+    arg.returnMask = kPageIsPresent;
+    int n = ioctl(pm, kPagemapScan, &arg);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno == EACCES ? EPERM : errno;
+    if (arg.walkEnd <= start || arg.walkEnd > end) return EINVAL;
+    for (int i = 0; i < n; i++) {
+      const PmPageRegion& r = regions[static_cast<size_t>(i)];
+      uint64_t lo = std::max(r.start, start), hi = std::min(r.end, end);
+      if (lo >= hi) continue;
+      if (!out->empty() && lo <= out->back().second + kGapPages * page) {
+        out->back().second = std::max(out->back().second, hi);
+      } else {
+        out->emplace_back(lo, hi);
+      }
+    }
+    *walkEnd = arg.walkEnd;
+    return 0;
+  }
+}
+
 int ReadRemote(pid_t pid, const uint64_t* addresses, const uint64_t* lengths, size_t count, unsigned char* dst,
                std::vector<bool>* failed, const bool* viaMem) {
   failed->assign(count, false);

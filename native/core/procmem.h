@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pagefuse {
@@ -49,6 +50,12 @@ struct ResidentScan {
 // of the mappings. ECANCELED once `cancel` (may be null) is set, looked at every 256 MiB of entries.
 int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<AnonMapping>& maps, ResidentScan* out,
                       const std::atomic<bool>* cancel = nullptr);
+
+// PAGEMAP_SCAN (Linux 6.7) on an open pagemap over [start, end): the present ranges, ranges closer than
+// 2 MiB joined, until `maxPages` present pages or the end (*walkEnd: where the walk stopped). ENOTTY or
+// EINVAL where the kernel (or the file: a fixture) has no PAGEMAP_SCAN: the caller reads every entry.
+int PagemapPresent(int pm, uint64_t start, uint64_t end, uint64_t maxPages, std::vector<std::pair<uint64_t, uint64_t>>* out,
+                   uint64_t* walkEnd);
 
 // Reads pages of `pid` into `dst`: `count` remote ranges (address, bytes) laid end to end in dst.
 // Ranges flagged in `viaMem` (may be null) are read from /proc/<pid>/mem, which takes no pin and

@@ -4,7 +4,7 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../host/page-size.js';
-import { readPageEntries } from '../host/page-entries.js';
+import { presentSpans, readPageEntries } from '../host/page-entries.js';
 
 export interface Footprint {
   pid: number;
@@ -81,7 +81,7 @@ async function sharedFrames(
   const chunks: number[] = [];
   const present = new Map<number, number>();
   let hidden = false;
-  for (const [start, end] of ranges) {
+  for await (const [start, end] of presentSpans(pagemap, ranges)) {
     const first = start / PAGE_SIZE;
     const count = (end - start) / PAGE_SIZE;
     for (let done = 0; done < count; done += CHUNK) {

@@ -5,7 +5,7 @@
 import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../host/page-size.js';
-import { readPageEntries } from '../host/page-entries.js';
+import { presentSpans, readPageEntries } from '../host/page-entries.js';
 import { parseSmaps } from '../ksm/footprint.js';
 import { explain, isSystemError, PagefuseError, invalidArgType, invalidNumber, throwIfAborted } from '../errors.js';
 
@@ -119,7 +119,8 @@ async function presentPages(pagemapPath: string, ranges: [number, number][], sig
   const pages: MergeablePages = { addresses: [], frames: [] };
   let hidden = false;
   try {
-    for (const [start, end] of ranges) {
+    for await (const [start, end] of presentSpans(fh, ranges)) {
+      throwIfAborted(signal);
       const first = start / PAGE_SIZE;
       const count = (end - start) / PAGE_SIZE;
       for (let done = 0; done < count; done += CHUNK_ENTRIES) {
