@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureDir, ensureDirSync, removeStaleTempsSync, STALE_TEMP_MS, writeFileAtomic, writeFileAtomicSync } from '../src/host/atomic.js';
 import { Registry } from '../src/safety/registry.js';
+import { lockKsm } from '../src/host/ksm-lock.js';
 import { appendRegularFileSync, readRegularFile, readRegularFileSync } from '../src/host/regular-file.js';
 
 test('twenty writes of one file started in the same tick all succeed, and the file holds one of them whole', async () => {
@@ -129,5 +130,21 @@ test('listing the registry removes a record a killed writer left half-written', 
     assert.deepEqual(await readdir(join(stateDir, 'processes')), []);
   } finally {
     await rm(stateDir, { recursive: true, force: true });
+  }
+});
+
+test('the machine-wide KSM lock never writes through a link planted where it writes its pid aside', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'pf-ksmlock-'));
+  const victim = join(dir, 'victim');
+  const aside = `/tmp/pagefuse-ksm-tests.lock.${process.pid}`;
+  try {
+    await writeFile(victim, 'untouched\n');
+    await symlink(victim, aside);
+    const release = await lockKsm();
+    release();
+    assert.equal(await readFile(victim, 'utf8'), 'untouched\n');
+  } finally {
+    await rm(aside, { force: true });
+    await rm(dir, { recursive: true, force: true });
   }
 });

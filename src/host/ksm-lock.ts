@@ -3,7 +3,7 @@
 // entries (bench/); never by the CLI, which a test holding the lock runs. A lock file holds the owner's
 // pid; a lock whose owner died is taken over. The file appears with its pid already in it (written aside,
 // then hard-linked into place): an empty lock file read by a waiter would look ownerless and be taken over.
-import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processAlive } from './procfs.js';
 
@@ -22,7 +22,9 @@ export async function lockKsm(timeoutMs = 15 * 60_000): Promise<() => void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const aside = `${LOCK_PATH}.${process.pid}`;
-    writeFileSync(aside, `${process.pid}\n`);
+    // Made anew, never opened as found: /tmp is anyone's, and root would write through a planted link.
+    rmSync(aside, { force: true });
+    writeFileSync(aside, `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
     try {
       linkSync(aside, LOCK_PATH);
       let released = false;
