@@ -91,6 +91,19 @@ test('top shows the tuner daemon\'s latest decision from its state file', async 
   }
 });
 
+test("top escapes what the tuner's state file says, as it escapes names", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagefuse-top-'));
+  try {
+    const state = join(dir, 'tuner.json');
+    writeFileSync(state, JSON.stringify({ at: Date.now() - 5 * 3600_000, policy: 'a\x1b[2J', settings: { 'run\x07': 1 }, reason: 'r', pid: process.pid }));
+    const r = await runCliAsync(['top', '--interval', '0.1'], { env: { ...process.env, PAGEFUSE_TUNER_STATE: state } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(r.stdout.includes(`\ntuner a\\033[2J pid ${process.pid} 5h ago: run\\007=1 (r)\n`), r.stdout);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("top's would-save lines give the tuner's estimate and, under it, the figure once ksmd has split the slow huge pages", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-top-'));
   try {

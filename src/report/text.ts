@@ -108,14 +108,18 @@ export function headerLines(f: Figures): string[] {
   } else if (!t.running) {
     lines.push(`tuner: none running (pid ${t.pid ?? '?'} exited; its last decision, ${ago(f.at - t.at)}, is not in force)`);
   } else {
-    const knobs = Object.entries(t.settings)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(' ');
+    // The state file is another process's writing: every field of it is escaped, as the names are.
+    const knobs = escapeTerminal(
+      Object.entries(t.settings)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' '),
+    );
+    const policy = escapeTerminal(t.policy);
     const reason = t.reason ? ` (${escapeTerminal(t.reason)})` : '';
     lines.push(
       t.dryRun
-        ? `tuner ${t.policy} dry run, pid ${t.pid} ${ago(f.at - t.at)}: would set ${knobs}, writes nothing${reason}`
-        : `tuner ${t.policy} pid ${t.pid} ${ago(f.at - t.at)}: ${knobs}${reason}`,
+        ? `tuner ${policy} dry run, pid ${t.pid} ${ago(f.at - t.at)}: would set ${knobs}, writes nothing${reason}`
+        : `tuner ${policy} pid ${t.pid} ${ago(f.at - t.at)}: ${knobs}${reason}`,
     );
   }
   if (f.nodes.length > 0) {
