@@ -189,7 +189,7 @@ test('tune --restore with no record says there is nothing to put back and exits 
   const dir = mkdtempSync(join(tmpdir(), 'pagefuse-restore-'));
   try {
     const r = runCli(['tune', '--restore'], { env: { PAGEFUSE_STATE_DIR: dir } });
-    assert.deepEqual([r.status, r.stdout, r.stderr], [0, `nothing to put back (no record in ${dir})\n`, '']);
+    assert.deepEqual([r.status, r.stdout, r.stderr], [0, `nothing to put back (no usable record of /sys/kernel/mm/ksm in ${dir})\n`, '']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -221,7 +221,7 @@ test('tune --restore leaves alone a record for another KSM directory than the on
     const r = runCli(['tune', '--restore'], { env: { PAGEFUSE_STATE_DIR: state, PAGEFUSE_KSM_SYSFS: a } });
     assert.deepEqual(
       [r.status, r.stdout, r.stderr, readFileSync(join(b, 'run'), 'utf8'), readFileSync(join(b, 'pages_to_scan'), 'utf8'), readdirSync(state)],
-      [0, `nothing to put back (no record in ${state})\n`, '', '1\n', '2667\n', [file.slice(state.length + 1)]],
+      [0, `nothing to put back (no usable record of ${a} in ${state})\n`, '', '1\n', '2667\n', [file.slice(state.length + 1)]],
     );
   });
 });

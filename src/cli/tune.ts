@@ -366,7 +366,8 @@ async function runTune(args: string[], signals: TuneSignals): Promise<number> {
  */
 function restore(json: boolean): number {
   const dir = recordDir();
-  const recovered = recoverKnobs({ dir, sysfsRoot: ksmOptionsFromEnv().sysfsRoot ?? DEFAULT_KSM_SYSFS });
+  const root = ksmOptionsFromEnv().sysfsRoot ?? DEFAULT_KSM_SYSFS;
+  const recovered = recoverKnobs({ dir, sysfsRoot: root });
   const print = (obj: Record<string, unknown>, text: string) => process.stdout.write(`${json ? JSON.stringify(obj) : text}\n`);
   for (const r of recovered) {
     print(
@@ -378,7 +379,7 @@ function restore(json: boolean): number {
   for (const r of live) {
     print({ event: 'live', owner: r.owner, pid: r.pid }, `left alone: a running ${r.owner} (pid ${r.pid}) holds its knobs and puts them back itself`);
   }
-  if (recovered.length === 0 && live.length === 0) print({ event: 'nothing' }, `nothing to put back (no record in ${dir})`);
+  if (recovered.length === 0 && live.length === 0) print({ event: 'nothing' }, `nothing to put back (no usable record of ${root} in ${dir})`);
   return 0;
 }
 
