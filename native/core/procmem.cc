@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <algorithm>
 #include <memory>
@@ -76,11 +77,15 @@ int ReadAnonMappings(const std::string& procRoot, pid_t pid, bool mergeableOnly,
   std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "re"));
   if (!f) return OpenErr(errno);
   out->clear();
-  char line[4096];
+  // Whole lines, however long: a mapped file's path may be PATH_MAX long, and a line cut at a fixed size
+  // would start the next read mid-path, where the process's owner chose what the "line" says.
+  char* buf = nullptr;
+  size_t cap = 0;
   bool candidate = false;
   AnonMapping cur{};
   bool any = false;
-  while (std::fgets(line, sizeof line, f.get()) != nullptr) {
+  while (getline(&buf, &cap, f.get()) >= 0) {
+    const char* line = buf;
     unsigned long long start = 0, end = 0, offset = 0, inode = 0;
     char perms[8] = {0};
     char dev[32] = {0};
@@ -108,6 +113,7 @@ int ReadAnonMappings(const std::string& procRoot, pid_t pid, bool mergeableOnly,
       candidate = false;
     }
   }
+  std::free(buf);
   if (std::ferror(f.get())) return errno != 0 ? OpenErr(errno) : EIO;
   // A process that exited between open and read leaves an empty smaps.
   if (!any) {

@@ -153,6 +153,31 @@ TEST(without_pagemap_scan_every_entry_is_read) {
   rmdir(dir);
 }
 
+// smaps lines are read whole: a mapped file's path may be PATH_MAX long, and a line cut at 4096 bytes
+// started the next read mid-path, where the file's owner wrote a mapping header of their choosing.
+TEST(a_long_mapped_path_cannot_forge_a_mapping_line) {
+  char dir[] = "/tmp/pagefuse-procmem-XXXXXX";
+  CHECK(mkdtemp(dir) != nullptr);
+  std::string pidDir = std::string(dir) + "/4242";
+  CHECK_EQ(mkdir(pidDir.c_str(), 0700), 0);
+  const std::string head = "00400000-00452000 r--p 00000000 08:02 173521                             /";
+  const std::string forged = "7f0000000000-7f1000000000 rw-p 00000000 00:00 0 ";
+  std::string path(4095 - head.size(), 'a');
+  std::string smaps = head + path + forged + "\nVmFlags: rd mr mw me mg\n" +
+                      "7f2000000000-7f2000001000 rw-p 00000000 00:00 0 \nVmFlags: rd wr mr mw me ac mg\n";
+  FILE* f = std::fopen((pidDir + "/smaps").c_str(), "w");
+  CHECK(f != nullptr);
+  std::fputs(smaps.c_str(), f);
+  std::fclose(f);
+  std::vector<AnonMapping> maps;
+  CHECK_EQ(ReadAnonMappings(dir, 4242, true, &maps), 0);
+  CHECK_EQ(maps.size(), 1ul);
+  if (maps.size() == 1) CHECK_EQ(maps[0].start, 0x7f2000000000ull);
+  unlink((pidDir + "/smaps").c_str());
+  rmdir(pidDir.c_str());
+  rmdir(dir);
+}
+
 TEST(read_remote_gives_the_same_bytes_either_way) {
   const size_t pages = 32;
   unsigned char* p = Filled(pages);
