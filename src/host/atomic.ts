@@ -1,5 +1,5 @@
 // Files written whole or not at all: a temp file beside the target, fsync, then rename over it.
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, statSync, unlinkSync, writeSync, Stats } from 'node:fs';
 import { lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { PagefuseError, explain } from '../errors.js';
@@ -173,35 +173,34 @@ function untrustedStateDir(path: string, why: string): PagefuseError {
   return new PagefuseError('EPERM', `refusing the state directory ${path}: ${why}`, { path });
 }
 
-/**
- * Checks a state directory before anything in it is read or written: false when it does not exist; throws
- * (EPERM, naming the path and why) when distrustReason finds one.
- */
-export function checkStateDirSync(path: string): boolean {
-  let st: Stats;
-  try {
-    st = lstatSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw explain(err, `cannot read the state directory ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+/** The verdict on a state directory from its lstat, or the error that reading it gave: see checkStateDirSync. */
+function stateDirVerdict(path: string, st: Stats | NodeJS.ErrnoException): boolean {
+  if (!(st instanceof Stats)) {
+    if (st.code === 'ENOENT') return false;
+    throw explain(st, `cannot read the state directory ${path}: ${st.code ?? 'error'}`);
   }
   const why = distrustReason(st, 'directory');
   if (why !== undefined) throw untrustedStateDir(path, why);
   return true;
 }
 
+/**
+ * Checks a state directory before anything in it is read or written: false when it does not exist; throws
+ * (EPERM, naming the path and why) when distrustReason finds one.
+ */
+export function checkStateDirSync(path: string): boolean {
+  let st: Stats | NodeJS.ErrnoException;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    st = err as NodeJS.ErrnoException;
+  }
+  return stateDirVerdict(path, st);
+}
+
 /** checkStateDirSync, without blocking the event loop. */
 export async function checkStateDir(path: string): Promise<boolean> {
-  let st: Stats;
-  try {
-    st = await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw explain(err, `cannot read the state directory ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  const why = distrustReason(st, 'directory');
-  if (why !== undefined) throw untrustedStateDir(path, why);
-  return true;
+  return stateDirVerdict(path, await lstat(path).catch((err: NodeJS.ErrnoException) => err));
 }
 
 /**
