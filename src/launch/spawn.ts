@@ -29,7 +29,11 @@ export interface SpawnMergedOptions extends SpawnOptions {
   numa?: NumaPolicyOptions;
   /** prctl(PR_SET_MEMORY_MERGE, 1) for the command: KSM may merge all its anonymous memory. Default true. */
   mergeAny?: boolean;
-  /** The tenant the command (a VM) belongs to, kept in the registry and checked against isolation. */
+  /**
+   * The tenant the command (a VM) belongs to, kept in the registry and checked against isolation. Under
+   * 'tenant' isolation the check and the registration hold the state directory's admission lock, so this
+   * call waits while another admission is in progress (milliseconds; EBUSY after 10 s).
+   */
   tenant?: string;
   /** A readable name for reports (the VM's name). */
   name?: string;

@@ -785,7 +785,8 @@ export class Tuner extends EventEmitter<TunerEvents> {
    * Adds a process (any, VMM or not) or a Region to what the tuner scans and counts, recorded in the
    * host's registry with its tenant and name, where it stays after this tuner stops (until the process
    * exits or unregister()). Refused (ERR_ISOLATION) under 'zero-only', and under 'tenant' when another
-   * tenant's VMs are mergeable (unless force).
+   * tenant's VMs are mergeable (unless force); under 'tenant' it waits while another admission holds the
+   * state directory's admission lock (milliseconds; EBUSY after 10 s).
    */
   register(target: number | Region, options: RegisterOptions = {}): void {
     if (options === null || typeof options !== 'object') throw invalidArgType('register: options must be an object', options);
