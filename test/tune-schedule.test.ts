@@ -54,6 +54,22 @@ async function scannedTwo() {
   return { s, a, b };
 }
 
+test('a round that fails is charged to the budget like one that ends, so it is not retried at once', async () => {
+  let now = 0;
+  const s = new ScanScheduler({
+    scan: async () => {
+      now += 2_500; // more than the whole burst
+      throw new Error('EOVERFLOW');
+    },
+    scanCpuBudget: 0.05,
+    pageSize: PAGE,
+    now: () => now,
+  });
+  const a = vm(1, 100);
+  await assert.rejects(s.run([a]), /EOVERFLOW/);
+  assert.deepEqual(s.due([a]), []);
+});
+
 test('before any scan there is no estimate', () => {
   const c = clockAndScan(10);
   const s = new ScanScheduler({ scan: c.scan, scanCpuBudget: 0.05, pageSize: PAGE, now: c.now });

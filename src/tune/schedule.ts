@@ -206,14 +206,25 @@ export class ScanScheduler {
         ...(signal ? { signal } : {}),
         ...(threads > 1 ? { threads } : {}),
       });
-      const ended = this.now();
-      this.refill();
-      this.tokensMs -= (ended - started) * threads;
+      const ended = this.charge(started, threads);
       this.record(vms, outcome, ended, await this.sharedBaselines(vms));
       return outcome;
+    } catch (err) {
+      // A round that failed spent its time too. Uncharged, its VMs (still unscanned, so first in line) were
+      // scanned again at every look at /proc, a second apart, whatever made the round fail.
+      this.charge(started, threads);
+      throw err;
     } finally {
       this.scanning = false;
     }
+  }
+
+  /** Counts a round's scan time (times its threads) against the budget; returns when it ended. */
+  private charge(started: number, threads: number): number {
+    const ended = this.now();
+    this.refill();
+    this.tokensMs -= (ended - started) * threads;
+    return ended;
   }
 
   /**
