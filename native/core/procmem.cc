@@ -257,7 +257,7 @@ int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<
   // Pages outside the ranges it lists are absent; the entries of the ranges are read as before. Without
   // it (before 6.7, or a fixture procRoot whose pagemap is a plain file) every entry is read.
   bool scanPresent = true;
-  std::vector<PmPageRegion> regions(kScanRegions);
+  std::vector<std::pair<uint64_t, uint64_t>> present;
   for (const AnonMapping& m : maps) {
     if (walk.Cancelled()) return ECANCELED;
     uint64_t done = m.start;  // below it, pages were read or counted absent
@@ -272,35 +272,25 @@ int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<
     };
     for (uint64_t at = m.start; scanPresent && at < m.end;) {
       if (walk.Cancelled()) return ECANCELED;
-      PmScanArg arg{};
-      arg.size = sizeof arg;
-      arg.start = at;
-      arg.end = m.end;
-      arg.vec = reinterpret_cast<uintptr_t>(regions.data());
-      arg.vecLen = regions.size();
-      arg.categoryMask = kPageIsPresent;
-      arg.returnMask = kPageIsPresent;
-      int n = ioctl(pm.get(), kPagemapScan, &arg);
-      if (n < 0 && errno == EINTR) continue;
+      uint64_t walkEnd = 0;
+      int err = PagemapPresent(pm.get(), at, m.end, 0, &present, &walkEnd);
       // ESRCH: the process exited since pagemap was opened (a read then returned nothing: all absent).
-      if (n < 0 && (errno == ESRCH || errno == EACCES || errno == EPERM)) return errno == EACCES ? EPERM : errno;
-      if (n < 0 || arg.walkEnd <= at || arg.walkEnd > m.end) {
+      if (err == ESRCH || err == EPERM) return err;
+      if (err != 0) {
         scanPresent = false;  // not supported here (ENOTTY, EINVAL): read every entry from `done` on
         break;
       }
-      for (int i = 0; i < n; i++) {
-        const PmPageRegion& r = regions[static_cast<size_t>(i)];
-        uint64_t lo = std::max(r.start, at), hi = std::min(r.end, m.end);
-        if (lo >= hi) continue;
+      // Ranges of successive calls closer than kGapPages are read as one too.
+      for (const auto& [lo, hi] : present) {
         if (spanEnd != spanStart && lo <= spanEnd + kGapPages * page) {
           spanEnd = std::max(spanEnd, hi);
           continue;
         }
-        if (int err = flush()) return err;
+        if (int e = flush()) return e;
         spanStart = lo;
         spanEnd = hi;
       }
-      at = arg.walkEnd;
+      at = walkEnd;
     }
     if (int err = flush()) return err;
     if (!scanPresent) {
@@ -316,7 +306,7 @@ int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<
 int PagemapPresent(int pm, uint64_t start, uint64_t end, uint64_t maxPages, std::vector<std::pair<uint64_t, uint64_t>>* out,
                    uint64_t* walkEnd) {
   const uint64_t page = PageSize();
-  std::vector<PmPageRegion> regions(kScanRegions);
+  thread_local std::vector<PmPageRegion> regions(kScanRegions);  // one per thread, not one per call
   out->clear();
   for (;;) {
     PmScanArg arg{};

@@ -52,8 +52,8 @@ int ReadResidentPages(const std::string& procRoot, pid_t pid, const std::vector<
                       const std::atomic<bool>* cancel = nullptr);
 
 // PAGEMAP_SCAN (Linux 6.7) on an open pagemap over [start, end): the present ranges, ranges closer than
-// 2 MiB joined, until `maxPages` present pages or the end (*walkEnd: where the walk stopped). ENOTTY or
-// EINVAL where the kernel (or the file: a fixture) has no PAGEMAP_SCAN: the caller reads every entry.
+// 2 MiB joined, until `maxPages` present pages (0: no limit) or the end (*walkEnd: where the walk stopped).
+// ENOTTY or EINVAL where the kernel (or the file: a fixture) has no PAGEMAP_SCAN: the caller reads every entry.
 int PagemapPresent(int pm, uint64_t start, uint64_t end, uint64_t maxPages, std::vector<std::pair<uint64_t, uint64_t>>* out,
                    uint64_t* walkEnd);
 
