@@ -1,6 +1,6 @@
 // Readers for /proc files, with the proc root injectable so tests can use fixture trees. Every other
 // module reads a process's comm, cmdline, stat and status through these.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { native } from '../native.js';
@@ -61,11 +61,6 @@ export async function seesWholeHost(procRoot: string): Promise<boolean> {
 /** Every numeric entry of the proc root: the pids alive right now. */
 export async function listPids(procRoot: string): Promise<number[]> {
   return pidsOf(await readdir(procRoot));
-}
-
-/** listPids for a caller that looks often (the tuner's VM watch): one getdents pass, no pool round trip. */
-export function listPidsSync(procRoot: string): number[] {
-  return pidsOf(readdirSync(procRoot));
 }
 
 /**
