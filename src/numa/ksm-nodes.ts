@@ -120,7 +120,6 @@ async function presentPages(pagemapPath: string, ranges: [number, number][], sig
   let hidden = false;
   try {
     for await (const [start, end] of presentSpans(fh, ranges)) {
-      throwIfAborted(signal);
       const first = start / PAGE_SIZE;
       const count = (end - start) / PAGE_SIZE;
       for (let done = 0; done < count; done += CHUNK_ENTRIES) {
