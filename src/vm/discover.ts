@@ -11,6 +11,7 @@ import {
   readProcTextSync,
   splitCmdline,
   USER_HZ,
+  type ProcStat,
 } from '../host/procfs.js';
 import { parseKsmStat, type KsmStatFields } from '../ksm/process.js';
 import { invalidNumber } from '../errors.js';
@@ -222,10 +223,11 @@ export class VmWatcher {
       const pid = pids[i];
       const ino = entries[2 * i + 1];
       let seen = this.seen.get(pid);
+      let stat: ProcStat | undefined; // read once in this look, by whichever check below needs it first
       if (seen !== undefined && seen.ino !== ino) {
         // Its directory was made anew: the pid names a new process (the one seen exited and the pid came
         // round again between two looks), or the kernel dropped the cached entry of the same one.
-        const stat = readProcStatSync(this.procRoot, pid);
+        stat = readProcStatSync(this.procRoot, pid);
         if (stat === undefined) continue; // exited meanwhile
         if (seen.id !== undefined && stat.startTime === seen.id.startTime) {
           seen.ino = ino;
@@ -238,7 +240,7 @@ export class VmWatcher {
         recheckUntil = Math.max(recheckUntil, youngUntil(seen));
         // A young process that is no VMM may be about to exec one (libvirt forks, then execs qemu):
         // its stat is read again, and its argv only when its comm changed, as exec changes it.
-        const stat = readProcStatSync(this.procRoot, pid);
+        stat ??= readProcStatSync(this.procRoot, pid);
         if (stat === undefined) continue; // exited meanwhile
         if (seen.id === undefined || stat.comm !== seen.id.comm || stat.startTime !== seen.id.startTime) seen = undefined;
       }
