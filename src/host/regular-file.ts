@@ -80,6 +80,21 @@ export async function readRegularFile(path: string, options: RegularFileOptions)
   return (await readRegularFileBytes(path, options)).bytes.toString('utf8');
 }
 
+/** Reads an open file from its offset to its end, or null when it holds more than `max` bytes (it reads max + 1 at most). */
+export function readUpToSync(fd: number, max: number): Buffer | null {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const buffer = Buffer.alloc(Math.min(max + 1 - total, 1 << 20));
+    const n = readSync(fd, buffer, 0, buffer.length, null);
+    if (n === 0) break;
+    total += n;
+    if (total > max) return null;
+    chunks.push(buffer.subarray(0, n));
+  }
+  return Buffer.concat(chunks);
+}
+
 /** readRegularFile, synchronously: for callers that must not yield (a setting read at construction). */
 export function readRegularFileSync(path: string, options: RegularFileOptions): string {
   const max = options.maxBytes ?? DEFAULT_MAX_BYTES;
@@ -92,17 +107,9 @@ export function readRegularFileSync(path: string, options: RegularFileOptions): 
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw notRegular(path, options.what, st);
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buffer = Buffer.alloc(Math.min(max + 1 - total, 1 << 20));
-      const n = readSync(fd, buffer, 0, buffer.length, null);
-      if (n === 0) break;
-      total += n;
-      if (total > max) throw tooLarge(path, options.what, max);
-      chunks.push(buffer.subarray(0, n));
-    }
-    return Buffer.concat(chunks).toString('utf8');
+    const bytes = readUpToSync(fd, max);
+    if (bytes === null) throw tooLarge(path, options.what, max);
+    return bytes.toString('utf8');
   } catch (err) {
     throw err instanceof PagefuseError ? err : readError(path, options.what, err);
   } finally {

@@ -14,11 +14,12 @@
 //   and file of root's (or this user's) that no one else can write, only for the sysfs root being restored,
 //   and only when every knob is a KSM knob name with a value of its form; any other is skipped, and said so.
 // Restoring is synchronous on purpose: it must also run from 'exit' and uncaught-exception handlers.
-import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, readSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PagefuseError } from '../errors.js';
 import { distrustReason, ensureStateDirSync, removeStaleTempsSync, writeFileAtomicSync } from '../host/atomic.js';
 import { DEFAULT_PROC_ROOT, readProcStatSync } from '../host/procfs.js';
+import { readUpToSync } from '../host/regular-file.js';
 import { COUNTER_NAMES, TUNABLES, isTunable, parseKnobText, type KnobValue } from './knobs.js';
 
 export const DEFAULT_KSM_SYSFS = '/sys/kernel/mm/ksm';
@@ -249,12 +250,9 @@ function readRecordFile(file: string): string | { refused: string } | undefined 
     const st = fstatSync(fd);
     const why = distrustReason(st, 'file');
     if (why !== undefined) return { refused: why };
-    if (st.size > MAX_RECORD_BYTES) return { refused: `it holds more than ${MAX_RECORD_BYTES} bytes` };
-    const buffer = Buffer.alloc(MAX_RECORD_BYTES + 1);
-    let total = 0;
-    for (let n; total <= MAX_RECORD_BYTES && (n = readSync(fd, buffer, total, buffer.length - total, null)) > 0; ) total += n;
-    if (total > MAX_RECORD_BYTES) return { refused: `it holds more than ${MAX_RECORD_BYTES} bytes` };
-    return buffer.subarray(0, total).toString('utf8');
+    const bytes = st.size > MAX_RECORD_BYTES ? null : readUpToSync(fd, MAX_RECORD_BYTES);
+    if (bytes === null) return { refused: `it holds more than ${MAX_RECORD_BYTES} bytes` };
+    return bytes.toString('utf8');
   } catch (err) {
     return { refused: `it cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})` };
   } finally {
