@@ -60,6 +60,11 @@ function targetUrl(entry: string, scheme: string, where: string): Target {
   }
   // The entry is not repeated: as root the list may be any file (plan --hosts /etc/shadow, or a token file).
   if (!HOSTPORT_RE.test(entry)) throw new PagefuseError('EINVAL', `${where}: neither HOST:PORT nor an http(s) URL`);
+  return hostPortTarget(entry, scheme);
+}
+
+/** A HOST:PORT (HOSTPORT_RE, checked by the caller) as a target: its sketch endpoint under `scheme`. */
+function hostPortTarget(entry: string, scheme: string): Target {
   return { url: `${scheme}://${entry}${SKETCH_PATH}`, name: entry };
 }
 
@@ -93,7 +98,7 @@ export function parseHttpSd(json: unknown, source: string, scheme = 'http'): Tar
     const s = labels.__scheme__ === 'https' || labels.__scheme__ === 'http' ? labels.__scheme__ : scheme;
     (g.targets as string[]).forEach((t, j) => {
       if (!HOSTPORT_RE.test(t)) throw new PagefuseError('EINVAL', `${source}: group ${i}, target ${j} is not HOST:PORT`);
-      out.push(targetUrl(t, s, `${source}: group ${i}`));
+      out.push(hostPortTarget(t, s));
     });
   });
   return out;
